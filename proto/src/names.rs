@@ -1,0 +1,48 @@
+//! Usernames and group names: `[a-z0-9_-]{3,32}`, so they are safe in paths,
+//! logs and terminals, and one person cannot look like another by case or Unicode.
+
+use thiserror::Error;
+
+/// Why a name was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("{0:?} must be 3 to 32 characters long")]
+    Length(String),
+    #[error("{0:?} may only hold a-z, 0-9, '_' and '-'")]
+    Characters(String),
+}
+
+/// Checks a username or group name against `[a-z0-9_-]{3,32}`.
+pub fn validate(name: &str) -> Result<(), NameError> {
+    if !(3..=32).contains(&name.len()) {
+        return Err(NameError::Length(name.to_owned()));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(NameError::Characters(name.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_alphabet() {
+        assert!(validate("alice").is_ok());
+        assert!(validate("bob_2-x").is_ok());
+        assert!(validate(&"a".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn refuses_short_long_and_foreign_names() {
+        assert!(matches!(validate("al"), Err(NameError::Length(_))));
+        assert!(matches!(validate(&"a".repeat(33)), Err(NameError::Length(_))));
+        assert!(matches!(validate("Alice"), Err(NameError::Characters(_))));
+        assert!(matches!(validate("al ice"), Err(NameError::Characters(_))));
+        assert!(matches!(validate("аlice"), Err(_))); // Cyrillic a
+    }
+}

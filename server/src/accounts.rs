@@ -1,0 +1,91 @@
+//! Accounts: a username bound once, at registration, to an Ed25519 identity key.
+//! Stored under a blinded key and sealed, so the data directory holds no usernames.
+
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use prost::Message;
+
+use crate::records::AccountRecord;
+use crate::seal::Sealer;
+use crate::store::{Applied, Batch, Store, Tree};
+use crate::{RelayError, now_ms};
+
+const BLIND_DOMAIN: &str = "user";
+
+/// The blinded index key of a username, for every tree keyed by user.
+pub fn blind_user(sealer: &Sealer, username: &str) -> [u8; 16] {
+    sealer.blind(BLIND_DOMAIN, username.as_bytes())
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+}
+
+/// A registered account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub identity_key: VerifyingKey,
+}
+
+/// What registering did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registration {
+    Created,
+    Taken,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
+        Accounts { store, sealer }
+    }
+
+    pub fn blind(&self, username: &str) -> [u8; 16] {
+        blind_user(&self.sealer, username)
+    }
+
+    /// Binds `username` to `identity_key` unless the name is taken. Not yet durable.
+    pub fn register(
+        &self,
+        username: &str,
+        identity_key: &VerifyingKey,
+    ) -> Result<Registration, RelayError> {
+        let key = self.blind(username).to_vec();
+        let record = AccountRecord {
+            username: username.to_owned(),
+            identity_key: identity_key.to_bytes().to_vec(),
+            created_at: now_ms(),
+        };
+        let sealed = self.sealer.seal(Tree::Accounts, &key, &record.encode_to_vec());
+        match self.store.apply(Batch::guarded(Tree::Accounts, key, sealed))? {
+            Applied::Written => Ok(Registration::Created),
+            Applied::GuardExists(_) => Ok(Registration::Taken),
+        }
+    }
+
+    pub fn get(&self, username: &str) -> Result<Option<Account>, RelayError> {
+        let key = self.blind(username);
+        let Some(sealed) = self.store.get(Tree::Accounts, &key)? else {
+            return Ok(None);
+        };
+        let record = AccountRecord::decode(self.sealer.open(Tree::Accounts, &key, &sealed)?.as_slice())?;
+        let bytes: [u8; 32] = record
+            .identity_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| RelayError::Corrupt("account identity key"))?;
+        let identity_key =
+            VerifyingKey::from_bytes(&bytes).map_err(|_| RelayError::Corrupt("account identity key"))?;
+        Ok(Some(Account {
+            username: record.username,
+            identity_key,
+        }))
+    }
+
+    pub fn exists(&self, username: &str) -> Result<bool, RelayError> {
+        Ok(self.store.get(Tree::Accounts, &self.blind(username))?.is_some())
+    }
+}

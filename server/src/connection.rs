@@ -1,0 +1,122 @@
+//! One task per QUIC connection: accept request streams, read one frame each,
+//! hand it to [`crate::handlers::dispatch`], write the answer back.
+//!
+//! Invariant: nothing a peer sends can end the relay or another connection. A
+//! frame over the limit or one that does not decode gets an error frame on its
+//! own stream; the connection and everyone else carry on.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sotto_proto::frame::{self, FrameError};
+use sotto_proto::v1::{ErrorCode, Request};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::handlers::{self, RequestError};
+use crate::relay::RelayState;
+
+/// Per-connection login state.
+pub struct Session {
+    pub id: u64,
+    pub conn: quinn::Connection,
+    state: Mutex<SessionState>,
+}
+
+#[derive(Default)]
+pub struct SessionState {
+    /// The logged-in account, once a login or registration succeeded.
+    pub user: Option<String>,
+    /// The latest challenge nonce; a login consumes it.
+    pub nonce: Option<[u8; sotto_proto::NONCE_LEN]>,
+    pub subscribed: bool,
+}
+
+impl Session {
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn user(&self) -> Option<String> {
+        self.lock().user.clone()
+    }
+
+    /// Keying material of this connection's TLS session, which login signatures cover.
+    pub fn exporter(&self) -> Option<[u8; sotto_proto::LOGIN_EXPORTER_LEN]> {
+        let mut out = [0u8; sotto_proto::LOGIN_EXPORTER_LEN];
+        self.conn
+            .export_keying_material(&mut out, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
+            .ok()?;
+        Some(out)
+    }
+}
+
+/// Serves one incoming connection until it closes.
+pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming) {
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let session = Arc::new(Session {
+        id: state.next_connection_id(),
+        conn: conn.clone(),
+        state: Mutex::new(SessionState::default()),
+    });
+    debug!(connection = session.id, remote = %conn.remote_address(), "connected");
+    let mut requests = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = conn.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    requests.spawn(serve_request(state.clone(), session.clone(), send, recv));
+                }
+                Err(e) => {
+                    debug!(connection = session.id, reason = %e, "connection closed");
+                    break;
+                }
+            },
+            Some(_) = requests.join_next(), if !requests.is_empty() => {}
+        }
+    }
+    requests.shutdown().await;
+    if let Some(user) = session.user() {
+        state.hub.unsubscribe(&user, session.id);
+    }
+}
+
+async fn serve_request(
+    state: Arc<RelayState>,
+    session: Arc<Session>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let max = state.config.max_frame_bytes;
+    let response = match frame::read_frame(&mut recv, max).await {
+        Ok(None) => return,
+        Ok(Some(body)) => match frame::decode::<Request>(&body) {
+            Ok(request) => handlers::dispatch(&state, &session, request).await,
+            Err(_) => RequestError::new(ErrorCode::BadFrame, "the request is not a valid sotto/1 message").into(),
+        },
+        Err(FrameError::TooLarge { len, max }) => {
+            // Do not read the body: tell the peer to stop sending it.
+            let _ = recv.stop(0u32.into());
+            RequestError::new(
+                ErrorCode::FrameTooLarge,
+                format!("a frame of {len} bytes is over this relay's limit of {max} bytes"),
+            )
+            .into()
+        }
+        Err(FrameError::Malformed(_)) => {
+            RequestError::new(ErrorCode::BadFrame, "the request is not a valid sotto/1 message").into()
+        }
+        Err(e) => {
+            debug!(connection = session.id, error = %e, "request stream failed");
+            return;
+        }
+    };
+    if frame::write_frame(&mut send, &response).await.is_ok() {
+        let _ = send.finish();
+    }
+}

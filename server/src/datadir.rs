@@ -1,0 +1,182 @@
+//! The relay's data directory: laid out at first start, opened at every start.
+//!
+//! ```text
+//! relay.toml        configuration (defaults written at init, with comments)
+//! tls/              self-signed certificate and its key (0600)
+//! db/               the sled store; every value sealed
+//! authorities.toml  registered warrant authorities
+//! audit.log         the hash-chained audit log
+//! master.key        the at-rest master key (0600) unless kept elsewhere
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
+use zeroize::Zeroizing;
+
+use crate::config::RelayConfig;
+use crate::seal::{MasterKey, Sealer};
+use crate::store::{Applied, Batch, SledStore, Store, Tree};
+use crate::tls::TlsIdentity;
+
+const DATA_KEY: &[u8] = b"data_key";
+const DISCLOSURE_KEY: &[u8] = b"disclosure_key";
+
+/// Environment variable that carries the master key instead of a file.
+pub const MASTER_KEY_ENV: &str = "SOTTO_MASTER_KEY";
+
+/// Everything the relay needs from its data directory, opened once.
+pub struct OpenedDir {
+    pub store: Arc<SledStore>,
+    pub sealer: Arc<Sealer>,
+    pub tls: TlsIdentity,
+    pub disclosure_key: SigningKey,
+    /// Said once to the operator when the master key sits beside the data it protects.
+    pub warnings: Vec<String>,
+}
+
+pub fn config_path(root: &Path) -> PathBuf {
+    root.join("relay.toml")
+}
+
+pub fn authorities_path(root: &Path) -> PathBuf {
+    root.join("authorities.toml")
+}
+
+pub fn audit_path(root: &Path) -> PathBuf {
+    root.join("audit.log")
+}
+
+/// Writes `bytes` to a new file readable only by its owner, and syncs it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Opens the data directory at `root`, laying out whatever is missing first.
+pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
+    let mut warnings = Vec::new();
+    create_private_dir(root)?;
+    let config_file = config_path(root);
+    if !config_file.exists() {
+        std::fs::write(&config_file, RelayConfig::commented_default())
+            .with_context(|| format!("cannot write {}", config_file.display()))?;
+    }
+    let authorities = authorities_path(root);
+    if !authorities.exists() {
+        std::fs::write(
+            &authorities,
+            "# Warrant authorities, managed with `sotto-relay authority add|list|remove`.\n",
+        )
+        .with_context(|| format!("cannot write {}", authorities.display()))?;
+    }
+
+    let tls_dir = root.join("tls");
+    let tls = if tls_dir.join("cert.der").exists() {
+        TlsIdentity::load(&tls_dir)?
+    } else {
+        create_private_dir(&tls_dir)?;
+        let tls = TlsIdentity::generate()?;
+        tls.save(&tls_dir)?;
+        tls
+    };
+
+    let master = master_key(root, config, &mut warnings)?;
+    let store = Arc::new(
+        SledStore::open(&root.join("db")).with_context(|| format!("cannot open the store in {}", root.display()))?,
+    );
+    let wrapped = match store.get(Tree::Meta, DATA_KEY)? {
+        Some(wrapped) => wrapped,
+        None => {
+            let wrapped = master.wrap_new_data_key();
+            store.apply(Batch::guarded(Tree::Meta, DATA_KEY.to_vec(), wrapped.clone()))?;
+            store.flush()?;
+            wrapped
+        }
+    };
+    let sealer = Arc::new(master.unwrap_data_key(&wrapped).context(
+        "the master key does not open this relay's data key: is it the key this data directory was made with?",
+    )?);
+    let disclosure_key = disclosure_key(&*store, &sealer)?;
+    Ok(OpenedDir {
+        store,
+        sealer,
+        tls,
+        disclosure_key,
+        warnings,
+    })
+}
+
+fn master_key(root: &Path, config: &RelayConfig, warnings: &mut Vec<String>) -> Result<MasterKey> {
+    if let Ok(hex) = std::env::var(MASTER_KEY_ENV) {
+        let hex = Zeroizing::new(hex);
+        return MasterKey::from_hex(&hex).with_context(|| format!("{MASTER_KEY_ENV} is not a master key"));
+    }
+    let path = if config.master_key_file.is_absolute() {
+        config.master_key_file.clone()
+    } else {
+        root.join(&config.master_key_file)
+    };
+    if !path.exists() {
+        if root.join("db").exists() {
+            bail!(
+                "the master key {} is missing, and the store exists: without its key the store cannot be read",
+                path.display()
+            );
+        }
+        write_private(&path, MasterKey::generate().to_hex().as_bytes())?;
+    }
+    if path.starts_with(root) {
+        warnings.push(format!(
+            "the master key is at {}, inside the data directory: in production keep it elsewhere \
+             (master_key_file in relay.toml, or {MASTER_KEY_ENV})",
+            path.display()
+        ));
+    }
+    Ok(MasterKey::load(&path)?)
+}
+
+fn disclosure_key(store: &dyn Store, sealer: &Sealer) -> Result<SigningKey> {
+    if let Some(sealed) = store.get(Tree::Meta, DISCLOSURE_KEY)? {
+        let secret = sealer.open(Tree::Meta, DISCLOSURE_KEY, &sealed)?;
+        let bytes: [u8; 32] = secret
+            .as_slice()
+            .try_into()
+            .context("the stored disclosure key is damaged")?;
+        return Ok(SigningKey::from_bytes(&bytes));
+    }
+    let key = SigningKey::generate(&mut rand::rng());
+    let sealed = sealer.seal(Tree::Meta, DISCLOSURE_KEY, key.as_bytes());
+    if let Applied::GuardExists(_) = store.apply(Batch::guarded(Tree::Meta, DISCLOSURE_KEY.to_vec(), sealed))? {
+        bail!("the disclosure key was made twice at once");
+    }
+    store.flush()?;
+    Ok(key)
+}

@@ -1,0 +1,16 @@
+//! `Challenge`: a fresh nonce for the next login or registration on this connection.
+
+use rand::Rng;
+use sotto_proto::v1::{Challenge, response};
+
+use super::Handled;
+use crate::connection::Session;
+
+pub fn handle(session: &Session) -> Handled {
+    let mut nonce = [0u8; sotto_proto::NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    session.lock().nonce = Some(nonce);
+    Ok(response::Kind::Challenge(Challenge {
+        nonce: nonce.to_vec().into(),
+    }))
+}

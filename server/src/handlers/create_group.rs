@@ -1,0 +1,36 @@
+//! `CreateGroup`: a normal-mode group of existing accounts; the creator is a member.
+
+use sotto_proto::v1::{CreateGroup, ErrorCode, GroupCreated, response};
+
+use super::{Handled, RequestError, valid_name};
+use crate::relay::RelayState;
+
+/// The most members a group may have.
+const MAX_MEMBERS: usize = 256;
+
+pub async fn handle(state: &RelayState, user: &str, create: CreateGroup) -> Handled {
+    valid_name("group name", &create.name)?;
+    if create.members.len() >= MAX_MEMBERS {
+        return Err(RequestError::new(
+            ErrorCode::TooLarge,
+            format!("a group may have at most {MAX_MEMBERS} members"),
+        ));
+    }
+    for member in &create.members {
+        valid_name("username", member)?;
+        if !state.accounts.exists(member)? {
+            return Err(RequestError::new(ErrorCode::UnknownUser, format!("no account named {member}")));
+        }
+    }
+    let group = state
+        .groups
+        .create(&create.name, user, &create.members)?
+        .ok_or_else(|| {
+            RequestError::new(ErrorCode::GroupExists, format!("a group named {} exists already", create.name))
+        })?;
+    state.commit.durable().await?;
+    Ok(response::Kind::GroupCreated(GroupCreated {
+        name: group.name,
+        members: group.members,
+    }))
+}

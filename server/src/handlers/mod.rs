@@ -1,0 +1,119 @@
+//! Request handlers, one file per request kind. Each takes the shared state, the
+//! connection's session and its request, and returns a response or a
+//! [`RequestError`] that names what was wrong.
+
+mod ack;
+mod challenge;
+mod create_group;
+mod fetch;
+mod login;
+mod register;
+mod send_normal;
+mod subscribe;
+
+use sotto_proto::v1::{self, ErrorCode, Response, request, response};
+use tracing::error;
+
+use crate::connection::Session;
+use crate::records::NormalRecord;
+use crate::relay::RelayState;
+use crate::RelayError;
+
+/// A refusal: an error code and one line for a person.
+#[derive(Debug)]
+pub struct RequestError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RequestError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+}
+
+impl From<RelayError> for RequestError {
+    fn from(e: RelayError) -> Self {
+        // The error names a store or sealing failure, never content.
+        error!(error = %e, "request failed inside the relay");
+        RequestError::new(ErrorCode::Internal, "the relay could not complete the request; try again")
+    }
+}
+
+impl From<crate::store::StoreError> for RequestError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RelayError::from(e).into()
+    }
+}
+
+impl From<RequestError> for Response {
+    fn from(e: RequestError) -> Self {
+        Response {
+            kind: Some(response::Kind::Error(v1::Error {
+                code: e.code as i32,
+                message: e.message,
+            })),
+        }
+    }
+}
+
+type Handled = Result<response::Kind, RequestError>;
+
+/// Routes one request to its handler. Only challenge, register and login are
+/// served before login.
+pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Request) -> Response {
+    use request::Kind;
+    let Some(kind) = request.kind else {
+        return RequestError::bad_request("the request names no operation").into();
+    };
+    let result = match kind {
+        Kind::Challenge(_) => challenge::handle(session),
+        Kind::Register(r) => register::handle(state, session, r).await,
+        Kind::Login(r) => login::handle(state, session, r),
+        kind => match session.user() {
+            None => Err(RequestError::new(
+                ErrorCode::NotLoggedIn,
+                "log in first: this request needs an account",
+            )),
+            Some(user) => match kind {
+                Kind::Subscribe(_) => subscribe::handle(state, session, &user).await,
+                Kind::SendNormal(r) => send_normal::handle(state, &user, r).await,
+                Kind::CreateGroup(r) => create_group::handle(state, &user, r).await,
+                Kind::Fetch(r) => fetch::handle(state, &user, r),
+                Kind::Ack(r) => ack::handle(state, &user, r).await,
+                _ => Err(RequestError::bad_request("this relay does not serve that request yet")),
+            },
+        },
+    };
+    match result {
+        Ok(kind) => Response { kind: Some(kind) },
+        Err(e) => e.into(),
+    }
+}
+
+/// A stored record as its recipient sees it.
+pub(crate) fn normal_message(seq: u64, record: &NormalRecord) -> v1::NormalMessage {
+    v1::NormalMessage {
+        id: record.id,
+        seq,
+        from: record.from.clone(),
+        to: record.to.clone(),
+        group: record.group.clone(),
+        text: record.text.clone(),
+        sent_at: record.sent_at,
+        client_id: record.client_id.clone().into(),
+    }
+}
+
+/// Checks a name against the shared rules, as a request error.
+pub(crate) fn valid_name(what: &str, name: &str) -> Result<(), RequestError> {
+    sotto_proto::names::validate(name)
+        .map_err(|e| RequestError::new(ErrorCode::InvalidUsername, format!("invalid {what}: {e}")))
+}

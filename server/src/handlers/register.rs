@@ -1,0 +1,37 @@
+//! `Register`: binds a free username to an identity key. The registrant proves
+//! it holds the key by signing the login transcript; success also logs in.
+
+use ed25519_dalek::VerifyingKey;
+use sotto_proto::v1::{ErrorCode, Register, Registered, response};
+use tracing::info;
+
+use super::login::{take_challenge, verify_login};
+use super::{Handled, RequestError, valid_name};
+use crate::accounts::Registration;
+use crate::connection::Session;
+use crate::relay::RelayState;
+
+pub async fn handle(state: &RelayState, session: &Session, register: Register) -> Handled {
+    valid_name("username", &register.username)?;
+    let nonce = take_challenge(session)?;
+    let key: [u8; 32] = register
+        .identity_key
+        .as_ref()
+        .try_into()
+        .map_err(|_| RequestError::bad_request("an identity key is 32 bytes"))?;
+    let key = VerifyingKey::from_bytes(&key)
+        .map_err(|_| RequestError::bad_request("the identity key is not a valid Ed25519 key"))?;
+    verify_login(session, &key, &register.username, &nonce, &register.signature)?;
+    match state.accounts.register(&register.username, &key)? {
+        Registration::Taken => Err(RequestError::new(
+            ErrorCode::UsernameTaken,
+            format!("the username {} is taken", register.username),
+        )),
+        Registration::Created => {
+            state.commit.durable().await?;
+            info!(connection = session.id, "account registered");
+            session.lock().user = Some(register.username);
+            Ok(response::Kind::Registered(Registered {}))
+        }
+    }
+}

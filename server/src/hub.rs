@@ -1,0 +1,51 @@
+//! Live delivery: which connections asked for pushes, per user.
+//!
+//! Pushes are a courtesy on top of the inbox: a push that cannot be queued (the
+//! connection is slow or gone) is dropped, and the message waits in the inbox
+//! for the next fetch. Nothing is lost by dropping a push.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sotto_proto::v1::Push;
+use tokio::sync::mpsc;
+
+/// Pushes queued per connection before further ones are dropped.
+const PUSH_QUEUE: usize = 256;
+
+#[derive(Default)]
+pub struct Hub {
+    subscribers: Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Push>)>>>,
+}
+
+impl Hub {
+    /// Registers connection `conn_id` of `user` for pushes.
+    pub fn subscribe(&self, user: &str, conn_id: u64) -> mpsc::Receiver<Push> {
+        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        self.lock().entry(user.to_owned()).or_default().push((conn_id, tx));
+        rx
+    }
+
+    pub fn unsubscribe(&self, user: &str, conn_id: u64) {
+        let mut subs = self.lock();
+        if let Some(list) = subs.get_mut(user) {
+            list.retain(|(id, _)| *id != conn_id);
+            if list.is_empty() {
+                subs.remove(user);
+            }
+        }
+    }
+
+    /// Queues `push` on every subscribed connection of `user`.
+    pub fn push(&self, user: &str, push: &Push) {
+        if let Some(list) = self.lock().get(user) {
+            for (_, tx) in list {
+                let _ = tx.try_send(push.clone());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, mpsc::Sender<Push>)>>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

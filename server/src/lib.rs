@@ -1,0 +1,57 @@
+//! The sotto relay.
+//!
+//! Map of the crate:
+//! - [`relay`]: starts the QUIC endpoint over an opened data directory, and stops it;
+//! - [`connection`]: one task per connection; moves frames between QUIC streams and handlers;
+//! - [`handlers`]: one file per request kind; the relay's rules live here;
+//! - [`accounts`], [`groups`]: who exists and who is in which group;
+//! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
+//! - [`hub`]: live pushes to subscribed connections;
+//! - [`store`]: the storage trait, its sled implementation, and group commit;
+//! - [`seal`]: the one sealing function for data at rest;
+//! - [`datadir`], [`config`], [`tls`]: the data directory, `relay.toml`, the certificate.
+//!
+//! A normal message flows: client frame → [`connection`] → `handlers::send_normal`
+//! → [`archive::NormalArchive::append`] (sealed batch) → [`store::GroupCommit`]
+//! (flushed) → `Stored` answer to the sender and [`hub::Hub`] pushes to recipients;
+//! recipients not connected get it from their inbox with `Fetch` and remove it with `Ack`.
+
+pub mod accounts;
+pub mod archive;
+pub mod config;
+pub mod connection;
+pub mod datadir;
+pub mod groups;
+pub mod handlers;
+pub mod hub;
+pub mod records;
+pub mod relay;
+pub mod seal;
+pub mod store;
+pub mod tls;
+
+pub use config::RelayConfig;
+pub use relay::{RelayState, RunningRelay, start};
+
+use thiserror::Error;
+
+/// Failures inside the relay that are not the requester's fault.
+#[derive(Debug, Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    #[error("a stored record does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Milliseconds since the Unix epoch, the relay's clock for records.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,61 @@
+//! The relay's stored records (protobuf via prost derives). Each is sealed with
+//! [`crate::seal::Sealer`] before it reaches the store; none is ever sent as-is.
+
+use prost::Message;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountRecord {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub identity_key: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub created_at: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupRecord {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, repeated, tag = "2")]
+    pub members: Vec<String>,
+    #[prost(string, tag = "3")]
+    pub created_by: String,
+    #[prost(int64, tag = "4")]
+    pub created_at: i64,
+}
+
+/// One normal-mode message as the archive keeps it.
+#[derive(Clone, PartialEq, Message)]
+pub struct NormalRecord {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub conversation: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub from: String,
+    /// The recipient of a 1:1 message; empty for a group message.
+    #[prost(string, tag = "4")]
+    pub to: String,
+    /// The group of a group message; empty for a 1:1 message.
+    #[prost(string, tag = "5")]
+    pub group: String,
+    /// Everyone in the conversation when it was sent, sender included.
+    #[prost(string, repeated, tag = "6")]
+    pub participants: Vec<String>,
+    #[prost(string, tag = "7")]
+    pub text: String,
+    #[prost(int64, tag = "8")]
+    pub sent_at: i64,
+    #[prost(bytes = "vec", tag = "9")]
+    pub client_id: Vec<u8>,
+}
+
+/// What the first store of a client id answered, so a retry gets the same answer.
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredReceipt {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(int64, tag = "2")]
+    pub sent_at: i64,
+}

@@ -1,0 +1,132 @@
+//! Starting and stopping a relay: the QUIC endpoint, the accept loop, and the
+//! shared [`RelayState`] every connection works on.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::accounts::Accounts;
+use crate::archive::NormalArchive;
+use crate::config::RelayConfig;
+use crate::groups::Groups;
+use crate::hub::Hub;
+use crate::store::{GroupCommit, Store};
+use crate::{connection, datadir};
+
+/// What every connection shares.
+pub struct RelayState {
+    pub config: RelayConfig,
+    pub store: Arc<dyn Store>,
+    pub accounts: Accounts,
+    pub groups: Groups,
+    pub archive: Arc<NormalArchive>,
+    pub hub: Hub,
+    pub commit: GroupCommit,
+    next_connection: AtomicU64,
+}
+
+impl RelayState {
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A relay that is accepting connections.
+pub struct RunningRelay {
+    pub addr: SocketAddr,
+    /// `sha256:<hex>` of the relay's certificate.
+    pub fingerprint: String,
+    /// Hex of the relay's Ed25519 disclosure key.
+    pub disclosure_key: String,
+    pub warnings: Vec<String>,
+    endpoint: quinn::Endpoint,
+    state: Arc<RelayState>,
+    accept: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+/// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
+pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
+    let opened = datadir::open(root, &config)?;
+    let store: Arc<dyn Store> = opened.store;
+    let server_config = opened
+        .tls
+        .server_config(config.idle_timeout_secs, config.max_concurrent_requests)?;
+    let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = endpoint.local_addr()?;
+    let archive = Arc::new(NormalArchive::new(store.clone(), opened.sealer.clone()));
+    let (commit, flusher) = GroupCommit::start(store.clone());
+    let state = Arc::new(RelayState {
+        accounts: Accounts::new(store.clone(), opened.sealer.clone()),
+        groups: Groups::new(store.clone(), opened.sealer.clone()),
+        archive,
+        hub: Hub::default(),
+        commit,
+        store,
+        config,
+        next_connection: AtomicU64::new(1),
+    });
+    let accept = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
+    info!(%addr, "relay listening");
+    Ok(RunningRelay {
+        addr,
+        fingerprint: opened.tls.fingerprint(),
+        disclosure_key: hex::encode(opened.disclosure_key.verifying_key().as_bytes()),
+        warnings: opened.warnings,
+        endpoint,
+        state,
+        accept,
+        flusher,
+    })
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    connections.spawn(connection::serve(state.clone(), incoming));
+                }
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+}
+
+impl RunningRelay {
+    pub fn state(&self) -> &Arc<RelayState> {
+        &self.state
+    }
+
+    /// Stops accepting, closes every connection, and flushes the store.
+    pub async fn shutdown(self) -> Result<()> {
+        self.endpoint.close(0u32.into(), b"relay shutting down");
+        if tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("connections did not close in time; stopping anyway");
+        }
+        let _ = self.accept.await;
+        let store = self.state.store.clone();
+        drop(self.state);
+        // The flusher ends once the state (and its commit handle) is gone; after
+        // it, nothing else holds the store, so it is closed when we return.
+        let _ = self.flusher.await;
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .context("the final flush did not run")?
+            .context("the final flush failed")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! The storage trait and its sled implementation: the one place that opens the store.
+//!
+//! Everything the relay keeps goes through [`Store`], a small ordered key-value
+//! interface over named [`Tree`]s with atomic guarded batches. sled 0.34 is the
+//! embedded default ([`SledStore`]); a multi-node deployment would put an existing
+//! distributed engine behind the same trait. Values handed to the store are
+//! already sealed (see [`crate::seal`]): the store never sees plaintext.
+
+mod commit;
+mod sled_store;
+
+pub use commit::GroupCommit;
+pub use sled_store::SledStore;
+
+use thiserror::Error;
+
+/// The store's trees. Each holds one kind of record; see the variant docs for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tree {
+    /// Relay metadata: wrapped data key, sealed relay keys.
+    Meta,
+    /// blind(username) → sealed account.
+    Accounts,
+    /// blind(group) → sealed group.
+    Groups,
+    /// conversation(16) ‖ time(8) ‖ id(8) → sealed normal record.
+    Messages,
+    /// blind(user)(16) ‖ time(8) ‖ id(8) → conversation(16).
+    ByParticipant,
+    /// blind(user)(16) ‖ seq(8) → message key(32): what a user still has to fetch.
+    Inbox,
+    /// blind(user) → last acknowledged seq.
+    Cursors,
+    /// blind(sender)(16) ‖ client id(16) → sealed reply of the first store (dedup).
+    ClientIds,
+    /// blind(user) → sealed prekey set.
+    Prekeys,
+    /// blind(recipient)(16) ‖ id(8) → sealed secret envelope (ciphertext only).
+    SecretQueue,
+    /// Warrant ids ever seen, and the pseudonyms each disclosure issued.
+    Warrants,
+}
+
+impl Tree {
+    pub const ALL: [Tree; 11] = [
+        Tree::Meta,
+        Tree::Accounts,
+        Tree::Groups,
+        Tree::Messages,
+        Tree::ByParticipant,
+        Tree::Inbox,
+        Tree::Cursors,
+        Tree::ClientIds,
+        Tree::Prekeys,
+        Tree::SecretQueue,
+        Tree::Warrants,
+    ];
+
+    /// The tree's name on disk; also part of every sealed record's associated data.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Meta => "meta",
+            Tree::Accounts => "accounts",
+            Tree::Groups => "groups",
+            Tree::Messages => "messages",
+            Tree::ByParticipant => "by_participant",
+            Tree::Inbox => "inbox",
+            Tree::Cursors => "cursors",
+            Tree::ClientIds => "client_ids",
+            Tree::Prekeys => "prekeys",
+            Tree::SecretQueue => "secret_queue",
+            Tree::Warrants => "warrants",
+        }
+    }
+
+    fn index(self) -> usize {
+        Tree::ALL
+            .iter()
+            .position(|t| *t == self)
+            .expect("every tree is listed in ALL")
+    }
+}
+
+/// One write in a [`Batch`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Tree, Vec<u8>, Vec<u8>),
+    Delete(Tree, Vec<u8>),
+}
+
+/// Writes applied all together or not at all. With a guard, the batch applies
+/// only if the guard's key is absent, and the guard's value is written with it.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub guard: Option<(Tree, Vec<u8>, Vec<u8>)>,
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn guarded(tree: Tree, key: Vec<u8>, value: Vec<u8>) -> Self {
+        Batch {
+            guard: Some((tree, key, value)),
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn put(&mut self, tree: Tree, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op::Put(tree, key, value));
+    }
+
+    pub fn delete(&mut self, tree: Tree, key: Vec<u8>) {
+        self.ops.push(Op::Delete(tree, key));
+    }
+}
+
+/// What applying a guarded batch did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Written,
+    /// The guard's key was present: nothing was written; here is its value.
+    GuardExists(Vec<u8>),
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// Ordered key-value storage with atomic batches and durable flushes.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Entries with `from <= key < to`, in key order, at most `limit` of them.
+    fn range(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// Applies a batch atomically (see [`Batch`]). Not yet durable: see [`Store::flush`].
+    fn apply(&self, batch: Batch) -> Result<Applied, StoreError>;
+
+    /// A fresh id, larger than every id handed out before, also across restarts.
+    fn next_id(&self) -> Result<u64, StoreError>;
+
+    /// Blocks until everything applied so far is on disk.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Number of entries in a tree (for tests and metrics; may be slow).
+    fn count(&self, tree: Tree) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,157 @@
+//! [`Store`] on sled 0.34: one sled tree per [`Tree`], guarded batches as sled
+//! multi-tree transactions.
+
+use std::path::Path;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{Applied, Batch, Op, Store, StoreError, Tree};
+
+pub struct SledStore {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            // Flushes are explicit (group commit); no background timer needed.
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend)?;
+        let trees = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(SledStore { db, trees })
+    }
+
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        &self.trees[tree.index()]
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl Store for SledStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(tree).get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn range(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.tree(tree)
+            .range(from..to)
+            .take(limit)
+            .map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(backend)
+            })
+            .collect()
+    }
+
+    fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
+        let trees: &[sled::Tree] = &self.trees;
+        let result = trees.transaction(|views| {
+            if let Some((tree, key, value)) = &batch.guard {
+                let view = &views[tree.index()];
+                if let Some(existing) = view.get(key)? {
+                    return Err(ConflictableTransactionError::Abort(existing.to_vec()));
+                }
+                view.insert(key.as_slice(), value.as_slice())?;
+            }
+            for op in &batch.ops {
+                match op {
+                    Op::Put(tree, key, value) => {
+                        views[tree.index()].insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Op::Delete(tree, key) => {
+                        views[tree.index()].remove(key.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(Applied::Written),
+            Err(TransactionError::Abort(existing)) => Ok(Applied::GuardExists(existing)),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        self.db.generate_id().map_err(backend)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(backend)
+    }
+
+    fn count(&self, tree: Tree) -> Result<usize, StoreError> {
+        Ok(self.tree(tree).len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_guarded_batch_writes_once() {
+        let (_dir, store) = store();
+        let mut batch = Batch::guarded(Tree::ClientIds, b"id".to_vec(), b"first".to_vec());
+        batch.put(Tree::Messages, b"m1".to_vec(), b"v".to_vec());
+        assert_eq!(store.apply(batch).unwrap(), Applied::Written);
+
+        let mut again = Batch::guarded(Tree::ClientIds, b"id".to_vec(), b"second".to_vec());
+        again.put(Tree::Messages, b"m2".to_vec(), b"v".to_vec());
+        assert_eq!(
+            store.apply(again).unwrap(),
+            Applied::GuardExists(b"first".to_vec())
+        );
+        assert!(store.get(Tree::Messages, b"m2").unwrap().is_none());
+    }
+
+    #[test]
+    fn range_is_half_open_and_limited() {
+        let (_dir, store) = store();
+        let mut batch = Batch::default();
+        for i in 0u8..5 {
+            batch.put(Tree::Inbox, vec![i], vec![i]);
+        }
+        store.apply(batch).unwrap();
+        let got = store.range(Tree::Inbox, &[1], &[4], 10).unwrap();
+        assert_eq!(got.iter().map(|(k, _)| k[0]).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(store.range(Tree::Inbox, &[0], &[9], 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ids_grow_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = SledStore::open(&dir.path().join("db")).unwrap();
+            let id = store.next_id().unwrap();
+            store.flush().unwrap();
+            id
+        };
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        assert!(store.next_id().unwrap() > first);
+    }
+}
