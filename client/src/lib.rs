@@ -1,1 +1,21 @@
-//! placeholder
+//! The sotto client.
+//!
+//! Map of the crate:
+//! - [`relay`]: the QUIC connection to a relay, one stream per request, pushes;
+//! - [`pinning`]: the certificate verifier that trusts exactly the pinned relay;
+//! - [`identity`]: the user's Ed25519 identity key and X25519 identity DH key;
+//! - [`vault`]: the passphrase-sealed file everything local is kept in;
+//! - [`profile`]: a profile folder: settings, identity, contacts, history;
+//! - [`commands`]: what `sotto init|send|group|sync` do.
+//!
+//! `sotto send bob hi` flows: [`profile::Profile::open`] (Argon2id, vault) →
+//! [`relay::RelayClient::connect`] (pinned certificate) → login (signature
+//! over the relay's nonce and the TLS exporter) → `SendNormal` → the relay's
+//! `Stored` once flushed → the message goes into the sealed history.
+
+pub mod commands;
+pub mod identity;
+pub mod pinning;
+pub mod profile;
+pub mod relay;
+pub mod vault;

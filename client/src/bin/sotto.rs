@@ -1,0 +1,166 @@
+//! `sotto`: the end-user client.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sotto_client::commands::{self, init::InitArgs};
+use sotto_client::profile::{self, PASSPHRASE_ENV, Profile};
+use sotto_client::relay::Recipient;
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "sotto",
+    version,
+    about = "sotto: a private messenger. Normal chats are kept by the relay (sealed at rest); \
+             secret chats are end-to-end encrypted."
+)]
+struct Cli {
+    /// Profile folder (default: $XDG_DATA_HOME/sotto or ~/.local/share/sotto).
+    #[arg(long, global = true, env = "SOTTO_PROFILE")]
+    profile: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create your keys, register USER at the relay, and pin the relay's certificate.
+    Init {
+        /// The relay's address, e.g. 127.0.0.1:4433.
+        #[arg(long)]
+        relay: String,
+        /// The relay's certificate fingerprint (sha256:HEX), as its operator published it.
+        /// Without it the certificate is trusted on first use.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// The username to register: 3 to 32 of a-z, 0-9, '_' and '-'.
+        #[arg(long)]
+        user: String,
+    },
+    /// Send a message. Exits 0 only once the relay has stored it durably.
+    Send {
+        /// Send to this group instead of a user.
+        #[arg(long, value_name = "GROUP", conflicts_with = "secret")]
+        group: Option<String>,
+        /// End-to-end encrypted: the relay sees only ciphertext.
+        #[arg(long)]
+        secret: bool,
+        /// The recipient (omit with --group).
+        #[arg(required_unless_present = "group")]
+        user: Option<String>,
+        /// The message text.
+        text: Option<String>,
+    },
+    /// Manage normal-mode groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Fetch and print what arrived, one message a line.
+    Sync {
+        /// One JSON object a line: id, mode, from, group, text, sent_at.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create GROUP with these members (you are always a member).
+    Create {
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sotto: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("sotto: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(Zeroizing::new(p));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("passphrase: ")
+            .with_context(|| format!("cannot read a passphrase (set {PASSPHRASE_ENV} when there is no terminal)"))?,
+    );
+    if confirm {
+        let again = Zeroizing::new(rpassword::prompt_password("passphrase again: ")?);
+        if *first != *again {
+            bail!("the passphrases differ");
+        }
+        if first.is_empty() {
+            bail!("an empty passphrase would leave your keys unprotected");
+        }
+    }
+    Ok(first)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let dir = cli.profile.unwrap_or_else(profile::default_dir);
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Init {
+            relay,
+            fingerprint,
+            user,
+        } => {
+            let passphrase = passphrase(true)?;
+            let args = InitArgs {
+                relay: &relay,
+                fingerprint: fingerprint.as_deref(),
+                user: &user,
+            };
+            commands::init::run(&dir, args, &passphrase, &mut out).await
+        }
+        Command::Send {
+            group,
+            secret,
+            user,
+            text,
+        } => {
+            // With --group the first positional is the text.
+            let (user, group, text) = match (group, user, text) {
+                (Some(g), Some(text), None) => (None, Some(g), text),
+                (None, Some(u), Some(text)) => (Some(u), None, text),
+                (Some(_), _, _) => bail!("usage: sotto send --group GROUP TEXT"),
+                (None, _, _) => bail!("usage: sotto send [--secret] USER TEXT"),
+            };
+            let to = match (&user, &group) {
+                (Some(u), _) => Recipient::User(u),
+                (_, Some(g)) => Recipient::Group(g),
+                _ => unreachable!("one of user and group is set above"),
+            };
+            if secret {
+                bail!("secret chats are not available in this build yet");
+            }
+            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            commands::send::run(&mut profile, to, &text, &mut out).await
+        }
+        Command::Group {
+            command: GroupCommand::Create { group, members },
+        } => {
+            let profile = Profile::open(&dir, &passphrase(false)?)?;
+            commands::group::create(&profile, &group, &members, &mut out).await
+        }
+        Command::Sync { json } => {
+            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            commands::sync::run(&mut profile, json, &mut out).await
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The `sotto` commands, one file each. Each takes its arguments and a writer
+//! for what it prints, so tests can run them without a terminal.
+
+pub mod group;
+pub mod init;
+pub mod send;
+pub mod sync;
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::relay::ClientError;
+
+/// A fresh random message id: a retry reuses it, so the relay stores the message once.
+pub fn new_client_id() -> [u8; sotto_proto::CLIENT_ID_LEN] {
+    let mut id = [0u8; sotto_proto::CLIENT_ID_LEN];
+    rand::rng().fill_bytes(&mut id);
+    id
+}
+
+/// RFC 3339 (UTC) of a millisecond timestamp.
+pub fn rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Runs `attempt` up to three times while it fails in a way a retry may fix
+/// (the connection dropped), waiting a little longer each time.
+pub async fn with_retries<T, F, Fut>(mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..2 {
+        match attempt().await {
+            Err(e) if is_transient(&e) => {
+                tokio::time::sleep(delay).await;
+                delay *= 3;
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<ClientError>().is_some_and(ClientError::is_transient))
+}

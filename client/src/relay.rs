@@ -1,0 +1,311 @@
+//! The connection to a relay: QUIC with the relay's certificate pinned, one
+//! bidirectional stream per request, and an optional push stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sotto_proto::frame::{self, FrameError};
+use sotto_proto::v1::{
+    self, Ack, Batch, ChallengeRequest, CreateGroup, ErrorCode, Fetch, GroupCreated, Login, Push, Register,
+    Request, Response, SendNormal, Stored, request, response, send_normal,
+};
+use thiserror::Error;
+
+use crate::identity::Identity;
+use crate::pinning::{Fingerprint, PinnedVerifier};
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot resolve relay address {0:?}")]
+    Address(String),
+    #[error(
+        "the relay at {addr} presented certificate {actual}, but this profile pinned {expected}: \
+         refusing to connect (the relay may be an impostor, or its certificate was replaced)"
+    )]
+    PinMismatch {
+        addr: String,
+        expected: Fingerprint,
+        actual: Fingerprint,
+    },
+    #[error("cannot connect to the relay at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("the relay refused: {message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("connection to the relay lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("cannot talk to the relay: {0}")]
+    Stream(String),
+    #[error("the relay sent something unexpected: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+impl ClientError {
+    /// True when the request may have been lost in transit, so a retry may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connection(_) | ClientError::Stream(_) | ClientError::Connect { .. } | ClientError::Frame(_)
+        )
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Where a normal message goes.
+pub enum Recipient<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+pub struct RelayClient {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    fingerprint: Fingerprint,
+    max_frame: usize,
+}
+
+impl RelayClient {
+    /// Connects to `addr` and checks the relay's certificate against `pin`
+    /// (any certificate when `pin` is `None`; see [`RelayClient::fingerprint`]).
+    pub async fn connect(addr: &str, pin: Option<Fingerprint>) -> Result<Self, ClientError> {
+        let remote: SocketAddr = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|_| ClientError::Address(addr.to_owned()))?
+            .next()
+            .ok_or_else(|| ClientError::Address(addr.to_owned()))?;
+        let verifier = PinnedVerifier::new(pin);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| connect_error(addr, e))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![sotto_proto::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| connect_error(addr, e))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        config.transport_config(Arc::new(transport));
+
+        let bind: SocketAddr = if remote.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_error(addr, e))?;
+        endpoint.set_default_client_config(config);
+        let connecting = endpoint
+            .connect(remote, "sotto-relay")
+            .map_err(|e| connect_error(addr, e))?;
+        let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+            Err(_) => return Err(connect_error(addr, "no answer within 10 seconds")),
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(match (pin, verifier.seen()) {
+                    (Some(expected), Some(actual)) if expected != actual => ClientError::PinMismatch {
+                        addr: addr.to_owned(),
+                        expected,
+                        actual,
+                    },
+                    _ => connect_error(addr, e),
+                });
+            }
+        };
+        let fingerprint = verifier
+            .seen()
+            .ok_or_else(|| connect_error(addr, "the relay presented no certificate"))?;
+        Ok(RelayClient {
+            endpoint,
+            conn,
+            fingerprint,
+            max_frame: sotto_proto::DEFAULT_MAX_FRAME,
+        })
+    }
+
+    /// The fingerprint of the certificate this relay presented.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Sends one request on a fresh stream and reads its answer. A relay error
+    /// becomes [`ClientError::Refused`].
+    pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, ClientError> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        frame::write_frame(&mut send, &Request { kind: Some(kind) }).await?;
+        send.finish().map_err(|e| ClientError::Stream(e.to_string()))?;
+        let response: Response = frame::read_message(&mut recv, self.max_frame)
+            .await?
+            .ok_or_else(|| ClientError::Stream("the relay closed the request without answering".into()))?;
+        match response.kind {
+            Some(response::Kind::Error(v1::Error { code, message })) => Err(ClientError::Refused {
+                code: ErrorCode::try_from(code).unwrap_or(ErrorCode::Unspecified),
+                message,
+            }),
+            Some(kind) => Ok(kind),
+            None => Err(ClientError::Protocol("an empty response".into())),
+        }
+    }
+
+    async fn challenge(&self) -> Result<Vec<u8>, ClientError> {
+        match self.request(request::Kind::Challenge(ChallengeRequest {})).await? {
+            response::Kind::Challenge(c) => Ok(c.nonce.to_vec()),
+            other => Err(unexpected("a challenge", &other)),
+        }
+    }
+
+    fn login_signature(&self, username: &str, identity: &Identity, nonce: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let mut exporter = [0u8; sotto_proto::LOGIN_EXPORTER_LEN];
+        self.conn
+            .export_keying_material(&mut exporter, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
+            .map_err(|_| ClientError::Protocol("this connection cannot export keying material".into()))?;
+        let transcript = sotto_proto::transcript::login(username, nonce, &exporter);
+        Ok(identity.sign(&transcript).to_bytes().to_vec())
+    }
+
+    /// Registers `username` for `identity`; on success this connection is logged in.
+    pub async fn register(&self, username: &str, identity: &Identity) -> Result<(), ClientError> {
+        let nonce = self.challenge().await?;
+        let signature = self.login_signature(username, identity, &nonce)?;
+        match self
+            .request(request::Kind::Register(Register {
+                username: username.to_owned(),
+                identity_key: identity.public_key().to_bytes().to_vec().into(),
+                signature: signature.into(),
+            }))
+            .await?
+        {
+            response::Kind::Registered(_) => Ok(()),
+            other => Err(unexpected("a registration", &other)),
+        }
+    }
+
+    pub async fn login(&self, username: &str, identity: &Identity) -> Result<(), ClientError> {
+        let nonce = self.challenge().await?;
+        let signature = self.login_signature(username, identity, &nonce)?;
+        match self
+            .request(request::Kind::Login(Login {
+                username: username.to_owned(),
+                signature: signature.into(),
+            }))
+            .await?
+        {
+            response::Kind::LoggedIn(_) => Ok(()),
+            other => Err(unexpected("a login", &other)),
+        }
+    }
+
+    /// Asks for live pushes; returns the stream they arrive on.
+    pub async fn subscribe(&self) -> Result<Pushes, ClientError> {
+        match self.request(request::Kind::Subscribe(Default::default())).await? {
+            response::Kind::Subscribed(_) => {}
+            other => return Err(unexpected("a subscription", &other)),
+        }
+        let recv = self.conn.accept_uni().await?;
+        Ok(Pushes {
+            recv,
+            max_frame: self.max_frame,
+        })
+    }
+
+    pub async fn send_normal(
+        &self,
+        to: Recipient<'_>,
+        text: &str,
+        client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    ) -> Result<Stored, ClientError> {
+        let to = match to {
+            Recipient::User(u) => send_normal::To::User(u.to_owned()),
+            Recipient::Group(g) => send_normal::To::Group(g.to_owned()),
+        };
+        match self
+            .request(request::Kind::SendNormal(SendNormal {
+                client_id: client_id.to_vec().into(),
+                to: Some(to),
+                text: text.to_owned(),
+            }))
+            .await?
+        {
+            response::Kind::Stored(stored) => Ok(stored),
+            other => Err(unexpected("a stored receipt", &other)),
+        }
+    }
+
+    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<GroupCreated, ClientError> {
+        match self
+            .request(request::Kind::CreateGroup(CreateGroup {
+                name: name.to_owned(),
+                members: members.to_vec(),
+            }))
+            .await?
+        {
+            response::Kind::GroupCreated(created) => Ok(created),
+            other => Err(unexpected("a created group", &other)),
+        }
+    }
+
+    pub async fn fetch(&self, limit: u32) -> Result<Batch, ClientError> {
+        match self.request(request::Kind::Fetch(Fetch { limit })).await? {
+            response::Kind::Batch(batch) => Ok(batch),
+            other => Err(unexpected("a batch", &other)),
+        }
+    }
+
+    pub async fn ack(&self, normal_upto: u64, secret_ids: Vec<u64>) -> Result<(), ClientError> {
+        match self
+            .request(request::Kind::Ack(Ack {
+                normal_upto,
+                secret_ids,
+            }))
+            .await?
+        {
+            response::Kind::Acked(_) => Ok(()),
+            other => Err(unexpected("an acknowledgement", &other)),
+        }
+    }
+
+    /// The underlying QUIC connection (for tests that misbehave on purpose).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Closes the connection and waits until the relay has been told.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Deliveries the relay pushes after [`RelayClient::subscribe`].
+pub struct Pushes {
+    recv: quinn::RecvStream,
+    max_frame: usize,
+}
+
+impl Pushes {
+    /// The next push; `None` once the relay closed the stream.
+    pub async fn next(&mut self) -> Result<Option<Push>, ClientError> {
+        Ok(frame::read_message(&mut self.recv, self.max_frame).await?)
+    }
+}
+
+fn connect_error(addr: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Connect {
+        addr: addr.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn unexpected(wanted: &str, got: &response::Kind) -> ClientError {
+    let name = format!("{got:?}");
+    let name = name.split('(').next().unwrap_or("something else");
+    ClientError::Protocol(format!("expected {wanted}, got {name}"))
+}
