@@ -146,10 +146,7 @@ impl RelayClient {
             .await?
             .ok_or_else(|| ClientError::Stream("the relay closed the request without answering".into()))?;
         match response.kind {
-            Some(response::Kind::Error(v1::Error { code, message })) => Err(ClientError::Refused {
-                code: ErrorCode::try_from(code).unwrap_or(ErrorCode::Unspecified),
-                message,
-            }),
+            Some(response::Kind::Error(e)) => Err(refusal(e)),
             Some(kind) => Ok(kind),
             None => Err(ClientError::Protocol("an empty response".into())),
         }
@@ -203,17 +200,26 @@ impl RelayClient {
         }
     }
 
-    /// Asks for live pushes; returns the stream they arrive on.
+    /// Asks for live pushes; they arrive on the returned stream.
     pub async fn subscribe(&self) -> Result<Pushes, ClientError> {
-        match self.request(request::Kind::Subscribe(Default::default())).await? {
-            response::Kind::Subscribed(_) => {}
-            other => return Err(unexpected("a subscription", &other)),
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        let subscribe = Request {
+            kind: Some(request::Kind::Subscribe(Default::default())),
+        };
+        frame::write_frame(&mut send, &subscribe).await?;
+        send.finish().map_err(|e| ClientError::Stream(e.to_string()))?;
+        let answer: Response = frame::read_message(&mut recv, self.max_frame)
+            .await?
+            .ok_or_else(|| ClientError::Stream("the relay closed the subscription without answering".into()))?;
+        match answer.kind {
+            Some(response::Kind::Subscribed(_)) => Ok(Pushes {
+                recv,
+                max_frame: self.max_frame,
+            }),
+            Some(response::Kind::Error(e)) => Err(refusal(e)),
+            Some(other) => Err(unexpected("a subscription", &other)),
+            None => Err(ClientError::Protocol("an empty response".into())),
         }
-        let recv = self.conn.accept_uni().await?;
-        Ok(Pushes {
-            recv,
-            max_frame: self.max_frame,
-        })
     }
 
     pub async fn send_normal(
@@ -294,6 +300,13 @@ impl Pushes {
     /// The next push; `None` once the relay closed the stream.
     pub async fn next(&mut self) -> Result<Option<Push>, ClientError> {
         Ok(frame::read_message(&mut self.recv, self.max_frame).await?)
+    }
+}
+
+fn refusal(e: v1::Error) -> ClientError {
+    ClientError::Refused {
+        code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
+        message: e.message,
     }
 }
 

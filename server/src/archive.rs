@@ -114,7 +114,8 @@ impl NormalArchive {
         };
 
         let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let id = self.store.next_id()?;
+        // Ids start at 1: an acknowledgement of 0 means "nothing yet".
+        let id = self.store.next_id()? + 1;
         let sent_at = now_ms();
         let record = NormalRecord {
             id,

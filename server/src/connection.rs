@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sotto_proto::frame::{self, FrameError};
-use sotto_proto::v1::{ErrorCode, Request};
+use sotto_proto::v1::{ErrorCode, Request, request};
 use tokio::task::JoinSet;
 use tracing::debug;
 
@@ -96,6 +96,13 @@ async fn serve_request(
     let response = match frame::read_frame(&mut recv, max).await {
         Ok(None) => return,
         Ok(Some(body)) => match frame::decode::<Request>(&body) {
+            Ok(Request {
+                kind: Some(request::Kind::Subscribe(_)),
+            }) => {
+                // A subscription keeps its stream: pushes follow the answer.
+                handlers::subscribe::serve(&state, &session, send).await;
+                return;
+            }
             Ok(request) => handlers::dispatch(&state, &session, request).await,
             Err(_) => RequestError::new(ErrorCode::BadFrame, "the request is not a valid sotto/1 message").into(),
         },

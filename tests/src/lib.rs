@@ -1,1 +1,261 @@
-//! placeholder
+//! Helpers for sotto's end-to-end tests: a real relay on 127.0.0.1:0 over a
+//! temporary data directory (in-process, or the `sotto-relay` binary as a child
+//! process), registered users with real keys, and the built binaries.
+//!
+//! Nothing here sleeps and hopes: a relay is ready when it said so (the
+//! in-process start returns after binding; a child process is ready once it
+//! printed its address and fingerprint).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sotto_client::identity::Identity;
+use sotto_client::pinning::Fingerprint;
+use sotto_client::relay::RelayClient;
+use sotto_server::{RelayConfig, RunningRelay};
+use tempfile::TempDir;
+
+/// A relay running inside the test process.
+pub struct TestRelay {
+    pub dir: TempDir,
+    pub addr: SocketAddr,
+    pub fingerprint: Fingerprint,
+    running: Option<RunningRelay>,
+}
+
+impl TestRelay {
+    pub async fn start() -> Self {
+        Self::start_with(RelayConfig::default()).await
+    }
+
+    pub async fn start_with(config: RelayConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (running, fingerprint) = Self::launch(dir.path(), config).await;
+        TestRelay {
+            dir,
+            addr: running.addr,
+            fingerprint,
+            running: Some(running),
+        }
+    }
+
+    async fn launch(dir: &Path, mut config: RelayConfig) -> (RunningRelay, Fingerprint) {
+        config.listen = "127.0.0.1:0".parse().expect("loopback address");
+        let running = sotto_server::start(&dir.join("relay"), config)
+            .await
+            .expect("relay starts");
+        let fingerprint = Fingerprint::parse(&running.fingerprint).expect("relay prints a fingerprint");
+        (running, fingerprint)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("relay")
+    }
+
+    pub fn running(&self) -> &RunningRelay {
+        self.running.as_ref().expect("relay is running")
+    }
+
+    /// Stops the relay cleanly (flushing the store).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("relay shuts down cleanly");
+        }
+    }
+
+    /// Stops and starts again over the same data directory (on a new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (running, fingerprint) = Self::launch(self.dir.path(), RelayConfig::default()).await;
+        assert_eq!(fingerprint, self.fingerprint, "the certificate survives a restart");
+        self.addr = running.addr;
+        self.running = Some(running);
+    }
+
+    /// A pinned connection, not logged in.
+    pub async fn connect(&self) -> RelayClient {
+        RelayClient::connect(&self.addr.to_string(), Some(self.fingerprint))
+            .await
+            .expect("connect to the test relay")
+    }
+
+    /// Registers `name` with fresh keys and returns the logged-in user.
+    pub async fn register(&self, name: &str) -> TestUser {
+        let identity = Identity::generate();
+        let client = self.connect().await;
+        client.register(name, &identity).await.expect("registration succeeds");
+        TestUser {
+            name: name.to_owned(),
+            identity,
+            client,
+        }
+    }
+
+    /// A second, logged-in connection for an existing user.
+    pub async fn login(&self, user: &TestUser) -> RelayClient {
+        let client = self.connect().await;
+        client.login(&user.name, &user.identity).await.expect("login succeeds");
+        client
+    }
+}
+
+pub struct TestUser {
+    pub name: String,
+    pub identity: Identity,
+    pub client: RelayClient,
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir").flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+/// The path of a workspace binary, built once per test process if needed.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps")
+        .to_owned();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "sotto-server", "-p", "sotto-client", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for the binaries");
+        assert!(status.success(), "building the binaries failed");
+    });
+    profile_dir.join(name)
+}
+
+/// `sotto-relay` running as a child process over a data directory.
+pub struct RelayProcess {
+    pub child: Child,
+    pub addr: String,
+    pub fingerprint: String,
+    pub disclosure_key: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl RelayProcess {
+    /// Starts `sotto-relay --data DIR serve --listen 127.0.0.1:0` and waits
+    /// until it has printed its address, fingerprint and disclosure key.
+    pub fn start(data: &Path, envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(bin("sotto-relay"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sotto-relay");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut addr, mut fingerprint, mut disclosure_key) = (None, None, None);
+        while addr.is_none() || fingerprint.is_none() || disclosure_key.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("sotto-relay prints its address, fingerprint and disclosure key");
+            if let Some(a) = line.strip_prefix("listening on ") {
+                addr = Some(a.trim().to_owned());
+            } else if let Some(f) = line.strip_prefix("fingerprint ") {
+                fingerprint = Some(f.trim().to_owned());
+            } else if let Some(k) = line.strip_prefix("disclosure key: ") {
+                disclosure_key = Some(k.trim().to_owned());
+            }
+        }
+        RelayProcess {
+            child,
+            addr: addr.unwrap_or_default(),
+            fingerprint: fingerprint.unwrap_or_default(),
+            disclosure_key: disclosure_key.unwrap_or_default(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Sends SIGKILL: no flush, no goodbye.
+    pub fn kill_9(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns what it logged.
+    pub fn terminate(&mut self) -> String {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("wait for sotto-relay");
+        assert!(status.success(), "sotto-relay exits 0 on SIGTERM, got {status}");
+        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `sotto --profile PROFILE ARGS...` with a passphrase and returns its output.
+pub fn sotto(profile: &Path, args: &[&str]) -> Output {
+    Command::new(bin("sotto"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env("SOTTO_PASSPHRASE", "correct horse battery staple")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sotto")
+}
+
+/// Like [`sotto`], but asserts success and returns stdout.
+pub fn sotto_ok(profile: &Path, args: &[&str]) -> String {
+    let out = sotto(profile, args);
+    assert!(
+        out.status.success(),
+        "sotto {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

@@ -9,7 +9,7 @@ mod fetch;
 mod login;
 mod register;
 mod send_normal;
-mod subscribe;
+pub mod subscribe;
 
 use sotto_proto::v1::{self, ErrorCode, Response, request, response};
 use tracing::error;
@@ -83,7 +83,6 @@ pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Reques
                 "log in first: this request needs an account",
             )),
             Some(user) => match kind {
-                Kind::Subscribe(_) => subscribe::handle(state, session, &user).await,
                 Kind::SendNormal(r) => send_normal::handle(state, &user, r).await,
                 Kind::CreateGroup(r) => create_group::handle(state, &user, r).await,
                 Kind::Fetch(r) => fetch::handle(state, &user, r),

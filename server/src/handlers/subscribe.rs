@@ -1,34 +1,52 @@
-//! `Subscribe`: the relay opens one unidirectional stream and pushes deliveries
-//! on it while the connection lives.
+//! `Subscribe`: the answer stream stays open, and the relay writes `Push`
+//! frames on it after the `Subscribed` answer for as long as the connection lives.
 
 use sotto_proto::frame;
-use sotto_proto::v1::{ErrorCode, Subscribed, response};
+use sotto_proto::v1::{ErrorCode, Response, Subscribed, response};
 use tracing::debug;
 
-use super::{Handled, RequestError};
+use super::RequestError;
 use crate::connection::Session;
 use crate::relay::RelayState;
 
-pub async fn handle(state: &RelayState, session: &Session, user: &str) -> Handled {
-    {
+/// Answers a subscription on `send` and then streams pushes on it.
+pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendStream) {
+    let answer: Result<String, RequestError> = {
         let mut s = session.lock();
-        if s.subscribed {
-            return Ok(response::Kind::Subscribed(Subscribed {}));
-        }
-        s.subscribed = true;
-    }
-    let mut stream = session.conn.open_uni().await.map_err(|_| {
-        RequestError::new(ErrorCode::Internal, "cannot open the push stream on this connection")
-    })?;
-    let mut pushes = state.hub.subscribe(user, session.id);
-    let connection = session.id;
-    tokio::spawn(async move {
-        while let Some(push) = pushes.recv().await {
-            if let Err(e) = frame::write_frame(&mut stream, &push).await {
-                debug!(connection, error = %e, "push stream closed");
-                break;
+        match (s.user.clone(), s.subscribed) {
+            (None, _) => Err(RequestError::new(
+                ErrorCode::NotLoggedIn,
+                "log in first: this request needs an account",
+            )),
+            (Some(_), true) => Err(RequestError::bad_request("this connection is subscribed already")),
+            (Some(user), false) => {
+                s.subscribed = true;
+                Ok(user)
             }
         }
-    });
-    Ok(response::Kind::Subscribed(Subscribed {}))
+    };
+    let user = match answer {
+        Ok(user) => user,
+        Err(e) => {
+            if frame::write_frame(&mut send, &Response::from(e)).await.is_ok() {
+                let _ = send.finish();
+            }
+            return;
+        }
+    };
+    let mut pushes = state.hub.subscribe(&user, session.id);
+    let subscribed = Response {
+        kind: Some(response::Kind::Subscribed(Subscribed {})),
+    };
+    if frame::write_frame(&mut send, &subscribed).await.is_err() {
+        state.hub.unsubscribe(&user, session.id);
+        return;
+    }
+    while let Some(push) = pushes.recv().await {
+        if let Err(e) = frame::write_frame(&mut send, &push).await {
+            debug!(connection = session.id, error = %e, "push stream closed");
+            break;
+        }
+    }
+    state.hub.unsubscribe(&user, session.id);
 }
