@@ -29,7 +29,10 @@ impl Identity {
 
     /// The secret halves, for the vault only.
     pub fn secrets(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-        (Zeroizing::new(self.signing.to_bytes()), Zeroizing::new(self.dh.to_bytes()))
+        (
+            Zeroizing::new(self.signing.to_bytes()),
+            Zeroizing::new(self.dh.to_bytes()),
+        )
     }
 
     pub fn public_key(&self) -> VerifyingKey {

@@ -26,8 +26,9 @@ impl Fingerprint {
     pub fn parse(text: &str) -> Result<Self, String> {
         let hex_part = text.trim().strip_prefix("sha256:").unwrap_or(text.trim());
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut bytes)
-            .map_err(|_| format!("{text:?} is not a fingerprint: expected sha256: and 64 hex digits"))?;
+        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| {
+            format!("{text:?} is not a fingerprint: expected sha256: and 64 hex digits")
+        })?;
         Ok(Fingerprint(bytes))
     }
 }
@@ -54,7 +55,9 @@ pub struct PinnedVerifier {
 
 impl fmt::Debug for PinnedVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinnedVerifier").field("pin", &self.pin).finish()
+        f.debug_struct("PinnedVerifier")
+            .field("pin", &self.pin)
+            .finish()
     }
 }
 

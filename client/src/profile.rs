@@ -110,7 +110,12 @@ impl Profile {
     }
 
     /// Writes a new profile. Refuses to replace an existing one.
-    pub fn create(dir: &Path, config: ProfileConfig, identity: Identity, passphrase: &str) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        config: ProfileConfig,
+        identity: Identity,
+        passphrase: &str,
+    ) -> Result<Self> {
         if Self::exists(dir) {
             bail!("a profile exists already in {}", dir.display());
         }
@@ -147,10 +152,11 @@ impl Profile {
         }
         let text = std::fs::read_to_string(config_path(dir))
             .with_context(|| format!("cannot read {}", config_path(dir).display()))?;
-        let config: ProfileConfig =
-            toml::from_str(&text).with_context(|| format!("{} is damaged", config_path(dir).display()))?;
+        let config: ProfileConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is damaged", config_path(dir).display()))?;
         let (vault, content) = Vault::open(&vault_path(dir), passphrase)?;
-        let content: VaultContent = serde_json::from_slice(&content).context("the vault content is damaged")?;
+        let content: VaultContent =
+            serde_json::from_slice(&content).context("the vault content is damaged")?;
         let signing = secret_from_hex(&content.identity_signing)?;
         let dh = secret_from_hex(&content.identity_dh)?;
         Ok(Profile {
@@ -174,7 +180,8 @@ impl Profile {
             history: &self.history,
             contacts: &self.contacts,
         };
-        let bytes = Zeroizing::new(serde_json::to_vec(&content).context("cannot encode the vault")?);
+        let bytes =
+            Zeroizing::new(serde_json::to_vec(&content).context("cannot encode the vault")?);
         self.vault.save(&bytes)?;
         Ok(())
     }
@@ -199,10 +206,9 @@ impl Profile {
 
     /// Adds `entry` unless the same message is in the history already.
     pub fn remember(&mut self, entry: HistoryEntry) -> bool {
-        let duplicate = self
-            .history
-            .iter()
-            .any(|e| e.from == entry.from && e.client_id == entry.client_id && e.mode == entry.mode);
+        let duplicate = self.history.iter().any(|e| {
+            e.from == entry.from && e.client_id == entry.client_id && e.mode == entry.mode
+        });
         if !duplicate {
             self.history.push(entry);
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sotto_proto::frame::{self, FrameError};
 use sotto_proto::v1::{
-    self, Ack, Batch, ChallengeRequest, CreateGroup, ErrorCode, Fetch, GroupCreated, Login, Push, Register,
-    Request, Response, SendNormal, Stored, request, response, send_normal,
+    self, Ack, Batch, ChallengeRequest, CreateGroup, ErrorCode, Fetch, GroupCreated, Login, Push,
+    Register, Request, Response, SendNormal, Stored, request, response, send_normal,
 };
 use thiserror::Error;
 
@@ -47,7 +47,10 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ClientError::Connection(_) | ClientError::Stream(_) | ClientError::Connect { .. } | ClientError::Frame(_)
+            ClientError::Connection(_)
+                | ClientError::Stream(_)
+                | ClientError::Connect { .. }
+                | ClientError::Frame(_)
         )
     }
 
@@ -90,7 +93,8 @@ impl RelayClient {
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         tls.alpn_protocols = vec![sotto_proto::ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| connect_error(addr, e))?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| connect_error(addr, e))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
@@ -111,11 +115,13 @@ impl RelayClient {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 return Err(match (pin, verifier.seen()) {
-                    (Some(expected), Some(actual)) if expected != actual => ClientError::PinMismatch {
-                        addr: addr.to_owned(),
-                        expected,
-                        actual,
-                    },
+                    (Some(expected), Some(actual)) if expected != actual => {
+                        ClientError::PinMismatch {
+                            addr: addr.to_owned(),
+                            expected,
+                            actual,
+                        }
+                    }
                     _ => connect_error(addr, e),
                 });
             }
@@ -141,10 +147,13 @@ impl RelayClient {
     pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, ClientError> {
         let (mut send, mut recv) = self.conn.open_bi().await?;
         frame::write_frame(&mut send, &Request { kind: Some(kind) }).await?;
-        send.finish().map_err(|e| ClientError::Stream(e.to_string()))?;
+        send.finish()
+            .map_err(|e| ClientError::Stream(e.to_string()))?;
         let response: Response = frame::read_message(&mut recv, self.max_frame)
             .await?
-            .ok_or_else(|| ClientError::Stream("the relay closed the request without answering".into()))?;
+            .ok_or_else(|| {
+                ClientError::Stream("the relay closed the request without answering".into())
+            })?;
         match response.kind {
             Some(response::Kind::Error(e)) => Err(refusal(e)),
             Some(kind) => Ok(kind),
@@ -153,17 +162,27 @@ impl RelayClient {
     }
 
     async fn challenge(&self) -> Result<Vec<u8>, ClientError> {
-        match self.request(request::Kind::Challenge(ChallengeRequest {})).await? {
+        match self
+            .request(request::Kind::Challenge(ChallengeRequest {}))
+            .await?
+        {
             response::Kind::Challenge(c) => Ok(c.nonce.to_vec()),
             other => Err(unexpected("a challenge", &other)),
         }
     }
 
-    fn login_signature(&self, username: &str, identity: &Identity, nonce: &[u8]) -> Result<Vec<u8>, ClientError> {
+    fn login_signature(
+        &self,
+        username: &str,
+        identity: &Identity,
+        nonce: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         let mut exporter = [0u8; sotto_proto::LOGIN_EXPORTER_LEN];
         self.conn
             .export_keying_material(&mut exporter, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
-            .map_err(|_| ClientError::Protocol("this connection cannot export keying material".into()))?;
+            .map_err(|_| {
+                ClientError::Protocol("this connection cannot export keying material".into())
+            })?;
         let transcript = sotto_proto::transcript::login(username, nonce, &exporter);
         Ok(identity.sign(&transcript).to_bytes().to_vec())
     }
@@ -207,10 +226,13 @@ impl RelayClient {
             kind: Some(request::Kind::Subscribe(Default::default())),
         };
         frame::write_frame(&mut send, &subscribe).await?;
-        send.finish().map_err(|e| ClientError::Stream(e.to_string()))?;
+        send.finish()
+            .map_err(|e| ClientError::Stream(e.to_string()))?;
         let answer: Response = frame::read_message(&mut recv, self.max_frame)
             .await?
-            .ok_or_else(|| ClientError::Stream("the relay closed the subscription without answering".into()))?;
+            .ok_or_else(|| {
+                ClientError::Stream("the relay closed the subscription without answering".into())
+            })?;
         match answer.kind {
             Some(response::Kind::Subscribed(_)) => Ok(Pushes {
                 recv,
@@ -245,7 +267,11 @@ impl RelayClient {
         }
     }
 
-    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<GroupCreated, ClientError> {
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[String],
+    ) -> Result<GroupCreated, ClientError> {
         match self
             .request(request::Kind::CreateGroup(CreateGroup {
                 name: name.to_owned(),

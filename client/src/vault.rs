@@ -27,7 +27,10 @@ pub enum VaultError {
     #[error("the vault file {0} is damaged or not a sotto vault")]
     Damaged(PathBuf),
     #[error("vault i/o on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot derive the vault key: {0}")]
     Kdf(String),
 }
@@ -55,7 +58,8 @@ impl KdfParams {
     }
 
     fn derive(&self, passphrase: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
-        let params = Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|e| VaultError::Kdf(e.to_string()))?;
+        let params = Params::new(self.m_kib, self.t, self.p, Some(32))
+            .map_err(|e| VaultError::Kdf(e.to_string()))?;
         let salt = hex::decode(&self.salt).map_err(|e| VaultError::Kdf(e.to_string()))?;
         let mut key = Zeroizing::new([0u8; 32]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -65,7 +69,11 @@ impl KdfParams {
     }
 
     fn associated_data(&self) -> Vec<u8> {
-        format!("{FORMAT}|argon2id|{}|{}|{}|{}", self.m_kib, self.t, self.p, self.salt).into_bytes()
+        format!(
+            "{FORMAT}|argon2id|{}|{}|{}|{}",
+            self.m_kib, self.t, self.p, self.salt
+        )
+        .into_bytes()
     }
 }
 
@@ -90,7 +98,10 @@ impl Vault {
         if path.exists() {
             return Err(VaultError::Io {
                 path: path.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a vault exists here already"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a vault exists here already",
+                ),
             });
         }
         let kdf = KdfParams::recommended();
@@ -159,7 +170,8 @@ impl Vault {
             nonce: hex::encode(nonce),
             ciphertext: hex::encode(ciphertext),
         };
-        let bytes = serde_json::to_vec(&file).map_err(|_| VaultError::Damaged(self.path.clone()))?;
+        let bytes =
+            serde_json::to_vec(&file).map_err(|_| VaultError::Damaged(self.path.clone()))?;
         write_atomically(&self.path, &bytes)
     }
 }
@@ -185,7 +197,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         file.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     Ok(())
 }
 
@@ -210,7 +224,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vault");
         Vault::create(&path, "right", b"x").unwrap();
-        assert!(matches!(Vault::open(&path, "wrong"), Err(VaultError::WrongPassphrase)));
+        assert!(matches!(
+            Vault::open(&path, "wrong"),
+            Err(VaultError::WrongPassphrase)
+        ));
     }
 
     #[test]
@@ -218,7 +235,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vault");
         Vault::create(&path, "right", b"x").unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"t\":2", "\"t\":3");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"t\":2", "\"t\":3");
         std::fs::write(&path, text).unwrap();
         assert!(Vault::open(&path, "right").is_err());
     }

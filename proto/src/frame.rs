@@ -115,7 +115,13 @@ mod tests {
         let mut bytes = (2_000_000u32).to_be_bytes().to_vec();
         bytes.extend_from_slice(b"short");
         let err = read_frame(&mut &bytes[..], 1024).await.unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: 2_000_000, max: 1024 }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                len: 2_000_000,
+                max: 1024
+            }
+        ));
     }
 
     #[tokio::test]

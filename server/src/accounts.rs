@@ -59,8 +59,13 @@ impl Accounts {
             identity_key: identity_key.to_bytes().to_vec(),
             created_at: now_ms(),
         };
-        let sealed = self.sealer.seal(Tree::Accounts, &key, &record.encode_to_vec());
-        match self.store.apply(Batch::guarded(Tree::Accounts, key, sealed))? {
+        let sealed = self
+            .sealer
+            .seal(Tree::Accounts, &key, &record.encode_to_vec());
+        match self
+            .store
+            .apply(Batch::guarded(Tree::Accounts, key, sealed))?
+        {
             Applied::Written => Ok(Registration::Created),
             Applied::GuardExists(_) => Ok(Registration::Taken),
         }
@@ -71,14 +76,15 @@ impl Accounts {
         let Some(sealed) = self.store.get(Tree::Accounts, &key)? else {
             return Ok(None);
         };
-        let record = AccountRecord::decode(self.sealer.open(Tree::Accounts, &key, &sealed)?.as_slice())?;
+        let record =
+            AccountRecord::decode(self.sealer.open(Tree::Accounts, &key, &sealed)?.as_slice())?;
         let bytes: [u8; 32] = record
             .identity_key
             .as_slice()
             .try_into()
             .map_err(|_| RelayError::Corrupt("account identity key"))?;
-        let identity_key =
-            VerifyingKey::from_bytes(&bytes).map_err(|_| RelayError::Corrupt("account identity key"))?;
+        let identity_key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| RelayError::Corrupt("account identity key"))?;
         Ok(Some(Account {
             username: record.username,
             identity_key,
@@ -86,6 +92,9 @@ impl Accounts {
     }
 
     pub fn exists(&self, username: &str) -> Result<bool, RelayError> {
-        Ok(self.store.get(Tree::Accounts, &self.blind(username))?.is_some())
+        Ok(self
+            .store
+            .get(Tree::Accounts, &self.blind(username))?
+            .is_some())
     }
 }

@@ -155,7 +155,9 @@ impl NormalArchive {
             Applied::Written => Ok(Appended::New { record, recipients }),
             Applied::GuardExists(sealed) => {
                 let plain = self.sealer.open(Tree::ClientIds, &dedup_key, &sealed)?;
-                Ok(Appended::Duplicate(StoredReceipt::decode(plain.as_slice())?))
+                Ok(Appended::Duplicate(StoredReceipt::decode(
+                    plain.as_slice(),
+                )?))
             }
         }
     }

@@ -68,7 +68,8 @@ impl RelayConfig {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not a valid relay configuration", path.display()))
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid relay configuration", path.display()))
     }
 
     /// The file `init` writes: every setting with its default and what it means.

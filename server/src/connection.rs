@@ -104,7 +104,11 @@ async fn serve_request(
                 return;
             }
             Ok(request) => handlers::dispatch(&state, &session, request).await,
-            Err(_) => RequestError::new(ErrorCode::BadFrame, "the request is not a valid sotto/1 message").into(),
+            Err(_) => RequestError::new(
+                ErrorCode::BadFrame,
+                "the request is not a valid sotto/1 message",
+            )
+            .into(),
         },
         Err(FrameError::TooLarge { len, max }) => {
             // Do not read the body: tell the peer to stop sending it.
@@ -115,9 +119,11 @@ async fn serve_request(
             )
             .into()
         }
-        Err(FrameError::Malformed(_)) => {
-            RequestError::new(ErrorCode::BadFrame, "the request is not a valid sotto/1 message").into()
-        }
+        Err(FrameError::Malformed(_)) => RequestError::new(
+            ErrorCode::BadFrame,
+            "the request is not a valid sotto/1 message",
+        )
+        .into(),
         Err(e) => {
             debug!(connection = session.id, error = %e, "request stream failed");
             return;

@@ -110,13 +110,18 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
 
     let master = master_key(root, config, &mut warnings)?;
     let store = Arc::new(
-        SledStore::open(&root.join("db")).with_context(|| format!("cannot open the store in {}", root.display()))?,
+        SledStore::open(&root.join("db"))
+            .with_context(|| format!("cannot open the store in {}", root.display()))?,
     );
     let wrapped = match store.get(Tree::Meta, DATA_KEY)? {
         Some(wrapped) => wrapped,
         None => {
             let wrapped = master.wrap_new_data_key();
-            store.apply(Batch::guarded(Tree::Meta, DATA_KEY.to_vec(), wrapped.clone()))?;
+            store.apply(Batch::guarded(
+                Tree::Meta,
+                DATA_KEY.to_vec(),
+                wrapped.clone(),
+            ))?;
             store.flush()?;
             wrapped
         }
@@ -137,7 +142,8 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
 fn master_key(root: &Path, config: &RelayConfig, warnings: &mut Vec<String>) -> Result<MasterKey> {
     if let Ok(hex) = std::env::var(MASTER_KEY_ENV) {
         let hex = Zeroizing::new(hex);
-        return MasterKey::from_hex(&hex).with_context(|| format!("{MASTER_KEY_ENV} is not a master key"));
+        return MasterKey::from_hex(&hex)
+            .with_context(|| format!("{MASTER_KEY_ENV} is not a master key"));
     }
     let path = if config.master_key_file.is_absolute() {
         config.master_key_file.clone()
@@ -174,7 +180,9 @@ fn disclosure_key(store: &dyn Store, sealer: &Sealer) -> Result<SigningKey> {
     }
     let key = SigningKey::generate(&mut rand::rng());
     let sealed = sealer.seal(Tree::Meta, DISCLOSURE_KEY, key.as_bytes());
-    if let Applied::GuardExists(_) = store.apply(Batch::guarded(Tree::Meta, DISCLOSURE_KEY.to_vec(), sealed))? {
+    if let Applied::GuardExists(_) =
+        store.apply(Batch::guarded(Tree::Meta, DISCLOSURE_KEY.to_vec(), sealed))?
+    {
         bail!("the disclosure key was made twice at once");
     }
     store.flush()?;

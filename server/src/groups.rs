@@ -47,8 +47,13 @@ impl Groups {
             created_at: now_ms(),
         };
         let key = self.blind(name).to_vec();
-        let sealed = self.sealer.seal(Tree::Groups, &key, &record.encode_to_vec());
-        match self.store.apply(Batch::guarded(Tree::Groups, key, sealed))? {
+        let sealed = self
+            .sealer
+            .seal(Tree::Groups, &key, &record.encode_to_vec());
+        match self
+            .store
+            .apply(Batch::guarded(Tree::Groups, key, sealed))?
+        {
             Applied::Written => Ok(Some(record)),
             Applied::GuardExists(_) => Ok(None),
         }

@@ -13,16 +13,22 @@ use tokio::sync::mpsc;
 /// Pushes queued per connection before further ones are dropped.
 const PUSH_QUEUE: usize = 256;
 
+/// Per user: each subscribed connection's id and push queue.
+type Subscribers = HashMap<String, Vec<(u64, mpsc::Sender<Push>)>>;
+
 #[derive(Default)]
 pub struct Hub {
-    subscribers: Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Push>)>>>,
+    subscribers: Mutex<Subscribers>,
 }
 
 impl Hub {
     /// Registers connection `conn_id` of `user` for pushes.
     pub fn subscribe(&self, user: &str, conn_id: u64) -> mpsc::Receiver<Push> {
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
-        self.lock().entry(user.to_owned()).or_default().push((conn_id, tx));
+        self.lock()
+            .entry(user.to_owned())
+            .or_default()
+            .push((conn_id, tx));
         rx
     }
 
@@ -45,7 +51,7 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, mpsc::Sender<Push>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -18,7 +18,12 @@ use sotto_server::{RelayConfig, datadir};
 )]
 struct Cli {
     /// The relay's data directory (configuration, certificate, store, audit log).
-    #[arg(long, global = true, default_value = "./sotto-data", env = "SOTTO_DATA")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "./sotto-data",
+        env = "SOTTO_DATA"
+    )]
     data: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -108,6 +113,8 @@ async fn shutdown_signal() -> Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
     Ok(())
 }

@@ -119,7 +119,12 @@ impl Sealer {
     }
 
     /// Opens a value read from (`tree`, `key`).
-    pub fn open(&self, tree: Tree, key: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    pub fn open(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         open_with(&self.cipher, &record_ad(tree, key), sealed)
     }
 
@@ -152,7 +157,13 @@ fn seal_with(cipher: &XChaCha20Poly1305, ad: &[u8], plaintext: &[u8]) -> Vec<u8>
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
     let ciphertext = cipher
-        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: ad })
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: ad,
+            },
+        )
         .expect("XChaCha20-Poly1305 seals any record size the relay accepts");
     let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
     out.extend_from_slice(&nonce);
@@ -160,14 +171,24 @@ fn seal_with(cipher: &XChaCha20Poly1305, ad: &[u8], plaintext: &[u8]) -> Vec<u8>
     out
 }
 
-fn open_with(cipher: &XChaCha20Poly1305, ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+fn open_with(
+    cipher: &XChaCha20Poly1305,
+    ad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
     if sealed.len() < NONCE_LEN {
         return Err(SealError::Open);
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
     cipher
-        .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: ad })
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: ad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| SealError::Open)
 }
@@ -185,7 +206,10 @@ mod tests {
     fn a_record_opens_where_it_was_sealed() {
         let s = sealer();
         let sealed = s.seal(Tree::Messages, b"k1", b"hello");
-        assert_eq!(s.open(Tree::Messages, b"k1", &sealed).unwrap().as_slice(), b"hello");
+        assert_eq!(
+            s.open(Tree::Messages, b"k1", &sealed).unwrap().as_slice(),
+            b"hello"
+        );
         assert!(!sealed.windows(5).any(|w| w == b"hello"));
     }
 

@@ -15,8 +15,11 @@ pub struct TlsIdentity {
 
 impl TlsIdentity {
     pub fn generate() -> Result<Self> {
-        let certified = rcgen::generate_simple_self_signed(vec!["sotto-relay".to_owned(), "localhost".to_owned()])
-            .context("cannot make the relay's TLS certificate")?;
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "sotto-relay".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .context("cannot make the relay's TLS certificate")?;
         Ok(TlsIdentity {
             cert: certified.cert.der().clone(),
             key: PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()),
@@ -45,13 +48,20 @@ impl TlsIdentity {
         format!("sha256:{}", hex::encode(Sha256::digest(self.cert.as_ref())))
     }
 
-    pub fn server_config(&self, idle_timeout_secs: u64, max_streams: u32) -> Result<quinn::ServerConfig> {
+    pub fn server_config(
+        &self,
+        idle_timeout_secs: u64,
+        max_streams: u32,
+    ) -> Result<quinn::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .context("TLS 1.3 is not available")?
             .with_no_client_auth()
-            .with_single_cert(vec![self.cert.clone()], PrivateKeyDer::Pkcs8(self.key.clone_key()))
+            .with_single_cert(
+                vec![self.cert.clone()],
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
             .context("the relay's TLS key does not match its certificate")?;
         tls.alpn_protocols = vec![sotto_proto::ALPN.to_vec()];
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)

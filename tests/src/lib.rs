@@ -49,7 +49,8 @@ impl TestRelay {
         let running = sotto_server::start(&dir.join("relay"), config)
             .await
             .expect("relay starts");
-        let fingerprint = Fingerprint::parse(&running.fingerprint).expect("relay prints a fingerprint");
+        let fingerprint =
+            Fingerprint::parse(&running.fingerprint).expect("relay prints a fingerprint");
         (running, fingerprint)
     }
 
@@ -72,7 +73,10 @@ impl TestRelay {
     pub async fn restart(&mut self) {
         self.stop().await;
         let (running, fingerprint) = Self::launch(self.dir.path(), RelayConfig::default()).await;
-        assert_eq!(fingerprint, self.fingerprint, "the certificate survives a restart");
+        assert_eq!(
+            fingerprint, self.fingerprint,
+            "the certificate survives a restart"
+        );
         self.addr = running.addr;
         self.running = Some(running);
     }
@@ -88,7 +92,10 @@ impl TestRelay {
     pub async fn register(&self, name: &str) -> TestUser {
         let identity = Identity::generate();
         let client = self.connect().await;
-        client.register(name, &identity).await.expect("registration succeeds");
+        client
+            .register(name, &identity)
+            .await
+            .expect("registration succeeds");
         TestUser {
             name: name.to_owned(),
             identity,
@@ -99,7 +106,10 @@ impl TestRelay {
     /// A second, logged-in connection for an existing user.
     pub async fn login(&self, user: &TestUser) -> RelayClient {
         let client = self.connect().await;
-        client.login(&user.name, &user.identity).await.expect("login succeeds");
+        client
+            .login(&user.name, &user.identity)
+            .await
+            .expect("login succeeds");
         client
     }
 }
@@ -119,10 +129,10 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
             for entry in std::fs::read_dir(&path).expect("read dir").flatten() {
                 stack.push(entry.path());
             }
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                hits.push(path);
-            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(path);
         }
     }
     hits
@@ -141,8 +151,16 @@ pub fn bin(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sotto-server", "-p", "sotto-client", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "sotto-server",
+            "-p",
+            "sotto-client",
+            "--bins",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -218,15 +236,26 @@ impl RelayProcess {
     pub fn kill_9(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns what it logged.
     pub fn terminate(&mut self) -> String {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().expect("wait for sotto-relay");
-        assert!(status.success(), "sotto-relay exits 0 on SIGTERM, got {status}");
-        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+        assert!(
+            status.success(),
+            "sotto-relay exits 0 on SIGTERM, got {status}"
+        );
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 

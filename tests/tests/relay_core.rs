@@ -34,14 +34,20 @@ async fn a_taken_username_is_refused() {
     let relay = TestRelay::start().await;
     relay.register("alice").await;
     let other = relay.connect().await;
-    refused_with(other.register("alice", &Identity::generate()).await, ErrorCode::UsernameTaken);
+    refused_with(
+        other.register("alice", &Identity::generate()).await,
+        ErrorCode::UsernameTaken,
+    );
 }
 
 #[tokio::test]
 async fn an_invalid_username_is_refused() {
     let relay = TestRelay::start().await;
     let client = relay.connect().await;
-    refused_with(client.register("Al", &Identity::generate()).await, ErrorCode::InvalidUsername);
+    refused_with(
+        client.register("Al", &Identity::generate()).await,
+        ErrorCode::InvalidUsername,
+    );
 }
 
 #[tokio::test]
@@ -49,7 +55,10 @@ async fn login_with_the_wrong_key_is_refused() {
     let relay = TestRelay::start().await;
     relay.register("alice").await;
     let mallory = relay.connect().await;
-    refused_with(mallory.login("alice", &Identity::generate()).await, ErrorCode::BadSignature);
+    refused_with(
+        mallory.login("alice", &Identity::generate()).await,
+        ErrorCode::BadSignature,
+    );
     // And the connection stays logged out.
     refused_with(mallory.fetch(10).await, ErrorCode::NotLoggedIn);
 }
@@ -62,7 +71,11 @@ async fn a_login_signature_is_bound_to_its_connection() {
     let attacker = relay.connect().await;
     // The attacker gets a nonce, has the victim's connection sign it (as a
     // relaying attacker would), and presents that signature on its own connection.
-    let nonce = match attacker.request(request::Kind::Challenge(Default::default())).await.unwrap() {
+    let nonce = match attacker
+        .request(request::Kind::Challenge(Default::default()))
+        .await
+        .unwrap()
+    {
         response::Kind::Challenge(c) => c.nonce,
         other => panic!("expected a challenge, got {other:?}"),
     };
@@ -71,9 +84,11 @@ async fn a_login_signature_is_bound_to_its_connection() {
         .connection()
         .export_keying_material(&mut victim_exporter, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
         .unwrap();
-    let signature = alice
-        .identity
-        .sign(&sotto_proto::transcript::login("alice", &nonce, &victim_exporter));
+    let signature = alice.identity.sign(&sotto_proto::transcript::login(
+        "alice",
+        &nonce,
+        &victim_exporter,
+    ));
     let result = attacker
         .request(request::Kind::Login(v1::Login {
             username: "alice".into(),
@@ -103,8 +118,14 @@ async fn requests_before_login_are_refused() {
     relay.register("bob").await;
     let anon = relay.connect().await;
     refused_with(anon.fetch(10).await, ErrorCode::NotLoggedIn);
-    refused_with(anon.send_normal(Recipient::User("bob"), "hi", id(1)).await, ErrorCode::NotLoggedIn);
-    refused_with(anon.create_group("team", &["bob".into()]).await, ErrorCode::NotLoggedIn);
+    refused_with(
+        anon.send_normal(Recipient::User("bob"), "hi", id(1)).await,
+        ErrorCode::NotLoggedIn,
+    );
+    refused_with(
+        anon.create_group("team", &["bob".into()]).await,
+        ErrorCode::NotLoggedIn,
+    );
     refused_with(anon.ack(1, vec![]).await, ErrorCode::NotLoggedIn);
 }
 
@@ -130,7 +151,10 @@ async fn a_one_to_one_message_is_delivered_live_and_by_sync() {
     let Some(push::Kind::Normal(live)) = push.kind else {
         panic!("expected a normal message push");
     };
-    assert_eq!((live.from.as_str(), live.text.as_str(), live.id), ("alice", "hello bob", stored.id));
+    assert_eq!(
+        (live.from.as_str(), live.text.as_str(), live.id),
+        ("alice", "hello bob", stored.id)
+    );
 
     let batch = bob.client.fetch(100).await.unwrap();
     assert_eq!(batch.normal.len(), 1);
@@ -185,12 +209,20 @@ async fn a_group_message_fans_out_to_every_member() {
         .unwrap();
     for member in [&alice, &carol] {
         let batch = member.client.fetch(100).await.unwrap();
-        assert_eq!(batch.normal.len(), 1, "{} gets the group message", member.name);
+        assert_eq!(
+            batch.normal.len(),
+            1,
+            "{} gets the group message",
+            member.name
+        );
         assert_eq!(batch.normal[0].group, "team");
         assert_eq!(batch.normal[0].from, "bob");
     }
     assert!(bob.client.fetch(100).await.unwrap().normal.is_empty());
-    assert!(dave.client.fetch(100).await.unwrap().normal.is_empty(), "a non-member reads nothing");
+    assert!(
+        dave.client.fetch(100).await.unwrap().normal.is_empty(),
+        "a non-member reads nothing"
+    );
 }
 
 #[tokio::test]
@@ -199,13 +231,23 @@ async fn a_non_member_cannot_post_to_a_group() {
     let alice = relay.register("alice").await;
     relay.register("bob").await;
     let mallory = relay.register("mallory").await;
-    alice.client.create_group("team", &["bob".into()]).await.unwrap();
+    alice
+        .client
+        .create_group("team", &["bob".into()])
+        .await
+        .unwrap();
     refused_with(
-        mallory.client.send_normal(Recipient::Group("team"), "let me in", id(1)).await,
+        mallory
+            .client
+            .send_normal(Recipient::Group("team"), "let me in", id(1))
+            .await,
         ErrorCode::NotAMember,
     );
     refused_with(
-        mallory.client.send_normal(Recipient::Group("nosuchgroup"), "x", id(2)).await,
+        mallory
+            .client
+            .send_normal(Recipient::Group("nosuchgroup"), "x", id(2))
+            .await,
         ErrorCode::UnknownGroup,
     );
     refused_with(
@@ -220,7 +262,10 @@ async fn a_message_to_an_unknown_user_is_refused() {
     let relay = TestRelay::start().await;
     let alice = relay.register("alice").await;
     refused_with(
-        alice.client.send_normal(Recipient::User("nobody"), "hi", id(1)).await,
+        alice
+            .client
+            .send_normal(Recipient::User("nobody"), "hi", id(1))
+            .await,
         ErrorCode::UnknownUser,
     );
 }
@@ -282,16 +327,29 @@ async fn no_message_body_or_username_reaches_the_data_directory() {
         .unwrap();
     alice
         .client
-        .send_normal(Recipient::User("bob-canary"), "body-canary-4471 one to one", id(1))
+        .send_normal(
+            Recipient::User("bob-canary"),
+            "body-canary-4471 one to one",
+            id(1),
+        )
         .await
         .unwrap();
     alice
         .client
-        .send_normal(Recipient::Group("group-canary"), "body-canary-4471 in a group", id(2))
+        .send_normal(
+            Recipient::Group("group-canary"),
+            "body-canary-4471 in a group",
+            id(2),
+        )
         .await
         .unwrap();
     relay.stop().await;
-    for needle in ["body-canary-4471", "alice-canary", "bob-canary", "group-canary"] {
+    for needle in [
+        "body-canary-4471",
+        "alice-canary",
+        "bob-canary",
+        "group-canary",
+    ] {
         let hits = files_containing(&relay.data_dir(), needle.as_bytes());
         assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
     }
@@ -324,13 +382,22 @@ async fn oversized_and_garbage_frames_get_errors_while_others_keep_working() {
 
     let mut oversized = (4u32 << 20).to_be_bytes().to_vec();
     oversized.extend(std::iter::repeat_n(0u8, 64 * 1024));
-    assert_eq!(error_code(&raw_request(&mallory.client, &oversized).await), ErrorCode::FrameTooLarge);
+    assert_eq!(
+        error_code(&raw_request(&mallory.client, &oversized).await),
+        ErrorCode::FrameTooLarge
+    );
 
     let garbage = [0u8, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-    assert_eq!(error_code(&raw_request(&mallory.client, &garbage).await), ErrorCode::BadFrame);
+    assert_eq!(
+        error_code(&raw_request(&mallory.client, &garbage).await),
+        ErrorCode::BadFrame
+    );
 
     let framed = sotto_proto::frame::encode(&v1::Request { kind: None });
-    assert_eq!(error_code(&raw_request(&mallory.client, &framed).await), ErrorCode::BadRequest);
+    assert_eq!(
+        error_code(&raw_request(&mallory.client, &framed).await),
+        ErrorCode::BadRequest
+    );
 
     // Everyone else, and mallory's own connection, carry on.
     alice
@@ -338,7 +405,10 @@ async fn oversized_and_garbage_frames_get_errors_while_others_keep_working() {
         .send_normal(Recipient::User("bob"), "still here", id(1))
         .await
         .unwrap();
-    assert_eq!(bob.client.fetch(10).await.unwrap().normal[0].text, "still here");
+    assert_eq!(
+        bob.client.fetch(10).await.unwrap().normal[0].text,
+        "still here"
+    );
     mallory.client.fetch(10).await.unwrap();
 }
 
@@ -349,7 +419,10 @@ async fn a_text_over_the_limit_is_refused() {
     relay.register("bob").await;
     let long = "x".repeat(sotto_proto::MAX_TEXT + 1);
     refused_with(
-        alice.client.send_normal(Recipient::User("bob"), &long, id(1)).await,
+        alice
+            .client
+            .send_normal(Recipient::User("bob"), &long, id(1))
+            .await,
         ErrorCode::TooLarge,
     );
 }
@@ -359,7 +432,9 @@ async fn a_client_pinned_to_another_fingerprint_refuses_to_connect() {
     let relay = TestRelay::start().await;
     let wrong = Fingerprint::parse(&format!("sha256:{}", "00".repeat(32))).unwrap();
     match RelayClient::connect(&relay.addr.to_string(), Some(wrong)).await {
-        Err(ClientError::PinMismatch { expected, actual, .. }) => {
+        Err(ClientError::PinMismatch {
+            expected, actual, ..
+        }) => {
             assert_eq!(expected, wrong);
             assert_eq!(actual, relay.fingerprint);
         }

@@ -78,7 +78,10 @@ enum GroupCommand {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sotto: cannot start the async runtime: {e}");
@@ -95,10 +98,9 @@ fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         return Ok(Zeroizing::new(p));
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("passphrase: ")
-            .with_context(|| format!("cannot read a passphrase (set {PASSPHRASE_ENV} when there is no terminal)"))?,
-    );
+    let first = Zeroizing::new(rpassword::prompt_password("passphrase: ").with_context(|| {
+        format!("cannot read a passphrase (set {PASSPHRASE_ENV} when there is no terminal)")
+    })?);
     if confirm {
         let again = Zeroizing::new(rpassword::prompt_password("passphrase again: ")?);
         if *first != *again {

@@ -6,10 +6,20 @@ use anyhow::Result;
 
 use crate::profile::Profile;
 
-pub async fn create(profile: &Profile, name: &str, members: &[String], out: &mut dyn Write) -> Result<()> {
+pub async fn create(
+    profile: &Profile,
+    name: &str,
+    members: &[String],
+    out: &mut dyn Write,
+) -> Result<()> {
     let client = profile.connect().await?;
     let created = client.create_group(name, members).await?;
     client.close().await;
-    writeln!(out, "created group {} with {}", created.name, created.members.join(", "))?;
+    writeln!(
+        out,
+        "created group {} with {}",
+        created.name,
+        created.members.join(", ")
+    )?;
     Ok(())
 }

@@ -16,7 +16,12 @@ pub struct InitArgs<'a> {
     pub user: &'a str,
 }
 
-pub async fn run(dir: &Path, args: InitArgs<'_>, passphrase: &str, out: &mut dyn Write) -> Result<()> {
+pub async fn run(
+    dir: &Path,
+    args: InitArgs<'_>,
+    passphrase: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
     sotto_proto::names::validate(args.user).context("invalid username")?;
     if Profile::exists(dir) {
         anyhow::bail!(
@@ -51,7 +56,11 @@ pub async fn run(dir: &Path, args: InitArgs<'_>, passphrase: &str, out: &mut dyn
         return Err(e).with_context(|| format!("cannot register {}", args.user));
     }
     client.close().await;
-    writeln!(out, "registered {} at {} ({fingerprint})", args.user, args.relay)?;
+    writeln!(
+        out,
+        "registered {} at {} ({fingerprint})",
+        args.user, args.relay
+    )?;
     writeln!(out, "profile: {}", dir.display())?;
     Ok(())
 }

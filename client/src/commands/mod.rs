@@ -51,6 +51,8 @@ where
 }
 
 fn is_transient(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.downcast_ref::<ClientError>().is_some_and(ClientError::is_transient))
+    e.chain().any(|c| {
+        c.downcast_ref::<ClientError>()
+            .is_some_and(ClientError::is_transient)
+    })
 }

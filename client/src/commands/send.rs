@@ -9,11 +9,18 @@ use super::{new_client_id, with_retries};
 use crate::profile::{HistoryEntry, Mode, Profile};
 use crate::relay::Recipient;
 
-pub async fn run(profile: &mut Profile, to: Recipient<'_>, text: &str, out: &mut dyn Write) -> Result<()> {
+pub async fn run(
+    profile: &mut Profile,
+    to: Recipient<'_>,
+    text: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
     let client_id = new_client_id();
     let stored = with_retries(|| async {
         let client = profile.connect().await?;
-        let stored = client.send_normal(clone_recipient(&to), text, client_id).await?;
+        let stored = client
+            .send_normal(clone_recipient(&to), text, client_id)
+            .await?;
         client.close().await;
         Ok(stored)
     })

@@ -78,7 +78,11 @@ pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Res
         writeln!(out, "{}", serde_json::to_string(&line)?)?;
     } else {
         let when = rfc3339(entry.sent_at);
-        let lock = if entry.mode == Mode::Secret { "🔒 " } else { "" };
+        let lock = if entry.mode == Mode::Secret {
+            "🔒 "
+        } else {
+            ""
+        };
         match &entry.group {
             Some(group) => writeln!(out, "{when} {lock}[{group}] {}: {}", entry.from, entry.text)?,
             None => writeln!(out, "{when} {lock}{}: {}", entry.from, entry.text)?,

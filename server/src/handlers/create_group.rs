@@ -19,14 +19,20 @@ pub async fn handle(state: &RelayState, user: &str, create: CreateGroup) -> Hand
     for member in &create.members {
         valid_name("username", member)?;
         if !state.accounts.exists(member)? {
-            return Err(RequestError::new(ErrorCode::UnknownUser, format!("no account named {member}")));
+            return Err(RequestError::new(
+                ErrorCode::UnknownUser,
+                format!("no account named {member}"),
+            ));
         }
     }
     let group = state
         .groups
         .create(&create.name, user, &create.members)?
         .ok_or_else(|| {
-            RequestError::new(ErrorCode::GroupExists, format!("a group named {} exists already", create.name))
+            RequestError::new(
+                ErrorCode::GroupExists,
+                format!("a group named {} exists already", create.name),
+            )
         })?;
     state.commit.durable().await?;
     Ok(response::Kind::GroupCreated(GroupCreated {

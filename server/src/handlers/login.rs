@@ -12,15 +12,26 @@ pub fn handle(state: &RelayState, session: &Session, login: Login) -> Handled {
     valid_name("username", &login.username)?;
     let nonce = take_challenge(session)?;
     let account = state.accounts.get(&login.username)?.ok_or_else(|| {
-        RequestError::new(ErrorCode::UnknownUser, format!("no account named {}", login.username))
+        RequestError::new(
+            ErrorCode::UnknownUser,
+            format!("no account named {}", login.username),
+        )
     })?;
-    verify_login(session, &account.identity_key, &login.username, &nonce, &login.signature)?;
+    verify_login(
+        session,
+        &account.identity_key,
+        &login.username,
+        &nonce,
+        &login.signature,
+    )?;
     session.lock().user = Some(account.username);
     Ok(response::Kind::LoggedIn(LoggedIn {}))
 }
 
 /// Takes the pending challenge nonce; each one serves a single attempt.
-pub(super) fn take_challenge(session: &Session) -> Result<[u8; sotto_proto::NONCE_LEN], RequestError> {
+pub(super) fn take_challenge(
+    session: &Session,
+) -> Result<[u8; sotto_proto::NONCE_LEN], RequestError> {
     let mut s = session.lock();
     if s.user.is_some() {
         return Err(RequestError::new(
@@ -29,7 +40,10 @@ pub(super) fn take_challenge(session: &Session) -> Result<[u8; sotto_proto::NONC
         ));
     }
     s.nonce.take().ok_or_else(|| {
-        RequestError::new(ErrorCode::NoChallenge, "ask for a challenge before logging in")
+        RequestError::new(
+            ErrorCode::NoChallenge,
+            "ask for a challenge before logging in",
+        )
     })
 }
 
@@ -41,11 +55,22 @@ pub(super) fn verify_login(
     nonce: &[u8],
     signature: &[u8],
 ) -> Result<(), RequestError> {
-    let exporter = session
-        .exporter()
-        .ok_or_else(|| RequestError::new(ErrorCode::Internal, "this connection has no TLS secret to bind to"))?;
-    let bad = || RequestError::new(ErrorCode::BadSignature, "the login signature does not verify for this account");
+    let exporter = session.exporter().ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::Internal,
+            "this connection has no TLS secret to bind to",
+        )
+    })?;
+    let bad = || {
+        RequestError::new(
+            ErrorCode::BadSignature,
+            "the login signature does not verify for this account",
+        )
+    };
     let signature = Signature::from_slice(signature).map_err(|_| bad())?;
-    key.verify_strict(&sotto_proto::transcript::login(username, nonce, &exporter), &signature)
-        .map_err(|_| bad())
+    key.verify_strict(
+        &sotto_proto::transcript::login(username, nonce, &exporter),
+        &signature,
+    )
+    .map_err(|_| bad())
 }

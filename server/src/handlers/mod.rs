@@ -14,10 +14,10 @@ pub mod subscribe;
 use sotto_proto::v1::{self, ErrorCode, Response, request, response};
 use tracing::error;
 
+use crate::RelayError;
 use crate::connection::Session;
 use crate::records::NormalRecord;
 use crate::relay::RelayState;
-use crate::RelayError;
 
 /// A refusal: an error code and one line for a person.
 #[derive(Debug)]
@@ -43,7 +43,10 @@ impl From<RelayError> for RequestError {
     fn from(e: RelayError) -> Self {
         // The error names a store or sealing failure, never content.
         error!(error = %e, "request failed inside the relay");
-        RequestError::new(ErrorCode::Internal, "the relay could not complete the request; try again")
+        RequestError::new(
+            ErrorCode::Internal,
+            "the relay could not complete the request; try again",
+        )
     }
 }
 
@@ -87,7 +90,9 @@ pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Reques
                 Kind::CreateGroup(r) => create_group::handle(state, &user, r).await,
                 Kind::Fetch(r) => fetch::handle(state, &user, r),
                 Kind::Ack(r) => ack::handle(state, &user, r).await,
-                _ => Err(RequestError::bad_request("this relay does not serve that request yet")),
+                _ => Err(RequestError::bad_request(
+                    "this relay does not serve that request yet",
+                )),
             },
         },
     };

@@ -21,7 +21,13 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
         .map_err(|_| RequestError::bad_request("an identity key is 32 bytes"))?;
     let key = VerifyingKey::from_bytes(&key)
         .map_err(|_| RequestError::bad_request("the identity key is not a valid Ed25519 key"))?;
-    verify_login(session, &key, &register.username, &nonce, &register.signature)?;
+    verify_login(
+        session,
+        &key,
+        &register.username,
+        &nonce,
+        &register.signature,
+    )?;
     match state.accounts.register(&register.username, &key)? {
         Registration::Taken => Err(RequestError::new(
             ErrorCode::UsernameTaken,

@@ -22,24 +22,33 @@ pub async fn handle(state: &RelayState, user: &str, send: SendNormal) -> Handled
     if send.text.len() > sotto_proto::MAX_TEXT {
         return Err(RequestError::new(
             ErrorCode::TooLarge,
-            format!("a message may hold at most {} bytes of text", sotto_proto::MAX_TEXT),
+            format!(
+                "a message may hold at most {} bytes of text",
+                sotto_proto::MAX_TEXT
+            ),
         ));
     }
     let to = match send.to {
-        None => return Err(RequestError::bad_request("a message needs a recipient or a group")),
+        None => {
+            return Err(RequestError::bad_request(
+                "a message needs a recipient or a group",
+            ));
+        }
         Some(send_normal::To::User(to)) => {
             valid_name("username", &to)?;
             if !state.accounts.exists(&to)? {
-                return Err(RequestError::new(ErrorCode::UnknownUser, format!("no account named {to}")));
+                return Err(RequestError::new(
+                    ErrorCode::UnknownUser,
+                    format!("no account named {to}"),
+                ));
             }
             Destination::User(to)
         }
         Some(send_normal::To::Group(name)) => {
             valid_name("group name", &name)?;
-            let group = state
-                .groups
-                .get(&name)?
-                .ok_or_else(|| RequestError::new(ErrorCode::UnknownGroup, format!("no group named {name}")))?;
+            let group = state.groups.get(&name)?.ok_or_else(|| {
+                RequestError::new(ErrorCode::UnknownGroup, format!("no group named {name}"))
+            })?;
             if !group.members.iter().any(|m| m == user) {
                 return Err(RequestError::new(
                     ErrorCode::NotAMember,

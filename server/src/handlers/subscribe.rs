@@ -18,7 +18,9 @@ pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendS
                 ErrorCode::NotLoggedIn,
                 "log in first: this request needs an account",
             )),
-            (Some(_), true) => Err(RequestError::bad_request("this connection is subscribed already")),
+            (Some(_), true) => Err(RequestError::bad_request(
+                "this connection is subscribed already",
+            )),
             (Some(user), false) => {
                 s.subscribed = true;
                 Ok(user)
@@ -28,7 +30,10 @@ pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendS
     let user = match answer {
         Ok(user) => user,
         Err(e) => {
-            if frame::write_frame(&mut send, &Response::from(e)).await.is_ok() {
+            if frame::write_frame(&mut send, &Response::from(e))
+                .await
+                .is_ok()
+            {
                 let _ = send.finish();
             }
             return;

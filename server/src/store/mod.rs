@@ -127,6 +127,9 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// Key-value pairs read from a tree, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ordered key-value storage with atomic batches and durable flushes.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -138,7 +141,7 @@ pub trait Store: Send + Sync + 'static {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Entries, StoreError>;
 
     /// Applies a batch atomically (see [`Batch`]). Not yet durable: see [`Store::flush`].
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError>;
