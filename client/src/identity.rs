@@ -43,7 +43,6 @@ impl Identity {
         PublicKey::from(&self.dh)
     }
 
-    #[allow(dead_code)] // X3DH uses it.
     pub(crate) fn dh_secret(&self) -> &StaticSecret {
         &self.dh
     }

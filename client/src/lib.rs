@@ -14,6 +14,7 @@
 //! `Stored` once flushed → the message goes into the sealed history.
 
 pub mod commands;
+pub mod e2e;
 pub mod identity;
 pub mod pinning;
 pub mod profile;

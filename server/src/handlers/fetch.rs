@@ -15,5 +15,6 @@ pub fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
             .collect(),
         secret: Vec::new(),
         more,
+        prekeys_low: None,
     }))
 }

@@ -1,0 +1,39 @@
+//! A sending or receiving chain key (KDF_CK): HMAC-SHA256 with constant inputs
+//! 0x01 for the message key and 0x02 for the next chain key, as the Double
+//! Ratchet specification recommends.
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::message_key::MessageKey;
+
+const MESSAGE_KEY_SEED: u8 = 0x01;
+const ADVANCEMENT_SEED: u8 = 0x02;
+
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub(super) struct ChainKey([u8; 32]);
+
+impl ChainKey {
+    pub(super) fn new(bytes: [u8; 32]) -> Self {
+        ChainKey(bytes)
+    }
+
+    fn hmac(&self, seed: u8) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(&[seed]);
+        mac.finalize().into_bytes().into()
+    }
+
+    pub(super) fn message_key(&self) -> MessageKey {
+        MessageKey::new(self.hmac(MESSAGE_KEY_SEED))
+    }
+
+    pub(super) fn advance(&mut self) {
+        let next = self.hmac(ADVANCEMENT_SEED);
+        self.0.zeroize();
+        self.0 = next;
+    }
+}

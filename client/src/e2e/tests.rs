@@ -1,0 +1,358 @@
+//! The Double Ratchet and X3DH, pinned down without a socket.
+
+use proptest::prelude::*;
+use sotto_proto::v1::{self, secret_payload};
+
+use super::*;
+use crate::identity::Identity;
+
+struct Party {
+    identity: Identity,
+    prekeys: LocalPrekeys,
+}
+
+fn party(one_time: usize) -> Party {
+    let identity = Identity::generate();
+    let mut prekeys = LocalPrekeys::default();
+    prekeys.rotate_signed(&identity, 0);
+    prekeys.generate_one_time(one_time);
+    Party { identity, prekeys }
+}
+
+/// The bundle the relay would hand out for `p` (taking its first one-time key).
+fn bundle_of(p: &Party, name: &str) -> v1::PrekeyBundle {
+    let otks = p.prekeys.one_time_public();
+    let upload = p.prekeys.upload(&p.identity, otks).unwrap();
+    v1::PrekeyBundle {
+        user: name.into(),
+        identity_key: p.identity.public_key().to_bytes().to_vec().into(),
+        identity_dh_key: upload.identity_dh_key,
+        identity_dh_signature: upload.identity_dh_signature,
+        signed_prekey: upload.signed_prekey,
+        one_time: upload.one_time.into_iter().next(),
+    }
+}
+
+fn ratchet_message(payload: &v1::SecretPayload) -> &v1::RatchetMessage {
+    match payload.kind.as_ref().unwrap() {
+        secret_payload::Kind::Message(m) => m,
+        secret_payload::Kind::Prekey(p) => p.message.as_ref().unwrap(),
+    }
+}
+
+/// Alice starts a session with Bob, and Bob answers her first message.
+fn established(one_time: usize) -> (Party, Party, Session, Session) {
+    let alice = party(0);
+    let mut bob = party(one_time);
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let first = a.encrypt(b"hello").unwrap();
+    let Some(secret_payload::Kind::Prekey(prekey)) = first.kind else {
+        panic!("a first message carries the X3DH header");
+    };
+    let (b, plaintext) = Session::respond(&bob.identity, &mut bob.prekeys, &prekey).unwrap();
+    assert_eq!(plaintext.as_slice(), b"hello");
+    (alice, bob, a, b)
+}
+
+/// A copy of a session, as an attacker who read the vault would have it.
+fn snapshot(s: &Session) -> Session {
+    serde_json::from_slice(&serde_json::to_vec(s).unwrap()).unwrap()
+}
+
+#[test]
+fn messages_in_order_both_ways_across_several_turns() {
+    let (_, _, mut a, mut b) = established(1);
+    for turn in 0..5 {
+        for i in 0..3 {
+            let text = format!("a{turn}.{i}");
+            let m = a.encrypt(text.as_bytes()).unwrap();
+            assert_eq!(
+                b.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+                text.as_bytes()
+            );
+        }
+        let text = format!("b{turn}");
+        let m = b.encrypt(text.as_bytes()).unwrap();
+        assert_eq!(
+            a.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+            text.as_bytes()
+        );
+    }
+}
+
+#[test]
+fn the_x3dh_header_is_sent_until_the_peer_answers() {
+    let (_, _, mut a, mut b) = established(1);
+    let m = a.encrypt(b"again").unwrap();
+    assert!(matches!(m.kind, Some(secret_payload::Kind::Prekey(_))));
+    b.decrypt(ratchet_message(&m)).unwrap();
+    let reply = b.encrypt(b"hi").unwrap();
+    assert!(matches!(reply.kind, Some(secret_payload::Kind::Message(_))));
+    a.decrypt(ratchet_message(&reply)).unwrap();
+    assert!(matches!(
+        a.encrypt(b"x").unwrap().kind,
+        Some(secret_payload::Kind::Message(_))
+    ));
+}
+
+#[test]
+fn out_of_order_messages_decrypt_and_their_skipped_keys_are_deleted() {
+    let (_, _, mut a, mut b) = established(1);
+    let msgs: Vec<_> = (0..5)
+        .map(|i| a.encrypt(format!("m{i}").as_bytes()).unwrap())
+        .collect();
+    for i in [3, 0, 4, 1, 2] {
+        let got = b.decrypt(ratchet_message(&msgs[i])).unwrap();
+        assert_eq!(got.as_slice(), format!("m{i}").as_bytes());
+    }
+    assert_eq!(b.ratchet().skipped_len(), 0);
+}
+
+#[test]
+fn skipped_keys_of_a_previous_chain_survive_a_dh_step() {
+    let (_, _, mut a, mut b) = established(1);
+    let late = a.encrypt(b"late").unwrap();
+    let on_time = a.encrypt(b"on time").unwrap();
+    b.decrypt(ratchet_message(&on_time)).unwrap();
+    let reply = b.encrypt(b"reply").unwrap();
+    a.decrypt(ratchet_message(&reply)).unwrap();
+    let next = a.encrypt(b"next chain").unwrap();
+    b.decrypt(ratchet_message(&next)).unwrap();
+    assert_eq!(
+        b.decrypt(ratchet_message(&late)).unwrap().as_slice(),
+        b"late"
+    );
+}
+
+#[test]
+fn a_message_beyond_the_skip_bound_is_refused_and_changes_nothing() {
+    let (_, _, mut a, mut b) = established(1);
+    let first = a.encrypt(b"first").unwrap();
+    for _ in 0..MAX_SKIP {
+        a.encrypt(b"lost").unwrap();
+    }
+    let far = a.encrypt(b"too far").unwrap();
+    assert_eq!(b.decrypt(ratchet_message(&far)), Err(E2eError::TooFarAhead));
+    assert_eq!(b.ratchet().skipped_len(), 0);
+    assert_eq!(
+        b.decrypt(ratchet_message(&first)).unwrap().as_slice(),
+        b"first"
+    );
+}
+
+#[test]
+fn a_replayed_message_is_refused() {
+    let (_, _, mut a, mut b) = established(1);
+    let m0 = a.encrypt(b"zero").unwrap();
+    let m1 = a.encrypt(b"one").unwrap();
+    b.decrypt(ratchet_message(&m1)).unwrap();
+    b.decrypt(ratchet_message(&m0)).unwrap(); // from the skipped keys
+    assert_eq!(b.decrypt(ratchet_message(&m1)), Err(E2eError::Replayed));
+    assert_eq!(b.decrypt(ratchet_message(&m0)), Err(E2eError::Replayed));
+}
+
+#[test]
+fn tampered_headers_and_ciphertexts_are_refused_without_disturbing_the_session() {
+    let (_, _, mut a, mut b) = established(1);
+    let m = a.encrypt(b"intact").unwrap();
+    let good = ratchet_message(&m).clone();
+
+    let mut bad_ct = good.clone();
+    let mut ct = bad_ct.ciphertext.to_vec();
+    ct[0] ^= 1;
+    bad_ct.ciphertext = ct.into();
+    assert_eq!(b.decrypt(&bad_ct), Err(E2eError::Decrypt));
+
+    for flip in [0usize, 35, 39] {
+        let mut bad_header = good.clone();
+        let mut h = bad_header.header.to_vec();
+        h[flip] ^= 1;
+        bad_header.header = h.into();
+        assert!(
+            b.decrypt(&bad_header).is_err(),
+            "flipping header byte {flip}"
+        );
+    }
+    let mut short = good.clone();
+    short.header = short.header.slice(..20);
+    assert_eq!(b.decrypt(&short), Err(E2eError::Malformed));
+
+    assert_eq!(b.ratchet().skipped_len(), 0);
+    assert_eq!(b.decrypt(&good).unwrap().as_slice(), b"intact");
+}
+
+#[test]
+fn a_consumed_message_key_is_gone() {
+    let (_, _, mut a, mut b) = established(1);
+    let m = a.encrypt(b"read once").unwrap();
+    b.decrypt(ratchet_message(&m)).unwrap();
+    // Whoever copies the state afterwards cannot read the message again.
+    let mut stolen = snapshot(&b);
+    assert!(stolen.decrypt(ratchet_message(&m)).is_err());
+}
+
+#[test]
+fn a_copied_state_stops_decrypting_after_the_next_dh_step() {
+    let (_, _, mut a, mut b) = established(1);
+    let mut stolen = snapshot(&b);
+    // Within the current chain the copy still works: the compromise was real.
+    let m = a.encrypt(b"same chain").unwrap();
+    assert_eq!(
+        stolen.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+        b"same chain"
+    );
+    b.decrypt(ratchet_message(&m)).unwrap();
+    // Bob answers (with the ratchet key the copy knows), Alice answers back
+    // (Bob's next DH step: a key the copy does not have), Bob answers, Alice writes.
+    let reply = b.encrypt(b"reply").unwrap();
+    a.decrypt(ratchet_message(&reply)).unwrap();
+    let x = a.encrypt(b"makes bob step").unwrap();
+    b.decrypt(ratchet_message(&x)).unwrap();
+    let reply = b.encrypt(b"with a fresh key").unwrap();
+    a.decrypt(ratchet_message(&reply)).unwrap();
+    let healed = a.encrypt(b"after healing").unwrap();
+    assert_eq!(
+        b.decrypt(ratchet_message(&healed)).unwrap().as_slice(),
+        b"after healing"
+    );
+    // Even following along with every message does not help the copy.
+    let _ = stolen.decrypt(ratchet_message(&x));
+    assert!(stolen.decrypt(ratchet_message(&healed)).is_err());
+}
+
+#[test]
+fn x3dh_works_without_a_one_time_prekey() {
+    let (_, bob, mut a, mut b) = established(0);
+    assert_eq!(bob.prekeys.one_time_count(), 0);
+    let m = b.encrypt(b"no otk").unwrap();
+    assert_eq!(
+        a.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+        b"no otk"
+    );
+}
+
+#[test]
+fn a_one_time_prekey_is_used_once() {
+    let alice = party(0);
+    let mut bob = party(2);
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(b"hi").unwrap().kind else {
+        panic!("prekey message expected");
+    };
+    Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+    assert_eq!(bob.prekeys.one_time_count(), 1);
+    // Replaying the first message cannot set up a second session.
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &first).err(),
+        Some(E2eError::UnknownPrekey)
+    );
+}
+
+#[test]
+fn a_failed_first_message_keeps_the_one_time_prekey() {
+    let alice = party(0);
+    let mut bob = party(1);
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let Some(secret_payload::Kind::Prekey(mut first)) = a.encrypt(b"hi").unwrap().kind else {
+        panic!("prekey message expected");
+    };
+    let inner = first.message.as_mut().unwrap();
+    let mut ct = inner.ciphertext.to_vec();
+    ct[0] ^= 1;
+    inner.ciphertext = ct.into();
+    assert!(Session::respond(&bob.identity, &mut bob.prekeys, &first).is_err());
+    assert_eq!(bob.prekeys.one_time_count(), 1);
+}
+
+#[test]
+fn a_bundle_with_a_bad_signature_is_refused() {
+    let bob = party(1);
+    let mut bundle = bundle_of(&bob, "bob");
+    let mut spk = bundle.signed_prekey.clone().unwrap();
+    let mut sig = spk.signature.to_vec();
+    sig[10] ^= 1;
+    spk.signature = sig.into();
+    bundle.signed_prekey = Some(spk);
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+
+    let mut bundle = bundle_of(&bob, "bob");
+    bundle.identity_dh_key = vec![9u8; 32].into();
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+
+    // A signed prekey from someone else's identity.
+    let mallory = party(1);
+    let mut bundle = bundle_of(&bob, "bob");
+    bundle.signed_prekey = bundle_of(&mallory, "mallory").signed_prekey;
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+}
+
+#[test]
+fn a_session_survives_being_stored_and_loaded() {
+    let (_, _, mut a, b) = established(1);
+    let mut b = snapshot(&b);
+    let m = a.encrypt(b"after reload").unwrap();
+    assert_eq!(
+        b.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+        b"after reload"
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Send { from_alice: bool },
+    Deliver { to_alice: bool, pick: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        any::<bool>().prop_map(|from_alice| Step::Send { from_alice }),
+        (any::<bool>(), any::<usize>())
+            .prop_map(|(to_alice, pick)| Step::Deliver { to_alice, pick }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any interleaving of sends and (reordered) deliveries between two parties
+    /// decrypts every message exactly once, to what was sent.
+    #[test]
+    fn random_interleavings_decrypt_everything_exactly_once(steps in proptest::collection::vec(step(), 1..120)) {
+        let (_, _, mut a, mut b) = established(1);
+        let mut inbox_bob: Vec<(v1::SecretPayload, Vec<u8>)> = Vec::new();
+        let mut inbox_alice: Vec<(v1::SecretPayload, Vec<u8>)> = Vec::new();
+        let mut sent = 0usize;
+        let mut received = 0usize;
+        for (i, s) in steps.into_iter().enumerate() {
+            match s {
+                Step::Send { from_alice } => {
+                    let text = format!("message {i}").into_bytes();
+                    let (session, queue) = if from_alice { (&mut a, &mut inbox_bob) } else { (&mut b, &mut inbox_alice) };
+                    queue.push((session.encrypt(&text).unwrap(), text));
+                    sent += 1;
+                }
+                Step::Deliver { to_alice, pick } => {
+                    let (session, queue) = if to_alice { (&mut a, &mut inbox_alice) } else { (&mut b, &mut inbox_bob) };
+                    if queue.is_empty() { continue; }
+                    let (payload, text) = queue.remove(pick % queue.len());
+                    let got = session.decrypt(ratchet_message(&payload)).unwrap();
+                    prop_assert_eq!(got.as_slice(), &text[..]);
+                    // A second delivery of the same message is refused.
+                    prop_assert!(session.decrypt(ratchet_message(&payload)).is_err());
+                    received += 1;
+                }
+            }
+        }
+        for (session, queue) in [(&mut a, inbox_alice), (&mut b, inbox_bob)] {
+            for (payload, text) in queue {
+                let got = session.decrypt(ratchet_message(&payload)).unwrap();
+                    prop_assert_eq!(got.as_slice(), &text[..]);
+                received += 1;
+            }
+        }
+        prop_assert_eq!(sent, received);
+    }
+}
