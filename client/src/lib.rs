@@ -6,7 +6,9 @@
 //! - [`identity`]: the user's Ed25519 identity key and X25519 identity DH key;
 //! - [`vault`]: the passphrase-sealed file everything local is kept in;
 //! - [`profile`]: a profile folder: settings, identity, contacts, history;
-//! - [`commands`]: what `sotto init|send|group|sync` do.
+//! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
+//! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
+//! - [`commands`]: what each `sotto` command does.
 //!
 //! `sotto send bob hi` flows: [`profile::Profile::open`] (Argon2id, vault) →
 //! [`relay::RelayClient::connect`] (pinned certificate) → login (signature
@@ -19,4 +21,5 @@ pub mod identity;
 pub mod pinning;
 pub mod profile;
 pub mod relay;
+pub mod secret;
 pub mod vault;

@@ -2,13 +2,14 @@
 //! fingerprint, the username: nothing secret) and `vault` (everything else,
 //! sealed under the passphrase: identity keys, contacts, local history).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::e2e::{LocalPrekeys, Session};
 use crate::identity::Identity;
 use crate::pinning::Fingerprint;
 use crate::relay::RelayClient;
@@ -48,7 +49,36 @@ pub struct HistoryEntry {
     pub sent_at: i64,
     /// Hex of the sender's client id.
     pub client_id: String,
+    /// Disappearing message: seconds it lives after it is first shown.
+    #[serde(default)]
+    pub expire_secs: Option<u32>,
+    /// When it was first shown (milliseconds since the epoch).
+    #[serde(default)]
+    pub shown_at: Option<i64>,
 }
+
+impl HistoryEntry {
+    /// True when a disappearing message's timer has run out at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        match (self.expire_secs, self.shown_at) {
+            (Some(secs), Some(shown)) => now_ms >= shown.saturating_add(i64::from(secs) * 1000),
+            _ => false,
+        }
+    }
+}
+
+/// A secret message encrypted and kept until the relay confirms it stored it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub to: String,
+    /// Hex of the client id; a retry reuses it, so the relay queues it once.
+    pub client_id: String,
+    /// Hex of the encoded `SecretPayload`.
+    pub payload: String,
+}
+
+/// How many delivered envelope ids are remembered, to ignore a redelivery.
+const SEEN_ENVELOPES: usize = 4096;
 
 /// What the vault holds.
 #[derive(Serialize, Deserialize)]
@@ -59,6 +89,14 @@ struct VaultContent {
     history: Vec<HistoryEntry>,
     #[serde(default)]
     contacts: BTreeMap<String, Contact>,
+    #[serde(default)]
+    prekeys: LocalPrekeys,
+    #[serde(default)]
+    sessions: BTreeMap<String, Session>,
+    #[serde(default)]
+    outbox: Vec<OutboxEntry>,
+    #[serde(default)]
+    seen_envelopes: VecDeque<u64>,
 }
 
 #[derive(Serialize)]
@@ -67,6 +105,10 @@ struct VaultContentRef<'a> {
     identity_dh: &'a str,
     history: &'a [HistoryEntry],
     contacts: &'a BTreeMap<String, Contact>,
+    prekeys: &'a LocalPrekeys,
+    sessions: &'a BTreeMap<String, Session>,
+    outbox: &'a [OutboxEntry],
+    seen_envelopes: &'a VecDeque<u64>,
 }
 
 /// What we know of another user.
@@ -74,6 +116,10 @@ struct VaultContentRef<'a> {
 pub struct Contact {
     /// Hex of the Ed25519 identity key we trust for them.
     pub identity_key: String,
+    /// A different key seen since, not trusted yet (`sotto trust`): while it is
+    /// set, secret messages to this contact are refused.
+    #[serde(default)]
+    pub changed_to: Option<String>,
 }
 
 pub struct Profile {
@@ -81,6 +127,10 @@ pub struct Profile {
     pub config: ProfileConfig,
     pub history: Vec<HistoryEntry>,
     pub contacts: BTreeMap<String, Contact>,
+    pub prekeys: LocalPrekeys,
+    pub sessions: BTreeMap<String, Session>,
+    pub outbox: Vec<OutboxEntry>,
+    seen_envelopes: VecDeque<u64>,
     identity: Identity,
     vault: Vault,
 }
@@ -136,6 +186,10 @@ impl Profile {
             config,
             history: Vec::new(),
             contacts: BTreeMap::new(),
+            prekeys: LocalPrekeys::default(),
+            sessions: BTreeMap::new(),
+            outbox: Vec::new(),
+            seen_envelopes: VecDeque::new(),
             vault: Vault::create(&vault_path(dir), passphrase, b"")?,
             identity,
         };
@@ -159,14 +213,22 @@ impl Profile {
             serde_json::from_slice(&content).context("the vault content is damaged")?;
         let signing = secret_from_hex(&content.identity_signing)?;
         let dh = secret_from_hex(&content.identity_dh)?;
-        Ok(Profile {
+        let mut profile = Profile {
             dir: dir.to_owned(),
             config,
             history: content.history,
             contacts: content.contacts,
+            prekeys: content.prekeys,
+            sessions: content.sessions,
+            outbox: content.outbox,
+            seen_envelopes: content.seen_envelopes,
             identity: Identity::from_secrets(&signing, &dh),
             vault,
-        })
+        };
+        if profile.purge_expired(now_ms()) > 0 {
+            profile.save()?;
+        }
+        Ok(profile)
     }
 
     /// Seals the whole profile state into the vault, atomically.
@@ -179,6 +241,10 @@ impl Profile {
             identity_dh: &dh,
             history: &self.history,
             contacts: &self.contacts,
+            prekeys: &self.prekeys,
+            sessions: &self.sessions,
+            outbox: &self.outbox,
+            seen_envelopes: &self.seen_envelopes,
         };
         let bytes =
             Zeroizing::new(serde_json::to_vec(&content).context("cannot encode the vault")?);
@@ -214,6 +280,48 @@ impl Profile {
         }
         !duplicate
     }
+}
+
+impl Profile {
+    /// Answers a first secret message with this device's identity and prekeys.
+    pub fn respond(
+        &mut self,
+        first: &sotto_proto::v1::PrekeyMessage,
+    ) -> Result<(Session, Zeroizing<Vec<u8>>), crate::e2e::E2eError> {
+        Session::respond(&self.identity, &mut self.prekeys, first)
+    }
+
+    /// Makes a new signed prekey (the previous one is kept a while).
+    pub fn rotate_signed_prekey(&mut self, now_ms: i64) {
+        self.prekeys.rotate_signed(&self.identity, now_ms);
+    }
+
+    /// Deletes disappearing messages whose timer ran out; returns how many.
+    pub fn purge_expired(&mut self, now_ms: i64) -> usize {
+        let before = self.history.len();
+        self.history.retain(|e| !e.expired(now_ms));
+        before - self.history.len()
+    }
+
+    /// True if this secret envelope was handled before (a redelivery).
+    pub fn seen_envelope(&self, id: u64) -> bool {
+        self.seen_envelopes.contains(&id)
+    }
+
+    pub fn mark_envelope_seen(&mut self, id: u64) {
+        self.seen_envelopes.push_back(id);
+        while self.seen_envelopes.len() > SEEN_ENVELOPES {
+            self.seen_envelopes.pop_front();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn secret_from_hex(text: &str) -> Result<Zeroizing<[u8; 32]>> {

@@ -304,6 +304,62 @@ impl RelayClient {
         }
     }
 
+    pub async fn upload_prekeys(&self, upload: v1::UploadPrekeys) -> Result<u32, ClientError> {
+        match self.request(request::Kind::UploadPrekeys(upload)).await? {
+            response::Kind::PrekeysStored(stored) => Ok(stored.one_time_count),
+            other => Err(unexpected("stored prekeys", &other)),
+        }
+    }
+
+    /// The relay's prekey bundle for `user` (not yet verified: see `e2e::verify_bundle`).
+    pub async fn fetch_bundle(&self, user: &str) -> Result<v1::PrekeyBundle, ClientError> {
+        match self
+            .request(request::Kind::FetchBundle(v1::FetchBundle {
+                user: user.to_owned(),
+            }))
+            .await?
+        {
+            response::Kind::PrekeyBundle(bundle) => Ok(bundle),
+            other => Err(unexpected("a prekey bundle", &other)),
+        }
+    }
+
+    /// `user`'s registered Ed25519 identity key.
+    pub async fn fetch_identity(&self, user: &str) -> Result<[u8; 32], ClientError> {
+        match self
+            .request(request::Kind::FetchIdentity(v1::FetchIdentity {
+                user: user.to_owned(),
+            }))
+            .await?
+        {
+            response::Kind::IdentityKey(key) => key
+                .identity_key
+                .as_ref()
+                .try_into()
+                .map_err(|_| ClientError::Protocol("an identity key is 32 bytes".into())),
+            other => Err(unexpected("an identity key", &other)),
+        }
+    }
+
+    pub async fn send_secret(
+        &self,
+        to: &str,
+        ciphertext: Vec<u8>,
+        client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    ) -> Result<v1::SecretQueued, ClientError> {
+        match self
+            .request(request::Kind::SendSecret(v1::SendSecret {
+                client_id: client_id.to_vec().into(),
+                to: to.to_owned(),
+                ciphertext: ciphertext.into(),
+            }))
+            .await?
+        {
+            response::Kind::SecretQueued(queued) => Ok(queued),
+            other => Err(unexpected("a queued envelope", &other)),
+        }
+    }
+
     /// The underlying QUIC connection (for tests that misbehave on purpose).
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn

@@ -7,6 +7,8 @@
 //! - [`accounts`], [`groups`]: who exists and who is in which group;
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
 //! - [`hub`]: live pushes to subscribed connections;
+//! - [`prekeys`]: published prekey bundles for secret chats;
+//! - [`secret_queue`]: end-to-end encrypted envelopes until delivered (never history);
 //! - [`store`]: the storage trait, its sled implementation, and group commit;
 //! - [`seal`]: the one sealing function for data at rest;
 //! - [`datadir`], [`config`], [`tls`]: the data directory, `relay.toml`, the certificate.
@@ -24,9 +26,11 @@ pub mod datadir;
 pub mod groups;
 pub mod handlers;
 pub mod hub;
+pub mod prekeys;
 pub mod records;
 pub mod relay;
 pub mod seal;
+pub mod secret_queue;
 pub mod store;
 pub mod tls;
 

@@ -59,3 +59,34 @@ pub struct StoredReceipt {
     #[prost(int64, tag = "2")]
     pub sent_at: i64,
 }
+
+/// A user's published prekeys, as uploaded (the private halves never leave the device).
+#[derive(Clone, PartialEq, Message)]
+pub struct PrekeySetRecord {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_dh_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub identity_dh_signature: Vec<u8>,
+    #[prost(message, optional, tag = "3")]
+    pub signed_prekey: Option<sotto_proto::v1::SignedPrekey>,
+    #[prost(message, repeated, tag = "4")]
+    pub one_time: Vec<sotto_proto::v1::OneTimePrekey>,
+}
+
+/// A queued secret envelope: who sent it, and ciphertext the relay cannot read.
+#[derive(Clone, PartialEq, Message)]
+pub struct SecretEnvelopeRecord {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub from: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub ciphertext: Vec<u8>,
+    #[prost(int64, tag = "4")]
+    pub queued_at: i64,
+    #[prost(int64, tag = "5")]
+    pub expires_at: i64,
+    /// The `SecretDedup` key, removed together with the envelope.
+    #[prost(bytes = "vec", tag = "6")]
+    pub dedup_key: Vec<u8>,
+}

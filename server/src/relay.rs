@@ -16,6 +16,8 @@ use crate::archive::NormalArchive;
 use crate::config::RelayConfig;
 use crate::groups::Groups;
 use crate::hub::Hub;
+use crate::prekeys::Prekeys;
+use crate::secret_queue::SecretQueue;
 use crate::store::{GroupCommit, Store};
 use crate::{connection, datadir};
 
@@ -26,6 +28,8 @@ pub struct RelayState {
     pub accounts: Accounts,
     pub groups: Groups,
     pub archive: Arc<NormalArchive>,
+    pub prekeys: Prekeys,
+    pub secret_queue: SecretQueue,
     pub hub: Hub,
     pub commit: GroupCommit,
     next_connection: AtomicU64,
@@ -48,6 +52,7 @@ pub struct RunningRelay {
     endpoint: quinn::Endpoint,
     state: Arc<RelayState>,
     accept: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
 }
 
@@ -67,6 +72,8 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         accounts: Accounts::new(store.clone(), opened.sealer.clone()),
         groups: Groups::new(store.clone(), opened.sealer.clone()),
         archive,
+        prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
+        secret_queue: SecretQueue::new(store.clone(), opened.sealer.clone()),
         hub: Hub::default(),
         commit,
         store,
@@ -74,6 +81,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         next_connection: AtomicU64::new(1),
     });
     let accept = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
+    let sweeper = tokio::spawn(expire_secret_envelopes(Arc::downgrade(&state)));
     info!(%addr, "relay listening");
     Ok(RunningRelay {
         addr,
@@ -83,6 +91,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         endpoint,
         state,
         accept,
+        sweeper,
         flusher,
     })
 }
@@ -103,6 +112,28 @@ async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {
     connections.shutdown().await;
 }
 
+/// How often undelivered secret envelopes are checked for the end of their time-to-live.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
+
+/// Deletes expired secret envelopes now and then, for as long as the relay runs.
+async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
+    let mut every = tokio::time::interval(EXPIRY_SWEEP);
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        match state.secret_queue.expire(crate::now_ms()) {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(expired = n, "secret envelopes expired");
+                if let Err(e) = state.commit.durable().await {
+                    warn!(error = %e, "cannot flush expired envelopes");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot expire secret envelopes"),
+        }
+    }
+}
+
 impl RunningRelay {
     pub fn state(&self) -> &Arc<RelayState> {
         &self.state
@@ -118,6 +149,8 @@ impl RunningRelay {
             warn!("connections did not close in time; stopping anyway");
         }
         let _ = self.accept.await;
+        self.sweeper.abort();
+        let _ = self.sweeper.await;
         let store = self.state.store.clone();
         drop(self.state);
         // The flusher ends once the state (and its commit handle) is gone; after

@@ -47,6 +47,9 @@ enum Command {
         /// End-to-end encrypted: the relay sees only ciphertext.
         #[arg(long)]
         secret: bool,
+        /// With --secret: delete the message this long after it is first shown (30s, 5m, 1h, 1d).
+        #[arg(long, value_name = "TIME", requires = "secret")]
+        expire: Option<String>,
         /// The recipient (omit with --group).
         #[arg(required_unless_present = "group")]
         user: Option<String>,
@@ -64,6 +67,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the safety number you and USER compare to verify your secret chat.
+    SafetyNumber { user: String },
+    /// Accept USER's changed identity key (after comparing safety numbers).
+    Trust { user: String },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +140,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Send {
             group,
             secret,
+            expire,
             user,
             text,
         } => {
@@ -148,11 +156,18 @@ async fn run(cli: Cli) -> Result<()> {
                 (_, Some(g)) => Recipient::Group(g),
                 _ => unreachable!("one of user and group is set above"),
             };
-            if secret {
-                bail!("secret chats are not available in this build yet");
-            }
+            let expire = expire
+                .as_deref()
+                .map(sotto_client::secret::parse_timer)
+                .transpose()?
+                .flatten();
             let mut profile = Profile::open(&dir, &passphrase(false)?)?;
-            commands::send::run(&mut profile, to, &text, &mut out).await
+            match (secret, to) {
+                (true, Recipient::User(user)) => {
+                    commands::send::run_secret(&mut profile, user, &text, expire, &mut out).await
+                }
+                (_, to) => commands::send::run(&mut profile, to, &text, &mut out).await,
+            }
         }
         Command::Group {
             command: GroupCommand::Create { group, members },
@@ -163,6 +178,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync { json } => {
             let mut profile = Profile::open(&dir, &passphrase(false)?)?;
             commands::sync::run(&mut profile, json, &mut out).await
+        }
+        Command::SafetyNumber { user } => {
+            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            commands::verify::safety_number(&mut profile, &user, &mut out).await
+        }
+        Command::Trust { user } => {
+            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            commands::verify::trust(&mut profile, &user, &mut out).await
         }
     }
 }

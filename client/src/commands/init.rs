@@ -50,11 +50,14 @@ pub async fn run(
         fingerprint: fingerprint.to_string(),
         username: args.user.to_owned(),
     };
-    let profile = Profile::create(dir, config, identity, passphrase)?;
+    let mut profile = Profile::create(dir, config, identity, passphrase)?;
     if let Err(e) = client.register(args.user, profile.identity()).await {
         let _ = std::fs::remove_dir_all(dir);
         return Err(e).with_context(|| format!("cannot register {}", args.user));
     }
+    crate::secret::publish_prekeys(&mut profile, &client, None)
+        .await
+        .context("registered, but the keys for secret chats could not be published; `sotto sync` retries")?;
     client.close().await;
     writeln!(
         out,

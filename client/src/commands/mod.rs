@@ -5,6 +5,7 @@ pub mod group;
 pub mod init;
 pub mod send;
 pub mod sync;
+pub mod verify;
 
 use std::future::Future;
 use std::time::Duration;

@@ -38,6 +38,8 @@ pub async fn run(
         text: text.to_owned(),
         sent_at: stored.sent_at,
         client_id: hex::encode(client_id),
+        expire_secs: None,
+        shown_at: None,
     });
     profile.save()?;
     match (peer, group) {
@@ -53,4 +55,37 @@ fn clone_recipient<'a>(to: &Recipient<'a>) -> Recipient<'a> {
         Recipient::User(u) => Recipient::User(u),
         Recipient::Group(g) => Recipient::Group(g),
     }
+}
+
+/// `sotto send --secret USER TEXT [--expire T]`: end-to-end encrypted. The
+/// encrypted message and the ratchet step that made it are saved first; then
+/// the relay is given the ciphertext. If that fails, the message stays in the
+/// outbox and the next `send` or `sync` delivers it.
+pub async fn run_secret(
+    profile: &mut Profile,
+    to: &str,
+    text: &str,
+    expire_secs: Option<u32>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let client = with_retries(|| profile.connect()).await?;
+    crate::secret::flush_outbox(profile, &client).await?;
+    let entry = crate::secret::prepare(profile, &client, to, text, expire_secs).await?;
+    let mut result = crate::secret::deliver(profile, &client, &entry).await;
+    if result.is_err() {
+        // One more try on a fresh connection (same client id: queued once).
+        if let Ok(again) = profile.connect().await {
+            result = crate::secret::deliver(profile, &again, &entry).await;
+            again.close().await;
+        }
+    }
+    client.close().await;
+    result.map_err(|e| {
+        e.context(format!(
+            "the secret message to {to} is encrypted and kept in the outbox, but the relay has not stored it yet; \
+             `sotto sync` or the next send retries it"
+        ))
+    })?;
+    writeln!(out, "sent to {to} (secret)")?;
+    Ok(())
 }

@@ -1,9 +1,9 @@
 //! `sotto sync [--json]`: fetch what arrived, keep it in the vault, acknowledge
 //! it, print it (one message a line).
 //!
-//! Order matters: the vault is saved before the relay is told to drop its copy,
-//! so a crash at any point loses nothing (at worst a message is fetched twice,
-//! and the history keeps it once).
+//! Order matters: the vault (history and ratchet states) is saved before the
+//! relay is told to drop its copy, so a crash at any point loses nothing (at
+//! worst a message is fetched twice, and the history keeps it once).
 
 use std::io::Write;
 
@@ -12,7 +12,8 @@ use serde::Serialize;
 use sotto_proto::v1::NormalMessage;
 
 use super::rfc3339;
-use crate::profile::{HistoryEntry, Mode, Profile};
+use crate::profile::{HistoryEntry, Mode, Profile, now_ms};
+use crate::secret::{self, Received};
 
 #[derive(Serialize)]
 struct JsonLine<'a> {
@@ -26,27 +27,53 @@ struct JsonLine<'a> {
 
 pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Result<()> {
     let client = profile.connect().await?;
+    if let Err(e) = secret::flush_outbox(profile, &client).await {
+        eprintln!("sotto: the outbox could not be sent yet: {e:#}");
+    }
     let mut arrived = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
-        let upto = batch.normal.iter().map(|m| m.seq).max();
+        let upto = batch.normal.iter().map(|m| m.seq).max().unwrap_or(0);
         for message in &batch.normal {
             let entry = normal_entry(message);
             if profile.remember(entry.clone()) {
                 arrived.push(entry);
             }
         }
+        let mut secret_ids = Vec::with_capacity(batch.secret.len());
+        for envelope in &batch.secret {
+            match secret::receive(profile, envelope) {
+                Received::Message(entry) => arrived.push(entry),
+                Received::Again => {}
+                Received::Dropped(reason) => eprintln!("sotto: {reason}"),
+            }
+            secret_ids.push(envelope.id);
+        }
         profile.save()?;
-        if let Some(upto) = upto {
-            client.ack(upto, Vec::new()).await?;
+        if upto > 0 || !secret_ids.is_empty() {
+            client.ack(upto, secret_ids).await?;
+        }
+        if let Some(low) = &batch.prekeys_low {
+            secret::publish_prekeys(profile, &client, Some(low.remaining as usize)).await?;
         }
         if !batch.more {
             break;
         }
     }
     client.close().await;
+    arrived.sort_by_key(|e| e.sent_at);
     for entry in &arrived {
         print_entry(entry, json, out)?;
+    }
+    // Disappearing messages start their timer once shown.
+    if arrived.iter().any(|e| e.expire_secs.is_some()) {
+        let now = now_ms();
+        for entry in profile.history.iter_mut() {
+            if entry.expire_secs.is_some() && entry.shown_at.is_none() {
+                entry.shown_at = Some(now);
+            }
+        }
+        profile.save()?;
     }
     Ok(())
 }
@@ -61,6 +88,8 @@ fn normal_entry(m: &NormalMessage) -> HistoryEntry {
         text: m.text.clone(),
         sent_at: m.sent_at,
         client_id: hex::encode(&m.client_id),
+        expire_secs: None,
+        shown_at: None,
     }
 }
 
@@ -79,7 +108,7 @@ pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Res
     } else {
         let when = rfc3339(entry.sent_at);
         let lock = if entry.mode == Mode::Secret {
-            "🔒 "
+            "[secret] "
         } else {
             ""
         };

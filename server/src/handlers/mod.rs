@@ -6,10 +6,14 @@ mod ack;
 mod challenge;
 mod create_group;
 mod fetch;
+mod fetch_bundle;
+mod fetch_identity;
 mod login;
 mod register;
 mod send_normal;
+mod send_secret;
 pub mod subscribe;
+mod upload_prekeys;
 
 use sotto_proto::v1::{self, ErrorCode, Response, request, response};
 use tracing::error;
@@ -90,6 +94,10 @@ pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Reques
                 Kind::CreateGroup(r) => create_group::handle(state, &user, r).await,
                 Kind::Fetch(r) => fetch::handle(state, &user, r),
                 Kind::Ack(r) => ack::handle(state, &user, r).await,
+                Kind::UploadPrekeys(r) => upload_prekeys::handle(state, &user, r).await,
+                Kind::FetchBundle(r) => fetch_bundle::handle(state, r).await,
+                Kind::FetchIdentity(r) => fetch_identity::handle(state, r),
+                Kind::SendSecret(r) => send_secret::handle(state, &user, r).await,
                 _ => Err(RequestError::bad_request(
                     "this relay does not serve that request yet",
                 )),

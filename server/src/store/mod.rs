@@ -29,30 +29,33 @@ pub enum Tree {
     ByParticipant,
     /// blind(user)(16) ‖ seq(8) → message key(32): what a user still has to fetch.
     Inbox,
-    /// blind(user) → last acknowledged seq.
-    Cursors,
     /// blind(sender)(16) ‖ client id(16) → sealed reply of the first store (dedup).
     ClientIds,
     /// blind(user) → sealed prekey set.
     Prekeys,
     /// blind(recipient)(16) ‖ id(8) → sealed secret envelope (ciphertext only).
     SecretQueue,
+    /// expires at(8) ‖ blind(recipient)(16) ‖ id(8) → nothing: the queue's time-to-live index.
+    SecretExpiry,
+    /// blind(sender)(16) ‖ client id(16) → sealed receipt, until the envelope is gone.
+    SecretDedup,
     /// Warrant ids ever seen, and the pseudonyms each disclosure issued.
     Warrants,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 12] = [
         Tree::Meta,
         Tree::Accounts,
         Tree::Groups,
         Tree::Messages,
         Tree::ByParticipant,
         Tree::Inbox,
-        Tree::Cursors,
         Tree::ClientIds,
         Tree::Prekeys,
         Tree::SecretQueue,
+        Tree::SecretExpiry,
+        Tree::SecretDedup,
         Tree::Warrants,
     ];
 
@@ -65,10 +68,11 @@ impl Tree {
             Tree::Messages => "messages",
             Tree::ByParticipant => "by_participant",
             Tree::Inbox => "inbox",
-            Tree::Cursors => "cursors",
             Tree::ClientIds => "client_ids",
             Tree::Prekeys => "prekeys",
             Tree::SecretQueue => "secret_queue",
+            Tree::SecretExpiry => "secret_expiry",
+            Tree::SecretDedup => "secret_dedup",
             Tree::Warrants => "warrants",
         }
     }

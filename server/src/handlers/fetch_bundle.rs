@@ -1,0 +1,40 @@
+//! `FetchBundle`: a prekey bundle to start a secret chat with a user. Each
+//! one-time prekey goes out once (flushed before the answer, so a crash cannot
+//! hand it out twice); its owner is told when few are left.
+
+use sotto_proto::v1::{ErrorCode, FetchBundle, PrekeysLow, Push, push, response};
+
+use super::{Handled, RequestError, valid_name};
+use crate::prekeys::LOW_WATER;
+use crate::relay::RelayState;
+
+pub async fn handle(state: &RelayState, fetch: FetchBundle) -> Handled {
+    valid_name("username", &fetch.user)?;
+    let account = state.accounts.get(&fetch.user)?.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::UnknownUser,
+            format!("no account named {}", fetch.user),
+        )
+    })?;
+    let (bundle, left) = state
+        .prekeys
+        .take_bundle(&fetch.user, &account.identity_key)?
+        .ok_or_else(|| {
+            RequestError::new(
+                ErrorCode::NoPrekeys,
+                format!("{} has not published keys for secret chats yet", fetch.user),
+            )
+        })?;
+    state.commit.durable().await?;
+    if left < LOW_WATER {
+        state.hub.push(
+            &fetch.user,
+            &Push {
+                kind: Some(push::Kind::PrekeysLow(PrekeysLow {
+                    remaining: left as u32,
+                })),
+            },
+        );
+    }
+    Ok(response::Kind::PrekeyBundle(bundle))
+}

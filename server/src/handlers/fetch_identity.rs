@@ -1,0 +1,21 @@
+//! `FetchIdentity`: a user's registered identity key, for safety numbers and
+//! for checking a contact's key, without taking a one-time prekey.
+
+use sotto_proto::v1::{ErrorCode, FetchIdentity, IdentityKey, response};
+
+use super::{Handled, RequestError, valid_name};
+use crate::relay::RelayState;
+
+pub fn handle(state: &RelayState, fetch: FetchIdentity) -> Handled {
+    valid_name("username", &fetch.user)?;
+    let account = state.accounts.get(&fetch.user)?.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::UnknownUser,
+            format!("no account named {}", fetch.user),
+        )
+    })?;
+    Ok(response::Kind::IdentityKey(IdentityKey {
+        user: account.username,
+        identity_key: account.identity_key.to_bytes().to_vec().into(),
+    }))
+}

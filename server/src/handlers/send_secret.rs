@@ -1,0 +1,63 @@
+//! `SendSecret`: queue an end-to-end encrypted envelope for its recipient.
+//! The relay cannot read it and keeps it only until it is acknowledged or
+//! expires; it is never part of history. Answered only once flushed.
+
+use sotto_proto::v1::{ErrorCode, Push, SecretQueued, SendSecret, push, response};
+
+use super::{Handled, RequestError, valid_name};
+use crate::relay::RelayState;
+use crate::secret_queue::Queued;
+
+/// Largest ciphertext accepted: a full-size text plus the protocol's overhead.
+pub const MAX_CIPHERTEXT: usize = sotto_proto::MAX_TEXT + 4096;
+
+pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled {
+    let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = send
+        .client_id
+        .as_ref()
+        .try_into()
+        .map_err(|_| RequestError::bad_request("a message id is 16 bytes"))?;
+    valid_name("username", &send.to)?;
+    if send.ciphertext.is_empty() {
+        return Err(RequestError::bad_request(
+            "a secret envelope needs its ciphertext",
+        ));
+    }
+    if send.ciphertext.len() > MAX_CIPHERTEXT {
+        return Err(RequestError::new(
+            ErrorCode::TooLarge,
+            format!("a secret envelope may hold at most {MAX_CIPHERTEXT} bytes"),
+        ));
+    }
+    if !state.accounts.exists(&send.to)? {
+        return Err(RequestError::new(
+            ErrorCode::UnknownUser,
+            format!("no account named {}", send.to),
+        ));
+    }
+    let ttl_ms = (state.config.secret_ttl_secs as i64).saturating_mul(1000);
+    let queued =
+        state
+            .secret_queue
+            .enqueue(user, &send.to, &client_id, &send.ciphertext, ttl_ms)?;
+    state.commit.durable().await?;
+    match queued {
+        Queued::Duplicate(id) => Ok(response::Kind::SecretQueued(SecretQueued {
+            id,
+            duplicate: true,
+        })),
+        Queued::New(envelope) => {
+            let id = envelope.id;
+            state.hub.push(
+                &send.to,
+                &Push {
+                    kind: Some(push::Kind::Secret(envelope)),
+                },
+            );
+            Ok(response::Kind::SecretQueued(SecretQueued {
+                id,
+                duplicate: false,
+            }))
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `UploadPrekeys`: a user publishes its signed prekey and one-time prekeys.
+//! The relay checks they are signed by the account's identity key.
+
+use sotto_proto::v1::{ErrorCode, PrekeysStored, UploadPrekeys, response};
+
+use super::{Handled, RequestError};
+use crate::prekeys::UploadRefused;
+use crate::relay::RelayState;
+
+/// The most one-time prekeys one upload may carry.
+const MAX_PER_UPLOAD: usize = 200;
+
+pub async fn handle(state: &RelayState, user: &str, upload: UploadPrekeys) -> Handled {
+    if upload.one_time.len() > MAX_PER_UPLOAD {
+        return Err(RequestError::new(
+            ErrorCode::TooLarge,
+            format!("at most {MAX_PER_UPLOAD} one-time prekeys per upload"),
+        ));
+    }
+    let account = state.accounts.get(user)?.ok_or_else(|| {
+        RequestError::new(ErrorCode::UnknownUser, "this account no longer exists")
+    })?;
+    match state.prekeys.upload(user, &account.identity_key, upload)? {
+        Ok(count) => {
+            state.commit.durable().await?;
+            Ok(response::Kind::PrekeysStored(PrekeysStored {
+                one_time_count: count as u32,
+            }))
+        }
+        Err(UploadRefused::BadSignature(what)) => Err(RequestError::new(
+            ErrorCode::BadSignature,
+            format!("{what} does not verify with your identity key"),
+        )),
+        Err(UploadRefused::Malformed(what)) => Err(RequestError::bad_request(what)),
+    }
+}

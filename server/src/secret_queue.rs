@@ -1,0 +1,200 @@
+//! The secret queue: end-to-end encrypted envelopes waiting for their recipient.
+//!
+//! Invariants: an envelope is ciphertext made on the sender's device; the relay
+//! keeps it only until the recipient acknowledges it or its time-to-live ends,
+//! and it is never part of the normal archive or its history. This queue is a
+//! separate set of trees from the archive, and the warrant module has no way to
+//! reach it (see `crate::warrant`).
+
+use std::sync::Arc;
+
+use prost::Message;
+use sotto_proto::v1;
+
+use crate::accounts::blind_user;
+use crate::records::{SecretEnvelopeRecord, StoredReceipt};
+use crate::seal::Sealer;
+use crate::store::{Applied, Batch, Store, Tree};
+use crate::{RelayError, now_ms};
+
+pub struct SecretQueue {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+}
+
+/// What enqueuing did.
+pub enum Queued {
+    New(v1::SecretEnvelope),
+    Duplicate(u64),
+}
+
+fn queue_key(recipient: &[u8; 16], id: u64) -> Vec<u8> {
+    let mut key = recipient.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn expiry_key(expires_at: i64, queue_key: &[u8]) -> Vec<u8> {
+    let mut key = (expires_at.max(0) as u64).to_be_bytes().to_vec();
+    key.extend_from_slice(queue_key);
+    key
+}
+
+impl SecretQueue {
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
+        SecretQueue { store, sealer }
+    }
+
+    /// Queues `ciphertext` for `to`. A retry with the same client id (while the
+    /// first is still queued) is not queued twice. Not yet durable.
+    pub fn enqueue(
+        &self,
+        from: &str,
+        to: &str,
+        client_id: &[u8; 16],
+        ciphertext: &[u8],
+        ttl_ms: i64,
+    ) -> Result<Queued, RelayError> {
+        let mut dedup_key = blind_user(&self.sealer, from).to_vec();
+        dedup_key.extend_from_slice(client_id);
+        let id = self.store.next_id()? + 1;
+        let queued_at = now_ms();
+        let record = SecretEnvelopeRecord {
+            id,
+            from: from.to_owned(),
+            ciphertext: ciphertext.to_vec(),
+            queued_at,
+            expires_at: queued_at.saturating_add(ttl_ms),
+            dedup_key: dedup_key.clone(),
+        };
+        let qkey = queue_key(&blind_user(&self.sealer, to), id);
+        let receipt = StoredReceipt {
+            id,
+            sent_at: queued_at,
+        }
+        .encode_to_vec();
+        let mut batch = Batch::guarded(
+            Tree::SecretDedup,
+            dedup_key.clone(),
+            self.sealer.seal(Tree::SecretDedup, &dedup_key, &receipt),
+        );
+        batch.put(
+            Tree::SecretQueue,
+            qkey.clone(),
+            self.sealer
+                .seal(Tree::SecretQueue, &qkey, &record.encode_to_vec()),
+        );
+        batch.put(
+            Tree::SecretExpiry,
+            expiry_key(record.expires_at, &qkey),
+            Vec::new(),
+        );
+        match self.store.apply(batch)? {
+            Applied::Written => Ok(Queued::New(envelope(&record))),
+            Applied::GuardExists(sealed) => {
+                let plain = self.sealer.open(Tree::SecretDedup, &dedup_key, &sealed)?;
+                Ok(Queued::Duplicate(
+                    StoredReceipt::decode(plain.as_slice())?.id,
+                ))
+            }
+        }
+    }
+
+    /// Envelopes waiting for `user`, oldest first; `more` when the limit cut it.
+    pub fn pending(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<(Vec<v1::SecretEnvelope>, bool), RelayError> {
+        let blind = blind_user(&self.sealer, user);
+        let rows = self.store.range(
+            Tree::SecretQueue,
+            &queue_key(&blind, 0),
+            &queue_key(&blind, u64::MAX),
+            limit + 1,
+        )?;
+        let more = rows.len() > limit;
+        let mut out = Vec::with_capacity(rows.len().min(limit));
+        for (key, sealed) in rows.into_iter().take(limit) {
+            let record = SecretEnvelopeRecord::decode(
+                self.sealer
+                    .open(Tree::SecretQueue, &key, &sealed)?
+                    .as_slice(),
+            )?;
+            out.push(envelope(&record));
+        }
+        Ok((out, more))
+    }
+
+    /// Deletes `user`'s envelopes named in `ids` (others' are out of reach:
+    /// the key starts with the user's blind). Returns how many were deleted.
+    pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<usize, RelayError> {
+        let blind = blind_user(&self.sealer, user);
+        let mut batch = Batch::default();
+        let mut removed = 0;
+        for id in ids {
+            let key = queue_key(&blind, *id);
+            if let Some(sealed) = self.store.get(Tree::SecretQueue, &key)? {
+                let record = SecretEnvelopeRecord::decode(
+                    self.sealer
+                        .open(Tree::SecretQueue, &key, &sealed)?
+                        .as_slice(),
+                )?;
+                batch.delete(Tree::SecretExpiry, expiry_key(record.expires_at, &key));
+                batch.delete(Tree::SecretDedup, record.dedup_key);
+                batch.delete(Tree::SecretQueue, key);
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.store.apply(batch)?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every envelope whose time-to-live has ended by `now`. Not yet durable.
+    pub fn expire(&self, now: i64) -> Result<usize, RelayError> {
+        let end = (now.max(0) as u64).to_be_bytes();
+        let mut removed = 0;
+        loop {
+            let rows = self.store.range(Tree::SecretExpiry, &[], &end, 512)?;
+            if rows.is_empty() {
+                return Ok(removed);
+            }
+            let mut batch = Batch::default();
+            for (key, _) in rows {
+                let qkey = key[8..].to_vec();
+                if let Some(sealed) = self.store.get(Tree::SecretQueue, &qkey)? {
+                    let record = SecretEnvelopeRecord::decode(
+                        self.sealer
+                            .open(Tree::SecretQueue, &qkey, &sealed)?
+                            .as_slice(),
+                    )?;
+                    batch.delete(Tree::SecretDedup, record.dedup_key);
+                    batch.delete(Tree::SecretQueue, qkey);
+                }
+                batch.delete(Tree::SecretExpiry, key);
+                removed += 1;
+            }
+            self.store.apply(batch)?;
+        }
+    }
+
+    /// How many envelopes wait in the whole queue (for tests and metrics).
+    pub fn len(&self) -> Result<usize, RelayError> {
+        Ok(self.store.count(Tree::SecretQueue)?)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, RelayError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+fn envelope(record: &SecretEnvelopeRecord) -> v1::SecretEnvelope {
+    v1::SecretEnvelope {
+        id: record.id,
+        from: record.from.clone(),
+        ciphertext: record.ciphertext.clone().into(),
+        queued_at: record.queued_at,
+    }
+}

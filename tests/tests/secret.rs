@@ -1,0 +1,293 @@
+//! Secret chats through a real relay: several ratchet turns both ways, the
+//! ciphertext-only queue (gone after the ack, kept across kill -9), nothing
+//! readable anywhere, and identity changes.
+
+use std::path::Path;
+
+use prost::Message;
+use serde_json::Value;
+use sotto_client::commands::{self, init::InitArgs};
+use sotto_client::identity::Identity;
+use sotto_client::profile::{Profile, ProfileConfig};
+use sotto_client::secret;
+use sotto_server::records::AccountRecord;
+use sotto_server::store::{Batch, Store, Tree};
+use sotto_tests::{RelayProcess, TestRelay, files_containing, sotto_ok};
+
+const PASS: &str = "correct horse battery staple";
+
+async fn init(relay: &TestRelay, dir: &Path, user: &str) {
+    let args = InitArgs {
+        relay: &relay.addr.to_string(),
+        fingerprint: Some(&relay.fingerprint.to_string()),
+        user,
+    };
+    commands::init::run(dir, args, PASS, &mut Vec::new())
+        .await
+        .unwrap();
+}
+
+async fn send_secret(dir: &Path, to: &str, text: &str) -> anyhow::Result<()> {
+    let mut profile = Profile::open(dir, PASS)?;
+    commands::send::run_secret(&mut profile, to, text, None, &mut Vec::new()).await
+}
+
+async fn sync(dir: &Path) -> Vec<Value> {
+    let mut profile = Profile::open(dir, PASS).unwrap();
+    let mut out = Vec::new();
+    commands::sync::run(&mut profile, true, &mut out)
+        .await
+        .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn texts(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn secret_messages_flow_both_ways_across_several_ratchet_turns() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+
+    for turn in 0..4 {
+        for i in 0..2 {
+            send_secret(&alice, "bob", &format!("a{turn}.{i}"))
+                .await
+                .unwrap();
+        }
+        let got = sync(&bob).await;
+        assert_eq!(texts(&got), [format!("a{turn}.0"), format!("a{turn}.1")]);
+        assert!(
+            got.iter()
+                .all(|l| l["mode"] == "secret" && l["from"] == "alice" && l["group"].is_null())
+        );
+        send_secret(&bob, "alice", &format!("b{turn}"))
+            .await
+            .unwrap();
+        assert_eq!(texts(&sync(&alice).await), [format!("b{turn}")]);
+    }
+    // Everything was acknowledged: the relay holds no envelope any more.
+    assert!(relay.running().state().secret_queue.is_empty().unwrap());
+}
+
+#[tokio::test]
+async fn an_envelope_is_gone_from_the_relay_once_acknowledged() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "queued until read")
+        .await
+        .unwrap();
+    let state = relay.running().state();
+    assert_eq!(state.secret_queue.len().unwrap(), 1);
+    assert_eq!(texts(&sync(&bob).await), ["queued until read"]);
+    assert_eq!(state.secret_queue.len().unwrap(), 0);
+    assert_eq!(state.store.count(Tree::SecretDedup).unwrap(), 0);
+    assert_eq!(state.store.count(Tree::SecretExpiry).unwrap(), 0);
+    // And it never became history: the normal archive holds nothing.
+    assert_eq!(state.store.count(Tree::Messages).unwrap(), 0);
+    assert_eq!(state.store.count(Tree::ByParticipant).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_envelope_expires_after_its_time_to_live() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "nobody reads me").await.unwrap();
+    let queue = &relay.running().state().secret_queue;
+    let now = sotto_server::now_ms();
+    assert_eq!(queue.expire(now).unwrap(), 0, "not expired yet");
+    let ttl_ms = sotto_server::RelayConfig::default().secret_ttl_secs as i64 * 1000;
+    assert_eq!(queue.expire(now + ttl_ms + 1000).unwrap(), 1);
+    assert!(queue.is_empty().unwrap());
+    assert!(sync(&bob).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_disappearing_message_leaves_the_history_when_its_timer_ends() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    let mut profile = Profile::open(&alice, PASS).unwrap();
+    commands::send::run_secret(
+        &mut profile,
+        "bob",
+        "self-destruct",
+        Some(30),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["self-destruct"]);
+
+    let mut bob_profile = Profile::open(&bob, PASS).unwrap();
+    let entry = bob_profile
+        .history
+        .iter()
+        .find(|e| e.text == "self-destruct")
+        .unwrap();
+    assert_eq!(entry.expire_secs, Some(30));
+    let shown = entry.shown_at.expect("the timer starts when it is shown");
+    assert_eq!(bob_profile.purge_expired(shown + 29_000), 0);
+    assert_eq!(bob_profile.purge_expired(shown + 30_000), 1);
+    bob_profile.save().unwrap();
+    let reopened = Profile::open(&bob, PASS).unwrap();
+    assert!(reopened.history.iter().all(|e| e.text != "self-destruct"));
+}
+
+#[tokio::test]
+async fn a_changed_identity_key_blocks_sending_until_trust() {
+    let mut relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "hi bob").await.unwrap();
+    sync(&bob).await;
+
+    // A hostile operator rebinds "bob" to a key of its own and speaks as bob.
+    relay.stop().await;
+    let mallory = Identity::generate();
+    {
+        let opened = sotto_server::datadir::open(&relay.data_dir(), &Default::default()).unwrap();
+        let key = sotto_server::accounts::blind_user(&opened.sealer, "bob");
+        let record = AccountRecord {
+            username: "bob".into(),
+            identity_key: mallory.public_key().to_bytes().to_vec(),
+            created_at: 0,
+        };
+        let mut batch = Batch::default();
+        batch.put(
+            Tree::Accounts,
+            key.to_vec(),
+            opened
+                .sealer
+                .seal(Tree::Accounts, &key, &record.encode_to_vec()),
+        );
+        opened.store.apply(batch).unwrap();
+        opened.store.flush().unwrap();
+    }
+    relay.restart().await;
+    let fake_bob = dir.path().join("fake-bob");
+    let config = ProfileConfig {
+        relay: relay.addr.to_string(),
+        fingerprint: relay.fingerprint.to_string(),
+        username: "bob".into(),
+    };
+    let mut fake = Profile::create(&fake_bob, config, mallory, PASS).unwrap();
+    let client = fake.connect().await.unwrap();
+    secret::publish_prekeys(&mut fake, &client, None)
+        .await
+        .unwrap();
+    drop(fake);
+    for profile in [&alice, &bob] {
+        let path = profile.join("profile.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("relay = ") {
+                    format!("relay = \"{}\"\n", relay.addr)
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(path, text).unwrap();
+    }
+    send_secret(&fake_bob, "alice", "it's me, bob")
+        .await
+        .unwrap();
+    // Alice's client notices the key is not the one she trusted.
+    sync(&alice).await;
+    let err = send_secret(&alice, "bob", "are you bob?")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("identity key has changed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sotto trust bob"));
+    let profile = Profile::open(&alice, PASS).unwrap();
+    assert!(profile.contacts["bob"].changed_to.is_some());
+
+    // After comparing safety numbers, she accepts the key; sending works again.
+    let mut profile = Profile::open(&alice, PASS).unwrap();
+    commands::verify::trust(&mut profile, "bob", &mut Vec::new())
+        .await
+        .unwrap();
+    send_secret(&alice, "bob", "trusted now").await.unwrap();
+    assert!(texts(&sync(&fake_bob).await).contains(&"trusted now".to_owned()));
+}
+
+#[test]
+fn nothing_secret_is_readable_in_the_relay_its_logs_or_the_profiles_and_a_queued_envelope_survives_kill_9()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let mut relay = RelayProcess::start(&data, &[("SOTTO_LOG", "trace")]);
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    for (profile, user) in [(&alice, "alice"), (&bob, "bob")] {
+        sotto_ok(
+            profile,
+            &[
+                "init",
+                "--relay",
+                &relay.addr,
+                "--fingerprint",
+                &relay.fingerprint,
+                "--user",
+                user,
+            ],
+        );
+    }
+    sotto_ok(&alice, &["send", "--secret", "bob", "secret-canary-31337"]);
+    // Acknowledged to alice: the envelope is on the relay's disk. Pull the plug.
+    let log = relay.kill_9();
+    assert!(!log.contains("secret-canary-31337"));
+    assert!(files_containing(&data, b"secret-canary-31337").is_empty());
+
+    let mut relay = RelayProcess::start(&data, &[("SOTTO_LOG", "trace")]);
+    let path = bob.join("profile.toml");
+    let text: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("relay = ") {
+                format!("relay = \"{}\"\n", relay.addr)
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let got = sotto_ok(&bob, &["sync", "--json"]);
+    let line: Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(line["mode"], "secret");
+    assert_eq!(line["text"], "secret-canary-31337");
+
+    let log = relay.terminate();
+    assert!(!log.contains("secret-canary-31337"));
+    for place in [&data, &alice, &bob] {
+        let hits = files_containing(place, b"secret-canary-31337");
+        assert!(hits.is_empty(), "found in {hits:?}");
+    }
+}
