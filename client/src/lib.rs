@@ -8,7 +8,8 @@
 //! - [`profile`]: a profile folder: settings, identity, contacts, history;
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
-//! - [`commands`]: what each `sotto` command does.
+//! - [`commands`]: what each `sotto` command does;
+//! - [`investigator`]: the investigator's side of warrants (`sotto-warrant`).
 //!
 //! `sotto send bob hi` flows: [`profile::Profile::open`] (Argon2id, vault) →
 //! [`relay::RelayClient::connect`] (pinned certificate) → login (signature
@@ -18,6 +19,7 @@
 pub mod commands;
 pub mod e2e;
 pub mod identity;
+pub mod investigator;
 pub mod pinning;
 pub mod profile;
 pub mod relay;

@@ -182,7 +182,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let tmp = path.with_extension("tmp");
     {
         let mut options = std::fs::OpenOptions::new();

@@ -39,6 +39,11 @@ pub fn disclosure(encoded: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 disclosure\0", encoded)
 }
 
+/// HKDF info of the key a disclosure bundle is encrypted under: X25519 between
+/// the relay's ephemeral key and the warrant's delivery key, salt = ephemeral
+/// public ‖ delivery public, then XChaCha20-Poly1305 with that salt as AD.
+pub const DISCLOSURE_SEAL_INFO: &[u8] = b"sotto/1 disclosure seal";
+
 fn tagged(tag: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(tag.len() + body.len());
     out.extend_from_slice(tag);

@@ -8,9 +8,11 @@
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
 //! - [`hub`]: live pushes to subscribed connections;
 //! - [`prekeys`]: published prekey bundles for secret chats;
-//! - [`secret_queue`]: end-to-end encrypted envelopes until delivered (never history);
+//! - `secret_queue`: end-to-end encrypted envelopes until delivered (never history);
 //! - [`store`]: the storage trait, its sled implementation, and group commit;
 //! - [`seal`]: the one sealing function for data at rest;
+//! - [`warrant`]: warrant and unmask checks, disclosures with pseudonyms (reads only the archive);
+//! - [`audit`]: the hash-chained audit log and the transparency report;
 //! - [`datadir`], [`config`], [`tls`]: the data directory, `relay.toml`, the certificate.
 //!
 //! A normal message flows: client frame → [`connection`] → `handlers::send_normal`
@@ -20,19 +22,23 @@
 
 pub mod accounts;
 pub mod archive;
+pub mod audit;
 pub mod config;
 pub mod connection;
 pub mod datadir;
+pub mod grants;
 pub mod groups;
 pub mod handlers;
 pub mod hub;
 pub mod prekeys;
+pub mod ratelimit;
 pub mod records;
 pub mod relay;
 pub mod seal;
-pub mod secret_queue;
+pub(crate) mod secret_queue;
 pub mod store;
 pub mod tls;
+pub mod warrant;
 
 pub use config::RelayConfig;
 pub use relay::{RelayState, RunningRelay, start};

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use sotto_server::audit::{self, Verified};
+use sotto_server::warrant::AuthorityFile;
 use sotto_server::{RelayConfig, datadir};
 
 #[derive(Parser)]
@@ -39,6 +41,44 @@ enum Command {
     },
     /// Lay out the data directory without serving, and print the fingerprint.
     Init,
+    /// Manage the warrant authorities whose signatures this relay accepts.
+    Authority {
+        #[command(subcommand)]
+        command: AuthorityCommand,
+    },
+    /// Work with the audit log of warrant and unmask requests.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the transparency report computed from the audit log, per half-year.
+    Transparency {
+        /// One JSON object: {"periods": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthorityCommand {
+    /// Register an authority (takes effect at the next warrant, also while serving).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// The authority's Ed25519 public key, as `sotto-warrant keygen` printed it.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// List the registered authorities.
+    List,
+    /// Remove an authority by name.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain; exits 0 only if it is intact, else names the first broken line.
+    Verify,
 }
 
 fn main() {
@@ -54,6 +94,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::Serve { listen } => serve(cli.data, config, listen),
         Command::Init => init(cli.data, config),
+        Command::Authority { command } => authority(&cli.data, command),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => verify(&cli.data),
+        Command::Transparency { json } => transparency(&cli.data, json),
     }
 }
 
@@ -68,6 +113,89 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         "disclosure key: {}",
         hex::encode(opened.disclosure_key.verifying_key().as_bytes())
     );
+    Ok(())
+}
+
+fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
+    if !data.exists() {
+        bail!(
+            "no relay data directory at {}: run `sotto-relay init` first",
+            data.display()
+        );
+    }
+    let path = datadir::authorities_path(data);
+    let mut file = AuthorityFile::load(&path)?;
+    match command {
+        AuthorityCommand::Add { name, public_key } => {
+            file.add(&name, &public_key)?;
+            file.save(&path)?;
+            println!("registered authority {name:?}");
+        }
+        AuthorityCommand::List => {
+            if file.authorities.is_empty() {
+                println!("no authorities registered");
+            }
+            for a in &file.authorities {
+                println!("{}\t{}", a.name, a.public_key);
+            }
+        }
+        AuthorityCommand::Remove { name } => {
+            file.remove(&name)?;
+            file.save(&path)?;
+            println!("removed authority {name:?}");
+        }
+    }
+    Ok(())
+}
+
+fn verify(data: &std::path::Path) -> Result<()> {
+    let path = datadir::audit_path(data);
+    match audit::verify(&path)? {
+        Verified::Intact { entries, head } => {
+            println!("audit log intact: {entries} entries, head {head}");
+            Ok(())
+        }
+        Verified::Broken { line, why } => bail!("audit log broken at line {line}: {why}"),
+    }
+}
+
+fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
+    let path = datadir::audit_path(data);
+    if let Verified::Broken { line, why } = audit::verify(&path)? {
+        bail!(
+            "the audit log is broken at line {line} ({why}); no report from a log that was altered"
+        );
+    }
+    let periods = audit::transparency(&audit::entries(&path)?);
+    if json {
+        println!("{}", serde_json::json!({ "periods": periods }));
+        return Ok(());
+    }
+    if periods.is_empty() {
+        println!("no warrant or unmask requests so far; secret-mode items disclosed: 0");
+    }
+    for p in &periods {
+        println!("{}", p.period);
+        println!("  warrants received          {}", p.warrants_received);
+        println!("  warrants granted           {}", p.warrants_granted);
+        println!("  warrants refused           {}", p.warrants_refused);
+        for (reason, n) in &p.refused_by_reason {
+            println!("    {reason:<24} {n}");
+        }
+        println!("  accounts targeted          {}", p.accounts_targeted);
+        println!("  records disclosed          {}", p.records_disclosed);
+        println!("  pseudonyms issued          {}", p.pseudonyms_issued);
+        println!(
+            "  unmask requests received   {}",
+            p.unmask_requests_received
+        );
+        println!("  unmask requests granted    {}", p.unmask_requests_granted);
+        println!("  pseudonyms unmasked        {}", p.pseudonyms_unmasked);
+        println!(
+            "  secret-mode items disclosed {} (always 0: the relay cannot read them and the warrant module cannot reach them)",
+            p.secret_items_disclosed
+        );
+    }
     Ok(())
 }
 

@@ -2,21 +2,26 @@
 //! shared [`RelayState`] every connection works on.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ed25519_dalek::SigningKey;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::accounts::Accounts;
 use crate::archive::NormalArchive;
+use crate::audit::AuditLog;
 use crate::config::RelayConfig;
+use crate::grants::Grants;
 use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::prekeys::Prekeys;
+use crate::ratelimit::RateLimiter;
+use crate::seal::Sealer;
 use crate::secret_queue::SecretQueue;
 use crate::store::{GroupCommit, Store};
 use crate::{connection, datadir};
@@ -29,13 +34,29 @@ pub struct RelayState {
     pub groups: Groups,
     pub archive: Arc<NormalArchive>,
     pub prekeys: Prekeys,
-    pub secret_queue: SecretQueue,
+    pub(crate) secret_queue: SecretQueue,
+    pub grants: Grants,
+    pub audit: AuditLog,
+    pub(crate) sealer: Arc<Sealer>,
+    pub(crate) disclosure_key: SigningKey,
+    pub(crate) warrant_limiter: RateLimiter,
+    pub data_dir: PathBuf,
     pub hub: Hub,
     pub commit: GroupCommit,
     next_connection: AtomicU64,
 }
 
 impl RelayState {
+    /// Secret envelopes waiting for their recipients, relay-wide.
+    pub fn secret_envelopes_waiting(&self) -> Result<usize, crate::RelayError> {
+        self.secret_queue.len()
+    }
+
+    /// Deletes the secret envelopes whose time-to-live ended by `now_ms`.
+    pub fn expire_secret_envelopes(&self, now_ms: i64) -> Result<usize, crate::RelayError> {
+        self.secret_queue.expire(now_ms)
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
@@ -74,6 +95,12 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         archive,
         prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
         secret_queue: SecretQueue::new(store.clone(), opened.sealer.clone()),
+        grants: Grants::new(store.clone(), opened.sealer.clone()),
+        audit: AuditLog::open(&datadir::audit_path(root))?,
+        sealer: opened.sealer.clone(),
+        disclosure_key: opened.disclosure_key.clone(),
+        warrant_limiter: RateLimiter::per_minute(config.warrant.requests_per_minute),
+        data_dir: root.to_owned(),
         hub: Hub::default(),
         commit,
         store,

@@ -25,6 +25,7 @@ const NONCE_LEN: usize = 24;
 const WRAP_AD: &[u8] = b"sotto/1 wrapped data key";
 const RECORD_KEY_INFO: &[u8] = b"sotto/1 record key";
 const BLIND_KEY_INFO: &[u8] = b"sotto/1 blind key";
+const PSEUDONYM_KEY_INFO: &[u8] = b"sotto/1 pseudonym key";
 
 #[derive(Debug, Error)]
 pub enum SealError {
@@ -96,6 +97,7 @@ impl MasterKey {
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     blind_key: Zeroizing<[u8; 32]>,
+    pseudonym_key: Zeroizing<[u8; 32]>,
 }
 
 impl Sealer {
@@ -103,6 +105,9 @@ impl Sealer {
         let hk = Hkdf::<Sha256>::new(None, data_key);
         let mut record_key = Zeroizing::new([0u8; 32]);
         let mut blind_key = Zeroizing::new([0u8; 32]);
+        let mut pseudonym_key = Zeroizing::new([0u8; 32]);
+        hk.expand(PSEUDONYM_KEY_INFO, pseudonym_key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         hk.expand(RECORD_KEY_INFO, record_key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         hk.expand(BLIND_KEY_INFO, blind_key.as_mut())
@@ -110,6 +115,7 @@ impl Sealer {
         Sealer {
             cipher: XChaCha20Poly1305::new(&(*record_key).into()),
             blind_key,
+            pseudonym_key,
         }
     }
 
@@ -126,6 +132,11 @@ impl Sealer {
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         open_with(&self.cipher, &record_ad(tree, key), sealed)
+    }
+
+    /// The key warrant pseudonyms are made with (it never leaves the relay).
+    pub fn pseudonym_key(&self) -> &[u8; 32] {
+        &self.pseudonym_key
     }
 
     /// A stable, unreadable 16-byte stand-in for `value` in an index key.

@@ -184,10 +184,6 @@ impl SecretQueue {
     pub fn len(&self) -> Result<usize, RelayError> {
         Ok(self.store.count(Tree::SecretQueue)?)
     }
-
-    pub fn is_empty(&self) -> Result<bool, RelayError> {
-        Ok(self.len()? == 0)
-    }
 }
 
 fn envelope(record: &SecretEnvelopeRecord) -> v1::SecretEnvelope {

@@ -78,7 +78,10 @@ async fn secret_messages_flow_both_ways_across_several_ratchet_turns() {
         assert_eq!(texts(&sync(&alice).await), [format!("b{turn}")]);
     }
     // Everything was acknowledged: the relay holds no envelope any more.
-    assert!(relay.running().state().secret_queue.is_empty().unwrap());
+    assert_eq!(
+        relay.running().state().secret_envelopes_waiting().unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -92,9 +95,9 @@ async fn an_envelope_is_gone_from_the_relay_once_acknowledged() {
         .await
         .unwrap();
     let state = relay.running().state();
-    assert_eq!(state.secret_queue.len().unwrap(), 1);
+    assert_eq!(state.secret_envelopes_waiting().unwrap(), 1);
     assert_eq!(texts(&sync(&bob).await), ["queued until read"]);
-    assert_eq!(state.secret_queue.len().unwrap(), 0);
+    assert_eq!(state.secret_envelopes_waiting().unwrap(), 0);
     assert_eq!(state.store.count(Tree::SecretDedup).unwrap(), 0);
     assert_eq!(state.store.count(Tree::SecretExpiry).unwrap(), 0);
     // And it never became history: the normal archive holds nothing.
@@ -110,12 +113,19 @@ async fn an_envelope_expires_after_its_time_to_live() {
     init(&relay, &alice, "alice").await;
     init(&relay, &bob, "bob").await;
     send_secret(&alice, "bob", "nobody reads me").await.unwrap();
-    let queue = &relay.running().state().secret_queue;
+    let state = relay.running().state();
     let now = sotto_server::now_ms();
-    assert_eq!(queue.expire(now).unwrap(), 0, "not expired yet");
+    assert_eq!(
+        state.expire_secret_envelopes(now).unwrap(),
+        0,
+        "not expired yet"
+    );
     let ttl_ms = sotto_server::RelayConfig::default().secret_ttl_secs as i64 * 1000;
-    assert_eq!(queue.expire(now + ttl_ms + 1000).unwrap(), 1);
-    assert!(queue.is_empty().unwrap());
+    assert_eq!(
+        state.expire_secret_envelopes(now + ttl_ms + 1000).unwrap(),
+        1
+    );
+    assert_eq!(state.secret_envelopes_waiting().unwrap(), 0);
     assert!(sync(&bob).await.is_empty());
 }
 

@@ -12,7 +12,9 @@ mod login;
 mod register;
 mod send_normal;
 mod send_secret;
+mod submit_warrant;
 pub mod subscribe;
+mod unmask;
 mod upload_prekeys;
 
 use sotto_proto::v1::{self, ErrorCode, Response, request, response};
@@ -73,8 +75,27 @@ impl From<RequestError> for Response {
 
 type Handled = Result<response::Kind, RequestError>;
 
-/// Routes one request to its handler. Only challenge, register and login are
-/// served before login.
+/// How serving a warrant or unmask request ended, when it did not succeed:
+/// refused (a reason for the investigator and the audit log), or failed inside.
+pub(super) enum Served {
+    Refused(crate::warrant::Refusal),
+    Failed(RequestError),
+}
+
+impl From<crate::warrant::Refusal> for Served {
+    fn from(r: crate::warrant::Refusal) -> Self {
+        Served::Refused(r)
+    }
+}
+
+impl From<RelayError> for Served {
+    fn from(e: RelayError) -> Self {
+        Served::Failed(e.into())
+    }
+}
+
+/// Routes one request to its handler. Only challenge, register, login and the
+/// warrant requests are served before login.
 pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Request) -> Response {
     use request::Kind;
     let Some(kind) = request.kind else {
@@ -84,6 +105,9 @@ pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Reques
         Kind::Challenge(_) => challenge::handle(session),
         Kind::Register(r) => register::handle(state, session, r).await,
         Kind::Login(r) => login::handle(state, session, r),
+        // Investigators have no account: warrants carry their own signatures.
+        Kind::SubmitWarrant(r) => submit_warrant::handle(state, r).await,
+        Kind::Unmask(r) => unmask::handle(state, r).await,
         kind => match session.user() {
             None => Err(RequestError::new(
                 ErrorCode::NotLoggedIn,

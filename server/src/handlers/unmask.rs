@@ -1,0 +1,80 @@
+//! `Unmask`: reveal pseudonyms of a granted warrant's disclosure, on a request
+//! signed by the authority the warrant was granted to. Only pseudonyms that
+//! disclosure issued are revealed; a request naming any other is refused
+//! whole. Logged (without the names revealed) before the answer leaves.
+
+use sotto_proto::v1::{ErrorCode, Unmask, Unmasked, Unmasking, response};
+use tracing::{info, warn};
+
+use super::{Handled, RequestError, Served};
+use crate::audit::AuditEntry;
+use crate::relay::RelayState;
+use crate::warrant::{self, AuthorityFile, Refusal};
+use crate::{datadir, now_ms};
+
+pub async fn handle(state: &RelayState, unmask: Unmask) -> Handled {
+    let mut entry = AuditEntry::new("unmask", "refused");
+    let outcome = serve(state, unmask, &mut entry);
+    match &outcome {
+        Ok(revealed) => {
+            entry.decision = "granted".into();
+            entry.unmask_revealed = revealed.len() as u64;
+        }
+        Err(Served::Refused(refusal)) => entry.reason = refusal.code().into(),
+        Err(Served::Failed(_)) => entry.reason = "internal_error".into(),
+    }
+    if let Err(e) = state.audit.append(entry.clone()) {
+        warn!(error = %e, "cannot write the audit log; refusing the unmask request");
+        return Err(RequestError::new(
+            ErrorCode::Internal,
+            "the relay cannot write its audit log, so it reveals nothing",
+        ));
+    }
+    info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "unmask request");
+    match outcome {
+        Ok(unmasked) => Ok(response::Kind::Unmasked(Unmasked { unmasked })),
+        Err(Served::Refused(refusal)) => Err(RequestError::new(
+            ErrorCode::UnmaskRefused,
+            refusal.to_string(),
+        )),
+        Err(Served::Failed(e)) => Err(e),
+    }
+}
+
+fn serve(
+    state: &RelayState,
+    unmask: Unmask,
+    entry: &mut AuditEntry,
+) -> Result<Vec<Unmasking>, Served> {
+    if !state.warrant_limiter.allow() {
+        return Err(Refusal::RateLimited.into());
+    }
+    let signed = unmask.request.ok_or(Refusal::Malformed)?;
+    let authorities = AuthorityFile::load(&datadir::authorities_path(&state.data_dir))
+        .map_err(|e| Served::Failed(RequestError::new(ErrorCode::Internal, format!("{e:#}"))))?
+        .parsed();
+    let checked = warrant::check_unmask(&signed, &authorities, now_ms() / 1000)?;
+    entry.warrant_id = checked.request.warrant_id.chars().take(128).collect();
+    entry.authority = checked.authority.clone();
+    entry.unmask_requested = checked.request.pseudonyms.len() as u64;
+    let grant = state
+        .grants
+        .get(&checked.request.warrant_id)?
+        .ok_or(Refusal::UnknownWarrant)?;
+    entry.case = grant.case_reference.clone();
+    if grant.authority != checked.authority {
+        return Err(Refusal::OtherAuthority.into());
+    }
+    let mut revealed = Vec::with_capacity(checked.request.pseudonyms.len());
+    for pseudonym in &checked.request.pseudonyms {
+        let username = state
+            .grants
+            .reveal(&grant.warrant_id, pseudonym)?
+            .ok_or(Refusal::NotDisclosed)?;
+        revealed.push(Unmasking {
+            pseudonym: pseudonym.clone(),
+            username,
+        });
+    }
+    Ok(revealed)
+}
