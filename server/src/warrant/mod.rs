@@ -16,7 +16,7 @@
 //! use sotto_server::secret_queue::SecretQueue;
 //! ```
 //!
-//! and inside it, a test (`the_warrant_module_never_names_the_secret_queue`)
+//! and inside it, a test (`the_warrant_module_cannot_name_what_holds_secret_envelopes`)
 //! fails if any file of this module names the secret queue, the store or the
 //! relay's shared state.
 
@@ -34,24 +34,25 @@ mod tests {
     /// The module boundary, checked on the source: nothing here names the
     /// secret queue, the raw store, or the shared relay state.
     #[test]
-    fn the_warrant_module_never_names_the_secret_queue() {
+    fn the_warrant_module_cannot_name_what_holds_secret_envelopes() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/warrant");
+        // Spelled in pieces, so this test does not trip over itself.
         let forbidden = [
-            "secret_queue",
-            "SecretQueue",
-            "SecretEnvelope",
-            "crate::store",
-            "Tree::",
-            "RelayState",
+            concat!("secret", "_queue"),
+            concat!("Secret", "Queue"),
+            concat!("Secret", "Envelope"),
+            concat!("crate::", "store"),
+            concat!("Tree", "::"),
+            concat!("Relay", "State"),
         ];
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
-            // This test itself spells the names out; skip its own lines.
+            // Doc comments may describe the boundary; code may not cross it.
             let code: String = text
                 .lines()
-                .filter(|l| !l.contains("forbidden") && !l.trim_start().starts_with("//"))
+                .filter(|l| !l.trim_start().starts_with("//"))
                 .collect::<Vec<_>>()
                 .join("\n");
             for name in forbidden {
