@@ -1,0 +1,100 @@
+//! A warrant disclosure costs what the target's records cost, not what the
+//! archive holds: the same target with 1,000 records, in an archive of 10,000
+//! normal records and in one of 1,000,000, side by side in one run.
+//!
+//! `cargo bench -p sotto-server --bench disclosure`
+//! (filling the 1,000,000-record archive through the real append path takes a
+//! few minutes; it happens once, before the clock starts).
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use sotto_proto::v1;
+use sotto_server::archive::{Destination, NewNormal, NormalArchive};
+use sotto_server::store::Store;
+use sotto_server::warrant::CheckedWarrant;
+use sotto_server::warrant::disclosure;
+use sotto_server::{RelayConfig, datadir};
+
+const TARGET_RECORDS: usize = 1_000;
+const USERS: usize = 1_000;
+
+struct Archive {
+    _dir: tempfile::TempDir,
+    archive: Arc<NormalArchive>,
+    pseudonym_key: [u8; 32],
+}
+
+/// An archive of `total` records, `TARGET_RECORDS` of them the target's, the
+/// rest between other users, all through `NormalArchive::append`.
+fn archive(total: usize) -> Archive {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = datadir::open(&dir.path().join("relay"), &RelayConfig::default()).unwrap();
+    let archive = Arc::new(NormalArchive::new(
+        opened.store.clone(),
+        opened.sealer.clone(),
+    ));
+    let users: Vec<String> = (0..USERS).map(|i| format!("user-{i:04}")).collect();
+    let every = total / TARGET_RECORDS;
+    for n in 0..total {
+        let (from, to) = if n % every == 0 {
+            ("target", users[n % USERS].as_str())
+        } else {
+            (
+                users[n % USERS].as_str(),
+                users[(n * 7 + 1) % USERS].as_str(),
+            )
+        };
+        let mut client_id = [0u8; 16];
+        client_id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        archive
+            .append(NewNormal {
+                from,
+                to: Destination::User(to.to_owned()),
+                text: "a normal message of ordinary length, sealed at rest",
+                client_id,
+            })
+            .unwrap();
+    }
+    opened.store.flush().unwrap();
+    Archive {
+        _dir: dir,
+        archive,
+        pseudonym_key: *opened.sealer.pseudonym_key(),
+    }
+}
+
+fn checked() -> CheckedWarrant {
+    CheckedWarrant {
+        warrant: v1::Warrant {
+            id: "W-bench".into(),
+            case_reference: "bench".into(),
+            authority: "bench".into(),
+            targets: vec!["target".into()],
+            window_from: 0,
+            window_until: i64::MAX / 1000,
+            ..Default::default()
+        },
+        authority: "bench".into(),
+        delivery_key: [9; 32],
+    }
+}
+
+fn disclosure_cost(c: &mut Criterion) {
+    let mut group = c.benchmark_group("warrant_disclosure");
+    group.sample_size(20);
+    let warrant = checked();
+    for total in [10_000usize, 1_000_000] {
+        let a = archive(total);
+        let reader = a.archive.reader();
+        let outcome = disclosure::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap();
+        assert_eq!(outcome.disclosure.records.len(), TARGET_RECORDS);
+        group.bench_with_input(BenchmarkId::new("archive", total), &total, |b, _| {
+            b.iter(|| disclosure::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, disclosure_cost);
+criterion_main!(benches);
