@@ -69,7 +69,8 @@ pub enum Recipient<'a> {
 }
 
 pub struct RelayClient {
-    endpoint: quinn::Endpoint,
+    /// The endpoint this client made for itself (none when it shares one).
+    owned_endpoint: Option<quinn::Endpoint>,
     conn: quinn::Connection,
     fingerprint: Fingerprint,
     max_frame: usize,
@@ -79,11 +80,21 @@ impl RelayClient {
     /// Connects to `addr` and checks the relay's certificate against `pin`
     /// (any certificate when `pin` is `None`; see [`RelayClient::fingerprint`]).
     pub async fn connect(addr: &str, pin: Option<Fingerprint>) -> Result<Self, ClientError> {
-        let remote: SocketAddr = tokio::net::lookup_host(addr)
-            .await
-            .map_err(|_| ClientError::Address(addr.to_owned()))?
-            .next()
-            .ok_or_else(|| ClientError::Address(addr.to_owned()))?;
+        let remote = resolve(addr).await?;
+        let endpoint = client_endpoint(remote.is_ipv6()).map_err(|e| connect_error(addr, e))?;
+        let mut client = Self::connect_on(&endpoint, addr, pin).await?;
+        client.owned_endpoint = Some(endpoint);
+        Ok(client)
+    }
+
+    /// Like [`RelayClient::connect`], on an endpoint many connections share
+    /// (one UDP socket for all of them, as a load generator wants).
+    pub async fn connect_on(
+        endpoint: &quinn::Endpoint,
+        addr: &str,
+        pin: Option<Fingerprint>,
+    ) -> Result<Self, ClientError> {
+        let remote = resolve(addr).await?;
         let verifier = PinnedVerifier::new(pin);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -99,16 +110,8 @@ impl RelayClient {
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
         config.transport_config(Arc::new(transport));
-
-        let bind: SocketAddr = if remote.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_error(addr, e))?;
-        endpoint.set_default_client_config(config);
         let connecting = endpoint
-            .connect(remote, "sotto-relay")
+            .connect_with(config, remote, "sotto-relay")
             .map_err(|e| connect_error(addr, e))?;
         let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
             Err(_) => return Err(connect_error(addr, "no answer within 10 seconds")),
@@ -130,7 +133,7 @@ impl RelayClient {
             .seen()
             .ok_or_else(|| connect_error(addr, "the relay presented no certificate"))?;
         Ok(RelayClient {
-            endpoint,
+            owned_endpoint: None,
             conn,
             fingerprint,
             max_frame: sotto_proto::DEFAULT_MAX_FRAME,
@@ -365,10 +368,12 @@ impl RelayClient {
         &self.conn
     }
 
-    /// Closes the connection and waits until the relay has been told.
+    /// Closes the connection and, on its own endpoint, waits until the relay has been told.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
-        self.endpoint.wait_idle().await;
+        if let Some(endpoint) = self.owned_endpoint {
+            endpoint.wait_idle().await;
+        }
     }
 }
 
@@ -383,6 +388,24 @@ impl Pushes {
     pub async fn next(&mut self) -> Result<Option<Push>, ClientError> {
         Ok(frame::read_message(&mut self.recv, self.max_frame).await?)
     }
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| ClientError::Address(addr.to_owned()))?
+        .next()
+        .ok_or_else(|| ClientError::Address(addr.to_owned()))
+}
+
+/// A client endpoint on an ephemeral local port, for IPv6 or IPv4 relays.
+pub fn client_endpoint(ipv6: bool) -> std::io::Result<quinn::Endpoint> {
+    let bind: SocketAddr = if ipv6 {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    quinn::Endpoint::client(bind)
 }
 
 fn refusal(e: v1::Error) -> ClientError {

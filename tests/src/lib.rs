@@ -6,6 +6,9 @@
 //! in-process start returns after binding; a child process is ready once it
 //! printed its address and fingerprint).
 
+pub mod echo;
+pub mod loadgen;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

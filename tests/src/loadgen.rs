@@ -1,0 +1,477 @@
+//! The load generator behind `sotto-loadgen`: N connected clients send M
+//! messages in total, each to the next client, and every message's time from
+//! send to delivery at its recipient is measured.
+//!
+//! Modes: `echo` (the ceiling: [`crate::echo`], no accounts, no storage),
+//! `normal` (the relay, every message flushed before it is acknowledged) and
+//! `secret` (the relay, with real Double Ratchet sessions set up before the
+//! clock starts). The text of each message starts with its send time, so the
+//! recipient can compute the latency itself.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use prost::Message;
+use serde::Serialize;
+use sotto_client::e2e::{LocalPrekeys, Session, verify_bundle};
+use sotto_client::identity::Identity;
+use sotto_client::pinning::Fingerprint;
+use sotto_client::relay::{Pushes, Recipient, RelayClient, client_endpoint};
+use sotto_proto::v1::{push, secret_payload};
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Echo,
+    Normal,
+    Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub clients: usize,
+    pub messages: usize,
+    pub size: usize,
+    pub idle_clients: usize,
+    /// An existing relay (address, fingerprint) instead of a child process.
+    pub relay: Option<(String, String)>,
+    /// Messages per second for the whole run (open loop); `None` = as fast as it goes.
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub mode: Mode,
+    pub clients: usize,
+    pub idle_clients: usize,
+    pub messages: usize,
+    pub size: usize,
+    pub seconds: f64,
+    pub msgs_per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Peak resident memory of the relay (or echo server) child, MiB.
+    pub relay_rss_mib: Option<f64>,
+    /// Relay memory the idle connections added, KiB each.
+    pub idle_kib_per_conn: Option<f64>,
+}
+
+/// The server under load: a child process we started, or one given.
+struct Target {
+    addr: String,
+    fingerprint: Fingerprint,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Target {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// Reads a `/proc/PID/status` field in KiB (VmRSS, VmHWM).
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Starts `program args` and waits for its "listening on" and "fingerprint" lines.
+fn spawn_server(program: PathBuf, args: &[&str], dir: Option<tempfile::TempDir>) -> Result<Target> {
+    let mut child = Command::new(&program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let stdout = child.stdout.take().context("piped stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut addr, mut fingerprint) = (None, None);
+    while addr.is_none() || fingerprint.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .with_context(|| format!("{} did not say where it listens", program.display()))?;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = Some(a.trim().to_owned());
+        } else if let Some(f) = line.strip_prefix("fingerprint ") {
+            fingerprint = Some(Fingerprint::parse(f.trim()).map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(Target {
+        addr: addr.unwrap_or_default(),
+        fingerprint: fingerprint.context("no fingerprint")?,
+        child: Some(child),
+        _dir: dir,
+    })
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it first (cargo build --release --bins)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn start_target(opts: &Options) -> Result<Target> {
+    if let Some((addr, fingerprint)) = &opts.relay {
+        return Ok(Target {
+            addr: addr.clone(),
+            fingerprint: Fingerprint::parse(fingerprint).map_err(anyhow::Error::msg)?,
+            child: None,
+            _dir: None,
+        });
+    }
+    match opts.mode {
+        Mode::Echo => spawn_server(std::env::current_exe()?, &["echo-server"], None),
+        Mode::Normal | Mode::Secret => {
+            let dir = tempfile::tempdir()?;
+            let data = dir.path().join("relay").to_string_lossy().into_owned();
+            spawn_server(
+                sibling("sotto-relay")?,
+                &["--data", &data, "serve", "--listen", "127.0.0.1:0"],
+                Some(dir),
+            )
+        }
+    }
+}
+
+struct Client {
+    name: String,
+    identity: Identity,
+    relay: Arc<RelayClient>,
+}
+
+/// Connects and registers `count` clients named `prefix-N`, many at a time.
+async fn register_many(
+    endpoint: &quinn::Endpoint,
+    target: &Target,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<Client>> {
+    let mut out = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
+        let mut set = JoinSet::new();
+        for &i in chunk {
+            let endpoint = endpoint.clone();
+            let addr = target.addr.clone();
+            let pin = target.fingerprint;
+            let name = format!("{prefix}-{i}");
+            set.spawn(async move {
+                let relay = RelayClient::connect_on(&endpoint, &addr, Some(pin)).await?;
+                let identity = Identity::generate();
+                relay.register(&name, &identity).await?;
+                anyhow::Ok((
+                    i,
+                    Client {
+                        name,
+                        identity,
+                        relay: Arc::new(relay),
+                    },
+                ))
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(r) = set.join_next().await {
+            done.push(r??);
+        }
+        done.sort_by_key(|(i, _)| *i);
+        out.extend(done.into_iter().map(|(_, c)| c));
+    }
+    Ok(out)
+}
+
+/// Secret sessions for every pair (i → i+1), set up and answered once, so the
+/// run sees steady-state ratchets.
+async fn secret_sessions(clients: &[Client]) -> Result<(Vec<Session>, Vec<Session>)> {
+    let n = clients.len();
+    let mut prekeys = Vec::with_capacity(n);
+    for c in clients {
+        let mut p = LocalPrekeys::default();
+        p.rotate_signed(&c.identity, sotto_server::now_ms());
+        let otk = p.generate_one_time(1);
+        c.relay
+            .upload_prekeys(p.upload(&c.identity, otk).context("a signed prekey")?)
+            .await?;
+        prekeys.push(p);
+    }
+    let mut sending = Vec::with_capacity(n);
+    for (i, c) in clients.iter().enumerate() {
+        let peer = &clients[(i + 1) % n];
+        let bundle = verify_bundle(&c.relay.fetch_bundle(&peer.name).await?)?;
+        let mut session = Session::initiate(&c.identity, &bundle)?;
+        let first = session.encrypt(b"hello")?;
+        c.relay
+            .send_secret(&peer.name, first.encode_to_vec(), rand_id())
+            .await?;
+        sending.push(session);
+    }
+    let mut receiving = Vec::with_capacity(n);
+    for (j, c) in clients.iter().enumerate() {
+        let batch = c.relay.fetch(10).await?;
+        let envelope = batch
+            .secret
+            .first()
+            .context("the first secret message arrived")?;
+        let payload = sotto_proto::v1::SecretPayload::decode(envelope.ciphertext.as_ref())?;
+        let Some(secret_payload::Kind::Prekey(first)) = payload.kind else {
+            bail!("a first message carries the X3DH header");
+        };
+        let (mut session, _) = Session::respond(&c.identity, &mut prekeys[j], &first)?;
+        c.relay.ack(0, vec![envelope.id]).await?;
+        let reply = session.encrypt(b"ready")?;
+        let from = &clients[(j + n - 1) % n];
+        c.relay
+            .send_secret(&from.name, reply.encode_to_vec(), rand_id())
+            .await?;
+        receiving.push(session);
+    }
+    for (i, c) in clients.iter().enumerate() {
+        let batch = c.relay.fetch(10).await?;
+        let envelope = batch.secret.first().context("the reply arrived")?;
+        let payload = sotto_proto::v1::SecretPayload::decode(envelope.ciphertext.as_ref())?;
+        let Some(secret_payload::Kind::Message(m)) = payload.kind else {
+            bail!("a reply is a plain ratchet message");
+        };
+        sending[i].decrypt(&m)?;
+        c.relay.ack(0, vec![envelope.id]).await?;
+    }
+    Ok((sending, receiving))
+}
+
+fn rand_id() -> [u8; 16] {
+    use rand::Rng;
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    id
+}
+
+/// A message of `size` bytes whose text starts with its send time.
+fn stamped(start: Instant, size: usize) -> String {
+    let mut text = format!("{:020}", start.elapsed().as_nanos());
+    text.extend(std::iter::repeat_n('x', size.saturating_sub(text.len())));
+    text
+}
+
+fn latency_us(start: Instant, text: &[u8]) -> Option<u64> {
+    let sent: u128 = std::str::from_utf8(text.get(..20)?).ok()?.parse().ok()?;
+    Some((start.elapsed().as_nanos().saturating_sub(sent) / 1000) as u64)
+}
+
+/// Receives `expected` messages on `pushes`, acknowledging every 64; returns latencies.
+async fn receive(
+    relay: Arc<RelayClient>,
+    mut pushes: Pushes,
+    mut session: Option<Session>,
+    expected: usize,
+    start: Instant,
+    progress: indicatif::ProgressBar,
+) -> Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(expected);
+    let (mut upto, mut ids) = (0u64, Vec::new());
+    while latencies.len() < expected {
+        let push = pushes.next().await?.context("the push stream closed")?;
+        let latency = match push.kind {
+            Some(push::Kind::Normal(m)) => {
+                upto = upto.max(m.seq);
+                latency_us(start, m.text.as_bytes())
+            }
+            Some(push::Kind::Secret(env)) => {
+                ids.push(env.id);
+                let payload = sotto_proto::v1::SecretPayload::decode(env.ciphertext.as_ref())?;
+                let Some(secret_payload::Kind::Message(m)) = payload.kind else {
+                    bail!("expected a ratchet message");
+                };
+                let session = session
+                    .as_mut()
+                    .context("no session for a secret message")?;
+                latency_us(start, &session.decrypt(&m)?)
+            }
+            _ => continue,
+        };
+        latencies.push(latency.context("a message without its timestamp")?);
+        progress.inc(1);
+        if latencies.len() % 64 == 0 || latencies.len() == expected {
+            relay.ack(upto, std::mem::take(&mut ids)).await?;
+        }
+    }
+    Ok(latencies)
+}
+
+/// Runs one load test and reports what it measured.
+pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
+    if opts.clients < 2 {
+        bail!("--clients must be at least 2 (each sends to the next)");
+    }
+    if opts.size < 20 {
+        bail!("--size must be at least 20 bytes (the send time rides in the text)");
+    }
+    let target = start_target(opts)?;
+    let endpoint = client_endpoint(false)?;
+    let run_id = hex::encode(rand_id())[..8].to_owned();
+    let clients = register_many(&endpoint, &target, &format!("lg{run_id}"), opts.clients).await?;
+    let (mut sending, mut receiving) = match opts.mode {
+        Mode::Secret => {
+            let (s, r) = secret_sessions(&clients).await?;
+            (
+                s.into_iter().map(Some).collect::<Vec<_>>(),
+                r.into_iter().map(Some).collect::<Vec<_>>(),
+            )
+        }
+        _ => (
+            (0..clients.len()).map(|_| None).collect(),
+            (0..clients.len()).map(|_| None).collect(),
+        ),
+    };
+
+    let before_idle = target.pid().and_then(|p| proc_kib(p, "VmRSS:"));
+    let idle = if opts.idle_clients > 0 {
+        let idle_endpoint = client_endpoint(false)?;
+        Some((
+            register_many(
+                &idle_endpoint,
+                &target,
+                &format!("idle{run_id}"),
+                opts.idle_clients,
+            )
+            .await?,
+            idle_endpoint,
+        ))
+    } else {
+        None
+    };
+    let after_idle = target.pid().and_then(|p| proc_kib(p, "VmRSS:"));
+    let idle_kib_per_conn = match (before_idle, after_idle) {
+        (Some(b), Some(a)) if opts.idle_clients > 0 => {
+            Some(a.saturating_sub(b) as f64 / opts.idle_clients as f64)
+        }
+        _ => None,
+    };
+
+    let n = clients.len();
+    let per_client: Vec<usize> = (0..n)
+        .map(|i| opts.messages / n + usize::from(i < opts.messages % n))
+        .collect();
+    let progress = if show_progress {
+        indicatif::ProgressBar::new(opts.messages as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut subscriptions = Vec::with_capacity(n);
+    for c in &clients {
+        subscriptions.push(c.relay.subscribe().await?);
+    }
+    let start = Instant::now();
+    let mut receivers = JoinSet::new();
+    for (j, pushes) in subscriptions.into_iter().enumerate() {
+        let expected = per_client[(j + n - 1) % n];
+        receivers.spawn(receive(
+            clients[j].relay.clone(),
+            pushes,
+            receiving[j].take(),
+            expected,
+            start,
+            progress.clone(),
+        ));
+    }
+    let mut senders = JoinSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        let relay = c.relay.clone();
+        let peer = clients[(i + 1) % n].name.clone();
+        let count = per_client[i];
+        let mut session = sending[i].take();
+        let (mode, size) = (opts.mode, opts.size);
+        let interval = opts.rate.map(|r| Duration::from_secs_f64(n as f64 / r));
+        senders.spawn(async move {
+            let mut pace = interval.map(tokio::time::interval);
+            for _ in 0..count {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
+                let text = stamped(start, size);
+                match (mode, session.as_mut()) {
+                    (Mode::Secret, Some(s)) => {
+                        let payload = s.encrypt(text.as_bytes())?;
+                        relay
+                            .send_secret(&peer, payload.encode_to_vec(), rand_id())
+                            .await?;
+                    }
+                    _ => {
+                        relay
+                            .send_normal(Recipient::User(&peer), &text, rand_id())
+                            .await?;
+                    }
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = senders.join_next().await {
+        r??;
+    }
+    let mut latencies = Vec::with_capacity(opts.messages);
+    let deadline = Duration::from_secs(300);
+    while let Some(r) = tokio::time::timeout(deadline, receivers.join_next())
+        .await
+        .context("deliveries stopped arriving (5 minutes without the last one)")?
+    {
+        latencies.extend(r??);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let report = Report {
+        mode: opts.mode,
+        clients: opts.clients,
+        idle_clients: opts.idle_clients,
+        messages: latencies.len(),
+        size: opts.size,
+        seconds,
+        msgs_per_sec: latencies.len() as f64 / seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        relay_rss_mib: target
+            .pid()
+            .and_then(|p| proc_kib(p, "VmHWM:"))
+            .map(|k| k as f64 / 1024.0),
+        idle_kib_per_conn,
+    };
+    drop(idle);
+    drop(target);
+    Ok(report)
+}
