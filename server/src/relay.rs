@@ -74,7 +74,7 @@ pub struct RunningRelay {
     state: Arc<RelayState>,
     accept: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
-    flusher: tokio::task::JoinHandle<()>,
+    flusher: std::thread::JoinHandle<()>,
 }
 
 /// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
@@ -88,7 +88,8 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
     let archive = Arc::new(NormalArchive::new(store.clone(), opened.sealer.clone()));
-    let (commit, flusher) = GroupCommit::start(store.clone());
+    let (commit, flusher) =
+        GroupCommit::start(store.clone()).context("cannot start the flushing thread")?;
     let state = Arc::new(RelayState {
         accounts: Accounts::new(store.clone(), opened.sealer.clone()),
         groups: Groups::new(store.clone(), opened.sealer.clone()),
@@ -182,7 +183,8 @@ impl RunningRelay {
         drop(self.state);
         // The flusher ends once the state (and its commit handle) is gone; after
         // it, nothing else holds the store, so it is closed when we return.
-        let _ = self.flusher.await;
+        let flusher = self.flusher;
+        let _ = tokio::task::spawn_blocking(move || flusher.join()).await;
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .context("the final flush did not run")?

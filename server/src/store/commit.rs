@@ -1,13 +1,15 @@
 //! Group commit: many writers, one flush.
 //!
-//! A writer applies its batch, then waits on [`GroupCommit::durable`]. One task
-//! collects every writer waiting at that moment, flushes the store once, and
-//! wakes them all: concurrent sends share a flush, and no send is answered
-//! before its bytes are on disk.
+//! A writer applies its batch, then waits on [`GroupCommit::durable`]. One
+//! thread collects every writer waiting at that moment, flushes the store once,
+//! and wakes them all: concurrent sends share a flush, and no send is answered
+//! before its bytes are on disk. The flusher is a plain thread rather than a
+//! task, so a flush costs no hand-off to the async runtime's blocking pool.
 
 use std::sync::Arc;
+use std::sync::mpsc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{Store, StoreError};
 
@@ -15,31 +17,33 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 
 #[derive(Clone)]
 pub struct GroupCommit {
-    waiters: mpsc::UnboundedSender<Waiter>,
+    waiters: mpsc::Sender<Waiter>,
 }
 
 impl GroupCommit {
-    /// Starts the flushing task on the current tokio runtime. The task ends
-    /// once every clone of the returned handle is dropped.
-    pub fn start(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
-        let task = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
+    /// Starts the flushing thread. It ends once every clone of the returned
+    /// handle is dropped; join it to know the store is no longer used.
+    pub fn start(store: Arc<dyn Store>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let thread = std::thread::Builder::new()
+            .name("sotto-flush".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let started = std::time::Instant::now();
+                    let result = store.flush().map_err(|e| e.to_string());
+                    tracing::debug!(
+                        writers = batch.len(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "group commit"
+                    );
+                    for waiter in batch {
+                        let _ = waiter.send(result.clone());
+                    }
                 }
-                let store = store.clone();
-                let result = tokio::task::spawn_blocking(move || store.flush())
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-                for waiter in batch {
-                    let _ = waiter.send(result.clone());
-                }
-            }
-        });
-        (GroupCommit { waiters: tx }, task)
+            })?;
+        Ok((GroupCommit { waiters: tx }, thread))
     }
 
     /// Returns once everything applied before the call is flushed to disk.
@@ -47,9 +51,9 @@ impl GroupCommit {
         let (tx, rx) = oneshot::channel();
         self.waiters
             .send(tx)
-            .map_err(|_| StoreError::Backend("the flushing task has stopped".into()))?;
+            .map_err(|_| StoreError::Backend("the flushing thread has stopped".into()))?;
         rx.await
-            .map_err(|_| StoreError::Backend("the flushing task has stopped".into()))?
+            .map_err(|_| StoreError::Backend("the flushing thread has stopped".into()))?
             .map_err(StoreError::Backend)
     }
 }

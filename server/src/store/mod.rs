@@ -77,7 +77,7 @@ impl Tree {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         Tree::ALL
             .iter()
             .position(|t| *t == self)

@@ -63,10 +63,41 @@ impl Store for SledStore {
     }
 
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
-        let trees: &[sled::Tree] = &self.trees;
-        let result = trees.transaction(|views| {
+        // A transaction costs per tree it spans: span only the trees written,
+        // and a batch without a guard on one tree needs none at all.
+        let mut involved: Vec<Tree> = batch
+            .guard
+            .iter()
+            .map(|(t, _, _)| *t)
+            .chain(batch.ops.iter().map(|op| match op {
+                Op::Put(t, _, _) | Op::Delete(t, _) => *t,
+            }))
+            .collect();
+        involved.sort_by_key(|t| t.index());
+        involved.dedup();
+        if batch.guard.is_none() && involved.len() == 1 {
+            let mut single = sled::Batch::default();
+            for op in batch.ops {
+                match op {
+                    Op::Put(_, key, value) => single.insert(key, value),
+                    Op::Delete(_, key) => single.remove(key),
+                }
+            }
+            self.tree(involved[0])
+                .apply_batch(single)
+                .map_err(backend)?;
+            return Ok(Applied::Written);
+        }
+        let slot = |tree: Tree| {
+            involved
+                .iter()
+                .position(|t| *t == tree)
+                .expect("every written tree is in the transaction")
+        };
+        let trees: Vec<sled::Tree> = involved.iter().map(|t| self.tree(*t).clone()).collect();
+        let result = trees.as_slice().transaction(|views| {
             if let Some((tree, key, value)) = &batch.guard {
-                let view = &views[tree.index()];
+                let view = &views[slot(*tree)];
                 if let Some(existing) = view.get(key)? {
                     return Err(ConflictableTransactionError::Abort(existing.to_vec()));
                 }
@@ -75,10 +106,10 @@ impl Store for SledStore {
             for op in &batch.ops {
                 match op {
                     Op::Put(tree, key, value) => {
-                        views[tree.index()].insert(key.as_slice(), value.as_slice())?;
+                        views[slot(*tree)].insert(key.as_slice(), value.as_slice())?;
                     }
                     Op::Delete(tree, key) => {
-                        views[tree.index()].remove(key.as_slice())?;
+                        views[slot(*tree)].remove(key.as_slice())?;
                     }
                 }
             }
