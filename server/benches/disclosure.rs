@@ -49,9 +49,9 @@ fn archive(total: usize) -> Archive {
         client_id[..8].copy_from_slice(&(n as u64).to_be_bytes());
         archive
             .append(NewNormal {
-                from,
+                from: from.to_owned(),
                 to: Destination::User(to.to_owned()),
-                text: "a normal message of ordinary length, sealed at rest",
+                text: "a normal message of ordinary length, sealed at rest".to_owned(),
                 client_id,
             })
             .unwrap();

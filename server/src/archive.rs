@@ -10,6 +10,7 @@
 //! [`NormalArchive::reader`] hands out [`ArchiveReader`], the read-only view the
 //! warrant module is given.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
@@ -17,7 +18,7 @@ use prost::Message;
 use crate::accounts::blind_user;
 use crate::records::{GroupRecord, NormalRecord, StoredReceipt};
 use crate::seal::Sealer;
-use crate::store::{Applied, Batch, Store, Tree};
+use crate::store::{Batch, Store, StoreError, Tree};
 use crate::{RelayError, now_ms};
 
 /// Where a normal message goes.
@@ -27,10 +28,10 @@ pub enum Destination {
 }
 
 /// A message to append, already checked by the handler (membership, sizes).
-pub struct NewNormal<'a> {
-    pub from: &'a str,
+pub struct NewNormal {
+    pub from: String,
     pub to: Destination,
-    pub text: &'a str,
+    pub text: String,
     pub client_id: [u8; 16],
 }
 
@@ -53,8 +54,7 @@ pub struct InboxEntry {
 pub struct NormalArchive {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
-    /// Serialises id assignment with the write, so a recipient's inbox order is
-    /// commit order and an ack can never skip a message committed later.
+    /// Serialises id assignment with the write (see `append_many`).
     append_lock: Mutex<()>,
 }
 
@@ -91,17 +91,61 @@ impl NormalArchive {
         self.sealer.blind("dm", &pair)
     }
 
-    /// Appends a message and its index entries atomically. Not yet durable: the
-    /// caller waits for the group commit before acknowledging.
-    pub fn append(&self, msg: NewNormal<'_>) -> Result<Appended, RelayError> {
-        let sender = blind_user(&self.sealer, msg.from);
+    /// Appends one message and its index entries atomically. Not yet durable.
+    pub fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
+        self.append_many(vec![msg])
+            .pop()
+            .unwrap_or(Err(RelayError::Corrupt("an append returned no result")))
+    }
+
+    /// Appends messages (in order) and their index entries in one atomic
+    /// write: many sends share one transaction. A message whose client id was
+    /// stored before (or earlier in the same call) is a duplicate and writes
+    /// nothing. Not yet durable: the caller waits for the group commit.
+    pub fn append_many(&self, msgs: Vec<NewNormal>) -> Vec<Result<Appended, RelayError>> {
+        // One writer at a time: ids are handed out in commit order (so an ack
+        // can never skip a message committed later), and the duplicate check
+        // below cannot race another writer.
+        let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = Batch::default();
+        let mut fresh: HashMap<Vec<u8>, StoredReceipt> = HashMap::new();
+        let mut results = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            results.push(self.stage(msg, &mut batch, &mut fresh));
+        }
+        if let Err(e) = self.store.apply(batch) {
+            let failed = e.to_string();
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(RelayError::Store(StoreError::Backend(failed.clone())))))
+                .collect();
+        }
+        results
+    }
+
+    /// Adds one message's writes to `batch` (or finds it is a duplicate).
+    fn stage(
+        &self,
+        msg: NewNormal,
+        batch: &mut Batch,
+        fresh: &mut HashMap<Vec<u8>, StoredReceipt>,
+    ) -> Result<Appended, RelayError> {
+        let sender = blind_user(&self.sealer, &msg.from);
         let mut dedup_key = sender.to_vec();
         dedup_key.extend_from_slice(&msg.client_id);
-
+        if let Some(receipt) = fresh.get(&dedup_key) {
+            return Ok(Appended::Duplicate(receipt.clone()));
+        }
+        if let Some(sealed) = self.store.get(Tree::ClientIds, &dedup_key)? {
+            let plain = self.sealer.open(Tree::ClientIds, &dedup_key, &sealed)?;
+            return Ok(Appended::Duplicate(StoredReceipt::decode(
+                plain.as_slice(),
+            )?));
+        }
         let (conversation, to, group, participants) = match msg.to {
             Destination::User(to) => {
-                let conversation = self.dm_conversation(msg.from, &to);
-                let mut participants = vec![msg.from.to_owned(), to.clone()];
+                let conversation = self.dm_conversation(&msg.from, &to);
+                let mut participants = vec![msg.from.clone(), to.clone()];
                 participants.dedup();
                 (conversation, to, String::new(), participants)
             }
@@ -112,28 +156,28 @@ impl NormalArchive {
                 group.members,
             ),
         };
-
-        let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Ids start at 1: an acknowledgement of 0 means "nothing yet".
         let id = self.store.next_id()? + 1;
         let sent_at = now_ms();
+        let receipt = StoredReceipt { id, sent_at };
+        batch.put(
+            Tree::ClientIds,
+            dedup_key.clone(),
+            self.sealer
+                .seal(Tree::ClientIds, &dedup_key, &receipt.encode_to_vec()),
+        );
+        fresh.insert(dedup_key, receipt);
         let record = NormalRecord {
             id,
             conversation: conversation.to_vec(),
-            from: msg.from.to_owned(),
+            from: msg.from,
             to,
             group,
             participants,
-            text: msg.text.to_owned(),
+            text: msg.text,
             sent_at,
             client_id: msg.client_id.to_vec(),
         };
-        let receipt = StoredReceipt { id, sent_at }.encode_to_vec();
-        let mut batch = Batch::guarded(
-            Tree::ClientIds,
-            dedup_key.clone(),
-            self.sealer.seal(Tree::ClientIds, &dedup_key, &receipt),
-        );
         let mkey = message_key(&conversation, sent_at, id);
         let sealed = self
             .sealer
@@ -146,20 +190,12 @@ impl NormalArchive {
             pkey.extend_from_slice(&(sent_at.max(0) as u64).to_be_bytes());
             pkey.extend_from_slice(&id.to_be_bytes());
             batch.put(Tree::ByParticipant, pkey, conversation.to_vec());
-            if person != msg.from {
+            if *person != record.from {
                 batch.put(Tree::Inbox, user_key(&blind, id), mkey.clone());
                 recipients.push(person.clone());
             }
         }
-        match self.store.apply(batch)? {
-            Applied::Written => Ok(Appended::New { record, recipients }),
-            Applied::GuardExists(sealed) => {
-                let plain = self.sealer.open(Tree::ClientIds, &dedup_key, &sealed)?;
-                Ok(Appended::Duplicate(StoredReceipt::decode(
-                    plain.as_slice(),
-                )?))
-            }
-        }
+        Ok(Appended::New { record, recipients })
     }
 
     fn load(&self, mkey: &[u8]) -> Result<Option<NormalRecord>, RelayError> {

@@ -6,6 +6,7 @@
 //! - [`handlers`]: one file per request kind; the relay's rules live here;
 //! - [`accounts`], [`groups`]: who exists and who is in which group;
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
+//! - [`appender`]: the thread that writes waiting sends in one batch;
 //! - [`hub`]: live pushes to subscribed connections;
 //! - [`prekeys`]: published prekey bundles for secret chats;
 //! - `secret_queue`: end-to-end encrypted envelopes until delivered (never history);
@@ -16,11 +17,13 @@
 //! - [`datadir`], [`config`], [`tls`]: the data directory, `relay.toml`, the certificate.
 //!
 //! A normal message flows: client frame → [`connection`] → `handlers::send_normal`
-//! → [`archive::NormalArchive::append`] (sealed batch) → [`store::GroupCommit`]
+//! → [`appender::Appender`] → [`archive::NormalArchive::append_many`] (one sealed
+//! batch for every send waiting) → [`store::GroupCommit`]
 //! (flushed) → `Stored` answer to the sender and [`hub::Hub`] pushes to recipients;
 //! recipients not connected get it from their inbox with `Fetch` and remove it with `Ack`.
 
 pub mod accounts;
+pub mod appender;
 pub mod archive;
 pub mod audit;
 pub mod config;

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::accounts::Accounts;
+use crate::appender::Appender;
 use crate::archive::NormalArchive;
 use crate::audit::AuditLog;
 use crate::config::RelayConfig;
@@ -33,6 +34,7 @@ pub struct RelayState {
     pub accounts: Accounts,
     pub groups: Groups,
     pub archive: Arc<NormalArchive>,
+    pub appender: Appender,
     pub prekeys: Prekeys,
     pub(crate) secret_queue: SecretQueue,
     pub grants: Grants,
@@ -75,6 +77,7 @@ pub struct RunningRelay {
     accept: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
     flusher: std::thread::JoinHandle<()>,
+    append_thread: std::thread::JoinHandle<()>,
 }
 
 /// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
@@ -90,10 +93,13 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let archive = Arc::new(NormalArchive::new(store.clone(), opened.sealer.clone()));
     let (commit, flusher) =
         GroupCommit::start(store.clone()).context("cannot start the flushing thread")?;
+    let (appender, append_thread) =
+        Appender::start(archive.clone()).context("cannot start the append thread")?;
     let state = Arc::new(RelayState {
         accounts: Accounts::new(store.clone(), opened.sealer.clone()),
         groups: Groups::new(store.clone(), opened.sealer.clone()),
         archive,
+        appender,
         prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
         secret_queue: SecretQueue::new(store.clone(), opened.sealer.clone()),
         grants: Grants::new(store.clone(), opened.sealer.clone()),
@@ -121,6 +127,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         accept,
         sweeper,
         flusher,
+        append_thread,
     })
 }
 
@@ -181,10 +188,11 @@ impl RunningRelay {
         let _ = self.sweeper.await;
         let store = self.state.store.clone();
         drop(self.state);
-        // The flusher ends once the state (and its commit handle) is gone; after
-        // it, nothing else holds the store, so it is closed when we return.
-        let flusher = self.flusher;
-        let _ = tokio::task::spawn_blocking(move || flusher.join()).await;
+        // The append and flush threads end once the state (and their handles)
+        // is gone; after them nothing else holds the store, so it is closed
+        // when we return.
+        let (flusher, append_thread) = (self.flusher, self.append_thread);
+        let _ = tokio::task::spawn_blocking(move || (append_thread.join(), flusher.join())).await;
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .context("the final flush did not run")?

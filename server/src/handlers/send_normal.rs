@@ -58,12 +58,15 @@ pub async fn handle(state: &RelayState, user: &str, send: SendNormal) -> Handled
             Destination::Group(group)
         }
     };
-    let appended = state.archive.append(NewNormal {
-        from: user,
-        to,
-        text: &send.text,
-        client_id,
-    })?;
+    let appended = state
+        .appender
+        .append(NewNormal {
+            from: user.to_owned(),
+            to,
+            text: send.text,
+            client_id,
+        })
+        .await?;
     // Also for a duplicate: the first store may still be waiting for its flush.
     state.commit.durable().await?;
     match appended {

@@ -125,7 +125,7 @@ pub enum Applied {
     GuardExists(Vec<u8>),
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
     Backend(String),
