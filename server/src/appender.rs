@@ -40,7 +40,17 @@ impl Appender {
                     jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
                     let (msgs, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
                     let started = std::time::Instant::now();
-                    let results = archive.append_many(msgs);
+                    let count = msgs.len();
+                    // A bug below must not stop every later send: answer this batch with an error.
+                    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        archive.append_many(msgs)
+                    }))
+                    .unwrap_or_else(|_| {
+                        tracing::error!("an append batch panicked; its senders get an error");
+                        (0..count)
+                            .map(|_| Err(RelayError::Corrupt("the append failed")))
+                            .collect()
+                    });
                     tracing::debug!(
                         messages = results.len(),
                         micros = started.elapsed().as_micros() as u64,

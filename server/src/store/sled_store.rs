@@ -75,6 +75,9 @@ impl Store for SledStore {
             .collect();
         involved.sort_by_key(|t| t.index());
         involved.dedup();
+        if involved.is_empty() {
+            return Ok(Applied::Written);
+        }
         if batch.guard.is_none() && involved.len() == 1 {
             let mut single = sled::Batch::default();
             for op in batch.ops {
@@ -159,6 +162,12 @@ mod tests {
             Applied::GuardExists(b"first".to_vec())
         );
         assert!(store.get(Tree::Messages, b"m2").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_empty_batch_writes_nothing_and_succeeds() {
+        let (_dir, store) = store();
+        assert_eq!(store.apply(Batch::default()).unwrap(), Applied::Written);
     }
 
     #[test]
