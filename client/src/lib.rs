@@ -9,6 +9,7 @@
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
 //! - [`commands`]: what each `sotto` command does;
+//! - [`tui`]: `sotto chat`, the terminal client (ratatui);
 //! - [`investigator`]: the investigator's side of warrants (`sotto-warrant`).
 //!
 //! `sotto send bob hi` flows: [`profile::Profile::open`] (Argon2id, vault) →
@@ -24,4 +25,5 @@ pub mod pinning;
 pub mod profile;
 pub mod relay;
 pub mod secret;
+pub mod tui;
 pub mod vault;

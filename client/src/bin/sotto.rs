@@ -67,6 +67,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The terminal chat client: the chat list, or USER's chat (--secret: the secret one).
+    Chat {
+        /// Open the secret (end-to-end encrypted) chat with USER.
+        #[arg(long, requires = "user")]
+        secret: bool,
+        user: Option<String>,
+    },
     /// Show the safety number you and USER compare to verify your secret chat.
     SafetyNumber { user: String },
     /// Accept USER's changed identity key (after comparing safety numbers).
@@ -178,6 +185,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync { json } => {
             let mut profile = Profile::open(&dir, &passphrase(false)?)?;
             commands::sync::run(&mut profile, json, &mut out).await
+        }
+        Command::Chat { secret, user } => {
+            use sotto_client::tui::app::ConvKey;
+            let profile = Profile::open(&dir, &passphrase(false)?)?;
+            drop(out);
+            let open = user.map(|u| {
+                if secret {
+                    ConvKey::Secret(u)
+                } else {
+                    ConvKey::Direct(u)
+                }
+            });
+            sotto_client::tui::run(profile, open).await
         }
         Command::SafetyNumber { user } => {
             let mut profile = Profile::open(&dir, &passphrase(false)?)?;

@@ -13,6 +13,7 @@ use sotto_proto::v1::NormalMessage;
 
 use super::rfc3339;
 use crate::profile::{HistoryEntry, Mode, Profile, now_ms};
+use crate::relay::RelayClient;
 use crate::secret::{self, Received};
 
 #[derive(Serialize)]
@@ -30,6 +31,19 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
     if let Err(e) = secret::flush_outbox(profile, &client).await {
         eprintln!("sotto: the outbox could not be sent yet: {e:#}");
     }
+    let arrived = fetch_new(profile, &client).await?;
+    client.close().await;
+    for entry in &arrived {
+        print_entry(entry, json, out)?;
+    }
+    mark_shown(profile, &arrived)?;
+    Ok(())
+}
+
+/// Fetches everything waiting at the relay, keeps it in the vault, then
+/// acknowledges it; returns what was new, oldest first. Tops up prekeys when
+/// the relay says they run low.
+pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Vec<HistoryEntry>> {
     let mut arrived = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
@@ -54,28 +68,33 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
             client.ack(upto, secret_ids).await?;
         }
         if let Some(low) = &batch.prekeys_low {
-            secret::publish_prekeys(profile, &client, Some(low.remaining as usize)).await?;
+            secret::publish_prekeys(profile, client, Some(low.remaining as usize)).await?;
         }
         if !batch.more {
             break;
         }
     }
-    client.close().await;
     arrived.sort_by_key(|e| e.sent_at);
-    for entry in &arrived {
-        print_entry(entry, json, out)?;
+    Ok(arrived)
+}
+
+/// Disappearing messages start their timer once shown.
+pub fn mark_shown(profile: &mut Profile, shown: &[HistoryEntry]) -> Result<()> {
+    if !shown.iter().any(|e| e.expire_secs.is_some()) {
+        return Ok(());
     }
-    // Disappearing messages start their timer once shown.
-    if arrived.iter().any(|e| e.expire_secs.is_some()) {
-        let now = now_ms();
-        for entry in profile.history.iter_mut() {
-            if entry.expire_secs.is_some() && entry.shown_at.is_none() {
-                entry.shown_at = Some(now);
-            }
+    let now = now_ms();
+    for entry in profile.history.iter_mut() {
+        if entry.expire_secs.is_some()
+            && entry.shown_at.is_none()
+            && shown
+                .iter()
+                .any(|s| s.from == entry.from && s.client_id == entry.client_id)
+        {
+            entry.shown_at = Some(now);
         }
-        profile.save()?;
     }
-    Ok(())
+    profile.save()
 }
 
 fn normal_entry(m: &NormalMessage) -> HistoryEntry {

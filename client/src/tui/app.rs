@@ -1,0 +1,517 @@
+//! The chat client's state and its update logic: an [`Event`] in, the state
+//! changed and a list of [`Effect`]s out. Nothing here draws or touches the
+//! network, so every behaviour is testable without a terminal.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::profile::{HistoryEntry, Mode};
+
+/// Which conversation a message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvKey {
+    Direct(String),
+    Group(String),
+    Secret(String),
+}
+
+impl ConvKey {
+    pub fn title(&self) -> String {
+        match self {
+            ConvKey::Direct(u) => u.clone(),
+            ConvKey::Group(g) => format!("#{g}"),
+            ConvKey::Secret(u) => format!("🔒 {u}"),
+        }
+    }
+
+    /// The other person of a 1:1 conversation.
+    pub fn peer(&self) -> Option<&str> {
+        match self {
+            ConvKey::Direct(u) | ConvKey::Secret(u) => Some(u),
+            ConvKey::Group(_) => None,
+        }
+    }
+
+    pub fn is_secret(&self) -> bool {
+        matches!(self, ConvKey::Secret(_))
+    }
+}
+
+/// Where a message we wrote stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Typed, not yet stored by the relay (queued while offline).
+    Pending,
+    /// Stored by the relay.
+    Sent,
+    /// Someone else's message.
+    Received,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    pub from: String,
+    pub text: String,
+    pub sent_at: i64,
+    pub delivery: Delivery,
+    pub local_id: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub key: ConvKey,
+    pub lines: Vec<ChatLine>,
+    pub unread: usize,
+    pub last_activity: i64,
+    /// Disappearing-message timer of a secret chat, in seconds.
+    pub timer: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Online,
+    Offline { retry_in_secs: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    Chat,
+    Help,
+    Verify(String),
+}
+
+/// Something that happened: a key, a delivery, the connection changing.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    ScrollUp,
+    ScrollDown,
+    /// Messages that arrived (or, at start, the history).
+    Incoming(Vec<HistoryEntry>),
+    /// A message we wrote was stored by the relay.
+    Delivered {
+        local_id: u64,
+    },
+    /// A message we wrote was refused for good.
+    Failed {
+        local_id: u64,
+        reason: String,
+    },
+    Connection(Connection),
+    /// A line for the status bar.
+    Notice(String),
+    /// The safety number view for the open conversation.
+    VerifyText(String),
+    /// The terminal changed size: only a redraw.
+    Resize,
+}
+
+/// What the update asks the outside world to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    SendNormal {
+        local_id: u64,
+        to: ConvKey,
+        text: String,
+    },
+    SendSecret {
+        local_id: u64,
+        to: String,
+        text: String,
+        expire: Option<u32>,
+    },
+    CreateGroup {
+        name: String,
+        members: Vec<String>,
+    },
+    Verify {
+        user: String,
+    },
+    Trust {
+        user: String,
+    },
+    Bell,
+    Quit,
+}
+
+pub struct App {
+    pub me: String,
+    pub fingerprint: String,
+    pub conversations: Vec<Conversation>,
+    pub open: Option<ConvKey>,
+    /// Index into [`App::sorted`] of the highlighted conversation in the list.
+    pub selected: usize,
+    pub input: String,
+    /// Lines scrolled up from the newest message.
+    pub scroll: usize,
+    pub status: String,
+    pub connection: Connection,
+    pub view: View,
+    /// The search term highlighted in the open conversation.
+    pub search: Option<String>,
+    pub quit: bool,
+    next_local: u64,
+}
+
+pub const HELP: &str = "\
+Keys
+  Enter          send the message (or open the highlighted conversation)
+  Alt-Enter      new line in the message
+  Up/Down        highlight a conversation;  Enter (empty input) opens it
+  PgUp/PgDn      scroll the conversation (the mouse wheel too)
+  Esc            close this view, or the conversation
+  Ctrl-C         quit
+
+Commands
+  /secret USER        open (or start) the secret chat with USER
+  /group NAME USER... create a normal-mode group and open it
+  /verify             show the safety number of the open chat, and how to compare it
+  /trust              accept the open chat's changed identity key
+  /timer 30s|off      disappearing messages in the open secret chat
+  /search TEXT        find TEXT in the open conversation
+  /help               this help
+  /quit               quit";
+
+impl App {
+    pub fn new(
+        me: &str,
+        fingerprint: &str,
+        history: &[HistoryEntry],
+        open: Option<ConvKey>,
+    ) -> Self {
+        let mut app = App {
+            me: me.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            conversations: Vec::new(),
+            open: None,
+            selected: 0,
+            input: String::new(),
+            scroll: 0,
+            status: "/help lists the commands".into(),
+            connection: Connection::Connecting,
+            view: View::Chat,
+            search: None,
+            quit: false,
+            next_local: 1,
+        };
+        for entry in history {
+            let key = app.key_of(entry);
+            let line = app.line_of(entry);
+            let conv = app.conversation_mut(&key);
+            conv.last_activity = conv.last_activity.max(line.sent_at);
+            conv.lines.push(line);
+        }
+        if let Some(key) = open {
+            app.open_conversation(key);
+        }
+        app
+    }
+
+    /// Conversations, most recent first.
+    pub fn sorted(&self) -> Vec<&Conversation> {
+        let mut list: Vec<&Conversation> = self.conversations.iter().collect();
+        list.sort_by(|a, b| {
+            b.last_activity
+                .cmp(&a.last_activity)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        list
+    }
+
+    pub fn open_conversation_ref(&self) -> Option<&Conversation> {
+        let key = self.open.as_ref()?;
+        self.conversations.iter().find(|c| &c.key == key)
+    }
+
+    fn key_of(&self, e: &HistoryEntry) -> ConvKey {
+        let peer = e.peer.clone().unwrap_or_else(|| e.from.clone());
+        match (&e.mode, &e.group) {
+            (Mode::Secret, _) => ConvKey::Secret(peer),
+            (_, Some(g)) => ConvKey::Group(g.clone()),
+            _ => ConvKey::Direct(peer),
+        }
+    }
+
+    fn line_of(&self, e: &HistoryEntry) -> ChatLine {
+        ChatLine {
+            from: e.from.clone(),
+            text: e.text.clone(),
+            sent_at: e.sent_at,
+            delivery: if e.from == self.me {
+                Delivery::Sent
+            } else {
+                Delivery::Received
+            },
+            local_id: 0,
+        }
+    }
+
+    fn conversation_mut(&mut self, key: &ConvKey) -> &mut Conversation {
+        if let Some(i) = self.conversations.iter().position(|c| &c.key == key) {
+            return &mut self.conversations[i];
+        }
+        self.conversations.push(Conversation {
+            key: key.clone(),
+            lines: Vec::new(),
+            unread: 0,
+            last_activity: 0,
+            timer: None,
+        });
+        self.conversations.last_mut().expect("just pushed")
+    }
+
+    fn open_conversation(&mut self, key: ConvKey) {
+        let conv = self.conversation_mut(&key);
+        conv.unread = 0;
+        self.open = Some(key.clone());
+        self.scroll = 0;
+        self.search = None;
+        self.view = View::Chat;
+        self.selected = self.sorted().iter().position(|c| c.key == key).unwrap_or(0);
+    }
+
+    /// Applies one event; returns what must be done outside.
+    pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
+            Event::Key(_) => Vec::new(),
+            Event::ScrollUp => {
+                self.scroll = self.scroll.saturating_add(3);
+                Vec::new()
+            }
+            Event::ScrollDown => {
+                self.scroll = self.scroll.saturating_sub(3);
+                Vec::new()
+            }
+            Event::Incoming(entries) => self.incoming(entries),
+            Event::Delivered { local_id } => {
+                self.set_delivery(local_id, Delivery::Sent);
+                Vec::new()
+            }
+            Event::Failed { local_id, reason } => {
+                self.conversations.iter_mut().for_each(|c| {
+                    c.lines
+                        .retain(|l| l.local_id != local_id || l.delivery != Delivery::Pending)
+                });
+                self.status = format!("not sent: {reason}");
+                Vec::new()
+            }
+            Event::Connection(c) => {
+                self.connection = c;
+                Vec::new()
+            }
+            Event::Notice(text) => {
+                self.status = text;
+                Vec::new()
+            }
+            Event::VerifyText(text) => {
+                self.view = View::Verify(text);
+                Vec::new()
+            }
+            Event::Resize => Vec::new(),
+        }
+    }
+
+    fn set_delivery(&mut self, local_id: u64, delivery: Delivery) {
+        for c in &mut self.conversations {
+            for l in &mut c.lines {
+                if l.local_id == local_id {
+                    l.delivery = delivery;
+                }
+            }
+        }
+    }
+
+    fn incoming(&mut self, entries: Vec<HistoryEntry>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for entry in entries {
+            let key = self.key_of(&entry);
+            let line = self.line_of(&entry);
+            let is_open = self.open.as_ref() == Some(&key);
+            let conv = self.conversation_mut(&key);
+            conv.last_activity = conv.last_activity.max(line.sent_at);
+            conv.lines.push(line);
+            if !is_open {
+                conv.unread += 1;
+                effects.push(Effect::Bell);
+            }
+        }
+        effects.dedup();
+        effects
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('c') if ctrl => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            KeyCode::Esc => {
+                if self.view != View::Chat {
+                    self.view = View::Chat;
+                } else if self.search.is_some() {
+                    self.search = None;
+                } else {
+                    self.open = None;
+                }
+                Vec::new()
+            }
+            KeyCode::Enter if alt => {
+                self.input.push('\n');
+                Vec::new()
+            }
+            KeyCode::Enter => self.submit(),
+            KeyCode::Backspace => {
+                self.input.pop();
+                Vec::new()
+            }
+            KeyCode::Up => {
+                self.selected = self.selected.saturating_sub(1);
+                Vec::new()
+            }
+            KeyCode::Down => {
+                let n = self.conversations.len();
+                if n > 0 {
+                    self.selected = (self.selected + 1).min(n - 1);
+                }
+                Vec::new()
+            }
+            KeyCode::PageUp => {
+                self.scroll = self.scroll.saturating_add(10);
+                Vec::new()
+            }
+            KeyCode::PageDown => {
+                self.scroll = self.scroll.saturating_sub(10);
+                Vec::new()
+            }
+            KeyCode::Char(c) if !ctrl => {
+                self.input.push(c);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn submit(&mut self) -> Vec<Effect> {
+        if self.input.trim().is_empty() {
+            self.input.clear();
+            let key = self.sorted().get(self.selected).map(|c| c.key.clone());
+            if let Some(key) = key {
+                self.open_conversation(key);
+            }
+            return Vec::new();
+        }
+        let input = std::mem::take(&mut self.input);
+        if let Some(command) = input.strip_prefix('/') {
+            return self.command(command.trim());
+        }
+        let Some(key) = self.open.clone() else {
+            self.input = input;
+            self.status = "open a conversation first (Up/Down and Enter, or /secret USER)".into();
+            return Vec::new();
+        };
+        let local_id = self.next_local;
+        self.next_local += 1;
+        let me = self.me.clone();
+        let now = crate::profile::now_ms();
+        let timer = self.open_conversation_ref().and_then(|c| c.timer);
+        let conv = self.conversation_mut(&key);
+        conv.lines.push(ChatLine {
+            from: me,
+            text: input.clone(),
+            sent_at: now,
+            delivery: Delivery::Pending,
+            local_id,
+        });
+        conv.last_activity = now;
+        self.scroll = 0;
+        match key {
+            ConvKey::Secret(to) => vec![Effect::SendSecret {
+                local_id,
+                to,
+                text: input,
+                expire: timer,
+            }],
+            to => vec![Effect::SendNormal {
+                local_id,
+                to,
+                text: input,
+            }],
+        }
+    }
+
+    fn command(&mut self, command: &str) -> Vec<Effect> {
+        let mut words = command.split_whitespace();
+        let name = words.next().unwrap_or("");
+        let args: Vec<&str> = words.collect();
+        let open_peer = self.open.as_ref().and_then(|k| k.peer().map(str::to_owned));
+        match (name, args.as_slice()) {
+            ("secret", [user]) => {
+                self.open_conversation(ConvKey::Secret((*user).to_owned()));
+                self.status = format!("secret chat with {user}: end-to-end encrypted");
+                Vec::new()
+            }
+            ("group", [name, members @ ..]) if !members.is_empty() => {
+                self.open_conversation(ConvKey::Group((*name).to_owned()));
+                vec![Effect::CreateGroup {
+                    name: (*name).to_owned(),
+                    members: members.iter().map(|m| (*m).to_owned()).collect(),
+                }]
+            }
+            ("verify", []) => match open_peer {
+                Some(user) => vec![Effect::Verify { user }],
+                None => self.say("/verify needs an open 1:1 conversation"),
+            },
+            ("trust", []) => match open_peer {
+                Some(user) => vec![Effect::Trust { user }],
+                None => self.say("/trust needs an open 1:1 conversation"),
+            },
+            ("timer", [value]) => {
+                if !self.open.as_ref().is_some_and(ConvKey::is_secret) {
+                    return self.say("/timer works in a secret chat (/secret USER)");
+                }
+                match crate::secret::parse_timer(value) {
+                    Ok(timer) => {
+                        if let Some(key) = self.open.clone() {
+                            self.conversation_mut(&key).timer = timer;
+                        }
+                        self.say(&match timer {
+                            Some(secs) => {
+                                format!("new messages disappear {secs} s after they are read")
+                            }
+                            None => "disappearing messages off".to_owned(),
+                        })
+                    }
+                    Err(e) => self.say(&format!("{e:#}")),
+                }
+            }
+            ("search", words) if !words.is_empty() => {
+                let term = words.join(" ");
+                let hits = self
+                    .open_conversation_ref()
+                    .map(|c| c.lines.iter().filter(|l| l.text.contains(&term)).count())
+                    .unwrap_or(0);
+                self.search = Some(term.clone());
+                self.say(&format!("{hits} messages contain {term:?} (Esc clears)"))
+            }
+            ("help", []) => {
+                self.view = View::Help;
+                Vec::new()
+            }
+            ("quit", []) => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            _ => self.say(&format!(
+                "unknown command /{command}: /help lists the commands"
+            )),
+        }
+    }
+
+    fn say(&mut self, text: &str) -> Vec<Effect> {
+        self.status = text.to_owned();
+        Vec::new()
+    }
+}

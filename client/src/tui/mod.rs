@@ -1,0 +1,103 @@
+//! `sotto chat`: the terminal client.
+//!
+//! - [`app`]: the state and its update logic (events in, state and effects out);
+//! - [`view`]: drawing the state with ratatui;
+//! - [`network`]: the task that owns the profile and the relay connection.
+//!
+//! The loop: an event (a key from the terminal, or a delivery from the network
+//! task) → [`app::App::update`] → effects go to the network task (or ring the
+//! bell) → redraw. The terminal is restored on exit, on Ctrl-C and on panic.
+
+pub mod app;
+pub mod network;
+pub mod view;
+
+use anyhow::Result;
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{self, Event as TermEvent, MouseEventKind};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+
+use crate::profile::Profile;
+use app::{App, ConvKey, Effect, Event};
+
+/// Runs the chat client in this terminal until the user quits.
+pub async fn run(profile: Profile, open: Option<ConvKey>) -> Result<()> {
+    let (keys_tx, keys_rx) = mpsc::unbounded_channel();
+    // ratatui::init enters raw mode and the alternate screen, and installs a
+    // panic hook that restores the terminal before the panic is printed.
+    let mut terminal = ratatui::init();
+    let _ = ratatui::crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
+    std::thread::spawn(move || {
+        while let Ok(ev) = event::read() {
+            let ev = match ev {
+                TermEvent::Key(k) => Event::Key(k),
+                TermEvent::Mouse(m) if m.kind == MouseEventKind::ScrollUp => Event::ScrollUp,
+                TermEvent::Mouse(m) if m.kind == MouseEventKind::ScrollDown => Event::ScrollDown,
+                TermEvent::Resize(_, _) => Event::Resize,
+                _ => continue,
+            };
+            if keys_tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    let bell = || {
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(b"\x07");
+        let _ = std::io::stdout().flush();
+    };
+    let result = run_with(&mut terminal, profile, open, keys_rx, bell, |_| {}).await;
+    let _ = ratatui::crossterm::execute!(std::io::stdout(), event::DisableMouseCapture);
+    ratatui::restore();
+    result.map(drop)
+}
+
+/// The event loop on any backend: `keys` feeds terminal events, `observe` sees
+/// the state after every update (tests use both, with ratatui's TestBackend).
+pub async fn run_with<B: Backend>(
+    terminal: &mut Terminal<B>,
+    profile: Profile,
+    open: Option<ConvKey>,
+    mut keys: UnboundedReceiver<Event>,
+    bell: impl Fn(),
+    mut observe: impl FnMut(&App),
+) -> Result<App>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut app = App::new(
+        &profile.config.username,
+        &profile.config.fingerprint,
+        &profile.history,
+        open,
+    );
+    let (effects_tx, effects_rx) = mpsc::unbounded_channel();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let network = tokio::spawn(network::run(profile, effects_rx, events_tx));
+    loop {
+        terminal.draw(|frame| view::draw(frame, &app))?;
+        observe(&app);
+        if app.quit {
+            break;
+        }
+        let event = tokio::select! {
+            Some(e) = keys.recv() => e,
+            Some(e) = events_rx.recv() => e,
+            else => break,
+        };
+        for effect in app.update(event) {
+            match effect {
+                Effect::Bell => bell(),
+                Effect::Quit => {}
+                other => {
+                    let _ = effects_tx.send(other);
+                }
+            }
+        }
+    }
+    drop(effects_tx);
+    // Let the network task finish what it was doing (saving the vault).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), network).await;
+    Ok(app)
+}

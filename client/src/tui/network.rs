@@ -1,0 +1,302 @@
+//! The chat client's connection: it owns the profile, keeps a connection to the
+//! relay (reconnecting with backoff), turns [`Effect`]s into requests, and
+//! reports what happens as [`Event`]s.
+//!
+//! Invariant: a message typed while the relay is away is queued and sent once
+//! it is back, exactly once: a normal message keeps its client id across
+//! retries (the relay stores it once), a secret one is encrypted once and kept
+//! in the vault's outbox until the relay has it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::app::{Connection, ConvKey, Effect, Event};
+use crate::commands::sync::{fetch_new, mark_shown};
+use crate::e2e::safety;
+use crate::profile::{HistoryEntry, Mode, Profile};
+use crate::relay::{ClientError, Recipient, RelayClient};
+use crate::secret;
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(10);
+
+/// An effect waiting to be carried out, with the client id a normal send keeps.
+struct Queued {
+    effect: Effect,
+    client_id: [u8; 16],
+}
+
+enum Flow {
+    Reconnect,
+    Exit,
+}
+
+fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<ClientError>()
+            .is_some_and(ClientError::is_transient)
+    })
+}
+
+/// Runs until the effect channel closes (the UI quit).
+pub async fn run(
+    mut profile: Profile,
+    mut effects: UnboundedReceiver<Effect>,
+    events: UnboundedSender<Event>,
+) {
+    let mut queue: VecDeque<Queued> = VecDeque::new();
+    // Secret messages in the outbox, by client id, and the UI line they show as.
+    let mut outbox_lines: HashMap<String, u64> = HashMap::new();
+    let mut backoff = FIRST_RETRY;
+    loop {
+        let _ = events.send(Event::Connection(Connection::Connecting));
+        match profile.connect().await {
+            Ok(client) => {
+                backoff = FIRST_RETRY;
+                let _ = events.send(Event::Connection(Connection::Online));
+                let flow = online(
+                    &mut profile,
+                    &client,
+                    &mut effects,
+                    &events,
+                    &mut queue,
+                    &mut outbox_lines,
+                )
+                .await;
+                client.close().await;
+                if let Flow::Exit = flow {
+                    return;
+                }
+            }
+            Err(_) => {
+                let _ = events.send(Event::Connection(Connection::Offline {
+                    retry_in_secs: backoff.as_secs().max(1),
+                }));
+                let wait = tokio::time::sleep(backoff);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        effect = effects.recv() => match effect {
+                            Some(effect) => queue.push_back(Queued { effect, client_id: crate::commands::new_client_id() }),
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(LAST_RETRY);
+            }
+        }
+    }
+}
+
+async fn online(
+    profile: &mut Profile,
+    client: &RelayClient,
+    effects: &mut UnboundedReceiver<Effect>,
+    events: &UnboundedSender<Event>,
+    queue: &mut VecDeque<Queued>,
+    outbox_lines: &mut HashMap<String, u64>,
+) -> Flow {
+    if deliver_outbox(profile, client, events, outbox_lines)
+        .await
+        .is_err()
+        || drain(profile, client, events, queue, outbox_lines)
+            .await
+            .is_err()
+    {
+        return Flow::Reconnect;
+    }
+    if fetched(profile, client, events).await.is_err() {
+        return Flow::Reconnect;
+    }
+    let Ok(mut pushes) = client.subscribe().await else {
+        return Flow::Reconnect;
+    };
+    loop {
+        tokio::select! {
+            push = pushes.next() => match push {
+                // Any push means something waits: fetch it the one safe way.
+                Ok(Some(_)) => {
+                    if fetched(profile, client, events).await.is_err() {
+                        return Flow::Reconnect;
+                    }
+                }
+                _ => return Flow::Reconnect,
+            },
+            effect = effects.recv() => match effect {
+                None => return Flow::Exit,
+                Some(effect) => {
+                    queue.push_back(Queued { effect, client_id: crate::commands::new_client_id() });
+                    if drain(profile, client, events, queue, outbox_lines).await.is_err() {
+                        return Flow::Reconnect;
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn fetched(
+    profile: &mut Profile,
+    client: &RelayClient,
+    events: &UnboundedSender<Event>,
+) -> Result<()> {
+    let new = fetch_new(profile, client).await?;
+    if !new.is_empty() {
+        mark_shown(profile, &new)?;
+        let _ = events.send(Event::Incoming(new));
+    }
+    Ok(())
+}
+
+async fn deliver_outbox(
+    profile: &mut Profile,
+    client: &RelayClient,
+    events: &UnboundedSender<Event>,
+    outbox_lines: &mut HashMap<String, u64>,
+) -> Result<()> {
+    for entry in profile.outbox.clone() {
+        secret::deliver(profile, client, &entry).await?;
+        if let Some(local_id) = outbox_lines.remove(&entry.client_id) {
+            let _ = events.send(Event::Delivered { local_id });
+        }
+    }
+    Ok(())
+}
+
+/// Carries out queued effects in order; stops (keeping the rest) when the
+/// connection fails.
+async fn drain(
+    profile: &mut Profile,
+    client: &RelayClient,
+    events: &UnboundedSender<Event>,
+    queue: &mut VecDeque<Queued>,
+    outbox_lines: &mut HashMap<String, u64>,
+) -> Result<()> {
+    while let Some(next) = queue.front() {
+        match perform(profile, client, events, next, outbox_lines).await {
+            Err(e) if transient(&e) => return Err(e),
+            Err(e) => {
+                if let Effect::SendNormal { local_id, .. } | Effect::SendSecret { local_id, .. } =
+                    next.effect
+                {
+                    let _ = events.send(Event::Failed {
+                        local_id,
+                        reason: format!("{e:#}"),
+                    });
+                } else {
+                    let _ = events.send(Event::Notice(format!("{e:#}")));
+                }
+            }
+            Ok(()) => {}
+        }
+        queue.pop_front();
+    }
+    Ok(())
+}
+
+async fn perform(
+    profile: &mut Profile,
+    client: &RelayClient,
+    events: &UnboundedSender<Event>,
+    queued: &Queued,
+    outbox_lines: &mut HashMap<String, u64>,
+) -> Result<()> {
+    match &queued.effect {
+        Effect::SendNormal { local_id, to, text } => {
+            let (recipient, peer, group) = match to {
+                ConvKey::Group(g) => (Recipient::Group(g), None, Some(g.clone())),
+                ConvKey::Direct(u) | ConvKey::Secret(u) => {
+                    (Recipient::User(u), Some(u.clone()), None)
+                }
+            };
+            let stored = client
+                .send_normal(recipient, text, queued.client_id)
+                .await?;
+            profile.remember(HistoryEntry {
+                id: stored.id,
+                mode: Mode::Normal,
+                from: profile.config.username.clone(),
+                peer,
+                group,
+                text: text.clone(),
+                sent_at: stored.sent_at,
+                client_id: hex::encode(queued.client_id),
+                expire_secs: None,
+                shown_at: None,
+            });
+            profile.save()?;
+            let _ = events.send(Event::Delivered {
+                local_id: *local_id,
+            });
+        }
+        Effect::SendSecret {
+            local_id,
+            to,
+            text,
+            expire,
+        } => {
+            let entry = secret::prepare(profile, client, to, text, *expire).await?;
+            outbox_lines.insert(entry.client_id.clone(), *local_id);
+            // Encrypted and in the outbox: from here a failure is retried, never re-encrypted.
+            if secret::deliver(profile, client, &entry).await.is_ok() {
+                outbox_lines.remove(&entry.client_id);
+                let _ = events.send(Event::Delivered {
+                    local_id: *local_id,
+                });
+            } else {
+                anyhow::bail!(ClientError::Stream(
+                    "the relay did not take the secret message yet".into()
+                ));
+            }
+        }
+        Effect::CreateGroup { name, members } => {
+            let created = client.create_group(name, members).await?;
+            let _ = events.send(Event::Notice(format!(
+                "group #{} created with {}",
+                created.name,
+                created.members.join(", ")
+            )));
+        }
+        Effect::Verify { user } => {
+            let key = match profile.contacts.get(user) {
+                Some(c) => {
+                    let mut key = [0u8; 32];
+                    hex::decode_to_slice(&c.identity_key, &mut key)?;
+                    key
+                }
+                None => client.fetch_identity(user).await?,
+            };
+            let mine = profile.identity().public_key().to_bytes();
+            let number = safety::safety_number((&profile.config.username, &mine), (user, &key));
+            let mut text = format!(
+                "Safety number with {user}:\n\n{}\n\nCompare it with the one {user} sees (/verify in their chat\n\
+                 with you, or `sotto safety-number {}`), in person or on a call.\n\
+                 If all 60 digits match, nobody sits between you.",
+                safety::display(&number),
+                profile.config.username
+            );
+            if profile
+                .contacts
+                .get(user)
+                .is_some_and(|c| c.changed_to.is_some())
+            {
+                text.push_str(&format!(
+                    "\n\nWARNING: {user} now presents a different identity key.\nAfter comparing, /trust accepts it."
+                ));
+            }
+            let _ = events.send(Event::VerifyText(text));
+        }
+        Effect::Trust { user } => {
+            secret::trust(profile, client, user).await?;
+            let _ = events.send(Event::Notice(format!(
+                "{user}'s current identity key is trusted now"
+            )));
+        }
+        Effect::Bell | Effect::Quit => {}
+    }
+    Ok(())
+}
