@@ -12,6 +12,9 @@ pub mod app;
 pub mod network;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use anyhow::Result;
 use ratatui::Terminal;
 use ratatui::backend::Backend;

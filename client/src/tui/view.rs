@@ -193,9 +193,14 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         Some(_) => "normal".to_owned(),
         None => String::new(),
     };
+    let mode = if mode.is_empty() {
+        mode
+    } else {
+        format!("{mode} │ ")
+    };
     let line = Line::from(vec![
         dot,
-        Span::raw(format!("{state} │ {} │ relay {short} │ {mode} │ ", app.me)),
+        Span::raw(format!("{state} │ {} │ relay {short} │ {mode}", app.me)),
         Span::styled(
             app.status.clone(),
             Style::default().add_modifier(Modifier::ITALIC),

@@ -1,0 +1,336 @@
+//! The chat client without a terminal: key events in, state out; and snapshots
+//! of the main screens drawn on ratatui's TestBackend.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::{App, Connection, ConvKey, Delivery, Effect, Event, View};
+use super::view;
+use crate::profile::{HistoryEntry, Mode};
+
+/// 2026-11-30 09:00 UTC, and a minute later for each next message.
+const T0: i64 = 1_795_856_400_000;
+
+fn entry(
+    from: &str,
+    peer: Option<&str>,
+    group: Option<&str>,
+    mode: Mode,
+    text: &str,
+    minute: i64,
+) -> HistoryEntry {
+    HistoryEntry {
+        id: minute as u64 + 1,
+        mode,
+        from: from.into(),
+        peer: peer.map(Into::into),
+        group: group.map(Into::into),
+        text: text.into(),
+        sent_at: T0 + minute * 60_000,
+        client_id: format!("{minute:032}"),
+        expire_secs: None,
+        shown_at: None,
+    }
+}
+
+fn history() -> Vec<HistoryEntry> {
+    vec![
+        entry("bob", Some("bob"), None, Mode::Normal, "lunch at noon?", 0),
+        entry(
+            "alice",
+            Some("bob"),
+            None,
+            Mode::Normal,
+            "sure, the usual place",
+            1,
+        ),
+        entry(
+            "carol",
+            None,
+            Some("team"),
+            Mode::Normal,
+            "standup moved to ten",
+            2,
+        ),
+        entry(
+            "dave",
+            Some("dave"),
+            None,
+            Mode::Secret,
+            "the keys are under the mat",
+            3,
+        ),
+    ]
+}
+
+fn app(open: Option<ConvKey>) -> App {
+    let mut app = App::new(
+        "alice",
+        &format!("sha256:{}", "ab".repeat(32)),
+        &history(),
+        open,
+    );
+    app.update(Event::Connection(Connection::Online));
+    app
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn type_text(app: &mut App, text: &str) -> Vec<Effect> {
+    text.chars()
+        .flat_map(|c| app.update(key(KeyCode::Char(c))))
+        .collect()
+}
+
+fn enter(app: &mut App) -> Vec<Effect> {
+    app.update(key(KeyCode::Enter))
+}
+
+fn command(app: &mut App, text: &str) -> Vec<Effect> {
+    type_text(app, text);
+    enter(app)
+}
+
+fn screen(app: &App) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(80, 16)).unwrap();
+    terminal.draw(|f| view::draw(f, app)).unwrap();
+    terminal.backend().to_string()
+}
+
+#[test]
+fn typing_then_enter_sends_to_the_open_conversation() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    type_text(&mut app, "see you");
+    let effects = enter(&mut app);
+    let [Effect::SendNormal { local_id, to, text }] = effects.as_slice() else {
+        panic!("expected one send, got {effects:?}");
+    };
+    assert_eq!(
+        (to, text.as_str()),
+        (&ConvKey::Direct("bob".into()), "see you")
+    );
+    assert!(app.input.is_empty());
+    let last = app
+        .open_conversation_ref()
+        .unwrap()
+        .lines
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.delivery, Delivery::Pending);
+    app.update(Event::Delivered {
+        local_id: *local_id,
+    });
+    assert_eq!(
+        app.open_conversation_ref()
+            .unwrap()
+            .lines
+            .last()
+            .unwrap()
+            .delivery,
+        Delivery::Sent
+    );
+}
+
+#[test]
+fn a_secret_chat_sends_secret_with_its_timer() {
+    let mut app = app(None);
+    command(&mut app, "/secret dave");
+    assert_eq!(app.open, Some(ConvKey::Secret("dave".into())));
+    command(&mut app, "/timer 30s");
+    type_text(&mut app, "gone soon");
+    let effects = enter(&mut app);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::SendSecret { to, text, expire: Some(30), .. }] if to == "dave" && text == "gone soon"
+    ));
+    command(&mut app, "/timer off");
+    assert_eq!(app.open_conversation_ref().unwrap().timer, None);
+}
+
+#[test]
+fn alt_enter_inserts_a_new_line() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    type_text(&mut app, "line one");
+    app.update(Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)));
+    type_text(&mut app, "line two");
+    assert_eq!(app.input, "line one\nline two");
+    let effects = enter(&mut app);
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendNormal { text, .. }] if text == "line one\nline two")
+    );
+}
+
+#[test]
+fn commands_do_what_they_say_and_unknown_ones_say_so() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    assert_eq!(
+        command(&mut app, "/verify"),
+        [Effect::Verify { user: "bob".into() }]
+    );
+    assert_eq!(
+        command(&mut app, "/trust"),
+        [Effect::Trust { user: "bob".into() }]
+    );
+    assert_eq!(
+        command(&mut app, "/group crew bob carol"),
+        [Effect::CreateGroup {
+            name: "crew".into(),
+            members: vec!["bob".into(), "carol".into()]
+        }]
+    );
+    assert_eq!(app.open, Some(ConvKey::Group("crew".into())));
+    command(&mut app, "/timer 30s");
+    assert!(app.status.contains("secret chat"), "{}", app.status);
+    assert!(command(&mut app, "/frobnicate").is_empty());
+    assert!(
+        app.status.contains("unknown command /frobnicate"),
+        "{}",
+        app.status
+    );
+    command(&mut app, "/help");
+    assert_eq!(app.view, View::Help);
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.view, View::Chat);
+    assert_eq!(command(&mut app, "/quit"), [Effect::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn without_an_open_conversation_text_is_kept_and_explained() {
+    let mut app = app(None);
+    type_text(&mut app, "hello?");
+    assert!(enter(&mut app).is_empty());
+    assert_eq!(app.input, "hello?");
+    assert!(app.status.contains("open a conversation first"));
+}
+
+#[test]
+fn the_list_is_sorted_by_recent_and_enter_opens_the_highlighted_one() {
+    let mut app = app(None);
+    let order: Vec<ConvKey> = app.sorted().iter().map(|c| c.key.clone()).collect();
+    assert_eq!(
+        order,
+        [
+            ConvKey::Secret("dave".into()),
+            ConvKey::Group("team".into()),
+            ConvKey::Direct("bob".into())
+        ]
+    );
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    enter(&mut app);
+    assert_eq!(app.open, Some(ConvKey::Direct("bob".into())));
+}
+
+#[test]
+fn a_message_to_another_conversation_raises_its_unread_count_and_rings() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    let effects = app.update(Event::Incoming(vec![
+        entry("carol", None, Some("team"), Mode::Normal, "ping", 10),
+        entry("carol", None, Some("team"), Mode::Normal, "ping again", 11),
+    ]));
+    assert_eq!(effects, [Effect::Bell]);
+    let team = app
+        .conversations
+        .iter()
+        .find(|c| c.key == ConvKey::Group("team".into()))
+        .unwrap();
+    assert_eq!(team.unread, 2);
+    // One for the open conversation: shown, no bell, no unread.
+    let effects = app.update(Event::Incoming(vec![entry(
+        "bob",
+        Some("bob"),
+        None,
+        Mode::Normal,
+        "here",
+        12,
+    )]));
+    assert!(effects.is_empty());
+    assert_eq!(app.open_conversation_ref().unwrap().unread, 0);
+    command(&mut app, "/secret dave");
+    command(&mut app, "/group team carol");
+    assert_eq!(
+        app.open_conversation_ref().unwrap().unread,
+        0,
+        "opening reads it"
+    );
+}
+
+#[test]
+fn scrollback_and_search() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    app.update(key(KeyCode::PageUp));
+    assert_eq!(app.scroll, 10);
+    app.update(Event::ScrollDown);
+    assert_eq!(app.scroll, 7);
+    app.update(key(KeyCode::PageDown));
+    assert_eq!(app.scroll, 0);
+    command(&mut app, "/search usual");
+    assert_eq!(app.search.as_deref(), Some("usual"));
+    assert!(
+        app.status.starts_with("1 messages contain"),
+        "{}",
+        app.status
+    );
+    assert!(screen(&app).contains("sure, the usual place"));
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.search, None);
+}
+
+#[test]
+fn the_status_bar_says_when_the_relay_is_away() {
+    let mut app = app(None);
+    app.update(Event::Connection(Connection::Offline { retry_in_secs: 4 }));
+    assert!(screen(&app).contains("relay unreachable, retrying in 4s"));
+}
+
+#[test]
+fn snapshot_list_with_unread_counts() {
+    let mut app = app(None);
+    app.update(Event::Incoming(vec![
+        entry("carol", None, Some("team"), Mode::Normal, "ping", 10),
+        entry("bob", Some("bob"), None, Mode::Normal, "are you there?", 11),
+    ]));
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn snapshot_normal_conversation() {
+    insta::assert_snapshot!(screen(&app(Some(ConvKey::Direct("bob".into())))));
+}
+
+#[test]
+fn snapshot_secret_conversation() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    command(&mut app, "/timer 30s");
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn snapshot_verify_view() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    app.update(Event::VerifyText(
+        "Safety number with dave:\n\n10503 42548 80774 99592\n00391 24744 37551 90772\n35027 59773 50747 20445\n\nCompare it with the one dave sees."
+            .into(),
+    ));
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn snapshot_help_view() {
+    let mut app = App::new(
+        "alice",
+        &format!("sha256:{}", "ab".repeat(32)),
+        &history(),
+        None,
+    );
+    app.update(Event::Connection(Connection::Online));
+    command(&mut app, "/help");
+    let mut terminal = Terminal::new(TestBackend::new(80, 26)).unwrap();
+    terminal.draw(|f| view::draw(f, &app)).unwrap();
+    insta::assert_snapshot!(terminal.backend().to_string());
+}
