@@ -72,6 +72,22 @@ impl TestRelay {
         }
     }
 
+    /// Stops and starts again over the same data directory and the same port,
+    /// as an operator restarting the relay would.
+    pub async fn restart_on_same_port(&mut self) {
+        self.stop().await;
+        let dir = self.data_dir();
+        let config = RelayConfig {
+            listen: self.addr,
+            ..RelayConfig::default()
+        };
+        let running = sotto_server::start(&dir, config)
+            .await
+            .expect("relay restarts on its port");
+        assert_eq!(running.addr, self.addr);
+        self.running = Some(running);
+    }
+
     /// Stops and starts again over the same data directory (on a new port).
     pub async fn restart(&mut self) {
         self.stop().await;
@@ -104,6 +120,13 @@ impl TestRelay {
             identity,
             client,
         }
+    }
+
+    /// A logged-in connection for `name` with `identity` (a profile's, say).
+    pub async fn login_as(&self, name: &str, identity: &Identity) -> RelayClient {
+        let client = self.connect().await;
+        client.login(name, identity).await.expect("login succeeds");
+        client
     }
 
     /// A second, logged-in connection for an existing user.

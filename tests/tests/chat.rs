@@ -1,0 +1,174 @@
+//! `sotto chat`'s event loop against a real relay, with scripted key events on
+//! ratatui's TestBackend: a typed message is delivered, an incoming one is
+//! shown, and one typed while the relay is down is delivered once it is back.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sotto_client::commands::{self, init::InitArgs};
+use sotto_client::profile::Profile;
+use sotto_client::relay::Recipient;
+use sotto_client::tui::app::{Connection, ConvKey, Delivery, Event};
+use sotto_client::tui::run_with;
+use sotto_tests::TestRelay;
+use tokio::sync::{mpsc, watch};
+
+const PASS: &str = "correct horse battery staple";
+
+#[derive(Clone, Default, Debug)]
+struct Seen {
+    online: bool,
+    lines: Vec<(String, Delivery)>,
+}
+
+async fn init(relay: &TestRelay, dir: &Path, user: &str) {
+    let args = InitArgs {
+        relay: &relay.addr.to_string(),
+        fingerprint: Some(&relay.fingerprint.to_string()),
+        user,
+    };
+    commands::init::run(dir, args, PASS, &mut Vec::new())
+        .await
+        .unwrap();
+}
+
+async fn wait_for(seen: &mut watch::Receiver<Seen>, what: &str, cond: impl Fn(&Seen) -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if cond(&seen.borrow_and_update()) {
+                return;
+            }
+            seen.changed().await.expect("the chat loop is running");
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "timed out waiting for {what}: {:?}",
+        *seen.borrow()
+    );
+}
+
+/// Bob's messages from alice, fetched until `want` of them have arrived.
+async fn bob_receives(relay: &TestRelay, bob: &Profile, want: usize) -> Vec<String> {
+    let client = relay.login_as(&bob.config.username, bob.identity()).await;
+    let mut texts = Vec::new();
+    for _ in 0..300 {
+        let batch = client.fetch(100).await.unwrap();
+        if let Some(last) = batch.normal.last() {
+            client.ack(last.seq, vec![]).await.unwrap();
+        }
+        texts.extend(batch.normal.into_iter().map(|m| m.text));
+        if texts.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    texts
+}
+
+fn typed(keys: &mpsc::UnboundedSender<Event>, text: &str) {
+    for c in text.chars() {
+        keys.send(Event::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )))
+        .unwrap();
+    }
+    keys.send(Event::Key(KeyEvent::new(
+        KeyCode::Enter,
+        KeyModifiers::NONE,
+    )))
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
+    let mut relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice_dir, "alice").await;
+    init(&relay, &bob_dir, "bob").await;
+    let bob = Profile::open(&bob_dir, PASS).unwrap();
+
+    let (keys, keys_rx) = mpsc::unbounded_channel();
+    let (seen_tx, mut seen) = watch::channel(Seen::default());
+    let alice = Profile::open(&alice_dir, PASS).unwrap();
+    let chat = tokio::spawn(async move {
+        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+        run_with(
+            &mut terminal,
+            alice,
+            Some(ConvKey::Direct("bob".into())),
+            keys_rx,
+            || {},
+            |app| {
+                seen_tx.send_replace(Seen {
+                    online: app.connection == Connection::Online,
+                    lines: app
+                        .open_conversation_ref()
+                        .map(|c| {
+                            c.lines
+                                .iter()
+                                .map(|l| (l.text.clone(), l.delivery))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            },
+        )
+        .await
+    });
+    wait_for(&mut seen, "online", |s| s.online).await;
+
+    // Typed and delivered.
+    typed(&keys, "hello bob");
+    wait_for(&mut seen, "the relay to store it", |s| {
+        s.lines.contains(&("hello bob".into(), Delivery::Sent))
+    })
+    .await;
+    assert_eq!(bob_receives(&relay, &bob, 1).await, ["hello bob"]);
+
+    // Incoming, shown without a key press.
+    let to_alice = relay.login_as("bob", bob.identity()).await;
+    to_alice
+        .send_normal(Recipient::User("alice"), "hi alice", [7; 16])
+        .await
+        .unwrap();
+    wait_for(&mut seen, "bob's message", |s| {
+        s.lines.contains(&("hi alice".into(), Delivery::Received))
+    })
+    .await;
+    drop(to_alice);
+
+    // The relay goes away; a message typed meanwhile waits, then goes once.
+    relay.stop().await;
+    wait_for(&mut seen, "the relay to be gone", |s| !s.online).await;
+    typed(&keys, "while you were away");
+    wait_for(&mut seen, "the pending line", |s| {
+        s.lines
+            .contains(&("while you were away".into(), Delivery::Pending))
+    })
+    .await;
+    relay.restart_on_same_port().await;
+    wait_for(&mut seen, "the queued message to be stored", |s| {
+        s.online
+            && s.lines
+                .contains(&("while you were away".into(), Delivery::Sent))
+    })
+    .await;
+    assert_eq!(bob_receives(&relay, &bob, 1).await, ["while you were away"]);
+
+    keys.send(Event::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )))
+    .unwrap();
+    let app = chat.await.unwrap().unwrap();
+    assert!(app.quit);
+    // Exactly once: nothing more is waiting for bob.
+    assert!(bob_receives(&relay, &bob, 1).await.is_empty());
+}
