@@ -298,7 +298,7 @@ pub fn sotto(profile: &Path, args: &[&str]) -> Output {
         .arg("--profile")
         .arg(profile)
         .args(args)
-        .env("SOTTO_PASSPHRASE", "correct horse battery staple")
+        .env("SOTTO_PASSPHRASE", PASSPHRASE)
         .stdin(Stdio::null())
         .output()
         .expect("run sotto")
@@ -313,4 +313,55 @@ pub fn sotto_ok(profile: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+impl RelayProcess {
+    /// `sotto init` of `user` in `profile`, pinned to this relay.
+    pub fn init_user(&self, profile: &Path, user: &str) {
+        sotto_ok(
+            profile,
+            &[
+                "init",
+                "--relay",
+                &self.addr,
+                "--fingerprint",
+                &self.fingerprint,
+                "--user",
+                user,
+            ],
+        );
+    }
+}
+
+/// Points a profile at a relay that came back on another address (same certificate pin).
+pub fn repoint(profile: &Path, addr: &str) {
+    let path = profile.join("profile.toml");
+    let config: String = std::fs::read_to_string(&path)
+        .expect("read profile.toml")
+        .lines()
+        .map(|l| {
+            if l.starts_with("relay = ") {
+                format!("relay = \"{addr}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(path, config).expect("write profile.toml");
+}
+
+/// The passphrase test profiles are made with.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Makes a profile for `user` in `dir` against an in-process relay (keys,
+/// registration, published prekeys), as `sotto init` does.
+pub async fn init_profile(relay: &TestRelay, dir: &Path, user: &str) {
+    let args = sotto_client::commands::init::InitArgs {
+        relay: &relay.addr.to_string(),
+        fingerprint: Some(&relay.fingerprint.to_string()),
+        user,
+    };
+    sotto_client::commands::init::run(dir, args, PASSPHRASE, &mut Vec::new())
+        .await
+        .expect("init succeeds");
 }

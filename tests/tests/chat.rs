@@ -2,37 +2,24 @@
 //! ratatui's TestBackend: a typed message is delivered, an incoming one is
 //! shown, and one typed while the relay is down is delivered once it is back.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use sotto_client::commands::{self, init::InitArgs};
 use sotto_client::profile::Profile;
 use sotto_client::relay::Recipient;
 use sotto_client::tui::app::{Connection, ConvKey, Delivery, Event};
 use sotto_client::tui::run_with;
-use sotto_tests::TestRelay;
+use sotto_tests::{PASSPHRASE, TestRelay, init_profile};
 use tokio::sync::{mpsc, watch};
 
-const PASS: &str = "correct horse battery staple";
+const PASS: &str = PASSPHRASE;
 
 #[derive(Clone, Default, Debug)]
 struct Seen {
     online: bool,
     lines: Vec<(String, Delivery)>,
-}
-
-async fn init(relay: &TestRelay, dir: &Path, user: &str) {
-    let args = InitArgs {
-        relay: &relay.addr.to_string(),
-        fingerprint: Some(&relay.fingerprint.to_string()),
-        user,
-    };
-    commands::init::run(dir, args, PASS, &mut Vec::new())
-        .await
-        .unwrap();
 }
 
 async fn wait_for(seen: &mut watch::Receiver<Seen>, what: &str, cond: impl Fn(&Seen) -> bool) {
@@ -90,8 +77,8 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     let mut relay = TestRelay::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
-    init(&relay, &alice_dir, "alice").await;
-    init(&relay, &bob_dir, "bob").await;
+    init_profile(&relay, &alice_dir, "alice").await;
+    init_profile(&relay, &bob_dir, "bob").await;
     let bob = Profile::open(&bob_dir, PASS).unwrap();
 
     let (keys, keys_rx) = mpsc::unbounded_channel();

@@ -4,38 +4,10 @@
 use std::path::Path;
 
 use serde_json::Value;
-use sotto_tests::{RelayProcess, bin, files_containing, sotto, sotto_ok};
+use sotto_tests::{RelayProcess, bin, files_containing, repoint, sotto, sotto_ok};
 
 fn init(profile: &Path, relay: &RelayProcess, user: &str) {
-    sotto_ok(
-        profile,
-        &[
-            "init",
-            "--relay",
-            &relay.addr,
-            "--fingerprint",
-            &relay.fingerprint,
-            "--user",
-            user,
-        ],
-    );
-}
-
-/// The relay came back on another port: point the profile at it (same pin).
-fn repoint(profile: &Path, addr: &str) {
-    let path = profile.join("profile.toml");
-    let config: String = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            if l.starts_with("relay = ") {
-                format!("relay = \"{addr}\"\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(path, config).unwrap();
+    relay.init_user(profile, user);
 }
 
 fn sync_json(profile: &Path) -> Vec<Value> {

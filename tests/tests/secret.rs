@@ -6,25 +6,20 @@ use std::path::Path;
 
 use prost::Message;
 use serde_json::Value;
-use sotto_client::commands::{self, init::InitArgs};
+use sotto_client::commands;
 use sotto_client::identity::Identity;
 use sotto_client::profile::{Profile, ProfileConfig};
 use sotto_client::secret;
 use sotto_server::records::AccountRecord;
 use sotto_server::store::{Batch, Store, Tree};
-use sotto_tests::{RelayProcess, TestRelay, files_containing, sotto_ok};
+use sotto_tests::{
+    PASSPHRASE, RelayProcess, TestRelay, files_containing, init_profile, repoint, sotto_ok,
+};
 
-const PASS: &str = "correct horse battery staple";
+const PASS: &str = PASSPHRASE;
 
 async fn init(relay: &TestRelay, dir: &Path, user: &str) {
-    let args = InitArgs {
-        relay: &relay.addr.to_string(),
-        fingerprint: Some(&relay.fingerprint.to_string()),
-        user,
-    };
-    commands::init::run(dir, args, PASS, &mut Vec::new())
-        .await
-        .unwrap();
+    init_profile(relay, dir, user).await;
 }
 
 async fn send_secret(dir: &Path, to: &str, text: &str) -> anyhow::Result<()> {
@@ -209,19 +204,7 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
         .unwrap();
     drop(fake);
     for profile in [&alice, &bob] {
-        let path = profile.join("profile.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text: String = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("relay = ") {
-                    format!("relay = \"{}\"\n", relay.addr)
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        std::fs::write(path, text).unwrap();
+        repoint(profile, &relay.addr.to_string());
     }
     send_secret(&fake_bob, "alice", "it's me, bob")
         .await
@@ -256,18 +239,7 @@ fn nothing_secret_is_readable_in_the_relay_its_logs_or_the_profiles_and_a_queued
     let mut relay = RelayProcess::start(&data, &[("SOTTO_LOG", "trace")]);
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     for (profile, user) in [(&alice, "alice"), (&bob, "bob")] {
-        sotto_ok(
-            profile,
-            &[
-                "init",
-                "--relay",
-                &relay.addr,
-                "--fingerprint",
-                &relay.fingerprint,
-                "--user",
-                user,
-            ],
-        );
+        relay.init_user(profile, user);
     }
     sotto_ok(&alice, &["send", "--secret", "bob", "secret-canary-31337"]);
     // Acknowledged to alice: the envelope is on the relay's disk. Pull the plug.
@@ -276,19 +248,7 @@ fn nothing_secret_is_readable_in_the_relay_its_logs_or_the_profiles_and_a_queued
     assert!(files_containing(&data, b"secret-canary-31337").is_empty());
 
     let mut relay = RelayProcess::start(&data, &[("SOTTO_LOG", "trace")]);
-    let path = bob.join("profile.toml");
-    let text: String = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            if l.starts_with("relay = ") {
-                format!("relay = \"{}\"\n", relay.addr)
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(&path, text).unwrap();
+    repoint(&bob, &relay.addr);
     let got = sotto_ok(&bob, &["sync", "--json"]);
     let line: Value = serde_json::from_str(got.trim()).unwrap();
     assert_eq!(line["mode"], "secret");

@@ -429,18 +429,7 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     let data = dir.path().join("relay");
     let relay = RelayProcess::start(&data, &[]);
     for user in ["alice", "bob", "carol"] {
-        sotto_ok(
-            &dir.path().join(user),
-            &[
-                "init",
-                "--relay",
-                &relay.addr,
-                "--fingerprint",
-                &relay.fingerprint,
-                "--user",
-                user,
-            ],
-        );
+        relay.init_user(&dir.path().join(user), user);
     }
     sotto_ok(
         &dir.path().join("alice"),
