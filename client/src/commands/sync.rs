@@ -67,8 +67,13 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Ve
         if upto > 0 || !secret_ids.is_empty() {
             client.ack(upto, secret_ids).await?;
         }
+        // Top up one-time prekeys when the relay says they run low, and
+        // replace the signed prekey once it is a week old.
         if let Some(low) = &batch.prekeys_low {
             secret::publish_prekeys(profile, client, Some(low.remaining as usize)).await?;
+        } else if profile.prekeys.signed_prekey_due(now_ms()) {
+            secret::publish_prekeys(profile, client, Some(crate::e2e::prekeys::ONE_TIME_BATCH))
+                .await?;
         }
         if !batch.more {
             break;

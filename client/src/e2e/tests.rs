@@ -356,3 +356,22 @@ proptest! {
         prop_assert_eq!(sent, received);
     }
 }
+
+#[test]
+fn a_signed_prekey_is_replaced_weekly_and_the_previous_one_still_answers() {
+    let alice = party(0);
+    let mut bob = party(0);
+    assert!(!bob.prekeys.signed_prekey_due(0));
+    let week = prekeys::SIGNED_PREKEY_LIFETIME_MS;
+    assert!(bob.prekeys.signed_prekey_due(week));
+    // Alice fetched the bundle before the rotation; her first message arrives after it.
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    bob.prekeys.rotate_signed(&bob.identity, week);
+    assert!(!bob.prekeys.signed_prekey_due(week));
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(b"late").unwrap().kind else {
+        panic!("prekey message expected");
+    };
+    let (_, plaintext) = Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+    assert_eq!(plaintext.as_slice(), b"late");
+}
