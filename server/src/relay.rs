@@ -36,7 +36,7 @@ pub struct RelayState {
     pub archive: Arc<NormalArchive>,
     pub appender: Appender,
     pub prekeys: Prekeys,
-    pub(crate) secret_queue: SecretQueue,
+    pub(crate) secret_queue: Arc<SecretQueue>,
     pub grants: Grants,
     pub audit: AuditLog,
     pub(crate) sealer: Arc<Sealer>,
@@ -93,15 +93,16 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let archive = Arc::new(NormalArchive::new(store.clone(), opened.sealer.clone()));
     let (commit, flusher) =
         GroupCommit::start(store.clone()).context("cannot start the flushing thread")?;
-    let (appender, append_thread) =
-        Appender::start(archive.clone()).context("cannot start the append thread")?;
+    let secret_queue = Arc::new(SecretQueue::new(store.clone(), opened.sealer.clone()));
+    let (appender, append_thread) = Appender::start(archive.clone(), secret_queue.clone())
+        .context("cannot start the append thread")?;
     let state = Arc::new(RelayState {
         accounts: Accounts::new(store.clone(), opened.sealer.clone()),
         groups: Groups::new(store.clone(), opened.sealer.clone()),
         archive,
         appender,
         prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
-        secret_queue: SecretQueue::new(store.clone(), opened.sealer.clone()),
+        secret_queue,
         grants: Grants::new(store.clone(), opened.sealer.clone()),
         audit: AuditLog::open(&datadir::audit_path(root))?,
         sealer: opened.sealer.clone(),

@@ -6,7 +6,8 @@
 //! separate set of trees from the archive, and the warrant module has no way to
 //! reach it (see `crate::warrant`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use sotto_proto::v1;
@@ -14,12 +15,22 @@ use sotto_proto::v1;
 use crate::accounts::blind_user;
 use crate::records::{SecretEnvelopeRecord, StoredReceipt};
 use crate::seal::Sealer;
-use crate::store::{Applied, Batch, Store, Tree};
+use crate::store::{Batch, Store, StoreError, Tree};
 use crate::{RelayError, now_ms};
 
 pub struct SecretQueue {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    write_lock: Mutex<()>,
+}
+
+/// An envelope to queue, already checked by the handler.
+pub struct NewSecret {
+    pub from: String,
+    pub to: String,
+    pub client_id: [u8; 16],
+    pub ciphertext: Vec<u8>,
+    pub ttl_ms: i64,
 }
 
 /// What enqueuing did.
@@ -42,42 +53,74 @@ fn expiry_key(expires_at: i64, queue_key: &[u8]) -> Vec<u8> {
 
 impl SecretQueue {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        SecretQueue { store, sealer }
+        SecretQueue {
+            store,
+            sealer,
+            write_lock: Mutex::new(()),
+        }
     }
 
-    /// Queues `ciphertext` for `to`. A retry with the same client id (while the
-    /// first is still queued) is not queued twice. Not yet durable.
-    pub fn enqueue(
+    /// Queues envelopes in one atomic write. A retry with the same client id
+    /// (while the first is still queued, or earlier in the same call) is not
+    /// queued twice. Not yet durable.
+    pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
+        // One writer at a time, so the duplicate check cannot race another.
+        let _serial = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = Batch::default();
+        let mut fresh: HashMap<Vec<u8>, u64> = HashMap::new();
+        let results: Vec<_> = envelopes
+            .into_iter()
+            .map(|e| self.stage(e, &mut batch, &mut fresh))
+            .collect();
+        if let Err(e) = self.store.apply(batch) {
+            let failed = e.to_string();
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(RelayError::Store(StoreError::Backend(failed.clone())))))
+                .collect();
+        }
+        results
+    }
+
+    fn stage(
         &self,
-        from: &str,
-        to: &str,
-        client_id: &[u8; 16],
-        ciphertext: &[u8],
-        ttl_ms: i64,
+        new: NewSecret,
+        batch: &mut Batch,
+        fresh: &mut HashMap<Vec<u8>, u64>,
     ) -> Result<Queued, RelayError> {
-        let mut dedup_key = blind_user(&self.sealer, from).to_vec();
-        dedup_key.extend_from_slice(client_id);
+        let mut dedup_key = blind_user(&self.sealer, &new.from).to_vec();
+        dedup_key.extend_from_slice(&new.client_id);
+        if let Some(id) = fresh.get(&dedup_key) {
+            return Ok(Queued::Duplicate(*id));
+        }
+        if let Some(sealed) = self.store.get(Tree::SecretDedup, &dedup_key)? {
+            let plain = self.sealer.open(Tree::SecretDedup, &dedup_key, &sealed)?;
+            return Ok(Queued::Duplicate(
+                StoredReceipt::decode(plain.as_slice())?.id,
+            ));
+        }
         let id = self.store.next_id()? + 1;
         let queued_at = now_ms();
         let record = SecretEnvelopeRecord {
             id,
-            from: from.to_owned(),
-            ciphertext: ciphertext.to_vec(),
+            from: new.from,
+            ciphertext: new.ciphertext,
             queued_at,
-            expires_at: queued_at.saturating_add(ttl_ms),
+            expires_at: queued_at.saturating_add(new.ttl_ms),
             dedup_key: dedup_key.clone(),
         };
-        let qkey = queue_key(&blind_user(&self.sealer, to), id);
+        let qkey = queue_key(&blind_user(&self.sealer, &new.to), id);
         let receipt = StoredReceipt {
             id,
             sent_at: queued_at,
         }
         .encode_to_vec();
-        let mut batch = Batch::guarded(
+        batch.put(
             Tree::SecretDedup,
             dedup_key.clone(),
             self.sealer.seal(Tree::SecretDedup, &dedup_key, &receipt),
         );
+        fresh.insert(dedup_key, id);
         batch.put(
             Tree::SecretQueue,
             qkey.clone(),
@@ -89,15 +132,7 @@ impl SecretQueue {
             expiry_key(record.expires_at, &qkey),
             Vec::new(),
         );
-        match self.store.apply(batch)? {
-            Applied::Written => Ok(Queued::New(envelope(&record))),
-            Applied::GuardExists(sealed) => {
-                let plain = self.sealer.open(Tree::SecretDedup, &dedup_key, &sealed)?;
-                Ok(Queued::Duplicate(
-                    StoredReceipt::decode(plain.as_slice())?.id,
-                ))
-            }
-        }
+        Ok(Queued::New(envelope(&record)))
     }
 
     /// Envelopes waiting for `user`, oldest first; `more` when the limit cut it.

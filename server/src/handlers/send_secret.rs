@@ -6,7 +6,7 @@ use sotto_proto::v1::{ErrorCode, Push, SecretQueued, SendSecret, push, response}
 
 use super::{Handled, RequestError, valid_name};
 use crate::relay::RelayState;
-use crate::secret_queue::Queued;
+use crate::secret_queue::{NewSecret, Queued};
 
 /// Largest ciphertext accepted: a full-size text plus the protocol's overhead.
 pub const MAX_CIPHERTEXT: usize = sotto_proto::MAX_TEXT + 4096;
@@ -36,10 +36,16 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
         ));
     }
     let ttl_ms = (state.config.secret_ttl_secs as i64).saturating_mul(1000);
-    let queued =
-        state
-            .secret_queue
-            .enqueue(user, &send.to, &client_id, &send.ciphertext, ttl_ms)?;
+    let queued = state
+        .appender
+        .enqueue(NewSecret {
+            from: user.to_owned(),
+            to: send.to.clone(),
+            client_id,
+            ciphertext: send.ciphertext.to_vec(),
+            ttl_ms,
+        })
+        .await?;
     state.commit.durable().await?;
     match queued {
         Queued::Duplicate(id) => Ok(response::Kind::SecretQueued(SecretQueued {
