@@ -77,6 +77,17 @@ pub struct OutboxEntry {
     pub payload: String,
 }
 
+/// A normal message typed while the relay was away, kept until the relay has it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingNormal {
+    /// Hex of the client id; every retry uses it, so the relay stores it once.
+    pub client_id: String,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub text: String,
+    pub typed_at: i64,
+}
+
 /// How many delivered envelope ids are remembered, to ignore a redelivery.
 const SEEN_ENVELOPES: usize = 4096;
 
@@ -96,6 +107,8 @@ struct VaultContent {
     #[serde(default)]
     outbox: Vec<OutboxEntry>,
     #[serde(default)]
+    pending: Vec<PendingNormal>,
+    #[serde(default)]
     seen_envelopes: VecDeque<u64>,
 }
 
@@ -108,6 +121,7 @@ struct VaultContentRef<'a> {
     prekeys: &'a LocalPrekeys,
     sessions: &'a BTreeMap<String, Session>,
     outbox: &'a [OutboxEntry],
+    pending: &'a [PendingNormal],
     seen_envelopes: &'a VecDeque<u64>,
 }
 
@@ -130,6 +144,8 @@ pub struct Profile {
     pub prekeys: LocalPrekeys,
     pub sessions: BTreeMap<String, Session>,
     pub outbox: Vec<OutboxEntry>,
+    /// Normal messages typed in `sotto chat` that the relay has not stored yet.
+    pub pending: Vec<PendingNormal>,
     seen_envelopes: VecDeque<u64>,
     identity: Identity,
     vault: Vault,
@@ -189,6 +205,7 @@ impl Profile {
             prekeys: LocalPrekeys::default(),
             sessions: BTreeMap::new(),
             outbox: Vec::new(),
+            pending: Vec::new(),
             seen_envelopes: VecDeque::new(),
             vault: Vault::create(&vault_path(dir), passphrase, b"")?,
             identity,
@@ -221,6 +238,7 @@ impl Profile {
             prekeys: content.prekeys,
             sessions: content.sessions,
             outbox: content.outbox,
+            pending: content.pending,
             seen_envelopes: content.seen_envelopes,
             identity: Identity::from_secrets(&signing, &dh),
             vault,
@@ -244,6 +262,7 @@ impl Profile {
             prekeys: &self.prekeys,
             sessions: &self.sessions,
             outbox: &self.outbox,
+            pending: &self.pending,
             seen_envelopes: &self.seen_envelopes,
         };
         let bytes =

@@ -81,34 +81,8 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     init_profile(&relay, &bob_dir, "bob").await;
     let bob = Profile::open(&bob_dir, PASS).unwrap();
 
-    let (keys, keys_rx) = mpsc::unbounded_channel();
-    let (seen_tx, mut seen) = watch::channel(Seen::default());
     let alice = Profile::open(&alice_dir, PASS).unwrap();
-    let chat = tokio::spawn(async move {
-        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
-        run_with(
-            &mut terminal,
-            alice,
-            Some(ConvKey::Direct("bob".into())),
-            keys_rx,
-            || {},
-            |app| {
-                seen_tx.send_replace(Seen {
-                    online: app.connection == Connection::Online,
-                    lines: app
-                        .open_conversation_ref()
-                        .map(|c| {
-                            c.lines
-                                .iter()
-                                .map(|l| (l.text.clone(), l.delivery))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                });
-            },
-        )
-        .await
-    });
+    let (keys, mut seen, chat) = start_chat(alice, ConvKey::Direct("bob".into()));
     wait_for(&mut seen, "online", |s| s.online).await;
 
     // Typed and delivered.
@@ -158,4 +132,100 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     assert!(app.quit);
     // Exactly once: nothing more is waiting for bob.
     assert!(bob_receives(&relay, &bob, 1).await.is_empty());
+}
+
+/// Starts the chat loop for `profile` on a TestBackend; returns its key sender,
+/// what it shows, and its task.
+type ChatTask = tokio::task::JoinHandle<anyhow::Result<sotto_client::tui::app::App>>;
+
+fn start_chat(
+    profile: Profile,
+    open: ConvKey,
+) -> (
+    mpsc::UnboundedSender<Event>,
+    watch::Receiver<Seen>,
+    ChatTask,
+) {
+    let (keys, keys_rx) = mpsc::unbounded_channel();
+    let (seen_tx, seen) = watch::channel(Seen::default());
+    let task = tokio::spawn(async move {
+        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+        run_with(
+            &mut terminal,
+            profile,
+            Some(open),
+            keys_rx,
+            || {},
+            |app| {
+                seen_tx.send_replace(Seen {
+                    online: app.connection == Connection::Online,
+                    lines: app
+                        .open_conversation_ref()
+                        .map(|c| {
+                            c.lines
+                                .iter()
+                                .map(|l| (l.text.clone(), l.delivery))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            },
+        )
+        .await
+    });
+    (keys, seen, task)
+}
+
+#[tokio::test]
+async fn a_message_typed_offline_survives_quitting_and_is_sent_once_on_the_next_start() {
+    let mut relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
+    init_profile(&relay, &alice_dir, "alice").await;
+    init_profile(&relay, &bob_dir, "bob").await;
+    let bob = Profile::open(&bob_dir, PASS).unwrap();
+    let group = ConvKey::Group("crew".into());
+    {
+        let alice = Profile::open(&alice_dir, PASS).unwrap();
+        let client = alice.connect().await.unwrap();
+        client.create_group("crew", &["bob".into()]).await.unwrap();
+    }
+
+    let (keys, mut seen, task) =
+        start_chat(Profile::open(&alice_dir, PASS).unwrap(), group.clone());
+    wait_for(&mut seen, "online", |s| s.online).await;
+    relay.stop().await;
+    wait_for(&mut seen, "the relay to be gone", |s| !s.online).await;
+    typed(&keys, "typed on the train");
+    wait_for(&mut seen, "the pending line", |s| {
+        s.lines
+            .contains(&("typed on the train".into(), Delivery::Pending))
+    })
+    .await;
+    keys.send(Event::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )))
+    .unwrap();
+    task.await.unwrap().unwrap();
+
+    relay.restart_on_same_port().await;
+    let (keys, mut seen, task) = start_chat(Profile::open(&alice_dir, PASS).unwrap(), group);
+    wait_for(&mut seen, "the kept message to be stored", |s| {
+        s.lines
+            .contains(&("typed on the train".into(), Delivery::Sent))
+    })
+    .await;
+    keys.send(Event::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )))
+    .unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(bob_receives(&relay, &bob, 1).await, ["typed on the train"]);
+    assert!(
+        bob_receives(&relay, &bob, 1).await.is_empty(),
+        "exactly once"
+    );
+    assert!(Profile::open(&alice_dir, PASS).unwrap().pending.is_empty());
 }

@@ -4,7 +4,14 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::profile::{HistoryEntry, Mode};
+use crate::profile::{HistoryEntry, Mode, PendingNormal};
+
+/// The UI line id of a message with this client id.
+pub fn local_id_of(client_id: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&client_id[..8.min(client_id.len())]);
+    u64::from_be_bytes(first)
+}
 
 /// Which conversation a message belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,8 +116,11 @@ pub enum Event {
 /// What the update asks the outside world to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// `local_id` is the first eight bytes of `client_id`, so a line and its
+    /// message are matched again after a restart.
     SendNormal {
         local_id: u64,
+        client_id: [u8; 16],
         to: ConvKey,
         text: String,
     },
@@ -150,7 +160,6 @@ pub struct App {
     /// The search term highlighted in the open conversation.
     pub search: Option<String>,
     pub quit: bool,
-    next_local: u64,
 }
 
 pub const HELP: &str = "\
@@ -177,6 +186,7 @@ impl App {
         me: &str,
         fingerprint: &str,
         history: &[HistoryEntry],
+        pending: &[PendingNormal],
         open: Option<ConvKey>,
     ) -> Self {
         let mut app = App {
@@ -192,7 +202,6 @@ impl App {
             view: View::Chat,
             search: None,
             quit: false,
-            next_local: 1,
         };
         for entry in history {
             let key = app.key_of(entry);
@@ -200,6 +209,26 @@ impl App {
             let conv = app.conversation_mut(&key);
             conv.last_activity = conv.last_activity.max(line.sent_at);
             conv.lines.push(line);
+        }
+        // Typed before a restart, still waiting for the relay.
+        for p in pending {
+            let key = match (&p.user, &p.group) {
+                (_, Some(g)) => ConvKey::Group(g.clone()),
+                (Some(u), _) => ConvKey::Direct(u.clone()),
+                _ => continue,
+            };
+            let me = app.me.clone();
+            let conv = app.conversation_mut(&key);
+            conv.last_activity = conv.last_activity.max(p.typed_at);
+            conv.lines.push(ChatLine {
+                from: me,
+                text: p.text.clone(),
+                sent_at: p.typed_at,
+                delivery: Delivery::Pending,
+                local_id: hex::decode(&p.client_id)
+                    .map(|id| local_id_of(&id))
+                    .unwrap_or(0),
+            });
         }
         if let Some(key) = open {
             app.open_conversation(key);
@@ -412,8 +441,8 @@ impl App {
             self.status = "open a conversation first (Up/Down and Enter, or /secret USER)".into();
             return Vec::new();
         };
-        let local_id = self.next_local;
-        self.next_local += 1;
+        let client_id = crate::commands::new_client_id();
+        let local_id = local_id_of(&client_id);
         let me = self.me.clone();
         let now = crate::profile::now_ms();
         let timer = self.open_conversation_ref().and_then(|c| c.timer);
@@ -436,6 +465,7 @@ impl App {
             }],
             to => vec![Effect::SendNormal {
                 local_id,
+                client_id,
                 to,
                 text: input,
             }],

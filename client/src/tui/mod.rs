@@ -73,6 +73,7 @@ where
         &profile.config.username,
         &profile.config.fingerprint,
         &profile.history,
+        &profile.pending,
         open,
     );
     let (effects_tx, effects_rx) = mpsc::unbounded_channel();

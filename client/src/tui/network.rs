@@ -3,9 +3,10 @@
 //! reports what happens as [`Event`]s.
 //!
 //! Invariant: a message typed while the relay is away is queued and sent once
-//! it is back, exactly once: a normal message keeps its client id across
-//! retries (the relay stores it once), a secret one is encrypted once and kept
-//! in the vault's outbox until the relay has it.
+//! it is back, exactly once, also across a restart of the client: a normal
+//! message is kept in the vault (`Profile::pending`) with its client id until
+//! the relay stores it (once, whatever the retries), a secret one is encrypted
+//! once and kept in the vault's outbox until the relay has it.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -13,21 +14,15 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::app::{Connection, ConvKey, Effect, Event};
+use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
 use crate::commands::sync::{fetch_new, mark_shown};
 use crate::e2e::safety;
-use crate::profile::{HistoryEntry, Mode, Profile};
+use crate::profile::{HistoryEntry, Mode, PendingNormal, Profile};
 use crate::relay::{ClientError, Recipient, RelayClient};
 use crate::secret;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
-
-/// An effect waiting to be carried out, with the client id a normal send keeps.
-struct Queued {
-    effect: Effect,
-    client_id: [u8; 16],
-}
 
 enum Flow {
     Reconnect,
@@ -47,7 +42,7 @@ pub async fn run(
     mut effects: UnboundedReceiver<Effect>,
     events: UnboundedSender<Event>,
 ) {
-    let mut queue: VecDeque<Queued> = VecDeque::new();
+    let mut queue: VecDeque<Effect> = VecDeque::new();
     // Secret messages in the outbox, by client id, and the UI line they show as.
     let mut outbox_lines: HashMap<String, u64> = HashMap::new();
     let mut backoff = FIRST_RETRY;
@@ -81,7 +76,7 @@ pub async fn run(
                     tokio::select! {
                         _ = &mut wait => break,
                         effect = effects.recv() => match effect {
-                            Some(effect) => queue.push_back(Queued { effect, client_id: crate::commands::new_client_id() }),
+                            Some(effect) => accept(&mut profile, effect, &mut queue, &events),
                             None => return,
                         },
                     }
@@ -97,7 +92,7 @@ async fn online(
     client: &RelayClient,
     effects: &mut UnboundedReceiver<Effect>,
     events: &UnboundedSender<Event>,
-    queue: &mut VecDeque<Queued>,
+    queue: &mut VecDeque<Effect>,
     outbox_lines: &mut HashMap<String, u64>,
 ) -> Flow {
     if deliver_outbox(profile, client, events, outbox_lines)
@@ -129,7 +124,7 @@ async fn online(
             effect = effects.recv() => match effect {
                 None => return Flow::Exit,
                 Some(effect) => {
-                    queue.push_back(Queued { effect, client_id: crate::commands::new_client_id() });
+                    accept(profile, effect, queue, events);
                     if drain(profile, client, events, queue, outbox_lines).await.is_err() {
                         return Flow::Reconnect;
                     }
@@ -137,6 +132,94 @@ async fn online(
             },
         }
     }
+}
+
+/// Takes an effect from the UI: a normal message goes into the vault at once
+/// (so it survives a restart), anything else waits in the queue.
+fn accept(
+    profile: &mut Profile,
+    effect: Effect,
+    queue: &mut VecDeque<Effect>,
+    events: &UnboundedSender<Event>,
+) {
+    let Effect::SendNormal {
+        local_id,
+        client_id,
+        to,
+        text,
+    } = effect
+    else {
+        queue.push_back(effect);
+        return;
+    };
+    let (user, group) = match to {
+        ConvKey::Group(g) => (None, Some(g)),
+        ConvKey::Direct(u) | ConvKey::Secret(u) => (Some(u), None),
+    };
+    profile.pending.push(PendingNormal {
+        client_id: hex::encode(client_id),
+        user,
+        group,
+        text,
+        typed_at: crate::profile::now_ms(),
+    });
+    if let Err(e) = profile.save() {
+        profile.pending.pop();
+        let _ = events.send(Event::Failed {
+            local_id,
+            reason: format!("cannot keep it in the vault: {e:#}"),
+        });
+    }
+}
+
+/// Sends the normal messages waiting in the vault, oldest first.
+async fn deliver_pending(
+    profile: &mut Profile,
+    client: &RelayClient,
+    events: &UnboundedSender<Event>,
+) -> Result<()> {
+    for p in profile.pending.clone() {
+        let mut client_id = [0u8; 16];
+        hex::decode_to_slice(&p.client_id, &mut client_id)?;
+        let local_id = local_id_of(&client_id);
+        let recipient = match (&p.user, &p.group) {
+            (_, Some(g)) => Recipient::Group(g),
+            (Some(u), _) => Recipient::User(u),
+            _ => continue,
+        };
+        let result = client.send_normal(recipient, &p.text, client_id).await;
+        profile.pending.retain(|q| q.client_id != p.client_id);
+        match result {
+            Ok(stored) => {
+                profile.remember(HistoryEntry {
+                    id: stored.id,
+                    mode: Mode::Normal,
+                    from: profile.config.username.clone(),
+                    peer: p.user.clone(),
+                    group: p.group.clone(),
+                    text: p.text.clone(),
+                    sent_at: stored.sent_at,
+                    client_id: p.client_id.clone(),
+                    expire_secs: None,
+                    shown_at: None,
+                });
+                profile.save()?;
+                let _ = events.send(Event::Delivered { local_id });
+            }
+            Err(e) if e.is_transient() => {
+                profile.pending.insert(0, p);
+                return Err(e.into());
+            }
+            Err(e) => {
+                profile.save()?;
+                let _ = events.send(Event::Failed {
+                    local_id,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn fetched(
@@ -173,18 +256,17 @@ async fn drain(
     profile: &mut Profile,
     client: &RelayClient,
     events: &UnboundedSender<Event>,
-    queue: &mut VecDeque<Queued>,
+    queue: &mut VecDeque<Effect>,
     outbox_lines: &mut HashMap<String, u64>,
 ) -> Result<()> {
+    deliver_pending(profile, client, events).await?;
     while let Some(next) = queue.front() {
         match perform(profile, client, events, next, outbox_lines).await {
             Err(e) if transient(&e) => return Err(e),
             Err(e) => {
-                if let Effect::SendNormal { local_id, .. } | Effect::SendSecret { local_id, .. } =
-                    next.effect
-                {
+                if let Effect::SendSecret { local_id, .. } = next {
                     let _ = events.send(Event::Failed {
-                        local_id,
+                        local_id: *local_id,
                         reason: format!("{e:#}"),
                     });
                 } else {
@@ -202,37 +284,12 @@ async fn perform(
     profile: &mut Profile,
     client: &RelayClient,
     events: &UnboundedSender<Event>,
-    queued: &Queued,
+    effect: &Effect,
     outbox_lines: &mut HashMap<String, u64>,
 ) -> Result<()> {
-    match &queued.effect {
-        Effect::SendNormal { local_id, to, text } => {
-            let (recipient, peer, group) = match to {
-                ConvKey::Group(g) => (Recipient::Group(g), None, Some(g.clone())),
-                ConvKey::Direct(u) | ConvKey::Secret(u) => {
-                    (Recipient::User(u), Some(u.clone()), None)
-                }
-            };
-            let stored = client
-                .send_normal(recipient, text, queued.client_id)
-                .await?;
-            profile.remember(HistoryEntry {
-                id: stored.id,
-                mode: Mode::Normal,
-                from: profile.config.username.clone(),
-                peer,
-                group,
-                text: text.clone(),
-                sent_at: stored.sent_at,
-                client_id: hex::encode(queued.client_id),
-                expire_secs: None,
-                shown_at: None,
-            });
-            profile.save()?;
-            let _ = events.send(Event::Delivered {
-                local_id: *local_id,
-            });
-        }
+    match effect {
+        // Accepted into the vault's pending list; `deliver_pending` sends it.
+        Effect::SendNormal { .. } => {}
         Effect::SendSecret {
             local_id,
             to,

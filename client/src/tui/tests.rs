@@ -69,6 +69,7 @@ fn app(open: Option<ConvKey>) -> App {
         "alice",
         &format!("sha256:{}", "ab".repeat(32)),
         &history(),
+        &[],
         open,
     );
     app.update(Event::Connection(Connection::Online));
@@ -105,7 +106,12 @@ fn typing_then_enter_sends_to_the_open_conversation() {
     let mut app = app(Some(ConvKey::Direct("bob".into())));
     type_text(&mut app, "see you");
     let effects = enter(&mut app);
-    let [Effect::SendNormal { local_id, to, text }] = effects.as_slice() else {
+    let [
+        Effect::SendNormal {
+            local_id, to, text, ..
+        },
+    ] = effects.as_slice()
+    else {
         panic!("expected one send, got {effects:?}");
     };
     assert_eq!(
@@ -326,6 +332,7 @@ fn snapshot_help_view() {
         "alice",
         &format!("sha256:{}", "ab".repeat(32)),
         &history(),
+        &[],
         None,
     );
     app.update(Event::Connection(Connection::Online));
