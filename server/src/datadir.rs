@@ -9,7 +9,6 @@
 //! master.key        the at-rest master key (0600) unless kept elsewhere
 //! ```
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
 use crate::config::RelayConfig;
+use crate::files::{create_private_dir, write_private};
 use crate::seal::{MasterKey, Sealer};
 use crate::store::{Applied, Batch, SledStore, Store, Tree};
 use crate::tls::TlsIdentity;
@@ -48,36 +48,6 @@ pub fn authorities_path(root: &Path) -> PathBuf {
 
 pub fn audit_path(root: &Path) -> PathBuf {
     root.join("audit.log")
-}
-
-/// Writes `bytes` to a new file readable only by its owner, and syncs it.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn create_private_dir(path: &Path) -> Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(path)
-        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// Opens the data directory at `root`, laying out whatever is missing first.

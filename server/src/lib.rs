@@ -14,7 +14,7 @@
 //! - [`seal`]: the one sealing function for data at rest;
 //! - [`warrant`]: warrant and unmask checks, disclosures with pseudonyms (reads only the archive);
 //! - [`audit`]: the hash-chained audit log and the transparency report;
-//! - [`datadir`], [`config`], [`tls`]: the data directory, `relay.toml`, the certificate.
+//! - [`datadir`], [`config`], [`tls`], [`files`]: the data directory, `relay.toml`, the certificate, private files.
 //!
 //! A normal message flows: client frame → [`connection`] → `handlers::send_normal`
 //! → [`appender::Appender`] → [`archive::NormalArchive::append_many`] (one sealed
@@ -29,6 +29,7 @@ pub mod audit;
 pub mod config;
 pub mod connection;
 pub mod datadir;
+pub mod files;
 pub mod grants;
 pub mod groups;
 pub mod handlers;

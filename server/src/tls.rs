@@ -27,8 +27,8 @@ impl TlsIdentity {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
-        crate::datadir::write_private(&dir.join("cert.der"), self.cert.as_ref())?;
-        crate::datadir::write_private(&dir.join("key.der"), self.key.secret_pkcs8_der())?;
+        crate::files::write_private(&dir.join("cert.der"), self.cert.as_ref())?;
+        crate::files::write_private(&dir.join("key.der"), self.key.secret_pkcs8_der())?;
         Ok(())
     }
 
