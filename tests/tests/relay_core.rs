@@ -442,3 +442,33 @@ async fn a_client_pinned_to_another_fingerprint_refuses_to_connect() {
         Ok(_) => panic!("connected to a relay with the wrong fingerprint"),
     }
 }
+
+#[tokio::test]
+async fn a_backlog_larger_than_a_frame_arrives_in_several_batches() {
+    let relay = TestRelay::start().await;
+    let alice = relay.register("alice").await;
+    let bob = relay.register("bob").await;
+    let big = "x".repeat(sotto_proto::MAX_TEXT - 16);
+    for n in 0..40u8 {
+        alice
+            .client
+            .send_normal(Recipient::User("bob"), &format!("{n:02}{big}"), id(n))
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    let mut batches = 0;
+    loop {
+        let batch = bob.client.fetch(500).await.unwrap();
+        batches += 1;
+        got.extend(batch.normal.iter().map(|m| m.text[..2].to_owned()));
+        if let Some(last) = batch.normal.last() {
+            bob.client.ack(last.seq, vec![]).await.unwrap();
+        }
+        if !batch.more {
+            break;
+        }
+    }
+    assert!(batches > 1, "40 × 64 KiB cannot fit one frame");
+    assert_eq!(got, (0..40).map(|n| format!("{n:02}")).collect::<Vec<_>>());
+}

@@ -1,24 +1,49 @@
 //! `Fetch`: what arrived for this account and is not acknowledged yet: normal
-//! messages from the inbox, secret envelopes from the secret queue.
+//! messages from the inbox, secret envelopes from the secret queue. A batch
+//! stays well under the frame limit; `more` says when the rest waits.
 
+use prost::Message;
 use sotto_proto::v1::{Batch, Fetch, PrekeysLow, response};
 
 use super::{Handled, normal_message};
 use crate::prekeys::LOW_WATER;
 use crate::relay::RelayState;
 
+/// Room kept in a frame for everything but the items.
+const FRAME_HEADROOM: usize = 16 * 1024;
+
 pub fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let limit = fetch.limit.clamp(1, sotto_proto::MAX_FETCH) as usize;
-    let (entries, more_normal) = state.archive.inbox(user, limit)?;
-    let (secret, more_secret) = state.secret_queue.pending(user, limit)?;
+    let (entries, mut more) = state.archive.inbox(user, limit)?;
+    let (envelopes, more_secret) = state.secret_queue.pending(user, limit)?;
+    more |= more_secret;
+    let mut budget = state.config.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
+    let mut normal = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let m = normal_message(e.seq, &e.record);
+        let size = m.encoded_len() + 8;
+        if size > budget {
+            more = true;
+            break;
+        }
+        budget -= size;
+        normal.push(m);
+    }
+    let mut secret = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let size = envelope.encoded_len() + 8;
+        if size > budget {
+            more = true;
+            break;
+        }
+        budget -= size;
+        secret.push(envelope);
+    }
     let left = state.prekeys.one_time_left(user)?;
     Ok(response::Kind::Batch(Batch {
-        normal: entries
-            .iter()
-            .map(|e| normal_message(e.seq, &e.record))
-            .collect(),
+        normal,
         secret,
-        more: more_normal || more_secret,
+        more,
         prekeys_low: (left < LOW_WATER).then_some(PrekeysLow {
             remaining: left as u32,
         }),
