@@ -195,8 +195,12 @@ pub async fn flush_outbox(profile: &mut Profile, client: &RelayClient) -> Result
 }
 
 /// Decrypts one envelope into the history (in memory: the caller saves the
-/// vault before acknowledging).
-pub fn receive(profile: &mut Profile, envelope: &v1::SecretEnvelope) -> Received {
+/// vault before acknowledging). A changed identity key is reported in `warnings`.
+pub fn receive(
+    profile: &mut Profile,
+    envelope: &v1::SecretEnvelope,
+    warnings: &mut Vec<String>,
+) -> Received {
     if profile.seen_envelope(envelope.id) {
         return Received::Again;
     }
@@ -211,7 +215,7 @@ pub fn receive(profile: &mut Profile, envelope: &v1::SecretEnvelope) -> Received
                 return Received::Dropped(format!("a secret message from {from} is malformed"));
             };
             if let Err(changed) = check_contact(profile, from, &key) {
-                eprintln!("sotto: {changed}");
+                warnings.push(changed.to_string());
             }
             let existing = profile
                 .sessions

@@ -31,8 +31,12 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
     if let Err(e) = secret::flush_outbox(profile, &client).await {
         eprintln!("sotto: the outbox could not be sent yet: {e:#}");
     }
-    let arrived = fetch_new(profile, &client).await?;
+    let fetched = fetch_new(profile, &client).await?;
     client.close().await;
+    for warning in &fetched.warnings {
+        eprintln!("sotto: {warning}");
+    }
+    let arrived = fetched.entries;
     for entry in &arrived {
         print_entry(entry, json, out)?;
     }
@@ -40,11 +44,18 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
     Ok(())
 }
 
+/// What a fetch brought: new messages, oldest first, and warnings for the user
+/// (a changed identity key, a secret message that could not be read).
+pub struct Fetched {
+    pub entries: Vec<HistoryEntry>,
+    pub warnings: Vec<String>,
+}
+
 /// Fetches everything waiting at the relay, keeps it in the vault, then
-/// acknowledges it; returns what was new, oldest first. Tops up prekeys when
-/// the relay says they run low.
-pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Vec<HistoryEntry>> {
+/// acknowledges it. Tops up prekeys when the relay says they run low.
+pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fetched> {
     let mut arrived = Vec::new();
+    let mut warnings = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
         let upto = batch.normal.iter().map(|m| m.seq).max().unwrap_or(0);
@@ -56,10 +67,10 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Ve
         }
         let mut secret_ids = Vec::with_capacity(batch.secret.len());
         for envelope in &batch.secret {
-            match secret::receive(profile, envelope) {
+            match secret::receive(profile, envelope, &mut warnings) {
                 Received::Message(entry) => arrived.push(entry),
                 Received::Again => {}
-                Received::Dropped(reason) => eprintln!("sotto: {reason}"),
+                Received::Dropped(reason) => warnings.push(reason),
             }
             secret_ids.push(envelope.id);
         }
@@ -80,7 +91,10 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Ve
         }
     }
     arrived.sort_by_key(|e| e.sent_at);
-    Ok(arrived)
+    Ok(Fetched {
+        entries: arrived,
+        warnings,
+    })
 }
 
 /// Disappearing messages start their timer once shown.

@@ -227,10 +227,13 @@ async fn fetched(
     client: &RelayClient,
     events: &UnboundedSender<Event>,
 ) -> Result<()> {
-    let new = fetch_new(profile, client).await?;
-    if !new.is_empty() {
-        mark_shown(profile, &new)?;
-        let _ = events.send(Event::Incoming(new));
+    let fetched = fetch_new(profile, client).await?;
+    for warning in fetched.warnings {
+        let _ = events.send(Event::Notice(warning));
+    }
+    if !fetched.entries.is_empty() {
+        mark_shown(profile, &fetched.entries)?;
+        let _ = events.send(Event::Incoming(fetched.entries));
     }
     Ok(())
 }
