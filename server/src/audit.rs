@@ -96,14 +96,16 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens the log at `path` (it need not exist yet) after checking its chain.
+    /// A broken chain does not stop the relay (its users are not at fault): it
+    /// is reported, new entries chain on from the last line, and `audit verify`
+    /// keeps naming the broken line.
     pub fn open(path: &Path) -> Result<Self> {
         let tail = match verify(path)? {
             Verified::Intact { entries, head } => (entries, head),
             Verified::Broken { line, why } => {
-                anyhow::bail!(
-                    "the audit log {} is broken at line {line}: {why}",
-                    path.display()
-                )
+                tracing::error!(line, why = %why, "the audit log is broken; `sotto-relay audit verify` shows where");
+                let last = entries(path).ok().and_then(|all| all.last().cloned());
+                last.map_or((0, GENESIS.to_owned()), |e| (e.seq, e.hash))
             }
         };
         Ok(AuditLog {
@@ -304,6 +306,32 @@ mod tests {
                 why: "its content does not match its hash (edited)".into()
             }
         );
+    }
+
+    #[test]
+    fn a_broken_log_still_takes_new_entries_and_stays_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        for _ in 0..2 {
+            log.append(AuditEntry::new("warrant", "refused")).unwrap();
+        }
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen("refused", "granted", 1);
+        std::fs::write(&path, text).unwrap();
+        let reopened = AuditLog::open(&path).unwrap();
+        assert_eq!(
+            reopened
+                .append(AuditEntry::new("unmask", "refused"))
+                .unwrap()
+                .seq,
+            3
+        );
+        assert!(matches!(
+            verify(&path).unwrap(),
+            Verified::Broken { line: 1, .. }
+        ));
     }
 
     #[test]
