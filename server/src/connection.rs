@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::debug;
 
 use crate::handlers::{self, RequestError};
+use crate::ratelimit::RateLimiter;
 use crate::relay::RelayState;
 
 /// Per-connection login state.
@@ -20,7 +21,16 @@ pub struct Session {
     pub id: u64,
     pub conn: quinn::Connection,
     state: Mutex<SessionState>,
+    /// Login and registration attempts (challenges) this connection may make.
+    pub logins: RateLimiter,
+    /// Prekey bundles this connection may take (each one uses up someone's one-time key).
+    pub bundles: RateLimiter,
 }
+
+/// Challenges one connection may ask for per minute.
+const LOGINS_PER_MINUTE: u32 = 10;
+/// Prekey bundles one connection may take per minute.
+const BUNDLES_PER_MINUTE: u32 = 60;
 
 #[derive(Default)]
 pub struct SessionState {
@@ -63,6 +73,8 @@ pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming) {
         id: state.next_connection_id(),
         conn: conn.clone(),
         state: Mutex::new(SessionState::default()),
+        logins: RateLimiter::per_minute(LOGINS_PER_MINUTE),
+        bundles: RateLimiter::per_minute(BUNDLES_PER_MINUTE),
     });
     debug!(connection = session.id, remote = %conn.remote_address(), "connected");
     let mut requests = JoinSet::new();

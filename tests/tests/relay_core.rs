@@ -472,3 +472,32 @@ async fn a_backlog_larger_than_a_frame_arrives_in_several_batches() {
     assert!(batches > 1, "40 × 64 KiB cannot fit one frame");
     assert_eq!(got, (0..40).map(|n| format!("{n:02}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn login_attempts_on_one_connection_are_rate_limited() {
+    let relay = TestRelay::start().await;
+    relay.register("alice").await;
+    let guesser = relay.connect().await;
+    let mut refused = 0;
+    for _ in 0..12 {
+        match guesser.login("alice", &Identity::generate()).await {
+            Err(ClientError::Refused {
+                code: ErrorCode::BadSignature,
+                ..
+            }) => {}
+            Err(ClientError::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(refused >= 2, "the 11th and 12th guesses are refused");
+    // Another connection is not affected.
+    relay
+        .connect()
+        .await
+        .register("bob", &Identity::generate())
+        .await
+        .unwrap();
+}

@@ -5,10 +5,17 @@
 use sotto_proto::v1::{ErrorCode, FetchBundle, PrekeysLow, Push, push, response};
 
 use super::{Handled, RequestError, valid_name};
+use crate::connection::Session;
 use crate::prekeys::LOW_WATER;
 use crate::relay::RelayState;
 
-pub async fn handle(state: &RelayState, fetch: FetchBundle) -> Handled {
+pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -> Handled {
+    if !session.bundles.allow() {
+        return Err(RequestError::new(
+            ErrorCode::RateLimited,
+            "too many prekey bundles taken on this connection; wait a minute",
+        ));
+    }
     valid_name("username", &fetch.user)?;
     let account = state.accounts.get(&fetch.user)?.ok_or_else(|| {
         RequestError::new(

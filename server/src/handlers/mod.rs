@@ -119,7 +119,7 @@ pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Reques
                 Kind::Fetch(r) => fetch::handle(state, &user, r),
                 Kind::Ack(r) => ack::handle(state, &user, r).await,
                 Kind::UploadPrekeys(r) => upload_prekeys::handle(state, &user, r).await,
-                Kind::FetchBundle(r) => fetch_bundle::handle(state, r).await,
+                Kind::FetchBundle(r) => fetch_bundle::handle(state, session, r).await,
                 Kind::FetchIdentity(r) => fetch_identity::handle(state, r),
                 Kind::SendSecret(r) => send_secret::handle(state, &user, r).await,
                 _ => Err(RequestError::bad_request(
