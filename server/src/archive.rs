@@ -18,7 +18,7 @@ use prost::Message;
 use crate::accounts::blind_user;
 use crate::records::{GroupRecord, NormalRecord, StoredReceipt};
 use crate::seal::Sealer;
-use crate::store::{Batch, Store, StoreError, Tree};
+use crate::store::{Batch, Store, Tree};
 use crate::{RelayError, now_ms};
 
 /// Where a normal message goes.
@@ -113,14 +113,7 @@ impl NormalArchive {
         for msg in msgs {
             results.push(self.stage(msg, &mut batch, &mut fresh));
         }
-        if let Err(e) = self.store.apply(batch) {
-            let failed = e.to_string();
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(RelayError::Store(StoreError::Backend(failed.clone())))))
-                .collect();
-        }
-        results
+        crate::apply_staged(&*self.store, batch, results)
     }
 
     /// Adds one message's writes to `batch` (or finds it is a duplicate).

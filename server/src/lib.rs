@@ -62,6 +62,23 @@ pub enum RelayError {
     Corrupt(&'static str),
 }
 
+/// Applies the writes staged for several requests at once; if the write fails,
+/// every request that staged something fails with it (duplicates found while
+/// staging keep their answer: they wrote nothing).
+pub(crate) fn apply_staged<T>(
+    store: &dyn store::Store,
+    batch: store::Batch,
+    results: Vec<Result<T, RelayError>>,
+) -> Vec<Result<T, RelayError>> {
+    match store.apply(batch) {
+        Ok(_) => results,
+        Err(e) => results
+            .into_iter()
+            .map(|r| r.and(Err(RelayError::Store(e.clone()))))
+            .collect(),
+    }
+}
+
 /// Milliseconds since the Unix epoch, the relay's clock for records.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

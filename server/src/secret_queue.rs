@@ -15,7 +15,7 @@ use sotto_proto::v1;
 use crate::accounts::blind_user;
 use crate::records::{SecretEnvelopeRecord, StoredReceipt};
 use crate::seal::Sealer;
-use crate::store::{Batch, Store, StoreError, Tree};
+use crate::store::{Batch, Store, Tree};
 use crate::{RelayError, now_ms};
 
 pub struct SecretQueue {
@@ -72,14 +72,7 @@ impl SecretQueue {
             .into_iter()
             .map(|e| self.stage(e, &mut batch, &mut fresh))
             .collect();
-        if let Err(e) = self.store.apply(batch) {
-            let failed = e.to_string();
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(RelayError::Store(StoreError::Backend(failed.clone())))))
-                .collect();
-        }
-        results
+        crate::apply_staged(&*self.store, batch, results)
     }
 
     fn stage(

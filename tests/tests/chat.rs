@@ -57,6 +57,14 @@ async fn bob_receives(relay: &TestRelay, bob: &Profile, want: usize) -> Vec<Stri
     texts
 }
 
+fn quit(keys: &mpsc::UnboundedSender<Event>) {
+    keys.send(Event::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )))
+    .unwrap();
+}
+
 fn typed(keys: &mpsc::UnboundedSender<Event>, text: &str) {
     for c in text.chars() {
         keys.send(Event::Key(KeyEvent::new(
@@ -123,11 +131,7 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     .await;
     assert_eq!(bob_receives(&relay, &bob, 1).await, ["while you were away"]);
 
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )))
-    .unwrap();
+    quit(&keys);
     let app = chat.await.unwrap().unwrap();
     assert!(app.quit);
     // Exactly once: nothing more is waiting for bob.
@@ -202,11 +206,7 @@ async fn a_message_typed_offline_survives_quitting_and_is_sent_once_on_the_next_
             .contains(&("typed on the train".into(), Delivery::Pending))
     })
     .await;
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )))
-    .unwrap();
+    quit(&keys);
     task.await.unwrap().unwrap();
 
     relay.restart_on_same_port().await;
@@ -216,11 +216,7 @@ async fn a_message_typed_offline_survives_quitting_and_is_sent_once_on_the_next_
             .contains(&("typed on the train".into(), Delivery::Sent))
     })
     .await;
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )))
-    .unwrap();
+    quit(&keys);
     task.await.unwrap().unwrap();
     assert_eq!(bob_receives(&relay, &bob, 1).await, ["typed on the train"]);
     assert!(
