@@ -261,3 +261,60 @@ fn nothing_secret_is_readable_in_the_relay_its_logs_or_the_profiles_and_a_queued
         assert!(hits.is_empty(), "found in {hits:?}");
     }
 }
+
+#[tokio::test]
+async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the_signed_prekey() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bob = dir.path().join("bob");
+    init(&relay, &bob, "bob").await;
+    let state = relay.running().state();
+    assert_eq!(state.prekeys.one_time_left("bob").unwrap(), 100);
+
+    // 81 bundles, taken over several connections (each may take 60 a minute).
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut taken = 0;
+    while taken < 81 {
+        let fetcher = relay.register(&format!("fetcher-{taken}")).await;
+        for _ in 0..40.min(81 - taken) {
+            let bundle = fetcher.client.fetch_bundle("bob").await.unwrap();
+            let otk = bundle.one_time.expect("one-time prekeys are left");
+            assert!(seen_ids.insert(otk.id), "a one-time prekey went out twice");
+            taken += 1;
+        }
+    }
+    assert_eq!(state.prekeys.one_time_left("bob").unwrap(), 19);
+    let bob_profile = Profile::open(&bob, PASS).unwrap();
+    let owner = relay.login_as("bob", bob_profile.identity()).await;
+    let low = owner
+        .fetch(10)
+        .await
+        .unwrap()
+        .prekeys_low
+        .expect("the owner is told");
+    assert_eq!(low.remaining, 19);
+    drop(owner);
+
+    // bob's next sync tops them up.
+    sync(&bob).await;
+    assert!(state.prekeys.one_time_left("bob").unwrap() >= 100);
+
+    // With none left, a bundle carries the signed prekey alone, and X3DH still works.
+    let drain = relay.register("drainer").await;
+    let mut left = state.prekeys.one_time_left("bob").unwrap();
+    while left > 0 {
+        let conn = relay.login(&drain).await;
+        for _ in 0..left.min(50) {
+            conn.fetch_bundle("bob").await.unwrap();
+        }
+        left = state.prekeys.one_time_left("bob").unwrap();
+    }
+    let alice = dir.path().join("alice");
+    init(&relay, &alice, "alice").await;
+    let bundle = drain.client.fetch_bundle("bob").await.unwrap();
+    assert!(bundle.one_time.is_none() && bundle.signed_prekey.is_some());
+    send_secret(&alice, "bob", "no one-time key needed")
+        .await
+        .unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["no one-time key needed"]);
+}
