@@ -8,6 +8,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{Applied, Batch, Entries, Op, Store, StoreError, Tree};
 
+/// How long opening waits for the store's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct SledStore {
     db: sled::Db,
     trees: Vec<sled::Tree>,
@@ -15,13 +18,29 @@ pub struct SledStore {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             // Flushes are explicit (group commit); no background timer needed.
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+            .flush_every_ms(None);
+        // sled's I/O threads may hold a just-closed store for a moment (an
+        // in-process restart): wait a little for its lock, then say who holds it.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if locked(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) if locked(&e) => {
+                    return Err(StoreError::Backend(format!(
+                        "{} is in use by another process (is a relay already running on this data directory?)",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        };
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
@@ -33,6 +52,12 @@ impl SledStore {
     fn tree(&self, tree: Tree) -> &sled::Tree {
         &self.trees[tree.index()]
     }
+}
+
+/// True when sled could not take the store's file lock (someone holds it).
+fn locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock"))
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -181,6 +206,18 @@ mod tests {
         let got = store.range(Tree::Inbox, &[1], &[4], 10).unwrap();
         assert_eq!(got.iter().map(|(k, _)| k[0]).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(store.range(Tree::Inbox, &[0], &[9], 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_store_in_use_is_refused_with_a_clear_reason() {
+        let (dir, _store) = store();
+        let err = SledStore::open(&dir.path().join("db"))
+            .err()
+            .expect("the lock is held");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
     }
 
     #[test]
