@@ -582,43 +582,32 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     assert!(!wrong.status.success());
 
     let carol_pseudonym = records[1]["from"].as_str().unwrap();
-    let unmasked = run_ok(
-        "sotto-warrant",
-        &[
-            "unmask",
-            "--key",
-            &d("inv"),
-            "--relay",
-            &relay.addr,
-            "--fingerprint",
-            &relay.fingerprint,
-            "--warrant",
-            &d("w.json"),
-            "--pseudonym",
-            carol_pseudonym,
-            "--reason",
-            "identify the sender",
-        ],
-    );
+    let (inv, warrant) = (d("inv"), d("w.json"));
+    let unmask = |pseudonym: &str, reason: &str| {
+        run(
+            "sotto-warrant",
+            &[
+                "unmask",
+                "--key",
+                &inv,
+                "--relay",
+                &relay.addr,
+                "--fingerprint",
+                &relay.fingerprint,
+                "--warrant",
+                &warrant,
+                "--pseudonym",
+                pseudonym,
+                "--reason",
+                reason,
+            ],
+        )
+    };
+    let unmasked = unmask(carol_pseudonym, "identify the sender");
+    assert!(unmasked.status.success());
+    let unmasked = String::from_utf8(unmasked.stdout).unwrap();
     assert_eq!(unmasked.trim(), format!("{carol_pseudonym}\tcarol"));
-    let refused = run(
-        "sotto-warrant",
-        &[
-            "unmask",
-            "--key",
-            &d("inv"),
-            "--relay",
-            &relay.addr,
-            "--fingerprint",
-            &relay.fingerprint,
-            "--warrant",
-            &d("w.json"),
-            "--pseudonym",
-            "anon-000000000000000000000000",
-            "--reason",
-            "fishing",
-        ],
-    );
+    let refused = unmask("anon-000000000000000000000000", "fishing");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not_disclosed"));
 

@@ -120,21 +120,7 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sotto-warrant: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("sotto-warrant: {e:#}");
-        std::process::exit(1);
-    }
+    sotto_client::commands::run_main("sotto-warrant", run(Cli::parse()));
 }
 
 fn seconds(text: &str, what: &str) -> Result<i64> {

@@ -91,21 +91,7 @@ enum GroupCommand {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sotto: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("sotto: {e:#}");
-        std::process::exit(1);
-    }
+    sotto_client::commands::run_main("sotto", run(Cli::parse()));
 }
 
 fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {

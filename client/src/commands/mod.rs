@@ -57,3 +57,22 @@ fn is_transient(e: &anyhow::Error) -> bool {
             .is_some_and(ClientError::is_transient)
     })
 }
+
+/// Runs a binary's async `main` on a multi-threaded runtime; on error prints
+/// `program: reason` (one line, with its causes) and exits 1.
+pub fn run_main<F: Future<Output = anyhow::Result<()>>>(program: &str, main: F) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{program}: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(main) {
+        eprintln!("{program}: {e:#}");
+        std::process::exit(1);
+    }
+}
