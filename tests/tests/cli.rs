@@ -123,6 +123,11 @@ fn bad_input_exits_non_zero_with_one_line() {
     );
     assert!(!out.status.success());
 
+    // No profile: said before any passphrase is asked for.
+    let out = sotto(&dir.path().join("nobody"), &["sync"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no profile in"));
+
     // The wrong passphrase.
     let out = std::process::Command::new(bin("sotto"))
         .arg("--profile")

@@ -113,6 +113,17 @@ fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
     Ok(first)
 }
 
+/// Opens the profile, asking for the passphrase only when there is one to open.
+fn open_profile(dir: &std::path::Path) -> Result<Profile> {
+    if !Profile::exists(dir) {
+        bail!(
+            "no profile in {}: create one with `sotto init --relay ADDR --user NAME`",
+            dir.display()
+        );
+    }
+    Profile::open(dir, &passphrase(false)?)
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let dir = cli.profile.unwrap_or_else(profile::default_dir);
     let mut out = std::io::stdout().lock();
@@ -154,7 +165,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .map(sotto_client::secret::parse_timer)
                 .transpose()?
                 .flatten();
-            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            let mut profile = open_profile(&dir)?;
             match (secret, to) {
                 (true, Recipient::User(user)) => {
                     commands::send::run_secret(&mut profile, user, &text, expire, &mut out).await
@@ -165,16 +176,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Group {
             command: GroupCommand::Create { group, members },
         } => {
-            let profile = Profile::open(&dir, &passphrase(false)?)?;
+            let profile = open_profile(&dir)?;
             commands::group::create(&profile, &group, &members, &mut out).await
         }
         Command::Sync { json } => {
-            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            let mut profile = open_profile(&dir)?;
             commands::sync::run(&mut profile, json, &mut out).await
         }
         Command::Chat { secret, user } => {
             use sotto_client::tui::app::ConvKey;
-            let profile = Profile::open(&dir, &passphrase(false)?)?;
+            let profile = open_profile(&dir)?;
             drop(out);
             let open = user.map(|u| {
                 if secret {
@@ -186,11 +197,11 @@ async fn run(cli: Cli) -> Result<()> {
             sotto_client::tui::run(profile, open).await
         }
         Command::SafetyNumber { user } => {
-            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            let mut profile = open_profile(&dir)?;
             commands::verify::safety_number(&mut profile, &user, &mut out).await
         }
         Command::Trust { user } => {
-            let mut profile = Profile::open(&dir, &passphrase(false)?)?;
+            let mut profile = open_profile(&dir)?;
             commands::verify::trust(&mut profile, &user, &mut out).await
         }
     }
