@@ -22,6 +22,9 @@ pub struct RelayConfig {
     pub idle_timeout_secs: u64,
     /// Requests one connection may have in flight at once.
     pub max_concurrent_requests: u32,
+    /// Prekey bundles of one account that others may take per minute
+    /// (each uses up one of its one-time prekeys).
+    pub prekey_bundles_per_minute: u32,
     pub warrant: WarrantConfig,
 }
 
@@ -45,6 +48,7 @@ impl Default for RelayConfig {
             secret_ttl_secs: 30 * 24 * 3600,
             idle_timeout_secs: 60,
             max_concurrent_requests: 64,
+            prekey_bundles_per_minute: 120,
             warrant: WarrantConfig::default(),
         }
     }
@@ -91,6 +95,8 @@ impl RelayConfig {
              idle_timeout_secs = {idle}\n\
              # Requests one connection may have in flight at once.\n\
              max_concurrent_requests = {streams}\n\
+             # Prekey bundles of one account that others may take per minute.\n\
+             prekey_bundles_per_minute = {bundles}\n\
              \n\
              [warrant]\n\
              # The longest disclosure window a warrant may ask for, in days.\n\
@@ -105,6 +111,7 @@ impl RelayConfig {
             ttl = d.secret_ttl_secs,
             idle = d.idle_timeout_secs,
             streams = d.max_concurrent_requests,
+            bundles = d.prekey_bundles_per_minute,
             window = d.warrant.max_window_days,
             targets = d.warrant.max_targets,
             rate = d.warrant.requests_per_minute,

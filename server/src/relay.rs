@@ -42,6 +42,9 @@ pub struct RelayState {
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) disclosure_key: SigningKey,
     pub(crate) warrant_limiter: RateLimiter,
+    /// Per account: how fast others may take its prekey bundles (each uses up
+    /// one of its one-time prekeys), whatever connections they use.
+    pub(crate) bundle_limiters: std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>,
     pub data_dir: PathBuf,
     pub hub: Hub,
     pub commit: GroupCommit,
@@ -108,6 +111,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         sealer: opened.sealer.clone(),
         disclosure_key: opened.disclosure_key.clone(),
         warrant_limiter: RateLimiter::per_minute(config.warrant.requests_per_minute),
+        bundle_limiters: Default::default(),
         data_dir: root.to_owned(),
         hub: Hub::default(),
         commit,

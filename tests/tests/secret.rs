@@ -264,7 +264,12 @@ fn nothing_secret_is_readable_in_the_relay_its_logs_or_the_profiles_and_a_queued
 
 #[tokio::test]
 async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the_signed_prekey() {
-    let relay = TestRelay::start().await;
+    // This test takes ~200 of bob's bundles in a minute: lift the per-account limit.
+    let relay = TestRelay::start_with(sotto_server::RelayConfig {
+        prekey_bundles_per_minute: 1000,
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let bob = dir.path().join("bob");
     init(&relay, &bob, "bob").await;
@@ -317,4 +322,36 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
         .await
         .unwrap();
     assert_eq!(texts(&sync(&bob).await), ["no one-time key needed"]);
+}
+
+#[tokio::test]
+async fn an_accounts_prekeys_cannot_be_drained_faster_than_its_limit_from_many_connections() {
+    let relay = TestRelay::start_with(sotto_server::RelayConfig {
+        prekey_bundles_per_minute: 5,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    init(&relay, &dir.path().join("bob"), "bob").await;
+    for i in 0..5 {
+        // A fresh account and connection each time: the limit is bob's.
+        let taker = relay.register(&format!("taker-{i}")).await;
+        taker.client.fetch_bundle("bob").await.unwrap();
+    }
+    let late = relay.register("taker-late").await;
+    match late.client.fetch_bundle("bob").await {
+        Err(sotto_client::relay::ClientError::Refused { code, .. }) => {
+            assert_eq!(code, sotto_proto::v1::ErrorCode::RateLimited)
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert_eq!(
+        relay
+            .running()
+            .state()
+            .prekeys
+            .one_time_left("bob")
+            .unwrap(),
+        95
+    );
 }

@@ -7,6 +7,8 @@ use sotto_proto::v1::{ErrorCode, FetchBundle, PrekeysLow, Push, push, response};
 use super::{Handled, RequestError, valid_name};
 use crate::connection::Session;
 use crate::prekeys::LOW_WATER;
+use crate::ratelimit::RateLimiter;
+
 use crate::relay::RelayState;
 
 pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -> Handled {
@@ -17,6 +19,22 @@ pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -
         ));
     }
     valid_name("username", &fetch.user)?;
+    let allowed = state
+        .bundle_limiters
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(fetch.user.clone())
+        .or_insert_with(|| RateLimiter::per_minute(state.config.prekey_bundles_per_minute))
+        .allow();
+    if !allowed {
+        return Err(RequestError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "{}'s prekeys were asked for too often; try again in a minute",
+                fetch.user
+            ),
+        ));
+    }
     let account = state.accounts.get(&fetch.user)?.ok_or_else(|| {
         RequestError::new(
             ErrorCode::UnknownUser,
