@@ -315,6 +315,29 @@ impl Profile {
         self.prekeys.rotate_signed(&self.identity, now_ms);
     }
 
+    /// Remembers a normal message we sent, as the relay stored it.
+    pub fn remember_sent_normal(
+        &mut self,
+        stored: &sotto_proto::v1::Stored,
+        peer: Option<String>,
+        group: Option<String>,
+        text: &str,
+        client_id: &str,
+    ) {
+        self.remember(HistoryEntry {
+            id: stored.id,
+            mode: Mode::Normal,
+            from: self.config.username.clone(),
+            peer,
+            group,
+            text: text.to_owned(),
+            sent_at: stored.sent_at,
+            client_id: client_id.to_owned(),
+            expire_secs: None,
+            shown_at: None,
+        });
+    }
+
     /// Deletes disappearing messages whose timer ran out; returns how many.
     pub fn purge_expired(&mut self, now_ms: i64) -> usize {
         let before = self.history.len();

@@ -63,6 +63,7 @@ impl ClientError {
 }
 
 /// Where a normal message goes.
+#[derive(Debug, Clone, Copy)]
 pub enum Recipient<'a> {
     User(&'a str),
     Group(&'a str),

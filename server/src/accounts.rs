@@ -18,6 +18,15 @@ pub fn blind_user(sealer: &Sealer, username: &str) -> [u8; 16] {
     sealer.blind(BLIND_DOMAIN, username.as_bytes())
 }
 
+/// A key under a user's blind: blind(16) ‖ n (u64 big-endian), so one user's
+/// entries sort together and in `n` order (inbox sequence, queue id).
+pub fn user_scoped_key(user: &[u8; 16], n: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(24);
+    key.extend_from_slice(user);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn Store>,

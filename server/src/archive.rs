@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message;
 
-use crate::accounts::blind_user;
+use crate::accounts::{blind_user, user_scoped_key as user_key};
 use crate::records::{GroupRecord, NormalRecord, StoredReceipt};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
@@ -63,13 +63,6 @@ fn message_key(conversation: &[u8; 16], sent_at: i64, id: u64) -> Vec<u8> {
     key.extend_from_slice(conversation);
     key.extend_from_slice(&(sent_at.max(0) as u64).to_be_bytes());
     key.extend_from_slice(&id.to_be_bytes());
-    key
-}
-
-fn user_key(user: &[u8; 16], n: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(24);
-    key.extend_from_slice(user);
-    key.extend_from_slice(&n.to_be_bytes());
     key
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use prost::Message;
 use sotto_proto::v1;
 
-use crate::accounts::blind_user;
+use crate::accounts::{blind_user, user_scoped_key as queue_key};
 use crate::records::{SecretEnvelopeRecord, StoredReceipt};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
@@ -37,12 +37,6 @@ pub struct NewSecret {
 pub enum Queued {
     New(v1::SecretEnvelope),
     Duplicate(u64),
-}
-
-fn queue_key(recipient: &[u8; 16], id: u64) -> Vec<u8> {
-    let mut key = recipient.to_vec();
-    key.extend_from_slice(&id.to_be_bytes());
-    key
 }
 
 fn expiry_key(expires_at: i64, queue_key: &[u8]) -> Vec<u8> {

@@ -57,6 +57,16 @@ async fn bob_receives(relay: &TestRelay, bob: &Profile, want: usize) -> Vec<Stri
     texts
 }
 
+/// A relay with alice and bob registered; bob's profile opened.
+async fn alice_and_bob() -> (TestRelay, tempfile::TempDir, Profile) {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    init_profile(&relay, &dir.path().join("alice"), "alice").await;
+    init_profile(&relay, &dir.path().join("bob"), "bob").await;
+    let bob = Profile::open(&dir.path().join("bob"), PASS).unwrap();
+    (relay, dir, bob)
+}
+
 fn quit(keys: &mpsc::UnboundedSender<Event>) {
     keys.send(Event::Key(KeyEvent::new(
         KeyCode::Char('c'),
@@ -82,12 +92,8 @@ fn typed(keys: &mpsc::UnboundedSender<Event>, text: &str) {
 
 #[tokio::test]
 async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
-    let mut relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
-    init_profile(&relay, &alice_dir, "alice").await;
-    init_profile(&relay, &bob_dir, "bob").await;
-    let bob = Profile::open(&bob_dir, PASS).unwrap();
+    let (mut relay, dir, bob) = alice_and_bob().await;
+    let alice_dir = dir.path().join("alice");
 
     let alice = Profile::open(&alice_dir, PASS).unwrap();
     let (keys, mut seen, chat) = start_chat(alice, ConvKey::Direct("bob".into()));
@@ -182,12 +188,8 @@ fn start_chat(
 
 #[tokio::test]
 async fn a_message_typed_offline_survives_quitting_and_is_sent_once_on_the_next_start() {
-    let mut relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
-    init_profile(&relay, &alice_dir, "alice").await;
-    init_profile(&relay, &bob_dir, "bob").await;
-    let bob = Profile::open(&bob_dir, PASS).unwrap();
+    let (mut relay, dir, bob) = alice_and_bob().await;
+    let alice_dir = dir.path().join("alice");
     let group = ConvKey::Group("crew".into());
     {
         let alice = Profile::open(&alice_dir, PASS).unwrap();

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::{new_client_id, with_retries};
-use crate::profile::{HistoryEntry, Mode, Profile};
+use crate::profile::Profile;
 use crate::relay::Recipient;
 
 pub async fn run(
@@ -18,9 +18,7 @@ pub async fn run(
     let client_id = new_client_id();
     let stored = with_retries(|| async {
         let client = profile.connect().await?;
-        let stored = client
-            .send_normal(clone_recipient(&to), text, client_id)
-            .await?;
+        let stored = client.send_normal(to, text, client_id).await?;
         client.close().await;
         Ok(stored)
     })
@@ -29,18 +27,13 @@ pub async fn run(
         Recipient::User(u) => (Some(u.to_owned()), None),
         Recipient::Group(g) => (None, Some(g.to_owned())),
     };
-    profile.remember(HistoryEntry {
-        id: stored.id,
-        mode: Mode::Normal,
-        from: profile.config.username.clone(),
-        peer: peer.clone(),
-        group: group.clone(),
-        text: text.to_owned(),
-        sent_at: stored.sent_at,
-        client_id: hex::encode(client_id),
-        expire_secs: None,
-        shown_at: None,
-    });
+    profile.remember_sent_normal(
+        &stored,
+        peer.clone(),
+        group.clone(),
+        text,
+        &hex::encode(client_id),
+    );
     profile.save()?;
     match (peer, group) {
         (Some(peer), _) => writeln!(out, "sent to {peer}")?,
@@ -48,13 +41,6 @@ pub async fn run(
         _ => {}
     }
     Ok(())
-}
-
-fn clone_recipient<'a>(to: &Recipient<'a>) -> Recipient<'a> {
-    match to {
-        Recipient::User(u) => Recipient::User(u),
-        Recipient::Group(g) => Recipient::Group(g),
-    }
 }
 
 /// `sotto send --secret USER TEXT [--expire T]`: end-to-end encrypted. The

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
 use crate::commands::sync::{fetch_new, mark_shown};
 use crate::e2e::safety;
-use crate::profile::{HistoryEntry, Mode, PendingNormal, Profile};
+use crate::profile::{PendingNormal, Profile};
 use crate::relay::{ClientError, Recipient, RelayClient};
 use crate::secret;
 
@@ -191,18 +191,13 @@ async fn deliver_pending(
         profile.pending.retain(|q| q.client_id != p.client_id);
         match result {
             Ok(stored) => {
-                profile.remember(HistoryEntry {
-                    id: stored.id,
-                    mode: Mode::Normal,
-                    from: profile.config.username.clone(),
-                    peer: p.user.clone(),
-                    group: p.group.clone(),
-                    text: p.text.clone(),
-                    sent_at: stored.sent_at,
-                    client_id: p.client_id.clone(),
-                    expire_secs: None,
-                    shown_at: None,
-                });
+                profile.remember_sent_normal(
+                    &stored,
+                    p.user.clone(),
+                    p.group.clone(),
+                    &p.text,
+                    &p.client_id,
+                );
                 profile.save()?;
                 let _ = events.send(Event::Delivered { local_id });
             }
