@@ -18,6 +18,8 @@ use sotto_server::{RelayConfig, datadir};
 
 const TARGET_RECORDS: usize = 1_000;
 const USERS: usize = 1_000;
+/// Sends written together, as the relay's append thread does under load.
+const APPEND_BATCH: usize = 64;
 
 struct Archive {
     _dir: tempfile::TempDir,
@@ -26,16 +28,16 @@ struct Archive {
 }
 
 /// An archive of `total` records, `TARGET_RECORDS` of them the target's, the
-/// rest between other users, all through `NormalArchive::append`.
+/// rest between other users, all through `NormalArchive::append_many`
+/// in batches, with checkpoints as the relay makes them.
 fn archive(total: usize) -> Archive {
     let dir = tempfile::tempdir().unwrap();
     let opened = datadir::open(&dir.path().join("relay"), &RelayConfig::default()).unwrap();
-    let archive = Arc::new(NormalArchive::new(
-        opened.store.clone(),
-        opened.sealer.clone(),
-    ));
+    let archive =
+        Arc::new(NormalArchive::open(opened.store.clone(), opened.sealer.clone()).unwrap());
     let users: Vec<String> = (0..USERS).map(|i| format!("user-{i:04}")).collect();
     let every = total / TARGET_RECORDS;
+    let mut batch = Vec::with_capacity(APPEND_BATCH);
     for n in 0..total {
         let (from, to) = if n % every == 0 {
             ("target", users[n % USERS].as_str())
@@ -47,15 +49,22 @@ fn archive(total: usize) -> Archive {
         };
         let mut client_id = [0u8; 16];
         client_id[..8].copy_from_slice(&(n as u64).to_be_bytes());
-        archive
-            .append(NewNormal {
-                from: from.to_owned(),
-                to: Destination::User(to.to_owned()),
-                text: "a normal message of ordinary length, sealed at rest".to_owned(),
-                client_id,
-            })
-            .unwrap();
+        batch.push(NewNormal {
+            from: from.to_owned(),
+            to: Destination::User(to.to_owned()),
+            text: "a normal message of ordinary length, sealed at rest".to_owned(),
+            client_id,
+        });
+        if batch.len() == APPEND_BATCH || n + 1 == total {
+            for result in archive.append_many(std::mem::take(&mut batch)) {
+                result.unwrap();
+            }
+            if archive.checkpoint_due() {
+                archive.checkpoint().unwrap();
+            }
+        }
     }
+    archive.checkpoint().unwrap();
     opened.store.flush().unwrap();
     Archive {
         _dir: dir,

@@ -1,25 +1,50 @@
 //! The normal archive: every normal-mode message, sealed, with its indexes.
 //!
-//! Invariant: nothing readable reaches disk. A record is sealed under its own
-//! key; index keys hold only blinded names, times and ids. Indexes:
-//! - by conversation and time (`Messages` keys start with the conversation id),
-//! - by participant and time (`ByParticipant`), so one person's records in a
-//!   window cost what those records cost, never a scan,
-//! - per recipient delivery order (`Inbox`), consumed by fetch and ack.
+//! Invariant: nothing readable reaches disk. Every record is sealed under its
+//! own key; index keys and values hold only blinded names and ids.
 //!
-//! [`NormalArchive::reader`] hands out [`ArchiveReader`], the read-only view the
-//! warrant module is given.
+//! Layout. With sled 0.34 each key written costs about as much as the rest of
+//! a send, so a send writes no key of its own:
+//! - **segments** (`Messages`): one per write batch, keyed by its first message
+//!   id; the value holds the batch's records, each sealed on its own under
+//!   (segment, index in it);
+//! - **ids** are time-ordered, `sent_at_ms << 16 | n`, strictly increasing in
+//!   commit order (also across restarts): a time window is an id range, and an
+//!   acknowledgement can never skip a message committed later;
+//! - **postings**: for each participant of a message, (id, index, whether they
+//!   sent it). The newest live in memory; every [`CHECKPOINT_EVERY`] messages a
+//!   checkpoint writes them as one chunk per user (`ByParticipant`: blind ‖ last
+//!   id), with the client ids for deduplication (`ClientIds`), then marks the
+//!   last id covered (`Meta`). At open, the segments after the mark are read
+//!   again, so what was only in memory is rebuilt from disk after a crash;
+//! - **inbox**: per user, the id up to which they acknowledged (`Inbox`); what
+//!   they still have to fetch is every posting after it that they did not send.
+//!
+//! One person's records in a window cost what those records cost (their
+//! postings, then one segment read each), never a scan of the archive.
+//! [`NormalArchive::reader`] hands out [`ArchiveReader`], the read-only view
+//! the warrant module is given.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 
 use crate::accounts::{blind_user, user_scoped_key as user_key};
-use crate::records::{GroupRecord, NormalRecord, StoredReceipt};
+use crate::records::{GroupRecord, NormalRecord, SegmentRecord, StoredReceipt};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
 use crate::{RelayError, now_ms};
+
+/// Bits of an id below its millisecond.
+const ID_SHIFT: u32 = 16;
+/// A checkpoint is due once this many messages are only in memory.
+pub const CHECKPOINT_EVERY: usize = 4096;
+/// A segment holds at most this many bytes of text (a batch may make several).
+const SEGMENT_TEXT_BYTES: usize = 256 * 1024;
+const CHECKPOINT_KEY: &[u8] = b"archive_checkpoint";
+const FORMAT_KEY: &[u8] = b"archive_format";
+const FORMAT: u64 = 2;
 
 /// Where a normal message goes.
 pub enum Destination {
@@ -51,28 +76,212 @@ pub struct InboxEntry {
     pub record: NormalRecord,
 }
 
+/// One message a user took part in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Posting {
+    id: u64,
+    /// Its place in its segment, whose key is `id - index`.
+    index: u16,
+    /// The user sent it (so it is not in their inbox).
+    sent: bool,
+}
+
+const POSTING_LEN: usize = 11;
+
+impl Posting {
+    fn segment(self) -> u64 {
+        self.id - u64::from(self.index)
+    }
+
+    fn encode_all(postings: &[Posting]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(postings.len() * POSTING_LEN);
+        for p in postings {
+            out.extend_from_slice(&p.id.to_be_bytes());
+            out.extend_from_slice(&p.index.to_be_bytes());
+            out.push(u8::from(p.sent));
+        }
+        out
+    }
+
+    fn decode_all(bytes: &[u8]) -> Result<Vec<Posting>, RelayError> {
+        if !bytes.len().is_multiple_of(POSTING_LEN) {
+            return Err(RelayError::Corrupt("a chunk of postings"));
+        }
+        Ok(bytes
+            .chunks_exact(POSTING_LEN)
+            .map(|c| Posting {
+                id: u64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
+                index: u16::from_be_bytes(c[8..10].try_into().expect("2 bytes")),
+                sent: c[10] == 1,
+            })
+            .collect())
+    }
+}
+
+/// What was appended since the last checkpoint: only in memory (and in the
+/// segments on disk, from which [`NormalArchive::open`] rebuilds it).
+#[derive(Default)]
+struct Recent {
+    postings: HashMap<[u8; 16], Vec<Posting>>,
+    /// dedup key (blind sender ‖ client id) → the first store's answer.
+    receipts: HashMap<Vec<u8>, StoredReceipt>,
+    /// The newest id applied (0: none yet).
+    last_id: u64,
+}
+
+impl Recent {
+    fn remember(
+        &mut self,
+        postings: Vec<([u8; 16], Posting)>,
+        receipts: Vec<(Vec<u8>, StoredReceipt)>,
+    ) {
+        for (blind, posting) in postings {
+            self.last_id = self.last_id.max(posting.id);
+            self.postings.entry(blind).or_default().push(posting);
+        }
+        self.receipts.extend(receipts);
+    }
+}
+
 pub struct NormalArchive {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
-    /// Serialises id assignment with the write (see `append_many`).
-    append_lock: Mutex<()>,
+    /// One writer at a time: ids are handed out in commit order, and the
+    /// duplicate check cannot race another writer.
+    writer: Mutex<()>,
+    /// One checkpoint at a time.
+    checkpointer: Mutex<()>,
+    /// Acknowledgements read and move a cursor: one at a time, so it never goes back.
+    acks: Mutex<()>,
+    recent: RwLock<Recent>,
 }
 
-fn message_key(conversation: &[u8; 16], sent_at: i64, id: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
-    key.extend_from_slice(conversation);
-    key.extend_from_slice(&(sent_at.max(0) as u64).to_be_bytes());
-    key.extend_from_slice(&id.to_be_bytes());
+/// A segment's key: its first message id.
+fn segment_key(segment: u64) -> [u8; 8] {
+    segment.to_be_bytes()
+}
+
+/// The associated data of one record: its segment and its index there.
+fn record_key(segment: u64, index: u16) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[..8].copy_from_slice(&segment.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
     key
 }
 
+/// The first id of millisecond `ms` (saturating: far-future windows are open-ended).
+fn first_id_of(ms: i64) -> u64 {
+    let ms = ms.max(0) as u64;
+    if ms > u64::MAX >> ID_SHIFT {
+        u64::MAX
+    } else {
+        ms << ID_SHIFT
+    }
+}
+
+fn sent_at_of(id: u64) -> i64 {
+    (id >> ID_SHIFT) as i64
+}
+
+/// The end of everything under `blind` in a user-scoped tree.
+fn user_end(blind: &[u8; 16]) -> Vec<u8> {
+    let mut end = blind.to_vec();
+    end.extend_from_slice(&[0xff; 9]);
+    end
+}
+
+fn read_u64(bytes: &[u8], what: &'static str) -> Result<u64, RelayError> {
+    Ok(u64::from_be_bytes(
+        bytes.try_into().map_err(|_| RelayError::Corrupt(what))?,
+    ))
+}
+
+/// The writes of one segment, staged before they are applied.
+#[derive(Default)]
+struct Staged {
+    sealed: Vec<Vec<u8>>,
+    text_bytes: usize,
+    postings: Vec<([u8; 16], Posting)>,
+    receipts: Vec<(Vec<u8>, StoredReceipt)>,
+}
+
 impl NormalArchive {
-    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        NormalArchive {
+    /// Opens the archive in `store`, rebuilding from its segments what the
+    /// last checkpoint did not cover.
+    pub fn open(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Result<Self, RelayError> {
+        match store.get(Tree::Meta, FORMAT_KEY)? {
+            Some(v) if v == FORMAT.to_be_bytes() => {}
+            Some(_) => {
+                return Err(RelayError::Corrupt(
+                    "the normal archive has a layout this relay does not know",
+                ));
+            }
+            None => {
+                if store.last(Tree::Messages, &[], &[0xff; 9])?.is_some() {
+                    return Err(RelayError::Corrupt(
+                        "the normal archive was written by an older sotto (there is no migration)",
+                    ));
+                }
+                let mut batch = Batch::default();
+                batch.put(
+                    Tree::Meta,
+                    FORMAT_KEY.to_vec(),
+                    FORMAT.to_be_bytes().to_vec(),
+                );
+                store.apply(batch)?;
+            }
+        }
+        let archive = NormalArchive {
             store,
             sealer,
-            append_lock: Mutex::new(()),
+            writer: Mutex::new(()),
+            checkpointer: Mutex::new(()),
+            acks: Mutex::new(()),
+            recent: RwLock::new(Recent::default()),
+        };
+        archive.recover()?;
+        Ok(archive)
+    }
+
+    /// Reads the segments after the last checkpoint back into memory.
+    fn recover(&self) -> Result<(), RelayError> {
+        let checkpointed = match self.store.get(Tree::Meta, CHECKPOINT_KEY)? {
+            Some(v) => read_u64(&v, "the archive checkpoint")?,
+            None => 0,
+        };
+        let mut recent = Recent {
+            last_id: checkpointed,
+            ..Recent::default()
+        };
+        if let Some((key, value)) = self.store.last(Tree::Messages, &[], &[0xff; 9])? {
+            let first = read_u64(&key, "a segment key")?;
+            let records = SegmentRecord::decode(value.as_slice())?.sealed.len() as u64;
+            recent.last_id = recent.last_id.max(first + records.saturating_sub(1));
         }
+        let mut cursor = segment_key(checkpointed.saturating_add(1)).to_vec();
+        loop {
+            let rows = self.store.range(Tree::Messages, &cursor, &[0xff; 9], 64)?;
+            let Some((last, _)) = rows.last() else { break };
+            cursor = last.clone();
+            cursor.push(0);
+            for (key, value) in rows {
+                let segment = read_u64(&key, "a segment key")?;
+                let sealed = SegmentRecord::decode(value.as_slice())?.sealed;
+                for (index, sealed) in sealed.iter().enumerate() {
+                    let index =
+                        u16::try_from(index).map_err(|_| RelayError::Corrupt("segment size"))?;
+                    let plain =
+                        self.sealer
+                            .open(Tree::Messages, &record_key(segment, index), sealed)?;
+                    let record = NormalRecord::decode(plain.as_slice())?;
+                    let mut staged = Staged::default();
+                    self.index(&record, index, &mut staged);
+                    recent.remember(staged.postings, staged.receipts);
+                }
+            }
+        }
+        *self.recent.write().unwrap_or_else(|p| p.into_inner()) = recent;
+        Ok(())
     }
 
     fn dm_conversation(&self, a: &str, b: &str) -> [u8; 16] {
@@ -84,42 +293,91 @@ impl NormalArchive {
         self.sealer.blind("dm", &pair)
     }
 
-    /// Appends one message and its index entries atomically. Not yet durable.
+    fn dedup_key(&self, from: &str, client_id: &[u8]) -> Vec<u8> {
+        let mut key = blind_user(&self.sealer, from).to_vec();
+        key.extend_from_slice(client_id);
+        key
+    }
+
+    /// Appends one message. Not yet durable.
     pub fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
         self.append_many(vec![msg])
             .pop()
             .unwrap_or(Err(RelayError::Corrupt("an append returned no result")))
     }
 
-    /// Appends messages (in order) and their index entries in one atomic
-    /// write: many sends share one transaction. A message whose client id was
+    /// Appends messages (in order): each run of them that fits a segment is
+    /// one write, so many sends share one key. A message whose client id was
     /// stored before (or earlier in the same call) is a duplicate and writes
     /// nothing. Not yet durable: the caller waits for the group commit.
     pub fn append_many(&self, msgs: Vec<NewNormal>) -> Vec<Result<Appended, RelayError>> {
-        // One writer at a time: ids are handed out in commit order (so an ack
-        // can never skip a message committed later), and the duplicate check
-        // below cannot race another writer.
-        let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut batch = Batch::default();
-        let mut fresh: HashMap<Vec<u8>, StoredReceipt> = HashMap::new();
+        let _serial = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut results = Vec::with_capacity(msgs.len());
-        for msg in msgs {
-            results.push(self.stage(msg, &mut batch, &mut fresh));
+        let mut fresh: HashMap<Vec<u8>, StoredReceipt> = HashMap::new();
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let first = (self.read_recent().last_id + 1).max(first_id_of(now_ms()));
+            let mut staged = Staged::default();
+            let mut part = Vec::new();
+            while staged.text_bytes < SEGMENT_TEXT_BYTES
+                && staged.sealed.len() < usize::from(u16::MAX)
+            {
+                let Some(msg) = msgs.next() else { break };
+                part.push(self.stage(msg, first, &mut staged, &mut fresh));
+            }
+            results.extend(self.write_segment(first, staged, part));
         }
-        crate::apply_staged(&*self.store, batch, results)
+        results
     }
 
-    /// Adds one message's writes to `batch` (or finds it is a duplicate).
+    /// Writes one staged segment; every message of it fails if the write does.
+    fn write_segment(
+        &self,
+        first: u64,
+        staged: Staged,
+        results: Vec<Result<Appended, RelayError>>,
+    ) -> Vec<Result<Appended, RelayError>> {
+        if staged.sealed.is_empty() {
+            return results;
+        }
+        let value = SegmentRecord {
+            sealed: staged.sealed,
+        }
+        .encode_to_vec();
+        let mut batch = Batch::default();
+        batch.put(Tree::Messages, segment_key(first).to_vec(), value);
+        match self.store.apply(batch) {
+            Ok(_) => {
+                self.recent
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remember(staged.postings, staged.receipts);
+                results
+            }
+            Err(e) => results
+                .into_iter()
+                .map(|r| r.and(Err(RelayError::Store(e.clone()))))
+                .collect(),
+        }
+    }
+
+    fn read_recent(&self) -> std::sync::RwLockReadGuard<'_, Recent> {
+        self.recent.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds one message to the segment starting at id `first` (or finds it is a duplicate).
     fn stage(
         &self,
         msg: NewNormal,
-        batch: &mut Batch,
+        first: u64,
+        staged: &mut Staged,
         fresh: &mut HashMap<Vec<u8>, StoredReceipt>,
     ) -> Result<Appended, RelayError> {
-        let sender = blind_user(&self.sealer, &msg.from);
-        let mut dedup_key = sender.to_vec();
-        dedup_key.extend_from_slice(&msg.client_id);
+        let dedup_key = self.dedup_key(&msg.from, &msg.client_id);
         if let Some(receipt) = fresh.get(&dedup_key) {
+            return Ok(Appended::Duplicate(receipt.clone()));
+        }
+        if let Some(receipt) = self.read_recent().receipts.get(&dedup_key) {
             return Ok(Appended::Duplicate(receipt.clone()));
         }
         if let Some(sealed) = self.store.get(Tree::ClientIds, &dedup_key)? {
@@ -142,17 +400,9 @@ impl NormalArchive {
                 group.members,
             ),
         };
-        // Ids start at 1: an acknowledgement of 0 means "nothing yet".
-        let id = self.store.next_id()? + 1;
-        let sent_at = now_ms();
-        let receipt = StoredReceipt { id, sent_at };
-        batch.put(
-            Tree::ClientIds,
-            dedup_key.clone(),
-            self.sealer
-                .seal(Tree::ClientIds, &dedup_key, &receipt.encode_to_vec()),
-        );
-        fresh.insert(dedup_key, receipt);
+        let index = u16::try_from(staged.sealed.len())
+            .map_err(|_| RelayError::Corrupt("a segment is full"))?;
+        let id = first + u64::from(index);
         let record = NormalRecord {
             id,
             conversation: conversation.to_vec(),
@@ -161,81 +411,235 @@ impl NormalArchive {
             group,
             participants,
             text: msg.text,
-            sent_at,
+            sent_at: sent_at_of(id),
             client_id: msg.client_id.to_vec(),
         };
-        let mkey = message_key(&conversation, sent_at, id);
-        let sealed = self
-            .sealer
-            .seal(Tree::Messages, &mkey, &record.encode_to_vec());
-        batch.put(Tree::Messages, mkey.clone(), sealed);
-        let mut recipients = Vec::new();
-        for person in &record.participants {
-            let blind = blind_user(&self.sealer, person);
-            let mut pkey = blind.to_vec();
-            pkey.extend_from_slice(&(sent_at.max(0) as u64).to_be_bytes());
-            pkey.extend_from_slice(&id.to_be_bytes());
-            batch.put(Tree::ByParticipant, pkey, conversation.to_vec());
-            if *person != record.from {
-                batch.put(Tree::Inbox, user_key(&blind, id), mkey.clone());
-                recipients.push(person.clone());
-            }
-        }
+        staged.sealed.push(self.sealer.seal(
+            Tree::Messages,
+            &record_key(first, index),
+            &record.encode_to_vec(),
+        ));
+        staged.text_bytes += record.text.len();
+        fresh.insert(
+            dedup_key,
+            StoredReceipt {
+                id,
+                sent_at: record.sent_at,
+            },
+        );
+        let recipients = self.index(&record, index, staged);
         Ok(Appended::New { record, recipients })
     }
 
-    fn load(&self, mkey: &[u8]) -> Result<Option<NormalRecord>, RelayError> {
-        let Some(sealed) = self.store.get(Tree::Messages, mkey)? else {
-            return Ok(None);
+    /// Stages `record`'s postings and receipt; returns who receives it.
+    fn index(&self, record: &NormalRecord, index: u16, staged: &mut Staged) -> Vec<String> {
+        let mut recipients = Vec::new();
+        for person in &record.participants {
+            let sent = *person == record.from;
+            let posting = Posting {
+                id: record.id,
+                index,
+                sent,
+            };
+            staged
+                .postings
+                .push((blind_user(&self.sealer, person), posting));
+            if !sent {
+                recipients.push(person.clone());
+            }
+        }
+        staged.receipts.push((
+            self.dedup_key(&record.from, &record.client_id),
+            StoredReceipt {
+                id: record.id,
+                sent_at: record.sent_at,
+            },
+        ));
+        recipients
+    }
+
+    /// True when enough messages wait in memory for a checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        self.read_recent().receipts.len() >= CHECKPOINT_EVERY
+    }
+
+    /// Writes what is only in memory (postings, client ids) to the store, then
+    /// marks it covered. Appends go on meanwhile. Returns how many messages it covered.
+    pub fn checkpoint(&self) -> Result<usize, RelayError> {
+        let _one = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        let (postings, receipts, upto) = {
+            let recent = self.read_recent();
+            if recent.receipts.is_empty() {
+                return Ok(0);
+            }
+            (
+                recent.postings.clone(),
+                recent.receipts.clone(),
+                recent.last_id,
+            )
         };
-        let plain = self.sealer.open(Tree::Messages, mkey, &sealed)?;
-        Ok(Some(NormalRecord::decode(plain.as_slice())?))
+        let covered = receipts.len();
+        let ids = receipts
+            .into_iter()
+            .map(|(key, receipt)| {
+                let sealed = self
+                    .sealer
+                    .seal(Tree::ClientIds, &key, &receipt.encode_to_vec());
+                (key, sealed)
+            })
+            .collect();
+        self.store.put_each(Tree::ClientIds, ids)?;
+        let chunks = postings
+            .iter()
+            .filter_map(|(blind, list)| {
+                let last = list.last()?;
+                Some((user_key(blind, last.id), Posting::encode_all(list)))
+            })
+            .collect();
+        self.store.put_each(Tree::ByParticipant, chunks)?;
+        // The mark must not reach disk before what it covers.
+        self.store.flush()?;
+        let mut mark = Batch::default();
+        mark.put(
+            Tree::Meta,
+            CHECKPOINT_KEY.to_vec(),
+            upto.to_be_bytes().to_vec(),
+        );
+        self.store.apply(mark)?;
+        let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+        recent.receipts.retain(|_, r| r.id > upto);
+        recent.postings.retain(|_, list| {
+            list.retain(|p| p.id > upto);
+            !list.is_empty()
+        });
+        Ok(covered)
+    }
+
+    /// `blind`'s postings with `lo <= id < hi` that `keep` accepts, oldest
+    /// first, at most `limit`: the checkpointed chunks, then the recent ones.
+    fn postings(
+        &self,
+        blind: &[u8; 16],
+        lo: u64,
+        hi: u64,
+        keep: impl Fn(&Posting) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Posting>, RelayError> {
+        let wanted = |p: &Posting| lo <= p.id && p.id < hi && keep(p);
+        // Recent first: a checkpoint running meanwhile writes its chunks before
+        // it forgets them here, so between the two reads nothing is missed.
+        let recent: Vec<Posting> = self
+            .read_recent()
+            .postings
+            .get(blind)
+            .map(|list| list.iter().filter(|p| wanted(p)).copied().collect())
+            .unwrap_or_default();
+        let mut out: Vec<Posting> = Vec::new();
+        let end = user_end(blind);
+        let mut cursor = user_key(blind, lo);
+        'chunks: while out.len() < limit {
+            let rows = self.store.range(Tree::ByParticipant, &cursor, &end, 64)?;
+            let Some((last, _)) = rows.last() else { break };
+            cursor = last.clone();
+            cursor.push(0);
+            for (_, chunk) in rows {
+                let chunk = Posting::decode_all(&chunk)?;
+                if chunk.first().is_some_and(|p| p.id >= hi) {
+                    break 'chunks;
+                }
+                for p in chunk {
+                    // Chunks rewritten after a crash may overlap: ids only grow.
+                    if wanted(&p) && out.last().is_none_or(|l| p.id > l.id) {
+                        out.push(p);
+                    }
+                }
+                if out.len() >= limit {
+                    break 'chunks;
+                }
+            }
+        }
+        let newest = out.last().map(|p| p.id);
+        out.extend(
+            recent
+                .into_iter()
+                .filter(|p| newest.is_none_or(|n| p.id > n)),
+        );
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Loads the record a posting points at, reusing the last segment read.
+    fn load(
+        &self,
+        cache: &mut Option<(u64, SegmentRecord)>,
+        posting: Posting,
+    ) -> Result<NormalRecord, RelayError> {
+        let segment = posting.segment();
+        if cache.as_ref().is_none_or(|(key, _)| *key != segment) {
+            let value = self
+                .store
+                .get(Tree::Messages, &segment_key(segment))?
+                .ok_or(RelayError::Corrupt("a posting without its segment"))?;
+            *cache = Some((segment, SegmentRecord::decode(value.as_slice())?));
+        }
+        let (_, loaded) = cache.as_ref().expect("just filled");
+        let sealed = loaded
+            .sealed
+            .get(usize::from(posting.index))
+            .ok_or(RelayError::Corrupt("a posting past the end of its segment"))?;
+        let plain =
+            self.sealer
+                .open(Tree::Messages, &record_key(segment, posting.index), sealed)?;
+        Ok(NormalRecord::decode(plain.as_slice())?)
+    }
+
+    /// The id up to which `blind` acknowledged (0: nothing yet).
+    fn acked(&self, blind: &[u8; 16]) -> Result<u64, RelayError> {
+        match self.store.get(Tree::Inbox, blind)? {
+            Some(v) => read_u64(&v, "an inbox cursor"),
+            None => Ok(0),
+        }
     }
 
     /// What `user` has not acknowledged yet, oldest first; `more` when the limit cut it.
     pub fn inbox(&self, user: &str, limit: usize) -> Result<(Vec<InboxEntry>, bool), RelayError> {
         let blind = blind_user(&self.sealer, user);
-        let rows = self.store.range(
-            Tree::Inbox,
-            &user_key(&blind, 0),
-            &user_key(&blind, u64::MAX),
+        let after = self.acked(&blind)?;
+        let postings = self.postings(
+            &blind,
+            after.saturating_add(1),
+            u64::MAX,
+            |p| !p.sent,
             limit + 1,
         )?;
-        let more = rows.len() > limit;
-        let mut entries = Vec::with_capacity(rows.len().min(limit));
-        for (key, mkey) in rows.into_iter().take(limit) {
-            let seq = u64::from_be_bytes(
-                key[16..24]
-                    .try_into()
-                    .map_err(|_| RelayError::Corrupt("inbox key"))?,
-            );
-            let record = self
-                .load(&mkey)?
-                .ok_or(RelayError::Corrupt("inbox entry without its message"))?;
-            entries.push(InboxEntry { seq, record });
-        }
+        let more = postings.len() > limit;
+        let mut cache = None;
+        let entries = postings
+            .into_iter()
+            .take(limit)
+            .map(|p| {
+                Ok(InboxEntry {
+                    seq: p.id,
+                    record: self.load(&mut cache, p)?,
+                })
+            })
+            .collect::<Result<_, RelayError>>()?;
         Ok((entries, more))
     }
 
-    /// Removes `user`'s inbox entries up to and including `upto`. Not yet durable.
-    pub fn ack(&self, user: &str, upto: u64) -> Result<usize, RelayError> {
+    /// Marks `user`'s messages up to and including `upto` as delivered (never
+    /// past the newest message stored, so nothing later is skipped). Not yet durable.
+    pub fn ack(&self, user: &str, upto: u64) -> Result<(), RelayError> {
         let blind = blind_user(&self.sealer, user);
-        let end = user_key(&blind, upto.saturating_add(1));
-        let mut removed = 0;
-        loop {
-            let rows = self
-                .store
-                .range(Tree::Inbox, &user_key(&blind, 0), &end, 1024)?;
-            if rows.is_empty() {
-                return Ok(removed);
-            }
-            removed += rows.len();
-            let mut batch = Batch::default();
-            for (key, _) in rows {
-                batch.delete(Tree::Inbox, key);
-            }
-            self.store.apply(batch)?;
+        let _one = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let upto = upto.min(self.read_recent().last_id);
+        if upto <= self.acked(&blind)? {
+            return Ok(());
         }
+        let mut batch = Batch::default();
+        batch.put(Tree::Inbox, blind.to_vec(), upto.to_be_bytes().to_vec());
+        self.store.apply(batch)?;
+        Ok(())
     }
 
     /// The read-only view of the archive that the warrant module is given.
@@ -255,7 +659,7 @@ pub struct ArchiveReader {
 
 impl ArchiveReader {
     /// Every normal record `user` took part in with `from_ms <= sent_at <= until_ms`,
-    /// oldest first. Costs what those records cost: one range of the participant index.
+    /// oldest first. Costs what those records cost: that user's postings in the window.
     pub fn records_of(
         &self,
         user: &str,
@@ -264,29 +668,270 @@ impl ArchiveReader {
     ) -> Result<Vec<NormalRecord>, RelayError> {
         let a = &self.archive;
         let blind = blind_user(&a.sealer, user);
-        let from = user_key(&blind, from_ms.max(0) as u64);
-        let to = user_key(&blind, (until_ms.max(0) as u64).saturating_add(1));
-        let mut out = Vec::new();
-        let mut cursor = from;
-        loop {
-            let rows = a.store.range(Tree::ByParticipant, &cursor, &to, 1024)?;
-            let Some((last, _)) = rows.last() else {
-                return Ok(out);
-            };
-            let mut next = last.clone();
-            next.push(0);
-            for (key, conversation) in rows {
-                let conversation: [u8; 16] = conversation
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| RelayError::Corrupt("participant index value"))?;
-                let sent_at = u64::from_be_bytes(key[16..24].try_into().expect("24-byte key"));
-                let id = u64::from_be_bytes(key[24..32].try_into().expect("32-byte key"));
-                if let Some(record) = a.load(&message_key(&conversation, sent_at as i64, id))? {
-                    out.push(record);
-                }
+        let lo = first_id_of(from_ms);
+        let hi = first_id_of(until_ms.saturating_add(1));
+        let mut cache = None;
+        a.postings(&blind, lo, hi, |_| true, usize::MAX)?
+            .into_iter()
+            .map(|p| a.load(&mut cache, p))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::MasterKey;
+    use crate::store::SledStore;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        sealer: Arc<Sealer>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let master = MasterKey::generate();
+            let sealer = master.unwrap_data_key(&master.wrap_new_data_key()).unwrap();
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+                sealer: Arc::new(sealer),
             }
-            cursor = next;
         }
+
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::new(SledStore::open(&self.dir.path().join("db")).unwrap())
+        }
+
+        fn open(&self, store: &Arc<dyn Store>) -> NormalArchive {
+            NormalArchive::open(store.clone(), self.sealer.clone()).unwrap()
+        }
+    }
+
+    fn dm(from: &str, to: &str, text: &str, n: u8) -> NewNormal {
+        NewNormal {
+            from: from.into(),
+            to: Destination::User(to.into()),
+            text: text.into(),
+            client_id: [n; 16],
+        }
+    }
+
+    fn texts(entries: &[InboxEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.record.text.as_str()).collect()
+    }
+
+    fn stored(result: Result<Appended, RelayError>) -> NormalRecord {
+        match result.unwrap() {
+            Appended::New { record, .. } => record,
+            Appended::Duplicate(_) => panic!("a fresh message was taken for a duplicate"),
+        }
+    }
+
+    #[test]
+    fn ids_grow_in_commit_order_and_carry_the_send_time() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        let before = now_ms();
+        let first = archive.append_many(vec![dm("ann", "bob", "1", 1), dm("ann", "bob", "2", 2)]);
+        let second = stored(archive.append(dm("bob", "ann", "3", 3)));
+        let ids: Vec<u64> = first
+            .into_iter()
+            .map(|r| stored(r).id)
+            .chain([second.id])
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(second.sent_at >= before && second.sent_at <= now_ms());
+        assert_eq!(sent_at_of(second.id), second.sent_at);
+    }
+
+    #[test]
+    fn the_inbox_holds_what_others_sent_until_acknowledged() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        archive.append(dm("ann", "bob", "hello bob", 1)).unwrap();
+        archive.append(dm("bob", "ann", "hello ann", 2)).unwrap();
+        archive.append(dm("ann", "bob", "again", 3)).unwrap();
+        let (inbox, more) = archive.inbox("bob", 10).unwrap();
+        assert_eq!(texts(&inbox), ["hello bob", "again"]);
+        assert!(!more);
+        let (first, more) = archive.inbox("bob", 1).unwrap();
+        assert_eq!(texts(&first), ["hello bob"]);
+        assert!(more);
+        archive.ack("bob", first[0].seq).unwrap();
+        assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["again"]);
+        assert_eq!(texts(&archive.inbox("ann", 10).unwrap().0), ["hello ann"]);
+    }
+
+    #[test]
+    fn an_ack_past_the_newest_message_does_not_swallow_later_ones() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        archive.append(dm("ann", "bob", "before", 1)).unwrap();
+        archive.ack("bob", u64::MAX).unwrap();
+        archive.append(dm("ann", "bob", "after", 2)).unwrap();
+        assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["after"]);
+    }
+
+    #[test]
+    fn a_client_id_is_stored_once_before_and_after_a_checkpoint_and_a_restart() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        let first = stored(archive.append(dm("ann", "bob", "once", 7)));
+        let duplicate = |archive: &NormalArchive| match archive.append(dm("ann", "bob", "once", 7))
+        {
+            Ok(Appended::Duplicate(receipt)) => receipt.id,
+            _ => panic!("a retry was stored again"),
+        };
+        assert_eq!(duplicate(&archive), first.id);
+        assert_eq!(archive.checkpoint().unwrap(), 1);
+        assert_eq!(duplicate(&archive), first.id);
+        // Another sender may use the same client id.
+        stored(archive.append(dm("bob", "ann", "mine", 7)));
+        drop(archive);
+        let archive = f.open(&store);
+        assert_eq!(duplicate(&archive), first.id);
+        assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["once"]);
+    }
+
+    #[test]
+    fn what_no_checkpoint_covered_is_rebuilt_from_the_segments() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        archive.append(dm("ann", "bob", "checkpointed", 1)).unwrap();
+        archive.checkpoint().unwrap();
+        let last = stored(archive.append(dm("ann", "bob", "only in a segment", 2)));
+        // A crash: the archive is gone without a checkpoint.
+        drop(archive);
+        let archive = f.open(&store);
+        assert_eq!(
+            texts(&archive.inbox("bob", 10).unwrap().0),
+            ["checkpointed", "only in a segment"]
+        );
+        assert!(stored(archive.append(dm("ann", "bob", "next", 3))).id > last.id);
+        assert!(matches!(
+            archive.append(dm("ann", "bob", "only in a segment", 2)),
+            Ok(Appended::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn chunks_written_twice_after_a_crash_do_not_repeat_messages() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        archive.append(dm("ann", "bob", "a", 1)).unwrap();
+        archive.append(dm("ann", "bob", "b", 2)).unwrap();
+        archive.checkpoint().unwrap();
+        // The checkpoint mark is lost (a crash before it reached disk): the
+        // next checkpoint covers the same messages again, and more.
+        let mut rewind = Batch::default();
+        rewind.put(
+            Tree::Meta,
+            CHECKPOINT_KEY.to_vec(),
+            0u64.to_be_bytes().to_vec(),
+        );
+        store.apply(rewind).unwrap();
+        drop(archive);
+        let archive = Arc::new(f.open(&store));
+        archive.append(dm("ann", "bob", "c", 3)).unwrap();
+        archive.checkpoint().unwrap();
+        assert!(store.count(Tree::ByParticipant).unwrap() >= 3);
+        assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["a", "b", "c"]);
+        let all = archive
+            .reader()
+            .records_of("ann", 0, i64::MAX / 1000)
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn a_window_returns_exactly_the_records_sent_in_it() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = Arc::new(f.open(&store));
+        let mut records = Vec::new();
+        for n in 0..6u8 {
+            records.push(stored(archive.append(dm("ann", "bob", &n.to_string(), n))));
+            if n == 2 {
+                archive.checkpoint().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        let reader = archive.reader();
+        let (from, until) = (records[1].sent_at, records[4].sent_at);
+        let got = reader.records_of("bob", from, until).unwrap();
+        let want: Vec<_> = records
+            .iter()
+            .filter(|r| r.sent_at >= from && r.sent_at <= until)
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), want);
+        assert_eq!(want.first(), Some(&records[1].id));
+        assert_eq!(want.last(), Some(&records[4].id));
+        assert!(reader.records_of("carol", 0, i64::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn group_messages_reach_every_member_but_the_sender() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        let group = GroupRecord {
+            name: "team".into(),
+            members: vec!["ann".into(), "bob".into(), "cid".into()],
+            created_by: "ann".into(),
+            created_at: 0,
+        };
+        let appended = archive
+            .append(NewNormal {
+                from: "ann".into(),
+                to: Destination::Group(group),
+                text: "hi team".into(),
+                client_id: [1; 16],
+            })
+            .unwrap();
+        let Appended::New { recipients, .. } = appended else {
+            panic!("stored as a duplicate")
+        };
+        assert_eq!(recipients, ["bob", "cid"]);
+        assert!(archive.inbox("ann", 10).unwrap().0.is_empty());
+        assert_eq!(texts(&archive.inbox("cid", 10).unwrap().0), ["hi team"]);
+    }
+
+    #[test]
+    fn large_batches_split_into_segments() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        let big = "x".repeat(60 * 1024);
+        let batch = (0..10u8).map(|n| dm("ann", "bob", &big, n)).collect();
+        for result in archive.append_many(batch) {
+            stored(result);
+        }
+        // A segment closes once it holds 256 KiB of text: five of these each.
+        assert_eq!(store.count(Tree::Messages).unwrap(), 2);
+        assert_eq!(archive.inbox("bob", 20).unwrap().0.len(), 10);
+    }
+
+    #[test]
+    fn an_archive_of_an_older_layout_is_refused_by_name() {
+        let f = Fixture::new();
+        let store = f.store();
+        let mut old = Batch::default();
+        old.put(Tree::Messages, vec![7; 32], b"sealed".to_vec());
+        store.apply(old).unwrap();
+        let err = NormalArchive::open(store, f.sealer.clone())
+            .err()
+            .expect("an old layout is refused");
+        assert!(err.to_string().contains("older sotto"), "{err}");
     }
 }

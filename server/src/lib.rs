@@ -6,24 +6,22 @@
 //! - [`handlers`]: one file per request kind; the relay's rules live here;
 //! - [`accounts`], [`groups`]: who exists and who is in which group;
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
-//! - [`appender`]: the thread that writes waiting sends in one batch;
+//! - [`writer`]: the one thread that writes waiting sends in one batch and flushes (group commit);
 //! - [`hub`]: live pushes to subscribed connections;
 //! - [`prekeys`]: published prekey bundles for secret chats;
 //! - `secret_queue`: end-to-end encrypted envelopes until delivered (never history);
-//! - [`store`]: the storage trait, its sled implementation, and group commit;
+//! - [`store`]: the storage trait and its sled implementation;
 //! - [`seal`]: the one sealing function for data at rest;
 //! - [`warrant`]: warrant and unmask checks, disclosures with pseudonyms (reads only the archive);
 //! - [`audit`]: the hash-chained audit log and the transparency report;
 //! - [`datadir`], [`config`], [`tls`], [`files`]: the data directory, `relay.toml`, the certificate, private files.
 //!
 //! A normal message flows: client frame → [`connection`] → `handlers::send_normal`
-//! → [`appender::Appender`] → [`archive::NormalArchive::append_many`] (one sealed
-//! batch for every send waiting) → [`store::GroupCommit`]
-//! (flushed) → `Stored` answer to the sender and [`hub::Hub`] pushes to recipients;
-//! recipients not connected get it from their inbox with `Fetch` and remove it with `Ack`.
+//! → [`writer::Writer`] → [`archive::NormalArchive::append_many`] (one sealed
+//! segment for every send waiting) → one flush → `Stored` answer to the sender and [`hub::Hub`] pushes to recipients;
+//! recipients not connected get it from their inbox with `Fetch` and move past it with `Ack`.
 
 pub mod accounts;
-pub mod appender;
 pub mod archive;
 pub mod audit;
 pub mod config;
@@ -43,6 +41,7 @@ pub(crate) mod secret_queue;
 pub mod store;
 pub mod tls;
 pub mod warrant;
+pub mod writer;
 
 pub use config::RelayConfig;
 pub use relay::{RelayState, RunningRelay, start};

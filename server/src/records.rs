@@ -51,6 +51,14 @@ pub struct NormalRecord {
     pub client_id: Vec<u8>,
 }
 
+/// One write batch of the normal archive: its records, each sealed on its own
+/// (associated data: the segment's key and the record's index in it).
+#[derive(Clone, PartialEq, Message)]
+pub struct SegmentRecord {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub sealed: Vec<Vec<u8>>,
+}
+
 /// What the first store of a client id answered, so a retry gets the same answer.
 #[derive(Clone, PartialEq, Message)]
 pub struct StoredReceipt {

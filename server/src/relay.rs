@@ -13,7 +13,6 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::accounts::Accounts;
-use crate::appender::Appender;
 use crate::archive::NormalArchive;
 use crate::audit::AuditLog;
 use crate::config::RelayConfig;
@@ -24,7 +23,8 @@ use crate::prekeys::Prekeys;
 use crate::ratelimit::RateLimiter;
 use crate::seal::Sealer;
 use crate::secret_queue::SecretQueue;
-use crate::store::{GroupCommit, Store};
+use crate::store::Store;
+use crate::writer::Writer;
 use crate::{connection, datadir};
 
 /// What every connection shares.
@@ -34,7 +34,7 @@ pub struct RelayState {
     pub accounts: Accounts,
     pub groups: Groups,
     pub archive: Arc<NormalArchive>,
-    pub appender: Appender,
+    pub writer: Writer,
     pub prekeys: Prekeys,
     pub(crate) secret_queue: Arc<SecretQueue>,
     pub grants: Grants,
@@ -47,7 +47,6 @@ pub struct RelayState {
     pub(crate) bundle_limiters: std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>,
     pub data_dir: PathBuf,
     pub hub: Hub,
-    pub commit: GroupCommit,
     next_connection: AtomicU64,
 }
 
@@ -79,8 +78,7 @@ pub struct RunningRelay {
     state: Arc<RelayState>,
     accept: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
-    flusher: std::thread::JoinHandle<()>,
-    append_thread: std::thread::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
 }
 
 /// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
@@ -93,17 +91,19 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
-    let archive = Arc::new(NormalArchive::new(store.clone(), opened.sealer.clone()));
-    let (commit, flusher) =
-        GroupCommit::start(store.clone()).context("cannot start the flushing thread")?;
+    let archive = Arc::new(
+        NormalArchive::open(store.clone(), opened.sealer.clone())
+            .context("cannot open the normal archive")?,
+    );
     let secret_queue = Arc::new(SecretQueue::new(store.clone(), opened.sealer.clone()));
-    let (appender, append_thread) = Appender::start(archive.clone(), secret_queue.clone())
-        .context("cannot start the append thread")?;
+    let (writer, writer_thread) =
+        Writer::start(store.clone(), archive.clone(), secret_queue.clone())
+            .context("cannot start the writing thread")?;
     let state = Arc::new(RelayState {
         accounts: Accounts::new(store.clone(), opened.sealer.clone()),
         groups: Groups::new(store.clone(), opened.sealer.clone()),
         archive,
-        appender,
+        writer,
         prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
         secret_queue,
         grants: Grants::new(store.clone(), opened.sealer.clone()),
@@ -114,7 +114,6 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         bundle_limiters: Default::default(),
         data_dir: root.to_owned(),
         hub: Hub::default(),
-        commit,
         store,
         config,
         next_connection: AtomicU64::new(1),
@@ -131,8 +130,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         state,
         accept,
         sweeper,
-        flusher,
-        append_thread,
+        writer_thread,
     })
 }
 
@@ -165,7 +163,7 @@ async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
             Ok(0) => {}
             Ok(n) => {
                 info!(expired = n, "secret envelopes expired");
-                if let Err(e) = state.commit.durable().await {
+                if let Err(e) = state.writer.durable().await {
                     warn!(error = %e, "cannot flush expired envelopes");
                 }
             }
@@ -193,11 +191,11 @@ impl RunningRelay {
         let _ = self.sweeper.await;
         let store = self.state.store.clone();
         drop(self.state);
-        // The append and flush threads end once the state (and their handles)
+        // The writing and checkpoint threads end once the state (and their handles)
         // is gone; after them nothing else holds the store, so it is closed
         // when we return.
-        let (flusher, append_thread) = (self.flusher, self.append_thread);
-        let _ = tokio::task::spawn_blocking(move || (append_thread.join(), flusher.join())).await;
+        let writer_thread = self.writer_thread;
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .context("the final flush did not run")?

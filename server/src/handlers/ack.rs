@@ -20,6 +20,6 @@ pub async fn handle(state: &RelayState, user: &str, ack: Ack) -> Handled {
         state.archive.ack(user, ack.normal_upto)?;
     }
     state.secret_queue.acknowledge(user, &ack.secret_ids)?;
-    state.commit.durable().await?;
+    state.writer.durable().await?;
     Ok(response::Kind::Acked(Acked {}))
 }

@@ -34,7 +34,7 @@ pub async fn handle(state: &RelayState, user: &str, create: CreateGroup) -> Hand
                 format!("a group named {} exists already", create.name),
             )
         })?;
-    state.commit.durable().await?;
+    state.writer.durable().await?;
     Ok(response::Kind::GroupCreated(GroupCreated {
         name: group.name,
         members: group.members,

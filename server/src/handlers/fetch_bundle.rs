@@ -50,7 +50,7 @@ pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -
                 format!("{} has not published keys for secret chats yet", fetch.user),
             )
         })?;
-    state.commit.durable().await?;
+    state.writer.durable().await?;
     if left < LOW_WATER {
         state.hub.push(
             &fetch.user,

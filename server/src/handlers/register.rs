@@ -34,7 +34,7 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
             format!("the username {} is taken", register.username),
         )),
         Registration::Created => {
-            state.commit.durable().await?;
+            state.writer.durable().await?;
             info!(connection = session.id, "account registered");
             session.lock().user = Some(register.username);
             Ok(response::Kind::Registered(Registered {}))

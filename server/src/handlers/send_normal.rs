@@ -1,6 +1,6 @@
 //! `SendNormal`: store a normal-mode message, flush it, then answer and push.
 //!
-//! The answer comes only after the group commit flushed the record: a `Stored`
+//! The answer comes only after the append thread flushed the record: a `Stored`
 //! reply means the message survives a crash of the relay. A retry carrying the
 //! same client id is answered with the first store's id and writes nothing.
 
@@ -59,7 +59,7 @@ pub async fn handle(state: &RelayState, user: &str, send: SendNormal) -> Handled
         }
     };
     let appended = state
-        .appender
+        .writer
         .append(NewNormal {
             from: user.to_owned(),
             to,
@@ -67,8 +67,8 @@ pub async fn handle(state: &RelayState, user: &str, send: SendNormal) -> Handled
             client_id,
         })
         .await?;
-    // Also for a duplicate: the first store may still be waiting for its flush.
-    state.commit.durable().await?;
+    // Durable now, a duplicate too: the writer answers only after its flush,
+    // and the first store was flushed in this batch or an earlier one.
     match appended {
         Appended::Duplicate(receipt) => Ok(response::Kind::Stored(Stored {
             id: receipt.id,

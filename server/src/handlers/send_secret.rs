@@ -37,7 +37,7 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
     }
     let ttl_ms = (state.config.secret_ttl_secs as i64).saturating_mul(1000);
     let queued = state
-        .appender
+        .writer
         .enqueue(NewSecret {
             from: user.to_owned(),
             to: send.to.clone(),
@@ -46,7 +46,6 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
             ttl_ms,
         })
         .await?;
-    state.commit.durable().await?;
     match queued {
         Queued::Duplicate(id) => Ok(response::Kind::SecretQueued(SecretQueued {
             id,

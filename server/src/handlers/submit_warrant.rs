@@ -99,7 +99,7 @@ async fn serve(
         return Err(Refusal::Replayed.into());
     }
     state
-        .commit
+        .writer
         .durable()
         .await
         .map_err(|e| Served::Failed(e.into()))?;

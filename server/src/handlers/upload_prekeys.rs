@@ -22,7 +22,7 @@ pub async fn handle(state: &RelayState, user: &str, upload: UploadPrekeys) -> Ha
     })?;
     match state.prekeys.upload(user, &account.identity_key, upload)? {
         Ok(count) => {
-            state.commit.durable().await?;
+            state.writer.durable().await?;
             Ok(response::Kind::PrekeysStored(PrekeysStored {
                 one_time_count: count as u32,
             }))

@@ -6,10 +6,8 @@
 //! distributed engine behind the same trait. Values handed to the store are
 //! already sealed (see [`crate::seal`]): the store never sees plaintext.
 
-mod commit;
 mod sled_store;
 
-pub use commit::GroupCommit;
 pub use sled_store::SledStore;
 
 use thiserror::Error;
@@ -23,13 +21,15 @@ pub enum Tree {
     Accounts,
     /// blind(group) → sealed group.
     Groups,
-    /// conversation(16) ‖ time(8) ‖ id(8) → sealed normal record.
+    /// segment: first message id(8) → the sealed normal records of one write batch.
     Messages,
-    /// blind(user)(16) ‖ time(8) ‖ id(8) → conversation(16).
+    /// blind(user)(16) ‖ last id(8) → a chunk of that user's postings (which
+    /// messages they took part in), written at each archive checkpoint.
     ByParticipant,
-    /// blind(user)(16) ‖ seq(8) → message key(32): what a user still has to fetch.
+    /// blind(user)(16) → the id up to which the user acknowledged normal messages.
     Inbox,
-    /// blind(sender)(16) ‖ client id(16) → sealed reply of the first store (dedup).
+    /// blind(sender)(16) ‖ client id(16) → sealed reply of the first store (dedup),
+    /// written at each archive checkpoint.
     ClientIds,
     /// blind(user) → sealed prekey set.
     Prekeys,
@@ -131,8 +131,11 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// One key-value pair of a tree.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Key-value pairs read from a tree, in key order.
-pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Entries = Vec<Entry>;
 
 /// Ordered key-value storage with atomic batches and durable flushes.
 pub trait Store: Send + Sync + 'static {
@@ -147,8 +150,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Entries, StoreError>;
 
+    /// The entry with the largest key in `from <= key < to`, if any.
+    fn last(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Entry>, StoreError>;
+
     /// Applies a batch atomically (see [`Batch`]). Not yet durable: see [`Store::flush`].
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError>;
+
+    /// Writes each entry, but not atomically as a whole (each entry on its
+    /// own): cheaper than [`Store::apply`], for data that can be written again
+    /// after a crash (the archive's checkpoints). Not yet durable.
+    fn put_each(&self, tree: Tree, entries: Entries) -> Result<(), StoreError>;
 
     /// A fresh id, larger than every id handed out before, also across restarts.
     fn next_id(&self) -> Result<u64, StoreError>;

@@ -6,7 +6,7 @@ use std::path::Path;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Applied, Batch, Entries, Op, Store, StoreError, Tree};
+use super::{Applied, Batch, Entries, Entry, Op, Store, StoreError, Tree};
 
 /// How long opening waits for the store's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -87,6 +87,15 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn last(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Entry>, StoreError> {
+        self.tree(tree)
+            .range(from..to)
+            .next_back()
+            .transpose()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .map_err(backend)
+    }
+
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
         // A transaction costs per tree it spans: span only the trees written,
         // and a batch without a guard on one tree needs none at all.
@@ -150,6 +159,16 @@ impl Store for SledStore {
         }
     }
 
+    fn put_each(&self, tree: Tree, entries: Entries) -> Result<(), StoreError> {
+        // Plain inserts: no batch holds sled's global write lock meanwhile, so
+        // sends and flushes go on between them.
+        let tree = self.tree(tree);
+        for (key, value) in entries {
+            tree.insert(key, value).map_err(backend)?;
+        }
+        Ok(())
+    }
+
     fn next_id(&self) -> Result<u64, StoreError> {
         self.db.generate_id().map_err(backend)
     }
@@ -206,6 +225,11 @@ mod tests {
         let got = store.range(Tree::Inbox, &[1], &[4], 10).unwrap();
         assert_eq!(got.iter().map(|(k, _)| k[0]).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(store.range(Tree::Inbox, &[0], &[9], 2).unwrap().len(), 2);
+        assert_eq!(
+            store.last(Tree::Inbox, &[1], &[4]).unwrap(),
+            Some((vec![3], vec![3]))
+        );
+        assert_eq!(store.last(Tree::Inbox, &[7], &[9]).unwrap(), None);
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! The relay's one writing thread, and its group commit.
+//!
+//! Send handlers hand their messages to the writer, which writes every normal
+//! message waiting at that moment in one segment ([`NormalArchive::append_many`])
+//! and every secret envelope in one batch (`SecretQueue::enqueue_many`),
+//! flushes the store once, and only then answers them all. Other handlers
+//! (acks, registrations, prekeys) write their own records and then wait on
+//! [`Writer::durable`], which rides on the writer's next flush. While one flush
+//! runs, the next requests gather behind it: the busier the relay, the more of
+//! them share a flush, and nobody is answered before their bytes are on disk.
+//!
+//! A second thread makes the archive's checkpoints when they are due, so sends
+//! go on meanwhile. Both are plain threads rather than tasks, so a write costs
+//! no hand-off to the async runtime's blocking pool.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use crate::RelayError;
+use crate::archive::{Appended, NewNormal, NormalArchive};
+use crate::secret_queue::{NewSecret, Queued, SecretQueue};
+use crate::store::{Store, StoreError};
+
+/// The most requests served by one flush.
+const MAX_BATCH: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
+
+enum Job {
+    Normal(NewNormal, Reply<Appended>),
+    Secret(NewSecret, Reply<Queued>),
+    /// Someone wrote and waits for a flush.
+    Durable(Reply<()>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn stopped() -> RelayError {
+    RelayError::Store(StoreError::Backend("the writing thread has stopped".into()))
+}
+
+/// Runs `write`; should it panic (a bug), every message of the batch gets an
+/// error instead of every later send waiting forever.
+fn guarded<T>(
+    count: usize,
+    write: impl FnOnce() -> Vec<Result<T, RelayError>>,
+) -> Vec<Result<T, RelayError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)).unwrap_or_else(|_| {
+        tracing::error!("a write batch panicked; its senders get an error");
+        (0..count)
+            .map(|_| Err(RelayError::Corrupt("the write failed")))
+            .collect()
+    })
+}
+
+/// Answers each requester; if the flush failed, nothing of the batch is
+/// durable and every requester hears so.
+fn reply<T>(
+    results: Vec<Result<T, RelayError>>,
+    replies: Vec<Reply<T>>,
+    flushed: &Result<(), StoreError>,
+) {
+    for (result, reply) in results.into_iter().zip(replies) {
+        let result = match flushed {
+            Ok(()) => result,
+            Err(e) => result.and(Err(RelayError::Store(e.clone()))),
+        };
+        let _ = reply.send(result);
+    }
+}
+
+/// One flush's worth of requests, sorted by kind.
+#[derive(Default)]
+struct Round {
+    normal: Vec<NewNormal>,
+    normal_replies: Vec<Reply<Appended>>,
+    secret: Vec<NewSecret>,
+    secret_replies: Vec<Reply<Queued>>,
+    durable: Vec<Reply<()>>,
+}
+
+impl Round {
+    fn add(&mut self, job: Job) {
+        match job {
+            Job::Normal(m, r) => {
+                self.normal.push(m);
+                self.normal_replies.push(r);
+            }
+            Job::Secret(e, r) => {
+                self.secret.push(e);
+                self.secret_replies.push(r);
+            }
+            Job::Durable(r) => self.durable.push(r),
+        }
+    }
+
+    fn run(self, store: &dyn Store, archive: &NormalArchive, secrets: &SecretQueue) {
+        let started = std::time::Instant::now();
+        let (n, s, d) = (self.normal.len(), self.secret.len(), self.durable.len());
+        let normal = if n > 0 {
+            guarded(n, || archive.append_many(self.normal))
+        } else {
+            Vec::new()
+        };
+        let secret = if s > 0 {
+            guarded(s, || secrets.enqueue_many(self.secret))
+        } else {
+            Vec::new()
+        };
+        let written = started.elapsed();
+        let flushed = store.flush();
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "a flush failed; its requests are refused");
+        }
+        reply(normal, self.normal_replies, &flushed);
+        reply(secret, self.secret_replies, &flushed);
+        reply((0..d).map(|_| Ok(())).collect(), self.durable, &flushed);
+        tracing::debug!(
+            normal = n,
+            secret = s,
+            durable = d,
+            write_micros = written.as_micros() as u64,
+            flush_micros = (started.elapsed() - written).as_micros() as u64,
+            "group commit"
+        );
+    }
+}
+
+fn checkpoint(archive: &NormalArchive) {
+    let started = std::time::Instant::now();
+    match archive.checkpoint() {
+        Ok(0) => {}
+        Ok(messages) => tracing::debug!(
+            messages,
+            micros = started.elapsed().as_micros() as u64,
+            "archive checkpoint"
+        ),
+        Err(e) => tracing::warn!(error = %e, "archive checkpoint failed; the next one retries"),
+    }
+}
+
+impl Writer {
+    /// Starts the writing thread (and the checkpoint thread); they end once
+    /// every clone of the handle is dropped, with a last checkpoint. Join the
+    /// returned thread to know the store is no longer used.
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        archive: Arc<NormalArchive>,
+        secrets: Arc<SecretQueue>,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (wake, due) = mpsc::sync_channel::<()>(1);
+        let checkpoints = {
+            let archive = archive.clone();
+            std::thread::Builder::new()
+                .name("sotto-checkpoint".into())
+                .spawn(move || {
+                    while due.recv().is_ok() {
+                        checkpoint(&archive);
+                    }
+                    // The writer has ended: cover everything it wrote.
+                    checkpoint(&archive);
+                })?
+        };
+        let thread = std::thread::Builder::new()
+            .name("sotto-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut round = Round::default();
+                    for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
+                        round.add(job);
+                    }
+                    round.run(&*store, &archive, &secrets);
+                    if archive.checkpoint_due() {
+                        // Full means one is already asked for.
+                        let _ = wake.try_send(());
+                    }
+                }
+                drop(wake);
+                let _ = checkpoints.join();
+            })?;
+        Ok((Writer { jobs: tx }, thread))
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(job(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Appends one normal message (batched with whatever else waits); returns
+    /// once it is flushed to disk.
+    pub async fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
+        self.submit(|reply| Job::Normal(msg, reply)).await
+    }
+
+    /// Queues one secret envelope (batched likewise); returns once it is on disk.
+    pub(crate) async fn enqueue(&self, envelope: NewSecret) -> Result<Queued, RelayError> {
+        self.submit(|reply| Job::Secret(envelope, reply)).await
+    }
+
+    /// Returns once everything written to the store before the call is on disk.
+    pub async fn durable(&self) -> Result<(), RelayError> {
+        self.submit(Job::Durable).await
+    }
+}
