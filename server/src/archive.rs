@@ -354,10 +354,7 @@ impl NormalArchive {
                     .remember(staged.postings, staged.receipts);
                 results
             }
-            Err(e) => results
-                .into_iter()
-                .map(|r| r.and(Err(RelayError::Store(e.clone()))))
-                .collect(),
+            Err(e) => crate::failed_with(results, &e),
         }
     }
 
@@ -681,28 +678,11 @@ impl ArchiveReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::MasterKey;
-    use crate::store::SledStore;
+    use crate::store::TestDir;
 
-    struct Fixture {
-        dir: tempfile::TempDir,
-        sealer: Arc<Sealer>,
-    }
+    type Fixture = TestDir;
 
-    impl Fixture {
-        fn new() -> Self {
-            let master = MasterKey::generate();
-            let sealer = master.unwrap_data_key(&master.wrap_new_data_key()).unwrap();
-            Fixture {
-                dir: tempfile::tempdir().unwrap(),
-                sealer: Arc::new(sealer),
-            }
-        }
-
-        fn store(&self) -> Arc<dyn Store> {
-            Arc::new(SledStore::open(&self.dir.path().join("db")).unwrap())
-        }
-
+    impl TestDir {
         fn open(&self, store: &Arc<dyn Store>) -> NormalArchive {
             NormalArchive::open(store.clone(), self.sealer.clone()).unwrap()
         }

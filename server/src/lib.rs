@@ -61,21 +61,17 @@ pub enum RelayError {
     Corrupt(&'static str),
 }
 
-/// Applies the writes staged for several requests at once; if the write fails,
-/// every request that staged something fails with it (duplicates found while
+/// The answers of requests whose staged writes failed to apply: every request
+/// that staged something fails with the store's error (duplicates found while
 /// staging keep their answer: they wrote nothing).
-pub(crate) fn apply_staged<T>(
-    store: &dyn store::Store,
-    batch: store::Batch,
+pub(crate) fn failed_with<T>(
     results: Vec<Result<T, RelayError>>,
+    error: &store::StoreError,
 ) -> Vec<Result<T, RelayError>> {
-    match store.apply(batch) {
-        Ok(_) => results,
-        Err(e) => results
-            .into_iter()
-            .map(|r| r.and(Err(RelayError::Store(e.clone()))))
-            .collect(),
-    }
+    results
+        .into_iter()
+        .map(|r| r.and(Err(RelayError::Store(error.clone()))))
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch, the relay's clock for records.

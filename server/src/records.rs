@@ -94,7 +94,7 @@ pub struct SecretEnvelopeRecord {
     pub queued_at: i64,
     #[prost(int64, tag = "5")]
     pub expires_at: i64,
-    /// The `SecretDedup` key, removed together with the envelope.
+    /// blind(sender) ‖ client id: a retry while it waits is not queued twice.
     #[prost(bytes = "vec", tag = "6")]
     pub dedup_key: Vec<u8>,
 }

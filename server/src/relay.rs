@@ -95,7 +95,10 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         NormalArchive::open(store.clone(), opened.sealer.clone())
             .context("cannot open the normal archive")?,
     );
-    let secret_queue = Arc::new(SecretQueue::new(store.clone(), opened.sealer.clone()));
+    let secret_queue = Arc::new(
+        SecretQueue::open(store.clone(), opened.sealer.clone())
+            .context("cannot open the secret queue")?,
+    );
     let (writer, writer_thread) =
         Writer::start(store.clone(), archive.clone(), secret_queue.clone())
             .context("cannot start the writing thread")?;

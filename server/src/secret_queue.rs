@@ -6,14 +6,14 @@
 //! separate set of trees from the archive, and the warrant module has no way to
 //! reach it (see `crate::warrant`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use sotto_proto::v1;
 
 use crate::accounts::{blind_user, user_scoped_key as queue_key};
-use crate::records::{SecretEnvelopeRecord, StoredReceipt};
+use crate::records::SecretEnvelopeRecord;
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
 use crate::{RelayError, now_ms};
@@ -21,7 +21,41 @@ use crate::{RelayError, now_ms};
 pub struct SecretQueue {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
-    write_lock: Mutex<()>,
+    /// What is queued, for duplicates and time-to-live; also serialises writers.
+    index: Mutex<Index>,
+}
+
+/// blind(sender) ‖ client id.
+type DedupKey = [u8; 32];
+
+/// The queue's index, in memory only: one key per envelope is all the queue
+/// writes, and [`SecretQueue::open`] rebuilds this from the queue itself.
+#[derive(Default)]
+struct Index {
+    by_dedup: HashMap<DedupKey, u64>,
+    by_id: HashMap<u64, Waiting>,
+    by_expiry: BTreeSet<(i64, u64)>,
+}
+
+struct Waiting {
+    recipient: [u8; 16],
+    dedup: DedupKey,
+    expires_at: i64,
+}
+
+impl Index {
+    fn insert(&mut self, id: u64, waiting: Waiting) {
+        self.by_dedup.insert(waiting.dedup, id);
+        self.by_expiry.insert((waiting.expires_at, id));
+        self.by_id.insert(id, waiting);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(w) = self.by_id.remove(&id) {
+            self.by_dedup.remove(&w.dedup);
+            self.by_expiry.remove(&(w.expires_at, id));
+        }
+    }
 }
 
 /// An envelope to queue, already checked by the handler.
@@ -39,19 +73,44 @@ pub enum Queued {
     Duplicate(u64),
 }
 
-fn expiry_key(expires_at: i64, queue_key: &[u8]) -> Vec<u8> {
-    let mut key = (expires_at.max(0) as u64).to_be_bytes().to_vec();
-    key.extend_from_slice(queue_key);
-    key
-}
-
 impl SecretQueue {
-    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        SecretQueue {
+    /// Opens the queue in `store` and indexes what waits in it.
+    pub fn open(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Result<Self, RelayError> {
+        let mut index = Index::default();
+        let mut cursor = Vec::new();
+        loop {
+            let rows = store.range(Tree::SecretQueue, &cursor, &[0xff; 25], 1024)?;
+            let Some((last, _)) = rows.last() else { break };
+            cursor = last.clone();
+            cursor.push(0);
+            for (key, sealed) in rows {
+                let record = SecretEnvelopeRecord::decode(
+                    sealer.open(Tree::SecretQueue, &key, &sealed)?.as_slice(),
+                )?;
+                let waiting = Waiting {
+                    recipient: key
+                        .get(..16)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(RelayError::Corrupt("a secret queue key"))?,
+                    dedup: record
+                        .dedup_key
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| RelayError::Corrupt("a secret envelope's dedup key"))?,
+                    expires_at: record.expires_at,
+                };
+                index.insert(record.id, waiting);
+            }
+        }
+        Ok(SecretQueue {
             store,
             sealer,
-            write_lock: Mutex::new(()),
-        }
+            index: Mutex::new(index),
+        })
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues envelopes in one atomic write. A retry with the same client id
@@ -59,32 +118,38 @@ impl SecretQueue {
     /// queued twice. Not yet durable.
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
         // One writer at a time, so the duplicate check cannot race another.
-        let _serial = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index();
         let mut batch = Batch::default();
-        let mut fresh: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut fresh: HashMap<DedupKey, u64> = HashMap::new();
+        let mut staged = Vec::new();
         let results: Vec<_> = envelopes
             .into_iter()
-            .map(|e| self.stage(e, &mut batch, &mut fresh))
+            .map(|e| self.stage(e, &index, &mut batch, &mut fresh, &mut staged))
             .collect();
-        crate::apply_staged(&*self.store, batch, results)
+        match self.store.apply(batch) {
+            Ok(_) => {
+                for (id, waiting) in staged {
+                    index.insert(id, waiting);
+                }
+                results
+            }
+            Err(e) => crate::failed_with(results, &e),
+        }
     }
 
     fn stage(
         &self,
         new: NewSecret,
+        index: &Index,
         batch: &mut Batch,
-        fresh: &mut HashMap<Vec<u8>, u64>,
+        fresh: &mut HashMap<DedupKey, u64>,
+        staged: &mut Vec<(u64, Waiting)>,
     ) -> Result<Queued, RelayError> {
-        let mut dedup_key = blind_user(&self.sealer, &new.from).to_vec();
-        dedup_key.extend_from_slice(&new.client_id);
-        if let Some(id) = fresh.get(&dedup_key) {
+        let mut dedup: DedupKey = [0; 32];
+        dedup[..16].copy_from_slice(&blind_user(&self.sealer, &new.from));
+        dedup[16..].copy_from_slice(&new.client_id);
+        if let Some(id) = fresh.get(&dedup).or(index.by_dedup.get(&dedup)) {
             return Ok(Queued::Duplicate(*id));
-        }
-        if let Some(sealed) = self.store.get(Tree::SecretDedup, &dedup_key)? {
-            let plain = self.sealer.open(Tree::SecretDedup, &dedup_key, &sealed)?;
-            return Ok(Queued::Duplicate(
-                StoredReceipt::decode(plain.as_slice())?.id,
-            ));
         }
         let id = self.store.next_id()? + 1;
         let queued_at = now_ms();
@@ -94,31 +159,25 @@ impl SecretQueue {
             ciphertext: new.ciphertext,
             queued_at,
             expires_at: queued_at.saturating_add(new.ttl_ms),
-            dedup_key: dedup_key.clone(),
+            dedup_key: dedup.to_vec(),
         };
-        let qkey = queue_key(&blind_user(&self.sealer, &new.to), id);
-        let receipt = StoredReceipt {
-            id,
-            sent_at: queued_at,
-        }
-        .encode_to_vec();
-        batch.put(
-            Tree::SecretDedup,
-            dedup_key.clone(),
-            self.sealer.seal(Tree::SecretDedup, &dedup_key, &receipt),
-        );
-        fresh.insert(dedup_key, id);
+        let recipient = blind_user(&self.sealer, &new.to);
+        let qkey = queue_key(&recipient, id);
         batch.put(
             Tree::SecretQueue,
             qkey.clone(),
             self.sealer
                 .seal(Tree::SecretQueue, &qkey, &record.encode_to_vec()),
         );
-        batch.put(
-            Tree::SecretExpiry,
-            expiry_key(record.expires_at, &qkey),
-            Vec::new(),
-        );
+        fresh.insert(dedup, id);
+        staged.push((
+            id,
+            Waiting {
+                recipient,
+                dedup,
+                expires_at: record.expires_at,
+            },
+        ));
         Ok(Queued::New(envelope(&record)))
     }
 
@@ -149,56 +208,54 @@ impl SecretQueue {
     }
 
     /// Deletes `user`'s envelopes named in `ids` (others' are out of reach:
-    /// the key starts with the user's blind). Returns how many were deleted.
+    /// only envelopes queued for `user` count). Returns how many were deleted.
+    /// Not yet durable.
     pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<usize, RelayError> {
         let blind = blind_user(&self.sealer, user);
+        let mut index = self.index();
+        let mine: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| index.by_id.get(id).is_some_and(|w| w.recipient == blind))
+            .collect();
+        self.delete(&mut index, &mine)?;
+        Ok(mine.len())
+    }
+
+    /// Deletes the queued envelopes `ids` (all known to the index).
+    fn delete(&self, index: &mut Index, ids: &[u64]) -> Result<(), RelayError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut batch = Batch::default();
-        let mut removed = 0;
         for id in ids {
-            let key = queue_key(&blind, *id);
-            if let Some(sealed) = self.store.get(Tree::SecretQueue, &key)? {
-                let record = SecretEnvelopeRecord::decode(
-                    self.sealer
-                        .open(Tree::SecretQueue, &key, &sealed)?
-                        .as_slice(),
-                )?;
-                batch.delete(Tree::SecretExpiry, expiry_key(record.expires_at, &key));
-                batch.delete(Tree::SecretDedup, record.dedup_key);
-                batch.delete(Tree::SecretQueue, key);
-                removed += 1;
+            if let Some(w) = index.by_id.get(id) {
+                batch.delete(Tree::SecretQueue, queue_key(&w.recipient, *id));
             }
         }
-        if removed > 0 {
-            self.store.apply(batch)?;
+        self.store.apply(batch)?;
+        for id in ids {
+            index.remove(*id);
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Deletes every envelope whose time-to-live has ended by `now`. Not yet durable.
     pub fn expire(&self, now: i64) -> Result<usize, RelayError> {
-        let end = (now.max(0) as u64).to_be_bytes();
+        let mut index = self.index();
         let mut removed = 0;
         loop {
-            let rows = self.store.range(Tree::SecretExpiry, &[], &end, 512)?;
-            if rows.is_empty() {
+            let due: Vec<u64> = index
+                .by_expiry
+                .range(..=(now, u64::MAX))
+                .take(512)
+                .map(|(_, id)| *id)
+                .collect();
+            if due.is_empty() {
                 return Ok(removed);
             }
-            let mut batch = Batch::default();
-            for (key, _) in rows {
-                let qkey = key[8..].to_vec();
-                if let Some(sealed) = self.store.get(Tree::SecretQueue, &qkey)? {
-                    let record = SecretEnvelopeRecord::decode(
-                        self.sealer
-                            .open(Tree::SecretQueue, &qkey, &sealed)?
-                            .as_slice(),
-                    )?;
-                    batch.delete(Tree::SecretDedup, record.dedup_key);
-                    batch.delete(Tree::SecretQueue, qkey);
-                }
-                batch.delete(Tree::SecretExpiry, key);
-                removed += 1;
-            }
-            self.store.apply(batch)?;
+            self.delete(&mut index, &due)?;
+            removed += due.len();
         }
     }
 
@@ -214,5 +271,87 @@ fn envelope(record: &SecretEnvelopeRecord) -> v1::SecretEnvelope {
         from: record.from.clone(),
         ciphertext: record.ciphertext.clone().into(),
         queued_at: record.queued_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TestDir;
+
+    type Fixture = TestDir;
+
+    impl TestDir {
+        /// The queue as a relay opening the data directory finds it.
+        fn queue(&self) -> SecretQueue {
+            SecretQueue::open(self.store(), self.sealer.clone()).unwrap()
+        }
+    }
+
+    fn envelope_to(to: &str, n: u8, ttl_ms: i64) -> NewSecret {
+        NewSecret {
+            from: "ann".into(),
+            to: to.into(),
+            client_id: [n; 16],
+            ciphertext: vec![n; 40],
+            ttl_ms,
+        }
+    }
+
+    fn queued(q: &SecretQueue, e: NewSecret) -> u64 {
+        match q.enqueue_many(vec![e]).pop().unwrap().unwrap() {
+            Queued::New(env) => env.id,
+            Queued::Duplicate(_) => panic!("a fresh envelope was taken for a duplicate"),
+        }
+    }
+
+    #[test]
+    fn a_retry_is_queued_once_also_after_a_restart() {
+        let f = Fixture::new();
+        let q = f.queue();
+        let id = queued(&q, envelope_to("bob", 1, 60_000));
+        let results = q.enqueue_many(vec![
+            envelope_to("bob", 1, 60_000),
+            envelope_to("bob", 2, 60_000),
+            envelope_to("bob", 2, 60_000),
+        ]);
+        assert!(matches!(results[0], Ok(Queued::Duplicate(d)) if d == id));
+        assert!(matches!(results[1], Ok(Queued::New(_))));
+        assert!(matches!(results[2], Ok(Queued::Duplicate(_))));
+        drop(q);
+        let q = f.queue();
+        assert!(matches!(
+            q.enqueue_many(vec![envelope_to("bob", 1, 60_000)]).pop().unwrap(),
+            Ok(Queued::Duplicate(d)) if d == id
+        ));
+        assert_eq!(q.pending("bob", 10).unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn only_the_recipient_can_acknowledge_and_then_it_is_gone() {
+        let f = Fixture::new();
+        let q = f.queue();
+        let id = queued(&q, envelope_to("bob", 1, 60_000));
+        assert_eq!(q.acknowledge("eve", &[id]).unwrap(), 0);
+        assert_eq!(q.len().unwrap(), 1);
+        assert_eq!(q.acknowledge("bob", &[id, id + 1000]).unwrap(), 1);
+        assert_eq!(q.len().unwrap(), 0);
+        // Gone, so the same client id may be queued again.
+        queued(&q, envelope_to("bob", 1, 60_000));
+    }
+
+    #[test]
+    fn time_to_live_is_kept_across_a_restart() {
+        let f = Fixture::new();
+        let q = f.queue();
+        queued(&q, envelope_to("bob", 1, 1_000));
+        queued(&q, envelope_to("bob", 2, 3_600_000));
+        drop(q);
+        let q = f.queue();
+        assert_eq!(q.expire(now_ms()).unwrap(), 0);
+        assert_eq!(q.expire(now_ms() + 2_000).unwrap(), 1);
+        let (left, _) = q.pending("bob", 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].ciphertext.as_ref(), [2u8; 40]);
     }
 }

@@ -34,17 +34,14 @@ pub enum Tree {
     /// blind(user) → sealed prekey set.
     Prekeys,
     /// blind(recipient)(16) ‖ id(8) → sealed secret envelope (ciphertext only).
+    /// Its time-to-live and duplicate index live in memory, rebuilt from it.
     SecretQueue,
-    /// expires at(8) ‖ blind(recipient)(16) ‖ id(8) → nothing: the queue's time-to-live index.
-    SecretExpiry,
-    /// blind(sender)(16) ‖ client id(16) → sealed receipt, until the envelope is gone.
-    SecretDedup,
     /// Warrant ids ever seen, and the pseudonyms each disclosure issued.
     Warrants,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 12] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Meta,
         Tree::Accounts,
         Tree::Groups,
@@ -54,8 +51,6 @@ impl Tree {
         Tree::ClientIds,
         Tree::Prekeys,
         Tree::SecretQueue,
-        Tree::SecretExpiry,
-        Tree::SecretDedup,
         Tree::Warrants,
     ];
 
@@ -71,8 +66,6 @@ impl Tree {
             Tree::ClientIds => "client_ids",
             Tree::Prekeys => "prekeys",
             Tree::SecretQueue => "secret_queue",
-            Tree::SecretExpiry => "secret_expiry",
-            Tree::SecretDedup => "secret_dedup",
             Tree::Warrants => "warrants",
         }
     }
@@ -169,4 +162,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of entries in a tree (for tests and metrics; may be slow).
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
+}
+
+/// A store and sealer in a temporary directory, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) struct TestDir {
+    dir: tempfile::TempDir,
+    pub sealer: std::sync::Arc<crate::seal::Sealer>,
+}
+
+#[cfg(test)]
+impl TestDir {
+    pub fn new() -> Self {
+        let master = crate::seal::MasterKey::generate();
+        let sealer = master.unwrap_data_key(&master.wrap_new_data_key()).unwrap();
+        TestDir {
+            dir: tempfile::tempdir().unwrap(),
+            sealer: std::sync::Arc::new(sealer),
+        }
+    }
+
+    /// Opens the store (again: as a restarted relay finds it).
+    pub fn store(&self) -> std::sync::Arc<dyn Store> {
+        std::sync::Arc::new(SledStore::open(&self.dir.path().join("db")).unwrap())
+    }
 }
