@@ -1,7 +1,8 @@
 //! The normal archive: every normal-mode message, sealed, with its indexes.
 //!
 //! Invariant: nothing readable reaches disk. Every record is sealed under its
-//! own key; index keys and values hold only blinded names and ids.
+//! own key; index keys and values hold only blinded names, ids and the
+//! random client ids that senders chose.
 //!
 //! Layout. With sled 0.34 each key written costs about as much as the rest of
 //! a send, so a send writes no key of its own:
@@ -14,9 +15,10 @@
 //! - **postings**: for each participant of a message, (id, index, whether they
 //!   sent it). The newest live in memory; every [`CHECKPOINT_EVERY`] messages a
 //!   checkpoint writes them as one chunk per user (`ByParticipant`: blind ‖ last
-//!   id), with the client ids for deduplication (`ClientIds`), then marks the
-//!   last id covered (`Meta`). At open, the segments after the mark are read
-//!   again, so what was only in memory is rebuilt from disk after a crash;
+//!   id), with each sender's latest client ids for deduplication (`ClientIds`,
+//!   see [`DEDUP_WINDOW`]), then marks the last id covered (`Meta`). At open,
+//!   the segments after the mark are read again, so what was only in memory
+//!   is rebuilt from disk after a crash;
 //! - **inbox**: per user, the id up to which they acknowledged (`Inbox`); what
 //!   they still have to fetch is every posting after it that they did not send.
 //!
@@ -125,6 +127,9 @@ struct Recent {
     postings: HashMap<[u8; 16], Vec<Posting>>,
     /// dedup key (blind sender ‖ client id) → the first store's answer.
     receipts: HashMap<Vec<u8>, StoredReceipt>,
+    /// The client id windows the last checkpoint wrote, of the senders active
+    /// before it: what the store holds for them, without reading it.
+    windows: HashMap<[u8; 16], Vec<u8>>,
     /// The newest id applied (0: none yet).
     last_id: u64,
 }
@@ -194,6 +199,48 @@ fn read_u64(bytes: &[u8], what: &'static str) -> Result<u64, RelayError> {
     Ok(u64::from_be_bytes(
         bytes.try_into().map_err(|_| RelayError::Corrupt(what))?,
     ))
+}
+
+/// How many of a sender's latest client ids are remembered, so that a retry
+/// is recognised (and not stored twice) as long as the first store is among
+/// the sender's latest this many messages. A client retries what it has
+/// not heard back about before it sends anything newer, so the window only
+/// has to cover what a client can have in flight, with a wide margin.
+pub const DEDUP_WINDOW: usize = 256;
+/// client id(16) ‖ message id(8).
+const WINDOW_ENTRY: usize = 24;
+
+/// The message id stored under `client_id` in a sender's window, if any.
+fn window_find(window: &[u8], client_id: &[u8]) -> Result<Option<u64>, RelayError> {
+    if !window.len().is_multiple_of(WINDOW_ENTRY) {
+        return Err(RelayError::Corrupt("a client id window"));
+    }
+    Ok(window
+        .chunks_exact(WINDOW_ENTRY)
+        .find(|entry| &entry[..16] == client_id)
+        .map(|entry| u64::from_be_bytes(entry[16..].try_into().expect("8 bytes"))))
+}
+
+/// `window` followed by `latest` (oldest first; ids the window already holds
+/// are skipped, as after a checkpoint written twice), cut to the newest
+/// [`DEDUP_WINDOW`] entries.
+fn window_extend(window: &[u8], latest: &[(&[u8], u64)]) -> Result<Vec<u8>, RelayError> {
+    if !window.len().is_multiple_of(WINDOW_ENTRY) {
+        return Err(RelayError::Corrupt("a client id window"));
+    }
+    let newest = window.chunks_exact(WINDOW_ENTRY).last().map_or(0, |entry| {
+        u64::from_be_bytes(entry[16..].try_into().expect("8 bytes"))
+    });
+    let mut out = window.to_vec();
+    for (client_id, id) in latest.iter().filter(|(_, id)| *id > newest) {
+        out.extend_from_slice(client_id);
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    let keep = DEDUP_WINDOW * WINDOW_ENTRY;
+    if out.len() > keep {
+        out.drain(..out.len() - keep);
+    }
+    Ok(out)
 }
 
 /// The writes of one segment, staged before they are applied.
@@ -374,14 +421,30 @@ impl NormalArchive {
         if let Some(receipt) = fresh.get(&dedup_key) {
             return Ok(Appended::Duplicate(receipt.clone()));
         }
-        if let Some(receipt) = self.read_recent().receipts.get(&dedup_key) {
-            return Ok(Appended::Duplicate(receipt.clone()));
-        }
-        if let Some(sealed) = self.store.get(Tree::ClientIds, &dedup_key)? {
-            let plain = self.sealer.open(Tree::ClientIds, &dedup_key, &sealed)?;
-            return Ok(Appended::Duplicate(StoredReceipt::decode(
-                plain.as_slice(),
-            )?));
+        let (sender, client_id) = dedup_key.split_at(16);
+        let earlier = {
+            let recent = self.read_recent();
+            match recent.receipts.get(&dedup_key) {
+                Some(receipt) => Some(receipt.id),
+                None => match recent.windows.get(sender) {
+                    Some(window) => window_find(window, client_id)?,
+                    None => None,
+                },
+            }
+        };
+        let earlier = match earlier {
+            Some(id) => Some(id),
+            None if self.read_recent().windows.contains_key(sender) => None,
+            None => match self.store.get(Tree::ClientIds, sender)? {
+                Some(window) => window_find(&window, client_id)?,
+                None => None,
+            },
+        };
+        if let Some(id) = earlier {
+            return Ok(Appended::Duplicate(StoredReceipt {
+                id,
+                sent_at: sent_at_of(id),
+            }));
         }
         let (conversation, to, group, participants) = match msg.to {
             Destination::User(to) => {
@@ -476,14 +539,31 @@ impl NormalArchive {
             )
         };
         let covered = receipts.len();
-        let ids = receipts
-            .into_iter()
-            .map(|(key, receipt)| {
-                let sealed = self
-                    .sealer
-                    .seal(Tree::ClientIds, &key, &receipt.encode_to_vec());
-                (key, sealed)
-            })
+        let mut by_sender: HashMap<&[u8], Vec<(&[u8], u64)>> = HashMap::new();
+        for (key, receipt) in &receipts {
+            let (sender, client_id) = key.split_at(16);
+            by_sender
+                .entry(sender)
+                .or_default()
+                .push((client_id, receipt.id));
+        }
+        let mut windows = HashMap::with_capacity(by_sender.len());
+        for (sender, mut latest) in by_sender {
+            latest.sort_unstable_by_key(|(_, id)| *id);
+            let sender: [u8; 16] = sender.try_into().expect("16-byte blind");
+            let cached = self.read_recent().windows.get(&sender).cloned();
+            let old = match cached {
+                Some(window) => window,
+                None => self
+                    .store
+                    .get(Tree::ClientIds, &sender)?
+                    .unwrap_or_default(),
+            };
+            windows.insert(sender, window_extend(&old, &latest)?);
+        }
+        let ids = windows
+            .iter()
+            .map(|(sender, window)| (sender.to_vec(), window.clone()))
             .collect();
         self.store.put_each(Tree::ClientIds, ids)?;
         let chunks = postings
@@ -505,6 +585,7 @@ impl NormalArchive {
         self.store.apply(mark)?;
         let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
         recent.receipts.retain(|_, r| r.id > upto);
+        recent.windows = windows;
         recent.postings.retain(|_, list| {
             list.retain(|p| p.id > upto);
             !list.is_empty()
@@ -776,6 +857,34 @@ mod tests {
         let archive = f.open(&store);
         assert_eq!(duplicate(&archive), first.id);
         assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["once"]);
+    }
+
+    #[test]
+    fn a_retry_is_recognised_within_the_senders_latest_messages() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        let send = |n: u16| {
+            let mut client_id = [0u8; 16];
+            client_id[..2].copy_from_slice(&n.to_be_bytes());
+            archive.append(NewNormal {
+                from: "ann".into(),
+                to: Destination::User("bob".into()),
+                text: format!("{n}"),
+                client_id,
+            })
+        };
+        let first = stored(send(0));
+        for n in 1..DEDUP_WINDOW as u16 {
+            stored(send(n));
+        }
+        archive.checkpoint().unwrap();
+        // The oldest of the window is still recognised...
+        assert!(matches!(send(0), Ok(Appended::Duplicate(r)) if r.id == first.id));
+        stored(send(DEDUP_WINDOW as u16));
+        archive.checkpoint().unwrap();
+        // ...until newer messages pushed it out of the window.
+        stored(send(0));
     }
 
     #[test]

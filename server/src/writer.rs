@@ -161,7 +161,10 @@ impl Writer {
                 .name("sotto-checkpoint".into())
                 .spawn(move || {
                     while due.recv().is_ok() {
-                        checkpoint(&archive);
+                        // A wake-up asked for while one ran may find nothing due.
+                        if archive.checkpoint_due() {
+                            checkpoint(&archive);
+                        }
                     }
                     // The writer has ended: cover everything it wrote.
                     checkpoint(&archive);

@@ -28,8 +28,8 @@ pub enum Tree {
     ByParticipant,
     /// blind(user)(16) → the id up to which the user acknowledged normal messages.
     Inbox,
-    /// blind(sender)(16) ‖ client id(16) → sealed reply of the first store (dedup),
-    /// written at each archive checkpoint.
+    /// blind(sender)(16) → the client ids of the sender's latest normal
+    /// messages and their ids (for duplicates), written at each archive checkpoint.
     ClientIds,
     /// blind(user) → sealed prekey set.
     Prekeys,
