@@ -35,7 +35,7 @@ use prost::Message;
 use crate::accounts::{blind_user, user_scoped_key as user_key};
 use crate::records::{GroupRecord, NormalRecord, SegmentRecord, StoredReceipt};
 use crate::seal::Sealer;
-use crate::store::{Batch, Store, Tree};
+use crate::store::{Batch, Op, Store, Tree};
 use crate::{RelayError, now_ms};
 
 /// Bits of an id below its millisecond.
@@ -563,17 +563,16 @@ impl NormalArchive {
         }
         let ids = windows
             .iter()
-            .map(|(sender, window)| (sender.to_vec(), window.clone()))
-            .collect();
-        self.store.put_each(Tree::ClientIds, ids)?;
-        let chunks = postings
-            .iter()
-            .filter_map(|(blind, list)| {
-                let last = list.last()?;
-                Some((user_key(blind, last.id), Posting::encode_all(list)))
-            })
-            .collect();
-        self.store.put_each(Tree::ByParticipant, chunks)?;
+            .map(|(sender, window)| Op::Put(Tree::ClientIds, sender.to_vec(), window.clone()));
+        let chunks = postings.iter().filter_map(|(blind, list)| {
+            let last = list.last()?;
+            Some(Op::Put(
+                Tree::ByParticipant,
+                user_key(blind, last.id),
+                Posting::encode_all(list),
+            ))
+        });
+        self.store.apply_each(ids.chain(chunks).collect())?;
         // The mark must not reach disk before what it covers.
         self.store.flush()?;
         let mut mark = Batch::default();

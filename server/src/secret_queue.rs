@@ -15,7 +15,7 @@ use sotto_proto::v1;
 use crate::accounts::{blind_user, user_scoped_key as queue_key};
 use crate::records::SecretEnvelopeRecord;
 use crate::seal::Sealer;
-use crate::store::{Batch, Store, Tree};
+use crate::store::{Op, Store, Tree};
 use crate::{RelayError, now_ms};
 
 pub struct SecretQueue {
@@ -113,20 +113,22 @@ impl SecretQueue {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues envelopes in one atomic write. A retry with the same client id
+    /// Queues envelopes, one key each. A retry with the same client id
     /// (while the first is still queued, or earlier in the same call) is not
     /// queued twice. Not yet durable.
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
         // One writer at a time, so the duplicate check cannot race another.
         let mut index = self.index();
-        let mut batch = Batch::default();
+        let mut writes = Vec::with_capacity(envelopes.len());
         let mut fresh: HashMap<DedupKey, u64> = HashMap::new();
         let mut staged = Vec::new();
         let results: Vec<_> = envelopes
             .into_iter()
-            .map(|e| self.stage(e, &index, &mut batch, &mut fresh, &mut staged))
+            .map(|e| self.stage(e, &index, &mut writes, &mut fresh, &mut staged))
             .collect();
-        match self.store.apply(batch) {
+        // Each envelope stands alone, and nobody hears of it before the flush:
+        // no need to write them atomically together.
+        match self.store.apply_each(writes) {
             Ok(_) => {
                 for (id, waiting) in staged {
                     index.insert(id, waiting);
@@ -141,7 +143,7 @@ impl SecretQueue {
         &self,
         new: NewSecret,
         index: &Index,
-        batch: &mut Batch,
+        writes: &mut Vec<Op>,
         fresh: &mut HashMap<DedupKey, u64>,
         staged: &mut Vec<(u64, Waiting)>,
     ) -> Result<Queued, RelayError> {
@@ -163,12 +165,10 @@ impl SecretQueue {
         };
         let recipient = blind_user(&self.sealer, &new.to);
         let qkey = queue_key(&recipient, id);
-        batch.put(
-            Tree::SecretQueue,
-            qkey.clone(),
-            self.sealer
-                .seal(Tree::SecretQueue, &qkey, &record.encode_to_vec()),
-        );
+        let sealed = self
+            .sealer
+            .seal(Tree::SecretQueue, &qkey, &record.encode_to_vec());
+        writes.push(Op::Put(Tree::SecretQueue, qkey, sealed));
         fresh.insert(dedup, id);
         staged.push((
             id,
@@ -227,13 +227,14 @@ impl SecretQueue {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut batch = Batch::default();
-        for id in ids {
-            if let Some(w) = index.by_id.get(id) {
-                batch.delete(Tree::SecretQueue, queue_key(&w.recipient, *id));
-            }
-        }
-        self.store.apply(batch)?;
+        let deletes = ids
+            .iter()
+            .filter_map(|id| {
+                let w = index.by_id.get(id)?;
+                Some(Op::Delete(Tree::SecretQueue, queue_key(&w.recipient, *id)))
+            })
+            .collect();
+        self.store.apply_each(deletes)?;
         for id in ids {
             index.remove(*id);
         }

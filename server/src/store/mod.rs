@@ -149,10 +149,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a batch atomically (see [`Batch`]). Not yet durable: see [`Store::flush`].
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError>;
 
-    /// Writes each entry, but not atomically as a whole (each entry on its
-    /// own): cheaper than [`Store::apply`], for data that can be written again
-    /// after a crash (the archive's checkpoints). Not yet durable.
-    fn put_each(&self, tree: Tree, entries: Entries) -> Result<(), StoreError>;
+    /// Applies each write on its own, in order, not atomically as a whole:
+    /// cheaper than [`Store::apply`], for writes that stand alone (one key per
+    /// request) or can be written again after a crash. Not yet durable.
+    fn apply_each(&self, ops: Vec<Op>) -> Result<(), StoreError>;
 
     /// A fresh id, larger than every id handed out before, also across restarts.
     fn next_id(&self) -> Result<u64, StoreError>;

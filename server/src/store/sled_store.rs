@@ -159,12 +159,15 @@ impl Store for SledStore {
         }
     }
 
-    fn put_each(&self, tree: Tree, entries: Entries) -> Result<(), StoreError> {
-        // Plain inserts: no batch holds sled's global write lock meanwhile, so
-        // sends and flushes go on between them.
-        let tree = self.tree(tree);
-        for (key, value) in entries {
-            tree.insert(key, value).map_err(backend)?;
+    fn apply_each(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // Plain writes: no batch holds sled's global write lock meanwhile, so
+        // other writes and flushes go on between them.
+        for op in ops {
+            match op {
+                Op::Put(tree, key, value) => self.tree(tree).insert(key, value).map(drop),
+                Op::Delete(tree, key) => self.tree(tree).remove(key).map(drop),
+            }
+            .map_err(backend)?;
         }
         Ok(())
     }
@@ -230,6 +233,25 @@ mod tests {
             Some((vec![3], vec![3]))
         );
         assert_eq!(store.last(Tree::Inbox, &[7], &[9]).unwrap(), None);
+    }
+
+    #[test]
+    fn writes_applied_each_on_their_own_land_in_order() {
+        let (_dir, store) = store();
+        store
+            .apply_each(vec![
+                Op::Put(Tree::Inbox, b"a".to_vec(), b"1".to_vec()),
+                Op::Put(Tree::Accounts, b"a".to_vec(), b"2".to_vec()),
+                Op::Delete(Tree::Inbox, b"a".to_vec()),
+                Op::Put(Tree::Inbox, b"b".to_vec(), b"3".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(store.get(Tree::Inbox, b"a").unwrap(), None);
+        assert_eq!(store.get(Tree::Inbox, b"b").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(
+            store.get(Tree::Accounts, b"a").unwrap(),
+            Some(b"2".to_vec())
+        );
     }
 
     #[test]
