@@ -112,6 +112,10 @@ impl Store for SledStore {
         if involved.is_empty() {
             return Ok(Applied::Written);
         }
+        if batch.guard.is_none() && batch.ops.len() == 1 {
+            // One write is atomic by itself: no batch, so no global write lock.
+            return self.apply_each(batch.ops).map(|()| Applied::Written);
+        }
         if batch.guard.is_none() && involved.len() == 1 {
             let mut single = sled::Batch::default();
             for op in batch.ops {
