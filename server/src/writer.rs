@@ -23,7 +23,7 @@ use crate::archive::{Appended, NewNormal, NormalArchive};
 use crate::secret_queue::{NewSecret, Queued, SecretQueue};
 use crate::store::{Store, StoreError};
 
-/// The most requests served by one flush.
+/// The most requests written in one round (and, give or take one round, served by one flush).
 const MAX_BATCH: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T, RelayError>>;
@@ -99,9 +99,13 @@ impl Round {
         }
     }
 
-    fn run(self, store: &dyn Store, archive: &NormalArchive, secrets: &SecretQueue) {
-        let started = std::time::Instant::now();
-        let (n, s, d) = (self.normal.len(), self.secret.len(), self.durable.len());
+    fn len(&self) -> usize {
+        self.normal.len() + self.secret.len() + self.durable.len()
+    }
+
+    /// Writes the round (not yet durable); its answers wait for the flush.
+    fn write(self, archive: &NormalArchive, secrets: &SecretQueue) -> Written {
+        let (n, s) = (self.normal.len(), self.secret.len());
         let normal = if n > 0 {
             guarded(n, || archive.append_many(self.normal))
         } else {
@@ -112,23 +116,62 @@ impl Round {
         } else {
             Vec::new()
         };
-        let written = started.elapsed();
-        let flushed = store.flush();
-        if let Err(e) = &flushed {
-            tracing::error!(error = %e, "a flush failed; its requests are refused");
+        Written {
+            normal: (normal, self.normal_replies),
+            secret: (secret, self.secret_replies),
+            durable: self.durable,
         }
-        reply(normal, self.normal_replies, &flushed);
-        reply(secret, self.secret_replies, &flushed);
-        reply((0..d).map(|_| Ok(())).collect(), self.durable, &flushed);
-        tracing::debug!(
-            normal = n,
-            secret = s,
-            durable = d,
-            write_micros = written.as_micros() as u64,
-            flush_micros = (started.elapsed() - written).as_micros() as u64,
-            "group commit"
-        );
     }
+}
+
+/// A round written to the store, its answers held until the flush.
+struct Written {
+    normal: (Vec<Result<Appended, RelayError>>, Vec<Reply<Appended>>),
+    secret: (Vec<Result<Queued, RelayError>>, Vec<Reply<Queued>>),
+    durable: Vec<Reply<()>>,
+}
+
+/// Writes what waits, and what arrives while it writes, then flushes once and
+/// answers everyone: the flush costs the same for one request or many.
+fn commit(
+    first: Job,
+    jobs: &mpsc::Receiver<Job>,
+    store: &dyn Store,
+    archive: &NormalArchive,
+    secrets: &SecretQueue,
+) {
+    let started = std::time::Instant::now();
+    let mut written = Vec::new();
+    let mut requests = 0;
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        let mut round = Round::default();
+        for job in std::iter::once(job).chain(jobs.try_iter().take(MAX_BATCH - 1)) {
+            round.add(job);
+        }
+        requests += round.len();
+        written.push(round.write(archive, secrets));
+        if requests < MAX_BATCH {
+            next = jobs.try_recv().ok();
+        }
+    }
+    let writing = started.elapsed();
+    let flushed = store.flush();
+    if let Err(e) = &flushed {
+        tracing::error!(error = %e, "a flush failed; its requests are refused");
+    }
+    for round in written {
+        reply(round.normal.0, round.normal.1, &flushed);
+        reply(round.secret.0, round.secret.1, &flushed);
+        let d = round.durable.len();
+        reply((0..d).map(|_| Ok(())).collect(), round.durable, &flushed);
+    }
+    tracing::debug!(
+        requests,
+        write_micros = writing.as_micros() as u64,
+        flush_micros = (started.elapsed() - writing).as_micros() as u64,
+        "group commit"
+    );
 }
 
 fn checkpoint(archive: &NormalArchive) {
@@ -174,11 +217,7 @@ impl Writer {
             .name("sotto-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
-                    let mut round = Round::default();
-                    for job in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
-                        round.add(job);
-                    }
-                    round.run(&*store, &archive, &secrets);
+                    commit(first, &rx, &*store, &archive, &secrets);
                     if archive.checkpoint_due() {
                         // Full means one is already asked for.
                         let _ = wake.try_send(());
