@@ -174,6 +174,32 @@ fn record_key(segment: u64, index: u16) -> [u8; 10] {
     key
 }
 
+/// The `index`-th sealed record of an encoded [`SegmentRecord`], found
+/// without decoding (or copying) the others.
+fn segment_entry(segment: &[u8], index: u16) -> Result<Option<&[u8]>, RelayError> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut buf = segment;
+    let mut seen = 0u16;
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        if tag != 1 || wire_type != WireType::LengthDelimited {
+            return Err(RelayError::Corrupt("a segment"));
+        }
+        let len = usize::try_from(decode_varint(&mut buf)?)
+            .map_err(|_| RelayError::Corrupt("a segment"))?;
+        if len > buf.len() {
+            return Err(RelayError::Corrupt("a segment"));
+        }
+        let (entry, rest) = buf.split_at(len);
+        if seen == index {
+            return Ok(Some(entry));
+        }
+        seen += 1;
+        buf = rest;
+    }
+    Ok(None)
+}
+
 /// The first id of millisecond `ms` (saturating: far-future windows are open-ended).
 fn first_id_of(ms: i64) -> u64 {
     let ms = ms.max(0) as u64;
@@ -645,28 +671,24 @@ impl NormalArchive {
         Ok(out)
     }
 
-    /// Loads the record a posting points at, reusing the last segment read.
-    fn load(
-        &self,
-        cache: &mut Option<(u64, SegmentRecord)>,
-        posting: Posting,
-    ) -> Result<NormalRecord, RelayError> {
+    /// Loads the record a posting points at, copying only it out of its segment.
+    fn load(&self, posting: Posting) -> Result<NormalRecord, RelayError> {
         let segment = posting.segment();
-        if cache.as_ref().is_none_or(|(key, _)| *key != segment) {
-            let value = self
-                .store
-                .get(Tree::Messages, &segment_key(segment))?
-                .ok_or(RelayError::Corrupt("a posting without its segment"))?;
-            *cache = Some((segment, SegmentRecord::decode(value.as_slice())?));
+        let mut sealed = None;
+        let found = self
+            .store
+            .read(Tree::Messages, &segment_key(segment), &mut |value| {
+                sealed = Some(segment_entry(value, posting.index).map(|e| e.map(<[u8]>::to_vec)));
+            })?;
+        if !found {
+            return Err(RelayError::Corrupt("a posting without its segment"));
         }
-        let (_, loaded) = cache.as_ref().expect("just filled");
-        let sealed = loaded
-            .sealed
-            .get(usize::from(posting.index))
+        let sealed = sealed
+            .expect("read hands over the value it found")?
             .ok_or(RelayError::Corrupt("a posting past the end of its segment"))?;
         let plain =
             self.sealer
-                .open(Tree::Messages, &record_key(segment, posting.index), sealed)?;
+                .open(Tree::Messages, &record_key(segment, posting.index), &sealed)?;
         Ok(NormalRecord::decode(plain.as_slice())?)
     }
 
@@ -690,14 +712,13 @@ impl NormalArchive {
             limit + 1,
         )?;
         let more = postings.len() > limit;
-        let mut cache = None;
         let entries = postings
             .into_iter()
             .take(limit)
             .map(|p| {
                 Ok(InboxEntry {
                     seq: p.id,
-                    record: self.load(&mut cache, p)?,
+                    record: self.load(p)?,
                 })
             })
             .collect::<Result<_, RelayError>>()?;
@@ -747,10 +768,9 @@ impl ArchiveReader {
         let blind = blind_user(&a.sealer, user);
         let lo = first_id_of(from_ms);
         let hi = first_id_of(until_ms.saturating_add(1));
-        let mut cache = None;
         a.postings(&blind, lo, hi, |_| true, usize::MAX)?
             .into_iter()
-            .map(|p| a.load(&mut cache, p))
+            .map(|p| a.load(p))
             .collect()
     }
 }
@@ -1008,6 +1028,24 @@ mod tests {
         // A segment closes once it holds 256 KiB of text: five of these each.
         assert_eq!(store.count(Tree::Messages).unwrap(), 2);
         assert_eq!(archive.inbox("bob", 20).unwrap().0.len(), 10);
+    }
+
+    #[test]
+    fn a_segment_entry_is_found_without_decoding_the_others() {
+        let sealed: Vec<Vec<u8>> = vec![b"first".to_vec(), Vec::new(), vec![7; 300]];
+        let encoded = SegmentRecord {
+            sealed: sealed.clone(),
+        }
+        .encode_to_vec();
+        for (i, want) in sealed.iter().enumerate() {
+            assert_eq!(
+                segment_entry(&encoded, i as u16).unwrap(),
+                Some(want.as_slice())
+            );
+        }
+        assert_eq!(segment_entry(&encoded, 3).unwrap(), None);
+        assert!(segment_entry(&encoded[..encoded.len() - 1], 2).is_err());
+        assert!(segment_entry(&[0x08, 0x01], 0).is_err());
     }
 
     #[test]

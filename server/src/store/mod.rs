@@ -134,6 +134,11 @@ pub type Entries = Vec<Entry>;
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Hands the value under `key` to `read` without copying it out of the
+    /// store; returns whether there was one.
+    fn read(&self, tree: Tree, key: &[u8], read: &mut dyn FnMut(&[u8]))
+    -> Result<bool, StoreError>;
+
     /// Entries with `from <= key < to`, in key order, at most `limit` of them.
     fn range(
         &self,

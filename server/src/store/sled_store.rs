@@ -73,6 +73,19 @@ impl Store for SledStore {
             .map(|v| v.to_vec()))
     }
 
+    fn read(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        read: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, StoreError> {
+        let value = self.tree(tree).get(key).map_err(backend)?;
+        if let Some(value) = &value {
+            read(value);
+        }
+        Ok(value.is_some())
+    }
+
     fn range(
         &self,
         tree: Tree,
