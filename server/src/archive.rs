@@ -269,6 +269,38 @@ fn window_extend(window: &[u8], latest: &[(&[u8], u64)]) -> Result<Vec<u8>, Rela
     Ok(out)
 }
 
+/// Postings gathered in id order by [`NormalArchive::postings`].
+struct Found<F> {
+    keep: F,
+    limit: usize,
+    out: Vec<Posting>,
+    /// The newest id offered: chunks rewritten after a crash may overlap, and
+    /// recent postings may also be in a chunk just written; ids only grow.
+    newest: Option<u64>,
+    /// See [`NormalArchive::postings`].
+    rejected_to: u64,
+}
+
+impl<F: Fn(&Posting) -> bool> Found<F> {
+    fn full(&self) -> bool {
+        self.out.len() >= self.limit
+    }
+
+    /// Takes the next posting (a repeat is ignored); false once full.
+    fn offer(&mut self, p: Posting) -> bool {
+        if self.newest.is_some_and(|n| p.id <= n) {
+            return !self.full();
+        }
+        self.newest = Some(p.id);
+        if (self.keep)(&p) {
+            self.out.push(p);
+        } else if self.out.is_empty() {
+            self.rejected_to = p.id;
+        }
+        !self.full()
+    }
+}
+
 /// The writes of one segment, staged before they are applied.
 #[derive(Default)]
 struct Staged {
@@ -620,6 +652,8 @@ impl NormalArchive {
 
     /// `blind`'s postings with `lo <= id < hi` that `keep` accepts, oldest
     /// first, at most `limit`: the checkpointed chunks, then the recent ones.
+    /// Also returns the last id of the run of postings, from `lo` on, that
+    /// `keep` rejected before the first it accepted (`lo - 1` if none).
     fn postings(
         &self,
         blind: &[u8; 16],
@@ -627,20 +661,26 @@ impl NormalArchive {
         hi: u64,
         keep: impl Fn(&Posting) -> bool,
         limit: usize,
-    ) -> Result<Vec<Posting>, RelayError> {
-        let wanted = |p: &Posting| lo <= p.id && p.id < hi && keep(p);
+    ) -> Result<(Vec<Posting>, u64), RelayError> {
+        let in_range = |p: &Posting| lo <= p.id && p.id < hi;
         // Recent first: a checkpoint running meanwhile writes its chunks before
         // it forgets them here, so between the two reads nothing is missed.
         let recent: Vec<Posting> = self
             .read_recent()
             .postings
             .get(blind)
-            .map(|list| list.iter().filter(|p| wanted(p)).copied().collect())
+            .map(|list| list.iter().filter(|p| in_range(p)).copied().collect())
             .unwrap_or_default();
-        let mut out: Vec<Posting> = Vec::new();
+        let mut found = Found {
+            keep,
+            limit,
+            out: Vec::new(),
+            newest: None,
+            rejected_to: lo.saturating_sub(1),
+        };
         let end = user_end(blind);
         let mut cursor = user_key(blind, lo);
-        'chunks: while out.len() < limit {
+        'chunks: while !found.full() {
             let rows = self.store.range(Tree::ByParticipant, &cursor, &end, 64)?;
             let Some((last, _)) = rows.last() else { break };
             cursor = last.clone();
@@ -650,25 +690,19 @@ impl NormalArchive {
                 if chunk.first().is_some_and(|p| p.id >= hi) {
                     break 'chunks;
                 }
-                for p in chunk {
-                    // Chunks rewritten after a crash may overlap: ids only grow.
-                    if wanted(&p) && out.last().is_none_or(|l| p.id > l.id) {
-                        out.push(p);
+                for p in chunk.into_iter().filter(|p| in_range(p)) {
+                    if !found.offer(p) {
+                        break 'chunks;
                     }
-                }
-                if out.len() >= limit {
-                    break 'chunks;
                 }
             }
         }
-        let newest = out.last().map(|p| p.id);
-        out.extend(
-            recent
-                .into_iter()
-                .filter(|p| newest.is_none_or(|n| p.id > n)),
-        );
-        out.truncate(limit);
-        Ok(out)
+        for p in recent {
+            if !found.offer(p) {
+                break;
+            }
+        }
+        Ok((found.out, found.rejected_to))
     }
 
     /// Loads the record a posting points at, copying only it out of its segment.
@@ -704,13 +738,18 @@ impl NormalArchive {
     pub fn inbox(&self, user: &str, limit: usize) -> Result<(Vec<InboxEntry>, bool), RelayError> {
         let blind = blind_user(&self.sealer, user);
         let after = self.acked(&blind)?;
-        let postings = self.postings(
+        let (postings, sent_to) = self.postings(
             &blind,
             after.saturating_add(1),
             u64::MAX,
             |p| !p.sent,
             limit + 1,
         )?;
+        // What the user sent right after their cursor is never in their inbox:
+        // move past it, so the next fetch does not read it again.
+        if sent_to > after {
+            self.move_cursor(&blind, sent_to)?;
+        }
         let more = postings.len() > limit;
         let entries = postings
             .into_iter()
@@ -729,9 +768,13 @@ impl NormalArchive {
     /// past the newest message stored, so nothing later is skipped). Not yet durable.
     pub fn ack(&self, user: &str, upto: u64) -> Result<(), RelayError> {
         let blind = blind_user(&self.sealer, user);
+        self.move_cursor(&blind, upto.min(self.read_recent().last_id))
+    }
+
+    /// Moves `blind`'s inbox cursor forward to `upto` (never back).
+    fn move_cursor(&self, blind: &[u8; 16], upto: u64) -> Result<(), RelayError> {
         let _one = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        let upto = upto.min(self.read_recent().last_id);
-        if upto <= self.acked(&blind)? {
+        if upto <= self.acked(blind)? {
             return Ok(());
         }
         let mut batch = Batch::default();
@@ -769,6 +812,7 @@ impl ArchiveReader {
         let lo = first_id_of(from_ms);
         let hi = first_id_of(until_ms.saturating_add(1));
         a.postings(&blind, lo, hi, |_| true, usize::MAX)?
+            .0
             .into_iter()
             .map(|p| a.load(p))
             .collect()
@@ -843,6 +887,28 @@ mod tests {
         archive.ack("bob", first[0].seq).unwrap();
         assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["again"]);
         assert_eq!(texts(&archive.inbox("ann", 10).unwrap().0), ["hello ann"]);
+    }
+
+    #[test]
+    fn a_fetch_moves_past_what_the_user_sent_themselves() {
+        let f = Fixture::new();
+        let store = f.store();
+        let archive = f.open(&store);
+        let mut sent = 0;
+        for n in 0..5u8 {
+            sent = stored(archive.append(dm("ann", "bob", "from ann", n))).id;
+        }
+        assert!(archive.inbox("ann", 10).unwrap().0.is_empty());
+        let cursor =
+            |archive: &NormalArchive| archive.acked(&blind_user(&f.sealer, "ann")).unwrap();
+        assert_eq!(cursor(&archive), sent);
+        // Not past what ann has yet to read.
+        let unread = stored(archive.append(dm("bob", "ann", "for ann", 9))).id;
+        archive.append(dm("ann", "bob", "later", 10)).unwrap();
+        assert_eq!(texts(&archive.inbox("ann", 10).unwrap().0), ["for ann"]);
+        assert!(cursor(&archive) < unread);
+        archive.ack("ann", unread).unwrap();
+        assert!(archive.inbox("ann", 10).unwrap().0.is_empty());
     }
 
     #[test]
