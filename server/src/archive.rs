@@ -380,7 +380,8 @@ impl NormalArchive {
                             .open(Tree::Messages, &record_key(segment, index), sealed)?;
                     let record = NormalRecord::decode(plain.as_slice())?;
                     let mut staged = Staged::default();
-                    self.index(&record, index, &mut staged);
+                    let dedup_key = self.dedup_key(&record.from, &record.client_id);
+                    self.index(&record, index, dedup_key, &mut staged);
                     recent.remember(staged.postings, staged.receipts);
                 }
             }
@@ -539,35 +540,44 @@ impl NormalArchive {
         ));
         staged.text_bytes += record.text.len();
         fresh.insert(
-            dedup_key,
+            dedup_key.clone(),
             StoredReceipt {
                 id,
                 sent_at: record.sent_at,
             },
         );
-        let recipients = self.index(&record, index, staged);
+        let recipients = self.index(&record, index, dedup_key, staged);
         Ok(Appended::New { record, recipients })
     }
 
-    /// Stages `record`'s postings and receipt; returns who receives it.
-    fn index(&self, record: &NormalRecord, index: u16, staged: &mut Staged) -> Vec<String> {
+    /// Stages `record`'s postings and receipt (under `dedup_key`, which starts
+    /// with the sender's blind); returns who receives it.
+    fn index(
+        &self,
+        record: &NormalRecord,
+        index: u16,
+        dedup_key: Vec<u8>,
+        staged: &mut Staged,
+    ) -> Vec<String> {
         let mut recipients = Vec::new();
         for person in &record.participants {
             let sent = *person == record.from;
+            let blind = match dedup_key.get(..16) {
+                Some(sender) if sent => sender.try_into().expect("16 bytes"),
+                _ => blind_user(&self.sealer, person),
+            };
             let posting = Posting {
                 id: record.id,
                 index,
                 sent,
             };
-            staged
-                .postings
-                .push((blind_user(&self.sealer, person), posting));
+            staged.postings.push((blind, posting));
             if !sent {
                 recipients.push(person.clone());
             }
         }
         staged.receipts.push((
-            self.dedup_key(&record.from, &record.client_id),
+            dedup_key,
             StoredReceipt {
                 id: record.id,
                 sent_at: record.sent_at,
