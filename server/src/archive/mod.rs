@@ -1,0 +1,462 @@
+//! The normal archive: every normal-mode message, sealed, with its indexes.
+//!
+//! Invariant: nothing readable reaches disk. Every record is sealed under its
+//! own key; index keys and values hold only blinded names, ids and the
+//! random client ids that senders chose.
+//!
+//! Layout. With sled 0.34 each key written costs about as much as the rest of
+//! a send, so a send writes no key of its own:
+//! - **segments** (`Messages`): one per write batch, keyed by its first message
+//!   id; the value holds the batch's records, each sealed on its own under
+//!   (segment, index in it);
+//! - **ids** are time-ordered, `sent_at_ms << 16 | n`, strictly increasing in
+//!   commit order (also across restarts): a time window is an id range, and an
+//!   acknowledgement can never skip a message committed later;
+//! - **postings**: for each participant of a message, (id, index, whether they
+//!   sent it). The newest live in memory; every [`CHECKPOINT_EVERY`] messages a
+//!   checkpoint writes them as one chunk per user (`ByParticipant`: blind ‖ last
+//!   id), with each sender's latest client ids for deduplication (`ClientIds`,
+//!   see [`DEDUP_WINDOW`]), then marks the last id covered (`Meta`). At open,
+//!   the segments after the mark are read again, so what was only in memory
+//!   is rebuilt from disk after a crash;
+//! - **inbox**: per user, the id up to which they acknowledged (`Inbox`); what
+//!   they still have to fetch is every posting after it that they did not send.
+//!
+//! One person's records in a window cost what those records cost (their
+//! postings, then one segment read each), never a scan of the archive.
+//! [`NormalArchive::reader`] hands out [`ArchiveReader`], the read-only view
+//! the warrant module is given.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use prost::Message;
+
+use crate::accounts::{blind_user, user_scoped_key as user_key};
+use crate::records::{GroupRecord, NormalRecord, SegmentRecord, StoredReceipt};
+use crate::seal::Sealer;
+use crate::store::{Batch, Store, Tree};
+use crate::{RelayError, now_ms};
+
+mod checkpoint;
+mod dedup;
+mod inbox;
+mod posting;
+mod segment;
+
+pub use checkpoint::CHECKPOINT_EVERY;
+use checkpoint::Recent;
+pub use dedup::DEDUP_WINDOW;
+use dedup::window_find;
+pub use inbox::InboxEntry;
+use posting::{Found, Posting};
+use segment::{first_id_of, record_key, segment_entry, segment_key, sent_at_of};
+
+/// A segment holds at most this many bytes of text (a batch may make several).
+const SEGMENT_TEXT_BYTES: usize = 256 * 1024;
+const FORMAT_KEY: &[u8] = b"archive_format";
+const FORMAT: u64 = 2;
+
+/// Where a normal message goes.
+pub enum Destination {
+    User(String),
+    Group(GroupRecord),
+}
+
+/// A message to append, already checked by the handler (membership, sizes).
+pub struct NewNormal {
+    pub from: String,
+    pub to: Destination,
+    pub text: String,
+    pub client_id: [u8; 16],
+}
+
+pub enum Appended {
+    /// Stored now; to be delivered to `recipients` once durable.
+    New {
+        record: NormalRecord,
+        recipients: Vec<String>,
+    },
+    /// This client id was stored before; nothing was written.
+    Duplicate(StoredReceipt),
+}
+
+pub struct NormalArchive {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+    /// One writer at a time: ids are handed out in commit order, and the
+    /// duplicate check cannot race another writer.
+    writer: Mutex<()>,
+    /// One checkpoint at a time.
+    checkpointer: Mutex<()>,
+    /// Acknowledgements read and move a cursor: one at a time, so it never goes back.
+    acks: Mutex<()>,
+    recent: RwLock<Recent>,
+}
+
+/// The end of everything under `blind` in a user-scoped tree.
+fn user_end(blind: &[u8; 16]) -> Vec<u8> {
+    let mut end = blind.to_vec();
+    end.extend_from_slice(&[0xff; 9]);
+    end
+}
+
+fn read_u64(bytes: &[u8], what: &'static str) -> Result<u64, RelayError> {
+    Ok(u64::from_be_bytes(
+        bytes.try_into().map_err(|_| RelayError::Corrupt(what))?,
+    ))
+}
+
+/// The writes of one segment, staged before they are applied.
+#[derive(Default)]
+struct Staged {
+    sealed: Vec<Vec<u8>>,
+    text_bytes: usize,
+    postings: Vec<([u8; 16], Posting)>,
+    receipts: Vec<(Vec<u8>, StoredReceipt)>,
+}
+
+impl NormalArchive {
+    /// Opens the archive in `store`, rebuilding from its segments what the
+    /// last checkpoint did not cover.
+    pub fn open(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Result<Self, RelayError> {
+        match store.get(Tree::Meta, FORMAT_KEY)? {
+            Some(v) if v == FORMAT.to_be_bytes() => {}
+            Some(_) => {
+                return Err(RelayError::Corrupt(
+                    "the normal archive has a layout this relay does not know",
+                ));
+            }
+            None => {
+                if store.last(Tree::Messages, &[], &[0xff; 9])?.is_some() {
+                    return Err(RelayError::Corrupt(
+                        "the normal archive was written by an older sotto (there is no migration)",
+                    ));
+                }
+                let mut batch = Batch::default();
+                batch.put(
+                    Tree::Meta,
+                    FORMAT_KEY.to_vec(),
+                    FORMAT.to_be_bytes().to_vec(),
+                );
+                store.apply(batch)?;
+            }
+        }
+        let archive = NormalArchive {
+            store,
+            sealer,
+            writer: Mutex::new(()),
+            checkpointer: Mutex::new(()),
+            acks: Mutex::new(()),
+            recent: RwLock::new(Recent::default()),
+        };
+        archive.recover()?;
+        Ok(archive)
+    }
+
+    fn dm_conversation(&self, a: &str, b: &str) -> [u8; 16] {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let mut pair = Vec::with_capacity(lo.len() + hi.len() + 1);
+        pair.extend_from_slice(lo.as_bytes());
+        pair.push(0);
+        pair.extend_from_slice(hi.as_bytes());
+        self.sealer.blind("dm", &pair)
+    }
+
+    fn dedup_key(&self, from: &str, client_id: &[u8]) -> Vec<u8> {
+        let mut key = blind_user(&self.sealer, from).to_vec();
+        key.extend_from_slice(client_id);
+        key
+    }
+
+    /// Appends one message. Not yet durable.
+    pub fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
+        self.append_many(vec![msg])
+            .pop()
+            .unwrap_or(Err(RelayError::Corrupt("an append returned no result")))
+    }
+
+    /// Appends messages (in order): each run of them that fits a segment is
+    /// one write, so many sends share one key. A message whose client id was
+    /// stored before (or earlier in the same call) is a duplicate and writes
+    /// nothing. Not yet durable: the caller waits for the group commit.
+    pub fn append_many(&self, msgs: Vec<NewNormal>) -> Vec<Result<Appended, RelayError>> {
+        let _serial = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut results = Vec::with_capacity(msgs.len());
+        let mut fresh: HashMap<Vec<u8>, StoredReceipt> = HashMap::new();
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let first = (self.read_recent().last_id + 1).max(first_id_of(now_ms()));
+            let mut staged = Staged::default();
+            let mut part = Vec::new();
+            while staged.text_bytes < SEGMENT_TEXT_BYTES
+                && staged.sealed.len() < usize::from(u16::MAX)
+            {
+                let Some(msg) = msgs.next() else { break };
+                part.push(self.stage(msg, first, &mut staged, &mut fresh));
+            }
+            results.extend(self.write_segment(first, staged, part));
+        }
+        results
+    }
+
+    /// Writes one staged segment; every message of it fails if the write does.
+    fn write_segment(
+        &self,
+        first: u64,
+        staged: Staged,
+        results: Vec<Result<Appended, RelayError>>,
+    ) -> Vec<Result<Appended, RelayError>> {
+        if staged.sealed.is_empty() {
+            return results;
+        }
+        let value = SegmentRecord {
+            sealed: staged.sealed,
+        }
+        .encode_to_vec();
+        let mut batch = Batch::default();
+        batch.put(Tree::Messages, segment_key(first).to_vec(), value);
+        match self.store.apply(batch) {
+            Ok(_) => {
+                self.recent
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remember(staged.postings, staged.receipts);
+                results
+            }
+            Err(e) => crate::failed_with(results, &e),
+        }
+    }
+
+    /// Adds one message to the segment starting at id `first` (or finds it is a duplicate).
+    fn stage(
+        &self,
+        msg: NewNormal,
+        first: u64,
+        staged: &mut Staged,
+        fresh: &mut HashMap<Vec<u8>, StoredReceipt>,
+    ) -> Result<Appended, RelayError> {
+        let dedup_key = self.dedup_key(&msg.from, &msg.client_id);
+        if let Some(receipt) = fresh.get(&dedup_key) {
+            return Ok(Appended::Duplicate(receipt.clone()));
+        }
+        let (sender, client_id) = dedup_key.split_at(16);
+        let earlier = {
+            let recent = self.read_recent();
+            match recent.receipts.get(&dedup_key) {
+                Some(receipt) => Some(receipt.id),
+                None => match recent.windows.get(sender) {
+                    Some(window) => window_find(window, client_id)?,
+                    None => None,
+                },
+            }
+        };
+        let earlier = match earlier {
+            Some(id) => Some(id),
+            None if self.read_recent().windows.contains_key(sender) => None,
+            None => match self.store.get(Tree::ClientIds, sender)? {
+                Some(window) => window_find(&window, client_id)?,
+                None => None,
+            },
+        };
+        if let Some(id) = earlier {
+            return Ok(Appended::Duplicate(StoredReceipt {
+                id,
+                sent_at: sent_at_of(id),
+            }));
+        }
+        let (conversation, to, group, participants) = match msg.to {
+            Destination::User(to) => {
+                let conversation = self.dm_conversation(&msg.from, &to);
+                let mut participants = vec![msg.from.clone(), to.clone()];
+                participants.dedup();
+                (conversation, to, String::new(), participants)
+            }
+            Destination::Group(group) => (
+                self.sealer.blind("group", group.name.as_bytes()),
+                String::new(),
+                group.name,
+                group.members,
+            ),
+        };
+        let index = u16::try_from(staged.sealed.len())
+            .map_err(|_| RelayError::Corrupt("a segment is full"))?;
+        let id = first + u64::from(index);
+        let record = NormalRecord {
+            id,
+            conversation: conversation.to_vec(),
+            from: msg.from,
+            to,
+            group,
+            participants,
+            text: msg.text,
+            sent_at: sent_at_of(id),
+            client_id: msg.client_id.to_vec(),
+        };
+        staged.sealed.push(self.sealer.seal(
+            Tree::Messages,
+            &record_key(first, index),
+            &record.encode_to_vec(),
+        ));
+        staged.text_bytes += record.text.len();
+        fresh.insert(
+            dedup_key.clone(),
+            StoredReceipt {
+                id,
+                sent_at: record.sent_at,
+            },
+        );
+        let recipients = self.index(&record, index, dedup_key, staged);
+        Ok(Appended::New { record, recipients })
+    }
+
+    /// Stages `record`'s postings and receipt (under `dedup_key`, which starts
+    /// with the sender's blind); returns who receives it.
+    fn index(
+        &self,
+        record: &NormalRecord,
+        index: u16,
+        dedup_key: Vec<u8>,
+        staged: &mut Staged,
+    ) -> Vec<String> {
+        let mut recipients = Vec::new();
+        for person in &record.participants {
+            let sent = *person == record.from;
+            let blind = match dedup_key.get(..16) {
+                Some(sender) if sent => sender.try_into().expect("16 bytes"),
+                _ => blind_user(&self.sealer, person),
+            };
+            let posting = Posting {
+                id: record.id,
+                index,
+                sent,
+            };
+            staged.postings.push((blind, posting));
+            if !sent {
+                recipients.push(person.clone());
+            }
+        }
+        staged.receipts.push((
+            dedup_key,
+            StoredReceipt {
+                id: record.id,
+                sent_at: record.sent_at,
+            },
+        ));
+        recipients
+    }
+
+    /// `blind`'s postings with `lo <= id < hi` that `keep` accepts, oldest
+    /// first, at most `limit`: the checkpointed chunks, then the recent ones.
+    /// Also returns the last id of the run of postings, from `lo` on, that
+    /// `keep` rejected before the first it accepted (`lo - 1` if none).
+    fn postings(
+        &self,
+        blind: &[u8; 16],
+        lo: u64,
+        hi: u64,
+        keep: impl Fn(&Posting) -> bool,
+        limit: usize,
+    ) -> Result<(Vec<Posting>, u64), RelayError> {
+        let in_range = |p: &Posting| lo <= p.id && p.id < hi;
+        // Recent first: a checkpoint running meanwhile writes its chunks before
+        // it forgets them here, so between the two reads nothing is missed.
+        let recent: Vec<Posting> = self
+            .read_recent()
+            .postings
+            .get(blind)
+            .map(|list| list.iter().filter(|p| in_range(p)).copied().collect())
+            .unwrap_or_default();
+        let mut found = Found {
+            keep,
+            limit,
+            out: Vec::new(),
+            newest: None,
+            rejected_to: lo.saturating_sub(1),
+        };
+        let end = user_end(blind);
+        let mut cursor = user_key(blind, lo);
+        'chunks: while !found.full() {
+            let rows = self.store.range(Tree::ByParticipant, &cursor, &end, 64)?;
+            let Some((last, _)) = rows.last() else { break };
+            cursor = last.clone();
+            cursor.push(0);
+            for (_, chunk) in rows {
+                let chunk = Posting::decode_all(&chunk)?;
+                if chunk.first().is_some_and(|p| p.id >= hi) {
+                    break 'chunks;
+                }
+                for p in chunk.into_iter().filter(|p| in_range(p)) {
+                    if !found.offer(p) {
+                        break 'chunks;
+                    }
+                }
+            }
+        }
+        for p in recent {
+            if !found.offer(p) {
+                break;
+            }
+        }
+        Ok((found.out, found.rejected_to))
+    }
+
+    /// Loads the record a posting points at, copying only it out of its segment.
+    fn load(&self, posting: Posting) -> Result<NormalRecord, RelayError> {
+        let segment = posting.segment();
+        let mut sealed = None;
+        let found = self
+            .store
+            .read(Tree::Messages, &segment_key(segment), &mut |value| {
+                sealed = Some(segment_entry(value, posting.index).map(|e| e.map(<[u8]>::to_vec)));
+            })?;
+        if !found {
+            return Err(RelayError::Corrupt("a posting without its segment"));
+        }
+        let sealed = sealed
+            .expect("read hands over the value it found")?
+            .ok_or(RelayError::Corrupt("a posting past the end of its segment"))?;
+        let plain =
+            self.sealer
+                .open(Tree::Messages, &record_key(segment, posting.index), &sealed)?;
+        Ok(NormalRecord::decode(plain.as_slice())?)
+    }
+
+    /// The read-only view of the archive that the warrant module is given.
+    pub fn reader(self: &Arc<Self>) -> ArchiveReader {
+        ArchiveReader {
+            archive: self.clone(),
+        }
+    }
+}
+
+/// A read-only view of the normal archive: records by participant and time.
+/// It can read normal records and nothing else; it cannot write.
+#[derive(Clone)]
+pub struct ArchiveReader {
+    archive: Arc<NormalArchive>,
+}
+
+impl ArchiveReader {
+    /// Every normal record `user` took part in with `from_ms <= sent_at <= until_ms`,
+    /// oldest first. Costs what those records cost: that user's postings in the window.
+    pub fn records_of(
+        &self,
+        user: &str,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<NormalRecord>, RelayError> {
+        let a = &self.archive;
+        let blind = blind_user(&a.sealer, user);
+        let lo = first_id_of(from_ms);
+        let hi = first_id_of(until_ms.saturating_add(1));
+        a.postings(&blind, lo, hi, |_| true, usize::MAX)?
+            .0
+            .into_iter()
+            .map(|p| a.load(p))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

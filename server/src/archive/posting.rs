@@ -1,0 +1,78 @@
+//! Postings: which messages one person took part in, in id order. A chunk of
+//! them is one value of `ByParticipant`; the newest live in memory.
+
+use crate::RelayError;
+
+/// One message a user took part in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Posting {
+    pub id: u64,
+    /// Its place in its segment, whose key is `id - index`.
+    pub index: u16,
+    /// The user sent it (so it is not in their inbox).
+    pub sent: bool,
+}
+
+const POSTING_LEN: usize = 11;
+
+impl Posting {
+    pub fn segment(self) -> u64 {
+        self.id - u64::from(self.index)
+    }
+
+    pub fn encode_all(postings: &[Posting]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(postings.len() * POSTING_LEN);
+        for p in postings {
+            out.extend_from_slice(&p.id.to_be_bytes());
+            out.extend_from_slice(&p.index.to_be_bytes());
+            out.push(u8::from(p.sent));
+        }
+        out
+    }
+
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Posting>, RelayError> {
+        if !bytes.len().is_multiple_of(POSTING_LEN) {
+            return Err(RelayError::Corrupt("a chunk of postings"));
+        }
+        Ok(bytes
+            .chunks_exact(POSTING_LEN)
+            .map(|c| Posting {
+                id: u64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
+                index: u16::from_be_bytes(c[8..10].try_into().expect("2 bytes")),
+                sent: c[10] == 1,
+            })
+            .collect())
+    }
+}
+
+/// Postings gathered in id order by `NormalArchive::postings`.
+pub(super) struct Found<F> {
+    pub keep: F,
+    pub limit: usize,
+    pub out: Vec<Posting>,
+    /// The newest id offered: chunks rewritten after a crash may overlap, and
+    /// recent postings may also be in a chunk just written; ids only grow.
+    pub newest: Option<u64>,
+    /// See `NormalArchive::postings`.
+    pub rejected_to: u64,
+}
+
+impl<F: Fn(&Posting) -> bool> Found<F> {
+    pub fn full(&self) -> bool {
+        self.out.len() >= self.limit
+    }
+
+    /// Takes the next posting (a repeat is ignored); false once full.
+    pub fn offer(&mut self, p: Posting) -> bool {
+        if self.newest.is_some_and(|n| p.id <= n) {
+            return !self.full();
+        }
+        self.newest = Some(p.id);
+        if (self.keep)(&p) {
+            self.out.push(p);
+        } else if self.out.is_empty() {
+            self.rejected_to = p.id;
+        }
+        !self.full()
+    }
+}
