@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use super::append::Staged;
 use super::dedup::window_extend;
 use super::posting::Posting;
 use super::segment::{record_key, segment_key};
-use super::{NormalArchive, Staged, read_u64, user_key};
+use super::{NormalArchive, read_u64, user_key};
 use crate::RelayError;
 use crate::records::{NormalRecord, SegmentRecord, StoredReceipt};
 use crate::store::{Batch, Op, Tree};

@@ -27,17 +27,17 @@
 //! [`NormalArchive::reader`] hands out [`ArchiveReader`], the read-only view
 //! the warrant module is given.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 
+use crate::RelayError;
 use crate::accounts::{blind_user, user_scoped_key as user_key};
-use crate::records::{GroupRecord, NormalRecord, SegmentRecord, StoredReceipt};
+use crate::records::{GroupRecord, NormalRecord, StoredReceipt};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
-use crate::{RelayError, now_ms};
 
+mod append;
 mod checkpoint;
 mod dedup;
 mod inbox;
@@ -47,10 +47,9 @@ mod segment;
 pub use checkpoint::CHECKPOINT_EVERY;
 use checkpoint::Recent;
 pub use dedup::DEDUP_WINDOW;
-use dedup::window_find;
 pub use inbox::InboxEntry;
 use posting::{Found, Posting};
-use segment::{first_id_of, record_key, segment_entry, segment_key, sent_at_of};
+use segment::{first_id_of, record_key, segment_entry, segment_key};
 
 /// A segment holds at most this many bytes of text (a batch may make several).
 const SEGMENT_TEXT_BYTES: usize = 256 * 1024;
@@ -107,15 +106,6 @@ fn read_u64(bytes: &[u8], what: &'static str) -> Result<u64, RelayError> {
     ))
 }
 
-/// The writes of one segment, staged before they are applied.
-#[derive(Default)]
-struct Staged {
-    sealed: Vec<Vec<u8>>,
-    text_bytes: usize,
-    postings: Vec<([u8; 16], Posting)>,
-    receipts: Vec<(Vec<u8>, StoredReceipt)>,
-}
-
 impl NormalArchive {
     /// Opens the archive in `store`, rebuilding from its segments what the
     /// last checkpoint did not cover.
@@ -152,198 +142,6 @@ impl NormalArchive {
         };
         archive.recover()?;
         Ok(archive)
-    }
-
-    fn dm_conversation(&self, a: &str, b: &str) -> [u8; 16] {
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let mut pair = Vec::with_capacity(lo.len() + hi.len() + 1);
-        pair.extend_from_slice(lo.as_bytes());
-        pair.push(0);
-        pair.extend_from_slice(hi.as_bytes());
-        self.sealer.blind("dm", &pair)
-    }
-
-    fn dedup_key(&self, from: &str, client_id: &[u8]) -> Vec<u8> {
-        let mut key = blind_user(&self.sealer, from).to_vec();
-        key.extend_from_slice(client_id);
-        key
-    }
-
-    /// Appends one message. Not yet durable.
-    pub fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
-        self.append_many(vec![msg])
-            .pop()
-            .unwrap_or(Err(RelayError::Corrupt("an append returned no result")))
-    }
-
-    /// Appends messages (in order): each run of them that fits a segment is
-    /// one write, so many sends share one key. A message whose client id was
-    /// stored before (or earlier in the same call) is a duplicate and writes
-    /// nothing. Not yet durable: the caller waits for the group commit.
-    pub fn append_many(&self, msgs: Vec<NewNormal>) -> Vec<Result<Appended, RelayError>> {
-        let _serial = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut results = Vec::with_capacity(msgs.len());
-        let mut fresh: HashMap<Vec<u8>, StoredReceipt> = HashMap::new();
-        let mut msgs = msgs.into_iter().peekable();
-        while msgs.peek().is_some() {
-            let first = (self.read_recent().last_id + 1).max(first_id_of(now_ms()));
-            let mut staged = Staged::default();
-            let mut part = Vec::new();
-            while staged.text_bytes < SEGMENT_TEXT_BYTES
-                && staged.sealed.len() < usize::from(u16::MAX)
-            {
-                let Some(msg) = msgs.next() else { break };
-                part.push(self.stage(msg, first, &mut staged, &mut fresh));
-            }
-            results.extend(self.write_segment(first, staged, part));
-        }
-        results
-    }
-
-    /// Writes one staged segment; every message of it fails if the write does.
-    fn write_segment(
-        &self,
-        first: u64,
-        staged: Staged,
-        results: Vec<Result<Appended, RelayError>>,
-    ) -> Vec<Result<Appended, RelayError>> {
-        if staged.sealed.is_empty() {
-            return results;
-        }
-        let value = SegmentRecord {
-            sealed: staged.sealed,
-        }
-        .encode_to_vec();
-        let mut batch = Batch::default();
-        batch.put(Tree::Messages, segment_key(first).to_vec(), value);
-        match self.store.apply(batch) {
-            Ok(_) => {
-                self.recent
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remember(staged.postings, staged.receipts);
-                results
-            }
-            Err(e) => crate::failed_with(results, &e),
-        }
-    }
-
-    /// Adds one message to the segment starting at id `first` (or finds it is a duplicate).
-    fn stage(
-        &self,
-        msg: NewNormal,
-        first: u64,
-        staged: &mut Staged,
-        fresh: &mut HashMap<Vec<u8>, StoredReceipt>,
-    ) -> Result<Appended, RelayError> {
-        let dedup_key = self.dedup_key(&msg.from, &msg.client_id);
-        if let Some(receipt) = fresh.get(&dedup_key) {
-            return Ok(Appended::Duplicate(receipt.clone()));
-        }
-        let (sender, client_id) = dedup_key.split_at(16);
-        let earlier = {
-            let recent = self.read_recent();
-            match recent.receipts.get(&dedup_key) {
-                Some(receipt) => Some(receipt.id),
-                None => match recent.windows.get(sender) {
-                    Some(window) => window_find(window, client_id)?,
-                    None => None,
-                },
-            }
-        };
-        let earlier = match earlier {
-            Some(id) => Some(id),
-            None if self.read_recent().windows.contains_key(sender) => None,
-            None => match self.store.get(Tree::ClientIds, sender)? {
-                Some(window) => window_find(&window, client_id)?,
-                None => None,
-            },
-        };
-        if let Some(id) = earlier {
-            return Ok(Appended::Duplicate(StoredReceipt {
-                id,
-                sent_at: sent_at_of(id),
-            }));
-        }
-        let (conversation, to, group, participants) = match msg.to {
-            Destination::User(to) => {
-                let conversation = self.dm_conversation(&msg.from, &to);
-                let mut participants = vec![msg.from.clone(), to.clone()];
-                participants.dedup();
-                (conversation, to, String::new(), participants)
-            }
-            Destination::Group(group) => (
-                self.sealer.blind("group", group.name.as_bytes()),
-                String::new(),
-                group.name,
-                group.members,
-            ),
-        };
-        let index = u16::try_from(staged.sealed.len())
-            .map_err(|_| RelayError::Corrupt("a segment is full"))?;
-        let id = first + u64::from(index);
-        let record = NormalRecord {
-            id,
-            conversation: conversation.to_vec(),
-            from: msg.from,
-            to,
-            group,
-            participants,
-            text: msg.text,
-            sent_at: sent_at_of(id),
-            client_id: msg.client_id.to_vec(),
-        };
-        staged.sealed.push(self.sealer.seal(
-            Tree::Messages,
-            &record_key(first, index),
-            &record.encode_to_vec(),
-        ));
-        staged.text_bytes += record.text.len();
-        fresh.insert(
-            dedup_key.clone(),
-            StoredReceipt {
-                id,
-                sent_at: record.sent_at,
-            },
-        );
-        let recipients = self.index(&record, index, dedup_key, staged);
-        Ok(Appended::New { record, recipients })
-    }
-
-    /// Stages `record`'s postings and receipt (under `dedup_key`, which starts
-    /// with the sender's blind); returns who receives it.
-    fn index(
-        &self,
-        record: &NormalRecord,
-        index: u16,
-        dedup_key: Vec<u8>,
-        staged: &mut Staged,
-    ) -> Vec<String> {
-        let mut recipients = Vec::new();
-        for person in &record.participants {
-            let sent = *person == record.from;
-            let blind = match dedup_key.get(..16) {
-                Some(sender) if sent => sender.try_into().expect("16 bytes"),
-                _ => blind_user(&self.sealer, person),
-            };
-            let posting = Posting {
-                id: record.id,
-                index,
-                sent,
-            };
-            staged.postings.push((blind, posting));
-            if !sent {
-                recipients.push(person.clone());
-            }
-        }
-        staged.receipts.push((
-            dedup_key,
-            StoredReceipt {
-                id: record.id,
-                sent_at: record.sent_at,
-            },
-        ));
-        recipients
     }
 
     /// `blind`'s postings with `lo <= id < hi` that `keep` accepts, oldest

@@ -1,5 +1,8 @@
 use super::checkpoint::CHECKPOINT_KEY;
+use super::segment::sent_at_of;
 use super::*;
+use crate::now_ms;
+use crate::records::SegmentRecord;
 use crate::store::TestDir;
 
 type Fixture = TestDir;
