@@ -1,7 +1,8 @@
 //! Accounts: a username bound once, at registration, to an Ed25519 identity key.
 //! Stored under a blinded key and sealed, so the data directory holds no usernames.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
@@ -31,7 +32,13 @@ pub fn user_scoped_key(user: &[u8; 16], n: u64) -> Vec<u8> {
 pub struct Accounts {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    /// Names known to exist (accounts are never removed), so that checking a
+    /// recipient on every send costs no store read. Bounded: emptied when full.
+    known: Arc<RwLock<HashSet<String>>>,
 }
+
+/// The most names [`Accounts::exists`] remembers.
+const KNOWN_NAMES: usize = 65_536;
 
 /// A registered account.
 #[derive(Debug, Clone)]
@@ -49,7 +56,11 @@ pub enum Registration {
 
 impl Accounts {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        Accounts { store, sealer }
+        Accounts {
+            store,
+            sealer,
+            known: Arc::default(),
+        }
     }
 
     pub fn blind(&self, username: &str) -> [u8; 16] {
@@ -101,9 +112,46 @@ impl Accounts {
     }
 
     pub fn exists(&self, username: &str) -> Result<bool, RelayError> {
-        Ok(self
+        let known = |k: &RwLock<HashSet<String>>| {
+            k.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(username)
+        };
+        if known(&self.known) {
+            return Ok(true);
+        }
+        let exists = self
             .store
-            .get(Tree::Accounts, &self.blind(username))?
-            .is_some())
+            .read(Tree::Accounts, &self.blind(username), &mut |_| {})?;
+        if exists {
+            let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+            if known.len() >= KNOWN_NAMES {
+                known.clear();
+            }
+            known.insert(username.to_owned());
+        }
+        Ok(exists)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TestDir;
+
+    #[test]
+    fn a_name_exists_once_registered_and_only_then() {
+        let dir = TestDir::new();
+        let accounts = Accounts::new(dir.store(), dir.sealer.clone());
+        assert!(!accounts.exists("ann").unwrap());
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert_eq!(
+            accounts.register("ann", &key).unwrap(),
+            Registration::Created
+        );
+        assert!(accounts.exists("ann").unwrap());
+        assert!(accounts.exists("ann").unwrap());
+        assert!(!accounts.exists("bob").unwrap());
+        assert_eq!(accounts.register("ann", &key).unwrap(), Registration::Taken);
     }
 }
