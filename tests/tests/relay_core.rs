@@ -501,3 +501,77 @@ async fn login_attempts_on_one_connection_are_rate_limited() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn messages_on_both_sides_of_a_checkpoint_survive_kill_9() {
+    use sotto_tests::RelayProcess;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let mut relay = RelayProcess::start(&data, &[]);
+    let connect = |relay: &RelayProcess| {
+        let addr = relay.addr.clone();
+        let pin = Fingerprint::parse(&relay.fingerprint).unwrap();
+        async move { RelayClient::connect(&addr, Some(pin)).await.unwrap() }
+    };
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let alice = Arc::new(connect(&relay).await);
+    alice.register("alice", &alice_id).await.unwrap();
+    connect(&relay)
+        .await
+        .register("bob", &bob_id)
+        .await
+        .unwrap();
+
+    // More than a checkpoint's worth, so some of it is checkpointed and the
+    // rest lives only in the segments when the relay is killed.
+    let total = sotto_server::archive::CHECKPOINT_EVERY as u32 + 300;
+    let client_id = |n: u32| {
+        let mut id = [0xc0; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        id
+    };
+    let mut senders = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let alice = alice.clone();
+        senders.spawn(async move {
+            for n in (lane..total).step_by(8) {
+                alice
+                    .send_normal(Recipient::User("bob"), &format!("m{n}"), client_id(n))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = senders.join_next().await {
+        done.unwrap();
+    }
+    relay.kill_9();
+
+    let relay = RelayProcess::start(&data, &[]);
+    let bob = connect(&relay).await;
+    bob.login("bob", &bob_id).await.unwrap();
+    let mut got = std::collections::HashSet::new();
+    loop {
+        let batch = bob.fetch(500).await.unwrap();
+        let Some(last) = batch.normal.iter().map(|m| m.seq).max() else {
+            break;
+        };
+        for m in &batch.normal {
+            assert!(got.insert(m.text.clone()), "{} delivered twice", m.text);
+        }
+        bob.ack(last, vec![]).await.unwrap();
+    }
+    assert_eq!(got.len(), total as usize);
+    assert!((0..total).all(|n| got.contains(&format!("m{n}"))));
+
+    // A retry of a recent send is still recognised after the crash.
+    let alice = connect(&relay).await;
+    alice.login("alice", &alice_id).await.unwrap();
+    let retry = alice
+        .send_normal(Recipient::User("bob"), "m0", client_id(total - 1))
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+}
