@@ -146,9 +146,13 @@ impl RelayClient {
         self.fingerprint
     }
 
-    /// Sends one request on a fresh stream and reads its answer. A relay error
-    /// becomes [`ClientError::Refused`].
-    pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, ClientError> {
+    /// Sends one request on a fresh stream and reads its answer; the stream's
+    /// receiving side is handed back (a subscription's pushes follow on it).
+    async fn exchange(
+        &self,
+        kind: request::Kind,
+        what: &str,
+    ) -> Result<(Response, quinn::RecvStream), ClientError> {
         let (mut send, mut recv) = self.conn.open_bi().await?;
         frame::write_frame(&mut send, &Request { kind: Some(kind) }).await?;
         send.finish()
@@ -156,8 +160,15 @@ impl RelayClient {
         let response: Response = frame::read_message(&mut recv, self.max_frame)
             .await?
             .ok_or_else(|| {
-                ClientError::Stream("the relay closed the request without answering".into())
+                ClientError::Stream(format!("the relay closed the {what} without answering"))
             })?;
+        Ok((response, recv))
+    }
+
+    /// Sends one request on a fresh stream and reads its answer. A relay error
+    /// becomes [`ClientError::Refused`].
+    pub async fn request(&self, kind: request::Kind) -> Result<response::Kind, ClientError> {
+        let (response, _) = self.exchange(kind, "request").await?;
         match response.kind {
             Some(response::Kind::Error(e)) => Err(refusal(e)),
             Some(kind) => Ok(kind),
@@ -225,18 +236,8 @@ impl RelayClient {
 
     /// Asks for live pushes; they arrive on the returned stream.
     pub async fn subscribe(&self) -> Result<Pushes, ClientError> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
-        let subscribe = Request {
-            kind: Some(request::Kind::Subscribe(Default::default())),
-        };
-        frame::write_frame(&mut send, &subscribe).await?;
-        send.finish()
-            .map_err(|e| ClientError::Stream(e.to_string()))?;
-        let answer: Response = frame::read_message(&mut recv, self.max_frame)
-            .await?
-            .ok_or_else(|| {
-                ClientError::Stream("the relay closed the subscription without answering".into())
-            })?;
+        let subscribe = request::Kind::Subscribe(Default::default());
+        let (answer, recv) = self.exchange(subscribe, "subscription").await?;
         match answer.kind {
             Some(response::Kind::Subscribed(_)) => Ok(Pushes {
                 recv,

@@ -65,11 +65,11 @@ fn reply<T>(
     replies: Vec<Reply<T>>,
     flushed: &Result<(), StoreError>,
 ) {
+    let results = match flushed {
+        Ok(()) => results,
+        Err(e) => crate::failed_with(results, e),
+    };
     for (result, reply) in results.into_iter().zip(replies) {
-        let result = match flushed {
-            Ok(()) => result,
-            Err(e) => result.and(Err(RelayError::Store(e.clone()))),
-        };
         let _ = reply.send(result);
     }
 }

@@ -40,13 +40,6 @@ impl NormalArchive {
         key
     }
 
-    /// Appends one message. Not yet durable.
-    pub fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
-        self.append_many(vec![msg])
-            .pop()
-            .unwrap_or(Err(RelayError::Corrupt("an append returned no result")))
-    }
-
     /// Appends messages (in order): each run of them that fits a segment is
     /// one write, so many sends share one key. A message whose client id was
     /// stored before (or earlier in the same call) is a duplicate and writes
@@ -99,6 +92,27 @@ impl NormalArchive {
         }
     }
 
+    /// The id a sender's client id was stored under, if it is still in their
+    /// window (see [`super::DEDUP_WINDOW`]): since the last checkpoint, in the
+    /// window the last checkpoint wrote, or else in the store.
+    fn stored_before(&self, dedup_key: &[u8]) -> Result<Option<u64>, RelayError> {
+        let (sender, client_id) = dedup_key.split_at(16);
+        {
+            let recent = self.read_recent();
+            if let Some(receipt) = recent.receipts.get(dedup_key) {
+                return Ok(Some(receipt.id));
+            }
+            if let Some(window) = recent.windows.get(sender) {
+                return window_find(window, client_id);
+            }
+        }
+        let mut found = Ok(None);
+        self.store.read(Tree::ClientIds, sender, &mut |window| {
+            found = window_find(window, client_id);
+        })?;
+        found
+    }
+
     /// Adds one message to the segment starting at id `first` (or finds it is a duplicate).
     fn stage(
         &self,
@@ -111,25 +125,7 @@ impl NormalArchive {
         if let Some(receipt) = fresh.get(&dedup_key) {
             return Ok(Appended::Duplicate(receipt.clone()));
         }
-        let (sender, client_id) = dedup_key.split_at(16);
-        let earlier = {
-            let recent = self.read_recent();
-            match recent.receipts.get(&dedup_key) {
-                Some(receipt) => Some(receipt.id),
-                None => match recent.windows.get(sender) {
-                    Some(window) => window_find(window, client_id)?,
-                    None => None,
-                },
-            }
-        };
-        let earlier = match earlier {
-            Some(id) => Some(id),
-            None if self.read_recent().windows.contains_key(sender) => None,
-            None => match self.store.get(Tree::ClientIds, sender)? {
-                Some(window) => window_find(&window, client_id)?,
-                None => None,
-            },
-        };
+        let earlier = self.stored_before(&dedup_key)?;
         if let Some(id) = earlier {
             return Ok(Appended::Duplicate(StoredReceipt {
                 id,

@@ -54,15 +54,12 @@ impl NormalArchive {
             Some(v) => read_u64(&v, "the archive checkpoint")?,
             None => 0,
         };
+        // The mark is the last id of a whole segment: with nothing after it,
+        // it is the newest id; else the segments read below raise it.
         let mut recent = Recent {
             last_id: checkpointed,
             ..Recent::default()
         };
-        if let Some((key, value)) = self.store.last(Tree::Messages, &[], &[0xff; 9])? {
-            let first = read_u64(&key, "a segment key")?;
-            let records = SegmentRecord::decode(value.as_slice())?.sealed.len() as u64;
-            recent.last_id = recent.last_id.max(first + records.saturating_sub(1));
-        }
         let mut cursor = segment_key(checkpointed.saturating_add(1)).to_vec();
         loop {
             let rows = self.store.range(Tree::Messages, &cursor, &[0xff; 9], 64)?;

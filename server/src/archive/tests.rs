@@ -7,6 +7,15 @@ use crate::store::TestDir;
 
 type Fixture = TestDir;
 
+impl NormalArchive {
+    /// Appends one message (the relay always appends what its writer gathered).
+    fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
+        self.append_many(vec![msg])
+            .pop()
+            .expect("one result per message")
+    }
+}
+
 impl TestDir {
     fn open(&self, store: &Arc<dyn Store>) -> NormalArchive {
         NormalArchive::open(store.clone(), self.sealer.clone()).unwrap()
@@ -304,4 +313,16 @@ fn an_archive_of_an_older_layout_is_refused_by_name() {
         .err()
         .expect("an old layout is refused");
     assert!(err.to_string().contains("older sotto"), "{err}");
+}
+
+#[test]
+fn ids_keep_growing_after_a_checkpoint_and_a_restart() {
+    let f = Fixture::new();
+    let store = f.store();
+    let archive = f.open(&store);
+    let before = stored(archive.append(dm("ann", "bob", "before", 1)));
+    archive.checkpoint().unwrap();
+    drop(archive);
+    let archive = f.open(&store);
+    assert!(stored(archive.append(dm("ann", "bob", "after", 2))).id > before.id);
 }

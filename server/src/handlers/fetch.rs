@@ -18,27 +18,12 @@ pub fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let (envelopes, more_secret) = state.secret_queue.pending(user, limit)?;
     more |= more_secret;
     let mut budget = state.config.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
-    let mut normal = Vec::with_capacity(entries.len());
-    for e in &entries {
-        let m = normal_message(e.seq, &e.record);
-        let size = m.encoded_len() + 8;
-        if size > budget {
-            more = true;
-            break;
-        }
-        budget -= size;
-        normal.push(m);
-    }
-    let mut secret = Vec::with_capacity(envelopes.len());
-    for envelope in envelopes {
-        let size = envelope.encoded_len() + 8;
-        if size > budget {
-            more = true;
-            break;
-        }
-        budget -= size;
-        secret.push(envelope);
-    }
+    let normal = within(
+        entries.iter().map(|e| normal_message(e.seq, &e.record)),
+        &mut budget,
+        &mut more,
+    );
+    let secret = within(envelopes, &mut budget, &mut more);
     let left = state.prekeys.one_time_left(user)?;
     Ok(response::Kind::Batch(Batch {
         normal,
@@ -48,4 +33,24 @@ pub fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
             remaining: left as u32,
         }),
     }))
+}
+
+/// The items, in order, that fit in what is left of the frame (`budget`);
+/// sets `more` when one did not fit (it and those after it wait).
+fn within<T: Message>(
+    items: impl IntoIterator<Item = T>,
+    budget: &mut usize,
+    more: &mut bool,
+) -> Vec<T> {
+    let mut kept = Vec::new();
+    for item in items {
+        let size = item.encoded_len() + 8;
+        if size > *budget {
+            *more = true;
+            break;
+        }
+        *budget -= size;
+        kept.push(item);
+    }
+    kept
 }

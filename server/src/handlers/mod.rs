@@ -94,6 +94,40 @@ impl From<RelayError> for Served {
     }
 }
 
+/// Records how a warrant or unmask request ended in the audit log, and only
+/// then answers it: nothing leaves the relay without its audit entry.
+/// `granted` fills in what the entry keeps of a granted request; a refusal is
+/// answered with `refused`; `gives` says what a request would have been given.
+fn audited<T>(
+    state: &RelayState,
+    mut entry: crate::audit::AuditEntry,
+    outcome: Result<T, Served>,
+    granted: impl FnOnce(&mut crate::audit::AuditEntry, &T),
+    refused: ErrorCode,
+    gives: &str,
+) -> Result<T, RequestError> {
+    match &outcome {
+        Ok(value) => {
+            entry.decision = "granted".into();
+            granted(&mut entry, value);
+        }
+        Err(Served::Refused(refusal)) => entry.reason = refusal.code().into(),
+        Err(Served::Failed(_)) => entry.reason = "internal_error".into(),
+    }
+    if let Err(e) = state.audit.append(entry.clone()) {
+        tracing::warn!(error = %e, request = %entry.kind, "cannot write the audit log; refusing the request");
+        return Err(RequestError::new(
+            ErrorCode::Internal,
+            format!("the relay cannot write its audit log, so it {gives} nothing"),
+        ));
+    }
+    tracing::info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "{} request", entry.kind);
+    outcome.map_err(|served| match served {
+        Served::Refused(refusal) => RequestError::new(refused, refusal.to_string()),
+        Served::Failed(e) => e,
+    })
+}
+
 /// Routes one request to its handler. Only challenge, register, login and the
 /// warrant requests are served before login.
 pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Request) -> Response {

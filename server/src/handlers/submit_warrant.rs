@@ -5,9 +5,8 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 use sotto_proto::v1::{ErrorCode, SealedDisclosure, SubmitWarrant, response};
-use tracing::{info, warn};
 
-use super::{Handled, RequestError, Served};
+use super::{Handled, RequestError, Served, audited};
 use crate::audit::AuditEntry;
 use crate::records::GrantRecord;
 use crate::relay::RelayState;
@@ -17,31 +16,18 @@ use crate::{datadir, now_ms};
 pub async fn handle(state: &RelayState, submit: SubmitWarrant) -> Handled {
     let mut entry = AuditEntry::new("warrant", "refused");
     let outcome = serve(state, submit, &mut entry).await;
-    match &outcome {
-        Ok(sealed) => {
-            entry.decision = "granted".into();
-            entry.bundle_sha256 = hex::encode(Sha256::digest(sealed.encode_to_vec()));
-        }
-        Err(Served::Refused(refusal)) => entry.reason = refusal.code().into(),
-        Err(Served::Failed(_)) => entry.reason = "internal_error".into(),
-    }
-    if let Err(e) = state.audit.append(entry.clone()) {
-        // Nothing leaves the relay without its audit entry.
-        warn!(error = %e, "cannot write the audit log; refusing the warrant");
-        return Err(RequestError::new(
-            ErrorCode::Internal,
-            "the relay cannot write its audit log, so it discloses nothing",
-        ));
-    }
-    info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "warrant request");
-    match outcome {
-        Ok(sealed) => Ok(response::Kind::Disclosure(sealed)),
-        Err(Served::Refused(refusal)) => Err(RequestError::new(
-            ErrorCode::WarrantRefused,
-            refusal.to_string(),
-        )),
-        Err(Served::Failed(e)) => Err(e),
-    }
+    let granted = |entry: &mut AuditEntry, sealed: &SealedDisclosure| {
+        entry.bundle_sha256 = hex::encode(Sha256::digest(sealed.encode_to_vec()));
+    };
+    audited(
+        state,
+        entry,
+        outcome,
+        granted,
+        ErrorCode::WarrantRefused,
+        "discloses",
+    )
+    .map(response::Kind::Disclosure)
 }
 
 async fn serve(

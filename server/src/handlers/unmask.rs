@@ -4,9 +4,8 @@
 //! whole. Logged (without the names revealed) before the answer leaves.
 
 use sotto_proto::v1::{ErrorCode, Unmask, Unmasked, Unmasking, response};
-use tracing::{info, warn};
 
-use super::{Handled, RequestError, Served};
+use super::{Handled, RequestError, Served, audited};
 use crate::audit::AuditEntry;
 use crate::relay::RelayState;
 use crate::warrant::{self, AuthorityFile, Refusal};
@@ -15,30 +14,18 @@ use crate::{datadir, now_ms};
 pub async fn handle(state: &RelayState, unmask: Unmask) -> Handled {
     let mut entry = AuditEntry::new("unmask", "refused");
     let outcome = serve(state, unmask, &mut entry);
-    match &outcome {
-        Ok(revealed) => {
-            entry.decision = "granted".into();
-            entry.unmask_revealed = revealed.len() as u64;
-        }
-        Err(Served::Refused(refusal)) => entry.reason = refusal.code().into(),
-        Err(Served::Failed(_)) => entry.reason = "internal_error".into(),
-    }
-    if let Err(e) = state.audit.append(entry.clone()) {
-        warn!(error = %e, "cannot write the audit log; refusing the unmask request");
-        return Err(RequestError::new(
-            ErrorCode::Internal,
-            "the relay cannot write its audit log, so it reveals nothing",
-        ));
-    }
-    info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "unmask request");
-    match outcome {
-        Ok(unmasked) => Ok(response::Kind::Unmasked(Unmasked { unmasked })),
-        Err(Served::Refused(refusal)) => Err(RequestError::new(
-            ErrorCode::UnmaskRefused,
-            refusal.to_string(),
-        )),
-        Err(Served::Failed(e)) => Err(e),
-    }
+    let granted = |entry: &mut AuditEntry, revealed: &Vec<Unmasking>| {
+        entry.unmask_revealed = revealed.len() as u64;
+    };
+    audited(
+        state,
+        entry,
+        outcome,
+        granted,
+        ErrorCode::UnmaskRefused,
+        "reveals",
+    )
+    .map(|unmasked| response::Kind::Unmasked(Unmasked { unmasked }))
 }
 
 fn serve(

@@ -110,6 +110,10 @@ impl Store for SledStore {
     }
 
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
+        if batch.guard.is_none() && batch.ops.len() <= 1 {
+            // One write is atomic by itself: no batch, so no global write lock.
+            return self.apply_each(batch.ops).map(|()| Applied::Written);
+        }
         // A transaction costs per tree it spans: span only the trees written,
         // and a batch without a guard on one tree needs none at all.
         let mut involved: Vec<Tree> = batch
@@ -122,13 +126,6 @@ impl Store for SledStore {
             .collect();
         involved.sort_by_key(|t| t.index());
         involved.dedup();
-        if involved.is_empty() {
-            return Ok(Applied::Written);
-        }
-        if batch.guard.is_none() && batch.ops.len() == 1 {
-            // One write is atomic by itself: no batch, so no global write lock.
-            return self.apply_each(batch.ops).map(|()| Applied::Written);
-        }
         if batch.guard.is_none() && involved.len() == 1 {
             let mut single = sled::Batch::default();
             for op in batch.ops {
