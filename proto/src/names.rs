@@ -10,6 +10,22 @@ pub enum NameError {
     Length(String),
     #[error("{0:?} may only hold a-z, 0-9, '_' and '-'")]
     Characters(String),
+    #[error("{0:?} begins with \"anon-\", which is kept for the pseudonyms of warrant disclosures")]
+    Reserved(String),
+}
+
+/// What every pseudonym in a warrant disclosure begins with. No account may:
+/// a pseudonym must never be mistaken for a person's name.
+pub const PSEUDONYM_PREFIX: &str = "anon-";
+
+/// Checks a username chosen at registration: the shared rules, and not the
+/// pseudonym prefix.
+pub fn validate_new_username(name: &str) -> Result<(), NameError> {
+    validate(name)?;
+    if name.starts_with(PSEUDONYM_PREFIX) {
+        return Err(NameError::Reserved(name.to_owned()));
+    }
+    Ok(())
 }
 
 /// Checks a username or group name against `[a-z0-9_-]{3,32}`.
@@ -47,5 +63,15 @@ mod tests {
         assert!(matches!(validate("Alice"), Err(NameError::Characters(_))));
         assert!(matches!(validate("al ice"), Err(NameError::Characters(_))));
         assert!(validate("аlice").is_err()); // Cyrillic a
+    }
+
+    #[test]
+    fn a_new_username_cannot_look_like_a_pseudonym() {
+        assert!(matches!(
+            validate_new_username("anon-0123456789abcdef01234567"),
+            Err(NameError::Reserved(_))
+        ));
+        assert!(validate_new_username("anonymous").is_ok());
+        assert!(validate_new_username("alice").is_ok());
     }
 }

@@ -39,10 +39,18 @@ pub fn disclosure(encoded: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 disclosure\0", encoded)
 }
 
+/// What the relay's disclosure key signs to answer an unmask request: the exact encoded `Unmasked`.
+pub fn unmasked(encoded: &[u8]) -> Vec<u8> {
+    tagged(b"sotto/1 unmasked\0", encoded)
+}
+
 /// HKDF info of the key a disclosure bundle is encrypted under: X25519 between
 /// the relay's ephemeral key and the warrant's delivery key, salt = ephemeral
 /// public ‖ delivery public, then XChaCha20-Poly1305 with that salt as AD.
 pub const DISCLOSURE_SEAL_INFO: &[u8] = b"sotto/1 disclosure seal";
+
+/// HKDF info of the key an unmask answer is encrypted under (as a disclosure otherwise).
+pub const UNMASKED_SEAL_INFO: &[u8] = b"sotto/1 unmasked seal";
 
 fn tagged(tag: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(tag.len() + body.len());
@@ -70,5 +78,6 @@ mod tests {
     fn purposes_never_share_bytes() {
         assert_ne!(identity_dh(b"k"), signed_prekey(b"k"));
         assert_ne!(warrant(b"w"), unmask(b"w"));
+        assert_ne!(disclosure(b"d"), unmasked(b"d"));
     }
 }
