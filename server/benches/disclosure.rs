@@ -12,9 +12,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sotto_proto::v1;
 use sotto_server::archive::{Destination, NewNormal, NormalArchive};
 use sotto_server::store::Store;
-use sotto_server::warrant::CheckedWarrant;
-use sotto_server::warrant::disclosure;
 use sotto_server::{RelayConfig, datadir};
+use sotto_warrant::{AuthorityFile, CheckedWarrant, Limits, PseudonymKey};
 
 const TARGET_RECORDS: usize = 1_000;
 const USERS: usize = 1_000;
@@ -24,7 +23,7 @@ const APPEND_BATCH: usize = 64;
 struct Archive {
     _dir: tempfile::TempDir,
     archive: Arc<NormalArchive>,
-    pseudonym_key: [u8; 32],
+    pseudonym_key: PseudonymKey,
 }
 
 /// An archive of `total` records, `TARGET_RECORDS` of them the target's, the
@@ -69,24 +68,48 @@ fn archive(total: usize) -> Archive {
     Archive {
         _dir: dir,
         archive,
-        pseudonym_key: *opened.sealer.pseudonym_key(),
+        pseudonym_key: opened.sealer.pseudonym_key(),
     }
 }
 
+/// A warrant for "target" over the day around now, checked as a relay checks it.
 fn checked() -> CheckedWarrant {
-    CheckedWarrant {
-        warrant: v1::Warrant {
-            id: "W-bench".into(),
-            case_reference: "bench".into(),
-            authority: "bench".into(),
-            targets: vec!["target".into()],
-            window_from: 0,
-            window_until: i64::MAX / 1000,
-            ..Default::default()
-        },
+    use ed25519_dalek::{Signer, SigningKey};
+    use prost::Message;
+    let authority = SigningKey::from_bytes(&[1; 32]);
+    let relay = SigningKey::from_bytes(&[2; 32]);
+    let mut file = AuthorityFile::default();
+    file.add("bench", &hex::encode(authority.verifying_key().as_bytes()))
+        .unwrap();
+    let now = sotto_server::now_ms() / 1000;
+    let warrant = v1::Warrant {
+        id: "W-bench".into(),
+        case_reference: "bench".into(),
         authority: "bench".into(),
-        delivery_key: [9; 32],
-    }
+        targets: vec!["target".into()],
+        window_from: now - 86_400,
+        window_until: now + 86_400,
+        not_before: now - 60,
+        expires: now + 2 * 86_400,
+        delivery_key: x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([3; 32]))
+            .to_bytes()
+            .to_vec()
+            .into(),
+        relay_key: relay.verifying_key().to_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    let bytes = warrant.encode_to_vec();
+    let signed = v1::SignedWarrant {
+        signature: authority
+            .sign(&sotto_proto::transcript::warrant(&bytes))
+            .to_bytes()
+            .to_vec()
+            .into(),
+        warrant: bytes.into(),
+    };
+    let verified = sotto_warrant::verify_warrant(&signed, &file.registry().unwrap()).unwrap();
+    sotto_warrant::check_warrant(verified, now, &Limits::new(90, 10), &relay.verifying_key())
+        .unwrap()
 }
 
 fn disclosure_cost(c: &mut Criterion) {
@@ -96,10 +119,10 @@ fn disclosure_cost(c: &mut Criterion) {
     for total in [10_000usize, 1_000_000] {
         let a = archive(total);
         let reader = a.archive.reader();
-        let outcome = disclosure::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap();
+        let outcome = sotto_warrant::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap();
         assert_eq!(outcome.disclosure.records.len(), TARGET_RECORDS);
         group.bench_with_input(BenchmarkId::new("archive", total), &total, |b, _| {
-            b.iter(|| disclosure::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap())
+            b.iter(|| sotto_warrant::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap())
         });
     }
     group.finish();

@@ -122,7 +122,8 @@ impl Accounts {
         }
         let exists = self
             .store
-            .read(Tree::Accounts, &self.blind(username), &mut |_| {})?;
+            .read(Tree::Accounts, &self.blind(username), |_| ())?
+            .is_some();
         if exists {
             let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
             if known.len() >= KNOWN_NAMES {

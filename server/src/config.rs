@@ -35,7 +35,8 @@ pub struct WarrantConfig {
     pub max_window_days: u32,
     /// The most targets one warrant may name.
     pub max_targets: u32,
-    /// Warrant and unmask requests accepted per minute, relay-wide.
+    /// Warrant and unmask requests accepted per minute from each registered
+    /// authority (requests no authority signed have a small budget of their own).
     pub requests_per_minute: u32,
 }
 
@@ -103,7 +104,7 @@ impl RelayConfig {
              max_window_days = {window}\n\
              # The most targets one warrant may name.\n\
              max_targets = {targets}\n\
-             # Warrant and unmask requests accepted per minute, relay-wide.\n\
+             # Warrant and unmask requests accepted per minute from each registered authority.\n\
              requests_per_minute = {rate}\n",
             listen = d.listen,
             frame = d.max_frame_bytes,

@@ -5,7 +5,7 @@
 //! frame over the limit or one that does not decode gets an error frame on its
 //! own stream; the connection and everyone else carry on.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use sotto_proto::frame::{self, FrameError};
 use sotto_proto::v1::{ErrorCode, Request, request};
@@ -14,51 +14,8 @@ use tracing::debug;
 
 use crate::handlers::{self, RequestError};
 use crate::ratelimit::RateLimiter;
-use crate::relay::RelayState;
-
-/// Per-connection login state.
-pub struct Session {
-    pub id: u64,
-    pub conn: quinn::Connection,
-    state: Mutex<SessionState>,
-    /// Login and registration attempts (challenges) this connection may make.
-    pub logins: RateLimiter,
-    /// Prekey bundles this connection may take (each one uses up someone's one-time key).
-    pub bundles: RateLimiter,
-}
-
-/// Challenges one connection may ask for per minute.
-const LOGINS_PER_MINUTE: u32 = 10;
-/// Prekey bundles one connection may take per minute.
-const BUNDLES_PER_MINUTE: u32 = 60;
-
-#[derive(Default)]
-pub struct SessionState {
-    /// The logged-in account, once a login or registration succeeded.
-    pub user: Option<String>,
-    /// The latest challenge nonce; a login consumes it.
-    pub nonce: Option<[u8; sotto_proto::NONCE_LEN]>,
-    pub subscribed: bool,
-}
-
-impl Session {
-    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn user(&self) -> Option<String> {
-        self.lock().user.clone()
-    }
-
-    /// Keying material of this connection's TLS session, which login signatures cover.
-    pub fn exporter(&self) -> Option<[u8; sotto_proto::LOGIN_EXPORTER_LEN]> {
-        let mut out = [0u8; sotto_proto::LOGIN_EXPORTER_LEN];
-        self.conn
-            .export_keying_material(&mut out, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
-            .ok()?;
-        Some(out)
-    }
-}
+use crate::session::{BUNDLES_PER_MINUTE, LOGINS_PER_MINUTE, Session, SessionState};
+use crate::state::RelayState;
 
 /// Serves one incoming connection until it closes.
 pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming) {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use sotto_server::audit::{self, Verified};
-use sotto_server::warrant::AuthorityFile;
+use sotto_server::warrant::audit::{self, Verified};
+use sotto_server::warrant::authorities;
 use sotto_server::{RelayConfig, datadir};
 
 #[derive(Parser)]
@@ -124,11 +124,11 @@ fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
         );
     }
     let path = datadir::authorities_path(data);
-    let mut file = AuthorityFile::load(&path)?;
+    let mut file = authorities::load(&path)?;
     match command {
         AuthorityCommand::Add { name, public_key } => {
             file.add(&name, &public_key)?;
-            file.save(&path)?;
+            authorities::save(&path, &file)?;
             println!("registered authority {name:?}");
         }
         AuthorityCommand::List => {
@@ -141,7 +141,7 @@ fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
         }
         AuthorityCommand::Remove { name } => {
             file.remove(&name)?;
-            file.save(&path)?;
+            authorities::save(&path, &file)?;
             println!("removed authority {name:?}");
         }
     }
@@ -191,6 +191,10 @@ fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
         );
         println!("  unmask requests granted    {}", p.unmask_requests_granted);
         println!("  pseudonyms unmasked        {}", p.pseudonyms_unmasked);
+        println!(
+            "  unverifiable requests      {} (no registered authority's signature, or a replay; not counted as warrants)",
+            p.unverifiable_requests
+        );
         println!(
             "  secret-mode items disclosed {} (always 0: the relay cannot read them and the warrant module cannot reach them)",
             p.secret_items_disclosed

@@ -1,70 +1,31 @@
 //! Starting and stopping a relay: the QUIC endpoint, the accept loop, and the
-//! shared [`RelayState`] every connection works on.
+//! [`RelayState`] every connection works on, put together from the opened
+//! data directory.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ed25519_dalek::SigningKey;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::accounts::Accounts;
 use crate::archive::NormalArchive;
-use crate::audit::AuditLog;
 use crate::config::RelayConfig;
-use crate::grants::Grants;
 use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::prekeys::Prekeys;
-use crate::ratelimit::RateLimiter;
-use crate::seal::Sealer;
 use crate::secret_queue::SecretQueue;
+use crate::state::RelayState;
 use crate::store::Store;
+use crate::warrant::audit::AuditLog;
+use crate::warrant::grants::Grants;
+use crate::warrant::{DeskParts, WarrantDesk};
 use crate::writer::Writer;
 use crate::{connection, datadir};
-
-/// What every connection shares.
-pub struct RelayState {
-    pub config: RelayConfig,
-    pub store: Arc<dyn Store>,
-    pub accounts: Accounts,
-    pub groups: Groups,
-    pub archive: Arc<NormalArchive>,
-    pub writer: Writer,
-    pub prekeys: Prekeys,
-    pub(crate) secret_queue: Arc<SecretQueue>,
-    pub grants: Grants,
-    pub audit: AuditLog,
-    pub(crate) sealer: Arc<Sealer>,
-    pub(crate) disclosure_key: SigningKey,
-    pub(crate) warrant_limiter: RateLimiter,
-    /// Per account: how fast others may take its prekey bundles (each uses up
-    /// one of its one-time prekeys), whatever connections they use.
-    pub(crate) bundle_limiters: std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>,
-    pub data_dir: PathBuf,
-    pub hub: Hub,
-    next_connection: AtomicU64,
-}
-
-impl RelayState {
-    /// Secret envelopes waiting for their recipients, relay-wide.
-    pub fn secret_envelopes_waiting(&self) -> Result<usize, crate::RelayError> {
-        self.secret_queue.len()
-    }
-
-    /// Deletes the secret envelopes whose time-to-live ended by `now_ms`.
-    pub fn expire_secret_envelopes(&self, now_ms: i64) -> Result<usize, crate::RelayError> {
-        self.secret_queue.expire(now_ms)
-    }
-
-    pub fn next_connection_id(&self) -> u64 {
-        self.next_connection.fetch_add(1, Ordering::Relaxed)
-    }
-}
 
 /// A relay that is accepting connections.
 pub struct RunningRelay {
@@ -102,20 +63,31 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let (writer, writer_thread) =
         Writer::start(store.clone(), archive.clone(), secret_queue.clone())
             .context("cannot start the writing thread")?;
+    let accounts = Accounts::new(store.clone(), opened.sealer.clone());
+    let warrants = WarrantDesk::new(DeskParts {
+        archive: archive.reader(),
+        accounts: accounts.clone(),
+        grants: Grants::new(store.clone(), opened.sealer.clone()),
+        audit: AuditLog::open(&datadir::audit_path(root))?,
+        authorities_path: datadir::authorities_path(root),
+        limits: sotto_warrant::Limits::new(
+            config.warrant.max_window_days,
+            config.warrant.max_targets,
+        ),
+        requests_per_minute: config.warrant.requests_per_minute,
+        disclosure_key: opened.disclosure_key.clone(),
+        pseudonym_key: opened.sealer.pseudonym_key(),
+        writer: writer.clone(),
+    });
     let state = Arc::new(RelayState {
-        accounts: Accounts::new(store.clone(), opened.sealer.clone()),
+        accounts,
         groups: Groups::new(store.clone(), opened.sealer.clone()),
         archive,
         writer,
         prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
         secret_queue,
-        grants: Grants::new(store.clone(), opened.sealer.clone()),
-        audit: AuditLog::open(&datadir::audit_path(root))?,
-        sealer: opened.sealer.clone(),
-        disclosure_key: opened.disclosure_key.clone(),
-        warrant_limiter: RateLimiter::per_minute(config.warrant.requests_per_minute),
+        warrants,
         bundle_limiters: Default::default(),
-        data_dir: root.to_owned(),
         hub: Hub::default(),
         store,
         config,
@@ -162,6 +134,7 @@ async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
     loop {
         every.tick().await;
         let Some(state) = state.upgrade() else { return };
+        state.warrants.flush_unverifiable(false);
         match state.secret_queue.expire(crate::now_ms()) {
             Ok(0) => {}
             Ok(n) => {
@@ -193,6 +166,7 @@ impl RunningRelay {
         self.sweeper.abort();
         let _ = self.sweeper.await;
         let store = self.state.store.clone();
+        self.state.warrants.flush_unverifiable(true);
         drop(self.state);
         // The writing and checkpoint threads end once the state (and their handles)
         // is gone; after them nothing else holds the store, so it is closed

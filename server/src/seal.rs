@@ -134,9 +134,10 @@ impl Sealer {
         open_with(&self.cipher, &record_ad(tree, key), sealed)
     }
 
-    /// The key warrant pseudonyms are made with (it never leaves the relay).
-    pub fn pseudonym_key(&self) -> &[u8; 32] {
-        &self.pseudonym_key
+    /// The key warrant pseudonyms are made with (it never leaves the relay):
+    /// the warrant desk gets this, not the sealer.
+    pub fn pseudonym_key(&self) -> sotto_warrant::PseudonymKey {
+        sotto_warrant::PseudonymKey::new(*self.pseudonym_key)
     }
 
     /// A stable, unreadable 16-byte stand-in for `value` in an index key.

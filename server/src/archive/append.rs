@@ -106,11 +106,11 @@ impl NormalArchive {
                 return window_find(window, client_id);
             }
         }
-        let mut found = Ok(None);
-        self.store.read(Tree::ClientIds, sender, &mut |window| {
-            found = window_find(window, client_id);
-        })?;
-        found
+        self.store
+            .read(Tree::ClientIds, sender, |window| {
+                window_find(window, client_id)
+            })?
+            .unwrap_or(Ok(None))
     }
 
     /// Adds one message to the segment starting at id `first` (or finds it is a duplicate).

@@ -202,17 +202,12 @@ impl NormalArchive {
     /// Loads the record a posting points at, copying only it out of its segment.
     fn load(&self, posting: Posting) -> Result<NormalRecord, RelayError> {
         let segment = posting.segment();
-        let mut sealed = None;
-        let found = self
+        let sealed = self
             .store
-            .read(Tree::Messages, &segment_key(segment), &mut |value| {
-                sealed = Some(segment_entry(value, posting.index).map(|e| e.map(<[u8]>::to_vec)));
-            })?;
-        if !found {
-            return Err(RelayError::Corrupt("a posting without its segment"));
-        }
-        let sealed = sealed
-            .expect("read hands over the value it found")?
+            .read(Tree::Messages, &segment_key(segment), |value| {
+                segment_entry(value, posting.index).map(|e| e.map(<[u8]>::to_vec))
+            })?
+            .ok_or(RelayError::Corrupt("a posting without its segment"))??
             .ok_or(RelayError::Corrupt("a posting past the end of its segment"))?;
         let plain =
             self.sealer
@@ -236,7 +231,7 @@ pub struct ArchiveReader {
 }
 
 impl ArchiveReader {
-    /// Every normal record `user` took part in with `from_ms <= sent_at <= until_ms`,
+    /// Every normal record `user` took part in with `from_ms <= sent_at < until_ms`,
     /// oldest first. Costs what those records cost: that user's postings in the window.
     pub fn records_of(
         &self,
@@ -247,7 +242,7 @@ impl ArchiveReader {
         let a = &self.archive;
         let blind = blind_user(&a.sealer, user);
         let lo = first_id_of(from_ms);
-        let hi = first_id_of(until_ms.saturating_add(1));
+        let hi = first_id_of(until_ms);
         a.postings(&blind, lo, hi, |_| true, usize::MAX)?
             .0
             .into_iter()

@@ -4,7 +4,7 @@
 use sotto_proto::v1::{Ack, Acked, ErrorCode, response};
 
 use super::{Handled, RequestError};
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, user: &str, ack: Ack) -> Handled {
     if ack.secret_ids.len() > sotto_proto::MAX_FETCH as usize {

@@ -4,7 +4,7 @@ use rand::Rng;
 use sotto_proto::v1::{Challenge, ErrorCode, response};
 
 use super::{Handled, RequestError};
-use crate::connection::Session;
+use crate::session::Session;
 
 pub fn handle(session: &Session) -> Handled {
     // Each login or registration attempt needs a challenge: this bounds guessing.

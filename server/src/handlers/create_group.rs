@@ -3,7 +3,7 @@
 use sotto_proto::v1::{CreateGroup, ErrorCode, GroupCreated, response};
 
 use super::{Handled, RequestError, valid_name};
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 /// The most members a group may have.
 const MAX_MEMBERS: usize = 256;

@@ -7,7 +7,7 @@ use sotto_proto::v1::{Batch, Fetch, PrekeysLow, response};
 
 use super::{Handled, normal_message};
 use crate::prekeys::LOW_WATER;
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 /// Room kept in a frame for everything but the items.
 const FRAME_HEADROOM: usize = 16 * 1024;

@@ -5,11 +5,11 @@
 use sotto_proto::v1::{ErrorCode, FetchBundle, PrekeysLow, Push, push, response};
 
 use super::{Handled, RequestError, valid_name};
-use crate::connection::Session;
 use crate::prekeys::LOW_WATER;
 use crate::ratelimit::RateLimiter;
+use crate::session::Session;
 
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -> Handled {
     if !session.bundles.allow() {

@@ -4,7 +4,7 @@
 use sotto_proto::v1::{ErrorCode, FetchIdentity, IdentityKey, response};
 
 use super::{Handled, RequestError, valid_name};
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 pub fn handle(state: &RelayState, fetch: FetchIdentity) -> Handled {
     valid_name("username", &fetch.user)?;

@@ -5,8 +5,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use sotto_proto::v1::{ErrorCode, LoggedIn, Login, response};
 
 use super::{Handled, RequestError, valid_name};
-use crate::connection::Session;
-use crate::relay::RelayState;
+use crate::session::Session;
+use crate::state::RelayState;
 
 pub fn handle(state: &RelayState, session: &Session, login: Login) -> Handled {
     valid_name("username", &login.username)?;

@@ -21,15 +21,17 @@ use sotto_proto::v1::{self, ErrorCode, Response, request, response};
 use tracing::error;
 
 use crate::RelayError;
-use crate::connection::Session;
 use crate::records::NormalRecord;
-use crate::relay::RelayState;
+use crate::session::Session;
+use crate::state::RelayState;
 
-/// A refusal: an error code and one line for a person.
+/// A refusal: an error code, one line for a person, and for warrant and
+/// unmask refusals the stable refusal code.
 #[derive(Debug)]
-pub struct RequestError {
+pub(crate) struct RequestError {
     pub code: ErrorCode,
     pub message: String,
+    pub refusal: &'static str,
 }
 
 impl RequestError {
@@ -37,6 +39,7 @@ impl RequestError {
         RequestError {
             code,
             message: message.into(),
+            refusal: "",
         }
     }
 
@@ -68,6 +71,7 @@ impl From<RequestError> for Response {
             kind: Some(response::Kind::Error(v1::Error {
                 code: e.code as i32,
                 message: e.message,
+                refusal: e.refusal.to_owned(),
             })),
         }
     }
@@ -75,62 +79,26 @@ impl From<RequestError> for Response {
 
 type Handled = Result<response::Kind, RequestError>;
 
-/// How serving a warrant or unmask request ended, when it did not succeed:
-/// refused (a reason for the investigator and the audit log), or failed inside.
-pub(super) enum Served {
-    Refused(crate::warrant::Refusal),
-    Failed(RequestError),
-}
-
-impl From<crate::warrant::Refusal> for Served {
-    fn from(r: crate::warrant::Refusal) -> Self {
-        Served::Refused(r)
+/// A warrant desk's answer as a request error: a refusal keeps its stable
+/// code in the `refusal` field; a failure inside says only a sentence.
+fn desk_error(e: crate::warrant::DeskError, refused: ErrorCode) -> RequestError {
+    match e {
+        crate::warrant::DeskError::Refused(refusal) => RequestError {
+            code: refused,
+            message: refusal.to_string(),
+            refusal: refusal.code(),
+        },
+        crate::warrant::DeskError::Failed(why) => RequestError::new(ErrorCode::Internal, why),
     }
-}
-
-impl From<RelayError> for Served {
-    fn from(e: RelayError) -> Self {
-        Served::Failed(e.into())
-    }
-}
-
-/// Records how a warrant or unmask request ended in the audit log, and only
-/// then answers it: nothing leaves the relay without its audit entry.
-/// `granted` fills in what the entry keeps of a granted request; a refusal is
-/// answered with `refused`; `gives` says what a request would have been given.
-fn audited<T>(
-    state: &RelayState,
-    mut entry: crate::audit::AuditEntry,
-    outcome: Result<T, Served>,
-    granted: impl FnOnce(&mut crate::audit::AuditEntry, &T),
-    refused: ErrorCode,
-    gives: &str,
-) -> Result<T, RequestError> {
-    match &outcome {
-        Ok(value) => {
-            entry.decision = "granted".into();
-            granted(&mut entry, value);
-        }
-        Err(Served::Refused(refusal)) => entry.reason = refusal.code().into(),
-        Err(Served::Failed(_)) => entry.reason = "internal_error".into(),
-    }
-    if let Err(e) = state.audit.append(entry.clone()) {
-        tracing::warn!(error = %e, request = %entry.kind, "cannot write the audit log; refusing the request");
-        return Err(RequestError::new(
-            ErrorCode::Internal,
-            format!("the relay cannot write its audit log, so it {gives} nothing"),
-        ));
-    }
-    tracing::info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "{} request", entry.kind);
-    outcome.map_err(|served| match served {
-        Served::Refused(refusal) => RequestError::new(refused, refusal.to_string()),
-        Served::Failed(e) => e,
-    })
 }
 
 /// Routes one request to its handler. Only challenge, register, login and the
 /// warrant requests are served before login.
-pub async fn dispatch(state: &RelayState, session: &Session, request: v1::Request) -> Response {
+pub(crate) async fn dispatch(
+    state: &RelayState,
+    session: &Session,
+    request: v1::Request,
+) -> Response {
     use request::Kind;
     let Some(kind) = request.kind else {
         return RequestError::bad_request("the request names no operation").into();

@@ -6,13 +6,15 @@ use sotto_proto::v1::{ErrorCode, Register, Registered, response};
 use tracing::info;
 
 use super::login::{take_challenge, verify_login};
-use super::{Handled, RequestError, valid_name};
+use super::{Handled, RequestError};
 use crate::accounts::Registration;
-use crate::connection::Session;
-use crate::relay::RelayState;
+use crate::session::Session;
+use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, session: &Session, register: Register) -> Handled {
-    valid_name("username", &register.username)?;
+    sotto_proto::names::validate_new_username(&register.username).map_err(|e| {
+        RequestError::new(ErrorCode::InvalidUsername, format!("invalid username: {e}"))
+    })?;
     let nonce = take_challenge(session)?;
     let key: [u8; 32] = register
         .identity_key

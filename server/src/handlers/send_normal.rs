@@ -8,7 +8,7 @@ use sotto_proto::v1::{ErrorCode, Push, SendNormal, Stored, push, response, send_
 
 use super::{Handled, RequestError, normal_message, valid_name};
 use crate::archive::{Appended, Destination, NewNormal};
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, user: &str, send: SendNormal) -> Handled {
     let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = send

@@ -5,8 +5,8 @@
 use sotto_proto::v1::{ErrorCode, Push, SecretQueued, SendSecret, push, response};
 
 use super::{Handled, RequestError, valid_name};
-use crate::relay::RelayState;
 use crate::secret_queue::{NewSecret, Queued};
+use crate::state::RelayState;
 
 /// Largest ciphertext accepted: a full-size text plus the protocol's overhead.
 pub const MAX_CIPHERTEXT: usize = sotto_proto::MAX_TEXT + 4096;

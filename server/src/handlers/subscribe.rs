@@ -6,8 +6,8 @@ use sotto_proto::v1::{ErrorCode, Response, Subscribed, response};
 use tracing::debug;
 
 use super::RequestError;
-use crate::connection::Session;
-use crate::relay::RelayState;
+use crate::session::Session;
+use crate::state::RelayState;
 
 /// Answers a subscription on `send` and then streams pushes on it.
 pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendStream) {

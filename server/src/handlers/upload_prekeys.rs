@@ -5,7 +5,7 @@ use sotto_proto::v1::{ErrorCode, PrekeysStored, UploadPrekeys, response};
 
 use super::{Handled, RequestError};
 use crate::prekeys::UploadRefused;
-use crate::relay::RelayState;
+use crate::state::RelayState;
 
 /// The most one-time prekeys one upload may carry.
 const MAX_PER_UPLOAD: usize = 200;

@@ -134,10 +134,10 @@ pub type Entries = Vec<Entry>;
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Hands the value under `key` to `read` without copying it out of the
-    /// store; returns whether there was one.
-    fn read(&self, tree: Tree, key: &[u8], read: &mut dyn FnMut(&[u8]))
-    -> Result<bool, StoreError>;
+    /// Hands the value under `key`, if there is one, to `visit` without
+    /// copying it out of the store. Callers use [`Store::read`](trait.Store.html#method.read).
+    fn visit(&self, tree: Tree, key: &[u8], visit: &mut dyn FnMut(&[u8]))
+    -> Result<(), StoreError>;
 
     /// Entries with `from <= key < to`, in key order, at most `limit` of them.
     fn range(
@@ -167,6 +167,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of entries in a tree (for tests and metrics; may be slow).
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
+}
+
+impl dyn Store {
+    /// What `read` makes of the value under `key`, read in place; `None`
+    /// when there is no value. It does not rely on the implementation to call
+    /// `read`: one that does not simply yields `None`.
+    pub fn read<T>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let mut read = Some(read);
+        let mut out = None;
+        self.visit(tree, key, &mut |value| {
+            if let Some(read) = read.take() {
+                out = Some(read(value));
+            }
+        })?;
+        Ok(out)
+    }
 }
 
 /// A store and sealer in a temporary directory, for the crate's unit tests.

@@ -73,17 +73,16 @@ impl Store for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn read(
+    fn visit(
         &self,
         tree: Tree,
         key: &[u8],
-        read: &mut dyn FnMut(&[u8]),
-    ) -> Result<bool, StoreError> {
-        let value = self.tree(tree).get(key).map_err(backend)?;
-        if let Some(value) = &value {
-            read(value);
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), StoreError> {
+        if let Some(value) = self.tree(tree).get(key).map_err(backend)? {
+            visit(&value);
         }
-        Ok(value.is_some())
+        Ok(())
     }
 
     fn range(

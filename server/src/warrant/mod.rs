@@ -1,65 +1,360 @@
-//! The warrant module: lawful access whose limits are part of the protocol.
+//! The warrant desk: the one place in the relay that serves warrant and
+//! unmask requests, by handing the sans-IO `sotto_warrant` crate what it may
+//! read and writing down what happened.
 //!
-//! - [`authorities`]: the registered authorities (`authorities.toml`);
-//! - [`check`]: sans-IO checks of warrants and unmask requests (signature by a
-//!   registered authority, validity, window, scope, sizes);
-//! - [`disclosure`]: the disclosure of the targets' normal records with every
-//!   other person pseudonymized, signed and encrypted to the investigator;
-//! - [`refusal`]: the reasons a request is refused.
+//! - [`WarrantDesk`]: built with exactly what it needs: a read-only view of
+//!   the normal archive ([`ArchiveReader`] as `NormalRecords`), account
+//!   lookup, the grants, the audit log, the limits and budgets, the disclosure
+//!   key, the pseudonym key (not the whole sealer) and a way to wait for
+//!   durability. It holds nothing that can reach the secret queue;
+//! - [`grants`]: granted warrants, pseudonym mappings, unmask request ids;
+//! - [`audit`]: the hash-chained audit log and the transparency report;
+//! - [`budget`]: per-authority budgets, and the small one for unverifiable requests;
+//! - [`authorities`]: `authorities.toml` on disk;
+//! - `records`: the archive as `NormalRecords`.
 //!
-//! Invariant: this module reads only the normal archive, through the read-only
-//! [`crate::archive::ArchiveReader`] it is handed. The secret queue is private to
-//! the crate and its envelopes are never part of a disclosure, not even as
-//! ciphertext or as a count. Outside the crate it cannot even be named:
+//! Invariant: every request, granted or refused, is in the audit log (synced)
+//! before its answer leaves; requests no authority signed, over their small
+//! budget, are counted in one entry a minute. The secret queue cannot even be
+//! named outside the relay crate:
 //!
 //! ```compile_fail
 //! use sotto_server::secret_queue::SecretQueue;
 //! ```
-//!
-//! and inside it, a test (`the_warrant_module_cannot_name_what_holds_secret_envelopes`)
-//! fails if any file of this module names the secret queue, the store or the
-//! relay's shared state.
 
+pub mod audit;
 pub mod authorities;
-pub mod check;
-pub mod disclosure;
-pub mod refusal;
+pub(crate) mod budget;
+pub(crate) mod grants;
+mod records;
 
-pub use authorities::{Authority, AuthorityFile};
-pub use check::{CheckedUnmask, CheckedWarrant, Limits, check_unmask, check_warrant};
-pub use refusal::Refusal;
+use std::path::PathBuf;
 
-#[cfg(test)]
-mod tests {
-    /// The module boundary, checked on the source: nothing here names the
-    /// secret queue, the raw store, or the shared relay state.
-    #[test]
-    fn the_warrant_module_cannot_name_what_holds_secret_envelopes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/warrant");
-        // Spelled in pieces, so this test does not trip over itself.
-        let forbidden = [
-            concat!("secret", "_queue"),
-            concat!("Secret", "Queue"),
-            concat!("Secret", "Envelope"),
-            concat!("crate::", "store"),
-            concat!("Tree", "::"),
-            concat!("Relay", "State"),
-        ];
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            // Doc comments may describe the boundary; code may not cross it.
-            let code: String = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            for name in forbidden {
-                assert!(!code.contains(name), "{} names {name}", path.display());
-            }
-            checked += 1;
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sotto_proto::v1;
+use sotto_warrant::{
+    CheckedWarrant, Grant, Limits, PseudonymKey, Purpose, Refusal, Registry, bundle,
+};
+use tracing::{error, info, warn};
+
+use crate::accounts::Accounts;
+use crate::archive::ArchiveReader;
+use crate::writer::Writer;
+use audit::{AuditEntry, AuditLog};
+use budget::Budgets;
+use grants::Grants;
+
+/// How serving a request ended, when it did not succeed.
+#[derive(Debug)]
+pub enum DeskError {
+    /// Refused, with the reason the requester is told and the log records.
+    Refused(Refusal),
+    /// Failed inside the relay: a sentence for the requester (never a path or
+    /// an internal error; those go to the relay's own log).
+    Failed(&'static str),
+}
+
+/// What a failed attempt was, for the audit log.
+enum Served {
+    Refused(Refusal),
+    /// No registered authority's signature verified, or a replay of a served id.
+    Unverifiable(Refusal),
+    Failed(&'static str),
+}
+
+impl From<Refusal> for Served {
+    fn from(r: Refusal) -> Self {
+        Served::Refused(r)
+    }
+}
+
+impl From<crate::RelayError> for Served {
+    fn from(e: crate::RelayError) -> Self {
+        error!(error = %e, "a warrant request failed inside the relay");
+        Served::Failed("the relay could not complete the request; try again")
+    }
+}
+
+/// What the desk is built with.
+pub(crate) struct DeskParts {
+    pub archive: ArchiveReader,
+    pub accounts: Accounts,
+    pub grants: Grants,
+    pub audit: AuditLog,
+    pub authorities_path: PathBuf,
+    pub limits: Limits,
+    pub requests_per_minute: u32,
+    pub disclosure_key: SigningKey,
+    pub pseudonym_key: PseudonymKey,
+    pub writer: Writer,
+}
+
+pub(crate) struct WarrantDesk {
+    archive: ArchiveReader,
+    accounts: Accounts,
+    grants: Grants,
+    audit: AuditLog,
+    authorities_path: PathBuf,
+    limits: Limits,
+    budgets: Budgets,
+    disclosure_key: SigningKey,
+    pseudonym_key: PseudonymKey,
+    writer: Writer,
+}
+
+/// At most this many characters of a requester's string go into the log.
+const LOGGED_CHARS: usize = 256;
+
+fn clip(text: &str) -> String {
+    text.chars().take(LOGGED_CHARS).collect()
+}
+
+fn now_secs(now_ms: i64) -> i64 {
+    now_ms.div_euclid(1000)
+}
+
+impl WarrantDesk {
+    pub fn new(parts: DeskParts) -> Self {
+        WarrantDesk {
+            archive: parts.archive,
+            accounts: parts.accounts,
+            grants: parts.grants,
+            audit: parts.audit,
+            authorities_path: parts.authorities_path,
+            limits: parts.limits,
+            budgets: Budgets::new(parts.requests_per_minute),
+            disclosure_key: parts.disclosure_key,
+            pseudonym_key: parts.pseudonym_key,
+            writer: parts.writer,
         }
-        assert!(checked >= 4);
+    }
+
+    /// Serves a warrant: a sealed disclosure, or why not.
+    pub async fn submit(
+        &self,
+        signed: Option<v1::SignedWarrant>,
+    ) -> Result<v1::SealedBundle, DeskError> {
+        let mut entry = AuditEntry::new("warrant", "refused");
+        let outcome = self.serve_warrant(signed, &mut entry).await;
+        self.audited(entry, outcome, |entry, sealed| {
+            entry.bundle_sha256 = hex::encode(Sha256::digest(sealed.encode_to_vec()));
+        })
+    }
+
+    /// Serves an unmask request: the names, sealed to the warrant's delivery key, or why not.
+    pub async fn unmask(
+        &self,
+        signed: Option<v1::SignedUnmaskRequest>,
+    ) -> Result<v1::SealedBundle, DeskError> {
+        let mut entry = AuditEntry::new("unmask", "refused");
+        let outcome = self.serve_unmask(signed, &mut entry).await;
+        self.audited(entry, outcome, |_, _| {})
+    }
+
+    /// Writes the count of unverifiable requests over the budget, if a minute
+    /// has passed since the first (or at once with `now_anyway`, at shutdown).
+    pub fn flush_unverifiable(&self, now_anyway: bool) {
+        let Some(count) = self.budgets.take_suppressed(now_anyway) else {
+            return;
+        };
+        let mut entry = AuditEntry::new("unverifiable", "refused");
+        entry.reason = Refusal::RateLimited.code().into();
+        entry.count = count;
+        if let Err(e) = self.audit.append(entry) {
+            warn!(error = %e, count, "cannot write the count of unverifiable requests; keeping it");
+            self.budgets.restore_suppressed(count);
+        }
+    }
+
+    fn registry(&self) -> Result<Registry, Served> {
+        // Re-read at every request: the operator may have changed it while we run.
+        authorities::load(&self.authorities_path)
+            .and_then(|file| Ok(file.registry()?))
+            .map_err(|e| {
+                error!(error = %format!("{e:#}"), "cannot read the authority registry; refusing warrant requests until it is mended");
+                Served::Failed("the relay cannot read its authority registry; its operator has been told")
+            })
+    }
+
+    async fn serve_warrant(
+        &self,
+        signed: Option<v1::SignedWarrant>,
+        entry: &mut AuditEntry,
+    ) -> Result<v1::SealedBundle, Served> {
+        let signed = signed.ok_or(Served::Unverifiable(Refusal::Malformed("no warrant")))?;
+        let registry = self.registry()?;
+        let verified =
+            sotto_warrant::verify_warrant(&signed, &registry).map_err(Served::Unverifiable)?;
+        let w = &verified.message;
+        entry.authority = verified.authority.name.clone();
+        entry.warrant_id = clip(&w.id);
+        entry.case = clip(&w.case_reference);
+        entry.window_from = w.window_from;
+        entry.window_until = w.window_until;
+        entry.relay = hex::encode(&w.relay_key[..w.relay_key.len().min(32)]);
+        entry.targets = w.targets.iter().take(64).map(|t| clip(t)).collect();
+        if self.grants.get(&verified.authority.name, &w.id)?.is_some() {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        if !self.budgets.authority(&verified.authority.name) {
+            return Err(Refusal::RateLimited.into());
+        }
+        let now = crate::now_ms();
+        let checked = sotto_warrant::check_warrant(
+            verified,
+            now_secs(now),
+            &self.limits,
+            &self.disclosure_key.verifying_key(),
+        )?;
+        for target in &checked.warrant.targets {
+            if !self.accounts.exists(target)? {
+                return Err(Refusal::UnknownTarget(target.clone()).into());
+            }
+        }
+        self.disclose(&checked, now, entry).await
+    }
+
+    async fn disclose(
+        &self,
+        checked: &CheckedWarrant,
+        now_ms: i64,
+        entry: &mut AuditEntry,
+    ) -> Result<v1::SealedBundle, Served> {
+        let outcome = sotto_warrant::disclose(&self.archive, checked, &self.pseudonym_key, now_ms)?;
+        if !self
+            .grants
+            .record(&Grant::new(checked, now_ms), &outcome.pseudonyms)?
+        {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        self.writer.durable().await?;
+        entry.records = outcome.disclosure.records.len() as u64;
+        entry.conversations = outcome.conversations as u64;
+        entry.pseudonyms = outcome.pseudonyms.len() as u64;
+        Ok(bundle::seal(
+            Purpose::Disclosure,
+            &outcome.disclosure.encode_to_vec(),
+            &self.disclosure_key,
+            &checked.delivery_key,
+        ))
+    }
+
+    async fn serve_unmask(
+        &self,
+        signed: Option<v1::SignedUnmaskRequest>,
+        entry: &mut AuditEntry,
+    ) -> Result<v1::SealedBundle, Served> {
+        let signed = signed.ok_or(Served::Unverifiable(Refusal::Malformed(
+            "no unmask request",
+        )))?;
+        let registry = self.registry()?;
+        let verified =
+            sotto_warrant::verify_unmask(&signed, &registry).map_err(Served::Unverifiable)?;
+        let r = &verified.message;
+        entry.authority = verified.authority.name.clone();
+        entry.warrant_id = clip(&r.warrant_id);
+        entry.unmask_reason = clip(&r.reason);
+        entry.unmask_requested = r.pseudonyms.len() as u64;
+        let now = crate::now_ms();
+        let checked = sotto_warrant::check_unmask(verified, now_secs(now))?;
+        if self
+            .grants
+            .request_served(&checked.authority, &checked.request_id)?
+        {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        if !self.budgets.authority(&checked.authority) {
+            return Err(Refusal::RateLimited.into());
+        }
+        let grant = self
+            .grants
+            .get(&checked.authority, &checked.request.warrant_id)?
+            .ok_or(Refusal::UnknownWarrant)?;
+        entry.case = clip(&grant.case_reference);
+        let delivery_key = grant.admits(&checked, now_secs(now))?;
+        let mut unmasked = Vec::with_capacity(checked.request.pseudonyms.len());
+        for pseudonym in &checked.request.pseudonyms {
+            let username = self
+                .grants
+                .reveal(&grant, pseudonym)?
+                .ok_or(Refusal::NotDisclosed)?;
+            unmasked.push(v1::Unmasking {
+                pseudonym: pseudonym.clone(),
+                username,
+            });
+        }
+        if !self
+            .grants
+            .serve_request(&checked.authority, &checked.request_id, now)?
+        {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        self.writer.durable().await?;
+        entry.unmask_revealed = unmasked.len() as u64;
+        let answer = v1::Unmasked {
+            unmasked,
+            warrant_id: grant.warrant_id.clone(),
+            request_id: checked.request_id.to_vec().into(),
+        };
+        Ok(bundle::seal(
+            Purpose::Unmasking,
+            &answer.encode_to_vec(),
+            &self.disclosure_key,
+            &delivery_key,
+        ))
+    }
+
+    /// Records how a request ended in the audit log, and only then answers
+    /// it: nothing leaves the relay without its audit entry. `granted` fills
+    /// in what the entry keeps of a granted request.
+    fn audited(
+        &self,
+        mut entry: AuditEntry,
+        outcome: Result<v1::SealedBundle, Served>,
+        granted: impl FnOnce(&mut AuditEntry, &v1::SealedBundle),
+    ) -> Result<v1::SealedBundle, DeskError> {
+        self.flush_unverifiable(false);
+        let answer = match outcome {
+            Ok(sealed) => {
+                entry.decision = "granted".into();
+                granted(&mut entry, &sealed);
+                Ok(sealed)
+            }
+            Err(Served::Refused(refusal)) => {
+                entry.reason = refusal.code().into();
+                Err(DeskError::Refused(refusal))
+            }
+            Err(Served::Failed(why)) => {
+                entry.reason = "internal_error".into();
+                Err(DeskError::Failed(why))
+            }
+            Err(Served::Unverifiable(refusal)) => {
+                if !self.budgets.unverifiable() {
+                    return Err(DeskError::Refused(Refusal::RateLimited));
+                }
+                // Only what a verified signature vouches for is kept; from
+                // an unverifiable request, just its kind and why.
+                let mut noise = AuditEntry::new("unverifiable", "refused");
+                noise.request = entry.kind.clone();
+                noise.reason = refusal.code().into();
+                noise.count = 1;
+                if refusal == Refusal::Replayed {
+                    noise.authority = entry.authority.clone();
+                    noise.warrant_id = entry.warrant_id.clone();
+                }
+                entry = noise;
+                Err(DeskError::Refused(refusal))
+            }
+        };
+        if let Err(e) = self.audit.append(entry.clone()) {
+            warn!(error = %e, request = %entry.kind, "cannot write the audit log; refusing the request");
+            return Err(DeskError::Failed(
+                "the relay cannot write its audit log, so it answers nothing",
+            ));
+        }
+        info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "{} request", entry.kind);
+        answer
     }
 }

@@ -2,9 +2,12 @@
 //! object a line in `audit.log`, each line chained to the one before by hash.
 //!
 //! Invariants: an entry is written and synced to disk before the requester gets
-//! an answer; entries hold ids, case references, authorities, decisions,
-//! reasons, counts and the bundle's hash, never message text and never the
-//! identity of anyone who is not a target. Each line carries `prev` (the hash of
+//! an answer; entries hold ids, case references, authorities, targets (named by
+//! the warrant, by design), windows, the relay named, decisions, reasons,
+//! unmask reasons, counts and the bundle's hash, never message text and never
+//! the identity of anyone who is not a target. Requests no registered
+//! authority signed (and replays) are `unverifiable` entries: one a request up
+//! to a small budget, then one entry a minute that counts the rest. Each line carries `prev` (the hash of
 //! the line before) and `hash` (SHA-256 of `prev` and the line without its
 //! hash), so editing, removing or reordering any line breaks the chain at it.
 
@@ -17,6 +20,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,7 +31,8 @@ pub struct AuditEntry {
     pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
-    /// "warrant" or "unmask".
+    /// "warrant", "unmask", or "unverifiable" (no registered authority's
+    /// signature verified, or a replay; see `count`).
     pub kind: String,
     pub warrant_id: String,
     pub case: String,
@@ -46,6 +54,26 @@ pub struct AuditEntry {
     pub secret_items: u64,
     /// SHA-256 of the sealed bundle handed out (empty when refused).
     pub bundle_sha256: String,
+    // Fields added later are left out when empty, so entries written before
+    // them hash the same as they did.
+    /// The disclosure window the warrant asked for, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub window_from: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub window_until: i64,
+    /// Hex of the relay disclosure key the warrant names.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub relay: String,
+    /// The reason an unmask request gave.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unmask_reason: String,
+    /// For `unverifiable` entries: the request kind ("warrant", "unmask"), or
+    /// empty for a minute's count of the requests over the budget.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request: String,
+    /// For `unverifiable` entries: how many requests the entry stands for.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub count: u64,
     pub prev: String,
     pub hash: String,
 }
@@ -70,6 +98,12 @@ impl AuditEntry {
             unmask_revealed: 0,
             secret_items: 0,
             bundle_sha256: String::new(),
+            window_from: 0,
+            window_until: 0,
+            relay: String::new(),
+            unmask_reason: String::new(),
+            request: String::new(),
+            count: 0,
             prev: String::new(),
             hash: String::new(),
         }
@@ -88,7 +122,7 @@ impl AuditEntry {
     }
 }
 
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     path: PathBuf,
     /// Sequence number and hash of the last line.
     tail: Mutex<(u64, String)>,
@@ -217,6 +251,9 @@ pub struct Period {
     pub unmask_requests_received: u64,
     pub unmask_requests_granted: u64,
     pub pseudonyms_unmasked: u64,
+    /// Requests no registered authority's signature verified, and replays:
+    /// counted apart, never as warrants received.
+    pub unverifiable_requests: u64,
     pub secret_items_disclosed: u64,
 }
 
@@ -254,6 +291,7 @@ pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
                     p.pseudonyms_unmasked += e.unmask_revealed;
                 }
             }
+            "unverifiable" => p.unverifiable_requests += e.count.max(1),
             _ => {}
         }
         p.secret_items_disclosed += e.secret_items;

@@ -1,0 +1,52 @@
+//! What every connection shares: the relay's components, each a handle of
+//! its own, so a handler (or the warrant desk) is given the few it uses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::accounts::Accounts;
+use crate::archive::NormalArchive;
+use crate::config::RelayConfig;
+use crate::groups::Groups;
+use crate::hub::Hub;
+use crate::prekeys::Prekeys;
+use crate::ratelimit::RateLimiter;
+use crate::secret_queue::SecretQueue;
+use crate::store::Store;
+use crate::warrant::WarrantDesk;
+use crate::writer::Writer;
+
+/// What every connection shares.
+pub struct RelayState {
+    pub(crate) config: RelayConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) accounts: Accounts,
+    pub(crate) groups: Groups,
+    pub(crate) archive: Arc<NormalArchive>,
+    pub(crate) writer: Writer,
+    pub(crate) prekeys: Prekeys,
+    pub(crate) secret_queue: Arc<SecretQueue>,
+    /// Serves warrants and unmask requests; holds no handle on the secret queue.
+    pub(crate) warrants: WarrantDesk,
+    /// Per account: how fast others may take its prekey bundles (each uses up
+    /// one of its one-time prekeys), whatever connections they use.
+    pub(crate) bundle_limiters: std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>,
+    pub(crate) hub: Hub,
+    pub(crate) next_connection: AtomicU64,
+}
+
+impl RelayState {
+    /// Secret envelopes waiting for their recipients, relay-wide.
+    pub fn secret_envelopes_waiting(&self) -> Result<usize, crate::RelayError> {
+        self.secret_queue.len()
+    }
+
+    /// Deletes the secret envelopes whose time-to-live ended by `now_ms`.
+    pub fn expire_secret_envelopes(&self, now_ms: i64) -> Result<usize, crate::RelayError> {
+        self.secret_queue.expire(now_ms)
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
