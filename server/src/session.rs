@@ -1,6 +1,6 @@
 //! One connection's state: who logged in on it, its latest login challenge,
 //! whether it subscribed, and its own limits. Handlers read and change it;
-//! [`crate::connection`] makes one per connection.
+//! the connection task makes one per connection.
 
 use std::sync::{Mutex, MutexGuard};
 
