@@ -13,36 +13,13 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A relay certificate fingerprint: SHA-256 of the certificate's DER bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint([u8; 32]);
+/// The fingerprint type is shared with the investigator's tool (see
+/// [`sotto_proto::fingerprint`]); it is re-exported here for this crate's users.
+pub use sotto_proto::fingerprint::{Fingerprint, FingerprintError};
 
-impl Fingerprint {
-    pub fn of_certificate(der: &[u8]) -> Self {
-        Fingerprint(Sha256::digest(der).into())
-    }
-
-    /// Parses `sha256:<64 hex>` (the `sha256:` prefix is optional).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let hex_part = text.trim().strip_prefix("sha256:").unwrap_or(text.trim());
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| {
-            format!("{text:?} is not a fingerprint: expected sha256: and 64 hex digits")
-        })?;
-        Ok(Fingerprint(bytes))
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
+/// The fingerprint of a certificate: SHA-256 of its DER bytes.
+pub fn of_certificate(der: &[u8]) -> Fingerprint {
+    Fingerprint::from_digest(Sha256::digest(der).into())
 }
 
 /// A rustls verifier that accepts only the pinned certificate (or, without a
@@ -85,11 +62,13 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = Fingerprint::of_certificate(end_entity.as_ref());
+        let actual = of_certificate(end_entity.as_ref());
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
         match self.pin {
             None => Ok(ServerCertVerified::assertion()),
-            Some(pin) if bool::from(pin.0.ct_eq(&actual.0)) => Ok(ServerCertVerified::assertion()),
+            Some(pin) if bool::from(pin.as_bytes().ct_eq(actual.as_bytes())) => {
+                Ok(ServerCertVerified::assertion())
+            }
             Some(_) => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             )),
@@ -124,11 +103,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fingerprints_parse_with_or_without_prefix() {
-        let hex = "ab".repeat(32);
-        let a = Fingerprint::parse(&format!("sha256:{hex}")).unwrap();
-        assert_eq!(a, Fingerprint::parse(&hex).unwrap());
-        assert_eq!(a.to_string(), format!("sha256:{hex}"));
-        assert!(Fingerprint::parse("sha256:abcd").is_err());
+    fn a_certificate_fingerprint_is_the_sha256_of_its_der_bytes() {
+        // SHA-256 of the empty string.
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(of_certificate(b"").to_string(), format!("sha256:{empty}"));
     }
 }

@@ -5,6 +5,7 @@
 //! - [`frame`]: a frame is a u32 big-endian length and one protobuf message, with a
 //!   hard size limit checked before any body byte is read;
 //! - [`names`]: the rules for usernames and group names;
+//! - [`fingerprint`]: a relay certificate's `sha256:<hex>` fingerprint, parsed and printed;
 //! - [`transcript`]: the exact bytes that logins, prekeys, warrants and disclosures sign.
 //!
 //! A request flows as: client `Request` → [`frame::write_frame`] on a fresh
@@ -12,6 +13,7 @@
 //! `Response` frame back on the same stream. This crate does no I/O policy and no
 //! cryptography; it only says what the bytes are.
 
+pub mod fingerprint;
 pub mod frame;
 pub mod names;
 pub mod transcript;
@@ -22,6 +24,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/sotto.v1.rs"));
 }
 
+pub use fingerprint::{Fingerprint, FingerprintError};
 pub use frame::{FrameError, read_frame, write_frame};
 
 /// ALPN protocol id of sotto over QUIC.
