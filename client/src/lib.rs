@@ -9,8 +9,10 @@
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
 //! - [`commands`]: what each `sotto` command does;
-//! - [`tui`]: `sotto chat`, the terminal client (ratatui);
-//! - [`investigator`]: the investigator's side of warrants (`sotto-warrant`).
+//! - [`tui`]: `sotto chat`, the terminal client (ratatui).
+//!
+//! The investigator's tool (`sotto-warrant`) is its own crate,
+//! `client/investigator/`, and borrows nothing from this one.
 //!
 //! `sotto send bob hi` flows: [`profile::Profile::open`] (Argon2id, vault) →
 //! [`relay::RelayClient::connect`] (pinned certificate) → login (signature
@@ -20,7 +22,6 @@
 pub mod commands;
 pub mod e2e;
 pub mod identity;
-pub mod investigator;
 pub mod pinning;
 pub mod profile;
 pub mod relay;

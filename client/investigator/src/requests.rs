@@ -1,0 +1,69 @@
+//! The two requests an investigator makes of a relay, typed: serving a signed
+//! warrant, and asking under it who stands behind pseudonyms. Both answers
+//! are sealed bundles, opened with [`crate::InvestigatorKeys`].
+
+use rand::Rng;
+use sotto_proto::v1::{self, request, response};
+use sotto_warrant::check::REQUEST_ID_LEN;
+
+use crate::error::InvestigatorError;
+use crate::keys::InvestigatorKeys;
+use crate::relay::RelayConnection;
+
+/// Serves `signed` on the relay; the answer is the disclosure, sealed to the
+/// warrant's delivery key ([`InvestigatorKeys::open_disclosure`]).
+pub async fn submit_warrant(
+    conn: &RelayConnection,
+    signed: v1::SignedWarrant,
+) -> Result<v1::SealedBundle, InvestigatorError> {
+    let submit = request::Kind::SubmitWarrant(v1::SubmitWarrant {
+        warrant: Some(signed),
+    });
+    match conn.request(submit).await? {
+        response::Kind::Disclosure(sealed) => Ok(sealed),
+        other => Err(unexpected("a disclosure", &other)),
+    }
+}
+
+/// Asks the relay to unmask pseudonyms; the answer is sealed to the warrant's
+/// delivery key ([`InvestigatorKeys::open_unmasked`]).
+pub async fn unmask(
+    conn: &RelayConnection,
+    signed: v1::SignedUnmaskRequest,
+) -> Result<v1::SealedBundle, InvestigatorError> {
+    let unmask = request::Kind::Unmask(v1::Unmask {
+        request: Some(signed),
+    });
+    match conn.request(unmask).await? {
+        response::Kind::Unmasked(sealed) => Ok(sealed),
+        other => Err(unexpected("an unmasking", &other)),
+    }
+}
+
+/// A new unmask request under warrant `warrant_id`, issued at `now_secs`,
+/// with a fresh random request id (a relay serves each id once, and the
+/// answer must name it).
+pub fn new_unmask_request(
+    keys: &InvestigatorKeys,
+    warrant_id: &str,
+    pseudonyms: Vec<String>,
+    reason: &str,
+    now_secs: i64,
+) -> v1::UnmaskRequest {
+    let mut request_id = [0u8; REQUEST_ID_LEN];
+    rand::rng().fill_bytes(&mut request_id);
+    v1::UnmaskRequest {
+        warrant_id: warrant_id.to_owned(),
+        authority: keys.name.clone(),
+        pseudonyms,
+        reason: reason.to_owned(),
+        issued_at: now_secs,
+        request_id: request_id.to_vec().into(),
+    }
+}
+
+fn unexpected(wanted: &str, got: &response::Kind) -> InvestigatorError {
+    let name = format!("{got:?}");
+    let name = name.split('(').next().unwrap_or("something else");
+    InvestigatorError::Protocol(format!("expected {wanted}, got {name}"))
+}
