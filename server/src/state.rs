@@ -46,7 +46,17 @@ impl RelayState {
         self.secret_queue.expire(now_ms)
     }
 
-    pub fn next_connection_id(&self) -> u64 {
+    /// How many one-time prekeys `user` has left to hand out.
+    pub fn one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
+        self.prekeys.one_time_left(user)
+    }
+
+    /// Entries in one of the store's trees (for tests that prove nothing is left).
+    pub fn stored_entries(&self, tree: crate::store::Tree) -> Result<usize, crate::RelayError> {
+        Ok(self.store.count(tree)?)
+    }
+
+    pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 }

@@ -118,6 +118,7 @@ async fn request(
         _ => response::Kind::Error(v1::Error {
             code: v1::ErrorCode::BadRequest as i32,
             message: "the echo server does not serve that".into(),
+            ..Default::default()
         }),
     };
     let _ = frame::write_frame(&mut send, &Response { kind: Some(kind) }).await;

@@ -93,10 +93,10 @@ async fn an_envelope_is_gone_from_the_relay_once_acknowledged() {
     assert_eq!(state.secret_envelopes_waiting().unwrap(), 1);
     assert_eq!(texts(&sync(&bob).await), ["queued until read"]);
     assert_eq!(state.secret_envelopes_waiting().unwrap(), 0);
-    assert_eq!(state.store.count(Tree::SecretQueue).unwrap(), 0);
+    assert_eq!(state.stored_entries(Tree::SecretQueue).unwrap(), 0);
     // And it never became history: the normal archive holds nothing.
-    assert_eq!(state.store.count(Tree::Messages).unwrap(), 0);
-    assert_eq!(state.store.count(Tree::ByParticipant).unwrap(), 0);
+    assert_eq!(state.stored_entries(Tree::Messages).unwrap(), 0);
+    assert_eq!(state.stored_entries(Tree::ByParticipant).unwrap(), 0);
 }
 
 #[tokio::test]
@@ -273,7 +273,7 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
     let bob = dir.path().join("bob");
     init(&relay, &bob, "bob").await;
     let state = relay.running().state();
-    assert_eq!(state.prekeys.one_time_left("bob").unwrap(), 100);
+    assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 100);
 
     // 81 bundles, taken over several connections (each may take 60 a minute).
     let mut seen_ids = std::collections::HashSet::new();
@@ -287,7 +287,7 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
             taken += 1;
         }
     }
-    assert_eq!(state.prekeys.one_time_left("bob").unwrap(), 19);
+    assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 19);
     let bob_profile = Profile::open(&bob, PASS).unwrap();
     let owner = relay.login_as("bob", bob_profile.identity()).await;
     let low = owner
@@ -301,17 +301,17 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
 
     // bob's next sync tops them up.
     sync(&bob).await;
-    assert!(state.prekeys.one_time_left("bob").unwrap() >= 100);
+    assert!(state.one_time_prekeys_left("bob").unwrap() >= 100);
 
     // With none left, a bundle carries the signed prekey alone, and X3DH still works.
     let drain = relay.register("drainer").await;
-    let mut left = state.prekeys.one_time_left("bob").unwrap();
+    let mut left = state.one_time_prekeys_left("bob").unwrap();
     while left > 0 {
         let conn = relay.login(&drain).await;
         for _ in 0..left.min(50) {
             conn.fetch_bundle("bob").await.unwrap();
         }
-        left = state.prekeys.one_time_left("bob").unwrap();
+        left = state.one_time_prekeys_left("bob").unwrap();
     }
     let alice = dir.path().join("alice");
     init(&relay, &alice, "alice").await;
@@ -348,8 +348,7 @@ async fn an_accounts_prekeys_cannot_be_drained_faster_than_its_limit_from_many_c
         relay
             .running()
             .state()
-            .prekeys
-            .one_time_left("bob")
+            .one_time_prekeys_left("bob")
             .unwrap(),
         95
     );

@@ -1,17 +1,22 @@
-//! The warrant module through a real relay: the grant path end to end through
-//! the binaries, every refusal, the secret-chat boundary, pseudonyms, unmask,
+//! The warrant module through a real relay, attacked as a hostile
+//! investigator, an unregistered party and a curious operator would: every
+//! refusal with its code, the window that cannot be stretched, warrants bound
+//! to one relay, ids per authority, unmask after expiry, replayed and read
+//! unmask answers, floods of forgeries, the secret-chat boundary, pseudonyms,
 //! the audit chain and the transparency report.
 
 use std::path::Path;
 
 use prost::Message;
-use serde_json::Value;
-use sotto_client::investigator::{InvestigatorKeys, WarrantFile};
 use sotto_client::relay::{ClientError, Recipient};
-use sotto_proto::v1::{self, ErrorCode, request, response};
-use sotto_server::audit::{self, Verified};
-use sotto_server::warrant::AuthorityFile;
-use sotto_tests::{RelayProcess, TestRelay, bin, sotto_ok};
+use sotto_investigator::{
+    InvestigatorError, InvestigatorKeys, RelayConnection, new_unmask_request, submit_warrant,
+    unmask as unmask_request,
+};
+use sotto_proto::v1::{self, ErrorCode};
+use sotto_server::warrant::audit::{self, AuditEntry, Verified};
+use sotto_server::warrant::authorities;
+use sotto_tests::TestRelay;
 
 const DAY: i64 = 86_400;
 
@@ -25,12 +30,16 @@ fn investigator(dir: &Path, name: &str) -> InvestigatorKeys {
 
 fn register_authority(relay: &TestRelay, keys: &InvestigatorKeys) {
     let path = relay.data_dir().join("authorities.toml");
-    let mut file = AuthorityFile::load(&path).unwrap();
+    let mut file = authorities::load(&path).unwrap();
     file.add(&keys.name, &keys.public_key_hex()).unwrap();
-    file.save(&path).unwrap();
+    authorities::save(&path, &file).unwrap();
 }
 
-fn warrant(keys: &InvestigatorKeys, id: &str, targets: &[&str]) -> v1::Warrant {
+fn relay_key(relay: &TestRelay) -> Vec<u8> {
+    hex::decode(&relay.running().disclosure_key).unwrap()
+}
+
+fn warrant(relay: &TestRelay, keys: &InvestigatorKeys, id: &str, targets: &[&str]) -> v1::Warrant {
     v1::Warrant {
         id: id.into(),
         case_reference: format!("case-of-{id}"),
@@ -43,23 +52,49 @@ fn warrant(keys: &InvestigatorKeys, id: &str, targets: &[&str]) -> v1::Warrant {
         not_before: now() - 60,
         expires: now() + 7 * DAY,
         delivery_key: keys.delivery_public().to_vec().into(),
+        relay_key: relay_key(relay).into(),
     }
+}
+
+async fn connect(relay: &TestRelay) -> RelayConnection {
+    RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
+        .await
+        .unwrap()
 }
 
 async fn submit(
     relay: &TestRelay,
     signed: v1::SignedWarrant,
-) -> Result<v1::SealedDisclosure, ClientError> {
-    let client = relay.connect().await;
-    match client
-        .request(request::Kind::SubmitWarrant(v1::SubmitWarrant {
-            warrant: Some(signed),
-        }))
-        .await?
-    {
-        response::Kind::Disclosure(d) => Ok(d),
-        other => panic!("expected a disclosure, got {other:?}"),
-    }
+) -> Result<v1::SealedBundle, InvestigatorError> {
+    let conn = connect(relay).await;
+    let answer = submit_warrant(&conn, signed).await;
+    conn.close().await;
+    answer
+}
+
+/// Signs and sends an unmask request; returns the request with the answer.
+async fn unmask_raw(
+    relay: &TestRelay,
+    keys: &InvestigatorKeys,
+    warrant_id: &str,
+    pseudonyms: &[String],
+) -> (
+    v1::SignedUnmaskRequest,
+    v1::UnmaskRequest,
+    Result<v1::SealedBundle, InvestigatorError>,
+) {
+    let request = new_unmask_request(
+        keys,
+        warrant_id,
+        pseudonyms.to_vec(),
+        "identify a contact",
+        now(),
+    );
+    let signed = keys.sign_unmask(&request);
+    let conn = connect(relay).await;
+    let answer = unmask_request(&conn, signed.clone()).await;
+    conn.close().await;
+    (signed, request, answer)
 }
 
 async fn unmask(
@@ -67,50 +102,29 @@ async fn unmask(
     keys: &InvestigatorKeys,
     warrant_id: &str,
     pseudonyms: &[String],
-) -> Result<Vec<(String, String)>, ClientError> {
-    let request = v1::UnmaskRequest {
-        warrant_id: warrant_id.into(),
-        authority: keys.name.clone(),
-        pseudonyms: pseudonyms.to_vec(),
-        reason: "identify a contact".into(),
-        issued_at: now(),
-    };
-    let client = relay.connect().await;
-    match client
-        .request(request::Kind::Unmask(v1::Unmask {
-            request: Some(keys.sign_unmask(&request)),
-        }))
-        .await?
-    {
-        response::Kind::Unmasked(u) => Ok(u
-            .unmasked
-            .into_iter()
-            .map(|u| (u.pseudonym, u.username))
-            .collect()),
-        other => panic!("expected an unmasking, got {other:?}"),
-    }
+) -> Result<Vec<(String, String)>, InvestigatorError> {
+    let (_, request, answer) = unmask_raw(relay, keys, warrant_id, pseudonyms).await;
+    let pin = ed25519_dalek::VerifyingKey::try_from(relay_key(relay).as_slice()).unwrap();
+    Ok(keys
+        .open_unmasked(&answer?, &pin, &request)?
+        .into_iter()
+        .map(|u| (u.pseudonym, u.username))
+        .collect())
 }
 
-fn refusal_code(result: Result<impl std::fmt::Debug, ClientError>) -> String {
+fn refusal_code<T: std::fmt::Debug>(result: Result<T, InvestigatorError>) -> String {
     match result {
-        Err(ClientError::Refused { code, message }) => {
-            assert!(
-                matches!(code, ErrorCode::WarrantRefused | ErrorCode::UnmaskRefused),
-                "{code:?}"
-            );
-            message
-                .split_once('(')
-                .and_then(|(_, rest)| rest.split_once(')'))
-                .map(|(code, _)| code.to_owned())
-                .unwrap_or(message)
-        }
+        Err(InvestigatorError::Refused { refusal, .. }) => refusal,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
-/// Decrypted bundle plaintext as bytes (to search) and the disclosure.
-fn open(keys: &InvestigatorKeys, sealed: &v1::SealedDisclosure) -> v1::Disclosure {
-    keys.open(sealed, None).unwrap().disclosure
+fn open(keys: &InvestigatorKeys, sealed: &v1::SealedBundle) -> v1::Disclosure {
+    keys.open_disclosure(sealed, None).unwrap().disclosure
+}
+
+fn entries(relay: &TestRelay) -> Vec<AuditEntry> {
+    audit::entries(&relay.data_dir().join("audit.log")).unwrap()
 }
 
 #[tokio::test]
@@ -121,67 +135,413 @@ async fn every_refusal_has_its_reason_and_is_logged() {
     let stranger = investigator(dir.path(), "stranger");
     register_authority(&relay, &chief);
     relay.register("target-one").await;
+    let w = |id: &str, targets: &[&str]| warrant(&relay, &chief, id, targets);
 
-    let mut cases: Vec<(&str, v1::SignedWarrant)> = Vec::new();
-    cases.push((
+    let mut unverifiable: Vec<(&str, v1::SignedWarrant)> = Vec::new();
+    unverifiable.push((
         "unregistered_authority",
-        stranger.sign_warrant(&warrant(&stranger, "W-a", &["target-one"])),
+        stranger.sign_warrant(&warrant(&relay, &stranger, "W-a", &["target-one"])),
     ));
-    let mut bad_sig = chief.sign_warrant(&warrant(&chief, "W-b", &["target-one"]));
+    let mut bad_sig = chief.sign_warrant(&w("W-b", &["target-one"]));
     let mut sig = bad_sig.signature.to_vec();
     sig[0] ^= 1;
     bad_sig.signature = sig.into();
-    cases.push(("bad_signature", bad_sig));
+    unverifiable.push(("bad_signature", bad_sig));
     // Tampered: a target added after signing.
-    let mut tampered = chief.sign_warrant(&warrant(&chief, "W-c", &["target-one"]));
-    let mut w = v1::Warrant::decode(tampered.warrant.as_ref()).unwrap();
-    w.targets.push("someone-else".into());
-    tampered.warrant = w.encode_to_vec().into();
-    cases.push(("bad_signature", tampered));
-    let mut expired = warrant(&chief, "W-d", &["target-one"]);
-    expired.expires = now() - 1;
-    cases.push(("expired", chief.sign_warrant(&expired)));
-    let mut early = warrant(&chief, "W-e", &["target-one"]);
-    early.not_before = now() + DAY;
-    cases.push(("not_yet_valid", chief.sign_warrant(&early)));
-    let mut long = warrant(&chief, "W-f", &["target-one"]);
-    long.window_from = now() - 91 * DAY;
-    cases.push(("window_too_long", chief.sign_warrant(&long)));
-    cases.push((
-        "unknown_target",
-        chief.sign_warrant(&warrant(&chief, "W-g", &["nobody-here"])),
-    ));
-    cases.push((
-        "no_targets",
-        chief.sign_warrant(&warrant(&chief, "W-h", &[])),
-    ));
+    let mut tampered = chief.sign_warrant(&w("W-c", &["target-one"]));
+    let mut t = v1::Warrant::decode(tampered.warrant.as_ref()).unwrap();
+    t.targets.push("someone-else".into());
+    tampered.warrant = t.encode_to_vec().into();
+    unverifiable.push(("bad_signature", tampered));
 
-    for (expected, signed) in cases {
-        assert_eq!(refusal_code(submit(&relay, signed).await), expected);
+    let mut refused: Vec<(&str, v1::SignedWarrant)> = Vec::new();
+    let mut expired = w("W-d", &["target-one"]);
+    expired.expires = now() - 1;
+    refused.push(("expired", chief.sign_warrant(&expired)));
+    let mut early = w("W-e", &["target-one"]);
+    early.not_before = now() + DAY;
+    refused.push(("not_yet_valid", chief.sign_warrant(&early)));
+    let mut long = w("W-f", &["target-one"]);
+    long.window_from = now() - 91 * DAY;
+    refused.push(("window_too_long", chief.sign_warrant(&long)));
+    refused.push((
+        "unknown_target",
+        chief.sign_warrant(&w("W-g", &["nobody-here"])),
+    ));
+    refused.push(("no_targets", chief.sign_warrant(&w("W-h", &[]))));
+    let mut backwards = w("W-j", &["target-one"]);
+    backwards.window_until = backwards.window_from;
+    refused.push(("bad_window", chief.sign_warrant(&backwards)));
+    let mut low_order = w("W-k", &["target-one"]);
+    low_order.delivery_key = vec![0u8; 32].into();
+    refused.push(("bad_delivery_key", chief.sign_warrant(&low_order)));
+    let mut elsewhere = w("W-l", &["target-one"]);
+    elsewhere.relay_key = vec![7u8; 32].into();
+    refused.push(("wrong_relay", chief.sign_warrant(&elsewhere)));
+
+    for (expected, signed) in unverifiable.iter().chain(&refused) {
+        assert_eq!(
+            refusal_code(submit(&relay, signed.clone()).await),
+            *expected
+        );
     }
     // Replayed: the first is granted, the same id again is refused.
-    let signed = chief.sign_warrant(&warrant(&chief, "W-i", &["target-one"]));
+    let signed = chief.sign_warrant(&w("W-i", &["target-one"]));
     submit(&relay, signed.clone()).await.unwrap();
     assert_eq!(refusal_code(submit(&relay, signed).await), "replayed");
 
-    let entries = audit::entries(&relay.data_dir().join("audit.log")).unwrap();
-    let reasons: Vec<&str> = entries.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(
-        reasons,
-        [
-            "unregistered_authority",
-            "bad_signature",
-            "bad_signature",
-            "expired",
-            "not_yet_valid",
-            "window_too_long",
-            "unknown_target",
-            "no_targets",
-            "",
-            "replayed"
-        ]
+    let entries = entries(&relay);
+    let logged: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.kind.as_str(), e.reason.as_str()))
+        .collect();
+    let mut want: Vec<(&str, &str)> = unverifiable
+        .iter()
+        .map(|(code, _)| ("unverifiable", *code))
+        .collect();
+    want.extend(refused.iter().map(|(code, _)| ("warrant", *code)));
+    want.extend([("warrant", ""), ("unverifiable", "replayed")]);
+    assert_eq!(logged, want);
+    // What an unverifiable request claimed is not taken into the log.
+    assert!(
+        entries[..3]
+            .iter()
+            .all(|e| e.warrant_id.is_empty() && e.authority.is_empty() && e.targets.is_empty())
     );
+    // A refused warrant of a registered authority is logged with its window and relay.
+    let long_entry = entries
+        .iter()
+        .find(|e| e.reason == "window_too_long")
+        .unwrap();
+    assert_eq!(long_entry.window_until - long_entry.window_from, 92 * DAY);
+    assert_eq!(long_entry.relay, relay.running().disclosure_key);
     assert!(entries.iter().all(|e| e.secret_items == 0));
+}
+
+#[tokio::test]
+async fn refusals_say_the_limit_and_the_unknown_target() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    relay.register("target-one").await;
+    let mut long = warrant(&relay, &chief, "W-1", &["target-one"]);
+    long.window_from = long.window_until - 120 * DAY;
+    match submit(&relay, chief.sign_warrant(&long)).await {
+        Err(InvestigatorError::Refused { message, .. }) => assert!(
+            message.contains("window 120 days exceeds this relay's maximum of 90"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let unknown = warrant(&relay, &chief, "W-2", &["target-one", "ghost-user"]);
+    match submit(&relay, chief.sign_warrant(&unknown)).await {
+        Err(InvestigatorError::Refused { message, .. }) => {
+            assert!(message.contains("\"ghost-user\""), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hostile_investigator_cannot_stretch_the_window_with_one_integer() {
+    // The outside review's warrant: with `until - from` computed unchecked,
+    // this start wrapped the length to a small number and every record of
+    // the target in the archive was disclosed.
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    let suspect = relay.register("suspect").await;
+    relay.register("contact").await;
+    suspect
+        .client
+        .send_normal(Recipient::User("contact"), "before the window", [1; 16])
+        .await
+        .unwrap();
+    let mut hostile = warrant(&relay, &chief, "W-wrap", &["suspect"]);
+    hostile.window_from = -9_223_372_036_854_775_807;
+    assert_eq!(
+        refusal_code(submit(&relay, chief.sign_warrant(&hostile)).await),
+        "bad_window"
+    );
+    for (from, until) in [
+        (i64::MIN, i64::MAX),
+        (i64::MIN, now()),
+        (now(), i64::MAX),
+        (-1, now()),
+    ] {
+        let mut w = warrant(&relay, &chief, &format!("W-{from}-{until}"), &["suspect"]);
+        (w.window_from, w.window_until) = (from, until);
+        assert_eq!(
+            refusal_code(submit(&relay, chief.sign_warrant(&w)).await),
+            "bad_window",
+            "[{from}, {until})"
+        );
+    }
+    let mut extreme_validity = warrant(&relay, &chief, "W-validity", &["suspect"]);
+    extreme_validity.expires = i64::MAX;
+    assert_eq!(
+        refusal_code(submit(&relay, chief.sign_warrant(&extreme_validity)).await),
+        "bad_validity"
+    );
+    let logged = entries(&relay);
+    let first = &logged[0];
+    assert_eq!(
+        (first.window_from, first.reason.as_str()),
+        (-9_223_372_036_854_775_807, "bad_window"),
+        "the refusal is logged with the window asked for"
+    );
+    // A window that ended before the message was sent discloses nothing of it.
+    let mut past = warrant(&relay, &chief, "W-past", &["suspect"]);
+    past.window_until = now() - 60;
+    let disclosure = open(
+        &chief,
+        &submit(&relay, chief.sign_warrant(&past)).await.unwrap(),
+    );
+    assert!(disclosure.records.is_empty(), "{:?}", disclosure.records);
+}
+
+#[tokio::test]
+async fn hostile_investigator_warrant_for_another_relay_is_refused() {
+    let relay_a = TestRelay::start().await;
+    let relay_b = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay_a, &chief);
+    register_authority(&relay_b, &chief);
+    relay_a.register("suspect").await;
+    relay_b.register("suspect").await;
+    let for_b = chief.sign_warrant(&warrant(&relay_b, &chief, "W-1", &["suspect"]));
+    assert_eq!(
+        refusal_code(submit(&relay_a, for_b.clone()).await),
+        "wrong_relay"
+    );
+    let sealed = submit(&relay_b, for_b).await.unwrap();
+    let pin_b = ed25519_dalek::VerifyingKey::try_from(relay_key(&relay_b).as_slice()).unwrap();
+    chief.open_disclosure(&sealed, Some(&pin_b)).unwrap();
+    let pin_a = ed25519_dalek::VerifyingKey::try_from(relay_key(&relay_a).as_slice()).unwrap();
+    assert!(chief.open_disclosure(&sealed, Some(&pin_a)).is_err());
+}
+
+#[tokio::test]
+async fn warrant_ids_are_one_namespace_per_authority() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    let other = investigator(dir.path(), "other-court");
+    register_authority(&relay, &chief);
+    register_authority(&relay, &other);
+    let suspect = relay.register("suspect").await;
+    relay.register("contact").await;
+    suspect
+        .client
+        .send_normal(Recipient::User("contact"), "hello", [1; 16])
+        .await
+        .unwrap();
+    let mine = open(
+        &chief,
+        &submit(
+            &relay,
+            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"])),
+        )
+        .await
+        .unwrap(),
+    );
+    let theirs = open(
+        &other,
+        &submit(
+            &relay,
+            other.sign_warrant(&warrant(&relay, &other, "W-1", &["suspect"])),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(mine.pseudonyms.len(), 1);
+    assert_ne!(
+        mine.pseudonyms, theirs.pseudonyms,
+        "unlinkable across authorities"
+    );
+    // Each authority can unmask only under its own W-1.
+    assert_eq!(
+        unmask(&relay, &chief, "W-1", &mine.pseudonyms)
+            .await
+            .unwrap()[0]
+            .1,
+        "contact"
+    );
+    assert_eq!(
+        refusal_code(unmask(&relay, &other, "W-1", &mine.pseudonyms).await),
+        "not_disclosed"
+    );
+}
+
+#[tokio::test]
+async fn hostile_investigator_cannot_unmask_after_the_warrant_expired() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    let suspect = relay.register("suspect").await;
+    relay.register("contact").await;
+    suspect
+        .client
+        .send_normal(Recipient::User("contact"), "hello", [1; 16])
+        .await
+        .unwrap();
+    let mut short = warrant(&relay, &chief, "W-short", &["suspect"]);
+    short.expires = now() + 2;
+    let disclosure = open(
+        &chief,
+        &submit(&relay, chief.sign_warrant(&short)).await.unwrap(),
+    );
+    // Wait on the clock itself until the warrant has expired.
+    while now() < short.expires {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        refusal_code(unmask(&relay, &chief, "W-short", &disclosure.pseudonyms).await),
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn network_attacker_cannot_replay_or_read_an_unmask_answer() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    let eavesdropper = investigator(dir.path(), "eavesdropper");
+    register_authority(&relay, &chief);
+    let suspect = relay.register("suspect").await;
+    relay.register("contact").await;
+    suspect
+        .client
+        .send_normal(Recipient::User("contact"), "hello", [1; 16])
+        .await
+        .unwrap();
+    let disclosure = open(
+        &chief,
+        &submit(
+            &relay,
+            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"])),
+        )
+        .await
+        .unwrap(),
+    );
+    let (signed, request, answer) = unmask_raw(&relay, &chief, "W-1", &disclosure.pseudonyms).await;
+    let sealed = answer.unwrap();
+    // The answer is sealed to the warrant's delivery key: whoever captured the
+    // request (or the answer) cannot read it, and it names no one in clear.
+    let pin = ed25519_dalek::VerifyingKey::try_from(relay_key(&relay).as_slice()).unwrap();
+    assert!(eavesdropper.open_unmasked(&sealed, &pin, &request).is_err());
+    assert!(!sealed.encode_to_vec().windows(7).any(|w| w == b"contact"));
+    assert_eq!(
+        chief.open_unmasked(&sealed, &pin, &request).unwrap()[0].username,
+        "contact"
+    );
+    // The captured signed request, sent again within its freshness window.
+    let conn = connect(&relay).await;
+    assert_eq!(
+        refusal_code(unmask_request(&conn, signed).await),
+        "replayed"
+    );
+    let logged = entries(&relay);
+    let last = logged.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.reason.as_str()),
+        ("unverifiable", "replayed")
+    );
+    let granted = logged.iter().find(|e| e.kind == "unmask").unwrap();
+    assert_eq!(granted.unmask_reason, "identify a contact");
+}
+
+#[tokio::test]
+async fn unregistered_party_flood_cannot_block_a_registered_authority() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    let forger = investigator(dir.path(), "forger");
+    register_authority(&relay, &chief);
+    relay.register("target-one").await;
+    let conn = connect(&relay).await;
+    let forgeries = 60;
+    for n in 0..forgeries {
+        // Claims to be the chief, signed with another key.
+        let mut w = warrant(&relay, &forger, &format!("F-{n}"), &["target-one"]);
+        w.authority = chief.name.clone();
+        let code = refusal_code(submit_warrant(&conn, forger.sign_warrant(&w)).await);
+        assert!(code == "bad_signature" || code == "rate_limited", "{code}");
+    }
+    // The chief's budget is untouched: its warrant is served.
+    let granted = submit_warrant(
+        &conn,
+        chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["target-one"])),
+    )
+    .await;
+    assert!(granted.is_ok(), "{granted:?}");
+    conn.close().await;
+    let logged = entries(&relay);
+    let individual = logged.iter().filter(|e| e.kind == "unverifiable").count();
+    assert!(
+        individual <= sotto_server::warrant::UNVERIFIABLE_PER_MINUTE as usize,
+        "{individual} forgeries got a synced line each"
+    );
+    // What was over the budget is counted, once the relay writes its count.
+    let mut relay = relay;
+    relay.stop().await;
+    let logged = entries(&relay);
+    let report = audit::transparency(&logged);
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].warrants_received, 1, "forgeries are not warrants");
+    assert_eq!(report[0].warrants_granted, 1);
+    assert_eq!(report[0].unverifiable_requests, forgeries);
+    assert!(matches!(
+        audit::verify(&relay.data_dir().join("audit.log")).unwrap(),
+        Verified::Intact { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_broken_authority_list_tells_the_investigator_nothing_local() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    relay.register("target-one").await;
+    std::fs::write(
+        relay.data_dir().join("authorities.toml"),
+        "[[authority]\nname = \"chief\"\n",
+    )
+    .unwrap();
+    let answer = submit(
+        &relay,
+        chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["target-one"])),
+    )
+    .await;
+    match answer {
+        Err(InvestigatorError::Failed { code, message }) => {
+            assert_eq!(code, ErrorCode::Internal);
+            let data_dir = relay.data_dir().to_string_lossy().into_owned();
+            assert!(!message.contains(&data_dir), "{message}");
+            assert!(!message.contains("authorities.toml"), "{message}");
+            assert!(!message.contains('/'), "{message}");
+        }
+        other => panic!("expected an internal failure, got {other:?}"),
+    }
+    assert_eq!(entries(&relay).last().unwrap().reason, "internal_error");
+}
+
+#[tokio::test]
+async fn usernames_that_look_like_pseudonyms_are_refused() {
+    let relay = TestRelay::start().await;
+    let client = relay.connect().await;
+    let identity = sotto_client::identity::Identity::generate();
+    match client
+        .register("anon-0123456789abcdef01234567", &identity)
+        .await
+    {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::InvalidUsername),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -205,7 +565,7 @@ async fn a_target_who_only_used_secret_chats_gets_an_empty_disclosure() {
 
     let sealed = submit(
         &relay,
-        chief.sign_warrant(&warrant(&chief, "W-1", &["whistle"])),
+        chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["whistle"])),
     )
     .await
     .unwrap();
@@ -219,10 +579,7 @@ async fn a_target_who_only_used_secret_chats_gets_an_empty_disclosure() {
             .any(|w| w == envelope.as_slice())
     );
     assert!(!plain.windows(6).any(|w| w == b"friend"));
-    let entry = audit::entries(&relay.data_dir().join("audit.log"))
-        .unwrap()
-        .pop()
-        .unwrap();
+    let entry = entries(&relay).pop().unwrap();
     assert_eq!(
         (entry.decision.as_str(), entry.records, entry.secret_items),
         ("granted", 0, 0)
@@ -264,7 +621,7 @@ async fn non_targets_appear_only_as_pseudonyms_that_differ_across_warrants() {
         &chief,
         &submit(
             &relay,
-            chief.sign_warrant(&warrant(&chief, "W-1", &["suspect"])),
+            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"])),
         )
         .await
         .unwrap(),
@@ -299,7 +656,7 @@ async fn non_targets_appear_only_as_pseudonyms_that_differ_across_warrants() {
         &chief,
         &submit(
             &relay,
-            chief.sign_warrant(&warrant(&chief, "W-2", &["suspect"])),
+            chief.sign_warrant(&warrant(&relay, &chief, "W-2", &["suspect"])),
         )
         .await
         .unwrap(),
@@ -329,7 +686,8 @@ async fn non_targets_appear_only_as_pseudonyms_that_differ_across_warrants() {
     register_authority(&relay, &stranger);
     assert_eq!(
         refusal_code(unmask(&relay, &stranger, "W-1", &[ann]).await),
-        "other_authority"
+        "unknown_warrant",
+        "another authority cannot find the chief's warrant"
     );
 
     // The audit log never names a non-target.
@@ -337,7 +695,7 @@ async fn non_targets_appear_only_as_pseudonyms_that_differ_across_warrants() {
     for name in ["bystander-ann", "bystander-ben", "outsider", "meet at noon"] {
         assert!(!log.contains(name), "{name} is in the audit log");
     }
-    let report = audit::transparency(&audit::entries(&relay.data_dir().join("audit.log")).unwrap());
+    let report = audit::transparency(&entries(&relay));
     assert_eq!(report.len(), 1);
     let p = &report[0];
     assert_eq!(
@@ -373,7 +731,7 @@ async fn editing_any_audit_line_breaks_the_chain_at_that_line() {
     for id in ["W-1", "W-2", "W-3"] {
         submit(
             &relay,
-            chief.sign_warrant(&warrant(&chief, id, &["target-one"])),
+            chief.sign_warrant(&warrant(&relay, &chief, id, &["target-one"])),
         )
         .await
         .unwrap();
@@ -403,243 +761,4 @@ async fn editing_any_audit_line_breaks_the_chain_at_that_line() {
         }
     }
     std::fs::write(&path, &original).unwrap();
-}
-
-fn run(program: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(bin(program))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn run_ok(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-#[test]
-fn a_warrant_is_served_end_to_end_through_the_binaries() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
-    let data = dir.path().join("relay");
-    let relay = RelayProcess::start(&data, &[]);
-    for user in ["alice", "bob", "carol"] {
-        relay.init_user(&dir.path().join(user), user);
-    }
-    sotto_ok(
-        &dir.path().join("alice"),
-        &["send", "bob", "the parcel is ready"],
-    );
-    sotto_ok(
-        &dir.path().join("bob"),
-        &["group", "create", "crew", "alice", "carol"],
-    );
-    sotto_ok(
-        &dir.path().join("carol"),
-        &["send", "--group", "crew", "see you there"],
-    );
-    sotto_ok(
-        &dir.path().join("alice"),
-        &["send", "--secret", "bob", "secret-never-disclosed"],
-    );
-
-    let keygen = run_ok(
-        "sotto-warrant",
-        &["keygen", "--out", &d("inv"), "--name", "Chief Inspector"],
-    );
-    let public = keygen
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .expect("keygen prints the public key");
-    // Registered while the relay runs: it re-reads the list for each warrant.
-    let data_s = data.to_string_lossy().into_owned();
-    run_ok(
-        "sotto-relay",
-        &[
-            "--data",
-            &data_s,
-            "authority",
-            "add",
-            "--name",
-            "Chief Inspector",
-            "--public-key",
-            public,
-        ],
-    );
-    assert!(
-        run_ok("sotto-relay", &["--data", &data_s, "authority", "list"])
-            .contains("Chief Inspector")
-    );
-
-    let today = time::OffsetDateTime::now_utc();
-    let fmt = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    let (from, until, expires) = (
-        fmt(today - time::Duration::days(10)),
-        fmt(today + time::Duration::days(1)),
-        fmt(today + time::Duration::days(30)),
-    );
-    run_ok(
-        "sotto-warrant",
-        &[
-            "issue",
-            "--key",
-            &d("inv"),
-            "--id",
-            "W-2026-001",
-            "--case",
-            "CASE-7",
-            "--target",
-            "alice",
-            "--from",
-            &from,
-            "--until",
-            &until,
-            "--expires",
-            &expires,
-            "--legal-basis",
-            "court order 12/2026",
-            "--out",
-            &d("w.json"),
-        ],
-    );
-    WarrantFile::load(&dir.path().join("w.json")).unwrap();
-    run_ok(
-        "sotto-warrant",
-        &[
-            "submit",
-            "--key",
-            &d("inv"),
-            "--relay",
-            &relay.addr,
-            "--fingerprint",
-            &relay.fingerprint,
-            "--out",
-            &d("bundle"),
-            &d("w.json"),
-        ],
-    );
-    let opened = run_ok(
-        "sotto-warrant",
-        &[
-            "open",
-            "--key",
-            &d("inv"),
-            "--relay-key",
-            &relay.disclosure_key,
-            "--json",
-            &d("bundle"),
-        ],
-    );
-    let disclosure: Value = serde_json::from_str(opened.trim()).unwrap();
-    assert_eq!(disclosure["warrant_id"], "W-2026-001");
-    assert_eq!(disclosure["case"], "CASE-7");
-    assert_eq!(disclosure["relay_key"], relay.disclosure_key.as_str());
-    assert_eq!(disclosure["targets"], serde_json::json!(["alice"]));
-    let records = disclosure["records"].as_array().unwrap();
-    let texts: Vec<&str> = records
-        .iter()
-        .map(|r| r["text"].as_str().unwrap())
-        .collect();
-    assert_eq!(texts, ["the parcel is ready", "see you there"]);
-    for r in records {
-        for field in ["conversation", "from", "participants", "sent_at", "text"] {
-            assert!(!r[field].is_null(), "{field} missing");
-        }
-    }
-    assert!(
-        !opened.contains("bob")
-            && !opened.contains("carol")
-            && !opened.contains("secret-never-disclosed")
-    );
-    let pseudonyms: Vec<String> = disclosure["pseudonyms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(pseudonyms.len(), 2);
-
-    // A wrong pinned relay key is refused.
-    let wrong = run(
-        "sotto-warrant",
-        &[
-            "open",
-            "--key",
-            &d("inv"),
-            "--relay-key",
-            &"11".repeat(32),
-            &d("bundle"),
-        ],
-    );
-    assert!(!wrong.status.success());
-
-    let carol_pseudonym = records[1]["from"].as_str().unwrap();
-    let (inv, warrant) = (d("inv"), d("w.json"));
-    let unmask = |pseudonym: &str, reason: &str| {
-        run(
-            "sotto-warrant",
-            &[
-                "unmask",
-                "--key",
-                &inv,
-                "--relay",
-                &relay.addr,
-                "--fingerprint",
-                &relay.fingerprint,
-                "--warrant",
-                &warrant,
-                "--pseudonym",
-                pseudonym,
-                "--reason",
-                reason,
-            ],
-        )
-    };
-    let unmasked = unmask(carol_pseudonym, "identify the sender");
-    assert!(unmasked.status.success());
-    let unmasked = String::from_utf8(unmasked.stdout).unwrap();
-    assert_eq!(unmasked.trim(), format!("{carol_pseudonym}\tcarol"));
-    let refused = unmask("anon-000000000000000000000000", "fishing");
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not_disclosed"));
-
-    assert!(
-        run_ok("sotto-relay", &["--data", &data_s, "audit", "verify"])
-            .contains("intact: 3 entries")
-    );
-    let report: Value = serde_json::from_str(
-        run_ok(
-            "sotto-relay",
-            &["--data", &data_s, "transparency", "--json"],
-        )
-        .trim(),
-    )
-    .unwrap();
-    let p = &report["periods"][0];
-    assert_eq!(p["warrants_received"], 1);
-    assert_eq!(p["warrants_granted"], 1);
-    assert_eq!(p["accounts_targeted"], 1);
-    assert_eq!(p["records_disclosed"], 2);
-    assert_eq!(p["pseudonyms_issued"], 2);
-    assert_eq!(p["unmask_requests_received"], 2);
-    assert_eq!(p["unmask_requests_granted"], 1);
-    assert_eq!(p["secret_items_disclosed"], 0);
-
-    // Edit a line of the log: `audit verify` fails and names it.
-    let log = data.join("audit.log");
-    let text = std::fs::read_to_string(&log)
-        .unwrap()
-        .replacen("\"records\":2", "\"records\":1", 1);
-    std::fs::write(&log, text).unwrap();
-    let out = run("sotto-relay", &["--data", &data_s, "audit", "verify"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }

@@ -22,7 +22,7 @@ pub async fn run(
     passphrase: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
-    sotto_proto::names::validate(args.user).context("invalid username")?;
+    sotto_proto::names::validate_new_username(args.user).context("invalid username")?;
     if Profile::exists(dir) {
         anyhow::bail!(
             "a profile exists already in {}; use --profile DIR for another one",

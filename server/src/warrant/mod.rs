@@ -25,6 +25,7 @@
 pub mod audit;
 pub mod authorities;
 pub(crate) mod budget;
+pub use budget::UNVERIFIABLE_PER_MINUTE;
 pub(crate) mod grants;
 mod records;
 
