@@ -130,15 +130,18 @@ proptest! {
         let Ok(checked) = check_warrant(verified, NOW, &limits, &keys.relay.verifying_key()) else {
             return Ok(());
         };
+        // Checked in i128, where nothing the authority signed can wrap.
+        let (from, until) = (i128::from(from), i128::from(until));
         prop_assert!(from < until);
-        prop_assert!(until - from <= MAX_SECS);
-        prop_assert_eq!(checked.window.from_ms(), from * 1000);
-        prop_assert_eq!(checked.window.until_ms(), until * 1000);
+        prop_assert!(until - from <= i128::from(MAX_SECS));
+        prop_assert_eq!(i128::from(checked.window.from_ms()), from * 1000);
+        prop_assert_eq!(i128::from(checked.window.until_ms()), until * 1000);
         let archive = EverythingArchive { times: times_around(&w) };
         let outcome = disclose(&archive, &checked, &PseudonymKey::new([4u8; 32]), NOW * 1000).unwrap();
         for r in &outcome.disclosure.records {
+            let at = i128::from(r.sent_at);
             prop_assert!(
-                from * 1000 <= r.sent_at && r.sent_at < until * 1000,
+                from * 1000 <= at && at < until * 1000,
                 "record at {} outside [{}, {}) s", r.sent_at, from, until
             );
         }
