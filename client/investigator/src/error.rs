@@ -16,11 +16,10 @@ pub enum InvestigatorError {
     NoKeys { dir: PathBuf },
     #[error("{} holds keys already; choose another folder", .dir.display())]
     KeysExist { dir: PathBuf },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {reason}", .path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{} is damaged ({what})", .path.display())]
     Damaged { path: PathBuf, what: String },
@@ -71,7 +70,7 @@ pub enum InvestigatorError {
 impl InvestigatorError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| InvestigatorError::Io { path, source }
+        move |reason| InvestigatorError::Io { path, reason }
     }
 
     pub(crate) fn damaged(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {

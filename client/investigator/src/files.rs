@@ -70,7 +70,7 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), InvestigatorError> {
             },
             _ => InvestigatorError::Io {
                 path: path.to_owned(),
-                source,
+                reason: source,
             },
         })?;
     file.write_all(bytes)

@@ -105,7 +105,7 @@ impl InvestigatorKeys {
             },
             _ => InvestigatorError::Io {
                 path: path.clone(),
-                source,
+                reason: source,
             },
         })?;
         let public: KeysFile =
