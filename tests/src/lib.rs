@@ -184,6 +184,8 @@ pub fn bin(name: &str) -> PathBuf {
             "sotto-server",
             "-p",
             "sotto-client",
+            "-p",
+            "sotto-investigator",
             "--bins",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
