@@ -37,6 +37,17 @@ pub struct Accounts {
     known: Arc<RwLock<HashSet<String>>>,
 }
 
+/// Whether accounts exist, and nothing else: what the warrant desk is given
+/// to check a warrant's targets (it cannot register, read keys or blind names).
+#[derive(Clone)]
+pub struct AccountNames(Accounts);
+
+impl AccountNames {
+    pub fn exists(&self, username: &str) -> Result<bool, RelayError> {
+        self.0.exists(username)
+    }
+}
+
 /// The most names [`Accounts::exists`] remembers.
 const KNOWN_NAMES: usize = 65_536;
 
@@ -61,6 +72,11 @@ impl Accounts {
             sealer,
             known: Arc::default(),
         }
+    }
+
+    /// The read-only view of which accounts exist.
+    pub fn names(&self) -> AccountNames {
+        AccountNames(self.clone())
     }
 
     pub fn blind(&self, username: &str) -> [u8; 16] {

@@ -66,7 +66,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let accounts = Accounts::new(store.clone(), opened.sealer.clone());
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),
-        accounts: accounts.clone(),
+        accounts: accounts.names(),
         grants: Grants::new(store.clone(), opened.sealer.clone()),
         audit: AuditLog::open(&datadir::audit_path(root))?,
         authorities_path: datadir::authorities_path(root),

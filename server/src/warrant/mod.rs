@@ -40,7 +40,7 @@ use sotto_warrant::{
 };
 use tracing::{error, info, warn};
 
-use crate::accounts::Accounts;
+use crate::accounts::AccountNames;
 use crate::archive::ArchiveReader;
 use crate::writer::Writer;
 use audit::{AuditEntry, AuditLog};
@@ -81,7 +81,7 @@ impl From<crate::RelayError> for Served {
 /// What the desk is built with.
 pub(crate) struct DeskParts {
     pub archive: ArchiveReader,
-    pub accounts: Accounts,
+    pub accounts: AccountNames,
     pub grants: Grants,
     pub audit: AuditLog,
     pub authorities_path: PathBuf,
@@ -94,7 +94,7 @@ pub(crate) struct DeskParts {
 
 pub(crate) struct WarrantDesk {
     archive: ArchiveReader,
-    accounts: Accounts,
+    accounts: AccountNames,
     grants: Grants,
     audit: AuditLog,
     authorities_path: PathBuf,
