@@ -98,19 +98,3 @@ pub struct SecretEnvelopeRecord {
     #[prost(bytes = "vec", tag = "6")]
     pub dedup_key: Vec<u8>,
 }
-
-/// A granted warrant, remembered so its id is never served twice and unmask
-/// requests can be checked against it.
-#[derive(Clone, PartialEq, Message)]
-pub struct GrantRecord {
-    #[prost(string, tag = "1")]
-    pub warrant_id: String,
-    #[prost(string, tag = "2")]
-    pub case_reference: String,
-    #[prost(string, tag = "3")]
-    pub authority: String,
-    #[prost(int64, tag = "4")]
-    pub expires: i64,
-    #[prost(int64, tag = "5")]
-    pub granted_at: i64,
-}

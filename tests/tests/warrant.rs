@@ -104,9 +104,8 @@ async fn unmask(
     pseudonyms: &[String],
 ) -> Result<Vec<(String, String)>, InvestigatorError> {
     let (_, request, answer) = unmask_raw(relay, keys, warrant_id, pseudonyms).await;
-    let pin = ed25519_dalek::VerifyingKey::try_from(relay_key(relay).as_slice()).unwrap();
     Ok(keys
-        .open_unmasked(&answer?, &pin, &request)?
+        .open_unmasked(&answer?, &pin(relay), &request)?
         .into_iter()
         .map(|u| (u.pseudonym, u.username))
         .collect())
@@ -121,6 +120,27 @@ fn refusal_code<T: std::fmt::Debug>(result: Result<T, InvestigatorError>) -> Str
 
 fn open(keys: &InvestigatorKeys, sealed: &v1::SealedBundle) -> v1::Disclosure {
     keys.open_disclosure(sealed, None).unwrap().disclosure
+}
+
+/// "suspect" wrote "hello" to "contact": one record, one pseudonym.
+async fn suspect_wrote_to_contact(relay: &TestRelay) {
+    let suspect = relay.register("suspect").await;
+    relay.register("contact").await;
+    suspect
+        .client
+        .send_normal(Recipient::User("contact"), "hello", [1; 16])
+        .await
+        .unwrap();
+}
+
+/// The disclosure of a fresh warrant `id` against "suspect", opened.
+async fn disclosed(relay: &TestRelay, keys: &InvestigatorKeys, id: &str) -> v1::Disclosure {
+    let signed = keys.sign_warrant(&warrant(relay, keys, id, &["suspect"]));
+    open(keys, &submit(relay, signed).await.unwrap())
+}
+
+fn pin(relay: &TestRelay) -> ed25519_dalek::VerifyingKey {
+    ed25519_dalek::VerifyingKey::try_from(relay_key(relay).as_slice()).unwrap()
 }
 
 fn entries(relay: &TestRelay) -> Vec<AuditEntry> {
@@ -318,9 +338,9 @@ async fn hostile_investigator_warrant_for_another_relay_is_refused() {
         "wrong_relay"
     );
     let sealed = submit(&relay_b, for_b).await.unwrap();
-    let pin_b = ed25519_dalek::VerifyingKey::try_from(relay_key(&relay_b).as_slice()).unwrap();
+    let pin_b = pin(&relay_b);
     chief.open_disclosure(&sealed, Some(&pin_b)).unwrap();
-    let pin_a = ed25519_dalek::VerifyingKey::try_from(relay_key(&relay_a).as_slice()).unwrap();
+    let pin_a = pin(&relay_a);
     assert!(chief.open_disclosure(&sealed, Some(&pin_a)).is_err());
 }
 
@@ -332,31 +352,9 @@ async fn warrant_ids_are_one_namespace_per_authority() {
     let other = investigator(dir.path(), "other-court");
     register_authority(&relay, &chief);
     register_authority(&relay, &other);
-    let suspect = relay.register("suspect").await;
-    relay.register("contact").await;
-    suspect
-        .client
-        .send_normal(Recipient::User("contact"), "hello", [1; 16])
-        .await
-        .unwrap();
-    let mine = open(
-        &chief,
-        &submit(
-            &relay,
-            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"])),
-        )
-        .await
-        .unwrap(),
-    );
-    let theirs = open(
-        &other,
-        &submit(
-            &relay,
-            other.sign_warrant(&warrant(&relay, &other, "W-1", &["suspect"])),
-        )
-        .await
-        .unwrap(),
-    );
+    suspect_wrote_to_contact(&relay).await;
+    let mine = disclosed(&relay, &chief, "W-1").await;
+    let theirs = disclosed(&relay, &other, "W-1").await;
     assert_eq!(mine.pseudonyms.len(), 1);
     assert_ne!(
         mine.pseudonyms, theirs.pseudonyms,
@@ -382,13 +380,7 @@ async fn hostile_investigator_cannot_unmask_after_the_warrant_expired() {
     let dir = tempfile::tempdir().unwrap();
     let chief = investigator(dir.path(), "chief");
     register_authority(&relay, &chief);
-    let suspect = relay.register("suspect").await;
-    relay.register("contact").await;
-    suspect
-        .client
-        .send_normal(Recipient::User("contact"), "hello", [1; 16])
-        .await
-        .unwrap();
+    suspect_wrote_to_contact(&relay).await;
     let mut short = warrant(&relay, &chief, "W-short", &["suspect"]);
     short.expires = now() + 2;
     let disclosure = open(
@@ -412,27 +404,13 @@ async fn network_attacker_cannot_replay_or_read_an_unmask_answer() {
     let chief = investigator(dir.path(), "chief");
     let eavesdropper = investigator(dir.path(), "eavesdropper");
     register_authority(&relay, &chief);
-    let suspect = relay.register("suspect").await;
-    relay.register("contact").await;
-    suspect
-        .client
-        .send_normal(Recipient::User("contact"), "hello", [1; 16])
-        .await
-        .unwrap();
-    let disclosure = open(
-        &chief,
-        &submit(
-            &relay,
-            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"])),
-        )
-        .await
-        .unwrap(),
-    );
+    suspect_wrote_to_contact(&relay).await;
+    let disclosure = disclosed(&relay, &chief, "W-1").await;
     let (signed, request, answer) = unmask_raw(&relay, &chief, "W-1", &disclosure.pseudonyms).await;
     let sealed = answer.unwrap();
     // The answer is sealed to the warrant's delivery key: whoever captured the
     // request (or the answer) cannot read it, and it names no one in clear.
-    let pin = ed25519_dalek::VerifyingKey::try_from(relay_key(&relay).as_slice()).unwrap();
+    let pin = pin(&relay);
     assert!(eavesdropper.open_unmasked(&sealed, &pin, &request).is_err());
     assert!(!sealed.encode_to_vec().windows(7).any(|w| w == b"contact"));
     assert_eq!(
@@ -617,15 +595,7 @@ async fn non_targets_appear_only_as_pseudonyms_that_differ_across_warrants() {
         .await
         .unwrap();
 
-    let first = open(
-        &chief,
-        &submit(
-            &relay,
-            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"])),
-        )
-        .await
-        .unwrap(),
-    );
+    let first = disclosed(&relay, &chief, "W-1").await;
     let texts: Vec<&str> = first.records.iter().map(|r| r.text.as_str()).collect();
     assert_eq!(
         texts,
