@@ -4,7 +4,7 @@
 //! - [`relay`]: the QUIC connection to a relay, one stream per request, pushes;
 //! - [`pinning`]: the certificate verifier that trusts exactly the pinned relay;
 //! - [`identity`]: the user's Ed25519 identity key and X25519 identity DH key;
-//! - [`vault`]: the passphrase-sealed file everything local is kept in;
+//! - [`vault`]: the passphrase-sealed sled store everything local is kept in;
 //! - [`profile`]: a profile folder: settings, identity, contacts, history;
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;

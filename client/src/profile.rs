@@ -1,19 +1,27 @@
 //! A user's profile directory: `profile.toml` (which relay, its pinned
-//! fingerprint, the username: nothing secret) and `vault` (everything else,
-//! sealed under the passphrase: identity keys, contacts, local history).
+//! fingerprint, the username: nothing secret) and `vault.db` (everything
+//! else, sealed under the passphrase: identity keys, contacts, sessions,
+//! local history; see [`crate::vault`]).
+//!
+//! Invariants: one process holds a profile at a time (the vault is locked
+//! while open, and `owner` says by whom); saving a new message writes that
+//! message and the small parts that changed, never the whole history.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::e2e::{LocalPrekeys, Session};
 use crate::identity::Identity;
 use crate::pinning::Fingerprint;
 use crate::relay::RelayClient;
-use crate::vault::{Vault, write_atomically};
+use crate::vault::{Table, Vault, VaultError, legacy, write_atomically};
 
 /// Environment variable with the vault passphrase (else the user is asked).
 pub const PASSPHRASE_ENV: &str = "SOTTO_PASSPHRASE";
@@ -27,7 +35,7 @@ pub struct ProfileConfig {
 }
 
 /// Which mode a message travelled in.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Normal,
@@ -91,9 +99,9 @@ pub struct PendingNormal {
 /// How many delivered envelope ids are remembered, to ignore a redelivery.
 const SEEN_ENVELOPES: usize = 4096;
 
-/// What the vault holds.
-#[derive(Serialize, Deserialize)]
-struct VaultContent {
+/// What the first vault format held, as one JSON document (read to migrate).
+#[derive(Deserialize)]
+struct LegacyContent {
     identity_signing: String,
     identity_dh: String,
     #[serde(default)]
@@ -112,19 +120,6 @@ struct VaultContent {
     seen_envelopes: VecDeque<u64>,
 }
 
-#[derive(Serialize)]
-struct VaultContentRef<'a> {
-    identity_signing: &'a str,
-    identity_dh: &'a str,
-    history: &'a [HistoryEntry],
-    contacts: &'a BTreeMap<String, Contact>,
-    prekeys: &'a LocalPrekeys,
-    sessions: &'a BTreeMap<String, Session>,
-    outbox: &'a [OutboxEntry],
-    pending: &'a [PendingNormal],
-    seen_envelopes: &'a VecDeque<u64>,
-}
-
 /// What we know of another user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Contact {
@@ -139,7 +134,20 @@ pub struct Contact {
 pub struct Profile {
     pub dir: PathBuf,
     pub config: ProfileConfig,
-    pub history: Vec<HistoryEntry>,
+    /// The local history, oldest first; changed only through methods, so
+    /// that a save writes only what changed.
+    history: Vec<HistoryEntry>,
+    /// The vault key of each history entry (same order).
+    history_keys: Vec<u64>,
+    next_history_key: u64,
+    /// (mode, sender, client id) of every message in the history: a duplicate
+    /// is found without reading the history.
+    history_ids: std::collections::HashSet<(Mode, String, String)>,
+    /// History keys written or changed since the last save, and removed ones.
+    history_dirty: BTreeSet<u64>,
+    history_removed: Vec<u64>,
+    /// SHA-256 of each state part as last written, to skip unchanged parts.
+    written: BTreeMap<&'static str, [u8; 32]>,
     pub contacts: BTreeMap<String, Contact>,
     pub prekeys: LocalPrekeys,
     pub sessions: BTreeMap<String, Session>,
@@ -156,7 +164,50 @@ fn config_path(dir: &Path) -> PathBuf {
 }
 
 fn vault_path(dir: &Path) -> PathBuf {
+    dir.join("vault.db")
+}
+
+/// Where the first vault format kept the whole profile, as one file.
+fn legacy_vault_path(dir: &Path) -> PathBuf {
     dir.join("vault")
+}
+
+/// A migration under way (removed and redone if a crash interrupted it).
+fn migrating_path(dir: &Path) -> PathBuf {
+    dir.join("vault.db.migrating")
+}
+
+/// Who holds the profile: written by the process that opened it.
+fn owner_path(dir: &Path) -> PathBuf {
+    dir.join("owner")
+}
+
+/// How long opening waits for a profile another process holds.
+const OPEN_WAIT: Duration = Duration::from_secs(3);
+
+/// The profile is held by another `sotto` process.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the profile {dir} is in use by {owner}; one process holds a profile at a time      (quit it, or, for `sotto send`, keep `sotto chat` running: it sends for you)"
+)]
+pub struct ProfileInUse {
+    pub dir: String,
+    pub owner: String,
+}
+
+// The names of the state parts in the vault.
+const IDENTITY: &str = "identity";
+const CONTACTS: &str = "contacts";
+const PREKEYS: &str = "prekeys";
+const SESSIONS: &str = "sessions";
+const OUTBOX: &str = "outbox";
+const PENDING: &str = "pending";
+const SEEN: &str = "seen";
+
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct IdentitySecrets {
+    signing: String,
+    dh: String,
 }
 
 /// The default profile folder: `$XDG_DATA_HOME/sotto`, else `~/.local/share/sotto`.
@@ -172,7 +223,7 @@ pub fn default_dir() -> PathBuf {
 
 impl Profile {
     pub fn exists(dir: &Path) -> bool {
-        vault_path(dir).exists()
+        Vault::exists(&vault_path(dir)) || legacy_vault_path(dir).exists()
     }
 
     /// Writes a new profile. Refuses to replace an existing one.
@@ -197,23 +248,60 @@ impl Profile {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let toml = toml::to_string(&config).context("cannot encode the profile settings")?;
         write_atomically(&config_path(dir), toml.as_bytes())?;
-        let profile = Profile {
+        let mut profile = Profile::empty(
+            dir,
+            config,
+            identity,
+            Vault::create(&vault_path(dir), passphrase)?,
+        );
+        profile.write_identity()?;
+        profile.save()?;
+        profile.claim();
+        Ok(profile)
+    }
+
+    fn empty(dir: &Path, config: ProfileConfig, identity: Identity, vault: Vault) -> Self {
+        Profile {
             dir: dir.to_owned(),
             config,
             history: Vec::new(),
+            history_keys: Vec::new(),
+            history_ids: Default::default(),
+            next_history_key: 1,
+            history_dirty: BTreeSet::new(),
+            history_removed: Vec::new(),
+            written: BTreeMap::new(),
             contacts: BTreeMap::new(),
             prekeys: LocalPrekeys::default(),
             sessions: BTreeMap::new(),
             outbox: Vec::new(),
             pending: Vec::new(),
             seen_envelopes: VecDeque::new(),
-            vault: Vault::create(&vault_path(dir), passphrase, b"")?,
             identity,
-        };
-        profile.save()?;
-        Ok(profile)
+            vault,
+        }
     }
 
+    /// Says in `owner` which process holds the profile, for whoever finds it in use.
+    fn claim(&self) {
+        let command: Vec<String> = std::env::args().skip(1).take(3).collect();
+        let owner = format!("pid {} (sotto {})", std::process::id(), command.join(" "));
+        let _ = write_atomically(&owner_path(&self.dir), owner.as_bytes());
+    }
+
+    fn write_identity(&self) -> Result<()> {
+        let (signing, dh) = self.identity.secrets();
+        let secrets = IdentitySecrets {
+            signing: hex::encode(*signing),
+            dh: hex::encode(*dh),
+        };
+        let bytes = Zeroizing::new(serde_json::to_vec(&secrets)?);
+        self.vault.put(Table::State, IDENTITY.as_bytes(), &bytes)?;
+        Ok(())
+    }
+
+    /// Opens the profile, moving a first-format vault into the store first.
+    /// If another process holds it, waits a little, then says who does.
     pub fn open(dir: &Path, passphrase: &str) -> Result<Self> {
         if !Self::exists(dir) {
             bail!(
@@ -225,50 +313,103 @@ impl Profile {
             .with_context(|| format!("cannot read {}", config_path(dir).display()))?;
         let config: ProfileConfig = toml::from_str(&text)
             .with_context(|| format!("{} is damaged", config_path(dir).display()))?;
-        let (vault, content) = Vault::open(&vault_path(dir), passphrase)?;
-        let content: VaultContent =
-            serde_json::from_slice(&content).context("the vault content is damaged")?;
-        let signing = secret_from_hex(&content.identity_signing)?;
-        let dh = secret_from_hex(&content.identity_dh)?;
-        let mut profile = Profile {
-            dir: dir.to_owned(),
-            config,
-            history: content.history,
-            contacts: content.contacts,
-            prekeys: content.prekeys,
-            sessions: content.sessions,
-            outbox: content.outbox,
-            pending: content.pending,
-            seen_envelopes: content.seen_envelopes,
-            identity: Identity::from_secrets(&signing, &dh),
-            vault,
+        if !Vault::exists(&vault_path(dir)) {
+            migrate(dir, passphrase)?;
+        }
+        let deadline = Instant::now() + OPEN_WAIT;
+        let vault = loop {
+            match Vault::open(&vault_path(dir), passphrase) {
+                Err(VaultError::InUse(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(VaultError::InUse(_)) => {
+                    return Err(ProfileInUse {
+                        dir: dir.display().to_string(),
+                        owner: Self::owner(dir),
+                    }
+                    .into());
+                }
+                other => break other?,
+            }
         };
+        let secrets: IdentitySecrets =
+            read_part(&vault, IDENTITY)?.context("the vault holds no identity")?;
+        let signing = secret_from_hex(&secrets.signing)?;
+        let dh = secret_from_hex(&secrets.dh)?;
+        let mut profile = Profile::empty(dir, config, Identity::from_secrets(&signing, &dh), vault);
+        profile.contacts = read_part(&profile.vault, CONTACTS)?.unwrap_or_default();
+        profile.prekeys = read_part(&profile.vault, PREKEYS)?.unwrap_or_default();
+        profile.sessions = read_part(&profile.vault, SESSIONS)?.unwrap_or_default();
+        profile.outbox = read_part(&profile.vault, OUTBOX)?.unwrap_or_default();
+        profile.pending = read_part(&profile.vault, PENDING)?.unwrap_or_default();
+        profile.seen_envelopes = read_part(&profile.vault, SEEN)?.unwrap_or_default();
+        for (key, value) in profile.vault.entries(Table::History)? {
+            let key = u64::from_be_bytes(
+                key.as_slice()
+                    .try_into()
+                    .context("the vault holds a damaged history key")?,
+            );
+            let entry: HistoryEntry =
+                serde_json::from_slice(&value).context("the vault holds a damaged message")?;
+            profile
+                .history_ids
+                .insert((entry.mode, entry.from.clone(), entry.client_id.clone()));
+            profile.history.push(entry);
+            profile.history_keys.push(key);
+            profile.next_history_key = key + 1;
+        }
+        profile.claim();
         if profile.purge_expired(now_ms()) > 0 {
             profile.save()?;
         }
         Ok(profile)
     }
 
-    /// Seals the whole profile state into the vault, atomically.
-    pub fn save(&self) -> Result<()> {
-        let (signing, dh) = self.identity.secrets();
-        let signing = Zeroizing::new(hex::encode(*signing));
-        let dh = Zeroizing::new(hex::encode(*dh));
-        let content = VaultContentRef {
-            identity_signing: &signing,
-            identity_dh: &dh,
-            history: &self.history,
-            contacts: &self.contacts,
-            prekeys: &self.prekeys,
-            sessions: &self.sessions,
-            outbox: &self.outbox,
-            pending: &self.pending,
-            seen_envelopes: &self.seen_envelopes,
-        };
-        let bytes =
-            Zeroizing::new(serde_json::to_vec(&content).context("cannot encode the vault")?);
-        self.vault.save(&bytes)?;
+    /// Who holds the profile, as its `owner` file says.
+    pub fn owner(dir: &Path) -> String {
+        std::fs::read_to_string(owner_path(dir))
+            .ok()
+            .map(|o| o.chars().filter(|c| !c.is_control()).take(200).collect())
+            .unwrap_or_else(|| "another process".into())
+    }
+
+    /// Writes what changed since the last save (new and changed messages,
+    /// the small parts that differ) and flushes it to disk.
+    pub fn save(&mut self) -> Result<()> {
+        let (vault, written) = (&self.vault, &mut self.written);
+        write_part(vault, written, CONTACTS, &self.contacts)?;
+        write_part(vault, written, PREKEYS, &self.prekeys)?;
+        write_part(vault, written, SESSIONS, &self.sessions)?;
+        write_part(vault, written, OUTBOX, &self.outbox)?;
+        write_part(vault, written, PENDING, &self.pending)?;
+        write_part(vault, written, SEEN, &self.seen_envelopes)?;
+        for key in std::mem::take(&mut self.history_removed) {
+            self.vault.remove(Table::History, &key.to_be_bytes())?;
+        }
+        for key in std::mem::take(&mut self.history_dirty) {
+            let Some(at) = self.history_keys.iter().position(|k| *k == key) else {
+                continue;
+            };
+            let bytes = Zeroizing::new(serde_json::to_vec(&self.history[at])?);
+            self.vault.put(Table::History, &key.to_be_bytes(), &bytes)?;
+        }
+        self.vault.flush()?;
         Ok(())
+    }
+
+    /// The local history, oldest first.
+    pub fn history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// Changes history entries in place: `change` returns whether it changed
+    /// the entry, and only those are written at the next save.
+    pub fn update_history(&mut self, mut change: impl FnMut(&mut HistoryEntry) -> bool) {
+        for (entry, key) in self.history.iter_mut().zip(&self.history_keys) {
+            if change(entry) {
+                self.history_dirty.insert(*key);
+            }
+        }
     }
 
     pub fn identity(&self) -> &Identity {
@@ -291,11 +432,16 @@ impl Profile {
 
     /// Adds `entry` unless the same message is in the history already.
     pub fn remember(&mut self, entry: HistoryEntry) -> bool {
-        let duplicate = self.history.iter().any(|e| {
-            e.from == entry.from && e.client_id == entry.client_id && e.mode == entry.mode
-        });
+        let duplicate =
+            !self
+                .history_ids
+                .insert((entry.mode, entry.from.clone(), entry.client_id.clone()));
         if !duplicate {
+            let key = self.next_history_key;
+            self.next_history_key += 1;
             self.history.push(entry);
+            self.history_keys.push(key);
+            self.history_dirty.insert(key);
         }
         !duplicate
     }
@@ -340,9 +486,25 @@ impl Profile {
 
     /// Deletes disappearing messages whose timer ran out; returns how many.
     pub fn purge_expired(&mut self, now_ms: i64) -> usize {
-        let before = self.history.len();
-        self.history.retain(|e| !e.expired(now_ms));
-        before - self.history.len()
+        let mut kept = Vec::with_capacity(self.history.len());
+        let mut kept_keys = Vec::with_capacity(self.history.len());
+        for (entry, key) in std::mem::take(&mut self.history)
+            .into_iter()
+            .zip(std::mem::take(&mut self.history_keys))
+        {
+            if entry.expired(now_ms) {
+                self.history_ids
+                    .remove(&(entry.mode, entry.from.clone(), entry.client_id.clone()));
+                self.history_removed.push(key);
+                self.history_dirty.remove(&key);
+            } else {
+                kept.push(entry);
+                kept_keys.push(key);
+            }
+        }
+        self.history = kept;
+        self.history_keys = kept_keys;
+        self.history_removed.len()
     }
 
     /// True if this secret envelope was handled before (a redelivery).
@@ -366,8 +528,204 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Writes one state part, unless it is what was written last time.
+fn write_part<T: Serialize>(
+    vault: &Vault,
+    written: &mut BTreeMap<&'static str, [u8; 32]>,
+    name: &'static str,
+    value: &T,
+) -> Result<()> {
+    let bytes = Zeroizing::new(serde_json::to_vec(value)?);
+    let digest: [u8; 32] = Sha256::digest(bytes.as_slice()).into();
+    if written.get(name) == Some(&digest) {
+        return Ok(());
+    }
+    vault.put(Table::State, name.as_bytes(), &bytes)?;
+    written.insert(name, digest);
+    Ok(())
+}
+
+fn read_part<T: DeserializeOwned>(vault: &Vault, name: &str) -> Result<Option<T>> {
+    vault
+        .get(Table::State, name.as_bytes())?
+        .map(|bytes| serde_json::from_slice(&bytes))
+        .transpose()
+        .with_context(|| format!("the vault's {name} is damaged"))
+}
+
+/// Moves a first-format profile (one sealed file) into the store. The old
+/// file is removed only once the new store is complete and on disk; a
+/// migration a crash interrupted is started again from the old file.
+fn migrate(dir: &Path, passphrase: &str) -> Result<()> {
+    let old = legacy_vault_path(dir);
+    let content = legacy::open(&old, passphrase)?;
+    let content: LegacyContent =
+        serde_json::from_slice(&content).context("the old vault's content is damaged")?;
+    let staging = migrating_path(dir);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    {
+        let vault = Vault::create(&staging, passphrase)?;
+        let signing = secret_from_hex(&content.identity_signing)?;
+        let dh = secret_from_hex(&content.identity_dh)?;
+        let text = std::fs::read_to_string(config_path(dir))?;
+        let mut profile = Profile::empty(
+            dir,
+            toml::from_str(&text)?,
+            Identity::from_secrets(&signing, &dh),
+            vault,
+        );
+        profile.write_identity()?;
+        for entry in content.history {
+            profile.remember(entry);
+        }
+        profile.contacts = content.contacts;
+        profile.prekeys = content.prekeys;
+        profile.sessions = content.sessions;
+        profile.outbox = content.outbox;
+        profile.pending = content.pending;
+        profile.seen_envelopes = content.seen_envelopes;
+        profile.save()?;
+    }
+    std::fs::rename(&staging, vault_path(dir))
+        .with_context(|| format!("cannot move the migrated vault into {}", dir.display()))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    std::fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+    Ok(())
+}
+
 fn secret_from_hex(text: &str) -> Result<Zeroizing<[u8; 32]>> {
     let mut out = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(text, out.as_mut()).context("the vault holds a damaged key")?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASS: &str = "correct horse battery";
+
+    fn config() -> ProfileConfig {
+        ProfileConfig {
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            username: "alice".into(),
+        }
+    }
+
+    fn message(n: usize) -> HistoryEntry {
+        HistoryEntry {
+            id: n as u64,
+            mode: Mode::Normal,
+            from: "bob".into(),
+            peer: Some("bob".into()),
+            group: None,
+            text: format!("canary message {n}"),
+            sent_at: 1_000 + n as i64,
+            client_id: format!("{n:032x}"),
+            expire_secs: None,
+            shown_at: None,
+        }
+    }
+
+    #[test]
+    fn a_first_format_profile_is_migrated_and_its_old_file_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile_dir = dir.path().join("alice");
+        std::fs::create_dir_all(&profile_dir).unwrap();
+        write_atomically(
+            &config_path(&profile_dir),
+            toml::to_string(&config()).unwrap().as_bytes(),
+        )
+        .unwrap();
+        let identity = Identity::generate();
+        let (signing, dh) = identity.secrets();
+        let old = serde_json::json!({
+            "identity_signing": hex::encode(*signing),
+            "identity_dh": hex::encode(*dh),
+            "history": [message(1), message(2)],
+            "contacts": {"bob": {"identity_key": "00".repeat(32)}},
+        });
+        legacy::write(
+            &legacy_vault_path(&profile_dir),
+            PASS,
+            &serde_json::to_vec(&old).unwrap(),
+        );
+        // A migration a crash interrupted is started again.
+        std::fs::create_dir_all(migrating_path(&profile_dir)).unwrap();
+
+        let profile = Profile::open(&profile_dir, PASS).unwrap();
+        assert_eq!(profile.history().len(), 2);
+        assert_eq!(profile.history()[1].text, "canary message 2");
+        assert!(profile.contacts.contains_key("bob"));
+        assert_eq!(profile.identity().public_key(), identity.public_key());
+        assert!(!legacy_vault_path(&profile_dir).exists());
+        assert!(!migrating_path(&profile_dir).exists());
+        drop(profile);
+        let again = Profile::open(&profile_dir, PASS).unwrap();
+        assert_eq!(again.history().len(), 2);
+    }
+
+    #[test]
+    fn saving_a_message_writes_that_message_not_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile_dir = dir.path().join("alice");
+        let mut profile =
+            Profile::create(&profile_dir, config(), Identity::generate(), PASS).unwrap();
+        for n in 0..300 {
+            profile.remember(message(n));
+        }
+        profile.save().unwrap();
+        profile.remember(message(300));
+        assert_eq!(
+            profile.history_dirty.len(),
+            1,
+            "only the new message is written"
+        );
+        profile.save().unwrap();
+        assert!(profile.history_dirty.is_empty());
+        // Duplicates are found without reading the history, and not kept.
+        assert!(!profile.remember(message(7)));
+        // An expired message is removed from the store too.
+        profile.update_history(|e| {
+            let timed = e.text == "canary message 5";
+            if timed {
+                e.expire_secs = Some(1);
+                e.shown_at = Some(0);
+            }
+            timed
+        });
+        assert_eq!(profile.purge_expired(10_000), 1);
+        profile.save().unwrap();
+        drop(profile);
+        let reopened = Profile::open(&profile_dir, PASS).unwrap();
+        assert_eq!(reopened.history().len(), 300);
+        assert!(
+            reopened
+                .history()
+                .iter()
+                .all(|e| e.text != "canary message 5")
+        );
+    }
+
+    #[test]
+    fn second_process_on_the_same_profile_is_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile_dir = dir.path().join("alice");
+        let held = Profile::create(&profile_dir, config(), Identity::generate(), PASS).unwrap();
+        let err = Profile::open(&profile_dir, PASS).err().unwrap();
+        let in_use = err.downcast_ref::<ProfileInUse>().expect("in use");
+        assert!(
+            in_use
+                .owner
+                .contains(&format!("pid {}", std::process::id())),
+            "{}",
+            in_use.owner
+        );
+        drop(held);
+        Profile::open(&profile_dir, PASS).unwrap();
+    }
 }

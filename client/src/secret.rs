@@ -174,13 +174,13 @@ pub async fn deliver(
     let payload = hex::decode(&entry.payload).context("a damaged outbox entry")?;
     let queued = client.send_secret(&entry.to, payload, client_id).await?;
     profile.outbox.retain(|e| e.client_id != entry.client_id);
-    if let Some(h) = profile
-        .history
-        .iter_mut()
-        .find(|h| h.mode == Mode::Secret && h.client_id == entry.client_id)
-    {
-        h.id = queued.id;
-    }
+    profile.update_history(|h| {
+        let ours = h.mode == Mode::Secret && h.client_id == entry.client_id && h.id != queued.id;
+        if ours {
+            h.id = queued.id;
+        }
+        ours
+    });
     profile.save()?;
     Ok(())
 }

@@ -144,7 +144,7 @@ async fn a_disappearing_message_leaves_the_history_when_its_timer_ends() {
 
     let mut bob_profile = Profile::open(&bob, PASS).unwrap();
     let entry = bob_profile
-        .history
+        .history()
         .iter()
         .find(|e| e.text == "self-destruct")
         .unwrap();
@@ -153,8 +153,9 @@ async fn a_disappearing_message_leaves_the_history_when_its_timer_ends() {
     assert_eq!(bob_profile.purge_expired(shown + 29_000), 0);
     assert_eq!(bob_profile.purge_expired(shown + 30_000), 1);
     bob_profile.save().unwrap();
+    drop(bob_profile);
     let reopened = Profile::open(&bob, PASS).unwrap();
-    assert!(reopened.history.iter().all(|e| e.text != "self-destruct"));
+    assert!(reopened.history().iter().all(|e| e.text != "self-destruct"));
 }
 
 #[tokio::test]
@@ -220,12 +221,14 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
     assert!(err.to_string().contains("sotto trust bob"));
     let profile = Profile::open(&alice, PASS).unwrap();
     assert!(profile.contacts["bob"].changed_to.is_some());
+    drop(profile);
 
     // After comparing safety numbers, she accepts the key; sending works again.
     let mut profile = Profile::open(&alice, PASS).unwrap();
     commands::verify::trust(&mut profile, "bob", &mut Vec::new())
         .await
         .unwrap();
+    drop(profile);
     send_secret(&alice, "bob", "trusted now").await.unwrap();
     assert!(texts(&sync(&fake_bob).await).contains(&"trusted now".to_owned()));
 }
@@ -298,6 +301,7 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
         .expect("the owner is told");
     assert_eq!(low.remaining, 19);
     drop(owner);
+    drop(bob_profile);
 
     // bob's next sync tops them up.
     sync(&bob).await;

@@ -103,16 +103,17 @@ pub fn mark_shown(profile: &mut Profile, shown: &[HistoryEntry]) -> Result<()> {
         return Ok(());
     }
     let now = now_ms();
-    for entry in profile.history.iter_mut() {
-        if entry.expire_secs.is_some()
+    profile.update_history(|entry| {
+        let now_shown = entry.expire_secs.is_some()
             && entry.shown_at.is_none()
             && shown
                 .iter()
-                .any(|s| s.from == entry.from && s.client_id == entry.client_id)
-        {
+                .any(|s| s.from == entry.from && s.client_id == entry.client_id);
+        if now_shown {
             entry.shown_at = Some(now);
         }
-    }
+        now_shown
+    });
     profile.save()
 }
 

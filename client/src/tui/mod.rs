@@ -72,7 +72,7 @@ where
     let mut app = App::new(
         &profile.config.username,
         &profile.config.fingerprint,
-        &profile.history,
+        profile.history(),
         &profile.pending,
         open,
     );
@@ -101,7 +101,16 @@ where
         }
     }
     drop(effects_tx);
-    // Let the network task finish what it was doing (saving the vault).
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), network).await;
+    // Let the network task finish what it was doing (it saves before it
+    // talks to the relay), then make sure it is gone: it holds the profile,
+    // and the profile is locked until it is dropped.
+    let mut network = network;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut network)
+        .await
+        .is_err()
+    {
+        network.abort();
+        let _ = network.await;
+    }
     Ok(app)
 }
