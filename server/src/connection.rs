@@ -72,6 +72,13 @@ async fn serve_request(
                 handlers::subscribe::serve(&state, &session, send).await;
                 return;
             }
+            Ok(Request {
+                kind: Some(request::Kind::SubmitWarrant(submit)),
+            }) => {
+                // A disclosure may take several frames.
+                handlers::submit_warrant::serve(&state, send, submit).await;
+                return;
+            }
             Ok(request) => handlers::dispatch(&state, &session, request).await,
             Err(_) => RequestError::new(
                 ErrorCode::BadFrame,

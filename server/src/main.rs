@@ -135,8 +135,16 @@ fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
             if file.authorities.is_empty() {
                 println!("no authorities registered");
             }
+            // The file may have been edited by hand: nothing in it reaches
+            // the terminal unescaped.
             for a in &file.authorities {
-                println!("{}\t{}", a.name, a.public_key);
+                println!("{}\t{}", a.name.escape_debug(), a.public_key.escape_debug());
+            }
+            if let Err(e) = file.registry() {
+                eprintln!(
+                    "warning: {}: warrants are refused until it is mended",
+                    e.to_string().escape_debug()
+                );
             }
         }
         AuthorityCommand::Remove { name } => {

@@ -65,7 +65,7 @@ async fn connect(relay: &TestRelay) -> RelayConnection {
 async fn submit(
     relay: &TestRelay,
     signed: v1::SignedWarrant,
-) -> Result<v1::SealedBundle, InvestigatorError> {
+) -> Result<v1::DisclosureBundle, InvestigatorError> {
     let conn = connect(relay).await;
     let answer = submit_warrant(&conn, signed).await;
     conn.close().await;
@@ -118,7 +118,7 @@ fn refusal_code<T: std::fmt::Debug>(result: Result<T, InvestigatorError>) -> Str
     }
 }
 
-fn open(keys: &InvestigatorKeys, sealed: &v1::SealedBundle) -> v1::Disclosure {
+fn open(keys: &InvestigatorKeys, sealed: &v1::DisclosureBundle) -> v1::Disclosure {
     keys.open_disclosure(sealed, None).unwrap().disclosure
 }
 
@@ -505,7 +505,12 @@ async fn a_broken_authority_list_tells_the_investigator_nothing_local() {
         }
         other => panic!("expected an internal failure, got {other:?}"),
     }
-    assert_eq!(entries(&relay).last().unwrap().reason, "internal_error");
+    let last = entries(&relay).pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.reason.as_str()),
+        ("unverifiable", "registry_unreadable"),
+        "nothing was verified, so it counts as unverifiable"
+    );
 }
 
 #[tokio::test]
@@ -731,4 +736,225 @@ async fn editing_any_audit_line_breaks_the_chain_at_that_line() {
         }
     }
     std::fs::write(&path, &original).unwrap();
+}
+
+// --- The outside review's findings, each as the attack that found it. ---
+
+#[tokio::test]
+async fn another_user_cannot_make_a_targets_disclosure_undeliverable() {
+    // Seventeen maximum-size messages put the disclosure over one frame: it
+    // must still arrive (in parts), whole and verifiable, and match the hash
+    // the audit log keeps.
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    let suspect = relay.register("suspect").await;
+    relay.register("contact").await;
+    let big = "x".repeat(sotto_proto::MAX_TEXT);
+    for n in 0..20u8 {
+        suspect
+            .client
+            .send_normal(Recipient::User("contact"), &big, [n; 16])
+            .await
+            .unwrap();
+    }
+    let bundle = submit(
+        &relay,
+        chief.sign_warrant(&warrant(&relay, &chief, "W-big", &["suspect"])),
+    )
+    .await
+    .unwrap();
+    assert!(bundle.parts.len() > 1, "{} parts", bundle.parts.len());
+    let disclosure = chief
+        .open_disclosure(&bundle, Some(&pin(&relay)))
+        .unwrap()
+        .disclosure;
+    assert_eq!(disclosure.records.len(), 20);
+    let entry = entries(&relay).pop().unwrap();
+    assert_eq!(entry.records, 20);
+    use sha2::Digest;
+    assert_eq!(
+        entry.bundle_sha256,
+        hex::encode(sha2::Sha256::digest(bundle.encode_to_vec()))
+    );
+    // A part missing is noticed.
+    let mut short = bundle.clone();
+    short.parts.pop();
+    assert!(chief.open_disclosure(&short, None).is_err());
+}
+
+#[tokio::test]
+async fn copies_of_answered_unmask_requests_spend_no_budget_fresh_or_stale() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    suspect_wrote_to_contact(&relay).await;
+    let conn = connect(&relay).await;
+    // A stale request and a fresh one for a warrant that does not exist,
+    // each copied and sent again and again.
+    let mut stale = new_unmask_request(&chief, "W-1", vec!["anon-x".into()], "why", now() - 660);
+    stale.warrant_id = "W-1".into();
+    let stale = chief.sign_unmask(&stale);
+    let nope = chief.sign_unmask(&new_unmask_request(
+        &chief,
+        "W-NOPE",
+        vec!["anon-x".into()],
+        "why",
+        now(),
+    ));
+    let mut codes = std::collections::BTreeMap::new();
+    for signed in [&stale, &nope] {
+        for _ in 0..40 {
+            let code = refusal_code(unmask_request(&conn, signed.clone()).await);
+            *codes.entry(code).or_insert(0) += 1;
+        }
+    }
+    // Each is answered once; every copy is a replay (within the small budget
+    // of unverifiable requests, then only counted).
+    assert_eq!(codes.get("stale"), Some(&1), "{codes:?}");
+    assert_eq!(codes.get("unknown_warrant"), Some(&1), "{codes:?}");
+    assert_eq!(
+        codes.get("replayed").copied().unwrap_or(0)
+            + codes.get("rate_limited").copied().unwrap_or(0),
+        78,
+        "{codes:?}"
+    );
+    // The chief's budget is untouched.
+    assert!(
+        submit_warrant(
+            &conn,
+            chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["suspect"]))
+        )
+        .await
+        .is_ok()
+    );
+    let logged = entries(&relay);
+    assert!(logged.len() <= 2 + 1 + 10, "{} audit lines", logged.len());
+}
+
+#[tokio::test]
+async fn unregistered_party_flood_while_the_registry_is_broken_is_counted_apart() {
+    let mut relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let forger = investigator(dir.path(), "forger");
+    relay.register("target-one").await;
+    std::fs::write(relay.data_dir().join("authorities.toml"), "[[authority]\n").unwrap();
+    let conn = connect(&relay).await;
+    for n in 0..30 {
+        let w = warrant(&relay, &forger, &format!("F-{n}"), &["target-one"]);
+        assert!(
+            submit_warrant(&conn, forger.sign_warrant(&w))
+                .await
+                .is_err()
+        );
+    }
+    conn.close().await;
+    relay.stop().await;
+    let logged = entries(&relay);
+    assert!(
+        logged.iter().all(|e| e.kind == "unverifiable"),
+        "{logged:?}"
+    );
+    let report = audit::transparency(&logged);
+    assert_eq!(report[0].warrants_received, 0);
+    assert_eq!(report[0].unverifiable_requests, 30);
+}
+
+#[tokio::test]
+async fn hidden_group_members_keep_no_alphabetical_place() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    let mike = relay.register("mike").await;
+    let hidden = ["zoe-hidden", "adam-hidden", "yuri-hidden", "bella-hidden"];
+    for name in hidden {
+        relay.register(name).await;
+    }
+    mike.client
+        .create_group("crew", &hidden.map(String::from))
+        .await
+        .unwrap();
+    mike.client
+        .send_normal(Recipient::Group("crew"), "hello crew", [1; 16])
+        .await
+        .unwrap();
+    let signed = chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["mike"]));
+    let disclosure = open(&chief, &submit(&relay, signed).await.unwrap());
+    let participants = &disclosure.records[0].participants;
+    let mut sorted = participants.clone();
+    sorted.sort();
+    assert_eq!(participants, &sorted, "shown in the order of what is shown");
+}
+
+#[tokio::test]
+async fn a_name_registered_again_with_another_key_inherits_no_warrant() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    suspect_wrote_to_contact(&relay).await;
+    let disclosure = disclosed(&relay, &chief, "W-1").await;
+    // The operator replaces "chief" by a new key holder of the same name.
+    let newcomer = InvestigatorKeys::generate(&dir.path().join("newcomer"), "chief").unwrap();
+    let path = relay.data_dir().join("authorities.toml");
+    let mut file = authorities::load(&path).unwrap();
+    file.remove("chief").unwrap();
+    file.add("chief", &newcomer.public_key_hex()).unwrap();
+    authorities::save(&path, &file).unwrap();
+    assert_eq!(
+        refusal_code(unmask(&relay, &newcomer, "W-1", &disclosure.pseudonyms).await),
+        "unknown_warrant"
+    );
+}
+
+#[tokio::test]
+async fn hostile_investigator_cannot_start_a_log_line_with_an_unmask_warrant_id() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chief = investigator(dir.path(), "chief");
+    register_authority(&relay, &chief);
+    assert_eq!(
+        refusal_code(
+            unmask(
+                &relay,
+                &chief,
+                "W-1\r\n2099-01-01T00:00:00Z INFO granted",
+                &["anon-x".into()]
+            )
+            .await
+        ),
+        "malformed"
+    );
+}
+
+#[test]
+fn curious_operator_authority_list_prints_nothing_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let init = std::process::Command::new(sotto_tests::bin("sotto-relay"))
+        .args(["--data", data.to_str().unwrap(), "init"])
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    std::fs::write(
+        data.join("authorities.toml"),
+        "[[authority]]\nname = \"x\\u001b[2J\\u001b[31mred\\nfake\\tline\"\npublic_key = \"zz\\u001b]0;pwned\\u0007\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(sotto_tests::bin("sotto-relay"))
+        .args(["--data", data.to_str().unwrap(), "authority", "list"])
+        .output()
+        .unwrap();
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !stream.contains(&0x1b),
+            "{}",
+            String::from_utf8_lossy(stream)
+        );
+        assert!(!stream.contains(&0x07));
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }

@@ -165,20 +165,38 @@ impl InvestigatorKeys {
         }
     }
 
-    /// Decrypts a disclosure bundle and verifies the relay's signature
-    /// (against `pin`, the relay's disclosure key, when given).
+    /// Decrypts every part of a disclosure, verifies the relay's signature on
+    /// each (against `pin`, the relay's disclosure key, when given; all parts
+    /// by one relay key), and joins them, checking each part arrived once.
     pub fn open_disclosure(
         &self,
-        sealed: &v1::SealedBundle,
+        bundle: &v1::DisclosureBundle,
         pin: Option<&VerifyingKey>,
     ) -> Result<OpenedDisclosure, InvestigatorError> {
-        let opened = bundle::open(Purpose::Disclosure, sealed, &self.delivery, pin)?;
-        let disclosure = v1::Disclosure::decode(opened.payload.as_slice()).map_err(|_| {
-            InvestigatorError::Protocol("the bundle verifies but holds no disclosure".into())
-        })?;
+        let mut relay_key = pin.copied();
+        let mut parts = Vec::with_capacity(bundle.parts.len());
+        for sealed in &bundle.parts {
+            let opened = bundle::open(
+                Purpose::Disclosure,
+                sealed,
+                &self.delivery,
+                relay_key.as_ref(),
+            )?;
+            relay_key = Some(opened.relay_key);
+            parts.push(
+                v1::Disclosure::decode(opened.payload.as_slice()).map_err(|_| {
+                    InvestigatorError::Protocol(
+                        "the bundle verifies but holds no disclosure".into(),
+                    )
+                })?,
+            );
+        }
+        let disclosure = sotto_warrant::join(parts)
+            .map_err(|e| InvestigatorError::Mismatch(format!("the disclosure's parts: {e}")))?;
         Ok(OpenedDisclosure {
             disclosure,
-            relay_key: opened.relay_key,
+            relay_key: relay_key
+                .ok_or_else(|| InvestigatorError::Mismatch("the disclosure has no part".into()))?,
         })
     }
 
@@ -385,10 +403,13 @@ mod tests {
             &relay,
             &to,
         );
+        let whole = v1::DisclosureBundle {
+            parts: vec![sealed.clone()],
+        };
         let opened = keys
-            .open_disclosure(&sealed, Some(&relay.verifying_key()))
+            .open_disclosure(&whole, Some(&relay.verifying_key()))
             .unwrap();
-        assert_eq!(opened.disclosure, disclosure);
+        assert_eq!(opened.disclosure.warrant_id, disclosure.warrant_id);
         let request = v1::UnmaskRequest {
             warrant_id: "W-1".into(),
             ..Default::default()

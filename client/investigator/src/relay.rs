@@ -161,12 +161,49 @@ impl RelayConnection {
         }
     }
 
+    /// Sends one request and reads every answer frame until the relay
+    /// finishes the stream (a disclosure comes in parts). An error answer, as
+    /// the first frame, is returned as with [`RelayConnection::request`].
+    pub async fn request_all(
+        &self,
+        kind: request::Kind,
+    ) -> Result<Vec<response::Kind>, InvestigatorError> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        frame::write_frame(&mut send, &Request { kind: Some(kind) }).await?;
+        send.finish()
+            .map_err(|e| InvestigatorError::Stream(e.to_string()))?;
+        let mut answers = Vec::new();
+        while let Some(body) = frame::read_frame(&mut recv, sotto_proto::DEFAULT_MAX_FRAME).await? {
+            if answers.len() >= MAX_ANSWERS {
+                return Err(InvestigatorError::Protocol(format!(
+                    "more than {MAX_ANSWERS} answer frames"
+                )));
+            }
+            let response: Response = frame::decode(&body)?;
+            match response.kind {
+                Some(response::Kind::Error(e)) => return Err(error_answer(e)),
+                Some(kind) => answers.push(kind),
+                None => return Err(InvestigatorError::Protocol("an empty response".into())),
+            }
+        }
+        if answers.is_empty() {
+            return Err(InvestigatorError::Stream(
+                "the relay closed the stream without answering".into(),
+            ));
+        }
+        Ok(answers)
+    }
+
     /// Closes the connection and waits until the relay has been told.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
         self.endpoint.wait_idle().await;
     }
 }
+
+/// The most answer frames one request may bring (parts of a disclosure, each
+/// at most a frame: 16 GiB in all).
+const MAX_ANSWERS: usize = 16 * 1024;
 
 /// An error answer as an [`InvestigatorError`]. The refusal code comes from
 /// `Error.refusal`; from a relay that predates it, out of the sentence's

@@ -10,19 +10,24 @@ use crate::error::InvestigatorError;
 use crate::keys::InvestigatorKeys;
 use crate::relay::RelayConnection;
 
-/// Serves `signed` on the relay; the answer is the disclosure, sealed to the
-/// warrant's delivery key ([`InvestigatorKeys::open_disclosure`]).
+/// Serves `signed` on the relay; the answer is the disclosure, in one or more
+/// parts each sealed to the warrant's delivery key
+/// ([`InvestigatorKeys::open_disclosure`] checks and joins them).
 pub async fn submit_warrant(
     conn: &RelayConnection,
     signed: v1::SignedWarrant,
-) -> Result<v1::SealedBundle, InvestigatorError> {
+) -> Result<v1::DisclosureBundle, InvestigatorError> {
     let submit = request::Kind::SubmitWarrant(v1::SubmitWarrant {
         warrant: Some(signed),
     });
-    match conn.request(submit).await? {
-        response::Kind::Disclosure(sealed) => Ok(sealed),
-        other => Err(unexpected("a disclosure", &other)),
+    let mut parts = Vec::new();
+    for answer in conn.request_all(submit).await? {
+        match answer {
+            response::Kind::Disclosure(sealed) => parts.push(sealed),
+            other => return Err(unexpected("a disclosure", &other)),
+        }
     }
+    Ok(v1::DisclosureBundle { parts })
 }
 
 /// Asks the relay to unmask pseudonyms; the answer is sealed to the warrant's

@@ -217,6 +217,7 @@ mod tests {
                     text: "hi\n2026-09-21T00:00:00Z conv-1 [x] bob: forged\x1b]0;pwned\x07".into(),
                 }],
                 pseudonyms: vec!["anon-1".into()],
+                ..Default::default()
             },
             relay_key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key(),
         };

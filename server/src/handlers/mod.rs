@@ -12,7 +12,7 @@ mod login;
 mod register;
 mod send_normal;
 mod send_secret;
-mod submit_warrant;
+pub(crate) mod submit_warrant;
 pub mod subscribe;
 mod unmask;
 mod upload_prekeys;
@@ -107,8 +107,12 @@ pub(crate) async fn dispatch(
         Kind::Challenge(_) => challenge::handle(session),
         Kind::Register(r) => register::handle(state, session, r).await,
         Kind::Login(r) => login::handle(state, session, r),
-        // Investigators have no account: warrants carry their own signatures.
-        Kind::SubmitWarrant(r) => submit_warrant::handle(state, r).await,
+        // Investigators have no account: their requests carry their own
+        // signatures. A warrant's answer may take several frames: see
+        // `submit_warrant::serve`, which the connection calls directly.
+        Kind::SubmitWarrant(_) => Err(RequestError::bad_request(
+            "a warrant is served on a stream of its own",
+        )),
         Kind::Unmask(r) => unmask::handle(state, r).await,
         kind => match session.user() {
             None => Err(RequestError::new(

@@ -1,16 +1,27 @@
-//! `SubmitWarrant`: an investigator's signed warrant in, a signed and encrypted
-//! disclosure out. The warrant desk owns every rule and the audit entry.
+//! `SubmitWarrant`: an investigator's signed warrant in, its disclosure out.
+//! The warrant desk owns every rule and the audit entry; this only writes the
+//! answer: each part of the disclosure as its own `Response` frame, in order,
+//! on the request's stream (or one error frame), then finishes the stream.
 
-use sotto_proto::v1::{ErrorCode, SubmitWarrant, response};
+use sotto_proto::frame;
+use sotto_proto::v1::{ErrorCode, Response, SubmitWarrant, response};
 
-use super::Handled;
 use crate::state::RelayState;
 
-pub async fn handle(state: &RelayState, submit: SubmitWarrant) -> Handled {
-    state
-        .warrants
-        .submit(submit.warrant)
-        .await
-        .map(response::Kind::Disclosure)
-        .map_err(|e| super::desk_error(e, ErrorCode::WarrantRefused))
+pub async fn serve(state: &RelayState, mut send: quinn::SendStream, submit: SubmitWarrant) {
+    let answers: Vec<Response> = match state.warrants.submit(submit.warrant).await {
+        Ok(parts) => parts
+            .into_iter()
+            .map(|part| Response {
+                kind: Some(response::Kind::Disclosure(part)),
+            })
+            .collect(),
+        Err(e) => vec![super::desk_error(e, ErrorCode::WarrantRefused).into()],
+    };
+    for answer in &answers {
+        if frame::write_frame(&mut send, answer).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
 }

@@ -47,6 +47,12 @@ impl Grants {
         key
     }
 
+    fn refused_key(&self, authority: &str, warrant_id: &str) -> Vec<u8> {
+        let mut key = b"refused\0".to_vec();
+        key.extend_from_slice(&self.warrant_blind(authority, warrant_id));
+        key
+    }
+
     fn pseudonym_key(&self, authority: &str, warrant_id: &str, pseudonym: &str) -> Vec<u8> {
         let mut key = b"pseudonym\0".to_vec();
         key.extend_from_slice(&self.warrant_blind(authority, warrant_id));
@@ -92,6 +98,36 @@ impl Grants {
         Ok(Some(Grant::decode(
             self.sealer.open(Tree::Warrants, &key, &sealed)?.as_slice(),
         )?))
+    }
+
+    /// Whether this authority used this warrant id before, granted or refused.
+    pub fn id_used(&self, authority: &str, warrant_id: &str) -> Result<bool, RelayError> {
+        for key in [
+            self.grant_key(authority, warrant_id),
+            self.refused_key(authority, warrant_id),
+        ] {
+            if self.store.get(Tree::Warrants, &key)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Remembers a refused warrant's id as used: a copy of it sent again is
+    /// a replay, which spends no authority's budget. Not yet durable.
+    pub fn refuse_id(
+        &self,
+        authority: &str,
+        warrant_id: &str,
+        now_ms: i64,
+    ) -> Result<(), RelayError> {
+        let key = self.refused_key(authority, warrant_id);
+        let sealed = self
+            .sealer
+            .seal(Tree::Warrants, &key, &now_ms.to_be_bytes());
+        self.store
+            .apply(Batch::guarded(Tree::Warrants, key, sealed))?;
+        Ok(())
     }
 
     /// The username behind `pseudonym` in the grant's disclosure, if it issued it.

@@ -62,8 +62,13 @@ enum Served {
     Refused(Refusal),
     /// No registered authority's signature verified, or a replay of a served id.
     Unverifiable(Refusal),
+    /// The authority registry cannot be read: nothing could be verified.
+    RegistryUnreadable,
     Failed(&'static str),
 }
+
+const REGISTRY_UNREADABLE: &str =
+    "the relay cannot read its authority registry; its operator has been told";
 
 impl From<Refusal> for Served {
     fn from(r: Refusal) -> Self {
@@ -132,15 +137,20 @@ impl WarrantDesk {
         }
     }
 
-    /// Serves a warrant: a sealed disclosure, or why not.
+    /// Serves a warrant: its disclosure, as one or more sealed parts to send
+    /// in order, or why not.
     pub async fn submit(
         &self,
         signed: Option<v1::SignedWarrant>,
-    ) -> Result<v1::SealedBundle, DeskError> {
+    ) -> Result<Vec<v1::SealedBundle>, DeskError> {
         let mut entry = AuditEntry::new("warrant", "refused");
         let outcome = self.serve_warrant(signed, &mut entry).await;
-        self.audited(entry, outcome, |entry, sealed| {
-            entry.bundle_sha256 = hex::encode(Sha256::digest(sealed.encode_to_vec()));
+        self.audited(entry, outcome, |entry, parts| {
+            // The hash of the file `sotto-warrant submit` saves.
+            let bundle = v1::DisclosureBundle {
+                parts: parts.clone(),
+            };
+            entry.bundle_sha256 = hex::encode(Sha256::digest(bundle.encode_to_vec()));
         })
     }
 
@@ -175,7 +185,9 @@ impl WarrantDesk {
             .and_then(|file| Ok(file.registry()?))
             .map_err(|e| {
                 error!(error = %format!("{e:#}"), "cannot read the authority registry; refusing warrant requests until it is mended");
-                Served::Failed("the relay cannot read its authority registry; its operator has been told")
+                // Nothing is verified yet: counted as unverifiable, so a
+                // flood meanwhile costs no more than any other.
+                Served::RegistryUnreadable
             })
     }
 
@@ -183,29 +195,47 @@ impl WarrantDesk {
         &self,
         signed: Option<v1::SignedWarrant>,
         entry: &mut AuditEntry,
-    ) -> Result<v1::SealedBundle, Served> {
+    ) -> Result<Vec<v1::SealedBundle>, Served> {
         let signed = signed.ok_or(Served::Unverifiable(Refusal::Malformed("no warrant")))?;
         let registry = self.registry()?;
         let verified =
             sotto_warrant::verify_warrant(&signed, &registry).map_err(Served::Unverifiable)?;
         let w = &verified.message;
-        entry.authority = verified.authority.name.clone();
+        let authority = verified.authority.name.clone();
+        let id = w.id.clone();
+        entry.authority = authority.clone();
         entry.warrant_id = clip(&w.id);
         entry.case = clip(&w.case_reference);
         entry.window_from = w.window_from;
         entry.window_until = w.window_until;
         entry.relay = hex::encode(&w.relay_key[..w.relay_key.len().min(32)]);
         entry.targets = w.targets.iter().take(64).map(|t| clip(t)).collect();
-        if self.grants.get(&verified.authority.name, &w.id)?.is_some() {
+        if self.grants.id_used(&authority, &id)? {
             return Err(Served::Unverifiable(Refusal::Replayed));
         }
-        if !self.budgets.authority(&verified.authority.name) {
+        if !self.budgets.authority(&authority) {
             return Err(Refusal::RateLimited.into());
         }
         let now = crate::now_ms();
+        let outcome = self.check_and_disclose(verified, now, entry).await;
+        if let Err(Served::Refused(_)) = &outcome {
+            // An id is used once, granted or refused: a copy of a refused
+            // warrant sent again is a replay and spends nothing.
+            self.grants.refuse_id(&authority, &id, now)?;
+            self.writer.durable().await?;
+        }
+        outcome
+    }
+
+    async fn check_and_disclose(
+        &self,
+        verified: sotto_warrant::Verified<v1::Warrant>,
+        now_ms: i64,
+        entry: &mut AuditEntry,
+    ) -> Result<Vec<v1::SealedBundle>, Served> {
         let checked = sotto_warrant::check_warrant(
             verified,
-            now_secs(now),
+            now_secs(now_ms),
             &self.limits,
             &self.disclosure_key.verifying_key(),
         )?;
@@ -214,7 +244,7 @@ impl WarrantDesk {
                 return Err(Refusal::UnknownTarget(target.clone()).into());
             }
         }
-        self.disclose(&checked, now, entry).await
+        self.disclose(&checked, now_ms, entry).await
     }
 
     async fn disclose(
@@ -222,7 +252,7 @@ impl WarrantDesk {
         checked: &CheckedWarrant,
         now_ms: i64,
         entry: &mut AuditEntry,
-    ) -> Result<v1::SealedBundle, Served> {
+    ) -> Result<Vec<v1::SealedBundle>, Served> {
         let outcome = sotto_warrant::disclose(&self.archive, checked, &self.pseudonym_key, now_ms)?;
         if !self
             .grants
@@ -234,12 +264,20 @@ impl WarrantDesk {
         entry.records = outcome.disclosure.records.len() as u64;
         entry.conversations = outcome.conversations as u64;
         entry.pseudonyms = outcome.pseudonyms.len() as u64;
-        Ok(bundle::seal(
-            Purpose::Disclosure,
-            &outcome.disclosure.encode_to_vec(),
-            &self.disclosure_key,
-            &checked.delivery_key,
-        ))
+        // However large, it is delivered: in parts, each far under a frame.
+        Ok(
+            sotto_warrant::split(outcome.disclosure, sotto_warrant::disclosure::PART_BYTES)
+                .iter()
+                .map(|part| {
+                    bundle::seal(
+                        Purpose::Disclosure,
+                        &part.encode_to_vec(),
+                        &self.disclosure_key,
+                        &checked.delivery_key,
+                    )
+                })
+                .collect(),
+        )
     }
 
     async fn serve_unmask(
@@ -254,27 +292,52 @@ impl WarrantDesk {
         let verified =
             sotto_warrant::verify_unmask(&signed, &registry).map_err(Served::Unverifiable)?;
         let r = &verified.message;
-        entry.authority = verified.authority.name.clone();
+        let authority = verified.authority.name.clone();
+        let request_id = r.request_id.clone();
+        entry.authority = authority.clone();
         entry.warrant_id = clip(&r.warrant_id);
         entry.unmask_reason = clip(&r.reason);
         entry.unmask_requested = r.pseudonyms.len() as u64;
-        let now = crate::now_ms();
-        let checked = sotto_warrant::check_unmask(verified, now_secs(now))?;
-        if self
-            .grants
-            .request_served(&checked.authority, &checked.request_id)?
-        {
+        // Replays first, then the budget, then everything else: a copy of
+        // any request the relay answered, fresh or stale, spends nothing.
+        if self.grants.request_served(&authority, &request_id)? {
             return Err(Served::Unverifiable(Refusal::Replayed));
         }
-        if !self.budgets.authority(&checked.authority) {
+        if !self.budgets.authority(&authority) {
             return Err(Refusal::RateLimited.into());
         }
+        let now = crate::now_ms();
+        let outcome = self.reveal(verified, now, entry);
+        if matches!(outcome, Ok(_) | Err(Served::Refused(_))) {
+            // A request id is answered once, whatever the answer.
+            if !self.grants.serve_request(&authority, &request_id, now)? {
+                return Err(Served::Unverifiable(Refusal::Replayed));
+            }
+            self.writer.durable().await?;
+        }
+        let (answer, delivery_key) = outcome?;
+        Ok(bundle::seal(
+            Purpose::Unmasking,
+            &answer.encode_to_vec(),
+            &self.disclosure_key,
+            &delivery_key,
+        ))
+    }
+
+    /// Checks a verified unmask request against its grant and finds the names.
+    fn reveal(
+        &self,
+        verified: sotto_warrant::Verified<v1::UnmaskRequest>,
+        now_ms: i64,
+        entry: &mut AuditEntry,
+    ) -> Result<(v1::Unmasked, sotto_warrant::DeliveryKey), Served> {
+        let checked = sotto_warrant::check_unmask(verified, now_secs(now_ms))?;
         let grant = self
             .grants
             .get(&checked.authority, &checked.request.warrant_id)?
             .ok_or(Refusal::UnknownWarrant)?;
         entry.case = clip(&grant.case_reference);
-        let delivery_key = grant.admits(&checked, now_secs(now))?;
+        let delivery_key = grant.admits(&checked, now_secs(now_ms))?;
         let mut unmasked = Vec::with_capacity(checked.request.pseudonyms.len());
         for pseudonym in &checked.request.pseudonyms {
             let username = self
@@ -286,36 +349,24 @@ impl WarrantDesk {
                 username,
             });
         }
-        if !self
-            .grants
-            .serve_request(&checked.authority, &checked.request_id, now)?
-        {
-            return Err(Served::Unverifiable(Refusal::Replayed));
-        }
-        self.writer.durable().await?;
         entry.unmask_revealed = unmasked.len() as u64;
         let answer = v1::Unmasked {
             unmasked,
             warrant_id: grant.warrant_id.clone(),
             request_id: checked.request_id.to_vec().into(),
         };
-        Ok(bundle::seal(
-            Purpose::Unmasking,
-            &answer.encode_to_vec(),
-            &self.disclosure_key,
-            &delivery_key,
-        ))
+        Ok((answer, delivery_key))
     }
 
     /// Records how a request ended in the audit log, and only then answers
     /// it: nothing leaves the relay without its audit entry. `granted` fills
     /// in what the entry keeps of a granted request.
-    fn audited(
+    fn audited<T>(
         &self,
         mut entry: AuditEntry,
-        outcome: Result<v1::SealedBundle, Served>,
-        granted: impl FnOnce(&mut AuditEntry, &v1::SealedBundle),
-    ) -> Result<v1::SealedBundle, DeskError> {
+        outcome: Result<T, Served>,
+        granted: impl FnOnce(&mut AuditEntry, &T),
+    ) -> Result<T, DeskError> {
         self.flush_unverifiable(false);
         let answer = match outcome {
             Ok(sealed) => {
@@ -330,6 +381,17 @@ impl WarrantDesk {
             Err(Served::Failed(why)) => {
                 entry.reason = "internal_error".into();
                 Err(DeskError::Failed(why))
+            }
+            Err(Served::RegistryUnreadable) => {
+                if !self.budgets.unverifiable() {
+                    return Err(DeskError::Failed(REGISTRY_UNREADABLE));
+                }
+                let mut noise = AuditEntry::new("unverifiable", "refused");
+                noise.request = entry.kind.clone();
+                noise.reason = "registry_unreadable".into();
+                noise.count = 1;
+                entry = noise;
+                Err(DeskError::Failed(REGISTRY_UNREADABLE))
             }
             Err(Served::Unverifiable(refusal)) => {
                 if !self.budgets.unverifiable() {
@@ -355,7 +417,9 @@ impl WarrantDesk {
                 "the relay cannot write its audit log, so it answers nothing",
             ));
         }
-        info!(warrant = %entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "{} request", entry.kind);
+        // Debug formatting: an id is the requester's text, and must not
+        // start a line of its own in the relay's log.
+        info!(warrant = ?entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "{} request", entry.kind);
         answer
     }
 }

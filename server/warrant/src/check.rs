@@ -57,6 +57,8 @@ pub struct CheckedWarrant {
     pub warrant: v1::Warrant,
     /// The registered name of the authority whose key signed it.
     pub authority: String,
+    /// That key: a grant belongs to it, not to whoever bears the name later.
+    pub authority_key: VerifyingKey,
     pub window: Window,
     pub delivery_key: DeliveryKey,
 }
@@ -67,6 +69,7 @@ pub struct CheckedWarrant {
 pub struct CheckedUnmask {
     pub request: v1::UnmaskRequest,
     pub authority: String,
+    pub authority_key: VerifyingKey,
     pub request_id: [u8; REQUEST_ID_LEN],
 }
 
@@ -185,6 +188,7 @@ pub fn check_warrant(
     }
     let delivery_key = DeliveryKey::from_bytes(&w.delivery_key)?;
     Ok(CheckedWarrant {
+        authority_key: verified.authority.key,
         authority: verified.authority.name,
         window,
         delivery_key,
@@ -210,8 +214,13 @@ pub fn check_unmask(
             "an unmask request names 1 to 32 pseudonyms",
         ));
     }
-    if r.warrant_id.is_empty() || r.warrant_id.len() > MAX_FIELD {
-        return Err(Refusal::Malformed("the warrant id is 1 to 1024 bytes"));
+    if r.warrant_id.is_empty()
+        || r.warrant_id.len() > MAX_FIELD
+        || r.warrant_id.chars().any(char::is_control)
+    {
+        return Err(Refusal::Malformed(
+            "the warrant id is 1 to 1024 printable characters",
+        ));
     }
     let request_id: [u8; REQUEST_ID_LEN] = r
         .request_id
@@ -219,6 +228,7 @@ pub fn check_unmask(
         .try_into()
         .map_err(|_| Refusal::Malformed("an unmask request id is 16 bytes"))?;
     Ok(CheckedUnmask {
+        authority_key: verified.authority.key,
         authority: verified.authority.name,
         request_id,
         request: r,

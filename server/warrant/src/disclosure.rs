@@ -76,10 +76,16 @@ pub fn disclose<R: NormalRecords>(
         .map(|r| {
             let conversation = names.conversation(&r.conversation);
             conversations.insert(r.conversation);
+            // Sorted as shown, not as stored: the stored order is by
+            // username, and would tell where each hidden name sorts.
+            let mut participants: Vec<String> =
+                r.participants.iter().map(|p| names.name(p)).collect();
+            participants.sort();
+            participants.dedup();
             v1::DisclosedRecord {
                 conversation,
                 from: names.name(&r.from),
-                participants: r.participants.iter().map(|p| names.name(p)).collect(),
+                participants,
                 sent_at: r.sent_at,
                 text: r.text,
             }
@@ -94,8 +100,173 @@ pub fn disclose<R: NormalRecords>(
             targets: w.targets.clone(),
             records: disclosed,
             pseudonyms: pseudonyms.keys().cloned().collect(),
+            part: 0,
+            parts: 1,
         },
         pseudonyms,
         conversations: conversations.len(),
     })
+}
+
+/// The most a disclosure part's records take, encoded: far under a frame.
+pub const PART_BYTES: usize = 256 * 1024;
+
+/// Splits a disclosure into parts of at most about `max_bytes` of records
+/// each (a record larger than that is a part of its own); every part carries
+/// the header and the pseudonyms its records use. Never fewer than one part.
+pub fn split(disclosure: v1::Disclosure, max_bytes: usize) -> Vec<v1::Disclosure> {
+    let header = |records: Vec<v1::DisclosedRecord>| {
+        let used: BTreeSet<&str> = records
+            .iter()
+            .flat_map(|r| std::iter::once(&r.from).chain(&r.participants))
+            .map(String::as_str)
+            .collect();
+        v1::Disclosure {
+            pseudonyms: disclosure
+                .pseudonyms
+                .iter()
+                .filter(|p| used.contains(p.as_str()))
+                .cloned()
+                .collect(),
+            records,
+            ..v1::Disclosure {
+                warrant_id: disclosure.warrant_id.clone(),
+                case_reference: disclosure.case_reference.clone(),
+                generated_at: disclosure.generated_at,
+                targets: disclosure.targets.clone(),
+                ..Default::default()
+            }
+        }
+    };
+    let mut parts = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for record in &disclosure.records {
+        let len = prost::Message::encoded_len(record);
+        if !current.is_empty() && size + len > max_bytes {
+            parts.push(header(std::mem::take(&mut current)));
+            size = 0;
+        }
+        size += len;
+        current.push(record.clone());
+    }
+    parts.push(header(current));
+    let count = parts.len() as u32;
+    for (i, part) in parts.iter_mut().enumerate() {
+        part.part = i as u32;
+        part.parts = count;
+    }
+    parts
+}
+
+/// Why parts do not make one disclosure.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JoinError {
+    #[error("no part arrived")]
+    Empty,
+    #[error("part {0} is from another disclosure")]
+    Mismatch(u32),
+    #[error("part {0} arrived twice or is out of range")]
+    BadPart(u32),
+    #[error("{missing} of {parts} parts are missing")]
+    Missing { missing: usize, parts: u32 },
+}
+
+/// Joins the parts of one disclosure, checking they belong together and
+/// that each part `0..parts` is there exactly once.
+pub fn join(mut parts: Vec<v1::Disclosure>) -> Result<v1::Disclosure, JoinError> {
+    let first = parts.first().ok_or(JoinError::Empty)?.clone();
+    let count = first.parts.max(1);
+    let mut seen = BTreeSet::new();
+    for p in &parts {
+        let same = p.warrant_id == first.warrant_id
+            && p.case_reference == first.case_reference
+            && p.generated_at == first.generated_at
+            && p.targets == first.targets
+            && p.parts.max(1) == count;
+        if !same {
+            return Err(JoinError::Mismatch(p.part));
+        }
+        if p.part >= count || !seen.insert(p.part) {
+            return Err(JoinError::BadPart(p.part));
+        }
+    }
+    if seen.len() != count as usize {
+        return Err(JoinError::Missing {
+            missing: count as usize - seen.len(),
+            parts: count,
+        });
+    }
+    parts.sort_by_key(|p| p.part);
+    let mut pseudonyms = BTreeSet::new();
+    let mut records = Vec::new();
+    for p in parts {
+        pseudonyms.extend(p.pseudonyms);
+        records.extend(p.records);
+    }
+    Ok(v1::Disclosure {
+        records,
+        pseudonyms: pseudonyms.into_iter().collect(),
+        part: 0,
+        parts: 1,
+        ..first
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disclosure(records: usize, text: usize) -> v1::Disclosure {
+        v1::Disclosure {
+            warrant_id: "W-1".into(),
+            case_reference: "case".into(),
+            generated_at: 7,
+            targets: vec!["alice".into()],
+            records: (0..records)
+                .map(|i| v1::DisclosedRecord {
+                    conversation: "conv-1".into(),
+                    from: "alice".into(),
+                    participants: vec!["alice".into(), format!("anon-{i:024x}")],
+                    sent_at: i as i64,
+                    text: "x".repeat(text),
+                })
+                .collect(),
+            pseudonyms: (0..records).map(|i| format!("anon-{i:024x}")).collect(),
+            part: 0,
+            parts: 1,
+        }
+    }
+
+    #[test]
+    fn a_disclosure_too_large_for_a_frame_splits_and_joins_whole() {
+        let whole = disclosure(40, 64 * 1024);
+        assert!(prost::Message::encoded_len(&whole) > sotto_proto::DEFAULT_MAX_FRAME);
+        let parts = split(whole.clone(), PART_BYTES);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(prost::Message::encoded_len(p) < sotto_proto::DEFAULT_MAX_FRAME / 2);
+            assert_eq!(p.parts as usize, parts.len());
+        }
+        let mut shuffled = parts.clone();
+        shuffled.reverse();
+        assert_eq!(join(shuffled).unwrap(), whole);
+        assert_eq!(split(disclosure(0, 0), PART_BYTES).len(), 1);
+    }
+
+    #[test]
+    fn malicious_relay_missing_doubled_or_foreign_parts_do_not_join() {
+        let parts = split(disclosure(40, 64 * 1024), PART_BYTES);
+        let mut missing = parts.clone();
+        missing.pop();
+        assert!(matches!(join(missing), Err(JoinError::Missing { .. })));
+        let mut doubled = parts.clone();
+        let again = doubled[0].clone();
+        doubled[1] = again;
+        assert!(matches!(join(doubled), Err(JoinError::BadPart(0))));
+        let mut foreign = parts;
+        foreign[1].warrant_id = "W-2".into();
+        assert!(matches!(join(foreign), Err(JoinError::Mismatch(1))));
+        assert_eq!(join(Vec::new()), Err(JoinError::Empty));
+    }
 }

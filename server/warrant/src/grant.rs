@@ -27,6 +27,10 @@ pub struct Grant {
     /// Where unmask answers are encrypted to: the warrant's delivery key.
     #[prost(bytes = "vec", tag = "6")]
     pub delivery_key: Vec<u8>,
+    /// The Ed25519 key that signed the warrant: only it may unmask under it,
+    /// even if the authority's name is later registered with another key.
+    #[prost(bytes = "vec", tag = "7")]
+    pub authority_key: Vec<u8>,
 }
 
 impl Grant {
@@ -38,14 +42,18 @@ impl Grant {
             expires: checked.warrant.expires,
             granted_at: now_ms,
             delivery_key: checked.delivery_key.as_bytes().to_vec(),
+            authority_key: checked.authority_key.to_bytes().to_vec(),
         }
     }
 
     /// Whether `unmask` may be served under this grant at `now_secs`: by the
-    /// authority it was granted to, before the warrant expires. Returns the key
+    /// authority (name and key) it was granted to, before the warrant expires. Returns the key
     /// the answer is to be encrypted to.
     pub fn admits(&self, unmask: &CheckedUnmask, now_secs: i64) -> Result<DeliveryKey, Refusal> {
-        if self.authority != unmask.authority || self.warrant_id != unmask.request.warrant_id {
+        if self.authority != unmask.authority
+            || self.authority_key != unmask.authority_key.as_bytes()
+            || self.warrant_id != unmask.request.warrant_id
+        {
             return Err(Refusal::UnknownWarrant);
         }
         if now_secs >= self.expires {

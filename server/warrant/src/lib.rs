@@ -47,7 +47,7 @@ pub use check::{
     CheckedUnmask, CheckedWarrant, Limits, Verified, check_unmask, check_warrant, verify_unmask,
     verify_warrant,
 };
-pub use disclosure::{ArchivedRecord, NormalRecords, Outcome, disclose};
+pub use disclosure::{ArchivedRecord, JoinError, NormalRecords, Outcome, disclose, join, split};
 pub use grant::Grant;
 pub use pseudonym::{PseudonymKey, Pseudonymizer};
 pub use refusal::Refusal;

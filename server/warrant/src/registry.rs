@@ -16,6 +16,8 @@ pub enum RegistryError {
     Duplicate(String),
     #[error("no authority named {0:?} is registered")]
     NoSuchAuthority(String),
+    #[error("this key is registered already as {0:?}: one key, one authority")]
+    DuplicateKey(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,19 +49,44 @@ pub struct Registry {
 
 const MAX_NAME: usize = 128;
 
-/// Parses 64 hex digits as an Ed25519 public key.
+/// Parses 64 hex digits as an Ed25519 public key; a weak (small-order) key,
+/// for which signatures prove nothing, is refused.
 pub fn parse_key(hex_key: &str) -> Result<VerifyingKey, &'static str> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(hex_key.trim(), &mut bytes)
         .map_err(|_| "a public key is 64 hex digits")?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 public key")
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 public key")?;
+    if key.is_weak() {
+        return Err("a weak (small-order) Ed25519 key, which anyone can sign for");
+    }
+    Ok(key)
+}
+
+/// Characters that change how text is shown without being seen: controls,
+/// bidi controls, zero-width characters, the byte-order mark, soft hyphen.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}')
 }
 
 fn check_name(name: &str) -> Result<(), RegistryError> {
-    if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.trim() != name
+        || name.len() > MAX_NAME
+        || name.chars().any(is_invisible)
+    {
         return Err(RegistryError::BadEntry {
-            name: name.chars().take(MAX_NAME).collect(),
-            why: "a name is 1 to 128 printable characters",
+            name: name
+                .chars()
+                .filter(|c| !is_invisible(*c))
+                .take(MAX_NAME)
+                .collect(),
+            why: "a name is 1 to 128 visible characters, without leading or trailing spaces",
         });
     }
     Ok(())
@@ -87,6 +114,13 @@ impl AuthorityFile {
         })?;
         if self.authorities.iter().any(|a| a.name == name) {
             return Err(RegistryError::Duplicate(name.to_owned()));
+        }
+        if let Some(same) = self
+            .authorities
+            .iter()
+            .find(|a| parse_key(&a.public_key).is_ok_and(|k| k == key))
+        {
+            return Err(RegistryError::DuplicateKey(same.name.clone()));
         }
         self.authorities.push(AuthorityEntry {
             name: name.to_owned(),
@@ -116,6 +150,9 @@ impl AuthorityFile {
             })?;
             if authorities.iter().any(|a| a.name == entry.name) {
                 return Err(RegistryError::Duplicate(entry.name.clone()));
+            }
+            if let Some(same) = authorities.iter().find(|a| a.key == key) {
+                return Err(RegistryError::DuplicateKey(same.name.clone()));
             }
             authorities.push(Authority {
                 name: entry.name.clone(),
@@ -174,9 +211,36 @@ mod tests {
     }
 
     #[test]
-    fn names_with_control_characters_are_refused() {
+    fn names_that_hide_or_impersonate_are_refused() {
         let mut file = AuthorityFile::default();
-        assert!(file.add("chief\n[[authority]]", KEY).is_err());
-        assert!(file.add("", KEY).is_err());
+        for name in [
+            "chief\n[[authority]]",
+            "",
+            "evil\u{202e}gnp.exe",
+            "chief ",
+            " chief",
+            "chief\u{200b}",
+            "chief\u{feff}",
+            "x\u{1b}[2J",
+        ] {
+            assert!(file.add(name, KEY).is_err(), "{name:?}");
+        }
+        file.add("Préfecture de police", KEY).unwrap();
+    }
+
+    #[test]
+    fn one_key_is_one_authority_and_weak_keys_are_refused() {
+        let mut file = AuthorityFile::default();
+        file.add("chief", KEY).unwrap();
+        assert_eq!(
+            file.add("chief-2", KEY),
+            Err(RegistryError::DuplicateKey("chief".into()))
+        );
+        // The identity point: every signature by it is trivially forgeable.
+        let weak = format!("01{}", "00".repeat(31));
+        assert!(matches!(
+            file.add("weak", &weak),
+            Err(RegistryError::BadEntry { .. })
+        ));
     }
 }

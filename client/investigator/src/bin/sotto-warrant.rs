@@ -294,11 +294,11 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     let conn = RelayConnection::connect(relay, pin).await?;
     let answer = submit_warrant(&conn, file.signed()?).await;
     conn.close().await;
-    let sealed = answer?;
-    files::write_new(out, &sealed.encode_to_vec())?;
+    let bundle = answer?;
+    files::write_new(out, &bundle.encode_to_vec())?;
     // Saved first (the relay will not serve this warrant again), then checked.
     let opened = keys
-        .open_disclosure(&sealed, Some(&relay_key))
+        .open_disclosure(&bundle, Some(&relay_key))
         .map_err(|e| {
             anyhow::anyhow!(
                 "the bundle was saved to {}, but it does not check out: {e}",
@@ -326,9 +326,9 @@ fn open(key: &Path, relay_key: Option<&str>, json: bool, bundle: &Path) -> Resul
     let pin = relay_key.map(issue::parse_relay_key).transpose()?;
     let bytes =
         std::fs::read(bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
-    let sealed = v1::SealedBundle::decode(bytes.as_slice())
+    let parts = v1::DisclosureBundle::decode(bytes.as_slice())
         .with_context(|| format!("{} is not a disclosure bundle", bundle.display()))?;
-    let opened = keys.open_disclosure(&sealed, pin.as_ref())?;
+    let opened = keys.open_disclosure(&parts, pin.as_ref())?;
     if pin.is_none() {
         eprintln!(
             "note: signed by relay key {} (not pinned: compare it with the relay's published disclosure key, or pass --relay-key)",
