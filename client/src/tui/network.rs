@@ -29,6 +29,13 @@ enum Flow {
     Exit,
 }
 
+/// A secret message was encrypted into the outbox but the relay did not take
+/// it: its effect is done (the outbox delivers it), and the connection is
+/// suspect. It must not be performed again, or it would be encrypted twice.
+#[derive(Debug, thiserror::Error)]
+#[error("the relay did not take the secret message yet")]
+struct KeptInOutbox;
+
 fn transient(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<ClientError>()
@@ -260,6 +267,10 @@ async fn drain(
     deliver_pending(profile, client, events).await?;
     while let Some(next) = queue.front() {
         match perform(profile, client, events, next, outbox_lines).await {
+            Err(e) if e.is::<KeptInOutbox>() => {
+                queue.pop_front();
+                return Err(e);
+            }
             Err(e) if transient(&e) => return Err(e),
             Err(e) => {
                 if let Effect::SendSecret { local_id, .. } = next {
@@ -303,9 +314,7 @@ async fn perform(
                     local_id: *local_id,
                 });
             } else {
-                anyhow::bail!(ClientError::Stream(
-                    "the relay did not take the secret message yet".into()
-                ));
+                anyhow::bail!(KeptInOutbox);
             }
         }
         Effect::CreateGroup { name, members } => {
