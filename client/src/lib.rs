@@ -9,7 +9,9 @@
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
 //! - [`commands`]: what each `sotto` command does;
-//! - [`tui`]: `sotto chat`, the terminal client (ratatui).
+//! - [`tui`]: `sotto chat`, the terminal client (ratatui);
+//! - [`control`]: the socket through which `sotto send` hands a message to
+//!   the running `sotto chat`, the one process that holds the profile.
 //!
 //! The investigator's tool (`sotto-warrant`) is its own crate,
 //! `client/investigator/`, and borrows nothing from this one.
@@ -17,9 +19,12 @@
 //! `sotto send bob hi` flows: [`profile::Profile::open`] (Argon2id, vault) →
 //! [`relay::RelayClient::connect`] (pinned certificate) → login (signature
 //! over the relay's nonce and the TLS exporter) → `SendNormal` → the relay's
-//! `Stored` once flushed → the message goes into the sealed history.
+//! `Stored` once flushed → the message goes into the sealed history. While
+//! `sotto chat` runs, `sotto send` instead hands the message to it
+//! ([`control::forward`]) and prints its answer.
 
 pub mod commands;
+pub mod control;
 pub mod e2e;
 pub mod identity;
 pub mod pinning;

@@ -3,6 +3,7 @@
 //! network, so every behaviour is testable without a terminal.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use serde::{Deserialize, Serialize};
 
 use crate::profile::{HistoryEntry, Mode, PendingNormal};
 
@@ -13,8 +14,10 @@ pub fn local_id_of(client_id: &[u8]) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Which conversation a message belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which conversation a message belongs to (and, for `sotto send` through
+/// the chat client, where it goes: `{"secret":"bob"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConvKey {
     Direct(String),
     Group(String),
@@ -111,6 +114,14 @@ pub enum Event {
     VerifyText(String),
     /// The terminal changed size: only a redraw.
     Resize,
+    /// A message another `sotto send` handed to this client (see
+    /// [`crate::control`]): shown and sent like a typed one, with its own timer.
+    Forwarded {
+        client_id: [u8; 16],
+        to: ConvKey,
+        text: String,
+        expire: Option<u32>,
+    },
 }
 
 /// What the update asks the outside world to do.
@@ -338,6 +349,15 @@ impl App {
                 Vec::new()
             }
             Event::Resize => Vec::new(),
+            Event::Forwarded {
+                client_id,
+                to,
+                text,
+                expire,
+            } => {
+                self.status = format!("sending for `sotto send` to {}", to.title());
+                self.compose(to, client_id, text, expire)
+            }
         }
     }
 
@@ -441,33 +461,43 @@ impl App {
             self.status = "open a conversation first (Up/Down and Enter, or /secret USER)".into();
             return Vec::new();
         };
-        let client_id = crate::commands::new_client_id();
+        let timer = self.open_conversation_ref().and_then(|c| c.timer);
+        self.scroll = 0;
+        self.compose(key, crate::commands::new_client_id(), input, timer)
+    }
+
+    /// Shows our new message as pending in `key`'s conversation and asks for it to be sent.
+    fn compose(
+        &mut self,
+        key: ConvKey,
+        client_id: [u8; 16],
+        text: String,
+        expire: Option<u32>,
+    ) -> Vec<Effect> {
         let local_id = local_id_of(&client_id);
         let me = self.me.clone();
         let now = crate::profile::now_ms();
-        let timer = self.open_conversation_ref().and_then(|c| c.timer);
         let conv = self.conversation_mut(&key);
         conv.lines.push(ChatLine {
             from: me,
-            text: input.clone(),
+            text: text.clone(),
             sent_at: now,
             delivery: Delivery::Pending,
             local_id,
         });
         conv.last_activity = now;
-        self.scroll = 0;
         match key {
             ConvKey::Secret(to) => vec![Effect::SendSecret {
                 local_id,
                 to,
-                text: input,
-                expire: timer,
+                text,
+                expire,
             }],
             to => vec![Effect::SendNormal {
                 local_id,
                 client_id,
                 to,
-                text: input,
+                text,
             }],
         }
     }

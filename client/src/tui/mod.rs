@@ -2,13 +2,17 @@
 //!
 //! - [`app`]: the state and its update logic (events in, state and effects out);
 //! - [`view`]: drawing the state with ratatui;
-//! - [`network`]: the task that owns the profile and the relay connection.
+//! - [`network`]: the task that owns the profile and the relay connection;
+//! - [`forwarded`]: the answers owed to `sotto send` processes that handed
+//!   this client a message through [`crate::control`]'s socket.
 //!
-//! The loop: an event (a key from the terminal, or a delivery from the network
-//! task) → [`app::App::update`] → effects go to the network task (or ring the
-//! bell) → redraw. The terminal is restored on exit, on Ctrl-C and on panic.
+//! The loop: an event (a key from the terminal, a delivery from the network
+//! task, or a message from `sotto send`) → [`app::App::update`] → effects go
+//! to the network task (or ring the bell) → redraw. The terminal is restored
+//! on exit, on Ctrl-C and on panic.
 
 pub mod app;
+pub mod forwarded;
 pub mod network;
 pub mod view;
 
@@ -76,6 +80,18 @@ where
         &profile.pending,
         open,
     );
+    // This process holds the profile, so `sotto send` hands its messages here.
+    let (forwarded_tx, mut forwarded_rx) = mpsc::unbounded_channel();
+    let control = match crate::control::serve(&profile.dir, forwarded_tx) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            app.update(Event::Notice(format!(
+                "`sotto send` cannot send through this client ({e}): it waits until you quit"
+            )));
+            None
+        }
+    };
+    let mut owing = forwarded::Owing::default();
     let (effects_tx, effects_rx) = mpsc::unbounded_channel();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let network = tokio::spawn(network::run(profile, effects_rx, events_tx));
@@ -88,8 +104,14 @@ where
         let event = tokio::select! {
             Some(e) = keys.recv() => e,
             Some(e) = events_rx.recv() => e,
+            Some(f) = forwarded_rx.recv() => owing.take(f),
             else => break,
         };
+        let connection = match &event {
+            Event::Connection(now) => now,
+            _ => &app.connection,
+        };
+        owing.settle(&event, connection);
         for effect in app.update(event) {
             match effect {
                 Effect::Bell => bell(),
@@ -100,6 +122,8 @@ where
             }
         }
     }
+    // No new requests; those not answered yet hear that the client quit.
+    drop(control);
     drop(effects_tx);
     // Let the network task finish what it was doing (it saves before it
     // talks to the relay), then make sure it is gone: it holds the profile,

@@ -288,6 +288,130 @@ fn scrollback_and_search() {
 }
 
 #[test]
+fn a_message_from_sotto_send_is_shown_and_sent_like_a_typed_one() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    type_text(&mut app, "a draft");
+    let effects = app.update(Event::Forwarded {
+        client_id: [9; 16],
+        to: ConvKey::Secret("dave".into()),
+        text: "from a script".into(),
+        expire: Some(30),
+    });
+    let [
+        Effect::SendSecret {
+            local_id,
+            to,
+            text,
+            expire: Some(30),
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("expected one secret send, got {effects:?}");
+    };
+    assert_eq!((to.as_str(), text.as_str()), ("dave", "from a script"));
+    // The user's own conversation and draft are left alone.
+    assert_eq!(app.open, Some(ConvKey::Direct("bob".into())));
+    assert_eq!(app.input, "a draft");
+    let last_in_dave = |app: &App| {
+        let dave = app
+            .conversations
+            .iter()
+            .find(|c| c.key == ConvKey::Secret("dave".into()));
+        dave.unwrap().lines.last().unwrap().clone()
+    };
+    assert_eq!(
+        (
+            last_in_dave(&app).from.as_str(),
+            last_in_dave(&app).delivery
+        ),
+        ("alice", Delivery::Pending)
+    );
+    app.update(Event::Delivered {
+        local_id: *local_id,
+    });
+    assert_eq!(last_in_dave(&app).delivery, Delivery::Sent);
+
+    let effects = app.update(Event::Forwarded {
+        client_id: [7; 16],
+        to: ConvKey::Group("team".into()),
+        text: "to the team".into(),
+        expire: None,
+    });
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendNormal { client_id, to: ConvKey::Group(g), text, .. }]
+            if *client_id == [7; 16] && g == "team" && text == "to the team"),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn sotto_send_hears_stored_only_once_the_relay_stored_it() {
+    use super::forwarded::Owing;
+    use crate::control::{Answer, Forwarded, SendRequest};
+
+    let mut owing = Owing::default();
+    let mut ask = |to: ConvKey| {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let request = SendRequest {
+            to,
+            text: "hi".into(),
+            expire_secs: None,
+        };
+        let Event::Forwarded { client_id, .. } = owing.take(Forwarded { request, answer }) else {
+            panic!("a forwarded request becomes Event::Forwarded");
+        };
+        (super::app::local_id_of(&client_id), answered)
+    };
+    let (stored, mut stored_answer) = ask(ConvKey::Secret("dave".into()));
+    let (refused, mut refused_answer) = ask(ConvKey::Direct("bob".into()));
+    let (_, mut waiting_answer) = ask(ConvKey::Group("team".into()));
+
+    let online = Connection::Online;
+    owing.settle(
+        &Event::Connection(Connection::Connecting),
+        &Connection::Connecting,
+    );
+    owing.settle(
+        &Event::Delivered {
+            local_id: stored ^ 1,
+        },
+        &online,
+    );
+    assert!(stored_answer.try_recv().is_err(), "not this message's line");
+    owing.settle(&Event::Delivered { local_id: stored }, &online);
+    assert_eq!(
+        stored_answer.try_recv().unwrap(),
+        Answer::Stored("sent to dave (secret)".into())
+    );
+    let reason = "the relay refused: no such user".to_owned();
+    owing.settle(
+        &Event::Failed {
+            local_id: refused,
+            reason: reason.clone(),
+        },
+        &online,
+    );
+    assert_eq!(
+        refused_answer.try_recv().unwrap(),
+        Answer::NotStored(reason)
+    );
+    assert!(
+        waiting_answer.try_recv().is_err(),
+        "still waiting for the relay"
+    );
+
+    let offline = Connection::Offline { retry_in_secs: 2 };
+    owing.settle(&Event::Connection(offline.clone()), &offline);
+    let Answer::NotStored(why) = waiting_answer.try_recv().unwrap() else {
+        panic!("an unreachable relay stored nothing");
+    };
+    assert!(
+        why.contains("group team") && why.contains("has not stored it"),
+        "{why}"
+    );
+}
+
+#[test]
 fn the_status_bar_says_when_the_relay_is_away() {
     let mut app = app(None);
     app.update(Event::Connection(Connection::Offline { retry_in_secs: 4 }));
