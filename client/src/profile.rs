@@ -188,7 +188,9 @@ const OPEN_WAIT: Duration = Duration::from_secs(3);
 /// The profile is held by another `sotto` process.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the profile {dir} is in use by {owner}; one process holds a profile at a time      (quit it, or, for `sotto send`, keep `sotto chat` running: it sends for you)"
+    "the profile {dir} is in use by {owner}: one process holds a profile at a time. \
+     Wait for it to finish, or quit it, and try again (while `sotto chat` runs, `sotto send` \
+     goes through it; other commands wait until it quits, or use its /group, /verify and /trust)"
 )]
 pub struct ProfileInUse {
     pub dir: String,

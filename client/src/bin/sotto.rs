@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sotto_client::commands::{self, init::InitArgs};
-use sotto_client::profile::{self, PASSPHRASE_ENV, Profile};
+use sotto_client::control::{Request, SendRequest};
+use sotto_client::profile::{self, PASSPHRASE_ENV, Profile, ProfileInUse};
 use sotto_client::relay::Recipient;
+use sotto_client::tui::app::ConvKey;
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -40,6 +42,7 @@ enum Command {
         user: String,
     },
     /// Send a message. Exits 0 only once the relay has stored it durably.
+    /// While `sotto chat` runs on this profile, it sends the message for you.
     Send {
         /// Send to this group instead of a user.
         #[arg(long, value_name = "GROUP", conflicts_with = "secret")]
@@ -53,7 +56,7 @@ enum Command {
         /// The recipient (omit with --group).
         #[arg(required_unless_present = "group")]
         user: Option<String>,
-        /// The message text.
+        /// The message text; - reads it from standard input.
         text: Option<String>,
     },
     /// Manage normal-mode groups.
@@ -149,28 +152,50 @@ async fn run(cli: Cli) -> Result<()> {
             text,
         } => {
             // With --group the first positional is the text.
-            let (user, group, text) = match (group, user, text) {
-                (Some(g), Some(text), None) => (None, Some(g), text),
-                (None, Some(u), Some(text)) => (Some(u), None, text),
+            let (to, text) = match (group, user, text) {
+                (Some(g), Some(text), None) => (ConvKey::Group(g), text),
+                (None, Some(u), Some(text)) if secret => (ConvKey::Secret(u), text),
+                (None, Some(u), Some(text)) => (ConvKey::Direct(u), text),
                 (Some(_), _, _) => bail!("usage: sotto send --group GROUP TEXT"),
                 (None, _, _) => bail!("usage: sotto send [--secret] USER TEXT"),
             };
-            let to = match (&user, &group) {
-                (Some(u), _) => Recipient::User(u),
-                (_, Some(g)) => Recipient::Group(g),
-                _ => unreachable!("one of user and group is set above"),
-            };
+            let text = commands::send::text_from(text, std::io::stdin().lock())?;
             let expire = expire
                 .as_deref()
                 .map(sotto_client::secret::parse_timer)
                 .transpose()?
                 .flatten();
-            let mut profile = open_profile(&dir)?;
-            match (secret, to) {
-                (true, Recipient::User(user)) => {
-                    commands::send::run_secret(&mut profile, user, &text, expire, &mut out).await
+            // While `sotto chat` holds the profile, it sends for us: no passphrase, no vault.
+            let request = Request::Send(SendRequest {
+                to: to.clone(),
+                text: text.clone(),
+                expire_secs: expire,
+            });
+            if commands::send::through_chat(&dir, &request, &mut out).await? {
+                return Ok(());
+            }
+            let mut profile = match open_profile(&dir) {
+                Ok(profile) => profile,
+                Err(e) if e.is::<ProfileInUse>() => {
+                    // A chat client may have started while this one waited.
+                    if commands::send::through_chat(&dir, &request, &mut out).await? {
+                        return Ok(());
+                    }
+                    return Err(e);
                 }
-                (_, to) => commands::send::run(&mut profile, to, &text, &mut out).await,
+                Err(e) => return Err(e),
+            };
+            match to {
+                ConvKey::Secret(user) => {
+                    commands::send::run_secret(&mut profile, &user, &text, expire, &mut out).await
+                }
+                ConvKey::Direct(user) => {
+                    commands::send::run(&mut profile, Recipient::User(&user), &text, &mut out).await
+                }
+                ConvKey::Group(group) => {
+                    commands::send::run(&mut profile, Recipient::Group(&group), &text, &mut out)
+                        .await
+                }
             }
         }
         Command::Group {
@@ -184,7 +209,6 @@ async fn run(cli: Cli) -> Result<()> {
             commands::sync::run(&mut profile, json, &mut out).await
         }
         Command::Chat { secret, user } => {
-            use sotto_client::tui::app::ConvKey;
             let profile = open_profile(&dir)?;
             drop(out);
             let open = user.map(|u| {

@@ -1,13 +1,60 @@
 //! `sotto send USER TEXT` and `sotto send --group GROUP TEXT`: returns only once
-//! the relay has stored the message durably.
+//! the relay has stored the message durably. While `sotto chat` holds the
+//! profile, the message goes through it ([`through_chat`]).
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use super::{new_client_id, with_retries};
+use crate::control::{self, Answer, Request};
 use crate::profile::Profile;
 use crate::relay::Recipient;
+use crate::tui::app::ConvKey;
+
+/// The message text: the argument, or for `-` standard input (at most
+/// [`sotto_proto::MAX_TEXT`] bytes of UTF-8, without its final newline).
+pub fn text_from(arg: String, stdin: impl Read) -> Result<String> {
+    if arg != "-" {
+        return Ok(arg);
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .take(sotto_proto::MAX_TEXT as u64 + 2)
+        .read_to_end(&mut bytes)
+        .context("cannot read the message from standard input")?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.len() > sotto_proto::MAX_TEXT {
+        bail!(
+            "the message on standard input is longer than {} bytes, the most a message holds",
+            sotto_proto::MAX_TEXT
+        );
+    }
+    String::from_utf8(bytes).context("the message on standard input is not UTF-8 text")
+}
+
+/// Hands the message to the `sotto chat` serving this profile, if one does,
+/// and prints what it answered. `Ok(false)`: no chat client serves it.
+pub async fn through_chat(dir: &Path, request: &Request, out: &mut dyn Write) -> Result<bool> {
+    let Request::Send(send) = request;
+    if let Err(reason) = send.check() {
+        bail!("{reason}");
+    }
+    match control::forward(dir, request).await? {
+        None => Ok(false),
+        Some(Answer::Stored(line)) => {
+            writeln!(out, "{line}")?;
+            Ok(true)
+        }
+        Some(Answer::NotStored(why)) => bail!("{why}"),
+    }
+}
 
 pub async fn run(
     profile: &mut Profile,
@@ -27,19 +74,13 @@ pub async fn run(
         Recipient::User(u) => (Some(u.to_owned()), None),
         Recipient::Group(g) => (None, Some(g.to_owned())),
     };
-    profile.remember_sent_normal(
-        &stored,
-        peer.clone(),
-        group.clone(),
-        text,
-        &hex::encode(client_id),
-    );
+    profile.remember_sent_normal(&stored, peer, group, text, &hex::encode(client_id));
     profile.save()?;
-    match (peer, group) {
-        (Some(peer), _) => writeln!(out, "sent to {peer}")?,
-        (_, Some(group)) => writeln!(out, "sent to group {group}")?,
-        _ => {}
-    }
+    let to = match to {
+        Recipient::User(user) => ConvKey::Direct(user.to_owned()),
+        Recipient::Group(group) => ConvKey::Group(group.to_owned()),
+    };
+    writeln!(out, "{}", control::sent_line(&to))?;
     Ok(())
 }
 
@@ -72,6 +113,32 @@ pub async fn run_secret(
              `sotto sync` or the next send retries it"
         ))
     })?;
-    writeln!(out, "sent to {to} (secret)")?;
+    writeln!(
+        out,
+        "{}",
+        control::sent_line(&ConvKey::Secret(to.to_owned()))
+    )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dash_reads_standard_input_without_its_final_newline() {
+        let text = |arg: &str, input: &[u8]| text_from(arg.into(), input);
+        assert_eq!(text("hi", b"ignored".as_slice()).unwrap(), "hi");
+        assert_eq!(text("-", b"two\nlines\n".as_slice()).unwrap(), "two\nlines");
+        assert_eq!(text("-", b"crlf\r\n".as_slice()).unwrap(), "crlf");
+        let most = vec![b'a'; sotto_proto::MAX_TEXT];
+        assert_eq!(
+            text("-", &[most.as_slice(), b"\n"].concat()).unwrap().len(),
+            most.len()
+        );
+        let err = text("-", &[most.as_slice(), b"a"].concat()).unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
+        let err = text("-", b"\xff\xfe".as_slice()).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
 }
