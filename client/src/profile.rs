@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::e2e::{LocalPrekeys, Session};
+use crate::e2e::{LocalPrekeys, PeerSessions, SeenBaseKeys, Session};
 use crate::identity::Identity;
 use crate::pinning::Fingerprint;
 use crate::relay::RelayClient;
@@ -120,6 +120,31 @@ struct LegacyContent {
     seen_envelopes: VecDeque<u64>,
 }
 
+/// Why a secret envelope is kept unread.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldBecause {
+    /// Its first message came with an identity key we do not trust (yet).
+    ChangedIdentity,
+    /// No session with its sender could decrypt it.
+    Undecryptable,
+}
+
+/// A secret envelope kept encrypted, as the relay delivered it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeldEnvelope {
+    pub from: String,
+    /// The relay's envelope id.
+    pub id: u64,
+    /// Hex of the envelope's ciphertext (the `SecretPayload`).
+    pub ciphertext: String,
+    pub because: HeldBecause,
+    pub received_at: i64,
+}
+
+/// The most envelopes kept unread; the oldest goes first.
+pub const MAX_HELD: usize = 1000;
+
 /// What we know of another user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Contact {
@@ -129,6 +154,21 @@ pub struct Contact {
     /// set, secret messages to this contact are refused.
     #[serde(default)]
     pub changed_to: Option<String>,
+    /// Hex of the key whose safety number was last shown (`safety-number`):
+    /// `trust` accepts exactly that key.
+    #[serde(default)]
+    pub shown_key: Option<String>,
+}
+
+impl Contact {
+    /// A contact whose key (hex) is trusted.
+    pub fn trusted(identity_key: String) -> Self {
+        Contact {
+            identity_key,
+            changed_to: None,
+            shown_key: None,
+        }
+    }
 }
 
 pub struct Profile {
@@ -150,7 +190,16 @@ pub struct Profile {
     written: BTreeMap<&'static str, [u8; 32]>,
     pub contacts: BTreeMap<String, Contact>,
     pub prekeys: LocalPrekeys,
-    pub sessions: BTreeMap<String, Session>,
+    /// Every session with each peer (current and previous).
+    pub sessions: BTreeMap<String, PeerSessions>,
+    /// Base keys of first messages accepted: a replayed one is refused.
+    pub seen_base_keys: SeenBaseKeys,
+    /// Secret envelopes kept encrypted: from a changed identity key (until
+    /// `trust`), or that no session could decrypt.
+    pub held: Vec<HeldEnvelope>,
+    /// Peers to start a fresh session with at the next secret send (a
+    /// message from them could not be decrypted).
+    pub resets: BTreeSet<String>,
     pub outbox: Vec<OutboxEntry>,
     /// Normal messages typed in `sotto chat` that the relay has not stored yet.
     pub pending: Vec<PendingNormal>,
@@ -205,6 +254,9 @@ const SESSIONS: &str = "sessions";
 const OUTBOX: &str = "outbox";
 const PENDING: &str = "pending";
 const SEEN: &str = "seen";
+const BASE_KEYS: &str = "base_keys";
+const HELD: &str = "held";
+const RESETS: &str = "resets";
 
 #[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 struct IdentitySecrets {
@@ -276,6 +328,9 @@ impl Profile {
             contacts: BTreeMap::new(),
             prekeys: LocalPrekeys::default(),
             sessions: BTreeMap::new(),
+            seen_base_keys: SeenBaseKeys::default(),
+            held: Vec::new(),
+            resets: BTreeSet::new(),
             outbox: Vec::new(),
             pending: Vec::new(),
             seen_envelopes: VecDeque::new(),
@@ -345,6 +400,9 @@ impl Profile {
         profile.outbox = read_part(&profile.vault, OUTBOX)?.unwrap_or_default();
         profile.pending = read_part(&profile.vault, PENDING)?.unwrap_or_default();
         profile.seen_envelopes = read_part(&profile.vault, SEEN)?.unwrap_or_default();
+        profile.seen_base_keys = read_part(&profile.vault, BASE_KEYS)?.unwrap_or_default();
+        profile.held = read_part(&profile.vault, HELD)?.unwrap_or_default();
+        profile.resets = read_part(&profile.vault, RESETS)?.unwrap_or_default();
         for (key, value) in profile.vault.entries(Table::History)? {
             let key = u64::from_be_bytes(
                 key.as_slice()
@@ -385,11 +443,15 @@ impl Profile {
         write_part(vault, written, OUTBOX, &self.outbox)?;
         write_part(vault, written, PENDING, &self.pending)?;
         write_part(vault, written, SEEN, &self.seen_envelopes)?;
+        write_part(vault, written, BASE_KEYS, &self.seen_base_keys)?;
+        write_part(vault, written, HELD, &self.held)?;
+        write_part(vault, written, RESETS, &self.resets)?;
         for key in std::mem::take(&mut self.history_removed) {
             self.vault.remove(Table::History, &key.to_be_bytes())?;
         }
         for key in std::mem::take(&mut self.history_dirty) {
-            let Some(at) = self.history_keys.iter().position(|k| *k == key) else {
+            // Keys grow in history order: found without a scan.
+            let Ok(at) = self.history_keys.binary_search(&key) else {
                 continue;
             };
             let bytes = Zeroizing::new(serde_json::to_vec(&self.history[at])?);
@@ -514,6 +576,11 @@ impl Profile {
         self.seen_envelopes.contains(&id)
     }
 
+    /// Forgets that an envelope was handled (to read a held one again).
+    pub fn forget_envelope(&mut self, id: u64) {
+        self.seen_envelopes.retain(|e| *e != id);
+    }
+
     pub fn mark_envelope_seen(&mut self, id: u64) {
         self.seen_envelopes.push_back(id);
         while self.seen_envelopes.len() > SEEN_ENVELOPES {
@@ -585,7 +652,11 @@ fn migrate(dir: &Path, passphrase: &str) -> Result<()> {
         }
         profile.contacts = content.contacts;
         profile.prekeys = content.prekeys;
-        profile.sessions = content.sessions;
+        profile.sessions = content
+            .sessions
+            .into_iter()
+            .map(|(peer, session)| (peer, PeerSessions::new(session)))
+            .collect();
         profile.outbox = content.outbox;
         profile.pending = content.pending;
         profile.seen_envelopes = content.seen_envelopes;

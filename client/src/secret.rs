@@ -12,8 +12,10 @@ use sotto_proto::v1::{self, secret_payload};
 use thiserror::Error;
 
 use crate::e2e::prekeys::ONE_TIME_BATCH;
-use crate::e2e::{Session, verify_bundle};
-use crate::profile::{Contact, HistoryEntry, Mode, OutboxEntry, Profile, now_ms};
+use crate::e2e::{PeerSessions, Session, verify_bundle};
+use crate::profile::{
+    Contact, HeldBecause, HeldEnvelope, HistoryEntry, MAX_HELD, Mode, OutboxEntry, Profile, now_ms,
+};
 use crate::relay::RelayClient;
 
 /// Sending to a contact whose identity key changed is refused until `sotto trust`.
@@ -33,7 +35,9 @@ pub enum Received {
     Message(HistoryEntry),
     /// A redelivery of an envelope handled before.
     Again,
-    /// It could not be read; it is dropped (and acknowledged) with a reason.
+    /// Kept encrypted, unread (see [`HeldBecause`]); the sentence says why.
+    Held(String),
+    /// It could not be read and is not worth keeping; the sentence says why.
     Dropped(String),
 }
 
@@ -73,13 +77,9 @@ fn check_contact(profile: &mut Profile, user: &str, key: &[u8; 32]) -> Result<()
     let key = hex::encode(key);
     match profile.contacts.get_mut(user) {
         None => {
-            profile.contacts.insert(
-                user.to_owned(),
-                Contact {
-                    identity_key: key,
-                    changed_to: None,
-                },
-            );
+            profile
+                .contacts
+                .insert(user.to_owned(), Contact::trusted(key));
             Ok(())
         }
         Some(c) if c.identity_key == key && c.changed_to.is_none() => Ok(()),
@@ -116,7 +116,10 @@ pub async fn prepare(
         }
         .into());
     }
-    if !profile.sessions.contains_key(peer) {
+    // A fresh session when there is none, or when a message from the peer
+    // could not be decrypted (a session reset, announced in the message).
+    let reset = profile.resets.contains(peer) && profile.sessions.contains_key(peer);
+    if reset || !profile.sessions.contains_key(peer) {
         let bundle = client.fetch_bundle(peer).await?;
         let bundle = verify_bundle(&bundle).with_context(|| format!("{peer}'s prekey bundle"))?;
         let checked = check_contact(profile, peer, &bundle.identity_key.to_bytes());
@@ -125,7 +128,15 @@ pub async fn prepare(
             return Err(changed.into());
         }
         let session = Session::initiate(profile.identity(), &bundle)?;
-        profile.sessions.insert(peer.to_owned(), session);
+        match profile.sessions.get_mut(peer) {
+            Some(sessions) => sessions.restart(session),
+            None => {
+                profile
+                    .sessions
+                    .insert(peer.to_owned(), PeerSessions::new(session));
+            }
+        }
+        profile.resets.remove(peer);
     }
     let client_id = crate::commands::new_client_id();
     let sent_at = now_ms();
@@ -134,6 +145,7 @@ pub async fn prepare(
         expire_secs: expire_secs.unwrap_or(0),
         client_id: client_id.to_vec().into(),
         sent_at,
+        session_reset: reset,
     };
     let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
     let session = profile
@@ -195,7 +207,16 @@ pub async fn flush_outbox(profile: &mut Profile, client: &RelayClient) -> Result
 }
 
 /// Decrypts one envelope into the history (in memory: the caller saves the
-/// vault before acknowledging). A changed identity key is reported in `warnings`.
+/// vault before acknowledging). Nothing that arrives is lost silently: what
+/// cannot be shown is kept encrypted with a reason, and the user told.
+///
+/// - a first message from an identity key other than the trusted one is
+///   held, not decrypted, and does not touch the sessions, until `trust`;
+/// - a first message is decrypted by the session it started if that is
+///   kept; a replayed one whose session is gone is refused (its base key is
+///   remembered); otherwise it starts a session (see [`PeerSessions::add_inbound`]);
+/// - a message no kept session decrypts is held, and the next secret send
+///   to its sender starts a fresh session.
 pub fn receive(
     profile: &mut Profile,
     envelope: &v1::SecretEnvelope,
@@ -214,42 +235,66 @@ pub fn receive(
             let Ok(key) = <[u8; 32]>::try_from(first.identity_key.as_ref()) else {
                 return Received::Dropped(format!("a secret message from {from} is malformed"));
             };
-            if let Err(changed) = check_contact(profile, from, &key) {
-                warnings.push(changed.to_string());
+            if let Err(changed) = check_first_key(profile, from, &key) {
+                return hold(
+                    profile,
+                    envelope,
+                    HeldBecause::ChangedIdentity,
+                    changed.to_string(),
+                );
             }
-            let existing = profile
+            let kept = profile
                 .sessions
                 .get_mut(from)
-                .filter(|s| s.base_key().as_slice() == first.ephemeral_key.as_ref());
-            match existing {
-                Some(session) => match first.message.as_ref() {
-                    Some(m) => session.decrypt(m),
-                    None => {
-                        return Received::Dropped(format!(
-                            "a secret message from {from} is malformed"
-                        ));
+                .and_then(|s| s.with_base_key(&first.ephemeral_key));
+            match (kept, first.message.as_ref()) {
+                (Some(session), Some(m)) => session.decrypt(m),
+                (Some(_), None) => {
+                    return Received::Dropped(format!("a secret message from {from} is malformed"));
+                }
+                (None, _) if profile.seen_base_keys.contains(&first.ephemeral_key) => {
+                    return Received::Dropped(format!(
+                        "a first secret message from {from} was replayed (its session ended): refused"
+                    ));
+                }
+                (None, _) => profile.respond(&first).map(|(session, plaintext)| {
+                    profile.seen_base_keys.insert(session.base_key());
+                    match profile.sessions.get_mut(from) {
+                        Some(sessions) => sessions.add_inbound(session),
+                        None => {
+                            profile
+                                .sessions
+                                .insert(from.to_owned(), PeerSessions::new(session));
+                        }
                     }
-                },
-                None => profile.respond(&first).map(|(session, plaintext)| {
-                    profile.sessions.insert(from.to_owned(), session);
                     plaintext
                 }),
             }
         }
         Some(secret_payload::Kind::Message(m)) => match profile.sessions.get_mut(from) {
-            Some(session) => session.decrypt(&m),
-            None => {
-                return Received::Dropped(format!(
-                    "a secret message from {from} belongs to no session here"
-                ));
-            }
+            Some(sessions) => sessions.decrypt(&m),
+            None => Err(crate::e2e::E2eError::Decrypt),
         },
         None => return Received::Dropped(format!("a secret message from {from} is empty")),
     };
     let plaintext = match plaintext {
         Ok(p) => p,
+        Err(crate::e2e::E2eError::Replayed) => {
+            return Received::Dropped(format!(
+                "a secret message from {from} was received before (a replay): ignored"
+            ));
+        }
         Err(e) => {
-            return Received::Dropped(format!("a secret message from {from} was refused: {e}"));
+            profile.resets.insert(from.to_owned());
+            return hold(
+                profile,
+                envelope,
+                HeldBecause::Undecryptable,
+                format!(
+                    "a secret message from {from} cannot be decrypted ({e}); it is kept. \
+                     Your next secret message to {from} starts a fresh session."
+                ),
+            );
         }
     };
     let Ok(content) = v1::SecretContent::decode(plaintext.as_slice()) else {
@@ -257,6 +302,9 @@ pub fn receive(
             "a secret message from {from} holds no readable content"
         ));
     };
+    if content.session_reset {
+        warnings.push(format!("{from} started a fresh secret session"));
+    }
     let entry = HistoryEntry {
         id: envelope.id,
         mode: Mode::Secret,
@@ -276,25 +324,162 @@ pub fn receive(
     }
 }
 
-/// Accepts `user`'s current identity key (after comparing safety numbers).
-/// Returns the key now trusted.
-pub async fn trust(profile: &mut Profile, client: &RelayClient, user: &str) -> Result<[u8; 32]> {
+/// A first message's identity key: trusted on first use; any other key than
+/// the trusted one is recorded as a change and refused.
+fn check_first_key(
+    profile: &mut Profile,
+    user: &str,
+    key: &[u8; 32],
+) -> Result<(), IdentityChanged> {
+    let hex_key = hex::encode(key);
+    match profile.contacts.get_mut(user) {
+        Some(c) if c.identity_key == hex_key => Ok(()),
+        Some(c) => {
+            c.changed_to = Some(hex_key);
+            Err(IdentityChanged {
+                user: user.to_owned(),
+            })
+        }
+        None => {
+            profile
+                .contacts
+                .insert(user.to_owned(), Contact::trusted(hex_key));
+            Ok(())
+        }
+    }
+}
+
+/// Keeps an envelope encrypted and unread, and says so.
+fn hold(
+    profile: &mut Profile,
+    envelope: &v1::SecretEnvelope,
+    because: HeldBecause,
+    why: String,
+) -> Received {
+    profile.held.push(HeldEnvelope {
+        from: envelope.from.clone(),
+        id: envelope.id,
+        ciphertext: hex::encode(&envelope.ciphertext),
+        because,
+        received_at: now_ms(),
+    });
+    if profile.held.len() > MAX_HELD {
+        profile.held.remove(0);
+    }
+    Received::Held(why)
+}
+
+/// Reads again the envelopes from `user` held for a changed identity key
+/// (after `trust`): they go into the history, or are held again with a reason.
+pub fn release_held(
+    profile: &mut Profile,
+    user: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<HistoryEntry> {
+    let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut profile.held)
+        .into_iter()
+        .partition(|h| h.from == user && h.because == HeldBecause::ChangedIdentity);
+    profile.held = others;
+    let mut shown = Vec::new();
+    for held in mine {
+        let Ok(ciphertext) = hex::decode(&held.ciphertext) else {
+            continue;
+        };
+        let envelope = v1::SecretEnvelope {
+            id: held.id,
+            from: held.from,
+            ciphertext: ciphertext.into(),
+            queued_at: held.received_at,
+        };
+        // It was marked seen when it arrived; this is its reading.
+        profile.forget_envelope(envelope.id);
+        match receive(profile, &envelope, warnings) {
+            Received::Message(entry) => shown.push(entry),
+            Received::Held(why) | Received::Dropped(why) => warnings.push(why),
+            Received::Again => {}
+        }
+    }
+    shown
+}
+
+/// Records that the safety number of `user`'s newest key (the changed one,
+/// if their key changed, else the trusted one) was shown: the key `trust`
+/// will accept.
+pub fn mark_shown(profile: &mut Profile, user: &str) {
+    if let Some(c) = profile.contacts.get_mut(user) {
+        c.shown_key = Some(
+            c.changed_to
+                .clone()
+                .unwrap_or_else(|| c.identity_key.clone()),
+        );
+    }
+}
+
+/// What `trust` is to accept.
+pub enum TrustWhat<'a> {
+    /// The key whose safety number `safety-number` showed last.
+    LastShown,
+    /// The key whose safety number is these 60 digits (spaces allowed).
+    Digits(&'a str),
+}
+
+/// Accepts `user`'s identity key after the safety numbers were compared:
+/// exactly the key that was compared (or whose digits are given), and only
+/// if the relay presents that same key now. Messages held for the change
+/// are then read. Returns the key now trusted.
+pub async fn trust(
+    profile: &mut Profile,
+    client: &RelayClient,
+    user: &str,
+    what: TrustWhat<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<[u8; 32]> {
     let current = client.fetch_identity(user).await?;
-    let hex_key = hex::encode(current);
-    profile.contacts.insert(
-        user.to_owned(),
-        Contact {
-            identity_key: hex_key,
-            changed_to: None,
-        },
-    );
-    // A session made with another key must not be used again.
-    if profile
+    let mine = profile.identity().public_key().to_bytes();
+    let number =
+        crate::e2e::safety::safety_number((&profile.config.username, &mine), (user, &current));
+    match what {
+        TrustWhat::Digits(digits) => {
+            let given: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
+            if given != number {
+                bail!(
+                    "those digits are not the safety number of the key the relay presents for {user} now: \
+                     nothing was trusted (compare again with `sotto safety-number {user}`)"
+                );
+            }
+        }
+        TrustWhat::LastShown => {
+            let shown = profile.contacts.get(user).and_then(|c| c.shown_key.clone());
+            match shown {
+                None => bail!(
+                    "compare safety numbers first: `sotto safety-number {user}`, then `sotto trust {user}` \
+                     (or `sotto trust {user} DIGITS` with the 60 digits you compared)"
+                ),
+                Some(shown) if shown != hex::encode(current) => bail!(
+                    "the relay now presents another key for {user} than the one whose safety number \
+                     you were shown: nothing was trusted. Compare again with `sotto safety-number {user}`"
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    profile
+        .contacts
+        .insert(user.to_owned(), Contact::trusted(hex::encode(current)));
+    // Sessions made with another key must not be used again.
+    let keep = profile
         .sessions
-        .get(user)
-        .is_some_and(|s| s.peer_identity() != current)
-    {
+        .get_mut(user)
+        .is_some_and(|s| s.retain_identity(&current));
+    if !keep {
         profile.sessions.remove(user);
+    }
+    let shown = release_held(profile, user, warnings);
+    if !shown.is_empty() {
+        warnings.push(format!(
+            "{} held message(s) from {user} can be read now",
+            shown.len()
+        ));
     }
     profile.save()?;
     Ok(current)

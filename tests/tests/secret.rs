@@ -168,29 +168,14 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
     send_secret(&alice, "bob", "hi bob").await.unwrap();
     sync(&bob).await;
 
+    // Before: alice's session with bob.
+    let base_before = {
+        let p = Profile::open(&alice, PASS).unwrap();
+        p.sessions["bob"].current().base_key()
+    };
     // A hostile operator rebinds "bob" to a key of its own and speaks as bob.
-    relay.stop().await;
     let mallory = Identity::generate();
-    {
-        let opened = sotto_server::datadir::open(&relay.data_dir(), &Default::default()).unwrap();
-        let key = sotto_server::accounts::blind_user(&opened.sealer, "bob");
-        let record = AccountRecord {
-            username: "bob".into(),
-            identity_key: mallory.public_key().to_bytes().to_vec(),
-            created_at: 0,
-        };
-        let mut batch = Batch::default();
-        batch.put(
-            Tree::Accounts,
-            key.to_vec(),
-            opened
-                .sealer
-                .seal(Tree::Accounts, &key, &record.encode_to_vec()),
-        );
-        opened.store.apply(batch).unwrap();
-        opened.store.flush().unwrap();
-    }
-    relay.restart().await;
+    rebind(&mut relay, "bob", &mallory).await;
     let fake_bob = dir.path().join("fake-bob");
     let config = ProfileConfig {
         relay: relay.addr.to_string(),
@@ -209,8 +194,16 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
     send_secret(&fake_bob, "alice", "it's me, bob")
         .await
         .unwrap();
-    // Alice's client notices the key is not the one she trusted.
-    sync(&alice).await;
+    // Alice's client notices the key is not the one she trusted: the message
+    // is held unread, not shown as bob's, and her session with bob stays.
+    let got = sync(&alice).await;
+    assert!(texts(&got).is_empty(), "{got:?}");
+    {
+        let p = Profile::open(&alice, PASS).unwrap();
+        assert_eq!(p.held.len(), 1);
+        assert_eq!(p.sessions["bob"].current().base_key(), base_before);
+        assert!(p.history().iter().all(|e| e.text != "it's me, bob"));
+    }
     let err = send_secret(&alice, "bob", "are you bob?")
         .await
         .unwrap_err();
@@ -225,9 +218,26 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
 
     // After comparing safety numbers, she accepts the key; sending works again.
     let mut profile = Profile::open(&alice, PASS).unwrap();
-    commands::verify::trust(&mut profile, "bob", &mut Vec::new())
+    // Trusting before a safety number was shown is refused.
+    assert!(
+        commands::verify::trust(&mut profile, "bob", None, &mut Vec::new())
+            .await
+            .is_err()
+    );
+    commands::verify::safety_number(&mut profile, "bob", &mut Vec::new())
         .await
         .unwrap();
+    commands::verify::trust(&mut profile, "bob", None, &mut Vec::new())
+        .await
+        .unwrap();
+    // Once trusted, the held message is read.
+    assert!(
+        profile
+            .history()
+            .iter()
+            .any(|e| e.text == "it's me, bob" && e.from == "bob")
+    );
+    assert!(profile.held.is_empty());
     drop(profile);
     send_secret(&alice, "bob", "trusted now").await.unwrap();
     assert!(texts(&sync(&fake_bob).await).contains(&"trusted now".to_owned()));
@@ -356,4 +366,175 @@ async fn an_accounts_prekeys_cannot_be_drained_faster_than_its_limit_from_many_c
             .unwrap(),
         95
     );
+}
+
+/// A hostile operator binds `name` to `identity` in the relay's store (and restarts it).
+async fn rebind(relay: &mut TestRelay, name: &str, identity: &Identity) {
+    relay.stop().await;
+    {
+        let opened = sotto_server::datadir::open(&relay.data_dir(), &Default::default()).unwrap();
+        let key = sotto_server::accounts::blind_user(&opened.sealer, name);
+        let record = AccountRecord {
+            username: name.into(),
+            identity_key: identity.public_key().to_bytes().to_vec(),
+            created_at: 0,
+        };
+        let mut batch = Batch::default();
+        batch.put(
+            Tree::Accounts,
+            key.to_vec(),
+            opened
+                .sealer
+                .seal(Tree::Accounts, &key, &record.encode_to_vec()),
+        );
+        opened.store.apply(batch).unwrap();
+        opened.store.flush().unwrap();
+    }
+    relay.restart().await;
+}
+
+#[tokio::test]
+async fn malicious_relay_key_swap_after_the_safety_number_was_shown_is_not_trusted() {
+    let mut relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "hi bob").await.unwrap();
+    // Alice is shown bob's safety number and compares it (it matches).
+    let mut shown = Vec::new();
+    {
+        let mut p = Profile::open(&alice, PASS).unwrap();
+        commands::verify::safety_number(&mut p, "bob", &mut shown)
+            .await
+            .unwrap();
+    }
+    let shown = String::from_utf8(shown).unwrap();
+    let digits: String = shown
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("Compare"))
+        .collect::<String>()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(digits.len(), 60, "{shown}");
+    // Then the relay swaps bob's key, and alice says `trust bob`.
+    rebind(&mut relay, "bob", &Identity::generate()).await;
+    repoint(&alice, &relay.addr.to_string());
+    let mut p = Profile::open(&alice, PASS).unwrap();
+    let err = commands::verify::trust(&mut p, "bob", None, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another key"), "{err}");
+    let err = commands::verify::trust(&mut p, "bob", Some(&digits), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not the safety number"), "{err}");
+    let bob_key = Profile::open(&bob, PASS).unwrap().identity().public_key();
+    assert_eq!(
+        p.contacts["bob"].identity_key,
+        hex::encode(bob_key.to_bytes()),
+        "the real key stays trusted"
+    );
+}
+
+#[tokio::test]
+async fn simultaneous_initiation_converges_and_loses_nothing() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    // Both start a secret chat before either has heard from the other.
+    send_secret(&alice, "bob", "hi from alice").await.unwrap();
+    send_secret(&bob, "alice", "hi from bob").await.unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["hi from alice"]);
+    assert_eq!(texts(&sync(&alice).await), ["hi from bob"]);
+    for round in 0..3 {
+        send_secret(&alice, "bob", &format!("a{round}"))
+            .await
+            .unwrap();
+        send_secret(&bob, "alice", &format!("b{round}"))
+            .await
+            .unwrap();
+        assert_eq!(texts(&sync(&bob).await), [format!("a{round}")]);
+        assert_eq!(texts(&sync(&alice).await), [format!("b{round}")]);
+    }
+    let a = Profile::open(&alice, PASS).unwrap().sessions["bob"]
+        .current()
+        .base_key();
+    let b = Profile::open(&bob, PASS).unwrap().sessions["alice"]
+        .current()
+        .base_key();
+    assert_eq!(a, b, "both send on one session");
+}
+
+#[tokio::test]
+async fn malicious_relay_replayed_first_message_is_refused() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "first").await.unwrap();
+    // The relay keeps a copy of the first message (X3DH header and all).
+    let captured = {
+        let p = Profile::open(&bob, PASS).unwrap();
+        let client = relay.login_as("bob", p.identity()).await;
+        client.fetch(10).await.unwrap().secret.remove(0)
+    };
+    assert_eq!(texts(&sync(&bob).await), ["first"]);
+    send_secret(&bob, "alice", "answer").await.unwrap();
+    sync(&alice).await;
+    let mut p = Profile::open(&bob, PASS).unwrap();
+    let replay = |id| sotto_proto::v1::SecretEnvelope {
+        id,
+        ..captured.clone()
+    };
+    // Replayed while its session is kept: the message key is gone.
+    let mut warnings = Vec::new();
+    assert!(matches!(
+        secret::receive(&mut p, &replay(9_000_001), &mut warnings),
+        secret::Received::Dropped(_)
+    ));
+    // Replayed once its session is gone: the base key is remembered.
+    p.sessions.remove("alice");
+    match secret::receive(&mut p, &replay(9_000_002), &mut warnings) {
+        secret::Received::Dropped(why) => assert!(why.contains("replayed"), "{why}"),
+        _ => panic!("a replayed first message must not start a session"),
+    }
+    assert!(!p.sessions.contains_key("alice"));
+    assert_eq!(p.history().iter().filter(|e| e.text == "first").count(), 1);
+}
+
+#[tokio::test]
+async fn an_undecryptable_message_is_kept_and_a_session_reset_recovers() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "one").await.unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["one"]);
+    send_secret(&bob, "alice", "two").await.unwrap();
+    assert_eq!(texts(&sync(&alice).await), ["two"]);
+    // Bob loses his session state (a restored backup, say).
+    {
+        let mut p = Profile::open(&bob, PASS).unwrap();
+        p.sessions.remove("alice");
+        p.save().unwrap();
+    }
+    send_secret(&alice, "bob", "lost?").await.unwrap();
+    let mut p = Profile::open(&bob, PASS).unwrap();
+    let mut out = Vec::new();
+    commands::sync::run(&mut p, true, &mut out).await.unwrap();
+    assert_eq!(p.held.len(), 1, "kept, encrypted");
+    assert!(p.resets.contains("alice"));
+    drop(p);
+    // Bob's next message starts a fresh session, and says so; then both ways work.
+    send_secret(&bob, "alice", "back?").await.unwrap();
+    assert_eq!(texts(&sync(&alice).await), ["back?"]);
+    send_secret(&alice, "bob", "yes").await.unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["yes"]);
 }

@@ -79,8 +79,14 @@ enum Command {
     },
     /// Show the safety number you and USER compare to verify your secret chat.
     SafetyNumber { user: String },
-    /// Accept USER's changed identity key (after comparing safety numbers).
-    Trust { user: String },
+    /// Accept USER's identity key after comparing safety numbers: exactly the
+    /// key whose number `safety-number` showed last, or whose number is DIGITS.
+    /// Refused if the relay presents another key now.
+    Trust {
+        user: String,
+        /// The 60 digits you compared (spaces allowed; quote them).
+        digits: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,9 +230,9 @@ async fn run(cli: Cli) -> Result<()> {
             let mut profile = open_profile(&dir)?;
             commands::verify::safety_number(&mut profile, &user, &mut out).await
         }
-        Command::Trust { user } => {
+        Command::Trust { user, digits } => {
             let mut profile = open_profile(&dir)?;
-            commands::verify::trust(&mut profile, &user, &mut out).await
+            commands::verify::trust(&mut profile, &user, digits.as_deref(), &mut out).await
         }
     }
 }

@@ -70,7 +70,7 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fe
             match secret::receive(profile, envelope, &mut warnings) {
                 Received::Message(entry) => arrived.push(entry),
                 Received::Again => {}
-                Received::Dropped(reason) => warnings.push(reason),
+                Received::Held(reason) | Received::Dropped(reason) => warnings.push(reason),
             }
             secret_ids.push(envelope.id);
         }

@@ -19,10 +19,7 @@ async fn contact_key(profile: &mut Profile, user: &str) -> Result<[u8; 32]> {
     client.close().await;
     profile.contacts.insert(
         user.to_owned(),
-        crate::profile::Contact {
-            identity_key: hex::encode(key),
-            changed_to: None,
-        },
+        crate::profile::Contact::trusted(hex::encode(key)),
     );
     profile.save()?;
     Ok(key)
@@ -35,6 +32,8 @@ fn number(profile: &Profile, user: &str, key: &[u8; 32]) -> String {
 
 pub async fn safety_number(profile: &mut Profile, user: &str, out: &mut dyn Write) -> Result<()> {
     let key = contact_key(profile, user).await?;
+    crate::secret::mark_shown(profile, user);
+    profile.save()?;
     writeln!(out, "safety number with {user}:\n")?;
     writeln!(out, "{}\n", safety::display(&number(profile, user, &key)))?;
     writeln!(
@@ -53,17 +52,32 @@ pub async fn safety_number(profile: &mut Profile, user: &str, out: &mut dyn Writ
         writeln!(
             out,
             "\nWARNING: {user} now presents a different identity key. With it the number would be:\n\n{}\n\n\
-             If that is the one {user} reads to you, accept it with `sotto trust {user}`.",
+             If that is the one {user} reads to you, accept exactly that key with `sotto trust {user}`.",
             safety::display(&number(profile, user, &new))
         )?;
     }
     Ok(())
 }
 
-pub async fn trust(profile: &mut Profile, user: &str, out: &mut dyn Write) -> Result<()> {
+/// `sotto trust USER [DIGITS]`: accepts the key whose safety number was
+/// last shown (or whose number is DIGITS), if the relay presents it now.
+pub async fn trust(
+    profile: &mut Profile,
+    user: &str,
+    digits: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let client = profile.connect().await?;
-    let key = crate::secret::trust(profile, &client, user).await?;
+    let what = match digits {
+        Some(d) => crate::secret::TrustWhat::Digits(d),
+        None => crate::secret::TrustWhat::LastShown,
+    };
+    let mut warnings = Vec::new();
+    let key = crate::secret::trust(profile, &client, user, what, &mut warnings).await?;
     client.close().await;
+    for warning in &warnings {
+        writeln!(out, "{warning}")?;
+    }
     writeln!(
         out,
         "trusting {user}'s identity key now; the safety number is:\n"

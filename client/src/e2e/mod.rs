@@ -6,6 +6,8 @@
 //!   small file per key type: `root_key`, `chain_key`, `message_key`, `ratchet_key`;
 //! - [`session`]: the public face: [`Session::initiate`], [`Session::respond`],
 //!   [`Session::encrypt`], [`Session::decrypt`];
+//! - [`peer`]: every session with one peer (current and previous), and the
+//!   base keys of first messages accepted;
 //! - [`prekeys`]: this device's prekey secrets;
 //! - [`safety`]: safety numbers.
 //!
@@ -16,6 +18,7 @@ mod chain_key;
 mod double_ratchet;
 mod header;
 mod message_key;
+pub mod peer;
 pub mod prekeys;
 mod ratchet_key;
 mod root_key;
@@ -27,6 +30,7 @@ pub mod x3dh;
 mod tests;
 
 pub use double_ratchet::{MAX_SKIP, MAX_SKIPPED_TOTAL};
+pub use peer::{PeerSessions, SeenBaseKeys};
 pub use prekeys::LocalPrekeys;
 pub use session::Session;
 pub use x3dh::{VerifiedBundle, verify_bundle};

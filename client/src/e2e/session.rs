@@ -146,6 +146,12 @@ impl Session {
         Ok(plaintext)
     }
 
+    /// True while we started this session and the peer has not answered yet
+    /// (our messages still carry the X3DH header).
+    pub fn is_unanswered(&self) -> bool {
+        self.pending_prekey.is_some()
+    }
+
     /// The X3DH run this session came from (the initiator's ephemeral key).
     pub fn base_key(&self) -> [u8; 32] {
         self.base_key

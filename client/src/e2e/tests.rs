@@ -375,3 +375,90 @@ fn a_signed_prekey_is_replaced_weekly_and_the_previous_one_still_answers() {
     let (_, plaintext) = Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
     assert_eq!(plaintext.as_slice(), b"late");
 }
+
+fn first_message(payload: &v1::SecretPayload) -> &v1::PrekeyMessage {
+    match payload.kind.as_ref().unwrap() {
+        secret_payload::Kind::Prekey(p) => p,
+        _ => panic!("a first message carries the X3DH header"),
+    }
+}
+
+#[test]
+fn simultaneous_initiation_converges_on_one_session() {
+    let mut alice = party(5);
+    let mut bob = party(5);
+    let to_bob = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let to_alice = verify_bundle(&bundle_of(&alice, "alice")).unwrap();
+    // Both start a session before hearing from the other.
+    let mut a = PeerSessions::new(Session::initiate(&alice.identity, &to_bob).unwrap());
+    let mut b = PeerSessions::new(Session::initiate(&bob.identity, &to_alice).unwrap());
+    let a1 = a.encrypt(b"a1").unwrap();
+    let b1 = b.encrypt(b"b1").unwrap();
+    // Each receives the other's first message and answers it.
+    let (from_b, p) =
+        Session::respond(&alice.identity, &mut alice.prekeys, first_message(&b1)).unwrap();
+    assert_eq!(p.as_slice(), b"b1");
+    a.add_inbound(from_b);
+    let (from_a, p) =
+        Session::respond(&bob.identity, &mut bob.prekeys, first_message(&a1)).unwrap();
+    assert_eq!(p.as_slice(), b"a1");
+    b.add_inbound(from_a);
+    assert_eq!(
+        a.current().base_key(),
+        b.current().base_key(),
+        "both send on the same session"
+    );
+    // And every later message, both ways, decrypts.
+    for round in 0..4u8 {
+        let m = a.encrypt(&[round]).unwrap();
+        assert_eq!(b.decrypt(ratchet_message(&m)).unwrap().as_slice(), [round]);
+        let m = b.encrypt(&[round + 100]).unwrap();
+        assert_eq!(
+            a.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+            [round + 100]
+        );
+    }
+}
+
+#[test]
+fn a_message_on_a_replaced_session_still_decrypts() {
+    let (alice, mut bob, a, b) = established(3);
+    let mut a = PeerSessions::new(a);
+    let mut b = PeerSessions::new(b);
+    let late = a.encrypt(b"sent before the reset").unwrap();
+    // Bob resets: a fresh X3DH with Alice.
+    let mut alice = alice;
+    alice.prekeys.generate_one_time(2);
+    let to_alice = verify_bundle(&bundle_of(&alice, "alice")).unwrap();
+    b.restart(Session::initiate(&bob.identity, &to_alice).unwrap());
+    let reset = b.encrypt(b"fresh").unwrap();
+    let (fresh, p) =
+        Session::respond(&alice.identity, &mut alice.prekeys, first_message(&reset)).unwrap();
+    assert_eq!(p.as_slice(), b"fresh");
+    a.add_inbound(fresh);
+    // The message Alice sent on the old session reaches Bob all the same.
+    assert_eq!(
+        b.decrypt(ratchet_message(&late)).unwrap().as_slice(),
+        b"sent before the reset"
+    );
+    let _ = &mut bob;
+    let m = a.encrypt(b"on the new one").unwrap();
+    assert_eq!(
+        b.decrypt(ratchet_message(&m)).unwrap().as_slice(),
+        b"on the new one"
+    );
+}
+
+#[test]
+fn seen_base_keys_are_bounded_and_remembered() {
+    let mut seen = SeenBaseKeys::default();
+    seen.insert([1; 32]);
+    assert!(seen.contains(&[1; 32]));
+    for n in 0..peer::MAX_SEEN_BASE_KEYS as u32 {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&n.to_be_bytes());
+        key[31] = 9;
+        seen.insert(key);
+    }
+    assert!(!seen.contains(&[1; 32]), "the oldest is forgotten first");
+}

@@ -352,13 +352,26 @@ async fn perform(
                     "\n\nWARNING: {user} now presents a different identity key.\nAfter comparing, /trust accepts it."
                 ));
             }
+            secret::mark_shown(profile, user);
+            profile.save()?;
             let _ = events.send(Event::VerifyText(text));
         }
         Effect::Trust { user } => {
-            secret::trust(profile, client, user).await?;
+            let mut warnings = Vec::new();
+            secret::trust(
+                profile,
+                client,
+                user,
+                secret::TrustWhat::LastShown,
+                &mut warnings,
+            )
+            .await?;
             let _ = events.send(Event::Notice(format!(
-                "{user}'s current identity key is trusted now"
+                "{user}'s identity key is trusted now"
             )));
+            for warning in warnings {
+                let _ = events.send(Event::Notice(warning));
+            }
         }
         Effect::Bell | Effect::Quit => {}
     }
