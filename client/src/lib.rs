@@ -27,6 +27,7 @@ pub mod commands;
 pub mod control;
 pub mod e2e;
 pub mod identity;
+pub mod outbox;
 pub mod pinning;
 pub mod profile;
 pub mod relay;

@@ -83,17 +83,30 @@ pub struct OutboxEntry {
     pub client_id: String,
     /// Hex of the encoded `SecretPayload`.
     pub payload: String,
+    /// Set when the relay refused it for good: it is kept (`sotto outbox
+    /// retry|drop`), and never blocks the messages after it.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
-/// A normal message typed while the relay was away, kept until the relay has it.
+/// A message typed while the relay was away (normal, or secret and not yet
+/// encrypted), kept until the relay has it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PendingNormal {
+pub struct PendingMessage {
     /// Hex of the client id; every retry uses it, so the relay stores it once.
     pub client_id: String,
     pub user: Option<String>,
     pub group: Option<String>,
     pub text: String,
     pub typed_at: i64,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub expire_secs: Option<u32>,
+    /// Set when it cannot be sent as it is (a changed identity key, an
+    /// unknown user): kept for `sotto outbox retry|drop`.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 /// How many delivered envelope ids are remembered, to ignore a redelivery.
@@ -115,7 +128,7 @@ struct LegacyContent {
     #[serde(default)]
     outbox: Vec<OutboxEntry>,
     #[serde(default)]
-    pending: Vec<PendingNormal>,
+    pending: Vec<PendingMessage>,
     #[serde(default)]
     seen_envelopes: VecDeque<u64>,
 }
@@ -202,7 +215,7 @@ pub struct Profile {
     pub resets: BTreeSet<String>,
     pub outbox: Vec<OutboxEntry>,
     /// Normal messages typed in `sotto chat` that the relay has not stored yet.
-    pub pending: Vec<PendingNormal>,
+    pub pending: Vec<PendingMessage>,
     seen_envelopes: VecDeque<u64>,
     identity: Identity,
     vault: Vault,
@@ -574,6 +587,30 @@ impl Profile {
     /// True if this secret envelope was handled before (a redelivery).
     pub fn seen_envelope(&self, id: u64) -> bool {
         self.seen_envelopes.contains(&id)
+    }
+
+    /// Removes from the history a message of ours that was never sent (dropped
+    /// from the outbox).
+    pub fn forget_unsent(&mut self, client_id: &str) {
+        let me = self.config.username.clone();
+        let mut kept = Vec::with_capacity(self.history.len());
+        let mut kept_keys = Vec::with_capacity(self.history.len());
+        for (entry, key) in std::mem::take(&mut self.history)
+            .into_iter()
+            .zip(std::mem::take(&mut self.history_keys))
+        {
+            if entry.from == me && entry.client_id == client_id && entry.id == 0 {
+                self.history_ids
+                    .remove(&(entry.mode, entry.from.clone(), entry.client_id.clone()));
+                self.history_removed.push(key);
+                self.history_dirty.remove(&key);
+            } else {
+                kept.push(entry);
+                kept_keys.push(key);
+            }
+        }
+        self.history = kept;
+        self.history_keys = kept_keys;
     }
 
     /// Forgets that an envelope was handled (to read a held one again).

@@ -62,6 +62,14 @@ impl ClientError {
     }
 }
 
+/// True when a retry may mend the failure behind `e` (the connection dropped).
+pub fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<ClientError>()
+            .is_some_and(ClientError::is_transient)
+    })
+}
+
 /// Where a normal message goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Recipient<'a> {

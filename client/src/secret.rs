@@ -102,10 +102,14 @@ pub async fn prepare(
     peer: &str,
     text: &str,
     expire_secs: Option<u32>,
+    client_id: [u8; sotto_proto::CLIENT_ID_LEN],
 ) -> Result<OutboxEntry> {
     if peer == profile.config.username {
         bail!("a secret chat needs someone else");
     }
+    // Checked before anything is encrypted: no ratchet step is spent on a
+    // message the relay would refuse.
+    check_size(text)?;
     if profile
         .contacts
         .get(peer)
@@ -138,7 +142,6 @@ pub async fn prepare(
         }
         profile.resets.remove(peer);
     }
-    let client_id = crate::commands::new_client_id();
     let sent_at = now_ms();
     let content = v1::SecretContent {
         text: text.to_owned(),
@@ -157,6 +160,7 @@ pub async fn prepare(
         to: peer.to_owned(),
         client_id: hex::encode(client_id),
         payload: hex::encode(payload.encode_to_vec()),
+        failed: None,
     };
     profile.outbox.push(entry.clone());
     profile.remember(HistoryEntry {
@@ -175,16 +179,54 @@ pub async fn prepare(
     Ok(entry)
 }
 
-/// Hands one outbox entry to the relay; on success it leaves the outbox.
+/// A secret message's text is at most [`sotto_proto::MAX_TEXT`] bytes.
+pub fn check_size(text: &str) -> Result<()> {
+    if text.len() > sotto_proto::MAX_TEXT {
+        bail!(
+            "the message is {} bytes; a message holds at most {} bytes (64 KiB): nothing was sent",
+            text.len(),
+            sotto_proto::MAX_TEXT
+        );
+    }
+    Ok(())
+}
+
+/// What handing an outbox entry to the relay came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Queued by the relay, under this envelope id.
+    Stored(u64),
+    /// Refused for good: the entry is kept, marked failed with this reason.
+    Failed(String),
+}
+
+/// Hands one outbox entry to the relay. Stored: it leaves the outbox.
+/// Refused for good: it stays, marked failed, and never blocks what comes
+/// after it. A failure a retry may mend (the connection) is an error.
 pub async fn deliver(
     profile: &mut Profile,
     client: &RelayClient,
     entry: &OutboxEntry,
-) -> Result<()> {
+) -> Result<Delivered> {
     let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
     hex::decode_to_slice(&entry.client_id, &mut client_id).context("a damaged outbox entry")?;
     let payload = hex::decode(&entry.payload).context("a damaged outbox entry")?;
-    let queued = client.send_secret(&entry.to, payload, client_id).await?;
+    let queued = match client.send_secret(&entry.to, payload, client_id).await {
+        Ok(queued) => queued,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            let reason = e.to_string();
+            if let Some(kept) = profile
+                .outbox
+                .iter_mut()
+                .find(|e| e.client_id == entry.client_id)
+            {
+                kept.failed = Some(reason.clone());
+            }
+            profile.save()?;
+            return Ok(Delivered::Failed(reason));
+        }
+    };
     profile.outbox.retain(|e| e.client_id != entry.client_id);
     profile.update_history(|h| {
         let ours = h.mode == Mode::Secret && h.client_id == entry.client_id && h.id != queued.id;
@@ -194,16 +236,28 @@ pub async fn deliver(
         ours
     });
     profile.save()?;
-    Ok(())
+    Ok(Delivered::Stored(queued.id))
 }
 
-/// Sends whatever is still in the outbox; returns how many went out.
-pub async fn flush_outbox(profile: &mut Profile, client: &RelayClient) -> Result<usize> {
-    let pending = profile.outbox.clone();
-    for entry in &pending {
-        deliver(profile, client, entry).await?;
+/// Sends what waits in the outbox, oldest first, skipping what failed for
+/// good; returns the entries refused now (client id, reason).
+pub async fn flush_outbox(
+    profile: &mut Profile,
+    client: &RelayClient,
+) -> Result<Vec<(String, String)>> {
+    let waiting: Vec<OutboxEntry> = profile
+        .outbox
+        .iter()
+        .filter(|e| e.failed.is_none())
+        .cloned()
+        .collect();
+    let mut refused = Vec::new();
+    for entry in &waiting {
+        if let Delivered::Failed(reason) = deliver(profile, client, entry).await? {
+            refused.push((entry.client_id.clone(), reason));
+        }
     }
-    Ok(pending.len())
+    Ok(refused)
 }
 
 /// Decrypts one envelope into the history (in memory: the caller saves the

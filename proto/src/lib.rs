@@ -33,8 +33,13 @@ pub const ALPN: &[u8] = b"sotto/1";
 /// Default hard limit for one frame's body, in bytes.
 pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 
-/// Longest normal-mode text the relay accepts, in bytes.
+/// Longest text of a message, normal or secret, in bytes.
 pub const MAX_TEXT: usize = 64 * 1024;
+
+/// Largest secret envelope the relay accepts: a full-size text plus the
+/// protocol's overhead. Clients check the text before encrypting, so no
+/// ratchet step is spent on a message the relay would refuse.
+pub const MAX_SECRET_CIPHERTEXT: usize = MAX_TEXT + 4096;
 
 /// Most items one `Fetch` returns.
 pub const MAX_FETCH: u32 = 500;

@@ -538,3 +538,65 @@ async fn an_undecryptable_message_is_kept_and_a_session_reset_recovers() {
     send_secret(&alice, "bob", "yes").await.unwrap();
     assert_eq!(texts(&sync(&bob).await), ["yes"]);
 }
+
+#[tokio::test]
+async fn an_oversized_or_refused_secret_message_jams_nothing() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    // 120 KiB: refused before anything is encrypted or kept.
+    let big = "x".repeat(120 * 1024);
+    let err = send_secret(&alice, "bob", &big).await.unwrap_err();
+    assert!(err.to_string().contains("at most 65536 bytes"), "{err}");
+    {
+        let p = Profile::open(&alice, PASS).unwrap();
+        assert!(p.outbox.is_empty() && p.pending.is_empty());
+    }
+    send_secret(&alice, "bob", "normal size").await.unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["normal size"]);
+
+    // An entry the relay refuses for good (its recipient is gone, say) is
+    // marked failed and kept; what comes after it still goes.
+    {
+        let mut p = Profile::open(&alice, PASS).unwrap();
+        let mut stuck = p
+            .outbox
+            .first()
+            .cloned()
+            .unwrap_or(sotto_client::profile::OutboxEntry {
+                to: String::new(),
+                client_id: String::new(),
+                payload: String::new(),
+                failed: None,
+            });
+        stuck.to = "nobody-here".into();
+        stuck.client_id = "ab".repeat(16);
+        stuck.payload = hex::encode(b"opaque ciphertext");
+        p.outbox.push(stuck);
+        p.save().unwrap();
+    }
+    send_secret(&alice, "bob", "after the stuck one")
+        .await
+        .unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["after the stuck one"]);
+    let mut p = Profile::open(&alice, PASS).unwrap();
+    assert_eq!(p.outbox.len(), 1);
+    assert!(
+        p.outbox[0]
+            .failed
+            .as_deref()
+            .unwrap()
+            .contains("nobody-here")
+    );
+    let mut listed = Vec::new();
+    commands::outbox::list(&p, &mut listed).unwrap();
+    let listed = String::from_utf8(listed).unwrap();
+    assert!(
+        listed.starts_with("abababab") && listed.contains("FAILED"),
+        "{listed}"
+    );
+    commands::outbox::drop(&mut p, "abababab", &mut Vec::new()).unwrap();
+    assert!(p.outbox.is_empty());
+}

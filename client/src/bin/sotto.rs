@@ -64,6 +64,12 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// The messages the relay has not taken yet: list them, send one the relay
+    /// refused again, or drop it.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Fetch and print what arrived, one message a line.
     Sync {
         /// One JSON object a line: id, mode, from, group, text, sent_at.
@@ -87,6 +93,16 @@ enum Command {
         /// The 60 digits you compared (spaces allowed; quote them).
         digits: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Every waiting message: its id, mode, recipient, status and text.
+    List,
+    /// Send the message with this id (its first hex digits) again.
+    Retry { id: String },
+    /// Remove the message with this id from the outbox: it will not be sent.
+    Drop { id: String },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +229,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync { json } => {
             let mut profile = open_profile(&dir)?;
             commands::sync::run(&mut profile, json, &mut out).await
+        }
+        Command::Outbox { command } => {
+            let mut profile = open_profile(&dir)?;
+            match command {
+                OutboxCommand::List => commands::outbox::list(&profile, &mut out),
+                OutboxCommand::Retry { id } => {
+                    commands::outbox::retry(&mut profile, &id, &mut out).await
+                }
+                OutboxCommand::Drop { id } => commands::outbox::drop(&mut profile, &id, &mut out),
+            }
         }
         Command::Chat { secret, user } => {
             let profile = open_profile(&dir)?;

@@ -3,6 +3,7 @@
 
 pub mod group;
 pub mod init;
+pub mod outbox;
 pub mod send;
 pub mod sync;
 pub mod verify;
@@ -13,8 +14,6 @@ use std::time::Duration;
 use rand::Rng;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-use crate::relay::ClientError;
 
 /// A fresh random message id: a retry reuses it, so the relay stores the message once.
 pub fn new_client_id() -> [u8; sotto_proto::CLIENT_ID_LEN] {
@@ -41,7 +40,7 @@ where
     let mut delay = Duration::from_millis(200);
     for _ in 0..2 {
         match attempt().await {
-            Err(e) if is_transient(&e) => {
+            Err(e) if crate::relay::transient(&e) => {
                 tokio::time::sleep(delay).await;
                 delay *= 3;
             }
@@ -49,13 +48,6 @@ where
         }
     }
     attempt().await
-}
-
-fn is_transient(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<ClientError>()
-            .is_some_and(ClientError::is_transient)
-    })
 }
 
 /// Runs a binary's async `main` on a multi-threaded runtime; on error prints

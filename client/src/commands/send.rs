@@ -95,9 +95,18 @@ pub async fn run_secret(
     expire_secs: Option<u32>,
     out: &mut dyn Write,
 ) -> Result<()> {
+    crate::secret::check_size(text)?;
     let client = with_retries(|| profile.connect()).await?;
-    crate::secret::flush_outbox(profile, &client).await?;
-    let entry = crate::secret::prepare(profile, &client, to, text, expire_secs).await?;
+    // What waits from before goes first (what was refused for good stays
+    // marked in the outbox and blocks nothing).
+    for (client_id, reason) in crate::secret::flush_outbox(profile, &client).await? {
+        eprintln!(
+            "sotto: the relay refused an earlier secret message {}: {reason} (see `sotto outbox list`)",
+            &client_id[..8]
+        );
+    }
+    let entry =
+        crate::secret::prepare(profile, &client, to, text, expire_secs, new_client_id()).await?;
     let mut result = crate::secret::deliver(profile, &client, &entry).await;
     if result.is_err() {
         // One more try on a fresh connection (same client id: queued once).
@@ -107,12 +116,20 @@ pub async fn run_secret(
         }
     }
     client.close().await;
-    result.map_err(|e| {
+    let delivered = result.map_err(|e| {
         e.context(format!(
             "the secret message to {to} is encrypted and kept in the outbox, but the relay has not stored it yet; \
              `sotto sync` or the next send retries it"
         ))
     })?;
+    if let crate::secret::Delivered::Failed(reason) = delivered {
+        bail!(
+            "the relay refused the secret message to {to}: {reason}. It is kept in the outbox, \
+             marked failed: `sotto outbox retry {}` or `sotto outbox drop {}`",
+            &entry.client_id[..8],
+            &entry.client_id[..8]
+        );
+    }
     writeln!(
         out,
         "{}",

@@ -28,8 +28,16 @@ struct JsonLine<'a> {
 
 pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Result<()> {
     let client = profile.connect().await?;
-    if let Err(e) = secret::flush_outbox(profile, &client).await {
-        eprintln!("sotto: the outbox could not be sent yet: {e:#}");
+    match secret::flush_outbox(profile, &client).await {
+        Ok(refused) => {
+            for (client_id, reason) in refused {
+                eprintln!(
+                    "sotto: the relay refused secret message {}: {reason} (see `sotto outbox list`)",
+                    &client_id[..8]
+                );
+            }
+        }
+        Err(e) => eprintln!("sotto: the outbox could not be sent yet: {e:#}"),
     }
     let fetched = fetch_new(profile, &client).await?;
     client.close().await;

@@ -5,7 +5,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{HistoryEntry, Mode, PendingNormal};
+use crate::profile::{HistoryEntry, Mode, PendingMessage};
 
 /// The UI line id of a message with this client id.
 pub fn local_id_of(client_id: &[u8]) -> u64 {
@@ -53,6 +53,8 @@ pub enum Delivery {
     Pending,
     /// Stored by the relay.
     Sent,
+    /// Refused for good; kept (`sotto outbox retry|drop`).
+    Failed,
     /// Someone else's message.
     Received,
 }
@@ -137,6 +139,7 @@ pub enum Effect {
     },
     SendSecret {
         local_id: u64,
+        client_id: [u8; 16],
         to: String,
         text: String,
         expire: Option<u32>,
@@ -197,7 +200,7 @@ impl App {
         me: &str,
         fingerprint: &str,
         history: &[HistoryEntry],
-        pending: &[PendingNormal],
+        pending: &[PendingMessage],
         open: Option<ConvKey>,
     ) -> Self {
         let mut app = App {
@@ -225,6 +228,7 @@ impl App {
         for p in pending {
             let key = match (&p.user, &p.group) {
                 (_, Some(g)) => ConvKey::Group(g.clone()),
+                (Some(u), _) if p.secret => ConvKey::Secret(u.clone()),
                 (Some(u), _) => ConvKey::Direct(u.clone()),
                 _ => continue,
             };
@@ -235,7 +239,11 @@ impl App {
                 from: me,
                 text: p.text.clone(),
                 sent_at: p.typed_at,
-                delivery: Delivery::Pending,
+                delivery: if p.failed.is_some() {
+                    Delivery::Failed
+                } else {
+                    Delivery::Pending
+                },
                 local_id: hex::decode(&p.client_id)
                     .map(|id| local_id_of(&id))
                     .unwrap_or(0),
@@ -329,11 +337,9 @@ impl App {
                 Vec::new()
             }
             Event::Failed { local_id, reason } => {
-                self.conversations.iter_mut().for_each(|c| {
-                    c.lines
-                        .retain(|l| l.local_id != local_id || l.delivery != Delivery::Pending)
-                });
-                self.status = format!("not sent: {reason}");
+                // Kept in view, marked: it is kept in the vault too.
+                self.set_delivery(local_id, Delivery::Failed);
+                self.status = format!("not sent: {reason} (`sotto outbox` retries or drops it)");
                 Vec::new()
             }
             Event::Connection(c) => {
@@ -489,6 +495,7 @@ impl App {
         match key {
             ConvKey::Secret(to) => vec![Effect::SendSecret {
                 local_id,
+                client_id,
                 to,
                 text,
                 expire,

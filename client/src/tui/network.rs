@@ -2,13 +2,14 @@
 //! relay (reconnecting with backoff), turns [`Effect`]s into requests, and
 //! reports what happens as [`Event`]s.
 //!
-//! Invariant: a message typed while the relay is away is queued and sent once
-//! it is back, exactly once, also across a restart of the client: a normal
-//! message is kept in the vault (`Profile::pending`) with its client id until
-//! the relay stores it (once, whatever the retries), a secret one is encrypted
-//! once and kept in the vault's outbox until the relay has it.
+//! Invariant: a message typed is kept in the vault before anything else
+//! (`Profile::pending`, with its client id), and sent once the relay is
+//! there, exactly once, also across a restart of the client; a secret one is
+//! then encrypted once and kept in the vault's outbox until the relay has it.
+//! A message the relay refuses for good is marked failed and kept; it never
+//! holds up the messages after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -17,9 +18,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
 use crate::commands::sync::{fetch_new, mark_shown};
 use crate::e2e::safety;
-use crate::profile::{PendingNormal, Profile};
-use crate::relay::{ClientError, Recipient, RelayClient};
-use crate::secret;
+use crate::profile::{PendingMessage, Profile};
+use crate::relay::RelayClient;
+use crate::{outbox, secret};
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
@@ -29,19 +30,7 @@ enum Flow {
     Exit,
 }
 
-/// A secret message was encrypted into the outbox but the relay did not take
-/// it: its effect is done (the outbox delivers it), and the connection is
-/// suspect. It must not be performed again, or it would be encrypted twice.
-#[derive(Debug, thiserror::Error)]
-#[error("the relay did not take the secret message yet")]
-struct KeptInOutbox;
-
-fn transient(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<ClientError>()
-            .is_some_and(ClientError::is_transient)
-    })
-}
+use crate::relay::transient;
 
 /// Runs until the effect channel closes (the UI quit).
 pub async fn run(
@@ -50,8 +39,6 @@ pub async fn run(
     events: UnboundedSender<Event>,
 ) {
     let mut queue: VecDeque<Effect> = VecDeque::new();
-    // Secret messages in the outbox, by client id, and the UI line they show as.
-    let mut outbox_lines: HashMap<String, u64> = HashMap::new();
     let mut backoff = FIRST_RETRY;
     loop {
         let _ = events.send(Event::Connection(Connection::Connecting));
@@ -59,15 +46,7 @@ pub async fn run(
             Ok(client) => {
                 backoff = FIRST_RETRY;
                 let _ = events.send(Event::Connection(Connection::Online));
-                let flow = online(
-                    &mut profile,
-                    &client,
-                    &mut effects,
-                    &events,
-                    &mut queue,
-                    &mut outbox_lines,
-                )
-                .await;
+                let flow = online(&mut profile, &client, &mut effects, &events, &mut queue).await;
                 client.close().await;
                 if let Flow::Exit = flow {
                     return;
@@ -100,14 +79,9 @@ async fn online(
     effects: &mut UnboundedReceiver<Effect>,
     events: &UnboundedSender<Event>,
     queue: &mut VecDeque<Effect>,
-    outbox_lines: &mut HashMap<String, u64>,
 ) -> Flow {
-    if deliver_outbox(profile, client, events, outbox_lines)
-        .await
-        .is_err()
-        || drain(profile, client, events, queue, outbox_lines)
-            .await
-            .is_err()
+    if deliver_outbox(profile, client, events).await.is_err()
+        || drain(profile, client, events, queue).await.is_err()
     {
         return Flow::Reconnect;
     }
@@ -132,7 +106,7 @@ async fn online(
                 None => return Flow::Exit,
                 Some(effect) => {
                     accept(profile, effect, queue, events);
-                    if drain(profile, client, events, queue, outbox_lines).await.is_err() {
+                    if drain(profile, client, events, queue).await.is_err() {
                         return Flow::Reconnect;
                     }
                 }
@@ -141,35 +115,65 @@ async fn online(
     }
 }
 
-/// Takes an effect from the UI: a normal message goes into the vault at once
-/// (so it survives a restart), anything else waits in the queue.
+/// Takes an effect from the UI: a message goes into the vault at once (so it
+/// survives a restart, even typed while the relay is away); anything else
+/// waits in the queue.
 fn accept(
     profile: &mut Profile,
     effect: Effect,
     queue: &mut VecDeque<Effect>,
     events: &UnboundedSender<Event>,
 ) {
-    let Effect::SendNormal {
-        local_id,
-        client_id,
-        to,
-        text,
-    } = effect
-    else {
-        queue.push_back(effect);
-        return;
+    let (local_id, pending) = match effect {
+        Effect::SendNormal {
+            local_id,
+            client_id,
+            to,
+            text,
+        } => {
+            let (user, group) = match to {
+                ConvKey::Group(g) => (None, Some(g)),
+                ConvKey::Direct(u) | ConvKey::Secret(u) => (Some(u), None),
+            };
+            (
+                local_id,
+                PendingMessage {
+                    client_id: hex::encode(client_id),
+                    user,
+                    group,
+                    text,
+                    typed_at: crate::profile::now_ms(),
+                    secret: false,
+                    expire_secs: None,
+                    failed: None,
+                },
+            )
+        }
+        Effect::SendSecret {
+            local_id,
+            client_id,
+            to,
+            text,
+            expire,
+        } => (
+            local_id,
+            PendingMessage {
+                client_id: hex::encode(client_id),
+                user: Some(to),
+                group: None,
+                text,
+                typed_at: crate::profile::now_ms(),
+                secret: true,
+                expire_secs: expire,
+                failed: None,
+            },
+        ),
+        other => {
+            queue.push_back(other);
+            return;
+        }
     };
-    let (user, group) = match to {
-        ConvKey::Group(g) => (None, Some(g)),
-        ConvKey::Direct(u) | ConvKey::Secret(u) => (Some(u), None),
-    };
-    profile.pending.push(PendingNormal {
-        client_id: hex::encode(client_id),
-        user,
-        group,
-        text,
-        typed_at: crate::profile::now_ms(),
-    });
+    profile.pending.push(pending);
     if let Err(e) = profile.save() {
         profile.pending.pop();
         let _ = events.send(Event::Failed {
@@ -179,45 +183,29 @@ fn accept(
     }
 }
 
-/// Sends the normal messages waiting in the vault, oldest first.
+/// Sends the messages waiting in the vault, oldest first; what failed for
+/// good is skipped (see [`crate::outbox`]).
 async fn deliver_pending(
     profile: &mut Profile,
     client: &RelayClient,
     events: &UnboundedSender<Event>,
 ) -> Result<()> {
-    for p in profile.pending.clone() {
+    let waiting: Vec<PendingMessage> = profile
+        .pending
+        .iter()
+        .filter(|p| p.failed.is_none())
+        .cloned()
+        .collect();
+    for p in waiting {
         let mut client_id = [0u8; 16];
         hex::decode_to_slice(&p.client_id, &mut client_id)?;
         let local_id = local_id_of(&client_id);
-        let recipient = match (&p.user, &p.group) {
-            (_, Some(g)) => Recipient::Group(g),
-            (Some(u), _) => Recipient::User(u),
-            _ => continue,
-        };
-        let result = client.send_normal(recipient, &p.text, client_id).await;
-        profile.pending.retain(|q| q.client_id != p.client_id);
-        match result {
-            Ok(stored) => {
-                profile.remember_sent_normal(
-                    &stored,
-                    p.user.clone(),
-                    p.group.clone(),
-                    &p.text,
-                    &p.client_id,
-                );
-                profile.save()?;
+        match outbox::send_pending(profile, client, &p).await? {
+            outbox::Outcome::Stored => {
                 let _ = events.send(Event::Delivered { local_id });
             }
-            Err(e) if e.is_transient() => {
-                profile.pending.insert(0, p);
-                return Err(e.into());
-            }
-            Err(e) => {
-                profile.save()?;
-                let _ = events.send(Event::Failed {
-                    local_id,
-                    reason: e.to_string(),
-                });
+            outbox::Outcome::Failed(reason) => {
+                let _ = events.send(Event::Failed { local_id, reason });
             }
         }
     }
@@ -240,16 +228,30 @@ async fn fetched(
     Ok(())
 }
 
+/// Sends what waits in the outbox (encrypted before a restart), skipping
+/// what failed for good.
 async fn deliver_outbox(
     profile: &mut Profile,
     client: &RelayClient,
     events: &UnboundedSender<Event>,
-    outbox_lines: &mut HashMap<String, u64>,
 ) -> Result<()> {
-    for entry in profile.outbox.clone() {
-        secret::deliver(profile, client, &entry).await?;
-        if let Some(local_id) = outbox_lines.remove(&entry.client_id) {
-            let _ = events.send(Event::Delivered { local_id });
+    let waiting: Vec<_> = profile
+        .outbox
+        .iter()
+        .filter(|e| e.failed.is_none())
+        .cloned()
+        .collect();
+    for entry in waiting {
+        let mut client_id = [0u8; 16];
+        hex::decode_to_slice(&entry.client_id, &mut client_id)?;
+        let local_id = local_id_of(&client_id);
+        match secret::deliver(profile, client, &entry).await? {
+            secret::Delivered::Stored(_) => {
+                let _ = events.send(Event::Delivered { local_id });
+            }
+            secret::Delivered::Failed(reason) => {
+                let _ = events.send(Event::Failed { local_id, reason });
+            }
         }
     }
     Ok(())
@@ -262,25 +264,13 @@ async fn drain(
     client: &RelayClient,
     events: &UnboundedSender<Event>,
     queue: &mut VecDeque<Effect>,
-    outbox_lines: &mut HashMap<String, u64>,
 ) -> Result<()> {
     deliver_pending(profile, client, events).await?;
     while let Some(next) = queue.front() {
-        match perform(profile, client, events, next, outbox_lines).await {
-            Err(e) if e.is::<KeptInOutbox>() => {
-                queue.pop_front();
-                return Err(e);
-            }
+        match perform(profile, client, events, next).await {
             Err(e) if transient(&e) => return Err(e),
             Err(e) => {
-                if let Effect::SendSecret { local_id, .. } = next {
-                    let _ = events.send(Event::Failed {
-                        local_id: *local_id,
-                        reason: format!("{e:#}"),
-                    });
-                } else {
-                    let _ = events.send(Event::Notice(format!("{e:#}")));
-                }
+                let _ = events.send(Event::Notice(format!("{e:#}")));
             }
             Ok(()) => {}
         }
@@ -294,29 +284,10 @@ async fn perform(
     client: &RelayClient,
     events: &UnboundedSender<Event>,
     effect: &Effect,
-    outbox_lines: &mut HashMap<String, u64>,
 ) -> Result<()> {
     match effect {
-        // Accepted into the vault's pending list; `deliver_pending` sends it.
-        Effect::SendNormal { .. } => {}
-        Effect::SendSecret {
-            local_id,
-            to,
-            text,
-            expire,
-        } => {
-            let entry = secret::prepare(profile, client, to, text, *expire).await?;
-            outbox_lines.insert(entry.client_id.clone(), *local_id);
-            // Encrypted and in the outbox: from here a failure is retried, never re-encrypted.
-            if secret::deliver(profile, client, &entry).await.is_ok() {
-                outbox_lines.remove(&entry.client_id);
-                let _ = events.send(Event::Delivered {
-                    local_id: *local_id,
-                });
-            } else {
-                anyhow::bail!(KeptInOutbox);
-            }
-        }
+        // Accepted into the vault's pending list; `deliver_pending` sends them.
+        Effect::SendNormal { .. } | Effect::SendSecret { .. } => {}
         Effect::CreateGroup { name, members } => {
             let created = client.create_group(name, members).await?;
             let _ = events.send(Event::Notice(format!(

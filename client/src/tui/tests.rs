@@ -303,6 +303,7 @@ fn a_message_from_sotto_send_is_shown_and_sent_like_a_typed_one() {
             to,
             text,
             expire: Some(30),
+            ..
         },
     ] = effects.as_slice()
     else {

@@ -83,6 +83,7 @@ fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
         let mark = match l.delivery {
             Delivery::Pending => " …",
             Delivery::Sent => " ✓",
+            Delivery::Failed => " ✗ not sent",
             Delivery::Received => "",
         };
         let hit = app

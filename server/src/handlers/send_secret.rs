@@ -8,8 +8,7 @@ use super::{Handled, RequestError, valid_name};
 use crate::secret_queue::{NewSecret, Queued};
 use crate::state::RelayState;
 
-/// Largest ciphertext accepted: a full-size text plus the protocol's overhead.
-pub const MAX_CIPHERTEXT: usize = sotto_proto::MAX_TEXT + 4096;
+use sotto_proto::MAX_SECRET_CIPHERTEXT as MAX_CIPHERTEXT;
 
 pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled {
     let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = send
