@@ -146,17 +146,23 @@ pub async fn send_pending(
         };
         let before = profile.pending.clone();
         profile.pending.retain(|q| q.client_id != p.client_id);
-        let entry =
-            match secret::prepare(profile, client, to, &p.text, p.expire_secs, client_id).await {
-                Ok(entry) => entry,
-                Err(e) => {
-                    profile.pending = before;
-                    if transient(&e) {
-                        return Err(e);
-                    }
-                    return fail(profile, &p.client_id, format!("{e:#}"));
+        let entry = match secret::prepare(
+            profile,
+            client,
+            to,
+            secret::Outgoing::message(&p.text, p.expire_secs, client_id),
+        )
+        .await
+        {
+            Ok(entry) => entry,
+            Err(e) => {
+                profile.pending = before;
+                if transient(&e) {
+                    return Err(e);
                 }
-            };
+                return fail(profile, &p.client_id, format!("{e:#}"));
+            }
+        };
         return Ok(match secret::deliver(profile, client, &entry).await? {
             Delivered::Stored(_) => Outcome::Stored,
             Delivered::Failed(reason) => Outcome::Failed(reason),

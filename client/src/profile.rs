@@ -213,6 +213,9 @@ pub struct Profile {
     /// Peers to start a fresh session with at the next secret send (a
     /// message from them could not be decrypted).
     pub resets: BTreeSet<String>,
+    /// Each secret chat's disappearing timer, in seconds, as last set by
+    /// either side (a control message carries it across).
+    pub timers: BTreeMap<String, u32>,
     pub outbox: Vec<OutboxEntry>,
     /// Normal messages typed in `sotto chat` that the relay has not stored yet.
     pub pending: Vec<PendingMessage>,
@@ -270,6 +273,7 @@ const SEEN: &str = "seen";
 const BASE_KEYS: &str = "base_keys";
 const HELD: &str = "held";
 const RESETS: &str = "resets";
+const TIMERS: &str = "timers";
 
 #[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 struct IdentitySecrets {
@@ -344,6 +348,7 @@ impl Profile {
             seen_base_keys: SeenBaseKeys::default(),
             held: Vec::new(),
             resets: BTreeSet::new(),
+            timers: BTreeMap::new(),
             outbox: Vec::new(),
             pending: Vec::new(),
             seen_envelopes: VecDeque::new(),
@@ -416,6 +421,7 @@ impl Profile {
         profile.seen_base_keys = read_part(&profile.vault, BASE_KEYS)?.unwrap_or_default();
         profile.held = read_part(&profile.vault, HELD)?.unwrap_or_default();
         profile.resets = read_part(&profile.vault, RESETS)?.unwrap_or_default();
+        profile.timers = read_part(&profile.vault, TIMERS)?.unwrap_or_default();
         for (key, value) in profile.vault.entries(Table::History)? {
             let key = u64::from_be_bytes(
                 key.as_slice()
@@ -459,6 +465,7 @@ impl Profile {
         write_part(vault, written, BASE_KEYS, &self.seen_base_keys)?;
         write_part(vault, written, HELD, &self.held)?;
         write_part(vault, written, RESETS, &self.resets)?;
+        write_part(vault, written, TIMERS, &self.timers)?;
         for key in std::mem::take(&mut self.history_removed) {
             self.vault.remove(Table::History, &key.to_be_bytes())?;
         }

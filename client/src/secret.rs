@@ -37,6 +37,12 @@ pub enum Received {
     Again,
     /// Kept encrypted, unread (see [`HeldBecause`]); the sentence says why.
     Held(String),
+    /// The peer set the chat's disappearing timer (applied already).
+    Timer {
+        peer: String,
+        secs: Option<u32>,
+        notice: String,
+    },
     /// It could not be read and is not worth keeping; the sentence says why.
     Dropped(String),
 }
@@ -96,14 +102,57 @@ fn check_contact(profile: &mut Profile, user: &str, key: &[u8; 32]) -> Result<()
 
 /// Encrypts `text` for `peer`, setting up a session first if there is none,
 /// and puts it in the outbox. The vault is saved before this returns.
+/// A secret message to encrypt: text (with its timer), or a control message
+/// that sets the chat's timer on both sides.
+pub struct Outgoing<'a> {
+    pub text: &'a str,
+    /// This message's timer; `None` takes the chat's (see [`Profile::timers`]).
+    pub expire_secs: Option<u32>,
+    pub client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    /// Set: a control message announcing the chat's new timer (0 = off).
+    pub set_timer: Option<u32>,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn message(
+        text: &'a str,
+        expire_secs: Option<u32>,
+        client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    ) -> Self {
+        Outgoing {
+            text,
+            expire_secs,
+            client_id,
+            set_timer: None,
+        }
+    }
+
+    pub fn timer(secs: Option<u32>, client_id: [u8; sotto_proto::CLIENT_ID_LEN]) -> Self {
+        Outgoing {
+            text: "",
+            expire_secs: None,
+            client_id,
+            set_timer: Some(secs.unwrap_or(0)),
+        }
+    }
+}
+
 pub async fn prepare(
     profile: &mut Profile,
     client: &RelayClient,
     peer: &str,
-    text: &str,
-    expire_secs: Option<u32>,
-    client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    outgoing: Outgoing<'_>,
 ) -> Result<OutboxEntry> {
+    let Outgoing {
+        text,
+        expire_secs,
+        client_id,
+        set_timer,
+    } = outgoing;
+    let expire_secs = match set_timer {
+        Some(_) => None,
+        None => expire_secs.or_else(|| profile.timers.get(peer).copied()),
+    };
     if peer == profile.config.username {
         bail!("a secret chat needs someone else");
     }
@@ -149,6 +198,7 @@ pub async fn prepare(
         client_id: client_id.to_vec().into(),
         sent_at,
         session_reset: reset,
+        set_timer_secs: set_timer,
     };
     let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
     let session = profile
@@ -163,18 +213,28 @@ pub async fn prepare(
         failed: None,
     };
     profile.outbox.push(entry.clone());
-    profile.remember(HistoryEntry {
-        id: 0,
-        mode: Mode::Secret,
-        from: profile.config.username.clone(),
-        peer: Some(peer.to_owned()),
-        group: None,
-        text: text.to_owned(),
-        sent_at,
-        client_id: hex::encode(client_id),
-        expire_secs,
-        shown_at: expire_secs.map(|_| sent_at),
-    });
+    match set_timer {
+        Some(0) => {
+            profile.timers.remove(peer);
+        }
+        Some(secs) => {
+            profile.timers.insert(peer.to_owned(), secs);
+        }
+        None => {
+            profile.remember(HistoryEntry {
+                id: 0,
+                mode: Mode::Secret,
+                from: profile.config.username.clone(),
+                peer: Some(peer.to_owned()),
+                group: None,
+                text: text.to_owned(),
+                sent_at,
+                client_id: hex::encode(client_id),
+                expire_secs,
+                shown_at: expire_secs.map(|_| sent_at),
+            });
+        }
+    }
     profile.save()?;
     Ok(entry)
 }
@@ -359,6 +419,23 @@ pub fn receive(
     if content.session_reset {
         warnings.push(format!("{from} started a fresh secret session"));
     }
+    if let Some(secs) = content.set_timer_secs {
+        let notice = match secs {
+            0 => {
+                profile.timers.remove(from);
+                format!("{from} turned disappearing messages off")
+            }
+            secs => {
+                profile.timers.insert(from.to_owned(), secs);
+                format!("{from} set disappearing messages to {secs} s after they are read")
+            }
+        };
+        return Received::Timer {
+            peer: from.to_owned(),
+            secs: (secs > 0).then_some(secs),
+            notice,
+        };
+    }
     let entry = HistoryEntry {
         id: envelope.id,
         mode: Mode::Secret,
@@ -450,6 +527,7 @@ pub fn release_held(
         match receive(profile, &envelope, warnings) {
             Received::Message(entry) => shown.push(entry),
             Received::Held(why) | Received::Dropped(why) => warnings.push(why),
+            Received::Timer { notice, .. } => warnings.push(notice),
             Received::Again => {}
         }
     }

@@ -600,3 +600,61 @@ async fn an_oversized_or_refused_secret_message_jams_nothing() {
     commands::outbox::drop(&mut p, "abababab", &mut Vec::new()).unwrap();
     assert!(p.outbox.is_empty());
 }
+
+#[tokio::test]
+async fn a_timer_set_on_one_side_is_shown_and_applied_on_both() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&alice, "bob", "hello").await.unwrap();
+    sync(&bob).await;
+    // Alice sets a 30 s timer on the chat: a control message inside the session.
+    {
+        let mut p = Profile::open(&alice, PASS).unwrap();
+        let client = p.connect().await.unwrap();
+        let entry = secret::prepare(
+            &mut p,
+            &client,
+            "bob",
+            secret::Outgoing::timer(Some(30), commands::new_client_id()),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            secret::deliver(&mut p, &client, &entry).await.unwrap(),
+            secret::Delivered::Stored(_)
+        ));
+        assert_eq!(p.timers.get("bob"), Some(&30));
+        assert!(
+            p.history().iter().all(|e| !e.text.is_empty()),
+            "no line for a control message"
+        );
+    }
+    // Bob's side applies it: no message line, the chat's timer is 30 s, and
+    // his next message (no --expire) carries it.
+    let mut p = Profile::open(&bob, PASS).unwrap();
+    let client = p.connect().await.unwrap();
+    let fetched = commands::sync::fetch_new(&mut p, &client).await.unwrap();
+    assert!(fetched.entries.is_empty());
+    assert_eq!(fetched.timers, [("alice".to_owned(), Some(30))]);
+    assert!(
+        fetched.warnings.iter().any(|w| w.contains("30 s")),
+        "{:?}",
+        fetched.warnings
+    );
+    assert_eq!(p.timers.get("alice"), Some(&30));
+    drop(client);
+    drop(p);
+    send_secret(&bob, "alice", "short-lived").await.unwrap();
+    let got = sync(&alice).await;
+    assert_eq!(texts(&got), ["short-lived"]);
+    let p = Profile::open(&alice, PASS).unwrap();
+    let entry = p
+        .history()
+        .iter()
+        .find(|e| e.text == "short-lived")
+        .unwrap();
+    assert_eq!(entry.expire_secs, Some(30));
+}

@@ -105,8 +105,8 @@ pub async fn run_secret(
             &client_id[..8]
         );
     }
-    let entry =
-        crate::secret::prepare(profile, &client, to, text, expire_secs, new_client_id()).await?;
+    let outgoing = crate::secret::Outgoing::message(text, expire_secs, new_client_id());
+    let entry = crate::secret::prepare(profile, &client, to, outgoing).await?;
     let mut result = crate::secret::deliver(profile, &client, &entry).await;
     if result.is_err() {
         // One more try on a fresh connection (same client id: queued once).

@@ -57,12 +57,15 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
 pub struct Fetched {
     pub entries: Vec<HistoryEntry>,
     pub warnings: Vec<String>,
+    /// Secret chats whose disappearing timer the peer set: (peer, seconds).
+    pub timers: Vec<(String, Option<u32>)>,
 }
 
 /// Fetches everything waiting at the relay, keeps it in the vault, then
 /// acknowledges it. Tops up prekeys when the relay says they run low.
 pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fetched> {
     let mut arrived = Vec::new();
+    let mut timers = Vec::new();
     let mut warnings = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
@@ -79,6 +82,10 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fe
                 Received::Message(entry) => arrived.push(entry),
                 Received::Again => {}
                 Received::Held(reason) | Received::Dropped(reason) => warnings.push(reason),
+                Received::Timer { peer, secs, notice } => {
+                    warnings.push(notice);
+                    timers.push((peer, secs));
+                }
             }
             secret_ids.push(envelope.id);
         }
@@ -102,6 +109,7 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fe
     Ok(Fetched {
         entries: arrived,
         warnings,
+        timers,
     })
 }
 

@@ -66,6 +66,8 @@ pub struct ChatLine {
     pub sent_at: i64,
     pub delivery: Delivery,
     pub local_id: u64,
+    /// A disappearing message: when it goes (milliseconds since the epoch).
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,13 +91,27 @@ pub enum Connection {
 pub enum View {
     Chat,
     Help,
-    Verify(String),
+    /// A page of text over the chat (Esc closes): a safety number, the outbox.
+    Text {
+        title: &'static str,
+        text: String,
+    },
 }
 
 /// Something that happened: a key, a delivery, the connection changing.
 #[derive(Debug, Clone)]
 pub enum Event {
     Key(KeyEvent),
+    /// The clock: disappearing messages whose time came are taken away.
+    /// (The chat loop sends one a second; tests send the times they want.)
+    Tick {
+        now_ms: i64,
+    },
+    /// The peer of a secret chat set its disappearing timer.
+    TimerSet {
+        peer: String,
+        secs: Option<u32>,
+    },
     ScrollUp,
     ScrollDown,
     /// Messages that arrived (or, at start, the history).
@@ -114,6 +130,8 @@ pub enum Event {
     Notice(String),
     /// The safety number view for the open conversation.
     VerifyText(String),
+    /// What waits in the outbox, as `sotto outbox list` shows it.
+    OutboxText(String),
     /// The terminal changed size: only a redraw.
     Resize,
     /// A message another `sotto send` handed to this client (see
@@ -148,6 +166,13 @@ pub enum Effect {
         name: String,
         members: Vec<String>,
     },
+    /// The outbox: list it, send a refused message again, or drop it.
+    Outbox(OutboxAction),
+    /// Tell the peer of a secret chat its new disappearing timer.
+    SetTimer {
+        peer: String,
+        secs: Option<u32>,
+    },
     Verify {
         user: String,
     },
@@ -156,6 +181,13 @@ pub enum Effect {
     },
     Bell,
     Quit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxAction {
+    List,
+    Retry(String),
+    Drop(String),
 }
 
 pub struct App {
@@ -174,6 +206,8 @@ pub struct App {
     /// The search term highlighted in the open conversation.
     pub search: Option<String>,
     pub quit: bool,
+    /// The app's clock (milliseconds since the epoch), moved by [`Event::Tick`].
+    pub now_ms: i64,
 }
 
 pub const HELP: &str = "\
@@ -191,6 +225,7 @@ Commands
   /verify             show the safety number of the open chat, and how to compare it
   /trust              accept the open chat's changed identity key
   /timer 30s|off      disappearing messages in the open secret chat
+  /outbox             unsent messages; then /retry ID or /drop ID
   /search TEXT        find TEXT in the open conversation
   /help               this help
   /quit               quit";
@@ -216,6 +251,7 @@ impl App {
             view: View::Chat,
             search: None,
             quit: false,
+            now_ms: crate::profile::now_ms(),
         };
         for entry in history {
             let key = app.key_of(entry);
@@ -247,6 +283,7 @@ impl App {
                 local_id: hex::decode(&p.client_id)
                     .map(|id| local_id_of(&id))
                     .unwrap_or(0),
+                expires_at: None,
             });
         }
         if let Some(key) = open {
@@ -291,6 +328,12 @@ impl App {
                 Delivery::Received
             },
             local_id: 0,
+            // A timer starts when the message is first shown: now, if not yet.
+            expires_at: e.expire_secs.map(|secs| {
+                e.shown_at
+                    .unwrap_or(self.now_ms)
+                    .saturating_add(i64::from(secs) * 1000)
+            }),
         }
     }
 
@@ -332,6 +375,18 @@ impl App {
                 Vec::new()
             }
             Event::Incoming(entries) => self.incoming(entries),
+            Event::Tick { now_ms } => {
+                self.now_ms = now_ms;
+                for c in &mut self.conversations {
+                    c.lines
+                        .retain(|l| l.expires_at.is_none_or(|at| at > now_ms));
+                }
+                Vec::new()
+            }
+            Event::TimerSet { peer, secs } => {
+                self.conversation_mut(&ConvKey::Secret(peer.clone())).timer = secs;
+                Vec::new()
+            }
             Event::Delivered { local_id } => {
                 self.set_delivery(local_id, Delivery::Sent);
                 Vec::new()
@@ -350,8 +405,18 @@ impl App {
                 self.status = text;
                 Vec::new()
             }
+            Event::OutboxText(text) => {
+                self.view = View::Text {
+                    title: "outbox: /retry ID, /drop ID (Esc closes)",
+                    text,
+                };
+                Vec::new()
+            }
             Event::VerifyText(text) => {
-                self.view = View::Verify(text);
+                self.view = View::Text {
+                    title: "verify (Esc closes)",
+                    text,
+                };
                 Vec::new()
             }
             Event::Resize => Vec::new(),
@@ -363,6 +428,15 @@ impl App {
             } => {
                 self.status = format!("sending for `sotto send` to {}", to.title());
                 self.compose(to, client_id, text, expire)
+            }
+        }
+    }
+
+    /// Each secret chat's timer, as the profile keeps it.
+    pub fn set_timers(&mut self, timers: &std::collections::BTreeMap<String, u32>) {
+        for conv in &mut self.conversations {
+            if let ConvKey::Secret(peer) = &conv.key {
+                conv.timer = timers.get(peer).copied();
             }
         }
     }
@@ -490,6 +564,7 @@ impl App {
             sent_at: now,
             delivery: Delivery::Pending,
             local_id,
+            expires_at: expire.map(|secs| now.saturating_add(i64::from(secs) * 1000)),
         });
         conv.last_activity = now;
         match key {
@@ -541,15 +616,23 @@ impl App {
                 }
                 match crate::secret::parse_timer(value) {
                     Ok(timer) => {
-                        if let Some(key) = self.open.clone() {
-                            self.conversation_mut(&key).timer = timer;
-                        }
+                        let Some(key) = self.open.clone() else {
+                            return Vec::new();
+                        };
+                        self.conversation_mut(&key).timer = timer;
                         self.say(&match timer {
-                            Some(secs) => {
-                                format!("new messages disappear {secs} s after they are read")
-                            }
-                            None => "disappearing messages off".to_owned(),
-                        })
+                            Some(secs) => format!(
+                                "new messages disappear {secs} s after they are read (on both sides)"
+                            ),
+                            None => "disappearing messages off (on both sides)".to_owned(),
+                        });
+                        match key.peer() {
+                            Some(peer) => vec![Effect::SetTimer {
+                                peer: peer.to_owned(),
+                                secs: timer,
+                            }],
+                            None => Vec::new(),
+                        }
                     }
                     Err(e) => self.say(&format!("{e:#}")),
                 }
@@ -563,6 +646,9 @@ impl App {
                 self.search = Some(term.clone());
                 self.say(&format!("{hits} messages contain {term:?} (Esc clears)"))
             }
+            ("outbox", []) => vec![Effect::Outbox(OutboxAction::List)],
+            ("retry", [id]) => vec![Effect::Outbox(OutboxAction::Retry((*id).to_owned()))],
+            ("drop", [id]) => vec![Effect::Outbox(OutboxAction::Drop((*id).to_owned()))],
             ("help", []) => {
                 self.view = View::Help;
                 Vec::new()

@@ -80,6 +80,9 @@ where
         &profile.pending,
         open,
     );
+    app.set_timers(&profile.timers);
+    // The clock that takes disappearing messages away at their time.
+    let mut clock = tokio::time::interval(std::time::Duration::from_secs(1));
     // This process holds the profile, so `sotto send` hands its messages here.
     let (forwarded_tx, mut forwarded_rx) = mpsc::unbounded_channel();
     let control = match crate::control::serve(&profile.dir, forwarded_tx) {
@@ -105,6 +108,7 @@ where
             Some(e) = keys.recv() => e,
             Some(e) = events_rx.recv() => e,
             Some(f) = forwarded_rx.recv() => owing.take(f),
+            _ = clock.tick() => Event::Tick { now_ms: crate::profile::now_ms() },
             else => break,
         };
         let connection = match &event {

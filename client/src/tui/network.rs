@@ -24,6 +24,15 @@ use crate::{outbox, secret};
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
+/// How often disappearing messages are looked at.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
+
+/// Deletes disappearing messages whose time came from the vault.
+fn purge_expired(profile: &mut Profile) {
+    if profile.purge_expired(crate::profile::now_ms()) > 0 {
+        let _ = profile.save();
+    }
+}
 
 enum Flow {
     Reconnect,
@@ -40,13 +49,23 @@ pub async fn run(
 ) {
     let mut queue: VecDeque<Effect> = VecDeque::new();
     let mut backoff = FIRST_RETRY;
+    // Disappearing messages leave the vault at their time, online or not.
+    let mut purge = tokio::time::interval(PURGE_EVERY);
     loop {
         let _ = events.send(Event::Connection(Connection::Connecting));
         match profile.connect().await {
             Ok(client) => {
                 backoff = FIRST_RETRY;
                 let _ = events.send(Event::Connection(Connection::Online));
-                let flow = online(&mut profile, &client, &mut effects, &events, &mut queue).await;
+                let flow = online(
+                    &mut profile,
+                    &client,
+                    &mut effects,
+                    &events,
+                    &mut queue,
+                    &mut purge,
+                )
+                .await;
                 client.close().await;
                 if let Flow::Exit = flow {
                     return;
@@ -61,6 +80,7 @@ pub async fn run(
                 loop {
                     tokio::select! {
                         _ = &mut wait => break,
+                        _ = purge.tick() => purge_expired(&mut profile),
                         effect = effects.recv() => match effect {
                             Some(effect) => accept(&mut profile, effect, &mut queue, &events),
                             None => return,
@@ -79,6 +99,7 @@ async fn online(
     effects: &mut UnboundedReceiver<Effect>,
     events: &UnboundedSender<Event>,
     queue: &mut VecDeque<Effect>,
+    purge: &mut tokio::time::Interval,
 ) -> Flow {
     if deliver_outbox(profile, client, events).await.is_err()
         || drain(profile, client, events, queue).await.is_err()
@@ -93,6 +114,7 @@ async fn online(
     };
     loop {
         tokio::select! {
+            _ = purge.tick() => purge_expired(profile),
             push = pushes.next() => match push {
                 // Any push means something waits: fetch it the one safe way.
                 Ok(Some(_)) => {
@@ -221,6 +243,9 @@ async fn fetched(
     for warning in fetched.warnings {
         let _ = events.send(Event::Notice(warning));
     }
+    for (peer, secs) in fetched.timers {
+        let _ = events.send(Event::TimerSet { peer, secs });
+    }
     if !fetched.entries.is_empty() {
         mark_shown(profile, &fetched.entries)?;
         let _ = events.send(Event::Incoming(fetched.entries));
@@ -288,6 +313,43 @@ async fn perform(
     match effect {
         // Accepted into the vault's pending list; `deliver_pending` sends them.
         Effect::SendNormal { .. } | Effect::SendSecret { .. } => {}
+        Effect::Outbox(action) => {
+            use super::app::OutboxAction;
+            match action {
+                OutboxAction::List => {
+                    let mut listed = Vec::new();
+                    crate::commands::outbox::list(profile, &mut listed)?;
+                    let _ = events.send(Event::OutboxText(String::from_utf8_lossy(&listed).into()));
+                }
+                OutboxAction::Retry(id) => {
+                    let notice = match outbox::retry(profile, client, id).await? {
+                        outbox::Outcome::Stored => format!("{id}: sent, the relay has it now"),
+                        outbox::Outcome::Failed(reason) => {
+                            format!("{id}: refused again: {reason}")
+                        }
+                    };
+                    let _ = events.send(Event::Notice(notice));
+                }
+                OutboxAction::Drop(id) => {
+                    let dropped = outbox::drop(profile, id)?;
+                    let _ = events.send(Event::Notice(format!(
+                        "{}: dropped, it will not be sent",
+                        &dropped[..8]
+                    )));
+                }
+            }
+        }
+        Effect::SetTimer { peer, secs } => {
+            let outgoing = secret::Outgoing::timer(*secs, crate::commands::new_client_id());
+            let entry = secret::prepare(profile, client, peer, outgoing).await?;
+            if let secret::Delivered::Failed(reason) =
+                secret::deliver(profile, client, &entry).await?
+            {
+                let _ = events.send(Event::Notice(format!(
+                    "{peer} was not told of the new timer: {reason}"
+                )));
+            }
+        }
         Effect::CreateGroup { name, members } => {
             let created = client.create_group(name, members).await?;
             let _ = events.send(Event::Notice(format!(

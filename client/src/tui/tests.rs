@@ -466,3 +466,83 @@ fn snapshot_help_view() {
     terminal.draw(|f| view::draw(f, &app)).unwrap();
     insta::assert_snapshot!(terminal.backend().to_string());
 }
+
+#[test]
+fn a_disappearing_message_leaves_the_running_client_at_its_time() {
+    // A 2 s timer, shown at T0: the clock is the app's, moved by Tick events.
+    let mut timed = entry("dave", Some("dave"), None, Mode::Secret, "gone in two", 0);
+    timed.expire_secs = Some(2);
+    timed.shown_at = Some(T0);
+    let mut app = App::new(
+        "alice",
+        "sha256:00",
+        &[timed],
+        &[],
+        Some(ConvKey::Secret("dave".into())),
+    );
+    let texts = |app: &App| -> Vec<String> {
+        app.open_conversation_ref()
+            .map(|c| c.lines.iter().map(|l| l.text.clone()).collect())
+            .unwrap_or_default()
+    };
+    app.update(Event::Tick { now_ms: T0 + 1_999 });
+    assert_eq!(texts(&app), ["gone in two"]);
+    app.update(Event::Tick { now_ms: T0 + 2_000 });
+    assert!(texts(&app).is_empty(), "{:?}", texts(&app));
+}
+
+#[test]
+fn setting_a_timer_tells_the_peer_and_a_peers_timer_is_applied() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    for c in "/timer 30s".chars() {
+        app.update(Event::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+    }
+    let effects = app.update(Event::Key(KeyEvent::new(
+        KeyCode::Enter,
+        KeyModifiers::NONE,
+    )));
+    assert!(
+        matches!(effects.as_slice(), [Effect::SetTimer { peer, secs: Some(30) }] if peer == "dave"),
+        "{effects:?}"
+    );
+    app.update(Event::TimerSet {
+        peer: "dave".into(),
+        secs: Some(5),
+    });
+    assert_eq!(app.open_conversation_ref().unwrap().timer, Some(5));
+    // Our next message there carries the timer and goes at its time.
+    for c in "brief".chars() {
+        app.update(Event::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+    }
+    let effects = app.update(Event::Key(KeyEvent::new(
+        KeyCode::Enter,
+        KeyModifiers::NONE,
+    )));
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::SendSecret {
+                expire: Some(5),
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
+    let now = app.now_ms;
+    app.update(Event::Tick {
+        now_ms: now + 60_000,
+    });
+    assert!(
+        app.open_conversation_ref()
+            .unwrap()
+            .lines
+            .iter()
+            .all(|l| l.text != "brief")
+    );
+}

@@ -34,7 +34,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.view {
         View::Chat => {}
         View::Help => draw_overlay(frame, main, "help (Esc closes)", HELP),
-        View::Verify(text) => draw_overlay(frame, main, "verify (Esc closes)", text),
+        View::Text { title, text } => draw_overlay(frame, main, title, text),
     }
 }
 
