@@ -570,17 +570,25 @@ impl Profile {
 
     /// Deletes disappearing messages whose timer ran out; returns how many.
     pub fn purge_expired(&mut self, now_ms: i64) -> usize {
+        self.remove_history(|e| e.expired(now_ms))
+    }
+
+    /// Removes the history entries `gone` picks (from the vault at the next
+    /// save); returns how many.
+    fn remove_history(&mut self, gone: impl Fn(&HistoryEntry) -> bool) -> usize {
         let mut kept = Vec::with_capacity(self.history.len());
         let mut kept_keys = Vec::with_capacity(self.history.len());
+        let mut removed = 0;
         for (entry, key) in std::mem::take(&mut self.history)
             .into_iter()
             .zip(std::mem::take(&mut self.history_keys))
         {
-            if entry.expired(now_ms) {
+            if gone(&entry) {
                 self.history_ids
                     .remove(&(entry.mode, entry.from.clone(), entry.client_id.clone()));
                 self.history_removed.push(key);
                 self.history_dirty.remove(&key);
+                removed += 1;
             } else {
                 kept.push(entry);
                 kept_keys.push(key);
@@ -588,7 +596,7 @@ impl Profile {
         }
         self.history = kept;
         self.history_keys = kept_keys;
-        self.history_removed.len()
+        removed
     }
 
     /// True if this secret envelope was handled before (a redelivery).
@@ -600,24 +608,7 @@ impl Profile {
     /// from the outbox).
     pub fn forget_unsent(&mut self, client_id: &str) {
         let me = self.config.username.clone();
-        let mut kept = Vec::with_capacity(self.history.len());
-        let mut kept_keys = Vec::with_capacity(self.history.len());
-        for (entry, key) in std::mem::take(&mut self.history)
-            .into_iter()
-            .zip(std::mem::take(&mut self.history_keys))
-        {
-            if entry.from == me && entry.client_id == client_id && entry.id == 0 {
-                self.history_ids
-                    .remove(&(entry.mode, entry.from.clone(), entry.client_id.clone()));
-                self.history_removed.push(key);
-                self.history_dirty.remove(&key);
-            } else {
-                kept.push(entry);
-                kept_keys.push(key);
-            }
-        }
-        self.history = kept;
-        self.history_keys = kept_keys;
+        self.remove_history(|e| e.from == me && e.client_id == client_id && e.id == 0);
     }
 
     /// Forgets that an envelope was handled (to read a held one again).
