@@ -6,6 +6,7 @@
 //! in-process start returns after binding; a child process is ready once it
 //! printed its address and fingerprint).
 
+pub mod chat;
 pub mod echo;
 pub mod loadgen;
 
@@ -81,9 +82,21 @@ impl TestRelay {
             listen: self.addr,
             ..RelayConfig::default()
         };
-        let running = sotto_server::start(&dir, config)
-            .await
-            .expect("relay restarts on its port");
+        // The old endpoint may still be draining its connections (longer on a
+        // loaded machine): wait for the port to be free, up to a bound.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let running = loop {
+            match sotto_server::start(&dir, config.clone()).await {
+                Ok(running) => break running,
+                Err(e)
+                    if format!("{e:#}").contains("cannot listen")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("relay restarts on its port: {e:#}"),
+            }
+        };
         assert_eq!(running.addr, self.addr);
         self.running = Some(running);
     }

@@ -4,40 +4,13 @@
 
 use std::time::Duration;
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sotto_client::profile::Profile;
 use sotto_client::relay::Recipient;
-use sotto_client::tui::app::{Connection, ConvKey, Delivery, Event};
-use sotto_client::tui::run_with;
+use sotto_client::tui::app::{ConvKey, Delivery};
+use sotto_tests::chat::{self, quit, typed, wait_for};
 use sotto_tests::{PASSPHRASE, TestRelay, init_profile};
-use tokio::sync::{mpsc, watch};
 
 const PASS: &str = PASSPHRASE;
-
-#[derive(Clone, Default, Debug)]
-struct Seen {
-    online: bool,
-    lines: Vec<(String, Delivery)>,
-}
-
-async fn wait_for(seen: &mut watch::Receiver<Seen>, what: &str, cond: impl Fn(&Seen) -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if cond(&seen.borrow_and_update()) {
-                return;
-            }
-            seen.changed().await.expect("the chat loop is running");
-        }
-    })
-    .await;
-    assert!(
-        waited.is_ok(),
-        "timed out waiting for {what}: {:?}",
-        *seen.borrow()
-    );
-}
 
 /// Bob's messages from alice, fetched until `want` of them have arrived.
 async fn bob_receives(relay: &TestRelay, bob: &Profile, want: usize) -> Vec<String> {
@@ -67,42 +40,19 @@ async fn alice_and_bob() -> (TestRelay, tempfile::TempDir, Profile) {
     (relay, dir, bob)
 }
 
-fn quit(keys: &mpsc::UnboundedSender<Event>) {
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )))
-    .unwrap();
-}
-
-fn typed(keys: &mpsc::UnboundedSender<Event>, text: &str) {
-    for c in text.chars() {
-        keys.send(Event::Key(KeyEvent::new(
-            KeyCode::Char(c),
-            KeyModifiers::NONE,
-        )))
-        .unwrap();
-    }
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Enter,
-        KeyModifiers::NONE,
-    )))
-    .unwrap();
-}
-
 #[tokio::test]
 async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     let (mut relay, dir, bob) = alice_and_bob().await;
     let alice_dir = dir.path().join("alice");
 
     let alice = Profile::open(&alice_dir, PASS).unwrap();
-    let (keys, mut seen, chat) = start_chat(alice, ConvKey::Direct("bob".into()));
+    let (keys, mut seen, chat) = chat::start(alice, ConvKey::Direct("bob".into()));
     wait_for(&mut seen, "online", |s| s.online).await;
 
     // Typed and delivered.
     typed(&keys, "hello bob");
     wait_for(&mut seen, "the relay to store it", |s| {
-        s.lines.contains(&("hello bob".into(), Delivery::Sent))
+        s.has("hello bob", Delivery::Sent)
     })
     .await;
     assert_eq!(bob_receives(&relay, &bob, 1).await, ["hello bob"]);
@@ -114,7 +64,7 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
         .await
         .unwrap();
     wait_for(&mut seen, "bob's message", |s| {
-        s.lines.contains(&("hi alice".into(), Delivery::Received))
+        s.has("hi alice", Delivery::Received)
     })
     .await;
     drop(to_alice);
@@ -124,15 +74,12 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     wait_for(&mut seen, "the relay to be gone", |s| !s.online).await;
     typed(&keys, "while you were away");
     wait_for(&mut seen, "the pending line", |s| {
-        s.lines
-            .contains(&("while you were away".into(), Delivery::Pending))
+        s.has("while you were away", Delivery::Pending)
     })
     .await;
     relay.restart_on_same_port().await;
     wait_for(&mut seen, "the queued message to be stored", |s| {
-        s.online
-            && s.lines
-                .contains(&("while you were away".into(), Delivery::Sent))
+        s.online && s.has("while you were away", Delivery::Sent)
     })
     .await;
     assert_eq!(bob_receives(&relay, &bob, 1).await, ["while you were away"]);
@@ -142,48 +89,6 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     assert!(app.quit);
     // Exactly once: nothing more is waiting for bob.
     assert!(bob_receives(&relay, &bob, 1).await.is_empty());
-}
-
-/// Starts the chat loop for `profile` on a TestBackend; returns its key sender,
-/// what it shows, and its task.
-type ChatTask = tokio::task::JoinHandle<anyhow::Result<sotto_client::tui::app::App>>;
-
-fn start_chat(
-    profile: Profile,
-    open: ConvKey,
-) -> (
-    mpsc::UnboundedSender<Event>,
-    watch::Receiver<Seen>,
-    ChatTask,
-) {
-    let (keys, keys_rx) = mpsc::unbounded_channel();
-    let (seen_tx, seen) = watch::channel(Seen::default());
-    let task = tokio::spawn(async move {
-        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
-        run_with(
-            &mut terminal,
-            profile,
-            Some(open),
-            keys_rx,
-            || {},
-            |app| {
-                seen_tx.send_replace(Seen {
-                    online: app.connection == Connection::Online,
-                    lines: app
-                        .open_conversation_ref()
-                        .map(|c| {
-                            c.lines
-                                .iter()
-                                .map(|l| (l.text.clone(), l.delivery))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                });
-            },
-        )
-        .await
-    });
-    (keys, seen, task)
 }
 
 #[tokio::test]
@@ -198,24 +103,22 @@ async fn a_message_typed_offline_survives_quitting_and_is_sent_once_on_the_next_
     }
 
     let (keys, mut seen, task) =
-        start_chat(Profile::open(&alice_dir, PASS).unwrap(), group.clone());
+        chat::start(Profile::open(&alice_dir, PASS).unwrap(), group.clone());
     wait_for(&mut seen, "online", |s| s.online).await;
     relay.stop().await;
     wait_for(&mut seen, "the relay to be gone", |s| !s.online).await;
     typed(&keys, "typed on the train");
     wait_for(&mut seen, "the pending line", |s| {
-        s.lines
-            .contains(&("typed on the train".into(), Delivery::Pending))
+        s.has("typed on the train", Delivery::Pending)
     })
     .await;
     quit(&keys);
     task.await.unwrap().unwrap();
 
     relay.restart_on_same_port().await;
-    let (keys, mut seen, task) = start_chat(Profile::open(&alice_dir, PASS).unwrap(), group);
+    let (keys, mut seen, task) = chat::start(Profile::open(&alice_dir, PASS).unwrap(), group);
     wait_for(&mut seen, "the kept message to be stored", |s| {
-        s.lines
-            .contains(&("typed on the train".into(), Delivery::Sent))
+        s.has("typed on the train", Delivery::Sent)
     })
     .await;
     quit(&keys);
@@ -234,14 +137,13 @@ async fn a_secret_message_typed_offline_survives_quitting_and_is_sent_once() {
     let alice_dir = dir.path().join("alice");
     let secret = ConvKey::Secret("bob".into());
     let (keys, mut seen, task) =
-        start_chat(Profile::open(&alice_dir, PASS).unwrap(), secret.clone());
+        chat::start(Profile::open(&alice_dir, PASS).unwrap(), secret.clone());
     wait_for(&mut seen, "online", |s| s.online).await;
     relay.stop().await;
     wait_for(&mut seen, "the relay to be gone", |s| !s.online).await;
     typed(&keys, "secret on the train");
     wait_for(&mut seen, "the pending line", |s| {
-        s.lines
-            .contains(&("secret on the train".into(), Delivery::Pending))
+        s.has("secret on the train", Delivery::Pending)
     })
     .await;
     quit(&keys);
@@ -254,10 +156,9 @@ async fn a_secret_message_typed_offline_survives_quitting_and_is_sent_once() {
     }
 
     relay.restart_on_same_port().await;
-    let (keys, mut seen, task) = start_chat(Profile::open(&alice_dir, PASS).unwrap(), secret);
+    let (keys, mut seen, task) = chat::start(Profile::open(&alice_dir, PASS).unwrap(), secret);
     wait_for(&mut seen, "the kept secret message to be stored", |s| {
-        s.lines
-            .contains(&("secret on the train".into(), Delivery::Sent))
+        s.has("secret on the train", Delivery::Sent)
     })
     .await;
     quit(&keys);

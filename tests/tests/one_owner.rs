@@ -9,119 +9,17 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use prost::Message;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sotto_client::commands;
 use sotto_client::profile::{HistoryEntry, Mode, Profile};
-use sotto_client::tui::app::{App, Connection, ConvKey, Delivery, Event};
-use sotto_client::tui::run_with;
+use sotto_client::tui::app::{ConvKey, Delivery};
 use sotto_proto::v1::{SecretEnvelope, SecretPayload, secret_payload};
+use sotto_tests::chat::{self, quit, typed, wait_for};
 use sotto_tests::{PASSPHRASE, TestRelay, bin, init_profile, sotto};
-use tokio::sync::{mpsc, watch};
 
 /// Not alice's passphrase: a `sotto send` that opened the vault with it would fail.
 const NOT_THE_PASSPHRASE: &str = "not alice's passphrase";
-
-/// What the chat client shows: whether it is online, and every line of every
-/// conversation.
-#[derive(Clone, Default, Debug)]
-struct Seen {
-    online: bool,
-    lines: Vec<(ConvKey, String, Delivery)>,
-}
-
-impl Seen {
-    fn shows(&self, conv: &ConvKey, text: &str, delivery: Delivery) -> bool {
-        self.lines
-            .iter()
-            .any(|(c, t, d)| c == conv && t == text && *d == delivery)
-    }
-}
-
-async fn wait_for(seen: &mut watch::Receiver<Seen>, what: &str, cond: impl Fn(&Seen) -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if cond(&seen.borrow_and_update()) {
-                return;
-            }
-            seen.changed().await.expect("the chat loop is running");
-        }
-    })
-    .await;
-    assert!(
-        waited.is_ok(),
-        "timed out waiting for {what}: {:?}",
-        *seen.borrow()
-    );
-}
-
-type ChatTask = tokio::task::JoinHandle<anyhow::Result<App>>;
-
-/// Runs alice's chat client in this process on a TestBackend.
-fn start_chat(
-    profile: Profile,
-    open: ConvKey,
-) -> (
-    mpsc::UnboundedSender<Event>,
-    watch::Receiver<Seen>,
-    ChatTask,
-) {
-    let (keys, keys_rx) = mpsc::unbounded_channel();
-    let (seen_tx, seen) = watch::channel(Seen::default());
-    let task = tokio::spawn(async move {
-        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
-        run_with(
-            &mut terminal,
-            profile,
-            Some(open),
-            keys_rx,
-            || {},
-            |app| {
-                seen_tx.send_replace(Seen {
-                    online: app.connection == Connection::Online,
-                    lines: app
-                        .conversations
-                        .iter()
-                        .flat_map(|c| {
-                            c.lines
-                                .iter()
-                                .map(|l| (c.key.clone(), l.text.clone(), l.delivery))
-                        })
-                        .collect(),
-                });
-            },
-        )
-        .await
-    });
-    (keys, seen, task)
-}
-
-fn typed(keys: &mpsc::UnboundedSender<Event>, text: &str) {
-    for c in text.chars() {
-        keys.send(Event::Key(KeyEvent::new(
-            KeyCode::Char(c),
-            KeyModifiers::NONE,
-        )))
-        .unwrap();
-    }
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Enter,
-        KeyModifiers::NONE,
-    )))
-    .unwrap();
-}
-
-fn quit(keys: &mpsc::UnboundedSender<Event>) {
-    keys.send(Event::Key(KeyEvent::new(
-        KeyCode::Char('c'),
-        KeyModifiers::CONTROL,
-    )))
-    .unwrap();
-}
 
 /// Starts the `sotto send ARGS...` binary on `profile` with `passphrase` in
 /// its environment and `stdin` on its standard input.
@@ -229,7 +127,7 @@ async fn second_process_sends_through_the_running_chat_client() {
     let secret_bob = ConvKey::Secret("bob".into());
 
     let alice = Profile::open(&alice_dir, PASSPHRASE).unwrap();
-    let (keys, mut seen, chat) = start_chat(alice, secret_bob.clone());
+    let (keys, mut seen, chat) = chat::start(alice, secret_bob.clone());
     wait_for(&mut seen, "online", |s| s.online).await;
     assert!(
         alice_dir.join("control.sock").exists(),
@@ -395,7 +293,7 @@ async fn other_commands_while_chat_runs_name_the_holder_and_say_what_to_do() {
     let (_relay, dir) = alice_and_bob().await;
     let alice_dir = dir.path().join("alice");
     let alice = Profile::open(&alice_dir, PASSPHRASE).unwrap();
-    let (keys, mut seen, chat) = start_chat(alice, ConvKey::Direct("bob".into()));
+    let (keys, mut seen, chat) = chat::start(alice, ConvKey::Direct("bob".into()));
     wait_for(&mut seen, "online", |s| s.online).await;
 
     let alice_path = alice_dir.clone();
