@@ -73,8 +73,67 @@ impl RelayConfig {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid relay configuration", path.display()))
+        let config: RelayConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid relay configuration", path.display()))?;
+        config
+            .validate()
+            .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks every number against the range the relay can honour; the
+    /// sentence names the key and the range.
+    pub fn validate(&self) -> Result<(), String> {
+        fn within(key: &str, value: u64, lo: u64, hi: u64) -> Result<(), String> {
+            if (lo..=hi).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{key} = {value} is out of range: it must be {lo} to {hi}"
+                ))
+            }
+        }
+        // A frame must hold a full-size message and its envelope.
+        let min_frame = (sotto_proto::MAX_SECRET_CIPHERTEXT + 64 * 1024) as u64;
+        within(
+            "max_frame_bytes",
+            self.max_frame_bytes as u64,
+            min_frame,
+            64 << 20,
+        )?;
+        within("secret_ttl_secs", self.secret_ttl_secs, 60, 365 * 86_400)?;
+        within("idle_timeout_secs", self.idle_timeout_secs, 5, 3_600)?;
+        within(
+            "max_concurrent_requests",
+            self.max_concurrent_requests.into(),
+            1,
+            1_024,
+        )?;
+        within(
+            "prekey_bundles_per_minute",
+            self.prekey_bundles_per_minute.into(),
+            1,
+            100_000,
+        )?;
+        within(
+            "warrant.max_window_days",
+            self.warrant.max_window_days.into(),
+            1,
+            3_650,
+        )?;
+        within(
+            "warrant.max_targets",
+            self.warrant.max_targets.into(),
+            1,
+            1_000,
+        )?;
+        within(
+            "warrant.requests_per_minute",
+            self.warrant.requests_per_minute.into(),
+            1,
+            10_000,
+        )?;
+        Ok(())
     }
 
     /// The file `init` writes: every setting with its default and what it means.
@@ -129,10 +188,30 @@ mod tests {
         let parsed: RelayConfig = toml::from_str(&RelayConfig::commented_default()).unwrap();
         assert_eq!(parsed.listen, RelayConfig::default().listen);
         assert_eq!(parsed.warrant.max_window_days, 90);
+        assert!(parsed.validate().is_ok());
     }
 
     #[test]
     fn an_unknown_setting_is_an_error() {
         assert!(toml::from_str::<RelayConfig>("lisen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        for (text, key) in [
+            ("max_frame_bytes = 0", "max_frame_bytes"),
+            ("idle_timeout_secs = 0", "idle_timeout_secs"),
+            ("[warrant]\nmax_window_days = 0", "warrant.max_window_days"),
+            (
+                "[warrant]\nrequests_per_minute = 4294967295",
+                "warrant.requests_per_minute",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", RelayConfig::load(&path).unwrap_err());
+            assert!(err.contains(key) && err.contains("out of range"), "{err}");
+        }
     }
 }

@@ -71,8 +71,13 @@ enum AuthorityCommand {
     },
     /// List the registered authorities.
     List,
-    /// Remove an authority by name.
-    Remove { name: String },
+    /// Remove an authority by name (`--name NAME`, as `add` takes it, or just NAME).
+    Remove {
+        #[arg(long = "name", value_name = "NAME", conflicts_with = "positional")]
+        name: Option<String>,
+        #[arg(value_name = "NAME", required_unless_present = "name")]
+        positional: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,7 +152,8 @@ fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
                 );
             }
         }
-        AuthorityCommand::Remove { name } => {
+        AuthorityCommand::Remove { name, positional } => {
+            let name = name.or(positional).unwrap_or_default();
             file.remove(&name)?;
             authorities::save(&path, &file)?;
             println!("removed authority {name:?}");
@@ -218,6 +224,8 @@ fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> 
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Some(listen) = listen {
         config.listen = listen;

@@ -44,6 +44,9 @@ pub struct RunningRelay {
 
 /// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
 pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
+    config
+        .validate()
+        .map_err(|why| anyhow::anyhow!("the relay configuration: {why}"))?;
     let opened = datadir::open(root, &config)?;
     let store: Arc<dyn Store> = opened.store;
     let server_config = opened
