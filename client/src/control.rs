@@ -256,6 +256,15 @@ pub async fn forward(dir: &Path, request: &Request) -> Result<Option<Answer>, No
     let Ok(mut stream) = UnixStream::connect(socket_path(dir)).await else {
         return Ok(None);
     };
+    // The message goes only to a chat client of the user who owns the
+    // profile, never to whoever managed to listen on its socket.
+    let folder_owner = std::fs::metadata(dir).map(|m| m.uid()).ok();
+    if folder_owner.is_none() || stream.peer_cred().ok().map(|p| p.uid()) != folder_owner {
+        return Err(NoAnswer {
+            what: "is run by another user than the profile's owner: nothing was handed to it"
+                .to_owned(),
+        });
+    }
     let exchange = async {
         write_request(&mut stream, request)
             .await

@@ -156,7 +156,9 @@ pub struct HeldEnvelope {
 }
 
 /// The most envelopes kept unread; the oldest goes first.
-pub const MAX_HELD: usize = 1000;
+pub const MAX_HELD: usize = 200;
+/// The most kept unread from one sender.
+pub const MAX_HELD_PER_SENDER: usize = 20;
 
 /// What we know of another user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -274,6 +276,11 @@ const BASE_KEYS: &str = "base_keys";
 const HELD: &str = "held";
 const RESETS: &str = "resets";
 const TIMERS: &str = "timers";
+/// The SHA-256 of every part as last saved, sealed like them.
+const MANIFEST: &str = "manifest";
+const PARTS: [&str; 11] = [
+    IDENTITY, CONTACTS, PREKEYS, SESSIONS, OUTBOX, PENDING, SEEN, BASE_KEYS, HELD, RESETS, TIMERS,
+];
 
 #[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 struct IdentitySecrets {
@@ -317,6 +324,7 @@ impl Profile {
         builder
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        owner_only(dir)?;
         let toml = toml::to_string(&config).context("cannot encode the profile settings")?;
         write_atomically(&config_path(dir), toml.as_bytes())?;
         let mut profile = Profile::empty(
@@ -357,22 +365,35 @@ impl Profile {
         }
     }
 
-    /// Says in `owner` which process holds the profile, for whoever finds it in use.
+    /// Says in `owner` which process holds the profile, for whoever finds it
+    /// in use: its pid and command name only (never arguments: they may hold
+    /// a message or a name). Removed when the profile is closed.
     fn claim(&self) {
-        let command: Vec<String> = std::env::args().skip(1).take(3).collect();
-        let owner = format!("pid {} (sotto {})", std::process::id(), command.join(" "));
+        const COMMANDS: [&str; 8] = [
+            "chat",
+            "send",
+            "sync",
+            "group",
+            "outbox",
+            "trust",
+            "safety-number",
+            "init",
+        ];
+        let command = std::env::args()
+            .skip(1)
+            .find(|a| COMMANDS.contains(&a.as_str()))
+            .unwrap_or_default();
+        let owner = format!("pid {} (sotto {command})", std::process::id());
         let _ = write_atomically(&owner_path(&self.dir), owner.as_bytes());
     }
 
-    fn write_identity(&self) -> Result<()> {
+    fn write_identity(&mut self) -> Result<()> {
         let (signing, dh) = self.identity.secrets();
         let secrets = IdentitySecrets {
             signing: hex::encode(*signing),
             dh: hex::encode(*dh),
         };
-        let bytes = Zeroizing::new(serde_json::to_vec(&secrets)?);
-        self.vault.put(Table::State, IDENTITY.as_bytes(), &bytes)?;
-        Ok(())
+        write_part(&self.vault, &mut self.written, IDENTITY, &secrets)
     }
 
     /// Opens the profile, moving a first-format vault into the store first.
@@ -384,12 +405,17 @@ impl Profile {
                 dir.display()
             );
         }
+        owner_only(dir)?;
         let text = std::fs::read_to_string(config_path(dir))
             .with_context(|| format!("cannot read {}", config_path(dir).display()))?;
         let config: ProfileConfig = toml::from_str(&text)
             .with_context(|| format!("{} is damaged", config_path(dir).display()))?;
         if !Vault::exists(&vault_path(dir)) {
             migrate(dir, passphrase)?;
+        } else if legacy_vault_path(dir).exists() {
+            // A migration finished but was stopped before the old file went.
+            std::fs::remove_file(legacy_vault_path(dir))
+                .with_context(|| format!("cannot remove {}", legacy_vault_path(dir).display()))?;
         }
         let deadline = Instant::now() + OPEN_WAIT;
         let vault = loop {
@@ -407,21 +433,57 @@ impl Profile {
                 other => break other?,
             }
         };
-        let secrets: IdentitySecrets =
-            read_part(&vault, IDENTITY)?.context("the vault holds no identity")?;
+        // Every part as the manifest says it was last saved: a part removed
+        // or put back from an older copy (a rolled-back session would reuse
+        // message keys) is refused, not quietly used.
+        let manifest: BTreeMap<String, String> =
+            read_part(&vault, MANIFEST)?.context("the vault has no manifest: it was altered")?;
+        let mut parts: BTreeMap<&'static str, Zeroizing<Vec<u8>>> = BTreeMap::new();
+        let mut written = BTreeMap::new();
+        for name in PARTS {
+            let raw = vault.get(Table::State, name.as_bytes())?;
+            let digest: Option<[u8; 32]> =
+                raw.as_ref().map(|r| Sha256::digest(r.as_slice()).into());
+            if digest.map(hex::encode).as_ref() != manifest.get(name) {
+                bail!(
+                    "the vault was altered: its {name} is not what was last saved (restore a whole backup, or start a new profile)"
+                );
+            }
+            if let (Some(raw), Some(digest)) = (raw, digest) {
+                parts.insert(name, raw);
+                written.insert(name, digest);
+            }
+        }
+        fn part<T: DeserializeOwned + Default>(
+            parts: &BTreeMap<&'static str, Zeroizing<Vec<u8>>>,
+            name: &str,
+        ) -> Result<T> {
+            parts
+                .get(name)
+                .map(|raw| serde_json::from_slice(raw))
+                .transpose()
+                .with_context(|| format!("the vault's {name} is damaged"))
+                .map(Option::unwrap_or_default)
+        }
+        let secrets: IdentitySecrets = parts
+            .get(IDENTITY)
+            .map(|raw| serde_json::from_slice(raw))
+            .transpose()?
+            .context("the vault holds no identity")?;
         let signing = secret_from_hex(&secrets.signing)?;
         let dh = secret_from_hex(&secrets.dh)?;
         let mut profile = Profile::empty(dir, config, Identity::from_secrets(&signing, &dh), vault);
-        profile.contacts = read_part(&profile.vault, CONTACTS)?.unwrap_or_default();
-        profile.prekeys = read_part(&profile.vault, PREKEYS)?.unwrap_or_default();
-        profile.sessions = read_part(&profile.vault, SESSIONS)?.unwrap_or_default();
-        profile.outbox = read_part(&profile.vault, OUTBOX)?.unwrap_or_default();
-        profile.pending = read_part(&profile.vault, PENDING)?.unwrap_or_default();
-        profile.seen_envelopes = read_part(&profile.vault, SEEN)?.unwrap_or_default();
-        profile.seen_base_keys = read_part(&profile.vault, BASE_KEYS)?.unwrap_or_default();
-        profile.held = read_part(&profile.vault, HELD)?.unwrap_or_default();
-        profile.resets = read_part(&profile.vault, RESETS)?.unwrap_or_default();
-        profile.timers = read_part(&profile.vault, TIMERS)?.unwrap_or_default();
+        profile.written = written;
+        profile.contacts = part(&parts, CONTACTS)?;
+        profile.prekeys = part(&parts, PREKEYS)?;
+        profile.sessions = part(&parts, SESSIONS)?;
+        profile.outbox = part(&parts, OUTBOX)?;
+        profile.pending = part(&parts, PENDING)?;
+        profile.seen_envelopes = part(&parts, SEEN)?;
+        profile.seen_base_keys = part(&parts, BASE_KEYS)?;
+        profile.held = part(&parts, HELD)?;
+        profile.resets = part(&parts, RESETS)?;
+        profile.timers = part(&parts, TIMERS)?;
         for (key, value) in profile.vault.entries(Table::History)? {
             let key = u64::from_be_bytes(
                 key.as_slice()
@@ -466,6 +528,15 @@ impl Profile {
         write_part(vault, written, HELD, &self.held)?;
         write_part(vault, written, RESETS, &self.resets)?;
         write_part(vault, written, TIMERS, &self.timers)?;
+        let manifest: BTreeMap<&str, String> = written
+            .iter()
+            .map(|(name, d)| (*name, hex::encode(d)))
+            .collect();
+        self.vault.put(
+            Table::State,
+            MANIFEST.as_bytes(),
+            &serde_json::to_vec(&manifest)?,
+        )?;
         for key in std::mem::take(&mut self.history_removed) {
             self.vault.remove(Table::History, &key.to_be_bytes())?;
         }
@@ -624,6 +695,16 @@ impl Profile {
     }
 }
 
+impl Drop for Profile {
+    fn drop(&mut self) {
+        // Only our own claim: another process may hold the profile by now.
+        let ours = format!("pid {} ", std::process::id());
+        if std::fs::read_to_string(owner_path(&self.dir)).is_ok_and(|o| o.starts_with(&ours)) {
+            let _ = std::fs::remove_file(owner_path(&self.dir));
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -646,6 +727,24 @@ fn write_part<T: Serialize>(
     }
     vault.put(Table::State, name.as_bytes(), &bytes)?;
     written.insert(name, digest);
+    Ok(())
+}
+
+/// Makes the profile folder readable by its owner only (whatever mode it was
+/// made with); refuses a folder this user does not own.
+fn owner_only(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot make {} private to you (is it another user's folder?)",
+                    dir.display()
+                )
+            },
+        )?;
+    }
     Ok(())
 }
 
@@ -835,5 +934,57 @@ mod tests {
         );
         drop(held);
         Profile::open(&profile_dir, PASS).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tampering {
+    use super::*;
+
+    const PASS: &str = "correct horse battery";
+
+    fn raw_state(dir: &Path) -> sled::Tree {
+        sled::open(vault_path(dir))
+            .unwrap()
+            .open_tree("state")
+            .unwrap()
+    }
+
+    #[test]
+    fn curious_operator_cannot_roll_a_part_back_or_remove_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        let config = ProfileConfig {
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            username: "alice".into(),
+        };
+        let mut p = Profile::create(&dir, config, Identity::generate(), PASS).unwrap();
+        p.contacts
+            .insert("bob".into(), Contact::trusted("11".repeat(32)));
+        p.save().unwrap();
+        drop(p);
+        // An older copy of one part, taken without the passphrase...
+        let old = raw_state(&dir).get(CONTACTS).unwrap().unwrap();
+        let mut p = Profile::open(&dir, PASS).unwrap();
+        p.contacts
+            .insert("bob".into(), Contact::trusted("22".repeat(32)));
+        p.save().unwrap();
+        drop(p);
+        // ...put back: refused.
+        {
+            let state = raw_state(&dir);
+            state.insert(CONTACTS, old).unwrap();
+            state.flush().unwrap();
+        }
+        let err = Profile::open(&dir, PASS).err().unwrap();
+        assert!(err.to_string().contains("altered"), "{err}");
+        // A part removed: refused too.
+        {
+            let state = raw_state(&dir);
+            state.remove(SESSIONS).unwrap();
+            state.flush().unwrap();
+        }
+        assert!(Profile::open(&dir, PASS).is_err());
     }
 }

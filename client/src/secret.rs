@@ -14,7 +14,8 @@ use thiserror::Error;
 use crate::e2e::prekeys::ONE_TIME_BATCH;
 use crate::e2e::{PeerSessions, Session, verify_bundle};
 use crate::profile::{
-    Contact, HeldBecause, HeldEnvelope, HistoryEntry, MAX_HELD, Mode, OutboxEntry, Profile, now_ms,
+    Contact, HeldBecause, HeldEnvelope, HistoryEntry, MAX_HELD, MAX_HELD_PER_SENDER, Mode,
+    OutboxEntry, Profile, now_ms,
 };
 use crate::relay::RelayClient;
 
@@ -341,6 +342,12 @@ pub fn receive(
     }
     profile.mark_envelope_seen(envelope.id);
     let from = envelope.from.as_str();
+    if from == profile.config.username {
+        // Nobody sends secret messages to themselves: a relay's forgery.
+        return Received::Dropped(
+            "a secret message claiming to come from you was refused".to_owned(),
+        );
+    }
     let Ok(payload) = v1::SecretPayload::decode(envelope.ciphertext.as_ref()) else {
         return Received::Dropped(format!("a secret message from {from} is malformed"));
     };
@@ -396,6 +403,13 @@ pub fn receive(
         Err(crate::e2e::E2eError::Replayed) => {
             return Received::Dropped(format!(
                 "a secret message from {from} was received before (a replay): ignored"
+            ));
+        }
+        Err(e) if !profile.contacts.contains_key(from) => {
+            // Nothing to recover with a stranger: not kept, so strangers
+            // cannot fill the vault with garbage.
+            return Received::Dropped(format!(
+                "a secret message from {from} cannot be decrypted ({e}): dropped"
             ));
         }
         Err(e) => {
@@ -480,13 +494,26 @@ fn check_first_key(
     }
 }
 
-/// Keeps an envelope encrypted and unread, and says so.
+/// Keeps an envelope encrypted and unread, and says so. At most
+/// [`MAX_HELD_PER_SENDER`] a sender (later ones are dropped with a warning),
+/// so one sender cannot push out another's.
 fn hold(
     profile: &mut Profile,
     envelope: &v1::SecretEnvelope,
     because: HeldBecause,
     why: String,
 ) -> Received {
+    let from_sender = profile
+        .held
+        .iter()
+        .filter(|h| h.from == envelope.from)
+        .count();
+    if from_sender >= MAX_HELD_PER_SENDER {
+        return Received::Dropped(format!(
+            "{why} (not kept: {MAX_HELD_PER_SENDER} messages from {} are kept unread already)",
+            envelope.from
+        ));
+    }
     profile.held.push(HeldEnvelope {
         from: envelope.from.clone(),
         id: envelope.id,
@@ -534,17 +561,52 @@ pub fn release_held(
     shown
 }
 
-/// Records that the safety number of `user`'s newest key (the changed one,
-/// if their key changed, else the trusted one) was shown: the key `trust`
-/// will accept.
-pub fn mark_shown(profile: &mut Profile, user: &str) {
-    if let Some(c) = profile.contacts.get_mut(user) {
-        c.shown_key = Some(
-            c.changed_to
-                .clone()
-                .unwrap_or_else(|| c.identity_key.clone()),
-        );
+/// The safety number to compare with `user`, as one text, for the key
+/// `trust` would accept: their changed key if they present one (said loudly),
+/// else the trusted one. That key is recorded as shown, so `trust` accepts
+/// exactly the key whose number the user compared. `fetched` is their key
+/// from the relay, for someone not yet a contact (trusted on first use).
+pub fn safety_text(
+    profile: &mut Profile,
+    user: &str,
+    fetched: Option<[u8; 32]>,
+    trust_hint: &str,
+) -> Result<String> {
+    if !profile.contacts.contains_key(user) {
+        let key = fetched.context("no key known for this user")?;
+        profile
+            .contacts
+            .insert(user.to_owned(), Contact::trusted(hex::encode(key)));
     }
+    let contact = profile.contacts.get_mut(user).context("just added")?;
+    let changed = contact.changed_to.is_some();
+    let shown = contact
+        .changed_to
+        .clone()
+        .unwrap_or_else(|| contact.identity_key.clone());
+    contact.shown_key = Some(shown.clone());
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&shown, &mut key).context("a damaged contact key")?;
+    let mine = profile.identity().public_key().to_bytes();
+    let number = crate::e2e::safety::display(&crate::e2e::safety::safety_number(
+        (&profile.config.username, &mine),
+        (user, &key),
+    ));
+    let me = &profile.config.username;
+    Ok(if changed {
+        format!(
+            "WARNING: {user} now presents a NEW identity key. Someone may be between you, or {user} \
+             set up a new device.\n\nThe safety number with that NEW key:\n\n{number}\n\n\
+             Compare it with what {user} sees for you (`sotto safety-number {me}`), in person or on a \
+             call. Only if all 60 digits match, accept that key with {trust_hint}."
+        )
+    } else {
+        format!(
+            "Safety number with {user}:\n\n{number}\n\nCompare it with what {user} sees for you \
+             (`sotto safety-number {me}`), in person or on a call. If all 60 digits match, \
+             nobody sits between you."
+        )
+    })
 }
 
 /// What `trust` is to accept.

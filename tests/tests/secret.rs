@@ -175,6 +175,7 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
     };
     // A hostile operator rebinds "bob" to a key of its own and speaks as bob.
     let mallory = Identity::generate();
+    let mallory_key = mallory.public_key().to_bytes();
     rebind(&mut relay, "bob", &mallory).await;
     let fake_bob = dir.path().join("fake-bob");
     let config = ProfileConfig {
@@ -224,9 +225,19 @@ async fn a_changed_identity_key_blocks_sending_until_trust() {
             .await
             .is_err()
     );
-    commands::verify::safety_number(&mut profile, "bob", &mut Vec::new())
+    // The number shown is the NEW key's, said loudly: the one trust accepts.
+    let mut shown = Vec::new();
+    commands::verify::safety_number(&mut profile, "bob", &mut shown)
         .await
         .unwrap();
+    let shown = String::from_utf8(shown).unwrap();
+    let mallory_number =
+        sotto_client::e2e::safety::display(&sotto_client::e2e::safety::safety_number(
+            ("alice", &profile.identity().public_key().to_bytes()),
+            ("bob", &mallory_key),
+        ));
+    assert!(shown.contains("NEW identity key"), "{shown}");
+    assert!(shown.contains(&mallory_number), "{shown}");
     commands::verify::trust(&mut profile, "bob", None, &mut Vec::new())
         .await
         .unwrap();
@@ -657,4 +668,62 @@ async fn a_timer_set_on_one_side_is_shown_and_applied_on_both() {
         .find(|e| e.text == "short-lived")
         .unwrap();
     assert_eq!(entry.expire_secs, Some(30));
+}
+
+#[tokio::test]
+async fn malicious_relay_cannot_deliver_a_message_from_yourself_or_flood_the_held_list() {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init(&relay, &alice, "alice").await;
+    init(&relay, &bob, "bob").await;
+    send_secret(&bob, "alice", "hi alice").await.unwrap();
+    sync(&alice).await;
+    let mut p = Profile::open(&alice, PASS).unwrap();
+    let first = |from: &str, id: u64, key: [u8; 32]| {
+        let payload = sotto_proto::v1::SecretPayload {
+            kind: Some(sotto_proto::v1::secret_payload::Kind::Prekey(
+                sotto_proto::v1::PrekeyMessage {
+                    identity_key: key.to_vec().into(),
+                    ..Default::default()
+                },
+            )),
+        };
+        sotto_proto::v1::SecretEnvelope {
+            id,
+            from: from.into(),
+            ciphertext: payload.encode_to_vec().into(),
+            queued_at: 0,
+        }
+    };
+    let mut warnings = Vec::new();
+    // "From alice", to alice.
+    match secret::receive(&mut p, &first("alice", 777_001, [5; 32]), &mut warnings) {
+        secret::Received::Dropped(why) => assert!(why.contains("from you"), "{why}"),
+        _ => panic!("a message from yourself must be refused"),
+    }
+    assert!(!p.contacts.contains_key("alice"));
+    // Many first messages under a key that is not bob's: at most 20 kept.
+    for id in 0..50 {
+        secret::receive(&mut p, &first("bob", 777_100 + id, [6; 32]), &mut warnings);
+    }
+    assert_eq!(p.held.len(), sotto_client::profile::MAX_HELD_PER_SENDER);
+    // Garbage from a stranger is not kept at all.
+    secret::receive(
+        &mut p,
+        &sotto_proto::v1::SecretEnvelope {
+            id: 777_999,
+            from: "stranger".into(),
+            ciphertext: sotto_proto::v1::SecretPayload {
+                kind: Some(sotto_proto::v1::secret_payload::Kind::Message(
+                    sotto_proto::v1::RatchetMessage::default(),
+                )),
+            }
+            .encode_to_vec()
+            .into(),
+            queued_at: 0,
+        },
+        &mut warnings,
+    );
+    assert!(p.held.iter().all(|h| h.from != "stranger"));
 }

@@ -17,7 +17,6 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
 use crate::commands::sync::{fetch_new, mark_shown};
-use crate::e2e::safety;
 use crate::profile::{PendingMessage, Profile};
 use crate::relay::RelayClient;
 use crate::{outbox, secret};
@@ -359,33 +358,11 @@ async fn perform(
             )));
         }
         Effect::Verify { user } => {
-            let key = match profile.contacts.get(user) {
-                Some(c) => {
-                    let mut key = [0u8; 32];
-                    hex::decode_to_slice(&c.identity_key, &mut key)?;
-                    key
-                }
-                None => client.fetch_identity(user).await?,
+            let fetched = match profile.contacts.contains_key(user) {
+                true => None,
+                false => Some(client.fetch_identity(user).await?),
             };
-            let mine = profile.identity().public_key().to_bytes();
-            let number = safety::safety_number((&profile.config.username, &mine), (user, &key));
-            let mut text = format!(
-                "Safety number with {user}:\n\n{}\n\nCompare it with the one {user} sees (/verify in their chat\n\
-                 with you, or `sotto safety-number {}`), in person or on a call.\n\
-                 If all 60 digits match, nobody sits between you.",
-                safety::display(&number),
-                profile.config.username
-            );
-            if profile
-                .contacts
-                .get(user)
-                .is_some_and(|c| c.changed_to.is_some())
-            {
-                text.push_str(&format!(
-                    "\n\nWARNING: {user} now presents a different identity key.\nAfter comparing, /trust accepts it."
-                ));
-            }
-            secret::mark_shown(profile, user);
+            let text = secret::safety_text(profile, user, fetched, "/trust")?;
             profile.save()?;
             let _ = events.send(Event::VerifyText(text));
         }

@@ -19,9 +19,9 @@ const DEFAULT_T: u32 = 3;
 const DEFAULT_P: u32 = 1;
 
 /// What a stored parameter set may ask for, at most (and at least).
-const MAX_M_KIB: u32 = 1024 * 1024;
+const MAX_M_KIB: u32 = 256 * 1024;
 const MIN_M_KIB: u32 = 19 * 1024;
-const MAX_T: u32 = 16;
+const MAX_T: u32 = 10;
 const MAX_P: u32 = 8;
 const SALT_LEN: usize = 16;
 

@@ -209,9 +209,10 @@ impl Vault {
         &self.tables[index]
     }
 
-    /// Seals `value` for (`table`, `key`) and stores it. Durable at [`Vault::flush`].
+    /// Seals `value` for (`table`, `key`) and stores it, padded to a multiple
+    /// of [`PAD`] bytes so its size says little. Durable at [`Vault::flush`].
     pub fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), VaultError> {
-        let sealed = seal_with(&self.cipher, &record_ad(table, key), value);
+        let sealed = seal_with(&self.cipher, &record_ad(table, key), &pad(value));
         self.table(table).insert(key, sealed).map_err(store_error)?;
         Ok(())
     }
@@ -220,8 +221,10 @@ impl Vault {
         match self.table(table).get(key).map_err(store_error)? {
             None => Ok(None),
             Some(sealed) => open_with(&self.cipher, &record_ad(table, key), &sealed)
+                .ok()
+                .and_then(|padded| unpad(&padded))
                 .map(Some)
-                .map_err(|_| VaultError::Damaged(self.path.clone())),
+                .ok_or_else(|| VaultError::Damaged(self.path.clone())),
         }
     }
 
@@ -237,7 +240,9 @@ impl Vault {
             .map(|kv| {
                 let (key, sealed) = kv.map_err(store_error)?;
                 let value = open_with(&self.cipher, &record_ad(table, &key), &sealed)
-                    .map_err(|_| VaultError::Damaged(self.path.clone()))?;
+                    .ok()
+                    .and_then(|padded| unpad(&padded))
+                    .ok_or_else(|| VaultError::Damaged(self.path.clone()))?;
                 Ok((key.to_vec(), value))
             })
             .collect()
@@ -257,6 +262,24 @@ impl Vault {
         self.db.flush().map_err(store_error)?;
         Ok(())
     }
+}
+
+/// Values are padded to a multiple of this many bytes before sealing.
+pub const PAD: usize = 256;
+
+/// The value's length (4 bytes, big-endian), the value, zeros up to a multiple of [`PAD`].
+fn pad(value: &[u8]) -> Zeroizing<Vec<u8>> {
+    let len = 4 + value.len();
+    let mut out = Zeroizing::new(Vec::with_capacity(len.div_ceil(PAD) * PAD));
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
+    out.resize(len.div_ceil(PAD) * PAD, 0);
+    out
+}
+
+fn unpad(padded: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let len = u32::from_be_bytes(padded.get(..4)?.try_into().ok()?) as usize;
+    padded.get(4..4 + len).map(|v| Zeroizing::new(v.to_vec()))
 }
 
 fn record_ad(table: Table, key: &[u8]) -> Vec<u8> {
@@ -368,6 +391,27 @@ mod tests {
                 .unwrap()
                 .as_slice(),
             b"canary-name canary-7731 secret"
+        );
+    }
+
+    #[test]
+    fn curious_operator_learns_only_padded_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::create(&dir.path().join("vault.db"), "pass").unwrap();
+        for (key, text) in [
+            (b"a", "hi"),
+            (b"b", "a much longer message, still under a bucket"),
+        ] {
+            vault.put(Table::History, key, text.as_bytes()).unwrap();
+        }
+        let sizes: Vec<usize> = [b"a", b"b"]
+            .iter()
+            .map(|k| vault.table(Table::History).get(k).unwrap().unwrap().len())
+            .collect();
+        assert_eq!(sizes[0], sizes[1]);
+        assert_eq!(
+            vault.get(Table::History, b"b").unwrap().unwrap().as_slice(),
+            b"a much longer message, still under a bucket"
         );
     }
 
