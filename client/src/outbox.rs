@@ -130,9 +130,9 @@ pub async fn retry(profile: &mut Profile, client: &RelayClient, id: &str) -> Res
     }
 }
 
-/// Sends one pending message. A secret one is encrypted first, and leaves the
-/// pending list in the same save that puts it in the outbox. A failure a
-/// retry may mend is an error, and the message stays pending.
+/// Sends one pending message. A secret one is encrypted first (into the
+/// outbox), then leaves the pending list. A failure a retry may mend is an
+/// error, and the message stays pending.
 pub async fn send_pending(
     profile: &mut Profile,
     client: &RelayClient,
@@ -144,8 +144,9 @@ pub async fn send_pending(
         let Some(to) = p.user.as_deref() else {
             bail!("a secret message names no recipient");
         };
-        let before = profile.pending.clone();
-        profile.pending.retain(|q| q.client_id != p.client_id);
+        // Still pending while it is encrypted: a crash before it leaves the
+        // pending list sends it twice under one client id (the recipient
+        // keeps it once), never loses it.
         let entry = match secret::prepare(
             profile,
             client,
@@ -155,14 +156,11 @@ pub async fn send_pending(
         .await
         {
             Ok(entry) => entry,
-            Err(e) => {
-                profile.pending = before;
-                if transient(&e) {
-                    return Err(e);
-                }
-                return fail(profile, &p.client_id, format!("{e:#}"));
-            }
+            Err(e) if transient(&e) => return Err(e),
+            Err(e) => return fail(profile, &p.client_id, format!("{e:#}")),
         };
+        profile.pending.retain(|q| q.client_id != p.client_id);
+        profile.save()?;
         return Ok(match secret::deliver(profile, client, &entry).await? {
             Delivered::Stored(_) => Outcome::Stored,
             Delivered::Failed(reason) => Outcome::Failed(reason),
