@@ -8,6 +8,9 @@
 
 mod sled_store;
 
+#[cfg(test)]
+mod conformance;
+
 pub use sled_store::SledStore;
 
 use thiserror::Error;

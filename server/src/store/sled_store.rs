@@ -1,5 +1,12 @@
 //! [`Store`] on sled 0.34: one sled tree per [`Tree`], guarded batches as sled
 //! multi-tree transactions.
+//!
+//! Durability: sled's own `flush` is not enough for an acknowledgement. It
+//! writes its log with `pwrite` + `sync_file_range`, which neither flushes the
+//! disk's write cache nor the file's metadata, and writes large values to
+//! `blobs/` files with no sync at all. So [`SledStore::flush`] follows it with
+//! `fdatasync` of the log file, of every blob file written since the last
+//! flush, and of the blob folder, before it returns.
 
 use std::path::Path;
 
@@ -14,6 +21,12 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct SledStore {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// sled's log file, to `fdatasync` after each flush.
+    log: std::fs::File,
+    blobs: std::path::PathBuf,
+    /// The newest blob (by sled's log sequence number) already synced, and
+    /// the blob folder's modification time then (unchanged: nothing new).
+    synced_blob: std::sync::Mutex<(u64, Option<std::time::SystemTime>)>,
 }
 
 impl SledStore {
@@ -46,7 +59,14 @@ impl SledStore {
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        Ok(SledStore { db, trees })
+        let log = std::fs::File::open(path.join("db")).map_err(io_error)?;
+        Ok(SledStore {
+            db,
+            trees,
+            log,
+            blobs: path.join("blobs"),
+            synced_blob: std::sync::Mutex::new((0, None)),
+        })
     }
 
     fn tree(&self, tree: Tree) -> &sled::Tree {
@@ -58,6 +78,53 @@ impl SledStore {
 fn locked(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
         || io.to_string().contains("could not acquire lock"))
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("cannot sync the store to disk: {e}"))
+}
+
+impl SledStore {
+    /// `fdatasync` of what sled's flush left in the page cache or the disk's
+    /// cache: the log file, new blob files, the blob folder's entries.
+    fn sync_to_disk(&self) -> Result<(), StoreError> {
+        self.log.sync_data().map_err(io_error)?;
+        let mut synced = self.synced_blob.lock().unwrap_or_else(|p| p.into_inner());
+        let modified = match std::fs::metadata(&self.blobs) {
+            Ok(meta) => meta.modified().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(e)),
+        };
+        if modified.is_some() && modified == synced.1 {
+            // No file was added or removed since the last look.
+            return Ok(());
+        }
+        let mut newest = synced.0;
+        for entry in std::fs::read_dir(&self.blobs).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if lsn > synced.0 {
+                // A blob sled removed meanwhile needs no sync.
+                match std::fs::File::open(entry.path()) {
+                    Ok(f) => f.sync_data().map_err(io_error)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error(e)),
+                }
+                newest = newest.max(lsn);
+            }
+        }
+        std::fs::File::open(&self.blobs)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error)?;
+        *synced = (newest, modified);
+        Ok(())
+    }
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -190,7 +257,8 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(backend)
+        self.db.flush().map_err(backend)?;
+        self.sync_to_disk()
     }
 
     fn count(&self, tree: Tree) -> Result<usize, StoreError> {
