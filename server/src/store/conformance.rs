@@ -10,9 +10,14 @@ use super::{Applied, Batch, Op, Store, Tree};
 type Opener = fn(&Path) -> Arc<dyn Store>;
 
 fn implementations() -> Vec<(&'static str, Opener)> {
-    vec![("sled", |path| {
-        Arc::new(super::SledStore::open(path).expect("the store opens"))
-    })]
+    vec![
+        ("sled", |path| {
+            Arc::new(super::SledStore::open(path).expect("the store opens"))
+        }),
+        ("fjall", |path| {
+            Arc::new(super::FjallStore::open(path).expect("the store opens"))
+        }),
+    ]
 }
 
 /// Runs `check` on a fresh store of every implementation.

@@ -6,11 +6,13 @@
 //! distributed engine behind the same trait. Values handed to the store are
 //! already sealed (see [`crate::seal`]): the store never sees plaintext.
 
+mod fjall_store;
 mod sled_store;
 
 #[cfg(test)]
 mod conformance;
 
+pub use fjall_store::FjallStore;
 pub use sled_store::SledStore;
 
 use thiserror::Error;
