@@ -11,7 +11,6 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sotto_proto::v1;
 use sotto_server::archive::{Destination, NewNormal, NormalArchive};
-use sotto_server::store::Store;
 use sotto_server::{RelayConfig, datadir};
 use sotto_warrant::{AuthorityFile, CheckedWarrant, Limits, PseudonymKey};
 

@@ -6,11 +6,23 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Which embedded store a new data directory gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// fjall 3: its journal persisted with fdatasync at each flush.
+    Fjall,
+    /// sled 0.34: flushed, then its files fdatasynced.
+    Sled,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
     /// Address the QUIC endpoint binds.
     pub listen: SocketAddr,
+    /// The embedded store of a new data directory (an existing one keeps its own).
+    pub store: StoreKind,
     /// Hard limit of one frame's body, in bytes.
     pub max_frame_bytes: usize,
     /// The at-rest master key; relative paths are inside the data directory.
@@ -44,6 +56,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            store: StoreKind::Fjall,
             max_frame_bytes: sotto_proto::DEFAULT_MAX_FRAME,
             master_key_file: PathBuf::from("master.key"),
             secret_ttl_secs: 30 * 24 * 3600,
@@ -144,6 +157,9 @@ impl RelayConfig {
              \n\
              # Address the QUIC endpoint binds (flag: serve --listen).\n\
              listen = \"{listen}\"\n\
+             # The embedded store of a new data directory: \"fjall\" or \"sled\".\n\
+             # A data directory keeps the store it was made with.\n\
+             store = \"fjall\"\n\
              # Hard limit of one frame's body, in bytes.\n\
              max_frame_bytes = {frame}\n\
              # The at-rest master key. Relative paths are inside the data directory.\n\

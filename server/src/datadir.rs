@@ -3,7 +3,7 @@
 //! ```text
 //! relay.toml        configuration (defaults written at init, with comments)
 //! tls/              self-signed certificate and its key (0600)
-//! db/               the sled store; every value sealed
+//! db/               the embedded store (fjall, or sled); every value sealed
 //! authorities.toml  registered warrant authorities
 //! audit.log         the hash-chained audit log
 //! master.key        the at-rest master key (0600) unless kept elsewhere
@@ -16,10 +16,10 @@ use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, StoreKind};
 use crate::files::{create_private_dir, write_private};
 use crate::seal::{MasterKey, Sealer};
-use crate::store::{Applied, Batch, SledStore, Store, Tree};
+use crate::store::{Applied, Batch, FjallStore, SledStore, Store, Tree};
 use crate::tls::TlsIdentity;
 
 const DATA_KEY: &[u8] = b"data_key";
@@ -30,7 +30,7 @@ pub const MASTER_KEY_ENV: &str = "SOTTO_MASTER_KEY";
 
 /// Everything the relay needs from its data directory, opened once.
 pub struct OpenedDir {
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
     pub tls: TlsIdentity,
     pub disclosure_key: SigningKey,
@@ -79,10 +79,8 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     };
 
     let master = master_key(root, config, &mut warnings)?;
-    let store = Arc::new(
-        SledStore::open(&root.join("db"))
-            .with_context(|| format!("cannot open the store in {}", root.display()))?,
-    );
+    let store = open_store(&root.join("db"), config.store, &mut warnings)
+        .with_context(|| format!("cannot open the store in {}", root.display()))?;
     let wrapped = match store.get(Tree::Meta, DATA_KEY)? {
         Some(wrapped) => wrapped,
         None => {
@@ -106,6 +104,28 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
         tls,
         disclosure_key,
         warnings,
+    })
+}
+
+/// The store in `db/`: the one it holds if it exists (sled leaves a `conf`
+/// file, fjall does not), else a new one of `wanted`'s kind.
+fn open_store(db: &Path, wanted: StoreKind, warnings: &mut Vec<String>) -> Result<Arc<dyn Store>> {
+    let existing = if db.join("conf").exists() {
+        Some(StoreKind::Sled)
+    } else if db.exists() && std::fs::read_dir(db)?.next().is_some() {
+        Some(StoreKind::Fjall)
+    } else {
+        None
+    };
+    let kind = existing.unwrap_or(wanted);
+    if existing.is_some_and(|e| e != wanted) {
+        warnings.push(format!(
+            "relay.toml asks for the {wanted:?} store, but this data directory holds a {kind:?} store: it is kept (data is never moved silently)"
+        ));
+    }
+    Ok(match kind {
+        StoreKind::Fjall => Arc::new(FjallStore::open(db)?),
+        StoreKind::Sled => Arc::new(SledStore::open(db)?),
     })
 }
 

@@ -11,7 +11,7 @@ use sotto_client::identity::Identity;
 use sotto_client::profile::{Profile, ProfileConfig};
 use sotto_client::secret;
 use sotto_server::records::AccountRecord;
-use sotto_server::store::{Batch, Store, Tree};
+use sotto_server::store::{Batch, Tree};
 use sotto_tests::{
     PASSPHRASE, RelayProcess, TestRelay, files_containing, init_profile, repoint, sotto_ok,
 };
