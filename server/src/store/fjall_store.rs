@@ -36,24 +36,11 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 impl FjallStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        // A store just closed in this process may hold its lock a moment
-        // longer (an in-process restart): wait a little, then say who holds it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let db = loop {
-            match Database::builder(path).manual_journal_persist(true).open() {
-                Ok(db) => break db,
-                Err(fjall::Error::Locked) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(fjall::Error::Locked) => {
-                    return Err(StoreError::Backend(format!(
-                        "{} is in use by another process (is a relay already running on this data directory?)",
-                        path.display()
-                    )));
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        };
+        let db = super::open_waiting_for_lock(
+            path,
+            || Database::builder(path).manual_journal_persist(true).open(),
+            |e| matches!(e, fjall::Error::Locked),
+        )?;
         let keyspaces = Tree::ALL
             .iter()
             .map(|t| db.keyspace(t.name(), KeyspaceCreateOptions::default))

@@ -174,6 +174,33 @@ pub trait Store: Send + Sync + 'static {
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
 }
 
+/// Opens a store with `open`, waiting a little while its lock is held: a
+/// store just closed in this process (an in-process restart) may hold it a
+/// moment longer. Then says who holds it.
+pub(crate) fn open_waiting_for_lock<T, E: std::fmt::Display>(
+    path: &std::path::Path,
+    mut open: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> Result<T, StoreError> {
+    const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open() {
+            Ok(store) => return Ok(store),
+            Err(e) if locked(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) if locked(&e) => {
+                return Err(StoreError::Backend(format!(
+                    "{} is in use by another process (is a relay already running on this data directory?)",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(StoreError::Backend(e.to_string())),
+        }
+    }
+}
+
 impl dyn Store {
     /// What `read` makes of the value under `key`, read in place; `None`
     /// when there is no value. It does not rely on the implementation to call

@@ -15,9 +15,6 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{Applied, Batch, Entries, Entry, Op, Store, StoreError, Tree};
 
-/// How long opening waits for the store's lock.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 pub struct SledStore {
     db: sled::Db,
     trees: Vec<sled::Tree>,
@@ -36,24 +33,7 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             // Flushes are explicit (group commit); no background timer needed.
             .flush_every_ms(None);
-        // sled's I/O threads may hold a just-closed store for a moment (an
-        // in-process restart): wait a little for its lock, then say who holds it.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(e) if locked(&e) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) if locked(&e) => {
-                    return Err(StoreError::Backend(format!(
-                        "{} is in use by another process (is a relay already running on this data directory?)",
-                        path.display()
-                    )));
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        };
+        let db = super::open_waiting_for_lock(path, || config.open(), locked)?;
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
