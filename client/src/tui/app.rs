@@ -102,6 +102,10 @@ pub enum View {
 #[derive(Debug, Clone)]
 pub enum Event {
     Key(KeyEvent),
+    /// A typed message is kept in the vault now: it is shown (as pending).
+    Kept {
+        local_id: u64,
+    },
     /// The clock: disappearing messages whose time came are taken away.
     /// (The chat loop sends one a second; tests send the times they want.)
     Tick {
@@ -208,6 +212,9 @@ pub struct App {
     pub quit: bool,
     /// The app's clock (milliseconds since the epoch), moved by [`Event::Tick`].
     pub now_ms: i64,
+    /// Messages typed but not yet kept in the vault: shown only once
+    /// [`Event::Kept`] says they are (a crash can lose nothing shown).
+    pub unsaved: Vec<(ConvKey, ChatLine)>,
 }
 
 pub const HELP: &str = "\
@@ -252,6 +259,7 @@ impl App {
             search: None,
             quit: false,
             now_ms: crate::profile::now_ms(),
+            unsaved: Vec::new(),
         };
         for entry in history {
             let key = app.key_of(entry);
@@ -387,8 +395,38 @@ impl App {
                 self.conversation_mut(&ConvKey::Secret(peer.clone())).timer = secs;
                 Vec::new()
             }
+            Event::Kept { local_id } => {
+                if let Some(at) = self
+                    .unsaved
+                    .iter()
+                    .position(|(_, l)| l.local_id == local_id)
+                {
+                    let (key, line) = self.unsaved.remove(at);
+                    let conv = self.conversation_mut(&key);
+                    conv.last_activity = conv.last_activity.max(line.sent_at);
+                    conv.lines.push(line);
+                }
+                Vec::new()
+            }
             Event::Delivered { local_id } => {
                 self.set_delivery(local_id, Delivery::Sent);
+                Vec::new()
+            }
+            Event::Failed { local_id, reason }
+                if self.unsaved.iter().any(|(_, l)| l.local_id == local_id) =>
+            {
+                // Never kept: give the text back rather than show a line.
+                if let Some(at) = self
+                    .unsaved
+                    .iter()
+                    .position(|(_, l)| l.local_id == local_id)
+                {
+                    let (_, line) = self.unsaved.remove(at);
+                    if self.input.is_empty() {
+                        self.input = line.text;
+                    }
+                }
+                self.status = format!("not sent: {reason}");
                 Vec::new()
             }
             Event::Failed { local_id, reason } => {
@@ -557,16 +595,18 @@ impl App {
         let local_id = local_id_of(&client_id);
         let me = self.me.clone();
         let now = crate::profile::now_ms();
-        let conv = self.conversation_mut(&key);
-        conv.lines.push(ChatLine {
-            from: me,
-            text: text.clone(),
-            sent_at: now,
-            delivery: Delivery::Pending,
-            local_id,
-            expires_at: expire.map(|secs| now.saturating_add(i64::from(secs) * 1000)),
-        });
-        conv.last_activity = now;
+        // Shown once the vault has it (Event::Kept), not before.
+        self.unsaved.push((
+            key.clone(),
+            ChatLine {
+                from: me,
+                text: text.clone(),
+                sent_at: now,
+                delivery: Delivery::Pending,
+                local_id,
+                expires_at: expire.map(|secs| now.saturating_add(i64::from(secs) * 1000)),
+            },
+        ));
         match key {
             ConvKey::Secret(to) => vec![Effect::SendSecret {
                 local_id,

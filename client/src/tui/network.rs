@@ -195,12 +195,17 @@ fn accept(
         }
     };
     profile.pending.push(pending);
-    if let Err(e) = profile.save() {
-        profile.pending.pop();
-        let _ = events.send(Event::Failed {
-            local_id,
-            reason: format!("cannot keep it in the vault: {e:#}"),
-        });
+    match profile.save() {
+        Ok(()) => {
+            let _ = events.send(Event::Kept { local_id });
+        }
+        Err(e) => {
+            profile.pending.pop();
+            let _ = events.send(Event::Failed {
+                local_id,
+                reason: format!("cannot keep it in the vault: {e:#}"),
+            });
+        }
     }
 }
 

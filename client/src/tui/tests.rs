@@ -119,6 +119,17 @@ fn typing_then_enter_sends_to_the_open_conversation() {
         (&ConvKey::Direct("bob".into()), "see you")
     );
     assert!(app.input.is_empty());
+    // Not shown before the vault has it.
+    assert!(
+        app.open_conversation_ref()
+            .unwrap()
+            .lines
+            .iter()
+            .all(|l| l.local_id != *local_id)
+    );
+    app.update(Event::Kept {
+        local_id: *local_id,
+    });
     let last = app
         .open_conversation_ref()
         .unwrap()
@@ -320,6 +331,9 @@ fn a_message_from_sotto_send_is_shown_and_sent_like_a_typed_one() {
             .find(|c| c.key == ConvKey::Secret("dave".into()));
         dave.unwrap().lines.last().unwrap().clone()
     };
+    app.update(Event::Kept {
+        local_id: *local_id,
+    });
     assert_eq!(
         (
             last_in_dave(&app).from.as_str(),
@@ -494,16 +508,7 @@ fn a_disappearing_message_leaves_the_running_client_at_its_time() {
 #[test]
 fn setting_a_timer_tells_the_peer_and_a_peers_timer_is_applied() {
     let mut app = app(Some(ConvKey::Secret("dave".into())));
-    for c in "/timer 30s".chars() {
-        app.update(Event::Key(KeyEvent::new(
-            KeyCode::Char(c),
-            KeyModifiers::NONE,
-        )));
-    }
-    let effects = app.update(Event::Key(KeyEvent::new(
-        KeyCode::Enter,
-        KeyModifiers::NONE,
-    )));
+    let effects = command(&mut app, "/timer 30s");
     assert!(
         matches!(effects.as_slice(), [Effect::SetTimer { peer, secs: Some(30) }] if peer == "dave"),
         "{effects:?}"
@@ -514,25 +519,26 @@ fn setting_a_timer_tells_the_peer_and_a_peers_timer_is_applied() {
     });
     assert_eq!(app.open_conversation_ref().unwrap().timer, Some(5));
     // Our next message there carries the timer and goes at its time.
-    for c in "brief".chars() {
-        app.update(Event::Key(KeyEvent::new(
-            KeyCode::Char(c),
-            KeyModifiers::NONE,
-        )));
-    }
-    let effects = app.update(Event::Key(KeyEvent::new(
-        KeyCode::Enter,
-        KeyModifiers::NONE,
-    )));
+    let effects = command(&mut app, "brief");
+    let [
+        Effect::SendSecret {
+            expire: Some(5),
+            local_id,
+            ..
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("{effects:?}");
+    };
+    app.update(Event::Kept {
+        local_id: *local_id,
+    });
     assert!(
-        matches!(
-            effects.as_slice(),
-            [Effect::SendSecret {
-                expire: Some(5),
-                ..
-            }]
-        ),
-        "{effects:?}"
+        app.open_conversation_ref()
+            .unwrap()
+            .lines
+            .iter()
+            .any(|l| l.text == "brief")
     );
     let now = app.now_ms;
     app.update(Event::Tick {
