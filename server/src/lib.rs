@@ -12,7 +12,7 @@
 //! - `hub`: live pushes to subscribed connections;
 //! - `prekeys`: published prekey bundles for secret chats;
 //! - `secret_queue`: end-to-end encrypted envelopes until delivered (never history);
-//! - [`store`]: the storage trait and its sled implementation;
+//! - [`store`]: the storage trait, its fjall and sled implementations, their conformance suite;
 //! - [`seal`]: the one sealing function for data at rest;
 //! - [`warrant`]: the warrant desk, which hands the sans-IO `sotto_warrant`
 //!   crate the archive's read-only view and nothing else; its grants and audit log;

@@ -1,15 +1,21 @@
 //! The one conformance suite every [`Store`] implementation must pass,
 //! written once against the trait. An implementation adds one line to
 //! `implementations` below.
+//!
+//! Durability is covered twice: here, a child process killed with SIGKILL in
+//! the middle of a batch leaves no torn batch and loses nothing it flushed;
+//! and `writer::tests` runs the relay's writer over [`super::PowerCut`], which
+//! drops whatever no returned flush covered, at moments spread over a run.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{Applied, Batch, Op, Store, Tree};
 
-type Opener = fn(&Path) -> Arc<dyn Store>;
+pub(crate) type Opener = fn(&Path) -> Arc<dyn Store>;
 
-fn implementations() -> Vec<(&'static str, Opener)> {
+/// Every implementation, by name, with how to open one at a path.
+pub(crate) fn implementations() -> Vec<(&'static str, Opener)> {
     vec![
         ("sled", |path| {
             Arc::new(super::SledStore::open(path).expect("the store opens"))
@@ -189,5 +195,107 @@ fn a_flush_reaches_large_values_too() {
             Some(big),
             "{name}"
         );
+    });
+}
+
+/// Set in the child process of the kill -9 test: which store, and where.
+const CHILD_ENV: &str = "SOTTO_CONFORMANCE_WRITER";
+const BATCH_KEYS: u32 = 192;
+
+fn batch_key(batch: u32, i: u32) -> Vec<u8> {
+    [batch.to_be_bytes(), i.to_be_bytes()].concat()
+}
+
+/// The child: writes large batches across three trees, flushing each, and
+/// says so after each flush, until it is killed.
+fn write_until_killed(spec: &str) -> ! {
+    let (name, path) = spec.split_once('\n').expect("name and path");
+    let (_, open) = implementations()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .expect("a known store");
+    let store = open(Path::new(path));
+    let trees = [Tree::Messages, Tree::ByParticipant, Tree::SecretQueue];
+    for batch in 0u32.. {
+        let mut write = Batch::default();
+        for i in 0..BATCH_KEYS {
+            write.put(
+                trees[i as usize % 3],
+                batch_key(batch, i),
+                vec![batch as u8; 16 * 1024],
+            );
+        }
+        store.apply(write).expect("the batch applies");
+        store.flush().expect("the flush returns");
+        println!("flushed {batch}");
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_batch_is_whole_or_absent_after_kill_9_mid_batch() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        write_until_killed(&spec);
+    }
+    use std::io::BufRead;
+    each(|name, path, open| {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::conformance::a_batch_is_whole_or_absent_after_kill_9_mid_batch",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{name}\n{}", path.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the child starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut flushed = None;
+        // Killed while it writes: some way into a batch past the tenth.
+        while flushed.is_none_or(|f| f < 10) {
+            let line = lines
+                .next()
+                .expect("the child writes until killed")
+                .unwrap();
+            if let Some(n) = line.strip_prefix("flushed ") {
+                flushed = Some(n.parse::<u32>().unwrap());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(
+            rand::random::<u64>() % 5_000,
+        ));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let flushed = flushed.unwrap();
+
+        let store = open(path);
+        let count = |batch: u32| {
+            [Tree::Messages, Tree::ByParticipant, Tree::SecretQueue]
+                .iter()
+                .map(|t| {
+                    store
+                        .range(
+                            *t,
+                            &batch_key(batch, 0),
+                            &batch_key(batch + 1, 0),
+                            usize::MAX,
+                        )
+                        .unwrap()
+                        .len() as u32
+                })
+                .sum::<u32>()
+        };
+        for batch in 0..=flushed + 2 {
+            let n = count(batch);
+            assert!(
+                n == 0 || n == BATCH_KEYS,
+                "{name}: batch {batch} is torn ({n} of {BATCH_KEYS} keys)"
+            );
+            if batch <= flushed {
+                assert_eq!(n, BATCH_KEYS, "{name}: flushed batch {batch} is lost");
+            }
+        }
     });
 }

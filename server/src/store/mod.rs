@@ -1,9 +1,11 @@
-//! The storage trait and its sled implementation: the one place that opens the store.
+//! The storage trait and its implementations: the one place that opens the store.
 //!
 //! Everything the relay keeps goes through [`Store`], a small ordered key-value
-//! interface over named [`Tree`]s with atomic guarded batches. sled 0.34 is the
-//! embedded default ([`SledStore`]); a multi-node deployment would put an existing
-//! distributed engine behind the same trait. Values handed to the store are
+//! interface over named [`Tree`]s with atomic guarded batches. fjall 3 is the
+//! embedded default ([`FjallStore`]), sled 0.34 is kept ([`SledStore`]); both
+//! pass one conformance suite (`conformance`, with the power-cut double in
+//! `power_cut`). A multi-node deployment would put an existing distributed
+//! engine behind the same trait. Values handed to the store are
 //! already sealed (see [`crate::seal`]): the store never sees plaintext.
 
 mod fjall_store;
@@ -11,6 +13,13 @@ mod sled_store;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod power_cut;
+
+#[cfg(test)]
+pub(crate) use conformance::implementations;
+#[cfg(test)]
+pub(crate) use power_cut::PowerCut;
 
 pub use fjall_store::FjallStore;
 pub use sled_store::SledStore;
