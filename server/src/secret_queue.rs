@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use prost::Message;
 use sotto_proto::v1;
 
-use crate::accounts::{blind_user, user_scoped_key as queue_key};
+use crate::accounts::blind_user;
 use crate::records::SecretEnvelopeRecord;
 use crate::seal::Sealer;
-use crate::store::{Op, Store, Tree};
+use crate::store::{Applied, Batch, Op, Store, Tree};
 use crate::{RelayError, now_ms};
 
 pub struct SecretQueue {
@@ -23,39 +23,74 @@ pub struct SecretQueue {
     sealer: Arc<Sealer>,
     /// What is queued, for duplicates and time-to-live; also serialises writers.
     index: Mutex<Index>,
+    /// Where every recipient's ids start (see [`SecretQueue::open`]).
+    id_base: u64,
 }
 
 /// blind(sender) ‖ client id.
 type DedupKey = [u8; 32];
 
+/// blind(recipient) ‖ the recipient's envelope id: the envelope's key in the store.
+type QueueKey = [u8; 24];
+
+/// Marks, in the meta tree, where per-recipient envelope ids start.
+const ID_BASE_KEY: &[u8] = b"secret_id_base";
+
+fn queue_key(recipient: &[u8; 16], id: u64) -> QueueKey {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(recipient);
+    key[16..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn id_of(key: &QueueKey) -> u64 {
+    u64::from_be_bytes(key[16..].try_into().expect("eight bytes"))
+}
+
 /// The queue's index, in memory only: one key per envelope is all the queue
 /// writes, and [`SecretQueue::open`] rebuilds this from the queue itself.
 #[derive(Default)]
 struct Index {
-    by_dedup: HashMap<DedupKey, u64>,
-    by_id: HashMap<u64, Waiting>,
-    by_expiry: BTreeSet<(i64, u64)>,
+    by_dedup: HashMap<DedupKey, QueueKey>,
+    by_key: HashMap<QueueKey, Waiting>,
+    by_expiry: BTreeSet<(i64, QueueKey)>,
 }
 
 struct Waiting {
-    recipient: [u8; 16],
     dedup: DedupKey,
     expires_at: i64,
 }
 
 impl Index {
-    fn insert(&mut self, id: u64, waiting: Waiting) {
-        self.by_dedup.insert(waiting.dedup, id);
-        self.by_expiry.insert((waiting.expires_at, id));
-        self.by_id.insert(id, waiting);
+    fn insert(&mut self, key: QueueKey, waiting: Waiting) {
+        self.by_dedup.insert(waiting.dedup, key);
+        self.by_expiry.insert((waiting.expires_at, key));
+        self.by_key.insert(key, waiting);
     }
 
-    fn remove(&mut self, id: u64) {
-        if let Some(w) = self.by_id.remove(&id) {
+    fn remove(&mut self, key: &QueueKey) {
+        if let Some(w) = self.by_key.remove(key) {
             self.by_dedup.remove(&w.dedup);
-            self.by_expiry.remove(&(w.expires_at, id));
+            self.by_expiry.remove(&(w.expires_at, *key));
         }
     }
+}
+
+/// What one call of [`SecretQueue::enqueue_many`] is about to write.
+#[derive(Default)]
+struct Staging {
+    writes: Vec<Op>,
+    /// Each recipient's last id after this call.
+    last_ids: HashMap<[u8; 16], u64>,
+    /// Envelopes new in this call, by duplicate key.
+    fresh: HashMap<DedupKey, QueueKey>,
+    staged: Vec<(QueueKey, Waiting)>,
+}
+
+fn read_u64(bytes: &[u8]) -> Result<u64, RelayError> {
+    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
+        RelayError::Corrupt("a secret envelope counter")
+    })?))
 }
 
 /// An envelope to queue, already checked by the handler.
@@ -87,11 +122,11 @@ impl SecretQueue {
                 let record = SecretEnvelopeRecord::decode(
                     sealer.open(Tree::SecretQueue, &key, &sealed)?.as_slice(),
                 )?;
+                let key: QueueKey = key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| RelayError::Corrupt("a secret queue key"))?;
                 let waiting = Waiting {
-                    recipient: key
-                        .get(..16)
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or(RelayError::Corrupt("a secret queue key"))?,
                     dedup: record
                         .dedup_key
                         .as_slice()
@@ -99,14 +134,46 @@ impl SecretQueue {
                         .map_err(|_| RelayError::Corrupt("a secret envelope's dedup key"))?,
                     expires_at: record.expires_at,
                 };
-                index.insert(record.id, waiting);
+                index.insert(key, waiting);
             }
         }
+        let id_base = Self::id_base(&*store)?;
         Ok(SecretQueue {
             store,
             sealer,
             index: Mutex::new(index),
+            id_base,
         })
+    }
+
+    /// Envelope ids count per recipient, so nobody learns the relay-wide
+    /// volume from them. They start above every id a relay-wide counter
+    /// handed out before (a client remembers the ids it has seen): the
+    /// counter's value when the first queue of this kind was opened, once.
+    fn id_base(store: &dyn Store) -> Result<u64, RelayError> {
+        if let Some(v) = store.get(Tree::Meta, ID_BASE_KEY)? {
+            return read_u64(&v);
+        }
+        let base = store.next_id()?;
+        match store.apply(Batch::guarded(
+            Tree::Meta,
+            ID_BASE_KEY.to_vec(),
+            base.to_be_bytes().to_vec(),
+        ))? {
+            Applied::Written => {
+                store.flush()?;
+                Ok(base)
+            }
+            Applied::GuardExists(v) => read_u64(&v),
+        }
+    }
+
+    /// The last id handed to the recipient `blind` (its id base if none yet).
+    fn last_id(&self, blind: &[u8; 16]) -> Result<u64, RelayError> {
+        match self.store.get(Tree::SecretCounters, blind)? {
+            Some(sealed) => read_u64(&self.sealer.open(Tree::SecretCounters, blind, &sealed)?),
+            None => Ok(self.id_base),
+        }
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -119,19 +186,30 @@ impl SecretQueue {
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
         // One writer at a time, so the duplicate check cannot race another.
         let mut index = self.index();
-        let mut writes = Vec::with_capacity(envelopes.len());
-        let mut fresh: HashMap<DedupKey, u64> = HashMap::new();
-        let mut staged = Vec::new();
+        let mut staging = Staging::default();
         let results: Vec<_> = envelopes
             .into_iter()
-            .map(|e| self.stage(e, &index, &mut writes, &mut fresh, &mut staged))
+            .map(|e| self.stage(e, &index, &mut staging))
             .collect();
-        // Each envelope stands alone, and nobody hears of it before the flush:
-        // no need to write them atomically together.
+        // The counters go first: the store keeps writes in order, so an
+        // envelope found after a crash always has its counter, and no id is
+        // handed out twice. Each envelope stands alone, and nobody hears of
+        // it before the flush: no need to write them atomically together.
+        let mut writes: Vec<Op> = staging
+            .last_ids
+            .iter()
+            .map(|(blind, id)| {
+                let sealed = self
+                    .sealer
+                    .seal(Tree::SecretCounters, blind, &id.to_be_bytes());
+                Op::Put(Tree::SecretCounters, blind.to_vec(), sealed)
+            })
+            .collect();
+        writes.append(&mut staging.writes);
         match self.store.apply_each(writes) {
             Ok(_) => {
-                for (id, waiting) in staged {
-                    index.insert(id, waiting);
+                for (key, waiting) in staging.staged {
+                    index.insert(key, waiting);
                 }
                 results
             }
@@ -143,17 +221,22 @@ impl SecretQueue {
         &self,
         new: NewSecret,
         index: &Index,
-        writes: &mut Vec<Op>,
-        fresh: &mut HashMap<DedupKey, u64>,
-        staged: &mut Vec<(u64, Waiting)>,
+        staging: &mut Staging,
     ) -> Result<Queued, RelayError> {
         let mut dedup: DedupKey = [0; 32];
         dedup[..16].copy_from_slice(&blind_user(&self.sealer, &new.from));
         dedup[16..].copy_from_slice(&new.client_id);
-        if let Some(id) = fresh.get(&dedup).or(index.by_dedup.get(&dedup)) {
-            return Ok(Queued::Duplicate(*id));
+        if let Some(key) = staging.fresh.get(&dedup).or(index.by_dedup.get(&dedup)) {
+            return Ok(Queued::Duplicate(id_of(key)));
         }
-        let id = self.store.next_id()? + 1;
+        let recipient = blind_user(&self.sealer, &new.to);
+        let last = match staging.last_ids.get(&recipient) {
+            Some(last) => *last,
+            None => self.last_id(&recipient)?,
+        };
+        let id = last
+            .checked_add(1)
+            .ok_or(RelayError::Corrupt("a recipient's envelope ids ran out"))?;
         let queued_at = now_ms();
         let record = SecretEnvelopeRecord {
             id,
@@ -163,17 +246,18 @@ impl SecretQueue {
             expires_at: queued_at.saturating_add(new.ttl_ms),
             dedup_key: dedup.to_vec(),
         };
-        let recipient = blind_user(&self.sealer, &new.to);
         let qkey = queue_key(&recipient, id);
         let sealed = self
             .sealer
             .seal(Tree::SecretQueue, &qkey, &record.encode_to_vec());
-        writes.push(Op::Put(Tree::SecretQueue, qkey, sealed));
-        fresh.insert(dedup, id);
-        staged.push((
-            id,
+        staging
+            .writes
+            .push(Op::Put(Tree::SecretQueue, qkey.to_vec(), sealed));
+        staging.last_ids.insert(recipient, id);
+        staging.fresh.insert(dedup, qkey);
+        staging.staged.push((
+            qkey,
             Waiting {
-                recipient,
                 dedup,
                 expires_at: record.expires_at,
             },
@@ -213,30 +297,29 @@ impl SecretQueue {
     pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<usize, RelayError> {
         let blind = blind_user(&self.sealer, user);
         let mut index = self.index();
-        let mine: Vec<u64> = ids
+        let mut mine: Vec<QueueKey> = ids
             .iter()
-            .copied()
-            .filter(|id| index.by_id.get(id).is_some_and(|w| w.recipient == blind))
+            .map(|id| queue_key(&blind, *id))
+            .filter(|key| index.by_key.contains_key(key))
             .collect();
+        mine.sort_unstable();
+        mine.dedup();
         self.delete(&mut index, &mine)?;
         Ok(mine.len())
     }
 
-    /// Deletes the queued envelopes `ids` (all known to the index).
-    fn delete(&self, index: &mut Index, ids: &[u64]) -> Result<(), RelayError> {
-        if ids.is_empty() {
+    /// Deletes the queued envelopes under `keys` (all known to the index).
+    fn delete(&self, index: &mut Index, keys: &[QueueKey]) -> Result<(), RelayError> {
+        if keys.is_empty() {
             return Ok(());
         }
-        let deletes = ids
+        let deletes = keys
             .iter()
-            .filter_map(|id| {
-                let w = index.by_id.get(id)?;
-                Some(Op::Delete(Tree::SecretQueue, queue_key(&w.recipient, *id)))
-            })
+            .map(|key| Op::Delete(Tree::SecretQueue, key.to_vec()))
             .collect();
         self.store.apply_each(deletes)?;
-        for id in ids {
-            index.remove(*id);
+        for key in keys {
+            index.remove(key);
         }
         Ok(())
     }
@@ -246,11 +329,11 @@ impl SecretQueue {
         let mut index = self.index();
         let mut removed = 0;
         loop {
-            let due: Vec<u64> = index
+            let due: Vec<QueueKey> = index
                 .by_expiry
-                .range(..=(now, u64::MAX))
+                .range(..=(now, [0xff; 24]))
                 .take(512)
-                .map(|(_, id)| *id)
+                .map(|(_, key)| *key)
                 .collect();
             if due.is_empty() {
                 return Ok(removed);
@@ -354,5 +437,58 @@ mod tests {
         let (left, _) = q.pending("bob", 10).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].ciphertext.as_ref(), [2u8; 40]);
+    }
+
+    #[test]
+    fn ids_count_per_recipient_and_never_go_back() {
+        let f = Fixture::new();
+        let q = f.queue();
+        let bob = [1, 2, 3].map(|n| queued(&q, envelope_to("bob", n, 60_000)));
+        let carol = queued(&q, envelope_to("carol", 4, 60_000));
+        assert_eq!(bob, [1, 2, 3], "a fresh relay counts each recipient from 1");
+        assert_eq!(carol, 1, "carol learns nothing of what bob receives");
+        // Everything acknowledged, then a restart: bob's ids still go on.
+        assert_eq!(q.acknowledge("bob", &bob).unwrap(), 3);
+        drop(q);
+        let q = f.queue();
+        assert_eq!(queued(&q, envelope_to("bob", 5, 60_000)), 4);
+        let both = q.enqueue_many(vec![
+            envelope_to("bob", 6, 60_000),
+            envelope_to("bob", 7, 60_000),
+        ]);
+        let ids: Vec<u64> = both
+            .into_iter()
+            .map(|r| match r.unwrap() {
+                Queued::New(e) => e.id,
+                Queued::Duplicate(_) => panic!("not a duplicate"),
+            })
+            .collect();
+        assert_eq!(ids, [5, 6], "one batch to one recipient counts on");
+        // An id is only ever the recipient's: carol's 1 is not bob's 1.
+        assert_eq!(q.acknowledge("carol", &[4, 5, 6]).unwrap(), 0);
+        assert_eq!(q.pending("bob", 10).unwrap().0.len(), 3);
+    }
+
+    #[test]
+    fn ids_start_above_those_a_relay_wide_counter_handed_out_before() {
+        // A data directory from before: its clients remember relay-wide ids.
+        let f = Fixture::new();
+        let store = f.store();
+        let before = (0..500).map(|_| store.next_id().unwrap()).max().unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let q = f.queue();
+        let first = queued(&q, envelope_to("bob", 1, 60_000));
+        assert!(first > before);
+        drop(q);
+        // The base is fixed once: the counter moving on does not move it.
+        let store = f.store();
+        (0..5000).for_each(|_| {
+            store.next_id().unwrap();
+        });
+        drop(store);
+        let q = f.queue();
+        let next = queued(&q, envelope_to("bob", 2, 60_000));
+        assert_eq!(next, first + 1);
     }
 }

@@ -50,12 +50,15 @@ pub enum Tree {
     /// blind(recipient)(16) ‖ id(8) → sealed secret envelope (ciphertext only).
     /// Its time-to-live and duplicate index live in memory, rebuilt from it.
     SecretQueue,
+    /// blind(recipient)(16) → the last secret envelope id given to that
+    /// recipient (sealed): ids count per recipient, never relay-wide.
+    SecretCounters,
     /// Warrant ids ever seen, and the pseudonyms each disclosure issued.
     Warrants,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Meta,
         Tree::Accounts,
         Tree::Groups,
@@ -65,6 +68,7 @@ impl Tree {
         Tree::ClientIds,
         Tree::Prekeys,
         Tree::SecretQueue,
+        Tree::SecretCounters,
         Tree::Warrants,
     ];
 
@@ -80,6 +84,7 @@ impl Tree {
             Tree::ClientIds => "client_ids",
             Tree::Prekeys => "prekeys",
             Tree::SecretQueue => "secret_queue",
+            Tree::SecretCounters => "secret_counters",
             Tree::Warrants => "warrants",
         }
     }
