@@ -6,8 +6,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreKind::Fjall => "fjall",
+            StoreKind::Sled => "sled",
+        })
+    }
+}
+
 /// Which embedded store a new data directory gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// fjall 3: its journal persisted with fdatasync at each flush.
@@ -150,6 +159,35 @@ impl RelayConfig {
     }
 
     /// The file `init` writes: every setting with its default and what it means.
+    /// `text` (a `relay.toml`) with its `store` setting set to `kind`: the
+    /// line that sets it replaced, or one added before the first section.
+    /// Everything else, comments included, is kept as it was.
+    pub fn with_store(text: &str, kind: StoreKind) -> String {
+        let setting = format!("store = \"{kind}\"");
+        let mut out = Vec::new();
+        let mut done = false;
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            let sets_store = trimmed
+                .strip_prefix("store")
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
+            if !done && trimmed.starts_with('[') {
+                out.push(setting.clone());
+                done = true;
+            }
+            if sets_store && !done {
+                out.push(setting.clone());
+                done = true;
+            } else {
+                out.push(line.to_owned());
+            }
+        }
+        if !done {
+            out.push(setting);
+        }
+        out.join("\n") + "\n"
+    }
+
     pub fn commented_default() -> String {
         let d = RelayConfig::default();
         format!(
@@ -229,5 +267,24 @@ mod tests {
             let err = format!("{:#}", RelayConfig::load(&path).unwrap_err());
             assert!(err.contains(key) && err.contains("out of range"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_store_setting_is_changed_in_place_and_nothing_else() {
+        let default = RelayConfig::commented_default();
+        let changed = RelayConfig::with_store(&default, StoreKind::Sled);
+        let parsed: RelayConfig = toml::from_str(&changed).unwrap();
+        assert_eq!(parsed.store, StoreKind::Sled);
+        assert_eq!(changed.lines().count(), default.lines().count());
+        assert!(changed.contains("# A data directory keeps the store it was made with."));
+        // No store line: one is added before the first section, not inside it.
+        let text = "listen = \"127.0.0.1:9\"\n[warrant]\nmax_targets = 3\n";
+        let parsed: RelayConfig =
+            toml::from_str(&RelayConfig::with_store(text, StoreKind::Sled)).unwrap();
+        assert_eq!(parsed.store, StoreKind::Sled);
+        assert_eq!(parsed.warrant.max_targets, 3);
+        let parsed: RelayConfig =
+            toml::from_str(&RelayConfig::with_store("", StoreKind::Sled)).unwrap();
+        assert_eq!(parsed.store, StoreKind::Sled);
     }
 }

@@ -107,26 +107,37 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     })
 }
 
-/// The store in `db/`: the one it holds if it exists (sled leaves a `conf`
-/// file, fjall does not), else a new one of `wanted`'s kind.
-fn open_store(db: &Path, wanted: StoreKind, warnings: &mut Vec<String>) -> Result<Arc<dyn Store>> {
-    let existing = if db.join("conf").exists() {
+/// The kind of store `db` holds, if it holds one (sled leaves a `conf`
+/// file, fjall does not).
+pub fn existing_store(db: &Path) -> Result<Option<StoreKind>> {
+    Ok(if db.join("conf").exists() {
         Some(StoreKind::Sled)
     } else if db.exists() && std::fs::read_dir(db)?.next().is_some() {
         Some(StoreKind::Fjall)
     } else {
         None
-    };
-    let kind = existing.unwrap_or(wanted);
-    if existing.is_some_and(|e| e != wanted) {
-        warnings.push(format!(
-            "relay.toml asks for the {wanted:?} store, but this data directory holds a {kind:?} store: it is kept (data is never moved silently)"
-        ));
-    }
+    })
+}
+
+/// Opens (or makes) a store of `kind` at `db`.
+pub fn open_store_of(db: &Path, kind: StoreKind) -> Result<Arc<dyn Store>> {
     Ok(match kind {
         StoreKind::Fjall => Arc::new(FjallStore::open(db)?),
         StoreKind::Sled => Arc::new(SledStore::open(db)?),
     })
+}
+
+/// The store in `db/`: the one it holds if it exists, else a new one of `wanted`'s kind.
+fn open_store(db: &Path, wanted: StoreKind, warnings: &mut Vec<String>) -> Result<Arc<dyn Store>> {
+    let existing = existing_store(db)?;
+    let kind = existing.unwrap_or(wanted);
+    if existing.is_some_and(|e| e != wanted) {
+        warnings.push(format!(
+            "relay.toml asks for the {wanted} store, but this data directory holds a {kind} store: it is kept \
+             (data is never moved silently; `sotto-relay migrate --to {wanted}` copies it)"
+        ));
+    }
+    open_store_of(db, kind)
 }
 
 fn master_key(root: &Path, config: &RelayConfig, warnings: &mut Vec<String>) -> Result<MasterKey> {

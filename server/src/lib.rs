@@ -17,6 +17,7 @@
 //! - [`warrant`]: the warrant desk, which hands the sans-IO `sotto_warrant`
 //!   crate the archive's read-only view and nothing else; its grants and audit log;
 //! - [`datadir`], [`config`], [`tls`], `files`: the data directory, `relay.toml`, the certificate, private files;
+//! - [`migrate`]: copies the data directory's store into the other kind;
 //! - [`RelayError`], [`now_ms`]: failures inside the relay, and its clock.
 //!
 //! Imports run one way: `relay` → `connection` → `handlers` → `state` → components.
@@ -37,6 +38,7 @@ mod files;
 mod groups;
 mod handlers;
 mod hub;
+pub mod migrate;
 mod prekeys;
 mod ratelimit;
 pub mod records;

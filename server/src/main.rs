@@ -51,6 +51,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Copy the store into the other embedded kind (fjall or sled) and put the copy in place.
+    ///
+    /// Run it with the relay stopped. Values are copied still sealed, under the same keys:
+    /// no key is needed. The copy is checked (entries per tree, and a sample of values byte
+    /// for byte) before it is used; the source is never deleted: it is kept beside the new
+    /// store as db.<kind>-<time>. relay.toml's `store` is set to the new kind.
+    Migrate {
+        /// The kind of store to copy into.
+        #[arg(long, value_enum)]
+        to: sotto_server::config::StoreKind,
+    },
     /// Print the transparency report computed from the audit log, per half-year.
     Transparency {
         /// One JSON object: {"periods": [...]}.
@@ -104,7 +115,53 @@ fn run(cli: Cli) -> Result<()> {
             command: AuditCommand::Verify,
         } => verify(&cli.data),
         Command::Transparency { json } => transparency(&cli.data, json),
+        Command::Migrate { to } => migrate(&cli.data, to),
     }
+}
+
+fn migrate(data: &std::path::Path, to: sotto_server::config::StoreKind) -> Result<()> {
+    use sotto_server::migrate::{self, Plan};
+    let total = match migrate::plan(data, to)? {
+        Plan::AlreadyThere => {
+            println!(
+                "{} already holds a {to} store: nothing to do",
+                data.join("db").display()
+            );
+            return Ok(());
+        }
+        Plan::Migrate { from, total } => {
+            eprintln!("copying the {from} store ({total} entries) into a new {to} store");
+            total
+        }
+    };
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entries, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let done = migrate::migrate(data, to, |copied| bar.set_position(copied));
+    bar.finish_and_clear();
+    let done = done?;
+    let config = datadir::config_path(data);
+    let text = std::fs::read_to_string(&config).unwrap_or_default();
+    std::fs::write(&config, RelayConfig::with_store(&text, to)).with_context(|| {
+        format!(
+            "the store is migrated, but {} could not be updated",
+            config.display()
+        )
+    })?;
+    for (tree, n) in &done.entries {
+        println!("{:<16} {n}", tree.name());
+    }
+    println!(
+        "migrated the {} store to {}: counts match, {} values compared",
+        done.from, done.to, done.sampled
+    );
+    println!(
+        "the {} store is kept at {}: remove it once the relay has run on the new one",
+        done.from,
+        done.kept.display()
+    );
+    Ok(())
 }
 
 fn init(data: PathBuf, config: RelayConfig) -> Result<()> {

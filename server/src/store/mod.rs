@@ -188,9 +188,12 @@ pub trait Store: Send + Sync + 'static {
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
 }
 
-/// Opens a store with `open`, waiting a little while its lock is held: a
-/// store just closed in this process (an in-process restart) may hold it a
-/// moment longer. Then says who holds it.
+/// Stores this process has opened: only their locks are worth waiting for.
+static OPENED_HERE: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Opens a store with `open`. If its lock is held by a store this process
+/// opened before (an in-process restart: the old one's threads may hold it a
+/// moment longer), waits a little; if another process holds it, says so at once.
 pub(crate) fn open_waiting_for_lock<T, E: std::fmt::Display>(
     path: &std::path::Path,
     mut open: impl FnMut() -> Result<T, E>,
@@ -198,10 +201,25 @@ pub(crate) fn open_waiting_for_lock<T, E: std::fmt::Display>(
 ) -> Result<T, StoreError> {
     const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
     let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let identity = || std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let opened_here = || {
+        let me = identity();
+        OPENED_HERE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&me)
+    };
     loop {
         match open() {
-            Ok(store) => return Ok(store),
-            Err(e) if locked(&e) && std::time::Instant::now() < deadline => {
+            Ok(store) => {
+                let me = identity();
+                let mut opened = OPENED_HERE.lock().unwrap_or_else(|p| p.into_inner());
+                if !opened.contains(&me) {
+                    opened.push(me);
+                }
+                return Ok(store);
+            }
+            Err(e) if locked(&e) && opened_here() && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) if locked(&e) => {
