@@ -22,6 +22,7 @@ use sotto_client::identity::Identity;
 use sotto_client::pinning::Fingerprint;
 use sotto_client::relay::{Pushes, Recipient, RelayClient, client_endpoint};
 use sotto_proto::v1::{push, secret_payload};
+use sotto_server::config::StoreKind;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -43,11 +44,16 @@ pub struct Options {
     pub relay: Option<(String, String)>,
     /// Messages per second for the whole run (open loop); `None` = as fast as it goes.
     pub rate: Option<f64>,
+    /// The store of the relay it starts (not of one given, nor of echo).
+    pub store: StoreKind,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub mode: Mode,
+    /// The store of the relay it started, as found in its data directory;
+    /// `null` for echo or a relay given.
+    pub store: Option<StoreKind>,
     pub clients: usize,
     pub idle_clients: usize,
     pub messages: usize,
@@ -68,6 +74,8 @@ struct Target {
     fingerprint: Fingerprint,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
+    /// The store the started relay's data directory holds, as found on disk.
+    store: Option<StoreKind>,
 }
 
 impl Drop for Target {
@@ -125,6 +133,10 @@ fn spawn_server(program: PathBuf, args: &[&str], dir: Option<tempfile::TempDir>)
     Ok(Target {
         addr: addr.unwrap_or_default(),
         fingerprint: fingerprint.context("no fingerprint")?,
+        store: match &dir {
+            Some(d) => sotto_server::datadir::existing_store(&d.path().join("relay/db"))?,
+            None => None,
+        },
         child: Some(child),
         _dir: dir,
     })
@@ -149,13 +161,20 @@ fn start_target(opts: &Options) -> Result<Target> {
             fingerprint: Fingerprint::parse(fingerprint).map_err(anyhow::Error::msg)?,
             child: None,
             _dir: None,
+            store: None,
         });
     }
     match opts.mode {
         Mode::Echo => spawn_server(std::env::current_exe()?, &["echo-server"], None),
         Mode::Normal | Mode::Secret => {
             let dir = tempfile::tempdir()?;
-            let data = dir.path().join("relay").to_string_lossy().into_owned();
+            let root = dir.path().join("relay");
+            std::fs::create_dir(&root)?;
+            std::fs::write(
+                root.join("relay.toml"),
+                format!("store = \"{}\"\n", opts.store),
+            )?;
+            let data = root.to_string_lossy().into_owned();
             spawn_server(
                 sibling("sotto-relay")?,
                 &["--data", &data, "serve", "--listen", "127.0.0.1:0"],
@@ -457,6 +476,7 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
     };
     let report = Report {
         mode: opts.mode,
+        store: target.store,
         clients: opts.clients,
         idle_clients: opts.idle_clients,
         messages: latencies.len(),

@@ -45,7 +45,30 @@ fn every_mode_delivers_every_message_and_reports_it() {
             assert!(report[field].is_number(), "{mode}: {field} in {report}");
         }
         assert!(report["p50_us"].as_u64() <= report["p99_us"].as_u64());
+        let store = if mode == "echo" {
+            Value::Null
+        } else {
+            "fjall".into()
+        };
+        assert_eq!(report["store"], store, "{mode}");
     }
+}
+
+#[test]
+fn the_relay_it_starts_runs_on_the_store_asked_for() {
+    let report = run(&[
+        "--mode",
+        "normal",
+        "--store",
+        "sled",
+        "--clients",
+        "2",
+        "--messages",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(report["store"], "sled");
+    assert_eq!(report["messages"], 10);
 }
 
 #[test]

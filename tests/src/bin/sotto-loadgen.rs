@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
+use sotto_server::config::StoreKind;
 use sotto_tests::loadgen::{self, Mode, Options};
 
 #[derive(Parser)]
@@ -35,12 +36,15 @@ struct Cli {
     /// Messages per second for the whole run; default: as fast as it goes.
     #[arg(long)]
     rate: Option<f64>,
+    /// The store of the relay it starts (ignored with --relay and --mode echo).
+    #[arg(long, value_enum, default_value = "fjall")]
+    store: StoreKind,
     /// An existing relay instead of a child process (needs --fingerprint).
     #[arg(long, requires = "fingerprint")]
     relay: Option<String>,
     #[arg(long, requires = "relay")]
     fingerprint: Option<String>,
-    /// One JSON line: mode, clients, idle_clients, messages, size, seconds,
+    /// One JSON line: mode, store, clients, idle_clients, messages, size, seconds,
     /// msgs_per_sec, p50_us, p99_us, relay_rss_mib.
     #[arg(long)]
     json: bool,
@@ -86,14 +90,16 @@ async fn run(cli: Cli) -> Result<()> {
         idle_clients: cli.idle_clients,
         relay: cli.relay.zip(cli.fingerprint),
         rate: cli.rate,
+        store: cli.store,
     };
     let report = loadgen::run(&opts, !cli.json).await?;
     if cli.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{:?} mode: {} clients (+{} idle), {} messages of {} bytes in {:.2} s",
+            "{:?} mode{}: {} clients (+{} idle), {} messages of {} bytes in {:.2} s",
             report.mode,
+            report.store.map(|s| format!(" on {s}")).unwrap_or_default(),
             report.clients,
             report.idle_clients,
             report.messages,
