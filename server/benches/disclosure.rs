@@ -1,6 +1,7 @@
 //! A warrant disclosure costs what the target's records cost, not what the
 //! archive holds: the same target with 1,000 records, in an archive of 10,000
-//! normal records and in one of 1,000,000, side by side in one run.
+//! normal records and in one of 1,000,000, side by side in one run, on each
+//! embedded store.
 //!
 //! `cargo bench -p sotto-server --bench disclosure`
 //! (filling the 1,000,000-record archive through the real append path takes a
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sotto_proto::v1;
 use sotto_server::archive::{Destination, NewNormal, NormalArchive};
+use sotto_server::config::StoreKind;
 use sotto_server::{RelayConfig, datadir};
 use sotto_warrant::{AuthorityFile, CheckedWarrant, Limits, PseudonymKey};
 
@@ -28,9 +30,13 @@ struct Archive {
 /// An archive of `total` records, `TARGET_RECORDS` of them the target's, the
 /// rest between other users, all through `NormalArchive::append_many`
 /// in batches, with checkpoints as the relay makes them.
-fn archive(total: usize) -> Archive {
+fn archive(store: StoreKind, total: usize) -> Archive {
     let dir = tempfile::tempdir().unwrap();
-    let opened = datadir::open(&dir.path().join("relay"), &RelayConfig::default()).unwrap();
+    let config = RelayConfig {
+        store,
+        ..RelayConfig::default()
+    };
+    let opened = datadir::open(&dir.path().join("relay"), &config).unwrap();
     let archive =
         Arc::new(NormalArchive::open(opened.store.clone(), opened.sealer.clone()).unwrap());
     let users: Vec<String> = (0..USERS).map(|i| format!("user-{i:04}")).collect();
@@ -115,14 +121,22 @@ fn disclosure_cost(c: &mut Criterion) {
     let mut group = c.benchmark_group("warrant_disclosure");
     group.sample_size(20);
     let warrant = checked();
-    for total in [10_000usize, 1_000_000] {
-        let a = archive(total);
-        let reader = a.archive.reader();
-        let outcome = sotto_warrant::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap();
-        assert_eq!(outcome.disclosure.records.len(), TARGET_RECORDS);
-        group.bench_with_input(BenchmarkId::new("archive", total), &total, |b, _| {
-            b.iter(|| sotto_warrant::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap())
-        });
+    for store in [StoreKind::Fjall, StoreKind::Sled] {
+        for total in [10_000usize, 1_000_000] {
+            let a = archive(store, total);
+            let reader = a.archive.reader();
+            let outcome = sotto_warrant::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap();
+            assert_eq!(outcome.disclosure.records.len(), TARGET_RECORDS);
+            group.bench_with_input(
+                BenchmarkId::new(store.to_string(), total),
+                &total,
+                |b, _| {
+                    b.iter(|| {
+                        sotto_warrant::disclose(&reader, &warrant, &a.pseudonym_key, 0).unwrap()
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }
