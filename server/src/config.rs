@@ -46,7 +46,36 @@ pub struct RelayConfig {
     /// Prekey bundles of one account that others may take per minute
     /// (each uses up one of its one-time prekeys).
     pub prekey_bundles_per_minute: u32,
+    pub limits: Limits,
     pub warrant: WarrantConfig,
+}
+
+/// What one peer may use of the relay: each bound keeps memory and work
+/// bounded under a flood while honest clients go on being served.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections held at once, from everyone.
+    pub connections: u32,
+    /// Connections held at once from one IPv4 address or IPv6 /64.
+    pub connections_per_address: u32,
+    /// Streams a connection may have open before it logs in.
+    pub streams_before_login: u32,
+    /// Bytes a connection may have in flight before it logs in (its receive
+    /// window), which also bounds one frame before login.
+    pub bytes_before_login: u32,
+    /// A frame must have arrived whole this many seconds after its stream opened.
+    pub frame_read_secs: u64,
+    /// Messages (normal and secret) one account may send per minute.
+    pub sends_per_minute: u32,
+    /// New accounts per hour from one IPv4 address or IPv6 /64.
+    pub registrations_per_address_per_hour: u32,
+    /// Identity and prekey-bundle lookups one account may make per day.
+    pub lookups_per_account_per_day: u32,
+    /// Secret envelopes waiting for one recipient.
+    pub secret_queue_envelopes: u32,
+    /// Bytes of secret envelopes waiting for one recipient.
+    pub secret_queue_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,7 +101,25 @@ impl Default for RelayConfig {
             idle_timeout_secs: 60,
             max_concurrent_requests: 64,
             prekey_bundles_per_minute: 120,
+            limits: Limits::default(),
             warrant: WarrantConfig::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 20_000,
+            connections_per_address: 64,
+            streams_before_login: 4,
+            bytes_before_login: 64 * 1024,
+            frame_read_secs: 10,
+            sends_per_minute: 3_000,
+            registrations_per_address_per_hour: 20,
+            lookups_per_account_per_day: 1_000,
+            secret_queue_envelopes: 10_000,
+            secret_queue_bytes: 256 << 20,
         }
     }
 }
@@ -136,6 +183,53 @@ impl RelayConfig {
             self.prekey_bundles_per_minute.into(),
             1,
             100_000,
+        )?;
+        let l = &self.limits;
+        within("limits.connections", l.connections.into(), 1, 1_000_000)?;
+        within(
+            "limits.connections_per_address",
+            l.connections_per_address.into(),
+            1,
+            l.connections.into(),
+        )?;
+        within(
+            "limits.streams_before_login",
+            l.streams_before_login.into(),
+            1,
+            64,
+        )?;
+        within(
+            "limits.bytes_before_login",
+            l.bytes_before_login.into(),
+            4 * 1024,
+            4 << 20,
+        )?;
+        within("limits.frame_read_secs", l.frame_read_secs, 1, 600)?;
+        within("limits.sends_per_minute", l.sends_per_minute.into(), 1, 1_000_000)?;
+        within(
+            "limits.registrations_per_address_per_hour",
+            l.registrations_per_address_per_hour.into(),
+            1,
+            1_000_000,
+        )?;
+        within(
+            "limits.lookups_per_account_per_day",
+            l.lookups_per_account_per_day.into(),
+            1,
+            10_000_000,
+        )?;
+        within(
+            "limits.secret_queue_envelopes",
+            l.secret_queue_envelopes.into(),
+            1,
+            10_000_000,
+        )?;
+        // One envelope of the largest size must fit.
+        within(
+            "limits.secret_queue_bytes",
+            l.secret_queue_bytes,
+            sotto_proto::MAX_SECRET_CIPHERTEXT as u64,
+            1 << 40,
         )?;
         within(
             "warrant.max_window_days",
@@ -209,8 +303,29 @@ impl RelayConfig {
              idle_timeout_secs = {idle}\n\
              # Requests one connection may have in flight at once.\n\
              max_concurrent_requests = {streams}\n\
-             # Prekey bundles of one account that others may take per minute.\n\
+             # One-time prekeys of one account that others may take per minute; past it,\n\
+             # bundles go out without one (nobody is refused a secret chat).\n\
              prekey_bundles_per_minute = {bundles}\n\
+             \n\
+             [limits]\n\
+             # Connections held at once, from everyone, and from one IPv4 address or IPv6 /64.\n\
+             connections = {conns}\n\
+             connections_per_address = {per_addr}\n\
+             # Before login: streams open at once, and bytes in flight (this also bounds one frame).\n\
+             streams_before_login = {pre_streams}\n\
+             bytes_before_login = {pre_bytes}\n\
+             # A frame must have arrived whole this many seconds after its stream opened.\n\
+             frame_read_secs = {frame_secs}\n\
+             # Messages (normal and secret) one account may send per minute.\n\
+             sends_per_minute = {sends}\n\
+             # New accounts per hour from one IPv4 address or IPv6 /64.\n\
+             registrations_per_address_per_hour = {regs}\n\
+             # Identity and prekey-bundle lookups one account may make per day.\n\
+             lookups_per_account_per_day = {lookups}\n\
+             # Secret envelopes, and their bytes, waiting for one recipient; past either the\n\
+             # sender is told the recipient's queue is full.\n\
+             secret_queue_envelopes = {q_count}\n\
+             secret_queue_bytes = {q_bytes}\n\
              \n\
              [warrant]\n\
              # The longest disclosure window a warrant may ask for, in days.\n\
@@ -226,6 +341,16 @@ impl RelayConfig {
             idle = d.idle_timeout_secs,
             streams = d.max_concurrent_requests,
             bundles = d.prekey_bundles_per_minute,
+            conns = d.limits.connections,
+            per_addr = d.limits.connections_per_address,
+            pre_streams = d.limits.streams_before_login,
+            pre_bytes = d.limits.bytes_before_login,
+            frame_secs = d.limits.frame_read_secs,
+            sends = d.limits.sends_per_minute,
+            regs = d.limits.registrations_per_address_per_hour,
+            lookups = d.limits.lookups_per_account_per_day,
+            q_count = d.limits.secret_queue_envelopes,
+            q_bytes = d.limits.secret_queue_bytes,
             window = d.warrant.max_window_days,
             targets = d.warrant.max_targets,
             rate = d.warrant.requests_per_minute,

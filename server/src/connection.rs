@@ -12,13 +12,14 @@ use sotto_proto::v1::{ErrorCode, Request, request};
 use tokio::task::JoinSet;
 use tracing::debug;
 
+use crate::admission::Admitted;
 use crate::handlers::{self, RequestError};
 use crate::ratelimit::RateLimiter;
 use crate::session::{BUNDLES_PER_MINUTE, LOGINS_PER_MINUTE, Session, SessionState};
 use crate::state::RelayState;
 
-/// Serves one incoming connection until it closes.
-pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming) {
+/// Serves one incoming connection until it closes; its slot is freed then.
+pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming, _slot: Admitted) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
@@ -61,8 +62,25 @@ async fn serve_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let max = state.config.max_frame_bytes;
-    let response = match frame::read_frame(&mut recv, max).await {
+    // Before login only small frames (challenge, login, register, warrant
+    // requests), and each must arrive whole in time: a stalled stream is
+    // closed, not kept.
+    let max = if session.user().is_some() {
+        state.config.max_frame_bytes
+    } else {
+        state.config.limits.bytes_before_login as usize
+    };
+    let deadline = std::time::Duration::from_secs(state.config.limits.frame_read_secs);
+    let read = match tokio::time::timeout(deadline, frame::read_frame(&mut recv, max)).await {
+        Ok(read) => read,
+        Err(_) => {
+            debug!(connection = session.id, "a frame did not arrive in time; its stream is closed");
+            let _ = recv.stop(0u32.into());
+            let _ = send.reset(0u32.into());
+            return;
+        }
+    };
+    let response = match read {
         Ok(None) => return,
         Ok(Some(body)) => match frame::decode::<Request>(&body) {
             Ok(Request {

@@ -10,6 +10,7 @@
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
 //! - `writer`: the one thread that writes waiting sends in one batch and flushes (group commit);
 //! - `hub`: live pushes to subscribed connections;
+//! - `admission`, `quotas`, `ratelimit`: who may hold a connection, and what an account or address may ask for over time;
 //! - `prekeys`: published prekey bundles for secret chats;
 //! - `secret_queue`: end-to-end encrypted envelopes until delivered (never history);
 //! - [`store`]: the storage trait, its fjall and sled implementations, their conformance suite;
@@ -28,6 +29,7 @@
 //! recipients not connected get it from their inbox with `Fetch` and move past it with `Ack`.
 
 pub mod accounts;
+mod admission;
 pub mod archive;
 mod clock;
 pub mod config;
@@ -40,6 +42,7 @@ mod handlers;
 mod hub;
 pub mod migrate;
 mod prekeys;
+mod quotas;
 mod ratelimit;
 pub mod records;
 pub mod relay;

@@ -128,18 +128,21 @@ impl Prekeys {
     }
 
     /// A bundle for `user` with `identity_key`, taking one one-time prekey if
-    /// any is left; and how many remain. `None` when the user published none.
+    /// `with_one_time` and any is left; and how many remain. `None` when the
+    /// user published none.
     pub fn take_bundle(
         &self,
         user: &str,
         identity_key: &VerifyingKey,
+        with_one_time: bool,
     ) -> Result<Option<(v1::PrekeyBundle, usize)>, RelayError> {
         let key = blind_user(&self.sealer, user);
         let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut set) = self.load(&key)? else {
             return Ok(None);
         };
-        let one_time = (!set.one_time.is_empty()).then(|| set.one_time.remove(0));
+        let one_time =
+            (with_one_time && !set.one_time.is_empty()).then(|| set.one_time.remove(0));
         if one_time.is_some() {
             self.save(&key, &set)?;
         }

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::accounts::Accounts;
+use crate::admission::{Admission, Decision};
+use crate::quotas::Quotas;
 use crate::archive::NormalArchive;
 use crate::config::RelayConfig;
 use crate::groups::Groups;
@@ -51,7 +53,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let store: Arc<dyn Store> = opened.store;
     let server_config = opened
         .tls
-        .server_config(config.idle_timeout_secs, config.max_concurrent_requests)?;
+        .server_config(config.idle_timeout_secs, &config.limits)?;
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
@@ -60,7 +62,14 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
             .context("cannot open the normal archive")?,
     );
     let secret_queue = Arc::new(
-        SecretQueue::open(store.clone(), opened.sealer.clone())
+        SecretQueue::open(
+            store.clone(),
+            opened.sealer.clone(),
+            crate::secret_queue::Quota {
+                envelopes: config.limits.secret_queue_envelopes.into(),
+                bytes: config.limits.secret_queue_bytes,
+            },
+        )
             .context("cannot open the secret queue")?,
     );
     let (writer, writer_thread) =
@@ -90,7 +99,8 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
         secret_queue,
         warrants,
-        bundle_limiters: Default::default(),
+        quotas: Quotas::new(&config),
+        admission: Admission::new(&config.limits),
         hub: Hub::default(),
         store,
         config,
@@ -118,7 +128,21 @@ async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    connections.spawn(connection::serve(state.clone(), incoming));
+                    let from = incoming.remote_address();
+                    match state.admission.decide(from.ip(), incoming.remote_address_validated()) {
+                        Decision::Admit(admitted) => {
+                            connections.spawn(connection::serve(state.clone(), incoming, admitted));
+                        }
+                        Decision::Retry => {
+                            if let Err(e) = incoming.retry() {
+                                e.into_incoming().refuse();
+                            }
+                        }
+                        Decision::Refuse(why) => {
+                            debug!(remote = %from, why, "connection refused");
+                            incoming.refuse();
+                        }
+                    }
                 }
                 None => break,
             },

@@ -25,6 +25,7 @@ pub struct SecretQueue {
     index: Mutex<Index>,
     /// Where every recipient's ids start (see [`SecretQueue::open`]).
     id_base: u64,
+    quota: Quota,
 }
 
 /// blind(sender) ‖ client id.
@@ -54,15 +55,39 @@ struct Index {
     by_dedup: HashMap<DedupKey, QueueKey>,
     by_key: HashMap<QueueKey, Waiting>,
     by_expiry: BTreeSet<(i64, QueueKey)>,
+    /// What waits for each recipient, against their quota.
+    usage: HashMap<[u8; 16], Usage>,
 }
 
 struct Waiting {
     dedup: DedupKey,
     expires_at: i64,
+    bytes: u64,
+}
+
+/// Envelopes and their bytes waiting for one recipient.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    envelopes: u64,
+    bytes: u64,
+}
+
+/// How much may wait for one recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub envelopes: u64,
+    pub bytes: u64,
+}
+
+fn recipient_of(key: &QueueKey) -> [u8; 16] {
+    key[..16].try_into().expect("sixteen bytes")
 }
 
 impl Index {
     fn insert(&mut self, key: QueueKey, waiting: Waiting) {
+        let usage = self.usage.entry(recipient_of(&key)).or_default();
+        usage.envelopes += 1;
+        usage.bytes += waiting.bytes;
         self.by_dedup.insert(waiting.dedup, key);
         self.by_expiry.insert((waiting.expires_at, key));
         self.by_key.insert(key, waiting);
@@ -72,6 +97,14 @@ impl Index {
         if let Some(w) = self.by_key.remove(key) {
             self.by_dedup.remove(&w.dedup);
             self.by_expiry.remove(&(w.expires_at, *key));
+            let recipient = recipient_of(key);
+            if let Some(usage) = self.usage.get_mut(&recipient) {
+                usage.envelopes = usage.envelopes.saturating_sub(1);
+                usage.bytes = usage.bytes.saturating_sub(w.bytes);
+                if usage.envelopes == 0 {
+                    self.usage.remove(&recipient);
+                }
+            }
         }
     }
 }
@@ -85,6 +118,8 @@ struct Staging {
     /// Envelopes new in this call, by duplicate key.
     fresh: HashMap<DedupKey, QueueKey>,
     staged: Vec<(QueueKey, Waiting)>,
+    /// What this call adds for each recipient.
+    usage: HashMap<[u8; 16], Usage>,
 }
 
 fn read_u64(bytes: &[u8]) -> Result<u64, RelayError> {
@@ -106,11 +141,17 @@ pub struct NewSecret {
 pub enum Queued {
     New(v1::SecretEnvelope),
     Duplicate(u64),
+    /// The recipient has their quota waiting already; nothing was written.
+    RecipientFull,
 }
 
 impl SecretQueue {
     /// Opens the queue in `store` and indexes what waits in it.
-    pub fn open(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Result<Self, RelayError> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        quota: Quota,
+    ) -> Result<Self, RelayError> {
         let mut index = Index::default();
         let mut cursor = Vec::new();
         loop {
@@ -133,6 +174,7 @@ impl SecretQueue {
                         .try_into()
                         .map_err(|_| RelayError::Corrupt("a secret envelope's dedup key"))?,
                     expires_at: record.expires_at,
+                    bytes: record.ciphertext.len() as u64,
                 };
                 index.insert(key, waiting);
             }
@@ -143,6 +185,7 @@ impl SecretQueue {
             sealer,
             index: Mutex::new(index),
             id_base,
+            quota,
         })
     }
 
@@ -230,6 +273,18 @@ impl SecretQueue {
             return Ok(Queued::Duplicate(id_of(key)));
         }
         let recipient = blind_user(&self.sealer, &new.to);
+        let bytes = new.ciphertext.len() as u64;
+        {
+            let waiting = index.usage.get(&recipient).copied().unwrap_or_default();
+            let staged = staging.usage.entry(recipient).or_default();
+            if waiting.envelopes + staged.envelopes + 1 > self.quota.envelopes
+                || waiting.bytes + staged.bytes + bytes > self.quota.bytes
+            {
+                return Ok(Queued::RecipientFull);
+            }
+            staged.envelopes += 1;
+            staged.bytes += bytes;
+        }
         let last = match staging.last_ids.get(&recipient) {
             Some(last) => *last,
             None => self.last_id(&recipient)?,
@@ -260,6 +315,7 @@ impl SecretQueue {
             Waiting {
                 dedup,
                 expires_at: record.expires_at,
+                bytes,
             },
         ));
         Ok(Queued::New(envelope(&record)))
@@ -365,10 +421,15 @@ mod tests {
 
     type Fixture = TestDir;
 
+    const QUOTA: Quota = Quota {
+        envelopes: 1_000,
+        bytes: 1 << 20,
+    };
+
     impl TestDir {
         /// The queue as a relay opening the data directory finds it.
         fn queue(&self) -> SecretQueue {
-            SecretQueue::open(self.store(), self.sealer.clone()).unwrap()
+            SecretQueue::open(self.store(), self.sealer.clone(), QUOTA).unwrap()
         }
     }
 
@@ -385,7 +446,9 @@ mod tests {
     fn queued(q: &SecretQueue, e: NewSecret) -> u64 {
         match q.enqueue_many(vec![e]).pop().unwrap().unwrap() {
             Queued::New(env) => env.id,
-            Queued::Duplicate(_) => panic!("a fresh envelope was taken for a duplicate"),
+            Queued::Duplicate(_) | Queued::RecipientFull => {
+                panic!("a fresh envelope was not queued")
+            }
         }
     }
 
@@ -460,7 +523,7 @@ mod tests {
             .into_iter()
             .map(|r| match r.unwrap() {
                 Queued::New(e) => e.id,
-                Queued::Duplicate(_) => panic!("not a duplicate"),
+                Queued::Duplicate(_) | Queued::RecipientFull => panic!("not queued"),
             })
             .collect();
         assert_eq!(ids, [5, 6], "one batch to one recipient counts on");
@@ -490,5 +553,41 @@ mod tests {
         let q = f.queue();
         let next = queued(&q, envelope_to("bob", 2, 60_000));
         assert_eq!(next, first + 1);
+    }
+
+    #[test]
+    fn a_recipient_s_quota_holds_in_count_and_bytes_and_frees_as_they_fetch() {
+        let f = Fixture::new();
+        let quota = Quota {
+            envelopes: 3,
+            bytes: 100,
+        };
+        let q = SecretQueue::open(f.store(), f.sealer.clone(), quota).unwrap();
+        // 40 bytes each: two fit in 100 bytes, the third would not.
+        let first = queued(&q, envelope_to("bob", 1, 60_000));
+        queued(&q, envelope_to("bob", 2, 60_000));
+        assert!(matches!(
+            q.enqueue_many(vec![envelope_to("bob", 3, 60_000)]).pop().unwrap(),
+            Ok(Queued::RecipientFull)
+        ));
+        // Another recipient has a quota of their own.
+        queued(&q, envelope_to("carol", 4, 60_000));
+        // In one batch too, and by count: three small ones, then full.
+        let small = |n: u8| NewSecret {
+            ciphertext: vec![n; 1],
+            ..envelope_to("dave", n, 60_000)
+        };
+        let results = q.enqueue_many((10..14).map(small).collect());
+        assert!(matches!(results[2], Ok(Queued::New(_))));
+        assert!(matches!(results[3], Ok(Queued::RecipientFull)));
+        // Bob fetches one: room again, also after a restart.
+        assert_eq!(q.acknowledge("bob", &[first]).unwrap(), 1);
+        drop(q);
+        let q = SecretQueue::open(f.store(), f.sealer.clone(), quota).unwrap();
+        queued(&q, envelope_to("bob", 3, 60_000));
+        assert!(matches!(
+            q.enqueue_many(vec![envelope_to("bob", 5, 60_000)]).pop().unwrap(),
+            Ok(Queued::RecipientFull)
+        ));
     }
 }

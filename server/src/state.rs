@@ -10,7 +10,8 @@ use crate::config::RelayConfig;
 use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::prekeys::Prekeys;
-use crate::ratelimit::RateLimiter;
+use crate::admission::Admission;
+use crate::quotas::Quotas;
 use crate::secret_queue::SecretQueue;
 use crate::store::Store;
 use crate::warrant::WarrantDesk;
@@ -28,9 +29,10 @@ pub struct RelayState {
     pub(crate) secret_queue: Arc<SecretQueue>,
     /// Serves warrants and unmask requests; holds no handle on the secret queue.
     pub(crate) warrants: WarrantDesk,
-    /// Per account: how fast others may take its prekey bundles (each uses up
-    /// one of its one-time prekeys), whatever connections they use.
-    pub(crate) bundle_limiters: std::sync::Mutex<std::collections::HashMap<String, RateLimiter>>,
+    /// What each account and address may ask for over time.
+    pub(crate) quotas: Quotas,
+    /// Who holds a connection.
+    pub(crate) admission: Arc<Admission>,
     pub(crate) hub: Hub,
     pub(crate) next_connection: AtomicU64,
 }

@@ -51,7 +51,7 @@ impl TlsIdentity {
     pub fn server_config(
         &self,
         idle_timeout_secs: u64,
-        max_streams: u32,
+        limits: &crate::config::Limits,
     ) -> Result<quinn::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -69,7 +69,9 @@ impl TlsIdentity {
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
         transport
-            .max_concurrent_bidi_streams(max_streams.into())
+            // Until login: see `Session::logged_in`, which raises both.
+            .max_concurrent_bidi_streams(limits.streams_before_login.into())
+            .receive_window(limits.bytes_before_login.into())
             .max_concurrent_uni_streams(0u32.into())
             .max_idle_timeout(Some(
                 std::time::Duration::from_secs(idle_timeout_secs)

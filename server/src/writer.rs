@@ -262,6 +262,10 @@ mod tests {
     use crate::store::{PowerCut, implementations};
 
     const SENDERS: usize = 8;
+    const QUOTA: crate::secret_queue::Quota = crate::secret_queue::Quota {
+        envelopes: 100_000,
+        bytes: 1 << 30,
+    };
     const EACH: usize = 30;
 
     /// What a sender was told was stored: (secret?, text).
@@ -308,7 +312,7 @@ mod tests {
     /// What a relay restarted on `fresh` finds: normal texts to `rn`, secret ones to `rs`.
     fn found(fresh: Arc<dyn Store>, sealer: &Arc<Sealer>) -> (Vec<String>, Vec<String>) {
         let archive = NormalArchive::open(fresh.clone(), sealer.clone()).unwrap();
-        let secrets = SecretQueue::open(fresh, sealer.clone()).unwrap();
+        let secrets = SecretQueue::open(fresh, sealer.clone(), QUOTA).unwrap();
         let (inbox, _) = archive.inbox("rn", 10_000).unwrap();
         let (pending, _) = secrets.pending("rs", 10_000).unwrap();
         (
@@ -331,7 +335,7 @@ mod tests {
             let cut_store = Arc::new(PowerCut::new(open(&dir.path().join("db"))));
             let store: Arc<dyn Store> = cut_store.clone();
             let archive = Arc::new(NormalArchive::open(store.clone(), sealer.clone()).unwrap());
-            let secrets = Arc::new(SecretQueue::open(store.clone(), sealer.clone()).unwrap());
+            let secrets = Arc::new(SecretQueue::open(store.clone(), sealer.clone(), QUOTA).unwrap());
             let (writer, thread) = Writer::start(store, archive, secrets).unwrap();
 
             let acked: Acked = Arc::default();

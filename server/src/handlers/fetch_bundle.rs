@@ -1,17 +1,25 @@
 //! `FetchBundle`: a prekey bundle to start a secret chat with a user. Each
 //! one-time prekey goes out once (flushed before the answer, so a crash cannot
 //! hand it out twice); its owner is told when few are left.
+//!
+//! Nobody is refused a bundle because others took many: past the target's
+//! rate, or for a requester who already took one of the target's one-time
+//! prekeys today, the bundle goes out with the signed prekey only.
 
 use sotto_proto::v1::{ErrorCode, FetchBundle, PrekeysLow, Push, push, response};
 
-use super::{Handled, RequestError, valid_name};
+use super::{Handled, RequestError, lookup, valid_name};
 use crate::prekeys::LOW_WATER;
-use crate::ratelimit::RateLimiter;
 use crate::session::Session;
 
 use crate::state::RelayState;
 
-pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -> Handled {
+pub async fn handle(
+    state: &RelayState,
+    session: &Session,
+    requester: &str,
+    fetch: FetchBundle,
+) -> Handled {
     if !session.bundles.allow() {
         return Err(RequestError::new(
             ErrorCode::RateLimited,
@@ -19,39 +27,21 @@ pub async fn handle(state: &RelayState, session: &Session, fetch: FetchBundle) -
         ));
     }
     valid_name("username", &fetch.user)?;
-    let allowed = state
-        .bundle_limiters
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(fetch.user.clone())
-        .or_insert_with(|| RateLimiter::per_minute(state.config.prekey_bundles_per_minute))
-        .allow();
-    if !allowed {
-        return Err(RequestError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "{}'s prekeys were asked for too often; try again in a minute",
-                fetch.user
-            ),
-        ));
-    }
-    let account = state.accounts.get(&fetch.user)?.ok_or_else(|| {
-        RequestError::new(
-            ErrorCode::UnknownUser,
-            format!("no account named {}", fetch.user),
-        )
-    })?;
+    let account = lookup(state, requester, &fetch.user)?;
+    let with_one_time = state.quotas.one_time_prekey(requester, &fetch.user);
     let (bundle, left) = state
         .prekeys
-        .take_bundle(&fetch.user, &account.identity_key)?
+        .take_bundle(&fetch.user, &account.identity_key, with_one_time)?
         .ok_or_else(|| {
             RequestError::new(
                 ErrorCode::NoPrekeys,
                 format!("{} has not published keys for secret chats yet", fetch.user),
             )
         })?;
-    state.writer.durable().await?;
-    if left < LOW_WATER {
+    if bundle.one_time.is_some() {
+        state.writer.durable().await?;
+    }
+    if left < LOW_WATER && bundle.one_time.is_some() {
         state.hub.push(
             &fetch.user,
             &Push {

@@ -11,21 +11,34 @@ use crate::state::RelayState;
 pub fn handle(state: &RelayState, session: &Session, login: Login) -> Handled {
     valid_name("username", &login.username)?;
     let nonce = take_challenge(session)?;
-    let account = state.accounts.get(&login.username)?.ok_or_else(|| {
-        RequestError::new(
-            ErrorCode::UnknownUser,
-            format!("no account named {}", login.username),
-        )
-    })?;
-    verify_login(
-        session,
-        &account.identity_key,
-        &login.username,
-        &nonce,
-        &login.signature,
-    )?;
-    session.lock().user = Some(account.username);
+    // An unknown name gets the same work and the same answer as a wrong
+    // key: a login attempt does not tell whether the account exists.
+    let account = state.accounts.get(&login.username)?;
+    let key = account
+        .as_ref()
+        .map_or_else(nobody_s_key, |a| a.identity_key);
+    verify_login(session, &key, &login.username, &nonce, &login.signature)?;
+    let Some(account) = account else {
+        return Err(bad_signature());
+    };
+    session.logged_in(account.username, &state.config);
     Ok(response::Kind::LoggedIn(LoggedIn {}))
+}
+
+/// The one answer to a failed login, whether or not the account exists.
+fn bad_signature() -> RequestError {
+    RequestError::new(
+        ErrorCode::BadSignature,
+        "the login was not accepted: no account by that name holds this key",
+    )
+}
+
+/// A key nobody holds the secret of, checked in place of an unknown account's.
+fn nobody_s_key() -> VerifyingKey {
+    static KEY: std::sync::OnceLock<VerifyingKey> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        ed25519_dalek::SigningKey::generate(&mut rand::rng()).verifying_key()
+    })
 }
 
 /// Takes the pending challenge nonce; each one serves a single attempt.
@@ -61,12 +74,7 @@ pub(super) fn verify_login(
             "this connection has no TLS secret to bind to",
         )
     })?;
-    let bad = || {
-        RequestError::new(
-            ErrorCode::BadSignature,
-            "the login signature does not verify for this account",
-        )
-    };
+    let bad = bad_signature;
     let signature = Signature::from_slice(signature).map_err(|_| bad())?;
     key.verify_strict(
         &sotto_proto::transcript::login(username, nonce, &exporter),

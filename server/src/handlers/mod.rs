@@ -125,8 +125,8 @@ pub(crate) async fn dispatch(
                 Kind::Fetch(r) => fetch::handle(state, &user, r),
                 Kind::Ack(r) => ack::handle(state, &user, r).await,
                 Kind::UploadPrekeys(r) => upload_prekeys::handle(state, &user, r).await,
-                Kind::FetchBundle(r) => fetch_bundle::handle(state, session, r).await,
-                Kind::FetchIdentity(r) => fetch_identity::handle(state, r),
+                Kind::FetchBundle(r) => fetch_bundle::handle(state, session, &user, r).await,
+                Kind::FetchIdentity(r) => fetch_identity::handle(state, &user, r),
                 Kind::SendSecret(r) => send_secret::handle(state, &user, r).await,
                 _ => Err(RequestError::bad_request(
                     "this relay does not serve that request yet",
@@ -151,6 +151,40 @@ pub(crate) fn normal_message(seq: u64, record: &NormalRecord) -> v1::NormalMessa
         text: record.text.clone(),
         sent_at: record.sent_at,
         client_id: record.client_id.clone().into(),
+    }
+}
+
+/// `name`'s account, looked up for `requester` within their daily budget of
+/// lookups: whether a name exists costs the same to learn as a key does.
+pub(crate) fn lookup(
+    state: &RelayState,
+    requester: &str,
+    name: &str,
+) -> Result<crate::accounts::Account, RequestError> {
+    if !state.quotas.lookup(requester) {
+        return Err(RequestError::new(
+            ErrorCode::RateLimited,
+            "you have looked up too many users today; try again tomorrow",
+        ));
+    }
+    state
+        .accounts
+        .get(name)?
+        .ok_or_else(|| RequestError::new(ErrorCode::UnknownUser, format!("no account named {name}")))
+}
+
+/// One message `user` sends, within their rate.
+pub(crate) fn may_send(state: &RelayState, user: &str) -> Result<(), RequestError> {
+    if state.quotas.send(user) {
+        Ok(())
+    } else {
+        Err(RequestError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "you are sending too fast: at most {} messages a minute; wait a moment",
+                state.config.limits.sends_per_minute
+            ),
+        ))
     }
 }
 

@@ -16,6 +16,12 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
         RequestError::new(ErrorCode::InvalidUsername, format!("invalid username: {e}"))
     })?;
     let nonce = take_challenge(session)?;
+    if !state.quotas.register(session.conn.remote_address().ip()) {
+        return Err(RequestError::new(
+            ErrorCode::RateLimited,
+            "too many accounts were made from this address; try again in an hour",
+        ));
+    }
     let key: [u8; 32] = register
         .identity_key
         .as_ref()
@@ -38,7 +44,7 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
         Registration::Created => {
             state.writer.durable().await?;
             info!(connection = session.id, "account registered");
-            session.lock().user = Some(register.username);
+            session.logged_in(register.username, &state.config);
             Ok(response::Kind::Registered(Registered {}))
         }
     }

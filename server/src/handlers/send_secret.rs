@@ -4,13 +4,14 @@
 
 use sotto_proto::v1::{ErrorCode, Push, SecretQueued, SendSecret, push, response};
 
-use super::{Handled, RequestError, valid_name};
+use super::{Handled, RequestError, may_send, valid_name};
 use crate::secret_queue::{NewSecret, Queued};
 use crate::state::RelayState;
 
 use sotto_proto::MAX_SECRET_CIPHERTEXT as MAX_CIPHERTEXT;
 
 pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled {
+    may_send(state, user)?;
     let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = send
         .client_id
         .as_ref()
@@ -46,6 +47,16 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
         })
         .await?;
     match queued {
+        Queued::RecipientFull => Err(RequestError::new(
+            ErrorCode::RecipientQueueFull,
+            format!(
+                "{} has too many secret messages waiting (at most {} envelopes, {} MiB); \
+                 try again once they have fetched theirs",
+                send.to,
+                state.config.limits.secret_queue_envelopes,
+                state.config.limits.secret_queue_bytes >> 20
+            ),
+        )),
         Queued::Duplicate(id) => Ok(response::Kind::SecretQueued(SecretQueued {
             id,
             duplicate: true,

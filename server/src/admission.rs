@@ -1,0 +1,180 @@
+//! Who may hold a connection: at most `limits.connections` at once, and at
+//! most `limits.connections_per_address` from one IPv4 address or IPv6 /64.
+//!
+//! A QUIC Initial can carry a forged source address. So that forged packets
+//! cannot use up a victim address's share, once an address holds half its
+//! share its new connections must prove the address first (a stateless QUIC
+//! retry) before they are counted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::config::Limits;
+
+/// The unit limits count by: an IPv4 address, or an IPv6 /64 (one host's share).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    total: u32,
+    by_address: HashMap<IpAddr, u32>,
+}
+
+pub struct Admission {
+    total: u32,
+    per_address: u32,
+    counts: Mutex<Counts>,
+}
+
+/// What to do with a new connection.
+pub enum Decision {
+    /// Serve it; the slot is freed when this is dropped.
+    Admit(Admitted),
+    /// Ask the peer to prove its address first.
+    Retry,
+    /// Refuse it: the relay, or this address, holds all it may.
+    Refuse(&'static str),
+}
+
+/// A counted connection; dropping it frees its slot.
+pub struct Admitted {
+    admission: Arc<Admission>,
+    address: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut counts = self.admission.lock();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.by_address.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl Admission {
+    pub fn new(limits: &Limits) -> Arc<Self> {
+        Arc::new(Admission {
+            total: limits.connections,
+            per_address: limits.connections_per_address,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides on a connection from `ip`; `validated` when the peer has
+    /// already proved it receives at that address.
+    pub fn decide(self: &Arc<Self>, ip: IpAddr, validated: bool) -> Decision {
+        let address = address_key(ip);
+        let mut counts = self.lock();
+        let here = counts.by_address.get(&address).copied().unwrap_or(0);
+        if counts.total >= self.total {
+            return Decision::Refuse("the relay holds all the connections it may");
+        }
+        if here >= self.per_address {
+            return Decision::Refuse("this address holds all the connections it may");
+        }
+        if !validated && here >= self.per_address.div_ceil(2) {
+            return Decision::Retry;
+        }
+        counts.total += 1;
+        *counts.by_address.entry(address).or_default() += 1;
+        Decision::Admit(Admitted {
+            admission: self.clone(),
+            address,
+        })
+    }
+
+    /// Connections held now.
+    pub fn connections(&self) -> u32 {
+        self.lock().total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(total: u32, per_address: u32) -> Arc<Admission> {
+        Admission::new(&Limits {
+            connections: total,
+            connections_per_address: per_address,
+            ..Limits::default()
+        })
+    }
+
+    fn admitted(d: Decision) -> Admitted {
+        match d {
+            Decision::Admit(a) => a,
+            Decision::Retry => panic!("asked for a retry"),
+            Decision::Refuse(why) => panic!("refused: {why}"),
+        }
+    }
+
+    #[test]
+    fn one_address_gets_its_share_and_no_more_and_others_still_get_in() {
+        let a = admission(100, 4);
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..4).map(|_| admitted(a.decide(one, true))).collect();
+        assert!(matches!(a.decide(one, true), Decision::Refuse(_)));
+        let _other = admitted(a.decide("127.0.0.2".parse().unwrap(), false));
+        drop(held);
+        assert_eq!(a.connections(), 1, "slots are freed when connections end");
+        admitted(a.decide(one, true));
+    }
+
+    #[test]
+    fn past_half_its_share_an_address_must_prove_itself() {
+        let a = admission(100, 4);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let _held: Vec<_> = (0..2).map(|_| admitted(a.decide(ip, false))).collect();
+        assert!(matches!(a.decide(ip, false), Decision::Retry));
+        let _third = admitted(a.decide(ip, true));
+    }
+
+    #[test]
+    fn the_total_is_a_cap_whatever_the_addresses() {
+        let a = admission(3, 3);
+        let _held: Vec<_> = (1..=3u8)
+            .map(|i| admitted(a.decide(IpAddr::from([10, 0, 0, i]), true)))
+            .collect();
+        assert!(matches!(
+            a.decide("10.0.0.9".parse().unwrap(), true),
+            Decision::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_by_its_64() {
+        let a = admission(100, 1);
+        let _held = admitted(a.decide("2001:db8:1:2::1".parse().unwrap(), true));
+        assert!(matches!(
+            a.decide("2001:db8:1:2:ffff::9".parse().unwrap(), true),
+            Decision::Refuse(_)
+        ));
+        admitted(a.decide("2001:db8:1:3::1".parse().unwrap(), true));
+        assert_eq!(
+            address_key("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+}

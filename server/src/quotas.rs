@@ -1,0 +1,112 @@
+//! What one account or one address may ask of the relay over time: sends,
+//! registrations, lookups, and other people's one-time prekeys. Every map
+//! here is bounded (see [`KeyedLimiter`]), whatever names an attacker makes up.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::admission::address_key;
+use crate::config::{Limits, RelayConfig};
+use crate::ratelimit::KeyedLimiter;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// Accounts (or addresses) each limiter remembers at most.
+const MAX_KEYS: usize = 200_000;
+/// (requester, target) pairs remembered for a day at most.
+const MAX_FIRST_CONTACTS: usize = 200_000;
+
+pub struct Quotas {
+    sends: KeyedLimiter<String>,
+    registrations: KeyedLimiter<IpAddr>,
+    lookups: KeyedLimiter<String>,
+    /// One-time prekeys of each account that others may take per minute.
+    one_time_prekeys: KeyedLimiter<String>,
+    /// Who took a one-time prekey of whom, and when: once a day per pair.
+    first_contacts: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Quotas {
+    pub fn new(config: &RelayConfig) -> Self {
+        let Limits {
+            sends_per_minute,
+            registrations_per_address_per_hour,
+            lookups_per_account_per_day,
+            ..
+        } = config.limits;
+        Quotas {
+            sends: KeyedLimiter::new(sends_per_minute, MINUTE, MAX_KEYS),
+            registrations: KeyedLimiter::new(registrations_per_address_per_hour, HOUR, MAX_KEYS),
+            lookups: KeyedLimiter::new(lookups_per_account_per_day, DAY, MAX_KEYS),
+            one_time_prekeys: KeyedLimiter::new(config.prekey_bundles_per_minute, MINUTE, MAX_KEYS),
+            first_contacts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One message sent by `user`, if its rate allows.
+    pub fn send(&self, user: &str) -> bool {
+        self.sends.allow(user.to_owned())
+    }
+
+    /// One new account from `ip`, if its rate allows.
+    pub fn register(&self, ip: IpAddr) -> bool {
+        self.registrations.allow(address_key(ip))
+    }
+
+    /// One identity or bundle lookup by `user`, if its budget allows.
+    pub fn lookup(&self, user: &str) -> bool {
+        self.lookups.allow(user.to_owned())
+    }
+
+    /// Whether `requester` may be handed one of `target`'s one-time prekeys
+    /// now: once a day per pair, and within the target's rate. Otherwise the
+    /// bundle goes out with the signed prekey only: nobody is refused a
+    /// secret chat, and draining one-time prekeys costs an account a day each.
+    pub fn one_time_prekey(&self, requester: &str, target: &str) -> bool {
+        let now = Instant::now();
+        let mut pairs = self.first_contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let pair = (requester.to_owned(), target.to_owned());
+        if pairs.get(&pair).is_some_and(|at| now.duration_since(*at) < DAY) {
+            return false;
+        }
+        if pairs.len() >= MAX_FIRST_CONTACTS {
+            pairs.retain(|_, at| now.duration_since(*at) < DAY);
+            if pairs.len() >= MAX_FIRST_CONTACTS {
+                return false;
+            }
+        }
+        if !self.one_time_prekeys.allow(target.to_owned()) {
+            return false;
+        }
+        pairs.insert(pair, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requester_takes_one_one_time_prekey_of_a_target_a_day() {
+        let q = Quotas::new(&RelayConfig::default());
+        assert!(q.one_time_prekey("carol", "bob"));
+        assert!(!q.one_time_prekey("carol", "bob"), "a repeat gets none");
+        assert!(q.one_time_prekey("dave", "bob"), "another requester does");
+        assert!(q.one_time_prekey("carol", "erin"), "and carol, of another target");
+    }
+
+    #[test]
+    fn past_the_target_s_rate_bundles_go_without_one_time_prekeys() {
+        let q = Quotas::new(&RelayConfig {
+            prekey_bundles_per_minute: 2,
+            ..RelayConfig::default()
+        });
+        assert!(q.one_time_prekey("a", "bob") && q.one_time_prekey("b", "bob"));
+        assert!(!q.one_time_prekey("c", "bob"));
+        assert!(q.one_time_prekey("c", "erin"));
+    }
+}
