@@ -42,6 +42,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Bytes>, FrameError> {
+    let Some(len) = read_frame_len(reader, max).await? else {
+        return Ok(None);
+    };
+    read_frame_body(reader, len).await.map(Some)
+}
+
+/// Reads a frame's length prefix: `None` at a clean end of stream, an error
+/// past `max` (the body is not read).
+pub async fn read_frame_len<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut len_buf = [0u8; 4];
     let mut filled = 0;
     while filled < len_buf.len() {
@@ -59,6 +71,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
+    Ok(Some(len))
+}
+
+/// Reads a frame's body of `len` bytes (as [`read_frame_len`] returned it).
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Bytes, FrameError> {
     let mut body = BytesMut::zeroed(len);
     reader.read_exact(&mut body).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -67,7 +87,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             FrameError::Io(e)
         }
     })?;
-    Ok(Some(body.freeze()))
+    Ok(body.freeze())
 }
 
 /// Reads and decodes one message. `Ok(None)` means the stream ended cleanly.

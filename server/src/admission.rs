@@ -45,7 +45,8 @@ pub enum Decision {
     Admit(Admitted),
     /// Ask the peer to prove its address first.
     Retry,
-    /// Refuse it: the relay, or this address, holds all it may.
+    /// Refuse it: the relay (`relay_full`), or this address
+    /// (`address_full`), holds all it may.
     Refuse(&'static str),
 }
 
@@ -88,10 +89,10 @@ impl Admission {
         let mut counts = self.lock();
         let here = counts.by_address.get(&address).copied().unwrap_or(0);
         if counts.total >= self.total {
-            return Decision::Refuse("the relay holds all the connections it may");
+            return Decision::Refuse("relay_full");
         }
         if here >= self.per_address {
-            return Decision::Refuse("this address holds all the connections it may");
+            return Decision::Refuse("address_full");
         }
         if !validated && here >= self.per_address.div_ceil(2) {
             return Decision::Retry;

@@ -46,6 +46,9 @@ pub struct RelayConfig {
     /// Prekey bundles of one account that others may take per minute
     /// (each uses up one of its one-time prekeys).
     pub prekey_bundles_per_minute: u32,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when unset.
+    /// They carry no names, but keep them on loopback or behind a proxy.
+    pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub warrant: WarrantConfig,
 }
@@ -101,6 +104,7 @@ impl Default for RelayConfig {
             idle_timeout_secs: 60,
             max_concurrent_requests: 64,
             prekey_bundles_per_minute: 120,
+            metrics_listen: None,
             limits: Limits::default(),
             warrant: WarrantConfig::default(),
         }
@@ -205,7 +209,12 @@ impl RelayConfig {
             4 << 20,
         )?;
         within("limits.frame_read_secs", l.frame_read_secs, 1, 600)?;
-        within("limits.sends_per_minute", l.sends_per_minute.into(), 1, 1_000_000)?;
+        within(
+            "limits.sends_per_minute",
+            l.sends_per_minute.into(),
+            1,
+            1_000_000,
+        )?;
         within(
             "limits.registrations_per_address_per_hour",
             l.registrations_per_address_per_hour.into(),
@@ -306,6 +315,8 @@ impl RelayConfig {
              # One-time prekeys of one account that others may take per minute; past it,\n\
              # bundles go out without one (nobody is refused a secret chat).\n\
              prekey_bundles_per_minute = {bundles}\n\
+             # Prometheus metrics (GET /metrics), off unless set; keep them on loopback.\n\
+             # metrics_listen = \"127.0.0.1:9464\"\n\
              \n\
              [limits]\n\
              # Connections held at once, from everyone, and from one IPv4 address or IPv6 /64.\n\

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::admission::Admitted;
 use crate::handlers::{self, RequestError};
+use crate::metrics::Reading;
 use crate::ratelimit::RateLimiter;
 use crate::session::{BUNDLES_PER_MINUTE, LOGINS_PER_MINUTE, Session, SessionState};
 use crate::state::RelayState;
@@ -71,15 +72,28 @@ async fn serve_request(
         state.config.limits.bytes_before_login as usize
     };
     let deadline = std::time::Duration::from_secs(state.config.limits.frame_read_secs);
-    let read = match tokio::time::timeout(deadline, frame::read_frame(&mut recv, max)).await {
+    let mut reading = Reading::start(&state.metrics);
+    let read = async {
+        let Some(len) = frame::read_frame_len(&mut recv, max).await? else {
+            return Ok(None);
+        };
+        reading.declared(len);
+        frame::read_frame_body(&mut recv, len).await.map(Some)
+    };
+    let read = match tokio::time::timeout(deadline, read).await {
         Ok(read) => read,
         Err(_) => {
-            debug!(connection = session.id, "a frame did not arrive in time; its stream is closed");
+            debug!(
+                connection = session.id,
+                "a frame did not arrive in time; its stream is closed"
+            );
+            state.metrics.streams_closed_unfinished.inc();
             let _ = recv.stop(0u32.into());
             let _ = send.reset(0u32.into());
             return;
         }
     };
+    drop(reading);
     let response = match read {
         Ok(None) => return,
         Ok(Some(body)) => match frame::decode::<Request>(&body) {

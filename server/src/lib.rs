@@ -10,6 +10,7 @@
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
 //! - `writer`: the one thread that writes waiting sends in one batch and flushes (group commit);
 //! - `hub`: live pushes to subscribed connections;
+//! - [`metrics`]: counters and gauges for the operator, served as Prometheus text;
 //! - `admission`, `quotas`, `ratelimit`: who may hold a connection, and what an account or address may ask for over time;
 //! - `prekeys`: published prekey bundles for secret chats;
 //! - `secret_queue`: end-to-end encrypted envelopes until delivered (never history);
@@ -40,6 +41,7 @@ mod files;
 mod groups;
 mod handlers;
 mod hub;
+pub mod metrics;
 pub mod migrate;
 mod prekeys;
 mod quotas;

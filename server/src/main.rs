@@ -274,16 +274,41 @@ fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SOTTO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+/// Logs to stderr: `SOTTO_LOG` filters (default `info`); `SOTTO_LOG_FORMAT=json`
+/// writes one JSON object a line for log shippers; colours only at a terminal.
+fn init_logging() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SOTTO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("SOTTO_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Err(_) => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => {
+            bail!("SOTTO_LOG_FORMAT={other:?}: it may be \"text\" (the default) or \"json\"")
+        }
+    }
+    Ok(())
+}
+
+/// True when `e` says another process holds the store.
+fn store_in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sotto_server::store::StoreError>(),
+            Some(sotto_server::store::StoreError::InUse(_))
         )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not in a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    })
+}
+
+/// How long `serve` waits for a relay that is stopping to let go of the data directory.
+const WAIT_FOR_PREVIOUS: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> Result<()> {
+    init_logging()?;
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -292,13 +317,35 @@ fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> 
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let relay = sotto_server::start(&data, config).await?;
+        // A restart may find the previous relay still stopping: say so at
+        // once, and wait for it a bounded while.
+        let deadline = std::time::Instant::now() + WAIT_FOR_PREVIOUS;
+        let mut told = false;
+        let relay = loop {
+            match sotto_server::start(&data, config.clone()).await {
+                Err(e) if store_in_use(&e) && std::time::Instant::now() < deadline => {
+                    if !told {
+                        eprintln!(
+                            "{}: in use by another process; waiting up to {} s for it to stop",
+                            data.display(),
+                            WAIT_FOR_PREVIOUS.as_secs()
+                        );
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                started => break started?,
+            }
+        };
         for warning in &relay.warnings {
             eprintln!("warning: {warning}");
         }
         println!("listening on {}", relay.addr);
         println!("fingerprint {}", relay.fingerprint);
         println!("disclosure key: {}", relay.disclosure_key);
+        if let Some(addr) = relay.metrics_addr {
+            println!("metrics on http://{addr}/metrics");
+        }
         use std::io::Write;
         std::io::stdout().flush()?;
         shutdown_signal().await?;

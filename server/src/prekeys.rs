@@ -141,8 +141,7 @@ impl Prekeys {
         let Some(mut set) = self.load(&key)? else {
             return Ok(None);
         };
-        let one_time =
-            (with_one_time && !set.one_time.is_empty()).then(|| set.one_time.remove(0));
+        let one_time = (with_one_time && !set.one_time.is_empty()).then(|| set.one_time.remove(0));
         if one_time.is_some() {
             self.save(&key, &set)?;
         }

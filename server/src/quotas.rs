@@ -67,9 +67,15 @@ impl Quotas {
     /// secret chat, and draining one-time prekeys costs an account a day each.
     pub fn one_time_prekey(&self, requester: &str, target: &str) -> bool {
         let now = Instant::now();
-        let mut pairs = self.first_contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pairs = self
+            .first_contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let pair = (requester.to_owned(), target.to_owned());
-        if pairs.get(&pair).is_some_and(|at| now.duration_since(*at) < DAY) {
+        if pairs
+            .get(&pair)
+            .is_some_and(|at| now.duration_since(*at) < DAY)
+        {
             return false;
         }
         if pairs.len() >= MAX_FIRST_CONTACTS {
@@ -96,7 +102,10 @@ mod tests {
         assert!(q.one_time_prekey("carol", "bob"));
         assert!(!q.one_time_prekey("carol", "bob"), "a repeat gets none");
         assert!(q.one_time_prekey("dave", "bob"), "another requester does");
-        assert!(q.one_time_prekey("carol", "erin"), "and carol, of another target");
+        assert!(
+            q.one_time_prekey("carol", "erin"),
+            "and carol, of another target"
+        );
     }
 
     #[test]

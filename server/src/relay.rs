@@ -14,12 +14,13 @@ use tracing::{debug, info, warn};
 
 use crate::accounts::Accounts;
 use crate::admission::{Admission, Decision};
-use crate::quotas::Quotas;
 use crate::archive::NormalArchive;
 use crate::config::RelayConfig;
 use crate::groups::Groups;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::prekeys::Prekeys;
+use crate::quotas::Quotas;
 use crate::secret_queue::SecretQueue;
 use crate::state::RelayState;
 use crate::store::Store;
@@ -37,6 +38,9 @@ pub struct RunningRelay {
     /// Hex of the relay's Ed25519 disclosure key.
     pub disclosure_key: String,
     pub warnings: Vec<String>,
+    /// Where metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     state: Arc<RelayState>,
     accept: tokio::task::JoinHandle<()>,
@@ -70,11 +74,16 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
                 bytes: config.limits.secret_queue_bytes,
             },
         )
-            .context("cannot open the secret queue")?,
+        .context("cannot open the secret queue")?,
     );
-    let (writer, writer_thread) =
-        Writer::start(store.clone(), archive.clone(), secret_queue.clone())
-            .context("cannot start the writing thread")?;
+    let metrics = Arc::new(Metrics::new());
+    let (writer, writer_thread) = Writer::start(
+        store.clone(),
+        archive.clone(),
+        secret_queue.clone(),
+        metrics.clone(),
+    )
+    .context("cannot start the writing thread")?;
     let accounts = Accounts::new(store.clone(), opened.sealer.clone());
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),
@@ -102,10 +111,29 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         quotas: Quotas::new(&config),
         admission: Admission::new(&config.limits),
         hub: Hub::default(),
+        metrics: metrics.clone(),
         store,
         config,
         next_connection: AtomicU64::new(1),
     });
+    let mut warnings = opened.warnings;
+    let metrics_server = match state.config.metrics_listen {
+        None => None,
+        Some(listen) => {
+            if !listen.ip().is_loopback() {
+                warnings.push(format!(
+                    "metrics are served without authentication on {listen}, not a loopback address"
+                ));
+            }
+            let weak = Arc::downgrade(&state);
+            let refresh = move || {
+                if let Some(state) = weak.upgrade() {
+                    state.refresh_gauges();
+                }
+            };
+            Some(crate::metrics::serve(listen, metrics, refresh).await?)
+        }
+    };
     let accept = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
     let sweeper = tokio::spawn(expire_secret_envelopes(Arc::downgrade(&state)));
     info!(%addr, "relay listening");
@@ -113,7 +141,9 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         addr,
         fingerprint: opened.tls.fingerprint(),
         disclosure_key: hex::encode(opened.disclosure_key.verifying_key().as_bytes()),
-        warnings: opened.warnings,
+        warnings,
+        metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
+        metrics_task: metrics_server.map(|(_, task)| task),
         endpoint,
         state,
         accept,
@@ -140,6 +170,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {
                         }
                         Decision::Refuse(why) => {
                             debug!(remote = %from, why, "connection refused");
+                            Metrics::count(&state.metrics.connections_refused, "reason", why);
                             incoming.refuse();
                         }
                     }
@@ -183,13 +214,31 @@ impl RunningRelay {
     /// Stops accepting, closes every connection, and flushes the store.
     pub async fn shutdown(self) -> Result<()> {
         self.endpoint.close(0u32.into(), b"relay shutting down");
-        if tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle())
+        // Every peer has been sent its close: give the packets a moment to
+        // leave, then let go of the address, so that a relay restarted on it
+        // can bind at once while this one finishes draining on another socket.
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.endpoint.wait_idle()).await;
+        let any = SocketAddr::new(
+            match self.addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            },
+            0,
+        );
+        match std::net::UdpSocket::bind(any).and_then(|s| self.endpoint.rebind(s)) {
+            Ok(()) => info!(addr = %self.addr, "address released"),
+            Err(e) => warn!(error = %e, "cannot release the address early"),
+        }
+        if tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle())
             .await
             .is_err()
         {
             warn!("connections did not close in time; stopping anyway");
         }
         let _ = self.accept.await;
+        if let Some(task) = self.metrics_task {
+            task.abort();
+        }
         self.sweeper.abort();
         let _ = self.sweeper.await;
         let store = self.state.store.clone();

@@ -57,6 +57,8 @@ struct Index {
     by_expiry: BTreeSet<(i64, QueueKey)>,
     /// What waits for each recipient, against their quota.
     usage: HashMap<[u8; 16], Usage>,
+    /// What waits for everyone.
+    total: Usage,
 }
 
 struct Waiting {
@@ -88,6 +90,8 @@ impl Index {
         let usage = self.usage.entry(recipient_of(&key)).or_default();
         usage.envelopes += 1;
         usage.bytes += waiting.bytes;
+        self.total.envelopes += 1;
+        self.total.bytes += waiting.bytes;
         self.by_dedup.insert(waiting.dedup, key);
         self.by_expiry.insert((waiting.expires_at, key));
         self.by_key.insert(key, waiting);
@@ -98,6 +102,8 @@ impl Index {
             self.by_dedup.remove(&w.dedup);
             self.by_expiry.remove(&(w.expires_at, *key));
             let recipient = recipient_of(key);
+            self.total.envelopes = self.total.envelopes.saturating_sub(1);
+            self.total.bytes = self.total.bytes.saturating_sub(w.bytes);
             if let Some(usage) = self.usage.get_mut(&recipient) {
                 usage.envelopes = usage.envelopes.saturating_sub(1);
                 usage.bytes = usage.bytes.saturating_sub(w.bytes);
@@ -399,6 +405,12 @@ impl SecretQueue {
         }
     }
 
+    /// Envelopes, and their bytes, waiting in the whole queue (from the index).
+    pub fn totals(&self) -> (u64, u64) {
+        let index = self.index();
+        (index.total.envelopes, index.total.bytes)
+    }
+
     /// How many envelopes wait in the whole queue (for tests and metrics).
     pub fn len(&self) -> Result<usize, RelayError> {
         Ok(self.store.count(Tree::SecretQueue)?)
@@ -567,7 +579,9 @@ mod tests {
         let first = queued(&q, envelope_to("bob", 1, 60_000));
         queued(&q, envelope_to("bob", 2, 60_000));
         assert!(matches!(
-            q.enqueue_many(vec![envelope_to("bob", 3, 60_000)]).pop().unwrap(),
+            q.enqueue_many(vec![envelope_to("bob", 3, 60_000)])
+                .pop()
+                .unwrap(),
             Ok(Queued::RecipientFull)
         ));
         // Another recipient has a quota of their own.
@@ -586,7 +600,9 @@ mod tests {
         let q = SecretQueue::open(f.store(), f.sealer.clone(), quota).unwrap();
         queued(&q, envelope_to("bob", 3, 60_000));
         assert!(matches!(
-            q.enqueue_many(vec![envelope_to("bob", 5, 60_000)]).pop().unwrap(),
+            q.enqueue_many(vec![envelope_to("bob", 5, 60_000)])
+                .pop()
+                .unwrap(),
             Ok(Queued::RecipientFull)
         ));
     }

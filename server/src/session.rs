@@ -45,13 +45,7 @@ impl Session {
     /// full-size frames on each.
     pub fn logged_in(&self, user: String, config: &crate::config::RelayConfig) {
         self.lock().user = Some(user);
-        let frame = u64::try_from(config.max_frame_bytes)
-            .unwrap_or(u64::MAX)
-            .saturating_add(64 * 1024);
-        let streams = u64::from(config.max_concurrent_requests);
-        let window = quinn::VarInt::from_u64(frame.saturating_mul(4)).unwrap_or(quinn::VarInt::MAX);
-        self.conn.set_receive_window(window);
-        self.conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u64(streams).unwrap_or(quinn::VarInt::MAX));
+        crate::tls::lift_pre_login_limits(&self.conn, config);
     }
 
     /// Keying material of this connection's TLS session, which login signatures cover.

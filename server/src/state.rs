@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::accounts::Accounts;
+use crate::admission::Admission;
 use crate::archive::NormalArchive;
 use crate::config::RelayConfig;
 use crate::groups::Groups;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::prekeys::Prekeys;
-use crate::admission::Admission;
 use crate::quotas::Quotas;
 use crate::secret_queue::SecretQueue;
 use crate::store::Store;
@@ -34,6 +35,7 @@ pub struct RelayState {
     /// Who holds a connection.
     pub(crate) admission: Arc<Admission>,
     pub(crate) hub: Hub,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) next_connection: AtomicU64,
 }
 
@@ -56,6 +58,26 @@ impl RelayState {
     /// Entries in one of the store's trees (for tests that prove nothing is left).
     pub fn stored_entries(&self, tree: crate::store::Tree) -> Result<usize, crate::RelayError> {
         Ok(self.store.count(tree)?)
+    }
+
+    /// The metrics, read from the state where they are gauges, as text.
+    pub fn metrics_text(&self) -> String {
+        self.refresh_gauges();
+        self.metrics.render()
+    }
+
+    /// Sets the gauges that are read from the relay's state.
+    pub(crate) fn refresh_gauges(&self) {
+        self.metrics
+            .connections
+            .set(i64::from(self.admission.connections()));
+        let (envelopes, bytes) = self.secret_queue.totals();
+        self.metrics
+            .secret_queue_envelopes
+            .set(i64::try_from(envelopes).unwrap_or(i64::MAX));
+        self.metrics
+            .secret_queue_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn next_connection_id(&self) -> u64 {

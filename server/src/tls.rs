@@ -48,6 +48,8 @@ impl TlsIdentity {
         format!("sha256:{}", hex::encode(Sha256::digest(self.cert.as_ref())))
     }
 
+    /// The QUIC server configuration: TLS 1.3 with this certificate, and the
+    /// transport limits of a connection nobody has logged in on yet.
     pub fn server_config(
         &self,
         idle_timeout_secs: u64,
@@ -81,4 +83,16 @@ impl TlsIdentity {
         config.transport_config(Arc::new(transport));
         Ok(config)
     }
+}
+
+/// Lifts a connection's pre-login limits once someone logged in on it: the
+/// streams `max_concurrent_requests` allows, and room for four full-size
+/// frames in flight.
+pub fn lift_pre_login_limits(conn: &quinn::Connection, config: &crate::config::RelayConfig) {
+    let frame = u64::try_from(config.max_frame_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(64 * 1024);
+    let window = quinn::VarInt::from_u64(frame.saturating_mul(4)).unwrap_or(quinn::VarInt::MAX);
+    conn.set_receive_window(window);
+    conn.set_max_concurrent_bi_streams(config.max_concurrent_requests.into());
 }

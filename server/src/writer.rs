@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::RelayError;
 use crate::archive::{Appended, NewNormal, NormalArchive};
+use crate::metrics::Metrics;
 use crate::secret_queue::{NewSecret, Queued, SecretQueue};
 use crate::store::{Store, StoreError};
 
@@ -139,6 +140,7 @@ fn commit(
     store: &dyn Store,
     archive: &NormalArchive,
     secrets: &SecretQueue,
+    metrics: &Metrics,
 ) {
     let started = std::time::Instant::now();
     let mut written = Vec::new();
@@ -157,6 +159,9 @@ fn commit(
     }
     let writing = started.elapsed();
     let flushed = store.flush();
+    metrics
+        .flush_seconds
+        .observe((started.elapsed() - writing).as_secs_f64());
     if let Err(e) = &flushed {
         tracing::error!(error = %e, "a flush failed; its requests are refused");
     }
@@ -195,6 +200,7 @@ impl Writer {
         store: Arc<dyn Store>,
         archive: Arc<NormalArchive>,
         secrets: Arc<SecretQueue>,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Job>();
         let (wake, due) = mpsc::sync_channel::<()>(1);
@@ -217,7 +223,7 @@ impl Writer {
             .name("sotto-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
-                    commit(first, &rx, &*store, &archive, &secrets);
+                    commit(first, &rx, &*store, &archive, &secrets, &metrics);
                     if archive.checkpoint_due() {
                         // Full means one is already asked for.
                         let _ = wake.try_send(());
@@ -335,8 +341,10 @@ mod tests {
             let cut_store = Arc::new(PowerCut::new(open(&dir.path().join("db"))));
             let store: Arc<dyn Store> = cut_store.clone();
             let archive = Arc::new(NormalArchive::open(store.clone(), sealer.clone()).unwrap());
-            let secrets = Arc::new(SecretQueue::open(store.clone(), sealer.clone(), QUOTA).unwrap());
-            let (writer, thread) = Writer::start(store, archive, secrets).unwrap();
+            let secrets =
+                Arc::new(SecretQueue::open(store.clone(), sealer.clone(), QUOTA).unwrap());
+            let (writer, thread) =
+                Writer::start(store, archive, secrets, Arc::new(Metrics::new())).unwrap();
 
             let acked: Acked = Arc::default();
             let senders: Vec<_> = (0..SENDERS)

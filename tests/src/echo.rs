@@ -24,7 +24,7 @@ struct Echo {
 pub async fn start(listen: std::net::SocketAddr) -> Result<(std::net::SocketAddr, String)> {
     let tls = TlsIdentity::generate()?;
     let defaults = sotto_server::RelayConfig::default();
-    let config = tls.server_config(defaults.idle_timeout_secs, defaults.max_concurrent_requests)?;
+    let config = tls.server_config(defaults.idle_timeout_secs, &defaults.limits)?;
     let endpoint = quinn::Endpoint::server(config, listen)?;
     let addr = endpoint.local_addr()?;
     let echo = Arc::new(Echo::default());
@@ -38,6 +38,8 @@ pub async fn start(listen: std::net::SocketAddr) -> Result<(std::net::SocketAddr
 
 async fn serve(echo: Arc<Echo>, incoming: quinn::Incoming) {
     let Ok(conn) = incoming.await else { return };
+    // The echo has no login: its connections get the relay's after-login limits at once.
+    sotto_server::tls::lift_pre_login_limits(&conn, &sotto_server::RelayConfig::default());
     let name: Arc<Mutex<String>> = Arc::default();
     while let Ok((send, recv)) = conn.accept_bi().await {
         tokio::spawn(request(echo.clone(), name.clone(), send, recv));

@@ -224,10 +224,15 @@ impl RelayProcess {
     /// Starts `sotto-relay --data DIR serve --listen 127.0.0.1:0` and waits
     /// until it has printed its address, fingerprint and disclosure key.
     pub fn start(data: &Path, envs: &[(&str, &str)]) -> Self {
+        Self::start_on(data, "127.0.0.1:0", envs)
+    }
+
+    /// Like [`RelayProcess::start`], listening on `listen`.
+    pub fn start_on(data: &Path, listen: &str, envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin("sotto-relay"))
             .arg("--data")
             .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

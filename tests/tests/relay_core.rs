@@ -509,6 +509,13 @@ async fn messages_on_both_sides_of_a_checkpoint_survive_kill_9() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
+    // Alice sends over four thousand messages at once: lift her send rate.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(
+        data.join("relay.toml"),
+        "[limits]\nsends_per_minute = 100000\n",
+    )
+    .unwrap();
     let mut relay = RelayProcess::start(&data, &[]);
     let connect = |relay: &RelayProcess| {
         let addr = relay.addr.clone();

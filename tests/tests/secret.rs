@@ -285,31 +285,37 @@ fn nothing_secret_is_readable_in_the_relay_its_logs_or_the_profiles_and_a_queued
     }
 }
 
+/// Many throwaway accounts, as from many addresses: the per-address limit on
+/// new accounts is lifted, so that what is tested is the per-target rules.
+fn many_accounts(prekey_bundles_per_minute: u32) -> sotto_server::RelayConfig {
+    let mut config = sotto_server::RelayConfig {
+        prekey_bundles_per_minute,
+        ..Default::default()
+    };
+    config.limits.registrations_per_address_per_hour = 100_000;
+    config
+}
+
 #[tokio::test]
 async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the_signed_prekey() {
-    // This test takes ~200 of bob's bundles in a minute: lift the per-account limit.
-    let relay = TestRelay::start_with(sotto_server::RelayConfig {
-        prekey_bundles_per_minute: 1000,
-        ..Default::default()
-    })
-    .await;
+    // This test takes ~200 of bob's one-time prekeys in a minute: lift that limit.
+    let relay = TestRelay::start_with(many_accounts(1000)).await;
     let dir = tempfile::tempdir().unwrap();
     let bob = dir.path().join("bob");
     init(&relay, &bob, "bob").await;
     let state = relay.running().state();
     assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 100);
 
-    // 81 bundles, taken over several connections (each may take 60 a minute).
+    // 81 bundles: a requester gets one of bob's one-time prekeys a day, so 81 requesters.
     let mut seen_ids = std::collections::HashSet::new();
-    let mut taken = 0;
-    while taken < 81 {
-        let fetcher = relay.register(&format!("fetcher-{taken}")).await;
-        for _ in 0..40.min(81 - taken) {
-            let bundle = fetcher.client.fetch_bundle("bob").await.unwrap();
-            let otk = bundle.one_time.expect("one-time prekeys are left");
-            assert!(seen_ids.insert(otk.id), "a one-time prekey went out twice");
-            taken += 1;
-        }
+    for n in 0..81 {
+        let fetcher = relay.register(&format!("fetcher-{n}")).await;
+        let bundle = fetcher.client.fetch_bundle("bob").await.unwrap();
+        let otk = bundle.one_time.expect("one-time prekeys are left");
+        assert!(seen_ids.insert(otk.id), "a one-time prekey went out twice");
+        // Asking again the same day gets the signed prekey alone.
+        let again = fetcher.client.fetch_bundle("bob").await.unwrap();
+        assert!(again.one_time.is_none() && again.signed_prekey.is_some());
     }
     assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 19);
     let bob_profile = Profile::open(&bob, PASS).unwrap();
@@ -329,18 +335,16 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
     assert!(state.one_time_prekeys_left("bob").unwrap() >= 100);
 
     // With none left, a bundle carries the signed prekey alone, and X3DH still works.
-    let drain = relay.register("drainer").await;
-    let mut left = state.one_time_prekeys_left("bob").unwrap();
-    while left > 0 {
-        let conn = relay.login(&drain).await;
-        for _ in 0..left.min(50) {
-            conn.fetch_bundle("bob").await.unwrap();
-        }
-        left = state.one_time_prekeys_left("bob").unwrap();
+    let mut n = 0;
+    while state.one_time_prekeys_left("bob").unwrap() > 0 {
+        let drainer = relay.register(&format!("drainer-{n}")).await;
+        drainer.client.fetch_bundle("bob").await.unwrap();
+        n += 1;
     }
     let alice = dir.path().join("alice");
     init(&relay, &alice, "alice").await;
-    let bundle = drain.client.fetch_bundle("bob").await.unwrap();
+    let late = relay.register("late").await;
+    let bundle = late.client.fetch_bundle("bob").await.unwrap();
     assert!(bundle.one_time.is_none() && bundle.signed_prekey.is_some());
     send_secret(&alice, "bob", "no one-time key needed")
         .await
@@ -349,26 +353,50 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
 }
 
 #[tokio::test]
-async fn an_accounts_prekeys_cannot_be_drained_faster_than_its_limit_from_many_connections() {
-    let relay = TestRelay::start_with(sotto_server::RelayConfig {
-        prekey_bundles_per_minute: 5,
-        ..Default::default()
-    })
-    .await;
+async fn a_prekey_drain_by_throwaway_accounts_denies_no_new_contact() {
+    // The review's attack: 150 throwaway accounts take bob's bundle within a
+    // minute. Past bob's rate they get bundles without one-time prekeys; a
+    // real new contact afterwards is still served and its secret chat works.
+    let relay = TestRelay::start_with(many_accounts(120)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bob = dir.path().join("bob");
+    init(&relay, &bob, "bob").await;
+    let mut with_one_time = 0;
+    for n in 0..150 {
+        let thrower = relay.register(&format!("throwaway-{n}")).await;
+        let bundle = thrower.client.fetch_bundle("bob").await.unwrap();
+        with_one_time += usize::from(bundle.one_time.is_some());
+    }
+    let state = relay.running().state();
+    assert_eq!(
+        with_one_time, 100,
+        "all of bob's one-time prekeys, and no more"
+    );
+    assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 0);
+
+    let alice = dir.path().join("alice");
+    init(&relay, &alice, "alice").await;
+    send_secret(&alice, "bob", "still reachable").await.unwrap();
+    assert_eq!(texts(&sync(&bob).await), ["still reachable"]);
+}
+
+#[tokio::test]
+async fn an_accounts_one_time_prekeys_go_no_faster_than_its_limit_and_nobody_is_refused() {
+    let relay = TestRelay::start_with(many_accounts(5)).await;
     let dir = tempfile::tempdir().unwrap();
     init(&relay, &dir.path().join("bob"), "bob").await;
     for i in 0..5 {
         // A fresh account and connection each time: the limit is bob's.
         let taker = relay.register(&format!("taker-{i}")).await;
-        taker.client.fetch_bundle("bob").await.unwrap();
+        let bundle = taker.client.fetch_bundle("bob").await.unwrap();
+        assert!(bundle.one_time.is_some());
     }
     let late = relay.register("taker-late").await;
-    match late.client.fetch_bundle("bob").await {
-        Err(sotto_client::relay::ClientError::Refused { code, .. }) => {
-            assert_eq!(code, sotto_proto::v1::ErrorCode::RateLimited)
-        }
-        other => panic!("expected a rate limit, got {other:?}"),
-    }
+    let bundle = late.client.fetch_bundle("bob").await.unwrap();
+    assert!(
+        bundle.one_time.is_none() && bundle.signed_prekey.is_some(),
+        "past bob's rate a bundle goes without a one-time prekey, and is not refused"
+    );
     assert_eq!(
         relay
             .running()

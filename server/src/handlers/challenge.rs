@@ -1,7 +1,7 @@
 //! `Challenge`: a fresh nonce for the next login or registration on this connection.
 
 use rand::Rng;
-use sotto_proto::v1::{Challenge, ErrorCode, response};
+use sotto_proto::v1::{Challenge, response};
 
 use super::{Handled, RequestError};
 use crate::session::Session;
@@ -9,8 +9,8 @@ use crate::session::Session;
 pub fn handle(session: &Session) -> Handled {
     // Each login or registration attempt needs a challenge: this bounds guessing.
     if !session.logins.allow() {
-        return Err(RequestError::new(
-            ErrorCode::RateLimited,
+        return Err(RequestError::limited(
+            "login_attempts",
             "too many login attempts on this connection; wait a minute",
         ));
     }

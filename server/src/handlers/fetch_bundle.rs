@@ -21,8 +21,8 @@ pub async fn handle(
     fetch: FetchBundle,
 ) -> Handled {
     if !session.bundles.allow() {
-        return Err(RequestError::new(
-            ErrorCode::RateLimited,
+        return Err(RequestError::limited(
+            "bundles_per_connection",
             "too many prekey bundles taken on this connection; wait a minute",
         ));
     }

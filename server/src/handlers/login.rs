@@ -36,9 +36,7 @@ fn bad_signature() -> RequestError {
 /// A key nobody holds the secret of, checked in place of an unknown account's.
 fn nobody_s_key() -> VerifyingKey {
     static KEY: std::sync::OnceLock<VerifyingKey> = std::sync::OnceLock::new();
-    *KEY.get_or_init(|| {
-        ed25519_dalek::SigningKey::generate(&mut rand::rng()).verifying_key()
-    })
+    *KEY.get_or_init(|| ed25519_dalek::SigningKey::generate(&mut rand::rng()).verifying_key())
 }
 
 /// Takes the pending challenge nonce; each one serves a single attempt.

@@ -32,6 +32,8 @@ pub(crate) struct RequestError {
     pub code: ErrorCode,
     pub message: String,
     pub refusal: &'static str,
+    /// For a refusal by a limit: which one (a metrics label).
+    pub limit: &'static str,
 }
 
 impl RequestError {
@@ -40,6 +42,15 @@ impl RequestError {
             code,
             message: message.into(),
             refusal: "",
+            limit: "",
+        }
+    }
+
+    /// A refusal by the limit named `limit`.
+    pub fn limited(limit: &'static str, message: impl Into<String>) -> Self {
+        RequestError {
+            limit,
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -87,6 +98,7 @@ fn desk_error(e: crate::warrant::DeskError, refused: ErrorCode) -> RequestError 
             code: refused,
             message: refusal.to_string(),
             refusal: refusal.code(),
+            limit: "",
         },
         crate::warrant::DeskError::Failed(why) => RequestError::new(ErrorCode::Internal, why),
     }
@@ -134,9 +146,39 @@ pub(crate) async fn dispatch(
             },
         },
     };
+    count(state, &result);
     match result {
         Ok(kind) => Response { kind: Some(kind) },
         Err(e) => e.into(),
+    }
+}
+
+/// What an answer tells the metrics: messages stored, deliveries, logins, refusals.
+fn count(state: &RelayState, result: &Handled) {
+    use crate::metrics::Metrics;
+    let m = &state.metrics;
+    match result {
+        Ok(response::Kind::Stored(s)) if !s.duplicate => {
+            Metrics::count(&m.messages_stored, "mode", "normal")
+        }
+        Ok(response::Kind::SecretQueued(q)) if !q.duplicate => {
+            Metrics::count(&m.messages_stored, "mode", "secret")
+        }
+        Ok(response::Kind::Batch(b)) => {
+            let fetched = [("normal", b.normal.len()), ("secret", b.secret.len())];
+            for (mode, n) in fetched {
+                m.deliveries
+                    .get_or_create(&vec![("mode", mode)])
+                    .inc_by(n as u64);
+            }
+        }
+        Ok(response::Kind::LoggedIn(_)) => Metrics::count(&m.logins, "result", "logged_in"),
+        Ok(response::Kind::Registered(_)) => Metrics::count(&m.logins, "result", "registered"),
+        Err(e) if e.code == ErrorCode::BadSignature => {
+            Metrics::count(&m.logins, "result", "refused")
+        }
+        Err(e) if !e.limit.is_empty() => m.refused(e.limit),
+        _ => {}
     }
 }
 
@@ -162,15 +204,14 @@ pub(crate) fn lookup(
     name: &str,
 ) -> Result<crate::accounts::Account, RequestError> {
     if !state.quotas.lookup(requester) {
-        return Err(RequestError::new(
-            ErrorCode::RateLimited,
+        return Err(RequestError::limited(
+            "lookups",
             "you have looked up too many users today; try again tomorrow",
         ));
     }
-    state
-        .accounts
-        .get(name)?
-        .ok_or_else(|| RequestError::new(ErrorCode::UnknownUser, format!("no account named {name}")))
+    state.accounts.get(name)?.ok_or_else(|| {
+        RequestError::new(ErrorCode::UnknownUser, format!("no account named {name}"))
+    })
 }
 
 /// One message `user` sends, within their rate.
@@ -178,8 +219,8 @@ pub(crate) fn may_send(state: &RelayState, user: &str) -> Result<(), RequestErro
     if state.quotas.send(user) {
         Ok(())
     } else {
-        Err(RequestError::new(
-            ErrorCode::RateLimited,
+        Err(RequestError::limited(
+            "send_rate",
             format!(
                 "you are sending too fast: at most {} messages a minute; wait a moment",
                 state.config.limits.sends_per_minute

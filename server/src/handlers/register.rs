@@ -17,8 +17,8 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
     })?;
     let nonce = take_challenge(session)?;
     if !state.quotas.register(session.conn.remote_address().ip()) {
-        return Err(RequestError::new(
-            ErrorCode::RateLimited,
+        return Err(RequestError::limited(
+            "registrations",
             "too many accounts were made from this address; try again in an hour",
         ));
     }

@@ -47,16 +47,19 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
         })
         .await?;
     match queued {
-        Queued::RecipientFull => Err(RequestError::new(
-            ErrorCode::RecipientQueueFull,
-            format!(
-                "{} has too many secret messages waiting (at most {} envelopes, {} MiB); \
+        Queued::RecipientFull => Err(RequestError {
+            limit: "secret_queue_quota",
+            ..RequestError::new(
+                ErrorCode::RecipientQueueFull,
+                format!(
+                    "{} has too many secret messages waiting (at most {} envelopes, {} MiB); \
                  try again once they have fetched theirs",
-                send.to,
-                state.config.limits.secret_queue_envelopes,
-                state.config.limits.secret_queue_bytes >> 20
-            ),
-        )),
+                    send.to,
+                    state.config.limits.secret_queue_envelopes,
+                    state.config.limits.secret_queue_bytes >> 20
+                ),
+            )
+        }),
         Queued::Duplicate(id) => Ok(response::Kind::SecretQueued(SecretQueued {
             id,
             duplicate: true,

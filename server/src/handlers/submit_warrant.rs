@@ -9,7 +9,18 @@ use sotto_proto::v1::{ErrorCode, Response, SubmitWarrant, response};
 use crate::state::RelayState;
 
 pub async fn serve(state: &RelayState, mut send: quinn::SendStream, submit: SubmitWarrant) {
-    let answers: Vec<Response> = match state.warrants.submit(submit.warrant).await {
+    let decided = state.warrants.submit(submit.warrant).await;
+    let decision = if decided.is_ok() {
+        "granted"
+    } else {
+        "refused"
+    };
+    state
+        .metrics
+        .warrant_requests
+        .get_or_create(&vec![("kind", "warrant"), ("decision", decision)])
+        .inc();
+    let answers: Vec<Response> = match decided {
         Ok(parts) => parts
             .into_iter()
             .map(|part| Response {

@@ -2,7 +2,7 @@
 //! frames on it after the `Subscribed` answer for as long as the connection lives.
 
 use sotto_proto::frame;
-use sotto_proto::v1::{ErrorCode, Response, Subscribed, response};
+use sotto_proto::v1::{ErrorCode, Response, Subscribed, push, response};
 use tracing::debug;
 
 use super::RequestError;
@@ -52,6 +52,12 @@ pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendS
             debug!(connection = session.id, error = %e, "push stream closed");
             break;
         }
+        let mode = match push.kind {
+            Some(push::Kind::Normal(_)) => "normal",
+            Some(push::Kind::Secret(_)) => "secret",
+            _ => continue,
+        };
+        crate::metrics::Metrics::count(&state.metrics.deliveries, "mode", mode);
     }
     state.hub.unsubscribe(&user, session.id);
 }

@@ -8,10 +8,18 @@ use super::Handled;
 use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, unmask: Unmask) -> Handled {
+    let decided = state.warrants.unmask(unmask.request).await;
+    let decision = if decided.is_ok() {
+        "granted"
+    } else {
+        "refused"
+    };
     state
-        .warrants
-        .unmask(unmask.request)
-        .await
+        .metrics
+        .warrant_requests
+        .get_or_create(&vec![("kind", "unmask"), ("decision", decision)])
+        .inc();
+    decided
         .map(response::Kind::Unmasked)
         .map_err(|e| super::desk_error(e, ErrorCode::UnmaskRefused))
 }

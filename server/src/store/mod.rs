@@ -141,6 +141,11 @@ pub enum Applied {
 pub enum StoreError {
     #[error("storage error: {0}")]
     Backend(String),
+    /// Another process holds the store (a relay running on the directory).
+    #[error(
+        "{0} is in use by another process (is a relay already running on this data directory?)"
+    )]
+    InUse(String),
 }
 
 /// One key-value pair of a tree.
@@ -223,10 +228,7 @@ pub(crate) fn open_waiting_for_lock<T, E: std::fmt::Display>(
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) if locked(&e) => {
-                return Err(StoreError::Backend(format!(
-                    "{} is in use by another process (is a relay already running on this data directory?)",
-                    path.display()
-                )));
+                return Err(StoreError::InUse(path.display().to_string()));
             }
             Err(e) => return Err(StoreError::Backend(e.to_string())),
         }
