@@ -135,6 +135,14 @@ impl Metrics {
         Self::count(&self.refusals, "kind", kind);
     }
 
+    /// Counts one warrant or unmask request (`kind`) and its decision.
+    pub fn warrant_request(&self, kind: &'static str, granted: bool) {
+        let decision = if granted { "granted" } else { "refused" };
+        self.warrant_requests
+            .get_or_create(&vec![("kind", kind), ("decision", decision)])
+            .inc();
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

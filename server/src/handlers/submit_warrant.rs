@@ -10,16 +10,7 @@ use crate::state::RelayState;
 
 pub async fn serve(state: &RelayState, mut send: quinn::SendStream, submit: SubmitWarrant) {
     let decided = state.warrants.submit(submit.warrant).await;
-    let decision = if decided.is_ok() {
-        "granted"
-    } else {
-        "refused"
-    };
-    state
-        .metrics
-        .warrant_requests
-        .get_or_create(&vec![("kind", "warrant"), ("decision", decision)])
-        .inc();
+    state.metrics.warrant_request("warrant", decided.is_ok());
     let answers: Vec<Response> = match decided {
         Ok(parts) => parts
             .into_iter()

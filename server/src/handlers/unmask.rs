@@ -9,16 +9,7 @@ use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, unmask: Unmask) -> Handled {
     let decided = state.warrants.unmask(unmask.request).await;
-    let decision = if decided.is_ok() {
-        "granted"
-    } else {
-        "refused"
-    };
-    state
-        .metrics
-        .warrant_requests
-        .get_or_create(&vec![("kind", "unmask"), ("decision", decision)])
-        .inc();
+    state.metrics.warrant_request("unmask", decided.is_ok());
     decided
         .map(response::Kind::Unmasked)
         .map_err(|e| super::desk_error(e, ErrorCode::UnmaskRefused))
