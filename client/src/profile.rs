@@ -943,11 +943,22 @@ mod tampering {
 
     const PASS: &str = "correct horse battery";
 
+    /// The vault's state tree, opened with sled directly (no passphrase).
+    /// A vault just closed in this process may hold its lock a moment longer.
     fn raw_state(dir: &Path) -> sled::Tree {
-        sled::open(vault_path(dir))
-            .unwrap()
-            .open_tree("state")
-            .unwrap()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match sled::open(vault_path(dir)) {
+                Ok(db) => return db.open_tree("state").unwrap(),
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("cannot open the vault: {e}"),
+            }
+        }
     }
 
     #[test]
