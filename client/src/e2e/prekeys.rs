@@ -17,14 +17,14 @@ pub const SIGNED_PREKEY_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How many signed prekeys are kept (the current one and the one before).
 const SIGNED_PREKEYS_KEPT: usize = 2;
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct LocalPrekeys {
     signed: Vec<SignedPrekeySecret>,
     one_time: BTreeMap<u32, RatchetKeyPair>,
     next_id: u32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct SignedPrekeySecret {
     id: u32,
     key: RatchetKeyPair,

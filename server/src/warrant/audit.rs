@@ -122,7 +122,7 @@ impl AuditEntry {
     }
 }
 
-pub(crate) struct AuditLog {
+pub struct AuditLog {
     path: PathBuf,
     /// Sequence number and hash of the last line.
     tail: Mutex<(u64, String)>,
