@@ -55,22 +55,22 @@ proptest! {
 
     #[test]
     fn relay_toml_validates_only_what_the_relay_can_honour(text in "(\\[limits\\]\n)?([a-z_]{1,40} = [0-9]{1,12}\n){0,6}") {
-        if let Ok(config) = toml::from_str::<sotto_server::RelayConfig>(&text) {
-            if config.validate().is_ok() {
-                prop_assert!(config.limits.connections_per_address <= config.limits.connections);
-                prop_assert!(config.limits.frame_read_secs >= 1);
-                prop_assert!(config.idle_timeout_secs >= 5);
-            }
+        if let Ok(config) = toml::from_str::<sotto_server::RelayConfig>(&text)
+            && config.validate().is_ok()
+        {
+            prop_assert!(config.limits.connections_per_address <= config.limits.connections);
+            prop_assert!(config.limits.frame_read_secs >= 1);
+            prop_assert!(config.idle_timeout_secs >= 5);
         }
     }
 
     #[test]
     fn authorities_toml_parses_or_fails_cleanly(text in "(\\[\\[authority\\]\\]\nname = \"[^\"\n]{0,12}\"\npublic_key = \"[0-9a-f]{0,64}\"\n){0,3}") {
-        if let Ok(file) = sotto_warrant::AuthorityFile::parse(&text) {
-            if file.registry().is_ok() {
-                let again = sotto_warrant::AuthorityFile::parse(&file.to_toml()).unwrap();
-                prop_assert!(again.registry().is_ok());
-            }
+        if let Ok(file) = sotto_warrant::AuthorityFile::parse(&text)
+            && file.registry().is_ok()
+        {
+            let again = sotto_warrant::AuthorityFile::parse(&file.to_toml()).unwrap();
+            prop_assert!(again.registry().is_ok());
         }
     }
 
