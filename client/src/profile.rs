@@ -63,6 +63,14 @@ pub struct HistoryEntry {
     /// When it was first shown (milliseconds since the epoch).
     #[serde(default)]
     pub shown_at: Option<i64>,
+    /// Fetched by `sotto sync` but not printed yet (its reader went away):
+    /// the next `sync` prints it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unprinted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl HistoryEntry {
@@ -636,6 +644,7 @@ impl Profile {
             client_id: client_id.to_owned(),
             expire_secs: None,
             shown_at: None,
+            unprinted: false,
         });
     }
 
@@ -835,6 +844,7 @@ mod tests {
             client_id: format!("{n:032x}"),
             expire_secs: None,
             shown_at: None,
+            unprinted: false,
         }
     }
 

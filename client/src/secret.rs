@@ -158,8 +158,10 @@ pub async fn prepare(
         bail!("a secret chat needs someone else");
     }
     // Checked before anything is encrypted: no ratchet step is spent on a
-    // message the relay would refuse.
-    check_size(text)?;
+    // message the relay would refuse (a timer change carries no text).
+    if set_timer.is_none() {
+        check_size(text)?;
+    }
     if profile
         .contacts
         .get(peer)
@@ -233,6 +235,7 @@ pub async fn prepare(
                 client_id: hex::encode(client_id),
                 expire_secs,
                 shown_at: expire_secs.map(|_| sent_at),
+                unprinted: false,
             });
         }
     }
@@ -242,14 +245,10 @@ pub async fn prepare(
 
 /// A secret message's text is at most [`sotto_proto::MAX_TEXT`] bytes.
 pub fn check_size(text: &str) -> Result<()> {
-    if text.len() > sotto_proto::MAX_TEXT {
-        bail!(
-            "the message is {} bytes; a message holds at most {} bytes (64 KiB): nothing was sent",
-            text.len(),
-            sotto_proto::MAX_TEXT
-        );
+    match crate::outbox::refusal(text) {
+        Some(reason) => bail!("{reason}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What handing an outbox entry to the relay came to.
@@ -461,6 +460,7 @@ pub fn receive(
         client_id: hex::encode(&content.client_id),
         expire_secs: (content.expire_secs > 0).then_some(content.expire_secs),
         shown_at: None,
+        unprinted: false,
     };
     if profile.remember(entry.clone()) {
         Received::Message(entry)

@@ -647,7 +647,9 @@ async fn a_timer_set_on_one_side_is_shown_and_applied_on_both() {
     // his next message (no --expire) carries it.
     let mut p = Profile::open(&bob, PASS).unwrap();
     let client = p.connect().await.unwrap();
-    let fetched = commands::sync::fetch_new(&mut p, &client).await.unwrap();
+    let fetched = commands::sync::fetch_new(&mut p, &client, false)
+        .await
+        .unwrap();
     assert!(fetched.entries.is_empty());
     assert_eq!(fetched.timers, [("alice".to_owned(), Some(30))]);
     assert!(

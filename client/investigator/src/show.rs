@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sotto_proto::v1;
 
-use crate::display::{printable, printable_list, rfc3339_ms, rfc3339_secs, to_json};
+use crate::display::{indented_body, printable, printable_list, rfc3339_ms, rfc3339_secs, to_json};
 use crate::keys::OpenedDisclosure;
 
 /// A warrant as `sotto-warrant show --json` prints it.
@@ -144,7 +144,7 @@ pub fn disclosure_text(opened: &OpenedDisclosure) -> String {
             printable(&r.conversation),
             printable_list(&r.participants),
             printable(&r.from),
-            printable(&r.text)
+            indented_body(&r.text)
         ));
     }
     out
@@ -222,7 +222,14 @@ mod tests {
             relay_key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key(),
         };
         let text = disclosure_text(&opened);
-        assert_eq!(text.lines().count(), 6, "{text}");
+        // The forged line is the record's second line, indented under it.
+        assert_eq!(text.lines().count(), 7, "{text}");
+        assert!(
+            text.lines().any(
+                |l| l == "    2026-09-21T00:00:00Z conv-1 [x] bob: forged\\u{1b}]0;pwned\\u{7}"
+            ),
+            "{text}"
+        );
         assert!(!text.replace('\n', "").chars().any(is_unsafe), "{text}");
         let json = disclosure_json(&opened).unwrap();
         assert!(!json.chars().any(is_unsafe), "{json}");

@@ -1,14 +1,20 @@
 //! `sotto sync [--json]`: fetch what arrived, keep it in the vault, acknowledge
-//! it, print it (one message a line).
+//! it, print it (one message a header line; further lines of a message are
+//! indented under it, and every control character is escaped, so no message
+//! can forge a line that looks like another message).
 //!
 //! Order matters: the vault (history and ratchet states) is saved before the
 //! relay is told to drop its copy, so a crash at any point loses nothing (at
-//! worst a message is fetched twice, and the history keeps it once).
+//! worst a message is fetched twice, and the history keeps it once). A
+//! message is kept marked unprinted until its reader took it
+//! ([`crate::output`]): `sotto sync | head -1` prints one, and the next
+//! `sync` prints the rest.
 
 use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
+use sotto_proto::printable;
 use sotto_proto::v1::NormalMessage;
 
 use super::rfc3339;
@@ -26,7 +32,19 @@ struct JsonLine<'a> {
     sent_at: String,
 }
 
+/// `sync` printing into `out`, every line counted as read once written.
 pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Result<()> {
+    run_to(profile, json, out, &|| Ok(true)).await
+}
+
+/// `sync` printing into `out`; `taken` says whether what was written so far
+/// reached its reader ([`crate::output::stdout_taken`] for standard output).
+pub async fn run_to(
+    profile: &mut Profile,
+    json: bool,
+    out: &mut dyn Write,
+    taken: &dyn Fn() -> std::io::Result<bool>,
+) -> Result<()> {
     let client = profile.connect().await?;
     match secret::flush_outbox(profile, &client).await {
         Ok(refused) => {
@@ -39,17 +57,52 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
         }
         Err(e) => eprintln!("sotto: the outbox could not be sent yet: {e:#}"),
     }
-    let fetched = fetch_new(profile, &client).await?;
+    let fetched = fetch_new(profile, &client, true).await?;
     client.close().await;
     for warning in &fetched.warnings {
         eprintln!("sotto: {warning}");
     }
-    let arrived = fetched.entries;
-    for entry in &arrived {
-        print_entry(entry, json, out)?;
+    // What this fetch brought and what an earlier `sync` could not print.
+    let mut waiting: Vec<HistoryEntry> = profile
+        .history()
+        .iter()
+        .filter(|e| e.unprinted)
+        .cloned()
+        .collect();
+    waiting.sort_by_key(|e| e.sent_at);
+    let mut printed = Vec::with_capacity(waiting.len());
+    let mut failure = None;
+    for entry in waiting {
+        let written = print_entry(&entry, json, out)
+            .and_then(|()| Ok(out.flush()?))
+            .and_then(|()| Ok(taken()?));
+        match written {
+            Ok(true) => printed.push(entry),
+            Ok(false) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
     }
-    mark_shown(profile, &arrived)?;
-    Ok(())
+    profile.update_history(|entry| {
+        let now_printed = entry.unprinted
+            && printed.iter().any(|p| {
+                p.mode == entry.mode && p.from == entry.from && p.client_id == entry.client_id
+            });
+        if now_printed {
+            entry.unprinted = false;
+        }
+        now_printed
+    });
+    profile.save()?;
+    mark_shown(profile, &printed)?;
+    match failure {
+        Some(e) => {
+            Err(e.context("cannot print the messages (the rest wait for the next `sotto sync`)"))
+        }
+        None => Ok(()),
+    }
 }
 
 /// What a fetch brought: new messages, oldest first, and warnings for the user
@@ -61,17 +114,24 @@ pub struct Fetched {
     pub timers: Vec<(String, Option<u32>)>,
 }
 
-/// Fetches everything waiting at the relay, keeps it in the vault, then
+/// Fetches everything waiting at the relay, keeps it in the vault (marked
+/// unprinted when `to_print`: `sotto sync` prints it next), then
 /// acknowledges it. Tops up prekeys when the relay says they run low.
-pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fetched> {
+pub async fn fetch_new(
+    profile: &mut Profile,
+    client: &RelayClient,
+    to_print: bool,
+) -> Result<Fetched> {
     let mut arrived = Vec::new();
     let mut timers = Vec::new();
     let mut warnings = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
         let upto = batch.normal.iter().map(|m| m.seq).max().unwrap_or(0);
+        let batch_start = arrived.len();
         for message in &batch.normal {
-            let entry = normal_entry(message);
+            let mut entry = normal_entry(message);
+            entry.unprinted = to_print;
             if profile.remember(entry.clone()) {
                 arrived.push(entry);
             }
@@ -88,6 +148,21 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fe
                 }
             }
             secret_ids.push(envelope.id);
+        }
+        if to_print {
+            // Secret messages went into the history as they were decrypted.
+            let new = &arrived[batch_start..];
+            profile.update_history(|entry| {
+                let mark = !entry.unprinted
+                    && entry.mode == Mode::Secret
+                    && new.iter().any(|n| {
+                        n.mode == Mode::Secret
+                            && n.from == entry.from
+                            && n.client_id == entry.client_id
+                    });
+                entry.unprinted |= mark;
+                mark
+            });
         }
         profile.save()?;
         if upto > 0 || !secret_ids.is_empty() {
@@ -145,6 +220,7 @@ fn normal_entry(m: &NormalMessage) -> HistoryEntry {
         client_id: hex::encode(&m.client_id),
         expire_secs: None,
         shown_at: None,
+        unprinted: false,
     }
 }
 
@@ -159,7 +235,7 @@ pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Res
             text: &entry.text,
             sent_at: rfc3339(entry.sent_at),
         };
-        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        writeln!(out, "{}", printable::to_json(&line)?)?;
     } else {
         let when = rfc3339(entry.sent_at);
         let lock = if entry.mode == Mode::Secret {
@@ -167,9 +243,14 @@ pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Res
         } else {
             ""
         };
+        let from = printable::printable(&entry.from);
+        let body = printable::indented_body(&entry.text);
         match &entry.group {
-            Some(group) => writeln!(out, "{when} {lock}[{group}] {}: {}", entry.from, entry.text)?,
-            None => writeln!(out, "{when} {lock}{}: {}", entry.from, entry.text)?,
+            Some(group) => {
+                let group = printable::printable(group);
+                writeln!(out, "{when} {lock}[{group}] {from}: {body}")?
+            }
+            None => writeln!(out, "{when} {lock}{from}: {body}")?,
         }
     }
     Ok(())

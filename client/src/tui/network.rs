@@ -243,7 +243,7 @@ async fn fetched(
     client: &RelayClient,
     events: &UnboundedSender<Event>,
 ) -> Result<()> {
-    let fetched = fetch_new(profile, client).await?;
+    let fetched = fetch_new(profile, client, false).await?;
     for warning in fetched.warnings {
         let _ = events.send(Event::Notice(warning));
     }

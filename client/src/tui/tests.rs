@@ -31,6 +31,7 @@ fn entry(
         client_id: format!("{minute:032}"),
         expire_secs: None,
         shown_at: None,
+        unprinted: false,
     }
 }
 
