@@ -1,0 +1,150 @@
+//! Message text laid out for a terminal: by display width (`unicode-width`),
+//! never splitting a grapheme (an emoji with zero-width joiners, a letter
+//! with its accents), breaking at spaces where it can; tabs expanded; every
+//! character a terminal would act on shown escaped.
+//!
+//! Invariant: no row is wider than asked (but for a single grapheme wider
+//! than the whole width), and no row holds an [`is_unsafe`] character.
+
+use sotto_proto::printable::{is_unsafe, printable};
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
+
+/// Tab stops are this many columns apart.
+pub const TAB_WIDTH: usize = 4;
+
+/// Display width of `text` in terminal columns.
+pub fn width(text: &str) -> usize {
+    text.graphemes(true).map(grapheme_width).sum()
+}
+
+fn grapheme_width(g: &str) -> usize {
+    g.width()
+}
+
+/// One line of a message (no `\n` in it) as it is shown: tabs expanded to
+/// the next stop, controls and bidi overrides escaped (`\u{1b}`).
+pub fn displayable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut column = 0;
+    for g in line.graphemes(true) {
+        if g == "\t" {
+            let pad = TAB_WIDTH - column % TAB_WIDTH;
+            out.extend(std::iter::repeat_n(' ', pad));
+            column += pad;
+        } else if g.chars().any(|c| c == '\\' || is_unsafe(c)) {
+            let shown = printable(g);
+            column += width(&shown);
+            out.push_str(&shown);
+        } else {
+            column += grapheme_width(g);
+            out.push_str(g);
+        }
+    }
+    out
+}
+
+/// `line` (already [`displayable`]) cut into rows: the first at most
+/// `first` columns wide, the others at most `rest`. Breaks after a space
+/// when the row has one, else between graphemes.
+pub fn wrap(line: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut row: Vec<(&str, usize)> = Vec::new();
+    let mut row_width = 0;
+    for g in line.graphemes(true) {
+        let w = grapheme_width(g);
+        let limit = if rows.is_empty() { first } else { rest };
+        if row_width + w > limit && !row.is_empty() && !is_space(g) {
+            // After the last space of the row, if there is one.
+            let cut = row
+                .iter()
+                .rposition(|(g, _)| is_space(g))
+                .map(|at| at + 1)
+                .filter(|&at| at < row.len())
+                .unwrap_or(row.len());
+            let carry = row.split_off(cut);
+            rows.push(join(&row).trim_end().to_owned());
+            row = carry;
+            row_width = row.iter().map(|(_, w)| w).sum();
+        }
+        if is_space(g) && row_width + w > limit {
+            // A space at the edge ends the row; it is not carried over.
+            rows.push(join(&row).trim_end().to_owned());
+            row.clear();
+            row_width = 0;
+            continue;
+        }
+        row.push((g, w));
+        row_width += w;
+    }
+    if !row.is_empty() || rows.is_empty() {
+        rows.push(join(&row).trim_end().to_owned());
+    }
+    rows
+}
+
+fn is_space(g: &str) -> bool {
+    g.chars().all(char::is_whitespace)
+}
+
+fn join(row: &[(&str, usize)]) -> String {
+    row.iter().map(|(g, _)| *g).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_wrap_at_spaces_and_rows_fit() {
+        let rows = wrap("the quick brown fox jumps over the lazy dog", 12, 10);
+        assert_eq!(
+            rows,
+            ["the quick", "brown fox", "jumps over", "the lazy", "dog"]
+        );
+        assert!(rows.iter().all(|r| width(r) <= 12));
+    }
+
+    #[test]
+    fn a_long_word_is_cut_between_graphemes() {
+        assert_eq!(wrap("abcdefghij", 4, 4), ["abcd", "efgh", "ij"]);
+    }
+
+    #[test]
+    fn wide_and_joined_graphemes_are_never_split() {
+        // A family emoji (ZWJ sequence) is one grapheme, two columns wide.
+        let family = "👩\u{200d}👩\u{200d}👧";
+        let line = format!("{family}{family}{family}東京東京");
+        let rows = wrap(&line, 5, 5);
+        assert_eq!(
+            rows,
+            [
+                format!("{family}{family}"),
+                format!("{family}東"),
+                "京東".to_owned(),
+                "京".to_owned()
+            ]
+        );
+        assert!(rows.iter().all(|r| width(r) <= 5), "{rows:?}");
+        // An accent stays on its letter.
+        assert_eq!(
+            wrap("e\u{301}e\u{301}e\u{301}", 2, 2),
+            ["e\u{301}e\u{301}", "e\u{301}"]
+        );
+    }
+
+    #[test]
+    fn tabs_expand_to_stops_and_controls_are_escaped() {
+        assert_eq!(displayable("a\tbc\td"), "a   bc  d");
+        assert_eq!(
+            displayable("\x1b[31mred\x07\r\u{202e}x"),
+            "\\u{1b}[31mred\\u{7}\\r\\u{202e}x"
+        );
+        assert!(!displayable("\u{9b}\u{85}\u{2028}").chars().any(is_unsafe));
+    }
+
+    #[test]
+    fn an_empty_line_is_one_empty_row() {
+        assert_eq!(wrap("", 10, 10), [""]);
+    }
+}
