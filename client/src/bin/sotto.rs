@@ -70,7 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
-    /// Fetch and print what arrived, one message a line.
+    /// Fetch and print what arrived: a header line a message, its further lines
+    /// indented, control characters escaped. Piped, a message counts as printed
+    /// once its reader took it (`sync | head -1` loses nothing).
     Sync {
         /// One JSON object a line: id, mode, from, group, text, sent_at.
         #[arg(long)]

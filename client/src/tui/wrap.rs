@@ -10,6 +10,9 @@ use sotto_proto::printable::{is_unsafe, printable};
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
+/// The zero-width joiner that glues emoji into one glyph on some terminals.
+const ZWJ: char = '\u{200d}';
+
 /// Tab stops are this many columns apart.
 pub const TAB_WIDTH: usize = 4;
 
@@ -23,7 +26,8 @@ fn grapheme_width(g: &str) -> usize {
 }
 
 /// One line of a message (no `\n` in it) as it is shown: tabs expanded to
-/// the next stop, controls and bidi overrides escaped (`\u{1b}`).
+/// the next stop, controls and bidi overrides escaped (`\u{1b}`), emoji
+/// joined by zero-width joiners shown side by side.
 pub fn displayable(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut column = 0;
@@ -32,6 +36,13 @@ pub fn displayable(line: &str) -> String {
             let pad = TAB_WIDTH - column % TAB_WIDTH;
             out.extend(std::iter::repeat_n(' ', pad));
             column += pad;
+        } else if g.contains(ZWJ) {
+            // Terminals disagree on how wide a joined sequence is (one glyph
+            // or each part): its parts, side by side, are as wide everywhere.
+            for part in g.split(ZWJ) {
+                column += width(part);
+                out.push_str(part);
+            }
         } else if g.chars().any(|c| c == '\\' || is_unsafe(c)) {
             let shown = printable(g);
             column += width(&shown);
@@ -141,6 +152,13 @@ mod tests {
             "\\u{1b}[31mred\\u{7}\\r\\u{202e}x"
         );
         assert!(!displayable("\u{9b}\u{85}\u{2028}").chars().any(is_unsafe));
+    }
+
+    #[test]
+    fn joined_emoji_are_shown_side_by_side_so_every_terminal_agrees_on_their_width() {
+        let family = "👩\u{200d}👩\u{200d}👧";
+        assert_eq!(displayable(family), "👩👩👧");
+        assert_eq!(width(&displayable(family)), 6);
     }
 
     #[test]
