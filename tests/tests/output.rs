@@ -150,6 +150,31 @@ fn sync_into_head_prints_one_and_the_next_sync_prints_the_rest() {
 }
 
 #[test]
+fn sync_into_a_pipe_nobody_reads_exits_0_quietly_and_keeps_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&dir.path().join("relay"), &[]);
+    let (mallory, bob) = users(dir.path(), &relay);
+    sotto_ok(&mallory, &["send", "bob", "kept for later"]);
+    let mut child = Command::new(bin("sotto"))
+        .arg("--profile")
+        .arg(&bob)
+        .arg("sync")
+        .env("SOTTO_PASSPHRASE", PASSPHRASE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let later = sotto_ok(&bob, &["sync"]);
+    assert!(later.contains("mallory: kept for later"), "{later}");
+}
+
+#[test]
 fn send_dash_reads_a_60_kib_message_from_standard_input() {
     let dir = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(&dir.path().join("relay"), &[]);
