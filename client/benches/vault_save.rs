@@ -25,6 +25,7 @@ fn message(n: u64) -> HistoryEntry {
         expire_secs: None,
         shown_at: None,
         unprinted: false,
+        delivered: false,
     }
 }
 

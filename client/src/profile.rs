@@ -67,6 +67,10 @@ pub struct HistoryEntry {
     /// the next `sync` prints it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub unprinted: bool,
+    /// A secret message we sent whose recipient's client said it decrypted
+    /// and kept it (a receipt).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delivered: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -645,6 +649,7 @@ impl Profile {
             expire_secs: None,
             shown_at: None,
             unprinted: false,
+            delivered: false,
         });
     }
 
@@ -845,6 +850,7 @@ mod tests {
             expire_secs: None,
             shown_at: None,
             unprinted: false,
+            delivered: false,
         }
     }
 

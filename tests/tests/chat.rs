@@ -172,3 +172,55 @@ async fn a_secret_message_typed_offline_survives_quitting_and_is_sent_once() {
     let alice = Profile::open(&alice_dir, PASS).unwrap();
     assert!(alice.pending.is_empty() && alice.outbox.is_empty());
 }
+
+#[tokio::test]
+async fn a_secret_message_shows_delivered_once_the_recipients_client_decrypted_it() {
+    let (_relay, dir, mut bob) = alice_and_bob().await;
+    let alice_dir = dir.path().join("alice");
+    let secret = ConvKey::Secret("bob".into());
+    let (keys, mut seen, task) =
+        chat::start(Profile::open(&alice_dir, PASS).unwrap(), secret.clone());
+    wait_for(&mut seen, "online", |s| s.online).await;
+    typed(&keys, "did it arrive?");
+    wait_for(&mut seen, "the relay to store it", |s| {
+        s.has("did it arrive?", Delivery::Sent)
+    })
+    .await;
+    // Stored is not delivered: only bob's client can say that.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.borrow().has("did it arrive?", Delivery::Sent));
+
+    let mut out = Vec::new();
+    sotto_client::commands::sync::run(&mut bob, true, &mut out)
+        .await
+        .unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("did it arrive?"));
+    wait_for(&mut seen, "bob's receipt", |s| {
+        s.shows(&secret, "did it arrive?", Delivery::Delivered)
+    })
+    .await;
+    quit(&keys);
+    task.await.unwrap().unwrap();
+
+    // Kept across a restart; the receipt itself is no message.
+    let alice = Profile::open(&alice_dir, PASS).unwrap();
+    let sent: Vec<_> = alice
+        .history()
+        .iter()
+        .filter(|e| e.text == "did it arrive?")
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].delivered);
+    assert!(
+        alice.history().iter().all(|e| e.from != "bob"),
+        "{:?}",
+        alice.history()
+    );
+    // Bob's client answers a message with one receipt, and a receipt with none.
+    let mut again = Vec::new();
+    sotto_client::commands::sync::run(&mut bob, true, &mut again)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert!(bob.outbox.is_empty(), "{:?}", bob.outbox);
+}

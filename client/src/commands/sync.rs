@@ -57,7 +57,14 @@ pub async fn run_to(
         }
         Err(e) => eprintln!("sotto: the outbox could not be sent yet: {e:#}"),
     }
-    let fetched = fetch_new(profile, &client, true).await?;
+    let mut fetched = fetch_new(profile, &client, true).await?;
+    if let Err(e) =
+        secret::send_receipts(profile, &client, &fetched.entries, &mut fetched.warnings).await
+    {
+        fetched.warnings.push(format!(
+            "the senders were not all told their secret messages arrived: {e:#}"
+        ));
+    }
     client.close().await;
     for warning in &fetched.warnings {
         eprintln!("sotto: {warning}");
@@ -112,6 +119,9 @@ pub struct Fetched {
     pub warnings: Vec<String>,
     /// Secret chats whose disappearing timer the peer set: (peer, seconds).
     pub timers: Vec<(String, Option<u32>)>,
+    /// Client ids (hex) of our secret messages the recipient's client said
+    /// it decrypted and kept.
+    pub delivered: Vec<String>,
 }
 
 /// Fetches everything waiting at the relay, keeps it in the vault (marked
@@ -125,6 +135,7 @@ pub async fn fetch_new(
     let mut arrived = Vec::new();
     let mut timers = Vec::new();
     let mut warnings = Vec::new();
+    let mut delivered = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
         let upto = batch.normal.iter().map(|m| m.seq).max().unwrap_or(0);
@@ -142,6 +153,7 @@ pub async fn fetch_new(
                 Received::Message(entry) => arrived.push(entry),
                 Received::Again => {}
                 Received::Held(reason) | Received::Dropped(reason) => warnings.push(reason),
+                Received::Receipt { client_ids, .. } => delivered.extend(client_ids),
                 Received::Timer { peer, secs, notice } => {
                     warnings.push(notice);
                     timers.push((peer, secs));
@@ -185,6 +197,7 @@ pub async fn fetch_new(
         entries: arrived,
         warnings,
         timers,
+        delivered,
     })
 }
 
@@ -221,6 +234,7 @@ fn normal_entry(m: &NormalMessage) -> HistoryEntry {
         expire_secs: None,
         shown_at: None,
         unprinted: false,
+        delivered: false,
     }
 }
 

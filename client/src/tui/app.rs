@@ -55,6 +55,8 @@ pub enum Delivery {
     Pending,
     /// Stored by the relay.
     Sent,
+    /// A secret message the recipient's client decrypted and kept (a receipt).
+    Delivered,
     /// Refused for good; kept (`sotto outbox retry|drop`).
     Failed,
     /// Someone else's message.
@@ -138,6 +140,10 @@ pub enum Event {
     /// A message we wrote was stored by the relay.
     Delivered {
         local_id: u64,
+    },
+    /// The recipient's client has these secret messages of ours (receipts).
+    Receipt {
+        local_ids: Vec<u64>,
     },
     /// A message we wrote was refused for good.
     Failed {
@@ -282,7 +288,9 @@ Keys
 
 Marks after your messages
   …   pending: kept on this device, not yet stored by the relay
-  ✓   stored by the relay (not a sign that it was read)
+  ✓   stored by the relay (not yet a sign that the recipient has it)
+  ✓✓  delivered: the recipient's client decrypted and kept it
+      (secret chats; normal chats stop at ✓)
   ✗   not sent: the reason follows; /outbox to retry or drop it
 
 A secret chat has a magenta double frame and 🔒 in its input box:
@@ -431,12 +439,18 @@ impl App {
             from: e.from.clone(),
             text: e.text.clone(),
             sent_at: e.sent_at,
-            delivery: if e.from == self.me {
-                Delivery::Sent
-            } else {
-                Delivery::Received
+            delivery: match (e.from == self.me, e.delivered) {
+                (true, true) => Delivery::Delivered,
+                (true, false) => Delivery::Sent,
+                (false, _) => Delivery::Received,
             },
-            local_id: 0,
+            // Our own lines can be marked again (a receipt) by their id.
+            local_id: match e.from == self.me {
+                true => hex::decode(&e.client_id)
+                    .map(|id| local_id_of(&id))
+                    .unwrap_or(0),
+                false => 0,
+            },
             failure: None,
             // A timer starts when the message is first shown: now, if not yet.
             expires_at: e.expire_secs.map(|secs| {
@@ -656,6 +670,12 @@ impl App {
                 self.set_delivery(local_id, Delivery::Sent);
                 Vec::new()
             }
+            Event::Receipt { local_ids } => {
+                for local_id in local_ids {
+                    self.set_delivery(local_id, Delivery::Delivered);
+                }
+                Vec::new()
+            }
             Event::Failed { local_id, reason }
                 if self.unsaved.iter().any(|(_, l)| l.local_id == local_id) =>
             {
@@ -739,7 +759,9 @@ impl App {
     fn set_delivery(&mut self, local_id: u64, delivery: Delivery) {
         for c in &mut self.conversations {
             for l in &mut c.lines {
-                if l.local_id == local_id {
+                // A receipt can come before the relay's answer: ✓✓ stays.
+                let after = l.delivery == Delivery::Delivered && delivery == Delivery::Sent;
+                if l.local_id == local_id && local_id != 0 && !after {
                     l.delivery = delivery;
                 }
             }

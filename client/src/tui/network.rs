@@ -308,7 +308,17 @@ async fn fetched(
     client: &RelayClient,
     events: &UnboundedSender<Event>,
 ) -> Result<()> {
-    let fetched = fetch_new(profile, client, false).await?;
+    let mut fetched = fetch_new(profile, client, false).await?;
+    secret::send_receipts(profile, client, &fetched.entries, &mut fetched.warnings).await?;
+    if !fetched.delivered.is_empty() {
+        let local_ids = fetched
+            .delivered
+            .iter()
+            .filter_map(|id| hex::decode(id).ok())
+            .map(|id| local_id_of(&id))
+            .collect();
+        let _ = events.send(Event::Receipt { local_ids });
+    }
     for warning in fetched.warnings {
         let _ = events.send(Event::Notice(warning));
     }

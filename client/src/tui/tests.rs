@@ -32,6 +32,7 @@ fn entry(
         expire_secs: None,
         shown_at: None,
         unprinted: false,
+        delivered: false,
     }
 }
 
@@ -990,4 +991,38 @@ fn snapshot_a_certificate_mismatch_is_shown_with_both_fingerprints() {
     let shown = screen_at(&app, 80, 24);
     assert!(shown.contains(&"ab".repeat(32)) && shown.contains(&"cd".repeat(32)));
     insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn a_receipt_marks_a_secret_message_delivered_and_the_relays_answer_never_undoes_it() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    let effects = command(&mut app, "got it?");
+    let [Effect::SendSecret { local_id, .. }] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    let local_id = *local_id;
+    app.update(Event::Kept { local_id });
+    app.update(Event::Receipt {
+        local_ids: vec![local_id],
+    });
+    app.update(Event::Delivered { local_id });
+    let last = conv(&app, &ConvKey::Secret("dave".into()))
+        .lines
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.delivery, Delivery::Delivered);
+    assert!(
+        screen(&app).contains("alice: got it? ✓✓"),
+        "{}",
+        screen(&app)
+    );
+    // From the history too: our delivered line, after a restart.
+    let mut sent = entry("alice", Some("dave"), None, Mode::Secret, "from before", 5);
+    sent.delivered = true;
+    let app = App::new("alice", "sha256:00", &[sent], &[], None);
+    assert_eq!(
+        conv(&app, &ConvKey::Secret("dave".into())).lines[0].delivery,
+        Delivery::Delivered
+    );
 }

@@ -43,6 +43,7 @@ fn mark(line: &ChatLine) -> &'static str {
     match line.delivery {
         Delivery::Pending => " …",
         Delivery::Sent => " ✓",
+        Delivery::Delivered => " ✓✓",
         Delivery::Failed => " ✗",
         Delivery::Received => "",
     }
