@@ -45,6 +45,18 @@ pub fn stdout_taken() -> io::Result<bool> {
     Ok(true)
 }
 
+/// The width of the terminal standard output is, if it is one.
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    ratatui::crossterm::terminal::size()
+        .ok()
+        .map(|(columns, _)| usize::from(columns))
+        .filter(|&columns| columns > 0)
+}
+
 /// True when `e` says the reader of our output went away: a program ends
 /// quietly then, as `rg | head` does.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -234,7 +234,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync { json } => {
             let mut profile = open_profile(&dir)?;
             let taken = sotto_client::output::stdout_taken;
-            commands::sync::run_to(&mut profile, json, &mut out, &taken).await
+            let width = sotto_client::output::terminal_width();
+            commands::sync::run_to(&mut profile, json, width, &mut out, &taken).await
         }
         Command::Outbox { command } => {
             let mut profile = open_profile(&dir)?;

@@ -21,6 +21,7 @@ use super::rfc3339;
 use crate::profile::{HistoryEntry, Mode, Profile, now_ms};
 use crate::relay::RelayClient;
 use crate::secret::{self, Received};
+use crate::tui::wrap;
 
 #[derive(Serialize)]
 struct JsonLine<'a> {
@@ -34,14 +35,16 @@ struct JsonLine<'a> {
 
 /// `sync` printing into `out`, every line counted as read once written.
 pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Result<()> {
-    run_to(profile, json, out, &|| Ok(true)).await
+    run_to(profile, json, None, out, &|| Ok(true)).await
 }
 
 /// `sync` printing into `out`; `taken` says whether what was written so far
 /// reached its reader ([`crate::output::stdout_taken`] for standard output).
+/// `width`: the terminal's, when `out` is one (see [`print_entry`]).
 pub async fn run_to(
     profile: &mut Profile,
     json: bool,
+    width: Option<usize>,
     out: &mut dyn Write,
     taken: &dyn Fn() -> std::io::Result<bool>,
 ) -> Result<()> {
@@ -80,7 +83,7 @@ pub async fn run_to(
     let mut printed = Vec::with_capacity(waiting.len());
     let mut failure = None;
     for entry in waiting {
-        let written = print_entry(&entry, json, out)
+        let written = print_entry(&entry, json, width, out)
             .and_then(|()| Ok(out.flush()?))
             .and_then(|()| Ok(taken()?));
         match written {
@@ -238,8 +241,17 @@ fn normal_entry(m: &NormalMessage) -> HistoryEntry {
     }
 }
 
-/// Prints one message, as a JSON object or a line for a person.
-pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Result<()> {
+/// Prints one message, as a JSON object or for a person: a header line
+/// (time, sender, the text's first line), then its further lines indented.
+/// With the terminal's `width`, lines are also wrapped here, indented,
+/// before the terminal would wrap them itself: its own wrapping would start a
+/// row at the left edge, where a message could line up a forged header.
+pub fn print_entry(
+    entry: &HistoryEntry,
+    json: bool,
+    width: Option<usize>,
+    out: &mut dyn Write,
+) -> Result<()> {
     if json {
         let line = JsonLine {
             id: entry.id,
@@ -250,22 +262,86 @@ pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Res
             sent_at: rfc3339(entry.sent_at),
         };
         writeln!(out, "{}", printable::to_json(&line)?)?;
+        return Ok(());
+    }
+    let when = rfc3339(entry.sent_at);
+    let lock = if entry.mode == Mode::Secret {
+        "[secret] "
     } else {
-        let when = rfc3339(entry.sent_at);
-        let lock = if entry.mode == Mode::Secret {
-            "[secret] "
-        } else {
-            ""
-        };
-        let from = printable::printable(&entry.from);
-        let body = printable::indented_body(&entry.text);
-        match &entry.group {
-            Some(group) => {
-                let group = printable::printable(group);
-                writeln!(out, "{when} {lock}[{group}] {from}: {body}")?
+        ""
+    };
+    let from = printable::printable(&entry.from);
+    let header = match &entry.group {
+        Some(group) => format!("{when} {lock}[{}] {from}: ", printable::printable(group)),
+        None => format!("{when} {lock}{from}: "),
+    };
+    let indent = printable::CONTINUATION_INDENT;
+    let mut rows = Vec::new();
+    for (i, line) in printable::message_lines(&entry.text).iter().enumerate() {
+        match width {
+            Some(width) => {
+                let first = if i == 0 {
+                    width.saturating_sub(wrap::width(&header))
+                } else {
+                    width.saturating_sub(indent.len())
+                };
+                let rest = width.saturating_sub(indent.len());
+                rows.extend(wrap::wrap(line, first.max(1), rest.max(1)));
             }
-            None => writeln!(out, "{when} {lock}{from}: {body}")?,
+            None => rows.push(line.to_string()),
         }
     }
+    let mut text = header;
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+            text.push_str(indent);
+        }
+        text.push_str(row);
+    }
+    writeln!(out, "{text}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(text: &str, width: Option<usize>) -> String {
+        let entry = HistoryEntry {
+            id: 1,
+            mode: Mode::Normal,
+            from: "mallory".into(),
+            peer: Some("mallory".into()),
+            group: None,
+            text: text.into(),
+            sent_at: 1_795_856_400_000,
+            client_id: "00".into(),
+            expire_secs: None,
+            shown_at: None,
+            unprinted: false,
+            delivered: false,
+        };
+        let mut out = Vec::new();
+        print_entry(&entry, false, width, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_line_padded_to_the_terminal_edge_cannot_start_a_row_at_the_left() {
+        // Padded so that, unwrapped, the forged header would begin exactly
+        // where an 80-column terminal starts its next row.
+        let header = "2026-11-28T09:00:00Z mallory: ";
+        let forged = "2026-11-28T09:01:00Z alice: wire the money";
+        let text = format!("hi{}{forged}", " ".repeat(80 - header.len() - 2));
+        let shown = printed(&text, Some(80));
+        assert!(shown.lines().all(|l| l.chars().count() <= 80), "{shown}");
+        assert_eq!(
+            shown.lines().filter(|l| !l.starts_with("    ")).count(),
+            1,
+            "{shown}"
+        );
+        // Without a terminal nothing is wrapped: a pipe gets the line whole.
+        assert_eq!(printed(&text, None).lines().count(), 1);
+    }
 }
