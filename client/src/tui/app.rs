@@ -2,9 +2,9 @@
 //! changed and a list of [`Effect`]s out. Nothing here draws or touches the
 //! network, so every behaviour is testable without a terminal.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{KeyEvent, KeyEventKind};
 use ratatui::layout::Rect;
-use ratatui_textarea::{CursorMove, TextArea, WrapMode};
+use ratatui_textarea::{TextArea, WrapMode};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::{HistoryEntry, Mode, PendingMessage};
@@ -244,9 +244,9 @@ pub struct App {
     /// The message being typed (an editor: cursor, words, lines, paste).
     pub input: TextArea<'static>,
     /// What was sent from the input, oldest first (this run only, never saved).
-    sent: Vec<String>,
+    pub(super) sent: Vec<String>,
     /// Where Ctrl-P/Ctrl-N are in [`App::sent`], and the draft they left.
-    recalled: Option<(usize, String)>,
+    pub(super) recalled: Option<(usize, String)>,
     /// Rows scrolled up from the newest message.
     pub scroll: usize,
     /// Rows scrolled down in the help.
@@ -311,7 +311,7 @@ Commands
   /quit               quit";
 
 /// A fresh, empty message editor.
-fn editor() -> TextArea<'static> {
+pub(super) fn editor() -> TextArea<'static> {
     let mut input = TextArea::default();
     input.set_wrap_mode(WrapMode::WordOrGlyph);
     input.set_cursor_line_style(ratatui::style::Style::default());
@@ -398,7 +398,7 @@ impl App {
         self.input.lines().join("\n")
     }
 
-    fn set_input(&mut self, text: &str) {
+    pub(super) fn set_input(&mut self, text: &str) {
         self.input = editor();
         self.input.insert_str(text);
     }
@@ -493,7 +493,7 @@ impl App {
 
     /// Moves the highlight `by` rows in the list: Up/Down stop at the ends,
     /// Tab and Shift-Tab (`around`) go round.
-    fn move_selection(&mut self, by: isize, around: bool) {
+    pub(super) fn move_selection(&mut self, by: isize, around: bool) {
         let list: Vec<ConvKey> = self.sorted().iter().map(|c| c.key.clone()).collect();
         if list.is_empty() {
             return;
@@ -512,7 +512,7 @@ impl App {
 
     /// Opens the highlighted conversation; from a secret chat to the normal
     /// one with the same person only when asked twice.
-    fn open_selected(&mut self) {
+    pub(super) fn open_selected(&mut self) {
         let Some(key) = self.selected.clone() else {
             return;
         };
@@ -553,7 +553,7 @@ impl App {
             .saturating_sub(height)
     }
 
-    fn scroll_by(&mut self, rows: isize) {
+    pub(super) fn scroll_by(&mut self, rows: isize) {
         self.scroll = self
             .scroll
             .saturating_add_signed(rows)
@@ -582,7 +582,7 @@ impl App {
     }
 
     /// Moves to the next (`by` 1) or previous (-1) hit and scrolls to it.
-    fn step_search(&mut self, by: isize) {
+    pub(super) fn step_search(&mut self, by: isize) {
         let hits = self.search_hits();
         let Some(search) = &mut self.search else {
             return;
@@ -786,137 +786,8 @@ impl App {
         effects
     }
 
-    fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        let alt = key.modifiers.contains(KeyModifiers::ALT);
-        if ctrl && key.code == KeyCode::Char('c') {
-            self.quit = true;
-            return vec![Effect::Quit];
-        }
-        if self.view != View::Chat {
-            return self.overlay_key(key);
-        }
-        // Only Enter confirms going from a secret chat to a normal one.
-        if key.code != KeyCode::Enter {
-            self.confirm = None;
-        }
-        let empty = self.input.is_empty();
-        match key.code {
-            KeyCode::Esc => {
-                if self.search.is_some() {
-                    self.search = None;
-                    self.say("search ended");
-                } else if self.alert {
-                    self.say("");
-                } else {
-                    self.open = None;
-                    self.say("/help lists the commands");
-                }
-            }
-            KeyCode::Enter if alt => self.input.insert_newline(),
-            KeyCode::Enter => return self.submit(),
-            KeyCode::Tab => self.move_selection(1, true),
-            KeyCode::BackTab => self.move_selection(-1, true),
-            KeyCode::Up if alt || empty => self.move_selection(-1, false),
-            KeyCode::Down if alt || empty => self.move_selection(1, false),
-            KeyCode::Up if self.input.cursor().0 == 0 => self.recall(-1),
-            KeyCode::Down if self.input.cursor().0 + 1 == self.input.lines().len() => {
-                self.recall(1)
-            }
-            KeyCode::Char('p') if ctrl => self.recall(-1),
-            KeyCode::Char('n') if ctrl => self.recall(1),
-            KeyCode::Char('n') if empty && self.search.is_some() && !alt => self.step_search(1),
-            KeyCode::Char('N') if empty && self.search.is_some() && !alt => self.step_search(-1),
-            KeyCode::PageUp => self.scroll_by(10),
-            KeyCode::PageDown => self.scroll_by(-10),
-            KeyCode::Char('u') if ctrl => {
-                self.input.delete_line_by_head();
-            }
-            _ => {
-                self.input.input(key);
-            }
-        }
-        Vec::new()
-    }
-
-    /// Keys while the help or another page covers the chat.
-    fn overlay_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        match key.code {
-            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => {
-                self.view = View::Chat;
-                self.help_scroll = 0;
-            }
-            KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
-            KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
-            KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
-            KeyCode::PageDown => self.help_scroll = self.help_scroll.saturating_add(10),
-            _ => {}
-        }
-        Vec::new()
-    }
-
-    /// Ctrl-P (-1) and Ctrl-N (1): the messages sent from this input; past
-    /// the newest, the draft that was there.
-    fn recall(&mut self, by: isize) {
-        let at = match (&self.recalled, by < 0) {
-            (None, true) if !self.sent.is_empty() => {
-                self.recalled = Some((self.sent.len(), self.input_text()));
-                self.sent.len() - 1
-            }
-            (None, _) => return,
-            (Some((at, _)), true) => at.saturating_sub(1),
-            (Some((at, _)), false) => at + 1,
-        };
-        if at >= self.sent.len() {
-            if let Some((_, draft)) = self.recalled.take() {
-                self.set_input(&draft);
-            }
-            return;
-        }
-        if let Some((now, _)) = &mut self.recalled {
-            *now = at;
-        }
-        let text = self.sent[at].clone();
-        self.set_input(&text);
-        self.input.move_cursor(CursorMove::Bottom);
-        self.input.move_cursor(CursorMove::End);
-    }
-
-    fn submit(&mut self) -> Vec<Effect> {
-        let text = self.input_text();
-        if text.is_empty() {
-            self.open_selected();
-            return Vec::new();
-        }
-        if let Some(command) = text.strip_prefix('/') {
-            self.remember_sent(&text);
-            return self.command(command.trim());
-        }
-        let Some(key) = self.open.clone() else {
-            self.warn("open a chat first (Tab and Enter, /chat USER or /secret USER)");
-            return Vec::new();
-        };
-        if let Some(reason) = crate::outbox::refusal(&text) {
-            self.warn(&reason);
-            return Vec::new();
-        }
-        self.remember_sent(&text);
-        let timer = self.open_conversation_ref().and_then(|c| c.timer);
-        self.scroll = 0;
-        self.compose(key, crate::commands::new_client_id(), text, timer)
-    }
-
-    /// Empties the input and keeps what it held for Ctrl-P.
-    fn remember_sent(&mut self, text: &str) {
-        if self.sent.last().map(String::as_str) != Some(text) {
-            self.sent.push(text.to_owned());
-        }
-        self.recalled = None;
-        self.input = editor();
-    }
-
     /// Shows our new message as pending in `key`'s conversation and asks for it to be sent.
-    fn compose(
+    pub(super) fn compose(
         &mut self,
         key: ConvKey,
         client_id: [u8; 16],
@@ -956,7 +827,7 @@ impl App {
         }
     }
 
-    fn command(&mut self, command: &str) -> Vec<Effect> {
+    pub(super) fn command(&mut self, command: &str) -> Vec<Effect> {
         let mut words = command.split_whitespace();
         let name = words.next().unwrap_or("");
         let args: Vec<&str> = words.collect();
@@ -1058,14 +929,14 @@ impl App {
         }
     }
 
-    fn say(&mut self, text: &str) -> Vec<Effect> {
+    pub(super) fn say(&mut self, text: &str) -> Vec<Effect> {
         self.status = text.to_owned();
         self.alert = false;
         Vec::new()
     }
 
     /// A status line in red: something did not happen, or needs a second look.
-    fn warn(&mut self, text: &str) -> Vec<Effect> {
+    pub(super) fn warn(&mut self, text: &str) -> Vec<Effect> {
         self.status = text.to_owned();
         self.alert = true;
         Vec::new()

@@ -1,6 +1,7 @@
 //! `sotto chat`: the terminal client.
 //!
 //! - [`app`]: the state and its update logic (events in, state and effects out);
+//! - `keys`: what each key does (the list, the editor, history, search);
 //! - [`view`]: drawing the state with ratatui;
 //! - [`transcript`]: a conversation as rows (headers, indented further
 //!   rows, marks), which [`wrap`] lays out by display width;
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod forwarded;
+mod keys;
 pub mod network;
 pub mod transcript;
 pub mod view;
