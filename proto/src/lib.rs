@@ -7,6 +7,8 @@
 //! - [`names`]: the rules for usernames and group names;
 //! - [`printable`]: untrusted text made safe for a terminal (escapes, indented
 //!   continuation lines, JSON that escapes C1 and bidi controls too);
+//! - [`layout`]: text laid out for a terminal by display width, and the
+//!   one-header-a-message listing of `sync` and `open`;
 //! - [`fingerprint`]: a relay certificate's `sha256:<hex>` fingerprint, parsed and printed;
 //! - [`transcript`]: the exact bytes that logins, prekeys, warrants and disclosures sign.
 //!
@@ -17,6 +19,7 @@
 
 pub mod fingerprint;
 pub mod frame;
+pub mod layout;
 pub mod names;
 pub mod printable;
 pub mod transcript;

@@ -69,20 +69,6 @@ pub fn message_lines(text: &str) -> Vec<Cow<'_, str>> {
 /// How far a message's continuation lines are indented in a listing.
 pub const CONTINUATION_INDENT: &str = "    ";
 
-/// A message body for a one-message-a-header listing: its first line, then
-/// every further line on a new line after [`CONTINUATION_INDENT`].
-pub fn indented_body(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for (i, line) in message_lines(text).iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-            out.push_str(CONTINUATION_INDENT);
-        }
-        out.push_str(line);
-    }
-    out
-}
-
 /// Several untrusted strings, each made [`printable`], joined by `", "`.
 pub fn printable_list(items: &[String]) -> String {
     items
@@ -143,20 +129,6 @@ mod tests {
             shown,
             "W-1\\nforged: line\\r\\u{1b}[2J\\u{9b}31m\\u{202e}gpj.exe\\u{2066}\\\\n\\u{7f}\\u{7}"
         );
-    }
-
-    #[test]
-    fn a_forged_header_line_stays_indented_under_its_message() {
-        let body = indented_body("hi\n2026-11-30T18:30:00.000Z alice: wire the money\r\x1b[1A");
-        let lines: Vec<&str> = body.split('\n').collect();
-        assert_eq!(
-            lines,
-            [
-                "hi",
-                "    2026-11-30T18:30:00.000Z alice: wire the money\\r\\u{1b}[1A"
-            ]
-        );
-        assert!(!body.replace('\n', "").chars().any(is_unsafe), "{body}");
     }
 
     #[test]

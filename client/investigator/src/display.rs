@@ -4,12 +4,31 @@
 //! reorder what is shown. Every such string is printed through [`printable`]
 //! (text) or [`to_json`] (JSON), which escape those characters and leave the
 //! rest as it is (see [`sotto_proto::printable`]); a message body's further
-//! lines are shown indented under its record ([`indented_body`]).
+//! lines are shown indented under its record ([`sotto_proto::layout::entry`]).
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub use sotto_proto::printable::{indented_body, is_unsafe, printable, printable_list, to_json};
+pub use sotto_proto::printable::{is_unsafe, printable, printable_list, to_json};
+
+/// The width of the terminal standard output is, if it is one.
+#[cfg(unix)]
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
+}
+
+#[cfg(not(unix))]
+pub fn terminal_width() -> Option<usize> {
+    None
+}
 
 /// Seconds since the epoch (a warrant's times) as RFC 3339, or the number
 /// itself when no calendar date has it.

@@ -14,14 +14,13 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use sotto_proto::printable;
 use sotto_proto::v1::NormalMessage;
+use sotto_proto::{layout, printable};
 
 use super::rfc3339;
 use crate::profile::{HistoryEntry, Mode, Profile, now_ms};
 use crate::relay::RelayClient;
 use crate::secret::{self, Received};
-use crate::tui::wrap;
 
 #[derive(Serialize)]
 struct JsonLine<'a> {
@@ -275,73 +274,6 @@ pub fn print_entry(
         Some(group) => format!("{when} {lock}[{}] {from}: ", printable::printable(group)),
         None => format!("{when} {lock}{from}: "),
     };
-    let indent = printable::CONTINUATION_INDENT;
-    let mut rows = Vec::new();
-    for (i, line) in printable::message_lines(&entry.text).iter().enumerate() {
-        match width {
-            Some(width) => {
-                let first = if i == 0 {
-                    width.saturating_sub(wrap::width(&header))
-                } else {
-                    width.saturating_sub(indent.len())
-                };
-                let rest = width.saturating_sub(indent.len());
-                rows.extend(wrap::wrap(line, first.max(1), rest.max(1)));
-            }
-            None => rows.push(line.to_string()),
-        }
-    }
-    let mut text = header;
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            text.push('\n');
-            text.push_str(indent);
-        }
-        text.push_str(row);
-    }
-    writeln!(out, "{text}")?;
+    writeln!(out, "{}", layout::entry(&header, &entry.text, width))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn printed(text: &str, width: Option<usize>) -> String {
-        let entry = HistoryEntry {
-            id: 1,
-            mode: Mode::Normal,
-            from: "mallory".into(),
-            peer: Some("mallory".into()),
-            group: None,
-            text: text.into(),
-            sent_at: 1_795_856_400_000,
-            client_id: "00".into(),
-            expire_secs: None,
-            shown_at: None,
-            unprinted: false,
-            delivered: false,
-        };
-        let mut out = Vec::new();
-        print_entry(&entry, false, width, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn a_line_padded_to_the_terminal_edge_cannot_start_a_row_at_the_left() {
-        // Padded so that, unwrapped, the forged header would begin exactly
-        // where an 80-column terminal starts its next row.
-        let header = "2026-11-28T09:00:00Z mallory: ";
-        let forged = "2026-11-28T09:01:00Z alice: wire the money";
-        let text = format!("hi{}{forged}", " ".repeat(80 - header.len() - 2));
-        let shown = printed(&text, Some(80));
-        assert!(shown.lines().all(|l| l.chars().count() <= 80), "{shown}");
-        assert_eq!(
-            shown.lines().filter(|l| !l.starts_with("    ")).count(),
-            1,
-            "{shown}"
-        );
-        // Without a terminal nothing is wrapped: a pipe gets the line whole.
-        assert_eq!(printed(&text, None).lines().count(), 1);
-    }
 }

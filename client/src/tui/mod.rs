@@ -20,7 +20,9 @@ mod keys;
 pub mod network;
 pub mod transcript;
 pub mod view;
-pub mod wrap;
+
+/// Text laid out by display width (shared with `sync` and `sotto-warrant`).
+pub use sotto_proto::layout as wrap;
 
 #[cfg(test)]
 mod tests;

@@ -364,7 +364,8 @@ fn open(key: &Path, relay_key: Option<&str>, json: bool, bundle: &Path) -> Resul
     if json {
         outln!("{}", show::disclosure_json(&opened)?);
     } else {
-        out!("{}", show::disclosure_text(&opened));
+        let width = sotto_investigator::display::terminal_width();
+        out!("{}", show::disclosure_text(&opened, width));
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Message text laid out for a terminal: by display width (`unicode-width`),
 //! never splitting a grapheme (an emoji with zero-width joiners, a letter
 //! with its accents), breaking at spaces where it can; tabs expanded; every
-//! character a terminal would act on shown escaped.
+//! character a terminal would act on shown escaped. The chat client draws
+//! its transcript with it; `sotto sync` and `sotto-warrant open` print their
+//! listings with [`entry`].
 //!
 //! Invariant: no row is wider than asked (but for a single grapheme wider
 //! than the whole width), and no row holds an [`is_unsafe`] character.
 
-use sotto_proto::printable::{is_unsafe, printable};
+use crate::printable::{CONTINUATION_INDENT, is_unsafe, message_lines, printable};
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
@@ -94,6 +96,37 @@ pub fn wrap(line: &str, first: usize, rest: usize) -> Vec<String> {
     rows
 }
 
+/// One message of a listing (`sync`, a disclosure): `header`, the text's
+/// first line, then every further line on its own row after
+/// [`CONTINUATION_INDENT`], all escaped ([`message_lines`]). With the
+/// terminal's `width`, lines are also wrapped here, indented: the terminal's
+/// own wrapping would start a row at the left edge, where a padded message
+/// could line up a forged header. `header` is trusted (already escaped).
+pub fn entry(header: &str, text: &str, width: Option<usize>) -> String {
+    let indent = CONTINUATION_INDENT.len();
+    let mut rows = Vec::new();
+    for (i, line) in message_lines(text).iter().enumerate() {
+        match width {
+            Some(width) => {
+                let used = if i == 0 { self::width(header) } else { indent };
+                let first = width.saturating_sub(used).max(1);
+                let rest = width.saturating_sub(indent).max(1);
+                rows.extend(wrap(line, first, rest));
+            }
+            None => rows.push(line.to_string()),
+        }
+    }
+    let mut out = header.to_owned();
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(CONTINUATION_INDENT);
+        }
+        out.push_str(row);
+    }
+    out
+}
+
 fn is_space(g: &str) -> bool {
     g.chars().all(char::is_whitespace)
 }
@@ -159,6 +192,30 @@ mod tests {
         let family = "👩\u{200d}👩\u{200d}👧";
         assert_eq!(displayable(family), "👩👩👧");
         assert_eq!(width(&displayable(family)), 6);
+    }
+
+    #[test]
+    fn a_line_padded_to_the_terminal_edge_cannot_start_a_row_at_the_left() {
+        // Padded so that, unwrapped, the forged header would begin exactly
+        // where an 80-column terminal starts its next row.
+        let header = "2026-11-28T09:00:00Z mallory: ";
+        let forged = "2026-11-28T09:01:00Z alice: wire the money";
+        let text = format!("hi{}{forged}", " ".repeat(80 - header.len() - 2));
+        let shown = entry(header, &text, Some(80));
+        assert!(shown.lines().all(|l| width(l) <= 80), "{shown}");
+        assert_eq!(
+            shown.lines().filter(|l| !l.starts_with("    ")).count(),
+            1,
+            "{shown}"
+        );
+        // Without a terminal nothing is wrapped: a pipe gets the line whole.
+        assert_eq!(entry(header, &text, None).lines().count(), 1);
+        // Further lines are indented, escaped, wrapped or not.
+        let two = entry(header, "a\n2026-11-28T09:01:00Z alice: x\x1b[2J", None);
+        assert_eq!(
+            two,
+            format!("{header}a\n    2026-11-28T09:01:00Z alice: x\\u{{1b}}[2J")
+        );
     }
 
     #[test]
