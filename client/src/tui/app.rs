@@ -153,6 +153,8 @@ pub enum Event {
     Connection(Connection),
     /// A line for the status bar.
     Notice(String),
+    /// A line for the status bar, in red: something asked for did not happen.
+    Warning(String),
     /// The safety number view for the open conversation.
     VerifyText(String),
     /// What waits in the outbox, as `sotto outbox list` shows it.
@@ -516,6 +518,11 @@ impl App {
         let Some(key) = self.selected.clone() else {
             return;
         };
+        if !self.sorted().iter().any(|c| c.key == key) {
+            // Highlighted once, gone from the list since (left empty).
+            self.selected = None;
+            return;
+        }
         let down = match (&self.open, &key) {
             (Some(ConvKey::Secret(a)), ConvKey::Direct(b)) => a == b,
             _ => false,
@@ -710,6 +717,10 @@ impl App {
             }
             Event::Notice(text) => {
                 self.say(&text);
+                Vec::new()
+            }
+            Event::Warning(text) => {
+                self.warn(&text);
                 Vec::new()
             }
             Event::GroupCreated { name } => {

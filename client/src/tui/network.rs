@@ -374,7 +374,7 @@ async fn drain(
         match perform(profile, client, events, next).await {
             Err(e) if transient(&e) => return Err(e),
             Err(e) => {
-                let _ = events.send(Event::Notice(format!("{e:#}")));
+                let _ = events.send(Event::Warning(format!("{e:#}")));
             }
             Ok(()) => {}
         }

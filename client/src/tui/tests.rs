@@ -769,12 +769,15 @@ fn chat_opens_a_normal_chat_and_nothing_is_left_when_it_stays_empty() {
             .iter()
             .all(|c| c.key != ConvKey::Direct("erin".into()))
     );
+    enter(&mut app);
+    assert_eq!(app.open, None, "a chat gone from the list is not opened");
     // A group the relay refuses is never opened nor listed.
     let effects = command(&mut app, "/group ghosts nosuchuser");
     assert!(matches!(effects.as_slice(), [Effect::CreateGroup { .. }]));
-    app.update(Event::Notice(
+    app.update(Event::Warning(
         "group #ghosts was not created: the relay refused: no account named nosuchuser".into(),
     ));
+    assert!(app.alert);
     assert!(
         app.sorted()
             .iter()
