@@ -539,6 +539,15 @@ impl App {
         self.open_conversation(key);
     }
 
+    /// The text of the page over the chat (the help, a safety number…).
+    pub fn page_text(&self) -> &str {
+        match &self.view {
+            View::Chat => "",
+            View::Help => HELP,
+            View::Text { text, .. } => text,
+        }
+    }
+
     /// The transcript's size at the terminal's size: (width, height) inside its frame.
     pub fn transcript_size(&self) -> (usize, usize) {
         let (width, height) = self.size;
@@ -728,6 +737,7 @@ impl App {
                 Vec::new()
             }
             Event::OutboxText(text) => {
+                self.help_scroll = 0;
                 self.view = View::Text {
                     title: "outbox: /retry ID, /drop ID",
                     text,
@@ -735,6 +745,7 @@ impl App {
                 Vec::new()
             }
             Event::VerifyText(text) => {
+                self.help_scroll = 0;
                 self.view = View::Text {
                     title: "verify",
                     text,

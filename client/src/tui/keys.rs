@@ -69,13 +69,21 @@ impl App {
                 self.view = View::Chat;
                 self.help_scroll = 0;
             }
-            KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
-            KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
-            KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
-            KeyCode::PageDown => self.help_scroll = self.help_scroll.saturating_add(10),
+            KeyCode::Up => self.scroll_page(-1),
+            KeyCode::Down => self.scroll_page(1),
+            KeyCode::PageUp => self.scroll_page(-10),
+            KeyCode::PageDown => self.scroll_page(10),
             _ => {}
         }
         Vec::new()
+    }
+
+    /// Scrolls the help (or another page) by `rows`, within its length.
+    fn scroll_page(&mut self, rows: isize) {
+        let (width, height) = self.size;
+        let main = super::view::layout(self, ratatui::layout::Rect::new(0, 0, width, height)).main;
+        let max = super::view::page_max_scroll(main, self.page_text());
+        self.help_scroll = self.help_scroll.saturating_add_signed(rows).min(max);
     }
 
     /// Ctrl-P (-1) and Ctrl-N (1): the messages sent from this input; past

@@ -564,6 +564,10 @@ fn snapshot_help_view() {
     }
     let end = screen_at(&app, 80, 24);
     assert!(end.contains("/quit               quit"), "{end}");
+    // Clamped at the end: one Up shows one line more at the top.
+    app.update(key(KeyCode::Up));
+    assert!(screen_at(&app, 80, 24).contains("lines 21–39 of 40"));
+    app.update(key(KeyCode::Down));
     insta::assert_snapshot!("help_view_scrolled_to_the_end", end);
 }
 

@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.view {
         View::Chat => {}
         View::Help => draw_overlay(frame, areas.main, "help", HELP, app.help_scroll),
-        View::Text { title, text } => draw_overlay(frame, areas.main, title, text, 0),
+        View::Text { title, text } => draw_overlay(frame, areas.main, title, text, app.help_scroll),
     }
     if let Connection::CertificateMismatch {
         relay,
@@ -252,6 +252,13 @@ fn centered(area: Rect, rows: usize) -> Rect {
         width,
         height,
     }
+}
+
+/// How far a page of `text` over `area` scrolls at most.
+pub fn page_max_scroll(area: Rect, text: &str) -> usize {
+    let total = text.lines().count();
+    let visible = centered(area, total).height.saturating_sub(2) as usize;
+    total.saturating_sub(visible)
 }
 
 fn draw_overlay(frame: &mut Frame, area: Rect, title: &str, text: &str, scroll: usize) {
