@@ -78,10 +78,18 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     })
     .await;
     relay.restart_on_same_port().await;
+    let back = std::time::Instant::now();
     wait_for(&mut seen, "the queued message to be stored", |s| {
         s.online && s.has("while you were away", Delivery::Sent)
     })
     .await;
+    // Attempts give up after 3 s and the first retry is at once: back well
+    // before the old 10 s attempts and their backoff would have allowed.
+    assert!(
+        back.elapsed() < Duration::from_secs(8),
+        "reconnected after {:?}",
+        back.elapsed()
+    );
     assert_eq!(bob_receives(&relay, &bob, 1).await, ["while you were away"]);
 
     quit(&keys);
