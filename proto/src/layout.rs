@@ -15,6 +15,10 @@ use unicode_width::UnicodeWidthStr;
 /// The zero-width joiner that glues emoji into one glyph on some terminals.
 const ZWJ: char = '\u{200d}';
 
+/// The variation selector that asks for an emoji glyph (two columns on some
+/// terminals, one on others).
+const EMOJI_PRESENTATION: char = '\u{fe0f}';
+
 /// Tab stops are this many columns apart.
 pub const TAB_WIDTH: usize = 4;
 
@@ -29,7 +33,7 @@ fn grapheme_width(g: &str) -> usize {
 
 /// One line of a message (no `\n` in it) as it is shown: tabs expanded to
 /// the next stop, controls and bidi overrides escaped (`\u{1b}`), emoji
-/// joined by zero-width joiners shown side by side.
+/// joined by zero-width joiners shown side by side, U+FE0F left out.
 pub fn displayable(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut column = 0;
@@ -38,12 +42,14 @@ pub fn displayable(line: &str) -> String {
             let pad = TAB_WIDTH - column % TAB_WIDTH;
             out.extend(std::iter::repeat_n(' ', pad));
             column += pad;
-        } else if g.contains(ZWJ) {
+        } else if g.contains(ZWJ) || g.contains(EMOJI_PRESENTATION) {
             // Terminals disagree on how wide a joined sequence is (one glyph
-            // or each part): its parts, side by side, are as wide everywhere.
+            // or each part), and on whether U+FE0F widens a character: the
+            // parts side by side, without it, are as wide everywhere.
             for part in g.split(ZWJ) {
-                column += width(part);
-                out.push_str(part);
+                let part = part.replace(EMOJI_PRESENTATION, "");
+                column += width(&part);
+                out.push_str(&part);
             }
         } else if g.chars().any(|c| c == '\\' || is_unsafe(c)) {
             let shown = printable(g);
@@ -192,6 +198,9 @@ mod tests {
         let family = "👩\u{200d}👩\u{200d}👧";
         assert_eq!(displayable(family), "👩👩👧");
         assert_eq!(width(&displayable(family)), 6);
+        // A heart with the emoji selector is one column or two, by terminal.
+        assert_eq!(displayable("❤\u{fe0f}!"), "❤!");
+        assert_eq!(width(&displayable("❤\u{fe0f}!")), 2);
     }
 
     #[test]
