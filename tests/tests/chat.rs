@@ -232,3 +232,25 @@ async fn a_secret_message_shows_delivered_once_the_recipients_client_decrypted_i
     assert!(again.is_empty());
     assert!(bob.outbox.is_empty(), "{:?}", bob.outbox);
 }
+
+#[tokio::test]
+async fn a_message_the_relay_refuses_comes_back_to_the_input_and_leaves_the_outbox() {
+    let (_relay, dir, _bob) = alice_and_bob().await;
+    let alice_dir = dir.path().join("alice");
+    let nobody = ConvKey::Direct("nosuchuser".into());
+    let (keys, mut seen, task) =
+        chat::start(Profile::open(&alice_dir, PASS).unwrap(), nobody.clone());
+    wait_for(&mut seen, "online", |s| s.online).await;
+    typed(&keys, "hello, anyone?");
+    wait_for(&mut seen, "the refusal", |s| {
+        s.shows(&nobody, "hello, anyone?", Delivery::Failed)
+    })
+    .await;
+    // The network task takes the withdrawal before it sees the UI quit.
+    quit(&keys);
+    let app = task.await.unwrap().unwrap();
+    assert_eq!(app.input_text(), "hello, anyone?");
+    assert!(app.status.contains("no account named nosuchuser"), "{}", app.status);
+    let alice = Profile::open(&alice_dir, PASS).unwrap();
+    assert!(alice.pending.is_empty(), "{:?}", alice.pending);
+}

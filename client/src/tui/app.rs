@@ -222,6 +222,8 @@ pub enum OutboxAction {
     List,
     Retry(String),
     Drop(String),
+    /// Drop, without a word: the message's text went back into the input.
+    Withdraw(String),
 }
 
 /// A search in the open conversation: its term, and which hit is current
@@ -249,6 +251,8 @@ pub struct App {
     pub(super) sent: Vec<String>,
     /// Where Ctrl-P/Ctrl-N are in [`App::sent`], and the draft they left.
     pub(super) recalled: Option<(usize, String)>,
+    /// The messages (UI line ids) typed into this input in this run.
+    pub(super) typed: Vec<u64>,
     /// Rows scrolled up from the newest message.
     pub scroll: usize,
     /// Rows scrolled down in the help.
@@ -339,6 +343,7 @@ impl App {
             input: editor(),
             sent: Vec::new(),
             recalled: None,
+            typed: Vec::new(),
             scroll: 0,
             help_scroll: 0,
             status: "/help lists the commands".into(),
@@ -712,13 +717,29 @@ impl App {
             Event::Failed { local_id, reason } => {
                 // Kept in view, marked: it is kept in the vault too.
                 self.set_delivery(local_id, Delivery::Failed);
+                let mut text = None;
                 for line in self.conversations.iter_mut().flat_map(|c| &mut c.lines) {
                     if line.local_id == local_id {
                         line.failure = Some(reason.clone());
+                        text = Some(line.text.clone());
                     }
                 }
-                self.warn(&format!("not sent: {reason} (/outbox retries or drops it)"));
-                Vec::new()
+                // Typed here a moment ago: its text goes back into the
+                // input to be fixed, instead of waiting in the outbox.
+                match text {
+                    Some(text) if self.typed.contains(&local_id) && self.input.is_empty() => {
+                        self.set_input(&text);
+                        self.warn(&format!(
+                            "not sent: {reason}; its text is back in the input"
+                        ));
+                        let id = hex::encode(local_id.to_be_bytes());
+                        vec![Effect::Outbox(OutboxAction::Withdraw(id[..8].to_owned()))]
+                    }
+                    _ => {
+                        self.warn(&format!("not sent: {reason} (/outbox retries or drops it)"));
+                        Vec::new()
+                    }
+                }
             }
             Event::Connection(c) => {
                 self.connection = c;

@@ -134,7 +134,9 @@ impl App {
         self.remember_sent(&text);
         let timer = self.open_conversation_ref().and_then(|c| c.timer);
         self.scroll = 0;
-        self.compose(key, crate::commands::new_client_id(), text, timer)
+        let client_id = crate::commands::new_client_id();
+        self.typed.push(super::app::local_id_of(&client_id));
+        self.compose(key, client_id, text, timer)
     }
 
     /// Empties the input and keeps what it held for Ctrl-P.

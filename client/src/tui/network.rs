@@ -409,6 +409,9 @@ async fn perform(
                     };
                     let _ = events.send(Event::Notice(notice));
                 }
+                OutboxAction::Withdraw(id) => {
+                    outbox::drop(profile, id)?;
+                }
                 OutboxAction::Drop(id) => {
                     let dropped = outbox::drop(profile, id)?;
                     let _ = events.send(Event::Notice(format!(

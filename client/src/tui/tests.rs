@@ -904,10 +904,23 @@ fn a_refused_message_shows_why_and_a_never_kept_one_comes_back_to_the_input() {
     app.update(Event::Kept {
         local_id: *local_id,
     });
-    app.update(Event::Failed {
+    let effects = app.update(Event::Failed {
         local_id: *local_id,
         reason: "the relay refused: no account named bob".into(),
     });
+    // Typed here: the text is back in the input, and leaves the outbox.
+    assert_eq!(app.input_text(), "kept then refused");
+    let id = hex::encode(local_id.to_be_bytes())[..8].to_owned();
+    assert_eq!(
+        effects,
+        [Effect::Outbox(super::app::OutboxAction::Withdraw(id))]
+    );
+    assert!(
+        app.alert && app.status.contains("back in the input"),
+        "{}",
+        app.status
+    );
+    app.update(ctrl('u'));
     let last = conv(&app, &ConvKey::Direct("bob".into()))
         .lines
         .last()
