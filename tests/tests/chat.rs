@@ -250,7 +250,11 @@ async fn a_message_the_relay_refuses_comes_back_to_the_input_and_leaves_the_outb
     quit(&keys);
     let app = task.await.unwrap().unwrap();
     assert_eq!(app.input_text(), "hello, anyone?");
-    assert!(app.status.contains("no account named nosuchuser"), "{}", app.status);
+    assert!(
+        app.status.contains("no account named nosuchuser"),
+        "{}",
+        app.status
+    );
     let alice = Profile::open(&alice_dir, PASS).unwrap();
     assert!(alice.pending.is_empty(), "{:?}", alice.pending);
 }

@@ -59,6 +59,9 @@ impl Owing {
             _ => {}
         }
         let why = match connection {
+            Connection::Offline { retry_in_secs: 0 } => {
+                "cannot reach the relay (trying again now)".to_owned()
+            }
             Connection::Offline { retry_in_secs } => {
                 format!("cannot reach the relay (next try in {retry_in_secs} s)")
             }
