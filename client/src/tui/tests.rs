@@ -1046,3 +1046,32 @@ fn a_receipt_marks_a_secret_message_delivered_and_the_relays_answer_never_undoes
         Delivery::Delivered
     );
 }
+
+#[test]
+fn a_typed_secret_message_goes_to_the_open_secret_chat_whatever_is_highlighted() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    app.update(Event::Incoming(vec![entry(
+        "dave",
+        Some("dave"),
+        None,
+        Mode::Normal,
+        "plain",
+        10,
+    )]));
+    type_text(&mut app, "for your eyes only");
+    let normal = ConvKey::Direct("dave".into());
+    for _ in 0..4 {
+        if app.selected != Some(normal.clone()) {
+            app.update(key(KeyCode::Tab));
+        }
+    }
+    // Enter with text sends it to the open chat: the list's highlight
+    // never redirects it, and opening another chat needs an empty input.
+    let effects = enter(&mut app);
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendSecret { to, text, .. }]
+            if to == "dave" && text == "for your eyes only"),
+        "{effects:?}"
+    );
+    assert_eq!(app.open, Some(ConvKey::Secret("dave".into())));
+}
