@@ -24,6 +24,8 @@ fn message(n: u64) -> HistoryEntry {
         client_id: format!("{n:032x}"),
         expire_secs: None,
         shown_at: None,
+        unprinted: false,
+        delivered: false,
     }
 }
 

@@ -71,12 +71,8 @@ impl SendRequest {
     pub fn check(&self) -> Result<(), String> {
         let (ConvKey::Direct(name) | ConvKey::Group(name) | ConvKey::Secret(name)) = &self.to;
         sotto_proto::names::validate(name).map_err(|e| e.to_string())?;
-        if self.text.len() > sotto_proto::MAX_TEXT {
-            return Err(format!(
-                "the message is {} bytes long; a message holds at most {} bytes",
-                self.text.len(),
-                sotto_proto::MAX_TEXT
-            ));
+        if let Some(reason) = crate::outbox::refusal(&self.text) {
+            return Err(reason);
         }
         match (self.expire_secs, &self.to) {
             (Some(0), _) => Err("a timer must be at least one second".into()),

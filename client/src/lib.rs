@@ -9,6 +9,7 @@
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
 //! - [`commands`]: what each `sotto` command does;
+//! - [`output`]: printing for a reader that may go away (`sync | head`);
 //! - [`tui`]: `sotto chat`, the terminal client (ratatui);
 //! - [`control`]: the socket through which `sotto send` hands a message to
 //!   the running `sotto chat`, the one process that holds the profile.
@@ -28,6 +29,7 @@ pub mod control;
 pub mod e2e;
 pub mod identity;
 pub mod outbox;
+pub mod output;
 pub mod pinning;
 pub mod profile;
 pub mod relay;

@@ -13,6 +13,24 @@ use crate::profile::{PendingMessage, Profile};
 use crate::relay::{Recipient, RelayClient, transient};
 use crate::secret::{self, Delivered};
 
+/// Why `text` cannot be a message, in the same words for `sotto send`, a
+/// message handed to `sotto chat`, and one typed in it; `None` when it can.
+pub fn refusal(text: &str) -> Option<String> {
+    if text.trim().is_empty() {
+        return Some(
+            "the message is empty (nothing but spaces or new lines): nothing was sent".into(),
+        );
+    }
+    if text.len() > sotto_proto::MAX_TEXT {
+        return Some(format!(
+            "the message is {} bytes; a message holds at most {} bytes (64 KiB): nothing was sent",
+            text.len(),
+            sotto_proto::MAX_TEXT
+        ));
+    }
+    None
+}
+
 /// How a send ended, when the connection held.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {

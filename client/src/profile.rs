@@ -63,6 +63,18 @@ pub struct HistoryEntry {
     /// When it was first shown (milliseconds since the epoch).
     #[serde(default)]
     pub shown_at: Option<i64>,
+    /// Fetched by `sotto sync` but not printed yet (its reader went away):
+    /// the next `sync` prints it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unprinted: bool,
+    /// A secret message we sent whose recipient's client said it decrypted
+    /// and kept it (a receipt).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delivered: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl HistoryEntry {
@@ -636,6 +648,8 @@ impl Profile {
             client_id: client_id.to_owned(),
             expire_secs: None,
             shown_at: None,
+            unprinted: false,
+            delivered: false,
         });
     }
 
@@ -835,6 +849,8 @@ mod tests {
             client_id: format!("{n:032x}"),
             expire_secs: None,
             shown_at: None,
+            unprinted: false,
+            delivered: false,
         }
     }
 

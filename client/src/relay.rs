@@ -15,6 +15,10 @@ use thiserror::Error;
 use crate::identity::Identity;
 use crate::pinning::{Fingerprint, PinnedVerifier};
 
+/// How long one connection attempt may take: a relay that is there answers
+/// in milliseconds, and a person waits for a client that is not.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error("cannot resolve relay address {0:?}")]
@@ -122,8 +126,13 @@ impl RelayClient {
         let connecting = endpoint
             .connect_with(config, remote, "sotto-relay")
             .map_err(|e| connect_error(addr, e))?;
-        let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-            Err(_) => return Err(connect_error(addr, "no answer within 10 seconds")),
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => {
+                return Err(connect_error(
+                    addr,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                ));
+            }
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 return Err(match (pin, verifier.seen()) {

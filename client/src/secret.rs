@@ -38,6 +38,12 @@ pub enum Received {
     Again,
     /// Kept encrypted, unread (see [`HeldBecause`]); the sentence says why.
     Held(String),
+    /// The peer's client decrypted and kept our messages with these client
+    /// ids (hex); they are marked delivered in the history already.
+    Receipt {
+        peer: String,
+        client_ids: Vec<String>,
+    },
     /// The peer set the chat's disappearing timer (applied already).
     Timer {
         peer: String,
@@ -46,6 +52,44 @@ pub enum Received {
     },
     /// It could not be read and is not worth keeping; the sentence says why.
     Dropped(String),
+}
+
+/// Tells each peer that their secret messages `arrived` (decrypted and kept
+/// here) did arrive: one receipt per peer, sent like any secret message. A
+/// receipt that cannot be sent now waits in the outbox; one that cannot be
+/// made (a changed identity key) is skipped, said in the warnings.
+pub async fn send_receipts(
+    profile: &mut Profile,
+    client: &RelayClient,
+    arrived: &[HistoryEntry],
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let mut owed: std::collections::BTreeMap<&str, Vec<Vec<u8>>> = Default::default();
+    for entry in arrived {
+        if entry.mode != Mode::Secret || entry.from == profile.config.username {
+            continue;
+        }
+        if let Ok(id) = hex::decode(&entry.client_id) {
+            owed.entry(entry.from.as_str()).or_default().push(id);
+        }
+    }
+    for (peer, ids) in owed {
+        let outgoing = Outgoing::receipt(ids, crate::commands::new_client_id());
+        let entry = match prepare(profile, client, peer, outgoing).await {
+            Ok(entry) => entry,
+            Err(e) if crate::relay::transient(&e) => return Err(e),
+            Err(e) => {
+                warnings.push(format!("{peer} was not told their messages arrived: {e:#}"));
+                continue;
+            }
+        };
+        if let Delivered::Failed(reason) = deliver(profile, client, &entry).await? {
+            warnings.push(format!(
+                "{peer} was not told their messages arrived: {reason}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure the relay holds a current signed prekey and enough one-time
@@ -112,6 +156,8 @@ pub struct Outgoing<'a> {
     pub client_id: [u8; sotto_proto::CLIENT_ID_LEN],
     /// Set: a control message announcing the chat's new timer (0 = off).
     pub set_timer: Option<u32>,
+    /// Not empty: a receipt for the peer's messages with these client ids.
+    pub delivered: Vec<Vec<u8>>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -125,6 +171,7 @@ impl<'a> Outgoing<'a> {
             expire_secs,
             client_id,
             set_timer: None,
+            delivered: Vec::new(),
         }
     }
 
@@ -134,6 +181,19 @@ impl<'a> Outgoing<'a> {
             expire_secs: None,
             client_id,
             set_timer: Some(secs.unwrap_or(0)),
+            delivered: Vec::new(),
+        }
+    }
+
+    /// A receipt: the peer's messages with these client ids are decrypted
+    /// and kept here.
+    pub fn receipt(delivered: Vec<Vec<u8>>, client_id: [u8; sotto_proto::CLIENT_ID_LEN]) -> Self {
+        Outgoing {
+            text: "",
+            expire_secs: None,
+            client_id,
+            set_timer: None,
+            delivered,
         }
     }
 }
@@ -149,7 +209,9 @@ pub async fn prepare(
         expire_secs,
         client_id,
         set_timer,
+        delivered,
     } = outgoing;
+    let control = set_timer.is_some() || !delivered.is_empty();
     let expire_secs = match set_timer {
         Some(_) => None,
         None => expire_secs.or_else(|| profile.timers.get(peer).copied()),
@@ -158,8 +220,10 @@ pub async fn prepare(
         bail!("a secret chat needs someone else");
     }
     // Checked before anything is encrypted: no ratchet step is spent on a
-    // message the relay would refuse.
-    check_size(text)?;
+    // message the relay would refuse (a timer change or a receipt carries no text).
+    if !control {
+        check_size(text)?;
+    }
     if profile
         .contacts
         .get(peer)
@@ -200,6 +264,7 @@ pub async fn prepare(
         sent_at,
         session_reset: reset,
         set_timer_secs: set_timer,
+        delivered: delivered.into_iter().map(Into::into).collect(),
     };
     let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
     let session = profile
@@ -221,6 +286,7 @@ pub async fn prepare(
         Some(secs) => {
             profile.timers.insert(peer.to_owned(), secs);
         }
+        None if control => {}
         None => {
             profile.remember(HistoryEntry {
                 id: 0,
@@ -233,6 +299,8 @@ pub async fn prepare(
                 client_id: hex::encode(client_id),
                 expire_secs,
                 shown_at: expire_secs.map(|_| sent_at),
+                unprinted: false,
+                delivered: false,
             });
         }
     }
@@ -242,14 +310,10 @@ pub async fn prepare(
 
 /// A secret message's text is at most [`sotto_proto::MAX_TEXT`] bytes.
 pub fn check_size(text: &str) -> Result<()> {
-    if text.len() > sotto_proto::MAX_TEXT {
-        bail!(
-            "the message is {} bytes; a message holds at most {} bytes (64 KiB): nothing was sent",
-            text.len(),
-            sotto_proto::MAX_TEXT
-        );
+    match crate::outbox::refusal(text) {
+        Some(reason) => bail!("{reason}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What handing an outbox entry to the relay came to.
@@ -433,6 +497,23 @@ pub fn receive(
     if content.session_reset {
         warnings.push(format!("{from} started a fresh secret session"));
     }
+    if !content.delivered.is_empty() {
+        let me = profile.config.username.clone();
+        let ids: Vec<String> = content.delivered.iter().map(hex::encode).collect();
+        profile.update_history(|entry| {
+            let now_delivered = !entry.delivered
+                && entry.mode == Mode::Secret
+                && entry.from == me
+                && entry.peer.as_deref() == Some(from)
+                && ids.contains(&entry.client_id);
+            entry.delivered |= now_delivered;
+            now_delivered
+        });
+        return Received::Receipt {
+            peer: from.to_owned(),
+            client_ids: ids,
+        };
+    }
     if let Some(secs) = content.set_timer_secs {
         let notice = match secs {
             0 => {
@@ -461,6 +542,8 @@ pub fn receive(
         client_id: hex::encode(&content.client_id),
         expire_secs: (content.expire_secs > 0).then_some(content.expire_secs),
         shown_at: None,
+        unprinted: false,
+        delivered: false,
     };
     if profile.remember(entry.clone()) {
         Received::Message(entry)
@@ -555,7 +638,7 @@ pub fn release_held(
             Received::Message(entry) => shown.push(entry),
             Received::Held(why) | Received::Dropped(why) => warnings.push(why),
             Received::Timer { notice, .. } => warnings.push(notice),
-            Received::Again => {}
+            Received::Receipt { .. } | Received::Again => {}
         }
     }
     shown

@@ -5,6 +5,10 @@
 //! - [`frame`]: a frame is a u32 big-endian length and one protobuf message, with a
 //!   hard size limit checked before any body byte is read;
 //! - [`names`]: the rules for usernames and group names;
+//! - [`printable`]: untrusted text made safe for a terminal (escapes, indented
+//!   continuation lines, JSON that escapes C1 and bidi controls too);
+//! - [`layout`]: text laid out for a terminal by display width, and the
+//!   one-header-a-message listing of `sync` and `open`;
 //! - [`fingerprint`]: a relay certificate's `sha256:<hex>` fingerprint, parsed and printed;
 //! - [`transcript`]: the exact bytes that logins, prekeys, warrants and disclosures sign.
 //!
@@ -15,7 +19,9 @@
 
 pub mod fingerprint;
 pub mod frame;
+pub mod layout;
 pub mod names;
+pub mod printable;
 pub mod transcript;
 
 /// The generated protobuf types of `proto/sotto.proto`.

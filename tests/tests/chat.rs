@@ -78,10 +78,18 @@ async fn the_chat_loop_sends_shows_and_queues_while_the_relay_is_away() {
     })
     .await;
     relay.restart_on_same_port().await;
+    let back = std::time::Instant::now();
     wait_for(&mut seen, "the queued message to be stored", |s| {
         s.online && s.has("while you were away", Delivery::Sent)
     })
     .await;
+    // Attempts give up after 3 s and the first retry is at once: back well
+    // before the old 10 s attempts and their backoff would have allowed.
+    assert!(
+        back.elapsed() < Duration::from_secs(8),
+        "reconnected after {:?}",
+        back.elapsed()
+    );
     assert_eq!(bob_receives(&relay, &bob, 1).await, ["while you were away"]);
 
     quit(&keys);
@@ -171,4 +179,82 @@ async fn a_secret_message_typed_offline_survives_quitting_and_is_sent_once() {
     assert_eq!(out.matches("secret on the train").count(), 1, "{out}");
     let alice = Profile::open(&alice_dir, PASS).unwrap();
     assert!(alice.pending.is_empty() && alice.outbox.is_empty());
+}
+
+#[tokio::test]
+async fn a_secret_message_shows_delivered_once_the_recipients_client_decrypted_it() {
+    let (_relay, dir, mut bob) = alice_and_bob().await;
+    let alice_dir = dir.path().join("alice");
+    let secret = ConvKey::Secret("bob".into());
+    let (keys, mut seen, task) =
+        chat::start(Profile::open(&alice_dir, PASS).unwrap(), secret.clone());
+    wait_for(&mut seen, "online", |s| s.online).await;
+    typed(&keys, "did it arrive?");
+    wait_for(&mut seen, "the relay to store it", |s| {
+        s.has("did it arrive?", Delivery::Sent)
+    })
+    .await;
+    // Stored is not delivered: only bob's client can say that.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.borrow().has("did it arrive?", Delivery::Sent));
+
+    let mut out = Vec::new();
+    sotto_client::commands::sync::run(&mut bob, true, &mut out)
+        .await
+        .unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("did it arrive?"));
+    wait_for(&mut seen, "bob's receipt", |s| {
+        s.shows(&secret, "did it arrive?", Delivery::Delivered)
+    })
+    .await;
+    quit(&keys);
+    task.await.unwrap().unwrap();
+
+    // Kept across a restart; the receipt itself is no message.
+    let alice = Profile::open(&alice_dir, PASS).unwrap();
+    let sent: Vec<_> = alice
+        .history()
+        .iter()
+        .filter(|e| e.text == "did it arrive?")
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].delivered);
+    assert!(
+        alice.history().iter().all(|e| e.from != "bob"),
+        "{:?}",
+        alice.history()
+    );
+    // Bob's client answers a message with one receipt, and a receipt with none.
+    let mut again = Vec::new();
+    sotto_client::commands::sync::run(&mut bob, true, &mut again)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert!(bob.outbox.is_empty(), "{:?}", bob.outbox);
+}
+
+#[tokio::test]
+async fn a_message_the_relay_refuses_comes_back_to_the_input_and_leaves_the_outbox() {
+    let (_relay, dir, _bob) = alice_and_bob().await;
+    let alice_dir = dir.path().join("alice");
+    let nobody = ConvKey::Direct("nosuchuser".into());
+    let (keys, mut seen, task) =
+        chat::start(Profile::open(&alice_dir, PASS).unwrap(), nobody.clone());
+    wait_for(&mut seen, "online", |s| s.online).await;
+    typed(&keys, "hello, anyone?");
+    wait_for(&mut seen, "the refusal", |s| {
+        s.shows(&nobody, "hello, anyone?", Delivery::Failed)
+    })
+    .await;
+    // The network task takes the withdrawal before it sees the UI quit.
+    quit(&keys);
+    let app = task.await.unwrap().unwrap();
+    assert_eq!(app.input_text(), "hello, anyone?");
+    assert!(
+        app.status.contains("no account named nosuchuser"),
+        "{}",
+        app.status
+    );
+    let alice = Profile::open(&alice_dir, PASS).unwrap();
+    assert!(alice.pending.is_empty(), "{:?}", alice.pending);
 }

@@ -127,6 +127,9 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
         &dir.path().join("alice"),
         &["send", "--secret", "bob", "secret-never-disclosed"],
     );
+    // What a target wrote may try to forge a record in the investigator's terminal.
+    let forged = "and\n2026-11-30T18:30:00.000Z conv-1 [alice] alice: I confess\x1b[2J";
+    sotto_ok(&dir.path().join("alice"), &["send", "bob", forged]);
 
     let keygen = run_ok(
         "sotto-warrant",
@@ -226,7 +229,7 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
         .iter()
         .map(|r| r["text"].as_str().unwrap())
         .collect();
-    assert_eq!(texts, ["the parcel is ready", "see you there"]);
+    assert_eq!(texts, ["the parcel is ready", "see you there", forged]);
     for r in records {
         for field in ["conversation", "from", "participants", "sent_at", "text"] {
             assert!(!r[field].is_null(), "{field} missing");
@@ -244,6 +247,36 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
         .map(|p| p.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(pseudonyms.len(), 2);
+
+    // The text form escapes controls and indents a record's further lines.
+    let open_text = [
+        "open",
+        "--key",
+        &d("inv"),
+        "--relay-key",
+        &relay.disclosure_key,
+        &d("bundle"),
+    ];
+    let text = run_ok("sotto-warrant", &open_text);
+    assert!(
+        text.lines()
+            .any(|l| l == "    2026-11-30T18:30:00.000Z conv-1 [alice] alice: I confess\\u{1b}[2J"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "{text}");
+    // A reader that went away (`| head`) ends it quietly, with exit 0.
+    let mut child = std::process::Command::new(bin("sotto-warrant"))
+        .args(open_text)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    assert!(
+        closed.status.success() && closed.stderr.is_empty(),
+        "{closed:?}"
+    );
 
     // A wrong pinned relay key is refused.
     let wrong = run(
@@ -305,7 +338,7 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     assert_eq!(p["warrants_received"], 1);
     assert_eq!(p["warrants_granted"], 1);
     assert_eq!(p["accounts_targeted"], 1);
-    assert_eq!(p["records_disclosed"], 2);
+    assert_eq!(p["records_disclosed"], 3);
     assert_eq!(p["pseudonyms_issued"], 2);
     assert_eq!(p["unmask_requests_received"], 2);
     assert_eq!(p["unmask_requests_granted"], 1);
@@ -315,7 +348,7 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     let log = data.join("audit.log");
     let text = std::fs::read_to_string(&log)
         .unwrap()
-        .replacen("\"records\":2", "\"records\":1", 1);
+        .replacen("\"records\":3", "\"records\":1", 1);
     std::fs::write(&log, text).unwrap();
     let out = run("sotto-relay", &["--data", &data_s, "audit", "verify"]);
     assert!(!out.status.success());

@@ -89,7 +89,9 @@ async fn waiting_for_bob(relay: &TestRelay, bob: &Profile) -> (Vec<([u8; 32], u3
 /// arrived, oldest first. Every message must be readable: no warnings.
 async fn bob_syncs(bob: &mut Profile) -> Vec<HistoryEntry> {
     let client = bob.connect().await.unwrap();
-    let fetched = commands::sync::fetch_new(bob, &client).await.unwrap();
+    let fetched = commands::sync::fetch_new(bob, &client, false)
+        .await
+        .unwrap();
     client.close().await;
     assert!(fetched.warnings.is_empty(), "{:?}", fetched.warnings);
     fetched.entries

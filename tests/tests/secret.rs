@@ -72,7 +72,10 @@ async fn secret_messages_flow_both_ways_across_several_ratchet_turns() {
             .unwrap();
         assert_eq!(texts(&sync(&alice).await), [format!("b{turn}")]);
     }
-    // Everything was acknowledged: the relay holds no envelope any more.
+    // Alice's client told bob's that b3 arrived (a receipt, not a message);
+    // once bob takes it, everything was acknowledged: the relay holds no
+    // envelope any more.
+    assert!(sync(&bob).await.is_empty());
     assert_eq!(
         relay.running().state().secret_envelopes_waiting().unwrap(),
         0
@@ -92,6 +95,9 @@ async fn an_envelope_is_gone_from_the_relay_once_acknowledged() {
     let state = relay.running().state();
     assert_eq!(state.secret_envelopes_waiting().unwrap(), 1);
     assert_eq!(texts(&sync(&bob).await), ["queued until read"]);
+    // Gone; what waits now is bob's receipt for alice, until she takes it.
+    assert_eq!(state.secret_envelopes_waiting().unwrap(), 1);
+    assert!(sync(&alice).await.is_empty());
     assert_eq!(state.secret_envelopes_waiting().unwrap(), 0);
     assert_eq!(state.stored_entries(Tree::SecretQueue).unwrap(), 0);
     // And it never became history: the normal archive holds nothing.
@@ -568,7 +574,9 @@ async fn an_undecryptable_message_is_kept_and_a_session_reset_recovers() {
     let mut p = Profile::open(&bob, PASS).unwrap();
     let mut out = Vec::new();
     commands::sync::run(&mut p, true, &mut out).await.unwrap();
-    assert_eq!(p.held.len(), 1, "kept, encrypted");
+    // Kept, encrypted: the message, and alice's receipt for "two", both
+    // made in the session bob lost.
+    assert_eq!(p.held.len(), 2, "kept, encrypted");
     assert!(p.resets.contains("alice"));
     drop(p);
     // Bob's next message starts a fresh session, and says so; then both ways work.
@@ -675,7 +683,9 @@ async fn a_timer_set_on_one_side_is_shown_and_applied_on_both() {
     // his next message (no --expire) carries it.
     let mut p = Profile::open(&bob, PASS).unwrap();
     let client = p.connect().await.unwrap();
-    let fetched = commands::sync::fetch_new(&mut p, &client).await.unwrap();
+    let fetched = commands::sync::fetch_new(&mut p, &client, false)
+        .await
+        .unwrap();
     assert!(fetched.entries.is_empty());
     assert_eq!(fetched.timers, [("alice".to_owned(), Some(30))]);
     assert!(

@@ -8,6 +8,7 @@ use sotto_proto::v1;
 
 use crate::display::{printable, printable_list, rfc3339_ms, rfc3339_secs, to_json};
 use crate::keys::OpenedDisclosure;
+use sotto_proto::layout;
 
 /// A warrant as `sotto-warrant show --json` prints it.
 #[derive(Debug, Serialize)]
@@ -124,8 +125,10 @@ pub fn disclosure_json(opened: &OpenedDisclosure) -> serde_json::Result<String> 
     })
 }
 
-/// An opened disclosure for a person: a header, then one line a record.
-pub fn disclosure_text(opened: &OpenedDisclosure) -> String {
+/// An opened disclosure for a person: a header, then a line a record (its
+/// text's further lines indented under it; wrapped, indented, at the
+/// terminal's `width` when printed to one: see [`layout::entry`]).
+pub fn disclosure_text(opened: &OpenedDisclosure, width: Option<usize>) -> String {
     let d = &opened.disclosure;
     let mut out = format!(
         "warrant {}  case {}\nrelay key {}  generated {}\ntargets: {}\n{} records, {} pseudonyms\n\n",
@@ -138,14 +141,15 @@ pub fn disclosure_text(opened: &OpenedDisclosure) -> String {
         d.pseudonyms.len()
     );
     for r in &d.records {
-        out.push_str(&format!(
-            "{} {} [{}] {}: {}\n",
+        let header = format!(
+            "{} {} [{}] {}: ",
             rfc3339_ms(r.sent_at),
             printable(&r.conversation),
             printable_list(&r.participants),
             printable(&r.from),
-            printable(&r.text)
-        ));
+        );
+        out.push_str(&layout::entry(&header, &r.text, width));
+        out.push('\n');
     }
     out
 }
@@ -221,8 +225,15 @@ mod tests {
             },
             relay_key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key(),
         };
-        let text = disclosure_text(&opened);
-        assert_eq!(text.lines().count(), 6, "{text}");
+        let text = disclosure_text(&opened, None);
+        // The forged line is the record's second line, indented under it.
+        assert_eq!(text.lines().count(), 7, "{text}");
+        assert!(
+            text.lines().any(
+                |l| l == "    2026-09-21T00:00:00Z conv-1 [x] bob: forged\\u{1b}]0;pwned\\u{7}"
+            ),
+            "{text}"
+        );
         assert!(!text.replace('\n', "").chars().any(is_unsafe), "{text}");
         let json = disclosure_json(&opened).unwrap();
         assert!(!json.chars().any(is_unsafe), "{json}");

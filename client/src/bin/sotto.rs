@@ -70,7 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
-    /// Fetch and print what arrived, one message a line.
+    /// Fetch and print what arrived: a header line a message, its further lines
+    /// indented, control characters escaped. Piped, a message counts as printed
+    /// once its reader took it (`sync | head -1` loses nothing).
     Sync {
         /// One JSON object a line: id, mode, from, group, text, sent_at.
         #[arg(long)]
@@ -182,6 +184,9 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, _, _) => bail!("usage: sotto send [--secret] USER TEXT"),
             };
             let text = commands::send::text_from(text, std::io::stdin().lock())?;
+            if let Some(reason) = sotto_client::outbox::refusal(&text) {
+                bail!("{reason}");
+            }
             let expire = expire
                 .as_deref()
                 .map(sotto_client::secret::parse_timer)
@@ -228,7 +233,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Sync { json } => {
             let mut profile = open_profile(&dir)?;
-            commands::sync::run(&mut profile, json, &mut out).await
+            let taken = sotto_client::output::stdout_taken;
+            let width = sotto_client::output::terminal_width();
+            commands::sync::run_to(&mut profile, json, width, &mut out, &taken).await
         }
         Command::Outbox { command } => {
             let mut profile = open_profile(&dir)?;
@@ -241,6 +248,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Chat { secret, user } => {
+            use std::io::IsTerminal;
+            if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+                bail!(
+                    "`sotto chat` needs a terminal (its input and output are not one); \
+                     in scripts use `sotto send` and `sotto sync`"
+                );
+            }
             let profile = open_profile(&dir)?;
             drop(out);
             let open = user.map(|u| {

@@ -31,14 +31,17 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Runs `attempt` up to three times while it fails in a way a retry may fix
-/// (the connection dropped), waiting a little longer each time.
+/// (the connection dropped), waiting a little longer each time. The last
+/// failure says how many tries took how long, as measured.
 pub async fn with_retries<T, F, Fut>(mut attempt: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
+    const ATTEMPTS: u32 = 3;
+    let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(200);
-    for _ in 0..2 {
+    for _ in 1..ATTEMPTS {
         match attempt().await {
             Err(e) if crate::relay::transient(&e) => {
                 tokio::time::sleep(delay).await;
@@ -47,11 +50,22 @@ where
             other => return other,
         }
     }
-    attempt().await
+    attempt().await.map_err(|e| {
+        if crate::relay::transient(&e) {
+            e.context(format!(
+                "gave up after {ATTEMPTS} tries in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ))
+        } else {
+            e
+        }
+    })
 }
 
 /// Runs a binary's async `main` on a multi-threaded runtime; on error prints
-/// `program: reason` (one line, with its causes) and exits 1.
+/// `program: reason` (one line, with its causes, escaped: a relay's or a
+/// peer's words may be in it) and exits 1. A reader that went away (`| head`)
+/// is no error: exit 0, quietly.
 pub fn run_main<F: Future<Output = anyhow::Result<()>>>(program: &str, main: F) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,8 +77,13 @@ pub fn run_main<F: Future<Output = anyhow::Result<()>>>(program: &str, main: F) 
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(main) {
-        eprintln!("{program}: {e:#}");
-        std::process::exit(1);
+    match runtime.block_on(main) {
+        Ok(()) => {}
+        Err(e) if crate::output::is_broken_pipe(&e) => {}
+        Err(e) => {
+            let reason = format!("{e:#}");
+            eprintln!("{program}: {}", sotto_proto::printable::printable(&reason));
+            std::process::exit(1);
+        }
     }
 }

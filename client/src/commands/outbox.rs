@@ -8,13 +8,14 @@ use anyhow::{Result, bail};
 use crate::outbox::{self, Outcome};
 use crate::profile::Profile;
 
-/// A field of a message as one safe line: control characters escaped.
+/// A field of a message as one safe line: control characters escaped (see
+/// [`sotto_proto::printable`]), cut after `most` characters.
 fn shown(text: &str, most: usize) -> String {
-    let escaped: String = text.escape_debug().collect();
+    let escaped = sotto_proto::printable::printable(text);
     if escaped.chars().count() > most {
         format!("{}…", escaped.chars().take(most).collect::<String>())
     } else {
-        escaped
+        escaped.into_owned()
     }
 }
 
@@ -61,4 +62,18 @@ pub fn drop(profile: &mut Profile, id: &str, out: &mut dyn Write) -> Result<()> 
     let client_id = outbox::drop(profile, id)?;
     writeln!(out, "dropped {}: it will not be sent", &client_id[..8])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn a_waiting_message_is_one_escaped_line_cut_at_its_width() {
+        assert_eq!(
+            shown("hi\n\x1b[2J\u{202e}bye", 60),
+            "hi\\n\\u{1b}[2J\\u{202e}bye"
+        );
+        assert_eq!(shown("abcdef", 3), "abc…");
+    }
 }

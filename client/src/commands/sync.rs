@@ -1,15 +1,21 @@
 //! `sotto sync [--json]`: fetch what arrived, keep it in the vault, acknowledge
-//! it, print it (one message a line).
+//! it, print it (one message a header line; further lines of a message are
+//! indented under it, and every control character is escaped, so no message
+//! can forge a line that looks like another message).
 //!
 //! Order matters: the vault (history and ratchet states) is saved before the
 //! relay is told to drop its copy, so a crash at any point loses nothing (at
-//! worst a message is fetched twice, and the history keeps it once).
+//! worst a message is fetched twice, and the history keeps it once). A
+//! message is kept marked unprinted until its reader took it
+//! ([`crate::output`]): `sotto sync | head -1` prints one, and the next
+//! `sync` prints the rest.
 
 use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
 use sotto_proto::v1::NormalMessage;
+use sotto_proto::{layout, printable};
 
 use super::rfc3339;
 use crate::profile::{HistoryEntry, Mode, Profile, now_ms};
@@ -26,7 +32,21 @@ struct JsonLine<'a> {
     sent_at: String,
 }
 
+/// `sync` printing into `out`, every line counted as read once written.
 pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Result<()> {
+    run_to(profile, json, None, out, &|| Ok(true)).await
+}
+
+/// `sync` printing into `out`; `taken` says whether what was written so far
+/// reached its reader ([`crate::output::stdout_taken`] for standard output).
+/// `width`: the terminal's, when `out` is one (see [`print_entry`]).
+pub async fn run_to(
+    profile: &mut Profile,
+    json: bool,
+    width: Option<usize>,
+    out: &mut dyn Write,
+    taken: &dyn Fn() -> std::io::Result<bool>,
+) -> Result<()> {
     let client = profile.connect().await?;
     match secret::flush_outbox(profile, &client).await {
         Ok(refused) => {
@@ -39,17 +59,59 @@ pub async fn run(profile: &mut Profile, json: bool, out: &mut dyn Write) -> Resu
         }
         Err(e) => eprintln!("sotto: the outbox could not be sent yet: {e:#}"),
     }
-    let fetched = fetch_new(profile, &client).await?;
+    let mut fetched = fetch_new(profile, &client, true).await?;
+    if let Err(e) =
+        secret::send_receipts(profile, &client, &fetched.entries, &mut fetched.warnings).await
+    {
+        fetched.warnings.push(format!(
+            "the senders were not all told their secret messages arrived: {e:#}"
+        ));
+    }
     client.close().await;
     for warning in &fetched.warnings {
         eprintln!("sotto: {warning}");
     }
-    let arrived = fetched.entries;
-    for entry in &arrived {
-        print_entry(entry, json, out)?;
+    // What this fetch brought and what an earlier `sync` could not print.
+    let mut waiting: Vec<HistoryEntry> = profile
+        .history()
+        .iter()
+        .filter(|e| e.unprinted)
+        .cloned()
+        .collect();
+    waiting.sort_by_key(|e| e.sent_at);
+    let mut printed = Vec::with_capacity(waiting.len());
+    let mut failure = None;
+    for entry in waiting {
+        let written = print_entry(&entry, json, width, out)
+            .and_then(|()| Ok(out.flush()?))
+            .and_then(|()| Ok(taken()?));
+        match written {
+            Ok(true) => printed.push(entry),
+            Ok(false) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
     }
-    mark_shown(profile, &arrived)?;
-    Ok(())
+    profile.update_history(|entry| {
+        let now_printed = entry.unprinted
+            && printed.iter().any(|p| {
+                p.mode == entry.mode && p.from == entry.from && p.client_id == entry.client_id
+            });
+        if now_printed {
+            entry.unprinted = false;
+        }
+        now_printed
+    });
+    profile.save()?;
+    mark_shown(profile, &printed)?;
+    match failure {
+        Some(e) => {
+            Err(e.context("cannot print the messages (the rest wait for the next `sotto sync`)"))
+        }
+        None => Ok(()),
+    }
 }
 
 /// What a fetch brought: new messages, oldest first, and warnings for the user
@@ -59,19 +121,30 @@ pub struct Fetched {
     pub warnings: Vec<String>,
     /// Secret chats whose disappearing timer the peer set: (peer, seconds).
     pub timers: Vec<(String, Option<u32>)>,
+    /// Client ids (hex) of our secret messages the recipient's client said
+    /// it decrypted and kept.
+    pub delivered: Vec<String>,
 }
 
-/// Fetches everything waiting at the relay, keeps it in the vault, then
+/// Fetches everything waiting at the relay, keeps it in the vault (marked
+/// unprinted when `to_print`: `sotto sync` prints it next), then
 /// acknowledges it. Tops up prekeys when the relay says they run low.
-pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fetched> {
+pub async fn fetch_new(
+    profile: &mut Profile,
+    client: &RelayClient,
+    to_print: bool,
+) -> Result<Fetched> {
     let mut arrived = Vec::new();
     let mut timers = Vec::new();
     let mut warnings = Vec::new();
+    let mut delivered = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
         let upto = batch.normal.iter().map(|m| m.seq).max().unwrap_or(0);
+        let batch_start = arrived.len();
         for message in &batch.normal {
-            let entry = normal_entry(message);
+            let mut entry = normal_entry(message);
+            entry.unprinted = to_print;
             if profile.remember(entry.clone()) {
                 arrived.push(entry);
             }
@@ -82,12 +155,28 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fe
                 Received::Message(entry) => arrived.push(entry),
                 Received::Again => {}
                 Received::Held(reason) | Received::Dropped(reason) => warnings.push(reason),
+                Received::Receipt { client_ids, .. } => delivered.extend(client_ids),
                 Received::Timer { peer, secs, notice } => {
                     warnings.push(notice);
                     timers.push((peer, secs));
                 }
             }
             secret_ids.push(envelope.id);
+        }
+        if to_print {
+            // Secret messages went into the history as they were decrypted.
+            let new = &arrived[batch_start..];
+            profile.update_history(|entry| {
+                let mark = !entry.unprinted
+                    && entry.mode == Mode::Secret
+                    && new.iter().any(|n| {
+                        n.mode == Mode::Secret
+                            && n.from == entry.from
+                            && n.client_id == entry.client_id
+                    });
+                entry.unprinted |= mark;
+                mark
+            });
         }
         profile.save()?;
         if upto > 0 || !secret_ids.is_empty() {
@@ -110,6 +199,7 @@ pub async fn fetch_new(profile: &mut Profile, client: &RelayClient) -> Result<Fe
         entries: arrived,
         warnings,
         timers,
+        delivered,
     })
 }
 
@@ -145,11 +235,22 @@ fn normal_entry(m: &NormalMessage) -> HistoryEntry {
         client_id: hex::encode(&m.client_id),
         expire_secs: None,
         shown_at: None,
+        unprinted: false,
+        delivered: false,
     }
 }
 
-/// Prints one message, as a JSON object or a line for a person.
-pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Result<()> {
+/// Prints one message, as a JSON object or for a person: a header line
+/// (time, sender, the text's first line), then its further lines indented.
+/// With the terminal's `width`, lines are also wrapped here, indented,
+/// before the terminal would wrap them itself: its own wrapping would start a
+/// row at the left edge, where a message could line up a forged header.
+pub fn print_entry(
+    entry: &HistoryEntry,
+    json: bool,
+    width: Option<usize>,
+    out: &mut dyn Write,
+) -> Result<()> {
     if json {
         let line = JsonLine {
             id: entry.id,
@@ -159,18 +260,20 @@ pub fn print_entry(entry: &HistoryEntry, json: bool, out: &mut dyn Write) -> Res
             text: &entry.text,
             sent_at: rfc3339(entry.sent_at),
         };
-        writeln!(out, "{}", serde_json::to_string(&line)?)?;
-    } else {
-        let when = rfc3339(entry.sent_at);
-        let lock = if entry.mode == Mode::Secret {
-            "[secret] "
-        } else {
-            ""
-        };
-        match &entry.group {
-            Some(group) => writeln!(out, "{when} {lock}[{group}] {}: {}", entry.from, entry.text)?,
-            None => writeln!(out, "{when} {lock}{}: {}", entry.from, entry.text)?,
-        }
+        writeln!(out, "{}", printable::to_json(&line)?)?;
+        return Ok(());
     }
+    let when = rfc3339(entry.sent_at);
+    let lock = if entry.mode == Mode::Secret {
+        "[secret] "
+    } else {
+        ""
+    };
+    let from = printable::printable(&entry.from);
+    let header = match &entry.group {
+        Some(group) => format!("{when} {lock}[{}] {from}: ", printable::printable(group)),
+        None => format!("{when} {lock}{from}: "),
+    };
+    writeln!(out, "{}", layout::entry(&header, &entry.text, width))?;
     Ok(())
 }

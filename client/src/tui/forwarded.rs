@@ -58,15 +58,26 @@ impl Owing {
             }
             _ => {}
         }
-        if let Connection::Offline { retry_in_secs } = connection {
-            for (_, owed) in self.owed.drain() {
-                let _ = owed.answer.send(Answer::NotStored(format!(
-                    "the running `sotto chat` cannot reach the relay (next try in {retry_in_secs} s): \
-                     it shows the message to {} as pending and sends it once the relay is back, \
-                     if it still runs then; the relay has not stored it yet, so do not send it again",
-                    recipient(&owed.to)
-                )));
+        let why = match connection {
+            Connection::Offline { retry_in_secs: 0 } => {
+                "cannot reach the relay (trying again now)".to_owned()
             }
+            Connection::Offline { retry_in_secs } => {
+                format!("cannot reach the relay (next try in {retry_in_secs} s)")
+            }
+            Connection::CertificateMismatch { .. } => {
+                "does not connect: the relay presented another certificate than the pinned one"
+                    .to_owned()
+            }
+            Connection::Connecting | Connection::Online => return,
+        };
+        for (_, owed) in self.owed.drain() {
+            let _ = owed.answer.send(Answer::NotStored(format!(
+                "the running `sotto chat` {why}: \
+                 it shows the message to {} as pending and sends it once the relay is back, \
+                 if it still runs then; the relay has not stored it yet, so do not send it again",
+                recipient(&owed.to)
+            )));
         }
     }
 }

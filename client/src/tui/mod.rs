@@ -1,7 +1,10 @@
 //! `sotto chat`: the terminal client.
 //!
 //! - [`app`]: the state and its update logic (events in, state and effects out);
+//! - `keys`: what each key does (the list, the editor, history, search);
 //! - [`view`]: drawing the state with ratatui;
+//! - [`transcript`]: a conversation as rows (headers, indented further
+//!   rows, marks), which [`wrap`] lays out by display width;
 //! - [`network`]: the task that owns the profile and the relay connection;
 //! - [`forwarded`]: the answers owed to `sotto send` processes that handed
 //!   this client a message through [`crate::control`]'s socket.
@@ -13,8 +16,13 @@
 
 pub mod app;
 pub mod forwarded;
+mod keys;
 pub mod network;
+pub mod transcript;
 pub mod view;
+
+/// Text laid out by display width (shared with `sync` and `sotto-warrant`).
+pub use sotto_proto::layout as wrap;
 
 #[cfg(test)]
 mod tests;
@@ -34,14 +42,19 @@ pub async fn run(profile: Profile, open: Option<ConvKey>) -> Result<()> {
     // ratatui::init enters raw mode and the alternate screen, and installs a
     // panic hook that restores the terminal before the panic is printed.
     let mut terminal = ratatui::init();
-    let _ = ratatui::crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
+    let _ = ratatui::crossterm::execute!(
+        std::io::stdout(),
+        event::EnableMouseCapture,
+        event::EnableBracketedPaste
+    );
     std::thread::spawn(move || {
         while let Ok(ev) = event::read() {
             let ev = match ev {
                 TermEvent::Key(k) => Event::Key(k),
                 TermEvent::Mouse(m) if m.kind == MouseEventKind::ScrollUp => Event::ScrollUp,
                 TermEvent::Mouse(m) if m.kind == MouseEventKind::ScrollDown => Event::ScrollDown,
-                TermEvent::Resize(_, _) => Event::Resize,
+                TermEvent::Resize(width, height) => Event::Resize { width, height },
+                TermEvent::Paste(text) => Event::Paste(text),
                 _ => continue,
             };
             if keys_tx.send(ev).is_err() {
@@ -55,7 +68,11 @@ pub async fn run(profile: Profile, open: Option<ConvKey>) -> Result<()> {
         let _ = std::io::stdout().flush();
     };
     let result = run_with(&mut terminal, profile, open, keys_rx, bell, |_| {}).await;
-    let _ = ratatui::crossterm::execute!(std::io::stdout(), event::DisableMouseCapture);
+    let _ = ratatui::crossterm::execute!(
+        std::io::stdout(),
+        event::DisableBracketedPaste,
+        event::DisableMouseCapture
+    );
     ratatui::restore();
     result.map(drop)
 }
@@ -81,6 +98,12 @@ where
         open,
     );
     app.set_timers(&profile.timers);
+    if let Ok(size) = terminal.size() {
+        app.update(Event::Resize {
+            width: size.width,
+            height: size.height,
+        });
+    }
     // The clock that takes disappearing messages away at their time.
     let mut clock = tokio::time::interval(std::time::Duration::from_secs(1));
     // This process holds the profile, so `sotto send` hands its messages here.
@@ -111,18 +134,32 @@ where
             _ = clock.tick() => Event::Tick { now_ms: crate::profile::now_ms() },
             else => break,
         };
-        let connection = match &event {
-            Event::Connection(now) => now,
-            _ => &app.connection,
-        };
-        owing.settle(&event, connection);
-        for effect in app.update(event) {
-            match effect {
-                Effect::Bell => bell(),
-                Effect::Quit => {}
-                other => {
-                    let _ = effects_tx.send(other);
+        // Keys that came in a burst (typing fast, a paste without bracketed
+        // paste) are all taken before the next redraw.
+        let mut batch = vec![event];
+        while batch.len() < 4096 {
+            match keys.try_recv() {
+                Ok(key) => batch.push(key),
+                Err(_) => break,
+            }
+        }
+        for event in batch {
+            let connection = match &event {
+                Event::Connection(now) => now,
+                _ => &app.connection,
+            };
+            owing.settle(&event, connection);
+            for effect in app.update(event) {
+                match effect {
+                    Effect::Bell => bell(),
+                    Effect::Quit => {}
+                    other => {
+                        let _ = effects_tx.send(other);
+                    }
                 }
+            }
+            if app.quit {
+                break;
             }
         }
     }

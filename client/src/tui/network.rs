@@ -12,17 +12,33 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
 use crate::commands::sync::{fetch_new, mark_shown};
 use crate::profile::{PendingMessage, Profile};
-use crate::relay::RelayClient;
+use crate::relay::{CONNECT_TIMEOUT, ClientError, RelayClient};
 use crate::{outbox, secret};
 
-const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// The wait before the second retry (the first is at once); it doubles
+/// after each failure, up to [`LAST_RETRY`], each wait jittered.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(10);
+
+/// The wait after `failures` failed attempts in a row: none after the first,
+/// then doubling from [`FIRST_RETRY`] to at most [`LAST_RETRY`], each drawn
+/// between half and all of it (so clients that lost one relay do not all
+/// come back at the same instant).
+pub fn retry_wait(failures: u32, jitter: f64) -> Duration {
+    if failures <= 1 {
+        return Duration::ZERO;
+    }
+    let doubled = FIRST_RETRY.saturating_mul(1 << (failures - 2).min(8));
+    doubled
+        .min(LAST_RETRY)
+        .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
 /// How often disappearing messages are looked at.
 const PURGE_EVERY: Duration = Duration::from_secs(1);
 
@@ -47,14 +63,33 @@ pub async fn run(
     events: UnboundedSender<Event>,
 ) {
     let mut queue: VecDeque<Effect> = VecDeque::new();
-    let mut backoff = FIRST_RETRY;
+    let mut failures = 0u32;
     // Disappearing messages leave the vault at their time, online or not.
     let mut purge = tokio::time::interval(PURGE_EVERY);
     loop {
         let _ = events.send(Event::Connection(Connection::Connecting));
-        match profile.connect().await {
-            Ok(client) => {
-                backoff = FIRST_RETRY;
+        // Effects that come while connecting wait; the UI quitting ends
+        // the attempt at once (nothing is half done while connecting).
+        let mut arrived = Vec::new();
+        let attempt = {
+            let connecting = tokio::time::timeout(CONNECT_TIMEOUT, profile.connect());
+            tokio::pin!(connecting);
+            loop {
+                tokio::select! {
+                    attempt = &mut connecting => break attempt,
+                    effect = effects.recv() => match effect {
+                        Some(effect) => arrived.push(effect),
+                        None => return,
+                    },
+                }
+            }
+        };
+        for effect in arrived {
+            accept(&mut profile, effect, &mut queue, &events);
+        }
+        let error = match attempt {
+            Ok(Ok(client)) => {
+                failures = 0;
                 let _ = events.send(Event::Connection(Connection::Online));
                 let flow = online(
                     &mut profile,
@@ -69,24 +104,54 @@ pub async fn run(
                 if let Flow::Exit = flow {
                     return;
                 }
+                continue;
             }
-            Err(_) => {
-                let _ = events.send(Event::Connection(Connection::Offline {
-                    retry_in_secs: backoff.as_secs().max(1),
-                }));
-                let wait = tokio::time::sleep(backoff);
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        _ = &mut wait => break,
-                        _ = purge.tick() => purge_expired(&mut profile),
-                        effect = effects.recv() => match effect {
-                            Some(effect) => accept(&mut profile, effect, &mut queue, &events),
-                            None => return,
-                        },
-                    }
+            Ok(Err(e)) => e,
+            Err(_) => anyhow::anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        };
+        let mismatch = error
+            .chain()
+            .find_map(|c| match c.downcast_ref::<ClientError>() {
+                Some(ClientError::PinMismatch {
+                    addr,
+                    expected,
+                    actual,
+                }) => Some(Connection::CertificateMismatch {
+                    relay: addr.clone(),
+                    pinned: expected.to_string(),
+                    presented: actual.to_string(),
+                }),
+                _ => None,
+            });
+        drop(error);
+        if let Some(mismatch) = mismatch {
+            // Not a network hiccup: trying again would only ask the impostor again.
+            let _ = events.send(Event::Connection(mismatch));
+            loop {
+                tokio::select! {
+                    _ = purge.tick() => purge_expired(&mut profile),
+                    effect = effects.recv() => match effect {
+                        Some(effect) => accept(&mut profile, effect, &mut queue, &events),
+                        None => return,
+                    },
                 }
-                backoff = (backoff * 2).min(LAST_RETRY);
+            }
+        }
+        failures = failures.saturating_add(1);
+        let wait = retry_wait(failures, rand::random::<f64>());
+        let _ = events.send(Event::Connection(Connection::Offline {
+            retry_in_secs: wait.as_secs_f64().ceil() as u64,
+        }));
+        let wait = tokio::time::sleep(wait);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                _ = purge.tick() => purge_expired(&mut profile),
+                effect = effects.recv() => match effect {
+                    Some(effect) => accept(&mut profile, effect, &mut queue, &events),
+                    None => return,
+                },
             }
         }
     }
@@ -243,7 +308,17 @@ async fn fetched(
     client: &RelayClient,
     events: &UnboundedSender<Event>,
 ) -> Result<()> {
-    let fetched = fetch_new(profile, client).await?;
+    let mut fetched = fetch_new(profile, client, false).await?;
+    secret::send_receipts(profile, client, &fetched.entries, &mut fetched.warnings).await?;
+    if !fetched.delivered.is_empty() {
+        let local_ids = fetched
+            .delivered
+            .iter()
+            .filter_map(|id| hex::decode(id).ok())
+            .map(|id| local_id_of(&id))
+            .collect();
+        let _ = events.send(Event::Receipt { local_ids });
+    }
     for warning in fetched.warnings {
         let _ = events.send(Event::Notice(warning));
     }
@@ -299,7 +374,7 @@ async fn drain(
         match perform(profile, client, events, next).await {
             Err(e) if transient(&e) => return Err(e),
             Err(e) => {
-                let _ = events.send(Event::Notice(format!("{e:#}")));
+                let _ = events.send(Event::Warning(format!("{e:#}")));
             }
             Ok(()) => {}
         }
@@ -334,6 +409,9 @@ async fn perform(
                     };
                     let _ = events.send(Event::Notice(notice));
                 }
+                OutboxAction::Withdraw(id) => {
+                    outbox::drop(profile, id)?;
+                }
                 OutboxAction::Drop(id) => {
                     let dropped = outbox::drop(profile, id)?;
                     let _ = events.send(Event::Notice(format!(
@@ -355,7 +433,13 @@ async fn perform(
             }
         }
         Effect::CreateGroup { name, members } => {
-            let created = client.create_group(name, members).await?;
+            let created = client
+                .create_group(name, members)
+                .await
+                .with_context(|| format!("group #{name} was not created"))?;
+            let _ = events.send(Event::GroupCreated {
+                name: created.name.clone(),
+            });
             let _ = events.send(Event::Notice(format!(
                 "group #{} created with {}",
                 created.name,
@@ -391,4 +475,20 @@ async fn perform(
         Effect::Bell | Effect::Quit => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_retry_is_at_once_then_waits_grow_jittered_to_ten_seconds() {
+        assert_eq!(retry_wait(1, 1.0), Duration::ZERO);
+        assert_eq!(retry_wait(2, 1.0), Duration::from_secs(1));
+        assert_eq!(retry_wait(3, 1.0), Duration::from_secs(2));
+        assert_eq!(retry_wait(4, 0.0), Duration::from_secs(2));
+        assert_eq!(retry_wait(6, 1.0), LAST_RETRY);
+        assert_eq!(retry_wait(u32::MAX, 1.0), LAST_RETRY);
+        assert_eq!(retry_wait(u32::MAX, 0.0), LAST_RETRY / 2);
+    }
 }

@@ -9,7 +9,7 @@ use super::app::{App, Connection, ConvKey, Delivery, Effect, Event, View};
 use super::view;
 use crate::profile::{HistoryEntry, Mode};
 
-/// 2026-11-30 09:00 UTC, and a minute later for each next message.
+/// 2026-11-28 09:00 UTC, and a minute later for each next message.
 const T0: i64 = 1_795_856_400_000;
 
 fn entry(
@@ -31,6 +31,8 @@ fn entry(
         client_id: format!("{minute:032}"),
         expire_secs: None,
         shown_at: None,
+        unprinted: false,
+        delivered: false,
     }
 }
 
@@ -72,8 +74,20 @@ fn app(open: Option<ConvKey>) -> App {
         &[],
         open,
     );
-    app.update(Event::Connection(Connection::Online));
+    settle(&mut app);
     app
+}
+
+/// Online, at 09:30 on the day of [`T0`], in an 80×16 terminal.
+fn settle(app: &mut App) {
+    app.update(Event::Connection(Connection::Online));
+    app.update(Event::Tick {
+        now_ms: T0 + 30 * 60_000,
+    });
+    app.update(Event::Resize {
+        width: 80,
+        height: 16,
+    });
 }
 
 fn key(code: KeyCode) -> Event {
@@ -96,7 +110,11 @@ fn command(app: &mut App, text: &str) -> Vec<Effect> {
 }
 
 fn screen(app: &App) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(80, 16)).unwrap();
+    screen_at(app, 80, 16)
+}
+
+fn screen_at(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|f| view::draw(f, app)).unwrap();
     terminal.backend().to_string()
 }
@@ -174,7 +192,7 @@ fn alt_enter_inserts_a_new_line() {
     type_text(&mut app, "line one");
     app.update(Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)));
     type_text(&mut app, "line two");
-    assert_eq!(app.input, "line one\nline two");
+    assert_eq!(app.input_text(), "line one\nline two");
     let effects = enter(&mut app);
     assert!(
         matches!(effects.as_slice(), [Effect::SendNormal { text, .. }] if text == "line one\nline two")
@@ -199,6 +217,11 @@ fn commands_do_what_they_say_and_unknown_ones_say_so() {
             members: vec!["bob".into(), "carol".into()]
         }]
     );
+    // Opened only once the relay created it.
+    assert_eq!(app.open, Some(ConvKey::Direct("bob".into())));
+    app.update(Event::GroupCreated {
+        name: "crew".into(),
+    });
     assert_eq!(app.open, Some(ConvKey::Group("crew".into())));
     command(&mut app, "/timer 30s");
     assert!(app.status.contains("secret chat"), "{}", app.status);
@@ -221,8 +244,8 @@ fn without_an_open_conversation_text_is_kept_and_explained() {
     let mut app = app(None);
     type_text(&mut app, "hello?");
     assert!(enter(&mut app).is_empty());
-    assert_eq!(app.input, "hello?");
-    assert!(app.status.contains("open a conversation first"));
+    assert_eq!(app.input_text(), "hello?");
+    assert!(app.status.contains("open a chat first"), "{}", app.status);
 }
 
 #[test]
@@ -269,7 +292,9 @@ fn a_message_to_another_conversation_raises_its_unread_count_and_rings() {
     assert!(effects.is_empty());
     assert_eq!(app.open_conversation_ref().unwrap().unread, 0);
     command(&mut app, "/secret dave");
-    command(&mut app, "/group team carol");
+    app.update(Event::GroupCreated {
+        name: "team".into(),
+    });
     assert_eq!(
         app.open_conversation_ref().unwrap().unread,
         0,
@@ -278,22 +303,81 @@ fn a_message_to_another_conversation_raises_its_unread_count_and_rings() {
 }
 
 #[test]
-fn scrollback_and_search() {
+fn scrolling_stops_at_the_oldest_message() {
     let mut app = app(Some(ConvKey::Direct("bob".into())));
+    let many: Vec<HistoryEntry> = (0..30)
+        .map(|n| {
+            entry(
+                "bob",
+                Some("bob"),
+                None,
+                Mode::Normal,
+                &format!("number {n}"),
+                4 + n,
+            )
+        })
+        .collect();
+    app.update(Event::Incoming(many));
+    // 32 rows, 10 of them visible in an 80×16 terminal.
+    assert_eq!(app.max_scroll(), 22);
     app.update(key(KeyCode::PageUp));
     assert_eq!(app.scroll, 10);
+    app.update(key(KeyCode::PageUp));
+    app.update(key(KeyCode::PageUp));
+    assert_eq!(app.scroll, 22, "clamped at the oldest message");
+    assert!(screen(&app).contains("lunch at noon?"));
     app.update(Event::ScrollDown);
-    assert_eq!(app.scroll, 7);
-    app.update(key(KeyCode::PageDown));
+    assert_eq!(app.scroll, 19);
+    for _ in 0..5 {
+        app.update(key(KeyCode::PageDown));
+    }
     assert_eq!(app.scroll, 0);
-    command(&mut app, "/search usual");
-    assert_eq!(app.search.as_deref(), Some("usual"));
+    assert!(screen(&app).contains("number 29"));
+}
+
+#[test]
+fn search_ignores_case_counts_in_the_singular_and_jumps_with_n() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    command(&mut app, "/search USUAL");
+    assert_eq!(app.search.as_ref().map(|s| s.term.as_str()), Some("USUAL"));
     assert!(
-        app.status.starts_with("1 messages contain"),
+        app.status.starts_with("1 message contains \"USUAL\""),
         "{}",
         app.status
     );
-    assert!(screen(&app).contains("sure, the usual place"));
+    assert_eq!(app.current_hit(), Some(1));
+    let many: Vec<HistoryEntry> = (0..30)
+        .map(|n| {
+            let text = if n % 10 == 0 {
+                format!("Usual {n}")
+            } else {
+                format!("filler {n}")
+            };
+            entry("bob", Some("bob"), None, Mode::Normal, &text, 4 + n)
+        })
+        .collect();
+    app.update(Event::Incoming(many));
+    command(&mut app, "/search usual");
+    assert!(
+        app.status.starts_with("4 messages contain"),
+        "{}",
+        app.status
+    );
+    // The newest hit first; N goes back, n forward, and the view follows.
+    assert_eq!(app.current_hit(), Some(22));
+    app.update(key(KeyCode::Char('N')));
+    app.update(key(KeyCode::Char('N')));
+    assert_eq!(app.current_hit(), Some(2));
+    assert!(app.scroll > 0);
+    assert!(screen(&app).contains("Usual 0"), "{}", screen(&app));
+    app.update(key(KeyCode::Char('N')));
+    assert_eq!(app.current_hit(), Some(1), "stops at the oldest");
+    app.update(key(KeyCode::Char('n')));
+    assert_eq!(app.current_hit(), Some(2));
+    command(&mut app, "/search nothing like it");
+    assert_eq!(app.search, None);
+    assert!(app.status.starts_with("no message here contains"));
+    command(&mut app, "/search usual");
     app.update(key(KeyCode::Esc));
     assert_eq!(app.search, None);
 }
@@ -323,7 +407,7 @@ fn a_message_from_sotto_send_is_shown_and_sent_like_a_typed_one() {
     assert_eq!((to.as_str(), text.as_str()), ("dave", "from a script"));
     // The user's own conversation and draft are left alone.
     assert_eq!(app.open, Some(ConvKey::Direct("bob".into())));
-    assert_eq!(app.input, "a draft");
+    assert_eq!(app.input_text(), "a draft");
     let last_in_dave = |app: &App| {
         let dave = app
             .conversations
@@ -467,18 +551,24 @@ fn snapshot_verify_view() {
 
 #[test]
 fn snapshot_help_view() {
-    let mut app = App::new(
-        "alice",
-        &format!("sha256:{}", "ab".repeat(32)),
-        &history(),
-        &[],
-        None,
-    );
-    app.update(Event::Connection(Connection::Online));
+    let mut app = app(None);
+    app.update(Event::Resize {
+        width: 80,
+        height: 24,
+    });
     command(&mut app, "/help");
-    let mut terminal = Terminal::new(TestBackend::new(80, 26)).unwrap();
-    terminal.draw(|f| view::draw(f, &app)).unwrap();
-    insta::assert_snapshot!(terminal.backend().to_string());
+    insta::assert_snapshot!(screen_at(&app, 80, 24));
+    // It scrolls to its last line, and no further.
+    for _ in 0..10 {
+        app.update(key(KeyCode::PageDown));
+    }
+    let end = screen_at(&app, 80, 24);
+    assert!(end.contains("/quit               quit"), "{end}");
+    // Clamped at the end: one Up shows one line more at the top.
+    app.update(key(KeyCode::Up));
+    assert!(screen_at(&app, 80, 24).contains("lines 21–39 of 40"));
+    app.update(key(KeyCode::Down));
+    insta::assert_snapshot!("help_view_scrolled_to_the_end", end);
 }
 
 #[test]
@@ -540,9 +630,9 @@ fn setting_a_timer_tells_the_peer_and_a_peers_timer_is_applied() {
             .iter()
             .any(|l| l.text == "brief")
     );
-    let now = app.now_ms;
+    // Typed now (the real clock), gone a minute later.
     app.update(Event::Tick {
-        now_ms: now + 60_000,
+        now_ms: crate::profile::now_ms() + 60_000,
     });
     assert!(
         app.open_conversation_ref()
@@ -551,4 +641,437 @@ fn setting_a_timer_tells_the_peer_and_a_peers_timer_is_applied() {
             .iter()
             .all(|l| l.text != "brief")
     );
+}
+
+fn ctrl(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn conv(app: &App, key: &ConvKey) -> super::app::Conversation {
+    app.conversations
+        .iter()
+        .find(|c| &c.key == key)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn snapshot_the_highlight_stays_on_its_chat_when_a_message_re_sorts_the_list() {
+    let mut app = app(None);
+    let team = ConvKey::Group("team".into());
+    // dave, team, bob: the highlight moves from dave to team.
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.selected, Some(team.clone()));
+    // bob writes: bob goes to the top, team is now the last row.
+    app.update(Event::Incoming(vec![entry(
+        "bob",
+        Some("bob"),
+        None,
+        Mode::Normal,
+        "are you there?",
+        10,
+    )]));
+    let order: Vec<ConvKey> = app.sorted().iter().map(|c| c.key.clone()).collect();
+    assert_eq!(order[2], team);
+    assert_eq!(
+        app.selected,
+        Some(team.clone()),
+        "the highlight follows the chat"
+    );
+    let shown = screen(&app);
+    assert!(shown.contains("│> #team"), "{shown}");
+    insta::assert_snapshot!(shown);
+    enter(&mut app);
+    assert_eq!(app.open, Some(team));
+}
+
+#[test]
+fn a_secret_reply_never_lands_in_the_normal_chat_after_a_re_sort() {
+    // Bob's finding: alice's normal chat is open, he highlights the secret
+    // one, a message re-sorts the list, he presses Enter and types.
+    let mut app = App::new(
+        "bob",
+        "sha256:00",
+        &[
+            entry("alice", Some("alice"), None, Mode::Normal, "normal hi", 0),
+            entry("alice", Some("alice"), None, Mode::Secret, "secret hi", 1),
+            entry("carol", Some("carol"), None, Mode::Normal, "hey", 2),
+        ],
+        &[],
+        Some(ConvKey::Direct("alice".into())),
+    );
+    settle(&mut app);
+    let secret = ConvKey::Secret("alice".into());
+    for _ in 0..3 {
+        if app.selected != Some(secret.clone()) {
+            app.update(key(KeyCode::Tab));
+        }
+    }
+    assert_eq!(app.selected, Some(secret.clone()));
+    app.update(Event::Incoming(vec![entry(
+        "alice",
+        Some("alice"),
+        None,
+        Mode::Normal,
+        "another normal one",
+        5,
+    )]));
+    enter(&mut app);
+    assert_eq!(app.open, Some(secret));
+    let effects = command(&mut app, "the secret reply");
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendSecret { to, .. }] if to == "alice"),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn from_a_secret_chat_the_normal_one_with_the_same_person_needs_a_second_enter() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    app.update(Event::Incoming(vec![entry(
+        "dave",
+        Some("dave"),
+        None,
+        Mode::Normal,
+        "plain",
+        10,
+    )]));
+    let normal = ConvKey::Direct("dave".into());
+    for _ in 0..4 {
+        if app.selected != Some(normal.clone()) {
+            app.update(key(KeyCode::Tab));
+        }
+    }
+    assert_eq!(app.selected, Some(normal.clone()));
+    enter(&mut app);
+    assert_eq!(app.open, Some(ConvKey::Secret("dave".into())), "not yet");
+    assert!(app.alert && app.status.contains("NOT end-to-end encrypted"));
+    // Any other key takes the question back.
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::BackTab));
+    enter(&mut app);
+    assert_eq!(app.open, Some(ConvKey::Secret("dave".into())));
+    enter(&mut app);
+    assert_eq!(app.open, Some(normal));
+    assert!(!app.alert);
+}
+
+#[test]
+fn chat_opens_a_normal_chat_and_nothing_is_left_when_it_stays_empty() {
+    let mut app = app(None);
+    command(&mut app, "/chat erin");
+    assert_eq!(app.open, Some(ConvKey::Direct("erin".into())));
+    assert!(
+        app.sorted()
+            .iter()
+            .any(|c| c.key == ConvKey::Direct("erin".into()))
+    );
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.open, None);
+    assert!(
+        app.sorted()
+            .iter()
+            .all(|c| c.key != ConvKey::Direct("erin".into()))
+    );
+    enter(&mut app);
+    assert_eq!(app.open, None, "a chat gone from the list is not opened");
+    // A group the relay refuses is never opened nor listed.
+    let effects = command(&mut app, "/group ghosts nosuchuser");
+    assert!(matches!(effects.as_slice(), [Effect::CreateGroup { .. }]));
+    app.update(Event::Warning(
+        "group #ghosts was not created: the relay refused: no account named nosuchuser".into(),
+    ));
+    assert!(app.alert);
+    assert!(
+        app.sorted()
+            .iter()
+            .all(|c| c.key != ConvKey::Group("ghosts".into()))
+    );
+    assert_eq!(app.open, None);
+    command(&mut app, "/chat bad name!");
+    assert!(app.alert, "{}", app.status);
+}
+
+#[test]
+fn the_status_line_follows_the_open_chat() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    command(&mut app, "/timer 30s");
+    assert!(app.status.contains("30 s"), "{}", app.status);
+    command(&mut app, "/chat bob");
+    let shown = screen(&app);
+    let status = shown.lines().last().unwrap();
+    assert!(!status.contains("30"), "{status}");
+    assert!(status.contains("normal"), "{status}");
+}
+
+#[test]
+fn editing_moves_by_characters_and_words_and_deletes_with_ctrl_u_and_ctrl_w() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    type_text(&mut app, "see you tomorrow");
+    app.update(ctrl('w'));
+    assert_eq!(app.input_text(), "see you ");
+    type_text(&mut app, "later");
+    app.update(Event::Key(KeyEvent::new(
+        KeyCode::Left,
+        KeyModifiers::CONTROL,
+    )));
+    type_text(&mut app, "much ");
+    assert_eq!(app.input_text(), "see you much later");
+    app.update(key(KeyCode::Home));
+    type_text(&mut app, "I'll ");
+    app.update(key(KeyCode::End));
+    type_text(&mut app, "!");
+    assert_eq!(app.input_text(), "I'll see you much later!");
+    app.update(key(KeyCode::Left));
+    app.update(ctrl('u'));
+    assert_eq!(app.input_text(), "!");
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Delete));
+    assert!(app.input.is_empty());
+}
+
+#[test]
+fn ctrl_p_and_ctrl_n_walk_the_sent_messages_and_come_back_to_the_draft() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    command(&mut app, "first");
+    command(&mut app, "second\nwith two lines");
+    type_text(&mut app, "a draft");
+    app.update(ctrl('p'));
+    assert_eq!(app.input_text(), "second\nwith two lines");
+    app.update(ctrl('p'));
+    assert_eq!(app.input_text(), "first");
+    app.update(ctrl('p'));
+    assert_eq!(app.input_text(), "first", "stays at the oldest");
+    app.update(ctrl('n'));
+    app.update(ctrl('n'));
+    assert_eq!(app.input_text(), "a draft");
+    // A recalled message is edited and sent like a typed one.
+    app.update(ctrl('p'));
+    app.update(ctrl('p'));
+    type_text(&mut app, " again");
+    let effects = enter(&mut app);
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendNormal { text, .. }] if text == "first again"),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_64_kib_paste_is_one_event_and_is_sent_whole() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    let line = "pasted text with\ttabs and 東京 and emoji 👩\u{200d}👩\u{200d}👧\r\n";
+    let mut pasted = String::new();
+    while pasted.len() + line.len() <= sotto_proto::MAX_TEXT {
+        pasted.push_str(line);
+    }
+    let started = std::time::Instant::now();
+    app.update(Event::Paste(pasted.clone()));
+    screen(&app);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let effects = enter(&mut app);
+    let [Effect::SendNormal { text, .. }] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(*text, pasted.replace("\r\n", "\n"));
+}
+
+#[test]
+fn blank_messages_are_refused_with_the_cli_s_words_and_kept() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    type_text(&mut app, "   ");
+    app.update(Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)));
+    assert!(enter(&mut app).is_empty());
+    assert_eq!(
+        app.status,
+        crate::outbox::refusal(" ").unwrap(),
+        "the same words as `sotto send`"
+    );
+    assert!(app.alert);
+    assert_eq!(app.input_text(), "   \n");
+}
+
+#[test]
+fn a_refused_message_shows_why_and_a_never_kept_one_comes_back_to_the_input() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    let effects = command(&mut app, "kept then refused");
+    let [Effect::SendNormal { local_id, .. }] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    app.update(Event::Kept {
+        local_id: *local_id,
+    });
+    let effects = app.update(Event::Failed {
+        local_id: *local_id,
+        reason: "the relay refused: no account named bob".into(),
+    });
+    // Typed here: the text is back in the input, and leaves the outbox.
+    assert_eq!(app.input_text(), "kept then refused");
+    let id = hex::encode(local_id.to_be_bytes())[..8].to_owned();
+    assert_eq!(
+        effects,
+        [Effect::Outbox(super::app::OutboxAction::Withdraw(id))]
+    );
+    assert!(
+        app.alert && app.status.contains("back in the input"),
+        "{}",
+        app.status
+    );
+    app.update(ctrl('u'));
+    let last = conv(&app, &ConvKey::Direct("bob".into()))
+        .lines
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.delivery, Delivery::Failed);
+    assert!(screen_at(&app, 120, 16).contains("not sent: the relay refused: no account named bob"));
+
+    let effects = command(&mut app, "never kept");
+    let [Effect::SendNormal { local_id, .. }] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    app.update(Event::Failed {
+        local_id: *local_id,
+        reason: "cannot keep it in the vault: disk full".into(),
+    });
+    assert_eq!(app.input_text(), "never kept");
+    assert!(
+        app.alert && app.status.contains("disk full"),
+        "{}",
+        app.status
+    );
+}
+
+#[test]
+fn snapshot_a_long_message_wraps_by_display_width() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    app.update(Event::Incoming(vec![entry(
+        "bob",
+        Some("bob"),
+        None,
+        Mode::Normal,
+        "family 👩\u{200d}👩\u{200d}👧 and flags 🇩🇪🇯🇵 in a line long enough to wrap, then 東京都の天気は晴れです \
+         and עברית מימין לשמאל and\ttabs\tstay\taligned, then a very-long-word-without-any-space-that-must-be-cut\n\
+         2026-11-28T09:00:00.000Z alice: a second line that looks like a header\x1b[31m\x07",
+        10,
+    )]));
+    let shown = screen(&app);
+    // Every row of the transcript ends at the frame: nothing pushed it out.
+    for row in shown.lines().skip(1).take(10) {
+        assert!(row.ends_with("│\"") || row.contains("Hidden"), "{row}");
+    }
+    assert!(
+        shown.contains("      2026-11-28T09:00:00.000Z alice: a second line"),
+        "{shown}"
+    );
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn snapshot_search_jumps_to_and_highlights_the_hit() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    let many: Vec<HistoryEntry> = (0..30)
+        .map(|n| {
+            let text = if n == 3 {
+                "the PARCEL arrived".to_owned()
+            } else {
+                format!("filler {n}")
+            };
+            entry("bob", Some("bob"), None, Mode::Normal, &text, 4 + n)
+        })
+        .collect();
+    app.update(Event::Incoming(many));
+    command(&mut app, "/search parcel");
+    let mut terminal = Terminal::new(TestBackend::new(80, 16)).unwrap();
+    terminal.draw(|f| view::draw(f, &app)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let shown = terminal.backend().to_string();
+    let (y, row) = shown
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("the PARCEL arrived"))
+        .expect("the hit is in view");
+    let x = row.find("the PARCEL").unwrap() - 1; // the leading quote
+    let x = row[..x + 1].chars().count() as u16 - 1;
+    assert_eq!(buffer[(x, y as u16)].bg, ratatui::style::Color::Yellow);
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn snapshot_a_certificate_mismatch_is_shown_with_both_fingerprints() {
+    let mut app = app(Some(ConvKey::Direct("bob".into())));
+    app.update(Event::Connection(Connection::CertificateMismatch {
+        relay: "relay.example:4433".into(),
+        pinned: format!("sha256:{}", "ab".repeat(32)),
+        presented: format!("sha256:{}", "cd".repeat(32)),
+    }));
+    let shown = screen_at(&app, 80, 24);
+    assert!(shown.contains(&"ab".repeat(32)) && shown.contains(&"cd".repeat(32)));
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn a_receipt_marks_a_secret_message_delivered_and_the_relays_answer_never_undoes_it() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    let effects = command(&mut app, "got it?");
+    let [Effect::SendSecret { local_id, .. }] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    let local_id = *local_id;
+    app.update(Event::Kept { local_id });
+    app.update(Event::Receipt {
+        local_ids: vec![local_id],
+    });
+    app.update(Event::Delivered { local_id });
+    let last = conv(&app, &ConvKey::Secret("dave".into()))
+        .lines
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.delivery, Delivery::Delivered);
+    assert!(
+        screen(&app).contains("alice: got it? ✓✓"),
+        "{}",
+        screen(&app)
+    );
+    // From the history too: our delivered line, after a restart.
+    let mut sent = entry("alice", Some("dave"), None, Mode::Secret, "from before", 5);
+    sent.delivered = true;
+    let app = App::new("alice", "sha256:00", &[sent], &[], None);
+    assert_eq!(
+        conv(&app, &ConvKey::Secret("dave".into())).lines[0].delivery,
+        Delivery::Delivered
+    );
+}
+
+#[test]
+fn a_typed_secret_message_goes_to_the_open_secret_chat_whatever_is_highlighted() {
+    let mut app = app(Some(ConvKey::Secret("dave".into())));
+    app.update(Event::Incoming(vec![entry(
+        "dave",
+        Some("dave"),
+        None,
+        Mode::Normal,
+        "plain",
+        10,
+    )]));
+    type_text(&mut app, "for your eyes only");
+    let normal = ConvKey::Direct("dave".into());
+    for _ in 0..4 {
+        if app.selected != Some(normal.clone()) {
+            app.update(key(KeyCode::Tab));
+        }
+    }
+    // Enter with text sends it to the open chat: the list's highlight
+    // never redirects it, and opening another chat needs an empty input.
+    let effects = enter(&mut app);
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendSecret { to, text, .. }]
+            if to == "dave" && text == "for your eyes only"),
+        "{effects:?}"
+    );
+    assert_eq!(app.open, Some(ConvKey::Secret("dave".into())));
 }

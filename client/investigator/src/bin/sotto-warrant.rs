@@ -18,6 +18,23 @@ use sotto_investigator::{
 use sotto_proto::{Fingerprint, v1};
 use time::OffsetDateTime;
 
+/// `println!` that hands a failed write back (`?`) instead of panicking: a
+/// reader that went away (`| head`) ends the program quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!` that hands a failed write back, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "sotto-warrant",
@@ -152,12 +169,21 @@ enum Command {
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing is wrong.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, whatever a file or the relay put in the message.
             eprintln!("error: {}", printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn now_secs() -> i64 {
@@ -172,9 +198,9 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out, name } => {
             let keys = InvestigatorKeys::generate(&out, &name)?;
-            println!("public key: {}", keys.public_key_hex());
-            println!("delivery key: {}", hex::encode(keys.delivery_public()));
-            println!(
+            outln!("public key: {}", keys.public_key_hex());
+            outln!("delivery key: {}", hex::encode(keys.delivery_public()));
+            outln!(
                 "keys written to {} (keep authority.key and delivery.key secret)",
                 out.display()
             );
@@ -213,7 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let warrant = drafted.warrant;
             WarrantFile::new(&keys.sign_warrant(&warrant)).save(&out)?;
-            println!(
+            outln!(
                 "warrant {} (case {}) for {} signed by {}; written to {}",
                 printable(&warrant.id),
                 printable(&warrant.case_reference),
@@ -227,9 +253,9 @@ async fn run(cli: Cli) -> Result<()> {
             let warrant = WarrantFile::load(&warrant)?.warrant()?;
             let view = WarrantView::new(&warrant);
             if json {
-                println!("{}", view.json()?);
+                outln!("{}", view.json()?);
             } else {
-                print!("{}", view.text());
+                out!("{}", view.text());
             }
             Ok(())
         }
@@ -270,7 +296,7 @@ async fn run(cli: Cli) -> Result<()> {
             conn.close().await;
             let names = keys.open_unmasked(&answer?, &relay_key, &request)?;
             for u in names {
-                println!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
+                outln!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
             }
             Ok(())
         }
@@ -313,7 +339,7 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
             warrant.id
         );
     }
-    println!(
+    outln!(
         "disclosure saved to {} ({} records); open it with `sotto-warrant open`",
         out.display(),
         opened.disclosure.records.len()
@@ -336,9 +362,10 @@ fn open(key: &Path, relay_key: Option<&str>, json: bool, bundle: &Path) -> Resul
         );
     }
     if json {
-        println!("{}", show::disclosure_json(&opened)?);
+        outln!("{}", show::disclosure_json(&opened)?);
     } else {
-        print!("{}", show::disclosure_text(&opened));
+        let width = sotto_investigator::display::terminal_width();
+        out!("{}", show::disclosure_text(&opened, width));
     }
     Ok(())
 }
