@@ -209,7 +209,7 @@ async fn register_many(
     count: usize,
 ) -> Result<Vec<Client>> {
     let mut out = Vec::with_capacity(count);
-    for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
+    for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
         let mut set = JoinSet::new();
         for &i in chunk {
             let endpoint = endpoint.clone();
