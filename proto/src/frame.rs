@@ -79,15 +79,15 @@ pub async fn read_frame_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     len: usize,
 ) -> Result<Bytes, FrameError> {
-    let mut body = BytesMut::zeroed(len);
-    reader.read_exact(&mut body).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            FrameError::Truncated
-        } else {
-            FrameError::Io(e)
-        }
-    })?;
-    Ok(body.freeze())
+    // The buffer grows as bytes arrive: a declared length alone commits
+    // no memory.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let mut limited = reader.take(len as u64);
+    limited.read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(FrameError::Truncated);
+    }
+    Ok(Bytes::from(body))
 }
 
 /// Reads and decodes one message. `Ok(None)` means the stream ended cleanly.

@@ -4,7 +4,11 @@
 //! A QUIC Initial can carry a forged source address. So that forged packets
 //! cannot use up a victim address's share, once an address holds half its
 //! share its new connections must prove the address first (a stateless QUIC
-//! retry) before they are counted.
+//! retry) before they are counted; and so that forged packets from many
+//! addresses cannot fill the relay with handshakes that never finish, every
+//! new connection must prove its address while many handshakes are under way.
+//! A handshake that does not finish in time, and a connection nobody logs in
+//! on in time, are closed (see `connection`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,12 +34,16 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 #[derive(Default)]
 struct Counts {
     total: u32,
+    /// Admitted connections whose handshake has not finished yet.
+    handshaking: u32,
     by_address: HashMap<IpAddr, u32>,
 }
 
 pub struct Admission {
     total: u32,
     per_address: u32,
+    /// Past this many handshakes under way, new ones must prove their address.
+    handshakes: u32,
     counts: Mutex<Counts>,
 }
 
@@ -54,10 +62,22 @@ pub enum Decision {
 pub struct Admitted {
     admission: Arc<Admission>,
     address: IpAddr,
+    handshaking: bool,
+}
+
+impl Admitted {
+    /// The handshake has ended (either way).
+    pub fn handshake_done(&mut self) {
+        if std::mem::take(&mut self.handshaking) {
+            let mut counts = self.admission.lock();
+            counts.handshaking = counts.handshaking.saturating_sub(1);
+        }
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        self.handshake_done();
         let mut counts = self.admission.lock();
         counts.total = counts.total.saturating_sub(1);
         if let Some(n) = counts.by_address.get_mut(&self.address) {
@@ -74,6 +94,7 @@ impl Admission {
         Arc::new(Admission {
             total: limits.connections,
             per_address: limits.connections_per_address,
+            handshakes: (limits.connections / 16).max(64),
             counts: Mutex::new(Counts::default()),
         })
     }
@@ -94,14 +115,18 @@ impl Admission {
         if here >= self.per_address {
             return Decision::Refuse("address_full");
         }
-        if !validated && here >= self.per_address.div_ceil(2) {
+        if !validated
+            && (here >= self.per_address.div_ceil(2) || counts.handshaking >= self.handshakes)
+        {
             return Decision::Retry;
         }
         counts.total += 1;
+        counts.handshaking += 1;
         *counts.by_address.entry(address).or_default() += 1;
         Decision::Admit(Admitted {
             admission: self.clone(),
             address,
+            handshaking: true,
         })
     }
 
@@ -150,6 +175,23 @@ mod tests {
         let _held: Vec<_> = (0..2).map(|_| admitted(a.decide(ip, false))).collect();
         assert!(matches!(a.decide(ip, false), Decision::Retry));
         let _third = admitted(a.decide(ip, true));
+    }
+
+    #[test]
+    fn while_many_handshakes_are_under_way_every_address_must_prove_itself() {
+        let a = admission(10_000, 64);
+        let mut held: Vec<_> = (0..625u32)
+            .map(|i| admitted(a.decide(IpAddr::from(i.to_be_bytes()), false)))
+            .collect();
+        // 625 = 10,000 / 16 handshakes unfinished: a new address is asked to retry.
+        assert!(matches!(
+            a.decide("10.9.9.9".parse().unwrap(), false),
+            Decision::Retry
+        ));
+        let _proved = admitted(a.decide("10.9.9.9".parse().unwrap(), true));
+        // Once handshakes finish, nobody is asked.
+        held.iter_mut().for_each(Admitted::handshake_done);
+        admitted(a.decide("10.9.9.8".parse().unwrap(), false));
     }
 
     #[test]

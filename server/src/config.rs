@@ -69,6 +69,8 @@ pub struct Limits {
     pub bytes_before_login: u32,
     /// A frame must have arrived whole this many seconds after its stream opened.
     pub frame_read_secs: u64,
+    /// A connection nobody has logged in on is closed after this many seconds.
+    pub login_deadline_secs: u64,
     /// Messages (normal and secret) one account may send per minute.
     pub sends_per_minute: u32,
     /// New accounts per hour from one IPv4 address or IPv6 /64.
@@ -119,6 +121,7 @@ impl Default for Limits {
             streams_before_login: 4,
             bytes_before_login: 64 * 1024,
             frame_read_secs: 10,
+            login_deadline_secs: 60,
             sends_per_minute: 3_000,
             registrations_per_address_per_hour: 20,
             lookups_per_account_per_day: 1_000,
@@ -209,6 +212,12 @@ impl RelayConfig {
             4 << 20,
         )?;
         within("limits.frame_read_secs", l.frame_read_secs, 1, 600)?;
+        within(
+            "limits.login_deadline_secs",
+            l.login_deadline_secs,
+            1,
+            3_600,
+        )?;
         within(
             "limits.sends_per_minute",
             l.sends_per_minute.into(),
@@ -327,6 +336,8 @@ impl RelayConfig {
              bytes_before_login = {pre_bytes}\n\
              # A frame must have arrived whole this many seconds after its stream opened.\n\
              frame_read_secs = {frame_secs}\n\
+             # A connection nobody has logged in on is closed after this many seconds.\n\
+             login_deadline_secs = {login_secs}\n\
              # Messages (normal and secret) one account may send per minute.\n\
              sends_per_minute = {sends}\n\
              # New accounts per hour from one IPv4 address or IPv6 /64.\n\
@@ -357,6 +368,7 @@ impl RelayConfig {
             pre_streams = d.limits.streams_before_login,
             pre_bytes = d.limits.bytes_before_login,
             frame_secs = d.limits.frame_read_secs,
+            login_secs = d.limits.login_deadline_secs,
             sends = d.limits.sends_per_minute,
             regs = d.limits.registrations_per_address_per_hour,
             lookups = d.limits.lookups_per_account_per_day,

@@ -19,12 +19,21 @@ use crate::ratelimit::RateLimiter;
 use crate::session::{BUNDLES_PER_MINUTE, LOGINS_PER_MINUTE, Session, SessionState};
 use crate::state::RelayState;
 
+/// How long a handshake may take.
+const HANDSHAKE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves one incoming connection until it closes; its slot is freed then.
-pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming, _slot: Admitted) {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(e) => {
+pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming, mut slot: Admitted) {
+    let handshake = tokio::time::timeout(HANDSHAKE_TIME, incoming).await;
+    slot.handshake_done();
+    let conn = match handshake {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             debug!(error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("handshake did not finish in time");
             return;
         }
     };
@@ -37,8 +46,28 @@ pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming, _slot: Adm
     });
     debug!(connection = session.id, remote = %conn.remote_address(), "connected");
     let mut requests = JoinSet::new();
+    // Nobody logged in by then: the connection is closed (investigators'
+    // requests need no login, and take a moment).
+    let deadline = std::time::Duration::from_secs(state.config.limits.login_deadline_secs);
+    let login_by = tokio::time::sleep(deadline);
+    tokio::pin!(login_by);
+    let mut login_checked = false;
     loop {
         tokio::select! {
+            () = &mut login_by, if !login_checked => {
+                login_checked = true;
+                if session.user().is_none() {
+                    if !requests.is_empty() {
+                        // An investigator's request still being answered: look again later.
+                        login_checked = false;
+                        login_by.as_mut().reset(tokio::time::Instant::now() + deadline);
+                        continue;
+                    }
+                    debug!(connection = session.id, "nobody logged in in time; closing");
+                    conn.close(0u32.into(), b"log in sooner");
+                    break;
+                }
+            }
             accepted = conn.accept_bi() => match accepted {
                 Ok((send, recv)) => {
                     requests.spawn(serve_request(state.clone(), session.clone(), send, recv));

@@ -196,13 +196,20 @@ pub async fn serve(
         .with_context(|| format!("cannot serve metrics on {listen}"))?;
     let addr = listener.local_addr()?;
     let refresh = Arc::new(refresh);
+    // A few scrapers at a time; an error (out of descriptors) backs off.
+    let scrapers = Arc::new(tokio::sync::Semaphore::new(16));
     let task = tokio::spawn(async move {
         loop {
+            let Ok(permit) = scrapers.clone().acquire_owned().await else {
+                return;
+            };
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let (metrics, refresh) = (metrics.clone(), refresh.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
                     let response = if request.uri().path() == "/metrics" {
                         refresh();
@@ -216,9 +223,9 @@ pub async fn serve(
                     };
                     async move { response }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let serving = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
             });
         }
     });

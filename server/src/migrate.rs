@@ -17,6 +17,8 @@ use crate::config::StoreKind;
 use crate::datadir::{existing_store, open_store_of};
 use crate::store::{Entry, Op, Store, Tree};
 
+/// Where per-recipient secret envelope ids start (see `secret_queue`).
+const SECRET_ID_BASE: &[u8] = crate::secret_queue::ID_BASE_KEY;
 /// Pairs copied per read and per write.
 const PAGE: usize = 4096;
 /// Past every key the relay writes (keys are at most a few dozen bytes).
@@ -95,6 +97,19 @@ pub fn migrate(data: &Path, to: StoreKind, mut progress: impl FnMut(u64)) -> Res
     drop(target);
     let target = open_store_of(&target_path, to)?;
     let sampled = verify(&*source, &*target, &entries)?;
+    // A directory from before per-recipient envelope ids has no id base yet:
+    // fix it now, from the source's relay-wide counter, which the copy does
+    // not carry (each store keeps its own), so no id a client has seen is
+    // handed out again.
+    if source.get(Tree::Meta, SECRET_ID_BASE)?.is_none() {
+        let base = source.next_id()?;
+        target.apply_each(vec![Op::Put(
+            Tree::Meta,
+            SECRET_ID_BASE.to_vec(),
+            base.to_be_bytes().to_vec(),
+        )])?;
+    }
+    target.flush()?;
     drop((source, target));
 
     let kept = data.join(format!("db.{from}-{}", stamp()));

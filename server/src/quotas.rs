@@ -67,28 +67,36 @@ impl Quotas {
     /// secret chat, and draining one-time prekeys costs an account a day each.
     pub fn one_time_prekey(&self, requester: &str, target: &str) -> bool {
         let now = Instant::now();
+        let pair = (requester.to_owned(), target.to_owned());
+        let taken_today = self
+            .first_contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pair)
+            .is_some_and(|at| now.duration_since(*at) < DAY);
+        !taken_today && self.one_time_prekeys.allow(target.to_owned())
+    }
+
+    /// Notes that `requester` was handed one of `target`'s one-time prekeys
+    /// (only then: a target without any left costs nobody a day). A full map
+    /// forgets the pairs older than a day, and then the oldest tenth: it never
+    /// refuses everyone because an attacker made up many pairs.
+    pub fn took_one_time_prekey(&self, requester: &str, target: &str) {
+        let now = Instant::now();
         let mut pairs = self
             .first_contacts
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let pair = (requester.to_owned(), target.to_owned());
-        if pairs
-            .get(&pair)
-            .is_some_and(|at| now.duration_since(*at) < DAY)
-        {
-            return false;
-        }
         if pairs.len() >= MAX_FIRST_CONTACTS {
             pairs.retain(|_, at| now.duration_since(*at) < DAY);
             if pairs.len() >= MAX_FIRST_CONTACTS {
-                return false;
+                let mut ages: Vec<Instant> = pairs.values().copied().collect();
+                let tenth = ages.len() / 10;
+                let cut = *ages.select_nth_unstable(tenth).1;
+                pairs.retain(|_, at| *at > cut);
             }
         }
-        if !self.one_time_prekeys.allow(target.to_owned()) {
-            return false;
-        }
-        pairs.insert(pair, now);
-        true
+        pairs.insert((requester.to_owned(), target.to_owned()), now);
     }
 }
 
@@ -100,6 +108,7 @@ mod tests {
     fn a_requester_takes_one_one_time_prekey_of_a_target_a_day() {
         let q = Quotas::new(&RelayConfig::default());
         assert!(q.one_time_prekey("carol", "bob"));
+        q.took_one_time_prekey("carol", "bob");
         assert!(!q.one_time_prekey("carol", "bob"), "a repeat gets none");
         assert!(q.one_time_prekey("dave", "bob"), "another requester does");
         assert!(

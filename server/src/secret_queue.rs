@@ -35,7 +35,7 @@ type DedupKey = [u8; 32];
 type QueueKey = [u8; 24];
 
 /// Marks, in the meta tree, where per-recipient envelope ids start.
-const ID_BASE_KEY: &[u8] = b"secret_id_base";
+pub(crate) const ID_BASE_KEY: &[u8] = b"secret_id_base";
 
 fn queue_key(recipient: &[u8; 16], id: u64) -> QueueKey {
     let mut key = [0u8; 24];

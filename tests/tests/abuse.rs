@@ -190,6 +190,21 @@ async fn a_frame_over_the_pre_login_limit_is_refused_before_login_only() {
 }
 
 #[tokio::test]
+async fn a_connection_nobody_logs_in_on_is_closed_and_one_logged_in_is_kept() {
+    let mut config = RelayConfig::default();
+    config.limits.login_deadline_secs = 1;
+    let relay = TestRelay::start_with(config).await;
+    let idle = relay.connect().await;
+    let user = relay.register("alice").await;
+    let closed = tokio::time::timeout(Duration::from_secs(20), idle.connection().closed())
+        .await
+        .expect("the relay closes a connection nobody logged in on");
+    assert!(format!("{closed}").contains("log in sooner"), "{closed}");
+    // alice logged in on hers: still served after the deadline.
+    user.client.fetch(10).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_send_flood_meets_the_per_account_limit_and_says_so() {
     let mut config = RelayConfig::default();
     config.limits.sends_per_minute = 20;

@@ -2,7 +2,7 @@
 
 use sotto_proto::v1::{CreateGroup, ErrorCode, GroupCreated, response};
 
-use super::{Handled, RequestError, valid_name};
+use super::{Handled, RequestError, lookup, valid_name};
 use crate::state::RelayState;
 
 /// The most members a group may have.
@@ -16,14 +16,11 @@ pub async fn handle(state: &RelayState, user: &str, create: CreateGroup) -> Hand
             format!("a group may have at most {MAX_MEMBERS} members"),
         ));
     }
+    // Each member is looked up within the creator's daily budget: a group
+    // is no way around it to learn who exists.
     for member in &create.members {
         valid_name("username", member)?;
-        if !state.accounts.exists(member)? {
-            return Err(RequestError::new(
-                ErrorCode::UnknownUser,
-                format!("no account named {member}"),
-            ));
-        }
+        lookup(state, user, member)?;
     }
     let group = state
         .groups

@@ -12,7 +12,7 @@ use crate::state::RelayState;
 /// Room kept in a frame for everything but the items.
 const FRAME_HEADROOM: usize = 16 * 1024;
 
-pub fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
+pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let limit = fetch.limit.clamp(1, sotto_proto::MAX_FETCH) as usize;
     let (entries, mut more) = state.archive.inbox(user, limit)?;
     let (envelopes, more_secret) = state.secret_queue.pending(user, limit)?;
@@ -24,6 +24,12 @@ pub fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
         &mut more,
     );
     let secret = within(envelopes, &mut budget, &mut more);
+    // What was read may have been written and not yet flushed (its sender
+    // not yet answered): hand it out only once it is on disk, so a crash
+    // cannot take back something delivered, or an id handed out.
+    if !normal.is_empty() || !secret.is_empty() {
+        state.writer.durable().await?;
+    }
     let left = state.prekeys.one_time_left(user)?;
     Ok(response::Kind::Batch(Batch {
         normal,

@@ -39,6 +39,7 @@ pub async fn handle(
             )
         })?;
     if bundle.one_time.is_some() {
+        state.quotas.took_one_time_prekey(requester, &fetch.user);
         state.writer.durable().await?;
     }
     if left < LOW_WATER && bundle.one_time.is_some() {

@@ -134,7 +134,7 @@ pub(crate) async fn dispatch(
             Some(user) => match kind {
                 Kind::SendNormal(r) => send_normal::handle(state, &user, r).await,
                 Kind::CreateGroup(r) => create_group::handle(state, &user, r).await,
-                Kind::Fetch(r) => fetch::handle(state, &user, r),
+                Kind::Fetch(r) => fetch::handle(state, &user, r).await,
                 Kind::Ack(r) => ack::handle(state, &user, r).await,
                 Kind::UploadPrekeys(r) => upload_prekeys::handle(state, &user, r).await,
                 Kind::FetchBundle(r) => fetch_bundle::handle(state, session, &user, r).await,

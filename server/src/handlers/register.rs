@@ -16,12 +16,6 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
         RequestError::new(ErrorCode::InvalidUsername, format!("invalid username: {e}"))
     })?;
     let nonce = take_challenge(session)?;
-    if !state.quotas.register(session.conn.remote_address().ip()) {
-        return Err(RequestError::limited(
-            "registrations",
-            "too many accounts were made from this address; try again in an hour",
-        ));
-    }
     let key: [u8; 32] = register
         .identity_key
         .as_ref()
@@ -36,6 +30,14 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
         &nonce,
         &register.signature,
     )?;
+    // Counted only for a registration that proved its key: garbage
+    // cannot use up an address's (or a NAT's) allowance.
+    if !state.quotas.register(session.conn.remote_address().ip()) {
+        return Err(RequestError::limited(
+            "registrations",
+            "too many accounts were made from this address; try again in an hour",
+        ));
+    }
     match state.accounts.register(&register.username, &key)? {
         Registration::Taken => Err(RequestError::new(
             ErrorCode::UsernameTaken,
