@@ -81,6 +81,34 @@ pub struct Limits {
     pub secret_queue_envelopes: u32,
     /// Bytes of secret envelopes waiting for one recipient.
     pub secret_queue_bytes: u64,
+    /// Secret envelopes, and their bytes, waiting from one sender for one
+    /// recipient (so that one sender cannot fill someone's queue).
+    pub secret_queue_per_sender_envelopes: u32,
+    pub secret_queue_per_sender_bytes: u64,
+    /// Secret envelopes, and their bytes, waiting in the whole relay.
+    pub secret_queue_total_envelopes: u64,
+    pub secret_queue_total_bytes: u64,
+}
+
+impl Limits {
+    /// The secret queue's quotas.
+    pub fn secret_quota(&self) -> crate::secret_queue::Quota {
+        use crate::secret_queue::{Quota, Usage};
+        Quota {
+            recipient: Usage {
+                envelopes: self.secret_queue_envelopes.into(),
+                bytes: self.secret_queue_bytes,
+            },
+            pair: Usage {
+                envelopes: self.secret_queue_per_sender_envelopes.into(),
+                bytes: self.secret_queue_per_sender_bytes,
+            },
+            total: Usage {
+                envelopes: self.secret_queue_total_envelopes,
+                bytes: self.secret_queue_total_bytes,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +155,10 @@ impl Default for Limits {
             lookups_per_account_per_day: 1_000,
             secret_queue_envelopes: 10_000,
             secret_queue_bytes: 256 << 20,
+            secret_queue_per_sender_envelopes: 1_000,
+            secret_queue_per_sender_bytes: 32 << 20,
+            secret_queue_total_envelopes: 5_000_000,
+            secret_queue_total_bytes: 32 << 30,
         }
     }
 }
@@ -250,6 +282,30 @@ impl RelayConfig {
             1 << 40,
         )?;
         within(
+            "limits.secret_queue_per_sender_envelopes",
+            l.secret_queue_per_sender_envelopes.into(),
+            1,
+            10_000_000,
+        )?;
+        within(
+            "limits.secret_queue_per_sender_bytes",
+            l.secret_queue_per_sender_bytes,
+            sotto_proto::MAX_SECRET_CIPHERTEXT as u64,
+            1 << 40,
+        )?;
+        within(
+            "limits.secret_queue_total_envelopes",
+            l.secret_queue_total_envelopes,
+            1,
+            1 << 40,
+        )?;
+        within(
+            "limits.secret_queue_total_bytes",
+            l.secret_queue_total_bytes,
+            sotto_proto::MAX_SECRET_CIPHERTEXT as u64,
+            1 << 50,
+        )?;
+        within(
             "warrant.max_window_days",
             self.warrant.max_window_days.into(),
             1,
@@ -348,6 +404,12 @@ impl RelayConfig {
              # sender is told the recipient's queue is full.\n\
              secret_queue_envelopes = {q_count}\n\
              secret_queue_bytes = {q_bytes}\n\
+             # The same, from one sender to one recipient (one sender cannot fill someone's queue),\n\
+             # and in the whole relay.\n\
+             secret_queue_per_sender_envelopes = {qp_count}\n\
+             secret_queue_per_sender_bytes = {qp_bytes}\n\
+             secret_queue_total_envelopes = {qt_count}\n\
+             secret_queue_total_bytes = {qt_bytes}\n\
              \n\
              [warrant]\n\
              # The longest disclosure window a warrant may ask for, in days.\n\
@@ -374,6 +436,10 @@ impl RelayConfig {
             lookups = d.limits.lookups_per_account_per_day,
             q_count = d.limits.secret_queue_envelopes,
             q_bytes = d.limits.secret_queue_bytes,
+            qp_count = d.limits.secret_queue_per_sender_envelopes,
+            qp_bytes = d.limits.secret_queue_per_sender_bytes,
+            qt_count = d.limits.secret_queue_total_envelopes,
+            qt_bytes = d.limits.secret_queue_total_bytes,
             window = d.warrant.max_window_days,
             targets = d.warrant.max_targets,
             rate = d.warrant.requests_per_minute,

@@ -69,10 +69,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         SecretQueue::open(
             store.clone(),
             opened.sealer.clone(),
-            crate::secret_queue::Quota {
-                envelopes: config.limits.secret_queue_envelopes.into(),
-                bytes: config.limits.secret_queue_bytes,
-            },
+            config.limits.secret_quota(),
         )
         .context("cannot open the secret queue")?,
     );

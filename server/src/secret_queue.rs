@@ -55,8 +55,10 @@ struct Index {
     by_dedup: HashMap<DedupKey, QueueKey>,
     by_key: HashMap<QueueKey, Waiting>,
     by_expiry: BTreeSet<(i64, QueueKey)>,
-    /// What waits for each recipient, against their quota.
+    /// What waits for each recipient, and from each sender to each
+    /// recipient, against their quotas.
     usage: HashMap<[u8; 16], Usage>,
+    pairs: HashMap<Pair, Usage>,
     /// What waits for everyone.
     total: Usage,
 }
@@ -67,31 +69,86 @@ struct Waiting {
     bytes: u64,
 }
 
-/// Envelopes and their bytes waiting for one recipient.
+/// Envelopes and their bytes.
 #[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    envelopes: u64,
-    bytes: u64,
-}
-
-/// How much may wait for one recipient.
-#[derive(Debug, Clone, Copy)]
-pub struct Quota {
+pub struct Usage {
     pub envelopes: u64,
     pub bytes: u64,
+}
+
+impl Usage {
+    fn add(&mut self, bytes: u64) {
+        self.envelopes += 1;
+        self.bytes += bytes;
+    }
+
+    fn sub(&mut self, bytes: u64) {
+        self.envelopes = self.envelopes.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+
+    /// Whether one more envelope of `bytes` fits under `limit`, with what
+    /// waits and what this call adds.
+    fn fits(self, staged: Usage, bytes: u64, limit: Usage) -> bool {
+        self.envelopes + staged.envelopes < limit.envelopes
+            && self.bytes + staged.bytes + bytes <= limit.bytes
+    }
+}
+
+/// How much may wait: for one recipient, from one sender to one recipient,
+/// and in the whole queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub recipient: Usage,
+    pub pair: Usage,
+    pub total: Usage,
+}
+
+/// Which quota an envelope did not fit in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    Recipient,
+    FromSender,
+    Relay,
+}
+
+/// blind(sender) ‖ blind(recipient).
+type Pair = [u8; 32];
+
+/// What waits under `key`, and what the current call adds to it.
+fn usage<K: Eq + std::hash::Hash>(
+    waiting: &HashMap<K, Usage>,
+    staged: &HashMap<K, Usage>,
+    key: &K,
+) -> (Usage, Usage) {
+    (
+        waiting.get(key).copied().unwrap_or_default(),
+        staged.get(key).copied().unwrap_or_default(),
+    )
 }
 
 fn recipient_of(key: &QueueKey) -> [u8; 16] {
     key[..16].try_into().expect("sixteen bytes")
 }
 
+fn pair_of(dedup: &DedupKey, key: &QueueKey) -> Pair {
+    let mut pair = [0u8; 32];
+    pair[..16].copy_from_slice(&dedup[..16]);
+    pair[16..].copy_from_slice(&key[..16]);
+    pair
+}
+
 impl Index {
     fn insert(&mut self, key: QueueKey, waiting: Waiting) {
-        let usage = self.usage.entry(recipient_of(&key)).or_default();
-        usage.envelopes += 1;
-        usage.bytes += waiting.bytes;
-        self.total.envelopes += 1;
-        self.total.bytes += waiting.bytes;
+        self.usage
+            .entry(recipient_of(&key))
+            .or_default()
+            .add(waiting.bytes);
+        self.pairs
+            .entry(pair_of(&waiting.dedup, &key))
+            .or_default()
+            .add(waiting.bytes);
+        self.total.add(waiting.bytes);
         self.by_dedup.insert(waiting.dedup, key);
         self.by_expiry.insert((waiting.expires_at, key));
         self.by_key.insert(key, waiting);
@@ -101,14 +158,19 @@ impl Index {
         if let Some(w) = self.by_key.remove(key) {
             self.by_dedup.remove(&w.dedup);
             self.by_expiry.remove(&(w.expires_at, *key));
+            self.total.sub(w.bytes);
             let recipient = recipient_of(key);
-            self.total.envelopes = self.total.envelopes.saturating_sub(1);
-            self.total.bytes = self.total.bytes.saturating_sub(w.bytes);
             if let Some(usage) = self.usage.get_mut(&recipient) {
-                usage.envelopes = usage.envelopes.saturating_sub(1);
-                usage.bytes = usage.bytes.saturating_sub(w.bytes);
+                usage.sub(w.bytes);
                 if usage.envelopes == 0 {
                     self.usage.remove(&recipient);
+                }
+            }
+            let pair = pair_of(&w.dedup, key);
+            if let Some(usage) = self.pairs.get_mut(&pair) {
+                usage.sub(w.bytes);
+                if usage.envelopes == 0 {
+                    self.pairs.remove(&pair);
                 }
             }
         }
@@ -124,8 +186,10 @@ struct Staging {
     /// Envelopes new in this call, by duplicate key.
     fresh: HashMap<DedupKey, QueueKey>,
     staged: Vec<(QueueKey, Waiting)>,
-    /// What this call adds for each recipient.
+    /// What this call adds for each recipient, each pair, and in all.
     usage: HashMap<[u8; 16], Usage>,
+    pairs: HashMap<Pair, Usage>,
+    total: Usage,
 }
 
 fn read_u64(bytes: &[u8]) -> Result<u64, RelayError> {
@@ -147,8 +211,8 @@ pub struct NewSecret {
 pub enum Queued {
     New(v1::SecretEnvelope),
     Duplicate(u64),
-    /// The recipient has their quota waiting already; nothing was written.
-    RecipientFull,
+    /// A quota is used up; nothing was written.
+    Full(Full),
 }
 
 impl SecretQueue {
@@ -280,17 +344,23 @@ impl SecretQueue {
         }
         let recipient = blind_user(&self.sealer, &new.to);
         let bytes = new.ciphertext.len() as u64;
-        {
-            let waiting = index.usage.get(&recipient).copied().unwrap_or_default();
-            let staged = staging.usage.entry(recipient).or_default();
-            if waiting.envelopes + staged.envelopes + 1 > self.quota.envelopes
-                || waiting.bytes + staged.bytes + bytes > self.quota.bytes
-            {
-                return Ok(Queued::RecipientFull);
-            }
-            staged.envelopes += 1;
-            staged.bytes += bytes;
+        let mut pair: Pair = [0; 32];
+        pair[..16].copy_from_slice(&dedup[..16]);
+        pair[16..].copy_from_slice(&recipient);
+        let (waiting, staged) = usage(&index.usage, &staging.usage, &recipient);
+        if !waiting.fits(staged, bytes, self.quota.recipient) {
+            return Ok(Queued::Full(Full::Recipient));
         }
+        let (waiting, staged) = usage(&index.pairs, &staging.pairs, &pair);
+        if !waiting.fits(staged, bytes, self.quota.pair) {
+            return Ok(Queued::Full(Full::FromSender));
+        }
+        if !index.total.fits(staging.total, bytes, self.quota.total) {
+            return Ok(Queued::Full(Full::Relay));
+        }
+        staging.usage.entry(recipient).or_default().add(bytes);
+        staging.pairs.entry(pair).or_default().add(bytes);
+        staging.total.add(bytes);
         let last = match staging.last_ids.get(&recipient) {
             Some(last) => *last,
             None => self.last_id(&recipient)?,
@@ -434,8 +504,18 @@ mod tests {
     type Fixture = TestDir;
 
     const QUOTA: Quota = Quota {
-        envelopes: 1_000,
-        bytes: 1 << 20,
+        recipient: Usage {
+            envelopes: 1_000,
+            bytes: 1 << 20,
+        },
+        pair: Usage {
+            envelopes: 1_000,
+            bytes: 1 << 20,
+        },
+        total: Usage {
+            envelopes: 100_000,
+            bytes: 1 << 30,
+        },
     };
 
     impl TestDir {
@@ -458,7 +538,7 @@ mod tests {
     fn queued(q: &SecretQueue, e: NewSecret) -> u64 {
         match q.enqueue_many(vec![e]).pop().unwrap().unwrap() {
             Queued::New(env) => env.id,
-            Queued::Duplicate(_) | Queued::RecipientFull => {
+            Queued::Duplicate(_) | Queued::Full(_) => {
                 panic!("a fresh envelope was not queued")
             }
         }
@@ -535,7 +615,7 @@ mod tests {
             .into_iter()
             .map(|r| match r.unwrap() {
                 Queued::New(e) => e.id,
-                Queued::Duplicate(_) | Queued::RecipientFull => panic!("not queued"),
+                Queued::Duplicate(_) | Queued::Full(_) => panic!("not queued"),
             })
             .collect();
         assert_eq!(ids, [5, 6], "one batch to one recipient counts on");
@@ -571,8 +651,11 @@ mod tests {
     fn a_recipient_s_quota_holds_in_count_and_bytes_and_frees_as_they_fetch() {
         let f = Fixture::new();
         let quota = Quota {
-            envelopes: 3,
-            bytes: 100,
+            recipient: Usage {
+                envelopes: 3,
+                bytes: 100,
+            },
+            ..QUOTA
         };
         let q = SecretQueue::open(f.store(), f.sealer.clone(), quota).unwrap();
         // 40 bytes each: two fit in 100 bytes, the third would not.
@@ -582,7 +665,7 @@ mod tests {
             q.enqueue_many(vec![envelope_to("bob", 3, 60_000)])
                 .pop()
                 .unwrap(),
-            Ok(Queued::RecipientFull)
+            Ok(Queued::Full(Full::Recipient))
         ));
         // Another recipient has a quota of their own.
         queued(&q, envelope_to("carol", 4, 60_000));
@@ -593,7 +676,7 @@ mod tests {
         };
         let results = q.enqueue_many((10..14).map(small).collect());
         assert!(matches!(results[2], Ok(Queued::New(_))));
-        assert!(matches!(results[3], Ok(Queued::RecipientFull)));
+        assert!(matches!(results[3], Ok(Queued::Full(Full::Recipient))));
         // Bob fetches one: room again, also after a restart.
         assert_eq!(q.acknowledge("bob", &[first]).unwrap(), 1);
         drop(q);
@@ -603,7 +686,42 @@ mod tests {
             q.enqueue_many(vec![envelope_to("bob", 5, 60_000)])
                 .pop()
                 .unwrap(),
-            Ok(Queued::RecipientFull)
+            Ok(Queued::Full(Full::Recipient))
         ));
+    }
+
+    #[test]
+    fn one_sender_cannot_fill_a_queue_and_the_relay_has_a_cap_of_its_own() {
+        let f = Fixture::new();
+        let quota = Quota {
+            pair: Usage {
+                envelopes: 2,
+                bytes: 1 << 20,
+            },
+            total: Usage {
+                envelopes: 4,
+                bytes: 1 << 20,
+            },
+            ..QUOTA
+        };
+        let q = SecretQueue::open(f.store(), f.sealer.clone(), quota).unwrap();
+        let from = |sender: &str, to: &str, n: u8| NewSecret {
+            from: sender.into(),
+            ..envelope_to(to, n, 60_000)
+        };
+        let results = q.enqueue_many(vec![
+            from("mallory", "bob", 1),
+            from("mallory", "bob", 2),
+            from("mallory", "bob", 3),
+        ]);
+        assert!(matches!(results[2], Ok(Queued::Full(Full::FromSender))));
+        // Others still reach bob, up to the relay's own cap.
+        queued(&q, from("ann", "bob", 4));
+        queued(&q, from("ann", "carol", 5));
+        assert!(matches!(
+            q.enqueue_many(vec![from("dave", "erin", 6)]).pop().unwrap(),
+            Ok(Queued::Full(Full::Relay))
+        ));
+        assert_eq!(q.totals().0, 4);
     }
 }

@@ -268,10 +268,9 @@ mod tests {
     use crate::store::{PowerCut, implementations};
 
     const SENDERS: usize = 8;
-    const QUOTA: crate::secret_queue::Quota = crate::secret_queue::Quota {
-        envelopes: 100_000,
-        bytes: 1 << 30,
-    };
+    fn quota() -> crate::secret_queue::Quota {
+        crate::config::Limits::default().secret_quota()
+    }
     const EACH: usize = 30;
 
     /// What a sender was told was stored: (secret?, text).
@@ -318,7 +317,7 @@ mod tests {
     /// What a relay restarted on `fresh` finds: normal texts to `rn`, secret ones to `rs`.
     fn found(fresh: Arc<dyn Store>, sealer: &Arc<Sealer>) -> (Vec<String>, Vec<String>) {
         let archive = NormalArchive::open(fresh.clone(), sealer.clone()).unwrap();
-        let secrets = SecretQueue::open(fresh, sealer.clone(), QUOTA).unwrap();
+        let secrets = SecretQueue::open(fresh, sealer.clone(), quota()).unwrap();
         let (inbox, _) = archive.inbox("rn", 10_000).unwrap();
         let (pending, _) = secrets.pending("rs", 10_000).unwrap();
         (
@@ -342,7 +341,7 @@ mod tests {
             let store: Arc<dyn Store> = cut_store.clone();
             let archive = Arc::new(NormalArchive::open(store.clone(), sealer.clone()).unwrap());
             let secrets =
-                Arc::new(SecretQueue::open(store.clone(), sealer.clone(), QUOTA).unwrap());
+                Arc::new(SecretQueue::open(store.clone(), sealer.clone(), quota()).unwrap());
             let (writer, thread) =
                 Writer::start(store, archive, secrets, Arc::new(Metrics::new())).unwrap();
 

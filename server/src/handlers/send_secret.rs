@@ -5,7 +5,7 @@
 use sotto_proto::v1::{ErrorCode, Push, SecretQueued, SendSecret, push, response};
 
 use super::{Handled, RequestError, may_send, valid_name};
-use crate::secret_queue::{NewSecret, Queued};
+use crate::secret_queue::{Full, NewSecret, Queued};
 use crate::state::RelayState;
 
 use sotto_proto::MAX_SECRET_CIPHERTEXT as MAX_CIPHERTEXT;
@@ -47,19 +47,7 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
         })
         .await?;
     match queued {
-        Queued::RecipientFull => Err(RequestError {
-            limit: "secret_queue_quota",
-            ..RequestError::new(
-                ErrorCode::RecipientQueueFull,
-                format!(
-                    "{} has too many secret messages waiting (at most {} envelopes, {} MiB); \
-                 try again once they have fetched theirs",
-                    send.to,
-                    state.config.limits.secret_queue_envelopes,
-                    state.config.limits.secret_queue_bytes >> 20
-                ),
-            )
-        }),
+        Queued::Full(full) => Err(queue_full(state, &send.to, full)),
         Queued::Duplicate(id) => Ok(response::Kind::SecretQueued(SecretQueued {
             id,
             duplicate: true,
@@ -77,5 +65,42 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
                 duplicate: false,
             }))
         }
+    }
+}
+
+/// The refusal for an envelope that did not fit in a quota, saying which.
+fn queue_full(state: &RelayState, to: &str, full: Full) -> RequestError {
+    let l = &state.config.limits;
+    let (code, limit, message) = match full {
+        Full::Recipient => (
+            ErrorCode::RecipientQueueFull,
+            "secret_queue_quota",
+            format!(
+                "{to} has too many secret messages waiting (at most {} envelopes, {} MiB); \
+                 try again once they have fetched theirs",
+                l.secret_queue_envelopes,
+                l.secret_queue_bytes >> 20
+            ),
+        ),
+        Full::FromSender => (
+            ErrorCode::RecipientQueueFull,
+            "secret_queue_sender_quota",
+            format!(
+                "you have too many secret messages waiting for {to} (at most {} envelopes, {} MiB); \
+                 try again once they have fetched yours",
+                l.secret_queue_per_sender_envelopes,
+                l.secret_queue_per_sender_bytes >> 20
+            ),
+        ),
+        Full::Relay => (
+            ErrorCode::RelayQueueFull,
+            "secret_queue_total",
+            "the relay holds as many undelivered secret messages as it may; try again later"
+                .to_owned(),
+        ),
+    };
+    RequestError {
+        limit,
+        ..RequestError::new(code, message)
     }
 }
