@@ -19,6 +19,9 @@ use crate::ratelimit::RateLimiter;
 use crate::session::{BUNDLES_PER_MINUTE, LOGINS_PER_MINUTE, Session, SessionState};
 use crate::state::RelayState;
 
+/// How long a peer may take to take an answer.
+const ANSWER_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a handshake may take.
 const HANDSHAKE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -166,7 +169,17 @@ async fn serve_request(
             return;
         }
     };
-    if frame::write_frame(&mut send, &response).await.is_ok() {
-        let _ = send.finish();
+    // A peer that never takes its answer (gives no flow-control credit)
+    // does not keep it in the relay's memory for longer than this.
+    let written = tokio::time::timeout(ANSWER_TIME, frame::write_frame(&mut send, &response)).await;
+    match written {
+        Ok(Ok(())) => {
+            let _ = send.finish();
+        }
+        Ok(Err(_)) => {}
+        Err(_) => {
+            debug!(connection = session.id, "an answer was not taken in time");
+            let _ = send.reset(0u32.into());
+        }
     }
 }

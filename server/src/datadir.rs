@@ -7,6 +7,7 @@
 //! authorities.toml  registered warrant authorities
 //! audit.log         the hash-chained audit log
 //! master.key        the at-rest master key (0600) unless kept elsewhere
+//! lock              held by the relay (or a migration) using the directory
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,8 +29,36 @@ const DISCLOSURE_KEY: &[u8] = b"disclosure_key";
 /// Environment variable that carries the master key instead of a file.
 pub const MASTER_KEY_ENV: &str = "SOTTO_MASTER_KEY";
 
+/// The data directory held by this process (an exclusive lock on its
+/// `lock` file): one relay, or one migration, at a time. Released when dropped.
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock, or says at once that another process holds it.
+pub fn lock(root: &Path) -> Result<DirLock> {
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(crate::store::StoreError::InUse(root.display().to_string()).into())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// Everything the relay needs from its data directory, opened once.
 pub struct OpenedDir {
+    /// Held for as long as the directory is in use.
+    pub lock: DirLock,
     pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
     pub tls: TlsIdentity,
@@ -54,6 +83,7 @@ pub fn audit_path(root: &Path) -> PathBuf {
 pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     let mut warnings = Vec::new();
     create_private_dir(root)?;
+    let lock = lock(root)?;
     let config_file = config_path(root);
     if !config_file.exists() {
         std::fs::write(&config_file, RelayConfig::commented_default())
@@ -99,6 +129,7 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     )?);
     let disclosure_key = disclosure_key(&*store, &sealer)?;
     Ok(OpenedDir {
+        lock,
         store,
         sealer,
         tls,

@@ -6,8 +6,8 @@
 //! never deleted: it is renamed beside the new store (`db.<kind>-<time>`), for
 //! the operator to remove once the relay has run on the copy.
 //!
-//! The source store is opened the way the relay opens it, so a relay running
-//! on the directory holds its lock and the migration is refused.
+//! A migration holds the data directory's lock, as a relay does: a relay
+//! running on the directory refuses it, and a relay started during it waits.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +65,9 @@ pub fn plan(data: &Path, to: StoreKind) -> Result<Plan> {
 /// Copies `data/db` into a new `to` store, verifies it, and swaps it in.
 /// `progress` hears the number of entries copied so far.
 pub fn migrate(data: &Path, to: StoreKind, mut progress: impl FnMut(u64)) -> Result<Migrated> {
+    // Held until both renames are done: a relay started meanwhile waits,
+    // and then opens the new store, never the one being moved away.
+    let _held = crate::datadir::lock(data)?;
     let db = data.join("db");
     let Some(from) = existing_store(&db)? else {
         bail!("there is no store in {} to migrate", db.display());
@@ -204,4 +207,45 @@ fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayConfig;
+
+    #[test]
+    fn a_directory_in_use_is_not_migrated_and_then_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("relay");
+        let opened = crate::datadir::open(&data, &RelayConfig::default()).unwrap();
+        let err = migrate(&data, StoreKind::Sled, |_| {}).unwrap_err();
+        assert!(format!("{err:#}").contains("in use"), "{err:#}");
+        drop(opened);
+        let done = migrate(&data, StoreKind::Sled, |_| {}).unwrap();
+        assert_eq!((done.from, done.to), (StoreKind::Fjall, StoreKind::Sled));
+        assert!(done.kept.exists());
+    }
+
+    #[test]
+    fn an_older_directory_keeps_envelope_ids_above_its_relay_wide_counter() {
+        // A store from before per-recipient ids: a relay-wide counter that
+        // handed out ids, and no id base.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("relay");
+        std::fs::create_dir(&data).unwrap();
+        let before = {
+            let store = open_store_of(&data.join("db"), StoreKind::Sled).unwrap();
+            let last = (0..300).map(|_| store.next_id().unwrap()).max().unwrap();
+            store
+                .apply_each(vec![Op::Put(Tree::Accounts, b"k".to_vec(), b"v".to_vec())])
+                .unwrap();
+            store.flush().unwrap();
+            last
+        };
+        migrate(&data, StoreKind::Fjall, |_| {}).unwrap();
+        let store = open_store_of(&data.join("db"), StoreKind::Fjall).unwrap();
+        let base = store.get(Tree::Meta, SECRET_ID_BASE).unwrap().unwrap();
+        assert!(u64::from_be_bytes(base.try_into().unwrap()) > before);
+    }
 }

@@ -46,6 +46,8 @@ pub struct RunningRelay {
     accept: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
+    /// The data directory, held until the store is closed.
+    dir_lock: datadir::DirLock,
 }
 
 /// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
@@ -55,6 +57,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         .map_err(|why| anyhow::anyhow!("the relay configuration: {why}"))?;
     let opened = datadir::open(root, &config)?;
     let store: Arc<dyn Store> = opened.store;
+    let dir_lock = opened.lock;
     let server_config = opened
         .tls
         .server_config(config.idle_timeout_secs, &config.limits)?;
@@ -146,6 +149,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         accept,
         sweeper,
         writer_thread,
+        dir_lock,
     })
 }
 
@@ -250,6 +254,8 @@ impl RunningRelay {
             .await
             .context("the final flush did not run")?
             .context("the final flush failed")?;
+        // Only now may another relay, or a migration, have the directory.
+        drop(self.dir_lock);
         Ok(())
     }
 }
