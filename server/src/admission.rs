@@ -16,11 +16,25 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Limits;
 
+/// The IPv4 address an IPv6 address stands for: mapped (`::ffff:a.b.c.d`)
+/// or 6to4 (`2002:aabb:ccdd::/48`, a whole /48 for one IPv4 address).
+fn ipv4_behind(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    (s[0] == 0x2002).then(|| {
+        let [a, b] = s[1].to_be_bytes();
+        let [c, d] = s[2].to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    })
+}
+
 /// The unit limits count by: an IPv4 address, or an IPv6 /64 (one host's share).
 pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match ipv4_behind(v6) {
             Some(v4) => IpAddr::V4(v4),
             None => {
                 let mut segments = v6.segments();
@@ -31,12 +45,30 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The site an IPv6 /64 belongs to (its /48), which gets 16 hosts' shares:
+/// a home or an office is routinely given a /56 or /48, whose /64s would
+/// otherwise each count as a host.
+fn site_key(address: IpAddr) -> Option<IpAddr> {
+    match address {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[3..].fill(0);
+            Some(IpAddr::V6(segments.into()))
+        }
+    }
+}
+
+/// How many hosts' shares one IPv6 site gets.
+const SITE_SHARES: u32 = 16;
+
 #[derive(Default)]
 struct Counts {
     total: u32,
     /// Admitted connections whose handshake has not finished yet.
     handshaking: u32,
     by_address: HashMap<IpAddr, u32>,
+    by_site: HashMap<IpAddr, u32>,
 }
 
 pub struct Admission {
@@ -86,6 +118,14 @@ impl Drop for Admitted {
                 counts.by_address.remove(&self.address);
             }
         }
+        if let Some(site) = site_key(self.address)
+            && let Some(n) = counts.by_site.get_mut(&site)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.by_site.remove(&site);
+            }
+        }
     }
 }
 
@@ -115,6 +155,13 @@ impl Admission {
         if here >= self.per_address {
             return Decision::Refuse("address_full");
         }
+        let site = site_key(address);
+        if let Some(site) = site
+            && counts.by_site.get(&site).copied().unwrap_or(0)
+                >= self.per_address.saturating_mul(SITE_SHARES)
+        {
+            return Decision::Refuse("address_full");
+        }
         if !validated
             && (here >= self.per_address.div_ceil(2) || counts.handshaking >= self.handshakes)
         {
@@ -123,6 +170,9 @@ impl Admission {
         counts.total += 1;
         counts.handshaking += 1;
         *counts.by_address.entry(address).or_default() += 1;
+        if let Some(site) = site {
+            *counts.by_site.entry(site).or_default() += 1;
+        }
         Decision::Admit(Admitted {
             admission: self.clone(),
             address,
@@ -219,5 +269,30 @@ mod tests {
             address_key("::ffff:10.1.2.3".parse().unwrap()),
             "10.1.2.3".parse::<IpAddr>().unwrap()
         );
+        // 6to4 gives one IPv4 address a /48: it counts as that address.
+        assert_eq!(
+            address_key("2002:0a01:0203:77::1".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_ipv6_site_gets_sixteen_hosts_shares_whatever_its_64s() {
+        let a = admission(10_000, 2);
+        let held: Vec<_> = (0..32u16)
+            .map(|net| {
+                let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, net, 0, 0, 0, 1);
+                admitted(a.decide(IpAddr::V6(ip), true))
+            })
+            .collect();
+        let another_64 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 99, 0, 0, 0, 1);
+        assert!(matches!(
+            a.decide(IpAddr::V6(another_64), true),
+            Decision::Refuse("address_full")
+        ));
+        let another_site = std::net::Ipv6Addr::new(0x2001, 0xdb8, 8, 0, 0, 0, 0, 1);
+        admitted(a.decide(IpAddr::V6(another_site), true));
+        drop(held);
+        admitted(a.decide(IpAddr::V6(another_64), true));
     }
 }
