@@ -84,7 +84,7 @@ impl Session {
             &message.identity_dh_signature,
         )?;
         let peer_dh = PublicKey::from(key32(&message.identity_dh_key)?);
-        let ephemeral = PublicKey::from(key32(&message.ephemeral_key)?);
+        let ephemeral = PublicKey::from(canonical_x25519(&message.ephemeral_key)?);
         let signed = prekeys
             .signed(message.signed_prekey_id)
             .ok_or(E2eError::UnknownPrekey)?
@@ -170,4 +170,21 @@ impl Session {
 
 fn key32(bytes: &[u8]) -> Result<[u8; 32], E2eError> {
     bytes.try_into().map_err(|_| E2eError::Malformed)
+}
+
+/// An X25519 public key in its one canonical encoding: below 2^255 - 19,
+/// top bit clear. X25519 ignores the top bit and reduces the rest, so other
+/// encodings name the same key: a first message whose (unsigned) ephemeral
+/// key was re-encoded would set up the same session under another base key,
+/// past the check that refuses a replayed first message. (Found by the
+/// `ratchet` fuzz target.)
+fn canonical_x25519(bytes: &[u8]) -> Result<[u8; 32], E2eError> {
+    let key = key32(bytes)?;
+    // Little-endian: at or above p = 2^255 - 19 means the top byte is 0x7f,
+    // the 30 bytes below it 0xff, and the lowest at least 0xed.
+    let at_least_p = key[31] == 0x7f && key[1..31].iter().all(|b| *b == 0xff) && key[0] >= 0xed;
+    if key[31] & 0x80 != 0 || at_least_p {
+        return Err(E2eError::BadKey);
+    }
+    Ok(key)
 }

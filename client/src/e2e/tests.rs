@@ -251,6 +251,39 @@ fn a_one_time_prekey_is_used_once() {
 }
 
 #[test]
+fn malicious_relay_cannot_replay_a_first_message_under_another_encoding_of_its_key() {
+    // X25519 ignores the top bit of a public key: the same first message with
+    // that bit of its (unsigned) ephemeral key set would give the same session
+    // under another base key, past the seen-base-key check. It is refused.
+    let alice = party(0);
+    let mut bob = party(0);
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(b"hi").unwrap().kind else {
+        panic!("prekey message expected");
+    };
+    let mut replayed = first.clone();
+    let mut key = replayed.ephemeral_key.to_vec();
+    key[31] ^= 0x80;
+    replayed.ephemeral_key = key.into();
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &replayed).err(),
+        Some(E2eError::BadKey)
+    );
+    // A value at or above the field's prime is refused too.
+    let mut above_p = first.clone();
+    let mut key = [0xff; 32];
+    key[31] = 0x7f;
+    above_p.ephemeral_key = key.to_vec().into();
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &above_p).err(),
+        Some(E2eError::BadKey)
+    );
+    // The message as sent is answered.
+    Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+}
+
+#[test]
 fn a_failed_first_message_keeps_the_one_time_prekey() {
     let alice = party(0);
     let mut bob = party(1);
