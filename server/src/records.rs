@@ -98,3 +98,12 @@ pub struct SecretEnvelopeRecord {
     #[prost(bytes = "vec", tag = "6")]
     pub dedup_key: Vec<u8>,
 }
+
+/// A stored big-endian `u64` (a cursor, a counter); `what` names it when damaged.
+pub(crate) fn read_u64(bytes: &[u8], what: &'static str) -> Result<u64, crate::RelayError> {
+    Ok(u64::from_be_bytes(
+        bytes
+            .try_into()
+            .map_err(|_| crate::RelayError::Corrupt(what))?,
+    ))
+}

@@ -193,9 +193,7 @@ struct Staging {
 }
 
 fn read_u64(bytes: &[u8]) -> Result<u64, RelayError> {
-    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
-        RelayError::Corrupt("a secret envelope counter")
-    })?))
+    crate::records::read_u64(bytes, "a secret envelope counter")
 }
 
 /// An envelope to queue, already checked by the handler.

@@ -33,7 +33,7 @@ use prost::Message;
 
 use crate::RelayError;
 use crate::accounts::{blind_user, user_scoped_key as user_key};
-use crate::records::{GroupRecord, NormalRecord, StoredReceipt};
+use crate::records::{GroupRecord, NormalRecord, StoredReceipt, read_u64};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
 
@@ -98,12 +98,6 @@ fn user_end(blind: &[u8; 16]) -> Vec<u8> {
     let mut end = blind.to_vec();
     end.extend_from_slice(&[0xff; 9]);
     end
-}
-
-fn read_u64(bytes: &[u8], what: &'static str) -> Result<u64, RelayError> {
-    Ok(u64::from_be_bytes(
-        bytes.try_into().map_err(|_| RelayError::Corrupt(what))?,
-    ))
 }
 
 impl NormalArchive {
