@@ -97,6 +97,9 @@ pub struct SecretEnvelopeRecord {
     /// blind(sender) ‖ client id: a retry while it waits is not queued twice.
     #[prost(bytes = "vec", tag = "6")]
     pub dedup_key: Vec<u8>,
+    /// blind(recipient): the store's key for the envelope does not say whose it is.
+    #[prost(bytes = "vec", tag = "7")]
+    pub recipient: Vec<u8>,
 }
 
 /// A stored big-endian `u64` (a cursor, a counter); `what` names it when damaged.

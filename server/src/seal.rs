@@ -134,6 +134,24 @@ impl Sealer {
         open_with(&self.cipher, &record_ad(tree, key), sealed)
     }
 
+    /// Seals `plaintext` padded to a multiple of [`PAD_BUCKET`] bytes, so the
+    /// sealed size tells only which bucket the record falls in.
+    pub fn seal_padded(&self, tree: Tree, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal(tree, key, &pad(plaintext))
+    }
+
+    /// Opens a value sealed by [`Sealer::seal_padded`].
+    pub fn open_padded(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let mut padded = self.open(tree, key, sealed)?;
+        unpad(&mut padded)?;
+        Ok(padded)
+    }
+
     /// The key warrant pseudonyms are made with (it never leaves the relay):
     /// the warrant desk gets this, not the sealer.
     pub fn pseudonym_key(&self) -> sotto_warrant::PseudonymKey {
@@ -153,6 +171,35 @@ impl Sealer {
         out.copy_from_slice(&tag[..16]);
         out
     }
+}
+
+/// Padded records are sealed in multiples of this many bytes.
+pub const PAD_BUCKET: usize = 256;
+
+/// `plaintext`'s length (u32, big-endian) ‖ `plaintext` ‖ zeros, to a
+/// multiple of [`PAD_BUCKET`].
+fn pad(plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
+    let len = 4 + plaintext.len();
+    let mut out = Zeroizing::new(Vec::with_capacity(len.next_multiple_of(PAD_BUCKET)));
+    let n = u32::try_from(plaintext.len()).expect("a record is far below 4 GiB");
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(plaintext);
+    out.resize(len.next_multiple_of(PAD_BUCKET), 0);
+    out
+}
+
+/// Undoes [`pad`] in place.
+fn unpad(padded: &mut Zeroizing<Vec<u8>>) -> Result<(), SealError> {
+    let len = padded
+        .get(..4)
+        .map(|n| u32::from_be_bytes(n.try_into().expect("4 bytes")) as usize)
+        .ok_or(SealError::Open)?;
+    if 4 + len > padded.len() {
+        return Err(SealError::Open);
+    }
+    padded.copy_within(4..4 + len, 0);
+    padded.truncate(len);
+    Ok(())
 }
 
 fn record_ad(tree: Tree, key: &[u8]) -> Vec<u8> {
@@ -231,6 +278,28 @@ mod tests {
         let sealed = s.seal(Tree::Messages, b"k1", b"hello");
         assert!(s.open(Tree::Messages, b"k2", &sealed).is_err());
         assert!(s.open(Tree::Accounts, b"k1", &sealed).is_err());
+    }
+
+    #[test]
+    fn padded_records_open_whole_and_their_size_tells_only_the_bucket() {
+        let sealer = sealer();
+        let overhead = sealer.seal(Tree::Messages, b"k", b"").len();
+        let mut sizes = std::collections::BTreeSet::new();
+        for len in [0, 1, 100, 251, 252, 253, 600, 70_000] {
+            let plain = vec![7u8; len];
+            let sealed = sealer.seal_padded(Tree::Messages, b"k", &plain);
+            assert_eq!((sealed.len() - overhead) % PAD_BUCKET, 0, "{len}");
+            sizes.insert(sealed.len());
+            let opened = sealer.open_padded(Tree::Messages, b"k", &sealed).unwrap();
+            assert_eq!(opened.as_slice(), plain.as_slice());
+        }
+        // 0..=252 bytes share one bucket; 253 starts the next.
+        let small = sealer.seal_padded(Tree::Messages, b"k", &[1; 252]).len();
+        assert_eq!(sealer.seal_padded(Tree::Messages, b"k", b"").len(), small);
+        assert!(sealer.seal_padded(Tree::Messages, b"k", &[1; 253]).len() > small);
+        // A sealed length prefix past the end is refused, not read out of bounds.
+        let lying = sealer.seal(Tree::Messages, b"k", &[0, 0, 1, 0, 9, 9]);
+        assert!(sealer.open_padded(Tree::Messages, b"k", &lying).is_err());
     }
 
     #[test]

@@ -31,8 +31,13 @@ pub struct SecretQueue {
 /// blind(sender) ‖ client id.
 type DedupKey = [u8; 32];
 
-/// blind(recipient) ‖ the recipient's envelope id: the envelope's key in the store.
+/// blind(recipient) ‖ the recipient's envelope id: how the index names an
+/// envelope. The store's key is a blind of it ([`SecretQueue::store_key`]),
+/// so `db/` tells neither whose an envelope is nor its id.
 type QueueKey = [u8; 24];
+
+/// Layout 1 of the queue stored envelopes under their [`QueueKey`] itself.
+const OLD_KEY_LEN: usize = 24;
 
 /// Marks, in the meta tree, where per-recipient envelope ids start.
 pub(crate) const ID_BASE_KEY: &[u8] = b"secret_id_base";
@@ -44,6 +49,16 @@ fn queue_key(recipient: &[u8; 16], id: u64) -> QueueKey {
     key
 }
 
+/// The index's name for a stored envelope, from what is sealed in it.
+fn queue_key_of(record: &SecretEnvelopeRecord) -> Result<QueueKey, RelayError> {
+    let recipient: [u8; 16] = record
+        .recipient
+        .as_slice()
+        .try_into()
+        .map_err(|_| RelayError::Corrupt("a secret envelope's recipient"))?;
+    Ok(queue_key(&recipient, record.id))
+}
+
 fn id_of(key: &QueueKey) -> u64 {
     u64::from_be_bytes(key[16..].try_into().expect("eight bytes"))
 }
@@ -53,6 +68,8 @@ fn id_of(key: &QueueKey) -> u64 {
 #[derive(Default)]
 struct Index {
     by_dedup: HashMap<DedupKey, QueueKey>,
+    /// Each recipient's envelope ids, in order.
+    by_recipient: HashMap<[u8; 16], BTreeSet<u64>>,
     by_key: HashMap<QueueKey, Waiting>,
     by_expiry: BTreeSet<(i64, QueueKey)>,
     /// What waits for each recipient, and from each sender to each
@@ -149,6 +166,10 @@ impl Index {
             .or_default()
             .add(waiting.bytes);
         self.total.add(waiting.bytes);
+        self.by_recipient
+            .entry(recipient_of(&key))
+            .or_default()
+            .insert(id_of(&key));
         self.by_dedup.insert(waiting.dedup, key);
         self.by_expiry.insert((waiting.expires_at, key));
         self.by_key.insert(key, waiting);
@@ -160,6 +181,12 @@ impl Index {
             self.by_expiry.remove(&(w.expires_at, *key));
             self.total.sub(w.bytes);
             let recipient = recipient_of(key);
+            if let Some(ids) = self.by_recipient.get_mut(&recipient) {
+                ids.remove(&id_of(key));
+                if ids.is_empty() {
+                    self.by_recipient.remove(&recipient);
+                }
+            }
             if let Some(usage) = self.usage.get_mut(&recipient) {
                 usage.sub(w.bytes);
                 if usage.envelopes == 0 {
@@ -227,14 +254,27 @@ impl SecretQueue {
             let Some((last, _)) = rows.last() else { break };
             cursor = last.clone();
             cursor.push(0);
+            let mut upgrades = Vec::new();
             for (key, sealed) in rows {
-                let record = SecretEnvelopeRecord::decode(
-                    sealer.open(Tree::SecretQueue, &key, &sealed)?.as_slice(),
-                )?;
-                let key: QueueKey = key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| RelayError::Corrupt("a secret queue key"))?;
+                let record = if key.len() == OLD_KEY_LEN {
+                    // Layout 1: move it under its blinded key, padded.
+                    let mut record = SecretEnvelopeRecord::decode(
+                        sealer.open(Tree::SecretQueue, &key, &sealed)?.as_slice(),
+                    )?;
+                    record.recipient = key[..16].to_vec();
+                    let new_key = Self::store_key_with(&sealer, &queue_key_of(&record)?);
+                    let sealed =
+                        sealer.seal_padded(Tree::SecretQueue, &new_key, &record.encode_to_vec());
+                    upgrades.push(Op::Put(Tree::SecretQueue, new_key.to_vec(), sealed));
+                    upgrades.push(Op::Delete(Tree::SecretQueue, key));
+                    record
+                } else {
+                    SecretEnvelopeRecord::decode(
+                        sealer
+                            .open_padded(Tree::SecretQueue, &key, &sealed)?
+                            .as_slice(),
+                    )?
+                };
                 let waiting = Waiting {
                     dedup: record
                         .dedup_key
@@ -244,7 +284,15 @@ impl SecretQueue {
                     expires_at: record.expires_at,
                     bytes: record.ciphertext.len() as u64,
                 };
-                index.insert(key, waiting);
+                let key = queue_key_of(&record)?;
+                // One moved from layout 1 may be met again under its new key.
+                if !index.by_key.contains_key(&key) {
+                    index.insert(key, waiting);
+                }
+            }
+            if !upgrades.is_empty() {
+                store.apply_each(upgrades)?;
+                store.flush()?;
             }
         }
         let id_base = Self::id_base(&*store)?;
@@ -285,6 +333,15 @@ impl SecretQueue {
             Some(sealed) => read_u64(&self.sealer.open(Tree::SecretCounters, blind, &sealed)?),
             None => Ok(self.id_base),
         }
+    }
+
+    /// Where the envelope `key` names is stored: a keyed blind of it.
+    fn store_key(&self, key: &QueueKey) -> [u8; 16] {
+        Self::store_key_with(&self.sealer, key)
+    }
+
+    fn store_key_with(sealer: &Sealer, key: &QueueKey) -> [u8; 16] {
+        sealer.blind("secret envelope", key)
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -374,14 +431,16 @@ impl SecretQueue {
             queued_at,
             expires_at: queued_at.saturating_add(new.ttl_ms),
             dedup_key: dedup.to_vec(),
+            recipient: recipient.to_vec(),
         };
         let qkey = queue_key(&recipient, id);
-        let sealed = self
-            .sealer
-            .seal(Tree::SecretQueue, &qkey, &record.encode_to_vec());
+        let store_key = self.store_key(&qkey);
+        let sealed =
+            self.sealer
+                .seal_padded(Tree::SecretQueue, &store_key, &record.encode_to_vec());
         staging
             .writes
-            .push(Op::Put(Tree::SecretQueue, qkey.to_vec(), sealed));
+            .push(Op::Put(Tree::SecretQueue, store_key.to_vec(), sealed));
         staging.last_ids.insert(recipient, id);
         staging.fresh.insert(dedup, qkey);
         staging.staged.push((
@@ -402,18 +461,28 @@ impl SecretQueue {
         limit: usize,
     ) -> Result<(Vec<v1::SecretEnvelope>, bool), RelayError> {
         let blind = blind_user(&self.sealer, user);
-        let rows = self.store.range(
-            Tree::SecretQueue,
-            &queue_key(&blind, 0),
-            &queue_key(&blind, u64::MAX),
-            limit + 1,
-        )?;
-        let more = rows.len() > limit;
-        let mut out = Vec::with_capacity(rows.len().min(limit));
-        for (key, sealed) in rows.into_iter().take(limit) {
+        let keys: Vec<QueueKey> = self
+            .index()
+            .by_recipient
+            .get(&blind)
+            .map(|ids| {
+                ids.iter()
+                    .take(limit + 1)
+                    .map(|id| queue_key(&blind, *id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let more = keys.len() > limit;
+        let mut out = Vec::with_capacity(keys.len().min(limit));
+        for key in keys.into_iter().take(limit) {
+            let store_key = self.store_key(&key);
+            // Acknowledged or expired since the index was read: gone, not missing.
+            let Some(sealed) = self.store.get(Tree::SecretQueue, &store_key)? else {
+                continue;
+            };
             let record = SecretEnvelopeRecord::decode(
                 self.sealer
-                    .open(Tree::SecretQueue, &key, &sealed)?
+                    .open_padded(Tree::SecretQueue, &store_key, &sealed)?
                     .as_slice(),
             )?;
             out.push(envelope(&record));
@@ -445,7 +514,7 @@ impl SecretQueue {
         }
         let deletes = keys
             .iter()
-            .map(|key| Op::Delete(Tree::SecretQueue, key.to_vec()))
+            .map(|key| Op::Delete(Tree::SecretQueue, self.store_key(key).to_vec()))
             .collect();
         self.store.apply_each(deletes)?;
         for key in keys {
@@ -721,5 +790,88 @@ mod tests {
             Ok(Queued::Full(Full::Relay))
         ));
         assert_eq!(q.totals().0, 4);
+    }
+
+    #[test]
+    fn envelopes_of_layout_1_move_under_blinded_keys_once_and_keep_their_place() {
+        let f = Fixture::new();
+        let store = f.store();
+        let bob = blind_user(&f.sealer, "bob");
+        let mut dedup = blind_user(&f.sealer, "ann").to_vec();
+        dedup.extend_from_slice(&[5; 16]);
+        let mut batch = Batch::default();
+        for id in [7u64, 9] {
+            let record = SecretEnvelopeRecord {
+                id,
+                from: "ann".into(),
+                ciphertext: vec![id as u8; 40],
+                queued_at: now_ms(),
+                expires_at: now_ms() + 60_000,
+                dedup_key: [&dedup[..31], &[id as u8]].concat(),
+                recipient: Vec::new(),
+            };
+            let key = queue_key(&bob, id);
+            let sealed = f
+                .sealer
+                .seal(Tree::SecretQueue, &key, &record.encode_to_vec());
+            batch.put(Tree::SecretQueue, key.to_vec(), sealed);
+        }
+        store.apply(batch).unwrap();
+        let open = || SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        for _ in 0..2 {
+            let q = open();
+            let ids: Vec<u64> = q
+                .pending("bob", 10)
+                .unwrap()
+                .0
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(ids, [7, 9]);
+            assert_eq!(q.totals(), (2, 80));
+            let keys = store
+                .range(Tree::SecretQueue, &[], &[0xff; 25], 10)
+                .unwrap();
+            assert_eq!(keys.len(), 2);
+            assert!(
+                keys.iter().all(|(k, _)| k.len() == 16),
+                "moved under blinded keys"
+            );
+        }
+        let q = open();
+        assert_eq!(q.acknowledge("bob", &[7]).unwrap(), 1);
+        assert_eq!(q.pending("bob", 10).unwrap().0[0].id, 9);
+    }
+
+    #[test]
+    fn a_stored_envelope_says_neither_whose_it_is_nor_its_id_nor_its_exact_size() {
+        let f = Fixture::new();
+        let store = f.store();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let mut ids = Vec::new();
+        for (n, len) in [(1u8, 10usize), (2, 100), (3, 1000)] {
+            let mut e = envelope_to("bob", n, 60_000);
+            e.ciphertext = vec![n; len];
+            ids.push(queued(&q, e));
+        }
+        let bob = blind_user(&f.sealer, "bob");
+        let rows = store
+            .range(Tree::SecretQueue, &[], &[0xff; 25], 10)
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        let overhead = f.sealer.seal(Tree::SecretQueue, b"k", b"").len();
+        for (key, value) in &rows {
+            assert_eq!(key.len(), 16);
+            assert!(
+                !key.windows(8)
+                    .any(|w| ids.iter().any(|id| w == id.to_be_bytes()))
+            );
+            assert!(!key.starts_with(&bob[..4]));
+            assert_eq!((value.len() - overhead) % crate::seal::PAD_BUCKET, 0);
+        }
+        // The two small ones share a bucket.
+        let mut sizes: Vec<usize> = rows.iter().map(|(_, v)| v.len()).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes[0], sizes[1]);
     }
 }

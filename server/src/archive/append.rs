@@ -50,16 +50,20 @@ impl NormalArchive {
         let mut fresh: HashMap<Vec<u8>, StoredReceipt> = HashMap::new();
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
-            let first = (self.read_recent().last_id + 1).max(first_id_of(now_ms()));
+            let (first, segment) = {
+                let recent = self.read_recent();
+                let first = (recent.last_id + 1).max(first_id_of(now_ms()));
+                (first, recent.last_segment + 1)
+            };
             let mut staged = Staged::default();
             let mut part = Vec::new();
             while staged.text_bytes < SEGMENT_TEXT_BYTES
                 && staged.sealed.len() < usize::from(u16::MAX)
             {
                 let Some(msg) = msgs.next() else { break };
-                part.push(self.stage(msg, first, &mut staged, &mut fresh));
+                part.push(self.stage(msg, first, segment, &mut staged, &mut fresh));
             }
-            results.extend(self.write_segment(first, staged, part));
+            results.extend(self.write_segment(segment, staged, part));
         }
         results
     }
@@ -67,7 +71,7 @@ impl NormalArchive {
     /// Writes one staged segment; every message of it fails if the write does.
     fn write_segment(
         &self,
-        first: u64,
+        segment: u64,
         staged: Staged,
         results: Vec<Result<Appended, RelayError>>,
     ) -> Vec<Result<Appended, RelayError>> {
@@ -79,7 +83,7 @@ impl NormalArchive {
         }
         .encode_to_vec();
         let mut batch = Batch::default();
-        batch.put(Tree::Messages, segment_key(first).to_vec(), value);
+        batch.put(Tree::Messages, segment_key(segment).to_vec(), value);
         match self.store.apply(batch) {
             Ok(_) => {
                 self.recent
@@ -106,18 +110,17 @@ impl NormalArchive {
                 return window_find(window, client_id);
             }
         }
-        self.store
-            .read(Tree::ClientIds, sender, |window| {
-                window_find(window, client_id)
-            })?
-            .unwrap_or(Ok(None))
+        let sender: &[u8; 16] = sender.try_into().expect("16-byte blind");
+        window_find(&self.stored_window(sender)?, client_id)
     }
 
-    /// Adds one message to the segment starting at id `first` (or finds it is a duplicate).
+    /// Adds one message to segment number `segment`, whose first id is
+    /// `first` (or finds it is a duplicate).
     fn stage(
         &self,
         msg: NewNormal,
         first: u64,
+        segment: u64,
         staged: &mut Staged,
         fresh: &mut HashMap<Vec<u8>, StoredReceipt>,
     ) -> Result<Appended, RelayError> {
@@ -160,9 +163,9 @@ impl NormalArchive {
             sent_at: sent_at_of(id),
             client_id: msg.client_id.to_vec(),
         };
-        staged.sealed.push(self.sealer.seal(
+        staged.sealed.push(self.sealer.seal_padded(
             Tree::Messages,
-            &record_key(first, index),
+            &record_key(segment, index),
             &record.encode_to_vec(),
         ));
         staged.text_bytes += record.text.len();
@@ -173,7 +176,7 @@ impl NormalArchive {
                 sent_at: record.sent_at,
             },
         );
-        let recipients = self.index(&record, index, dedup_key, staged);
+        let recipients = self.index(&record, segment, index, dedup_key, staged);
         Ok(Appended::New { record, recipients })
     }
 
@@ -182,6 +185,7 @@ impl NormalArchive {
     pub(super) fn index(
         &self,
         record: &NormalRecord,
+        segment: u64,
         index: u16,
         dedup_key: Vec<u8>,
         staged: &mut Staged,
@@ -195,6 +199,7 @@ impl NormalArchive {
             };
             let posting = Posting {
                 id: record.id,
+                segment,
                 index,
                 sent,
             };

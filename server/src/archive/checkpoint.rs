@@ -10,7 +10,7 @@ use super::append::Staged;
 use super::dedup::window_extend;
 use super::posting::Posting;
 use super::segment::{record_key, segment_key};
-use super::{NormalArchive, read_u64, user_key};
+use super::{NormalArchive, read_u64};
 use crate::RelayError;
 use crate::records::{NormalRecord, SegmentRecord, StoredReceipt};
 use crate::store::{Batch, Op, Tree};
@@ -29,8 +29,59 @@ pub(super) struct Recent {
     /// The client id windows the last checkpoint wrote, of the senders active
     /// before it: what the store holds for them, without reading it.
     pub windows: HashMap<[u8; 16], Vec<u8>>,
-    /// The newest id applied (0: none yet).
+    /// The posting directories the last checkpoint wrote, of the users active
+    /// before it (see [`Directory`]).
+    pub directories: HashMap<[u8; 16], Directory>,
+    /// The newest id applied (0: none yet),
     pub last_id: u64,
+    /// and the number of its segment (0: none yet).
+    pub last_segment: u64,
+}
+
+/// Where one user's postings are on disk: the last id of each chunk, in
+/// chunk order. Chunk `n` lives under [`NormalArchive::chunk_key`]`(user, n)`,
+/// a key nobody can link to the user or to the user's other chunks without
+/// the relay's keys; the directory itself is sealed under the user's blind.
+pub(super) type Directory = Vec<u64>;
+
+/// The archive's checkpoint mark: the last id and segment it covers.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Mark {
+    pub id: u64,
+    pub segment: u64,
+}
+
+impl Mark {
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.id.to_be_bytes());
+        out[8..].copy_from_slice(&self.segment.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, RelayError> {
+        let (id, segment) = bytes
+            .split_at_checked(8)
+            .ok_or(RelayError::Corrupt("the archive checkpoint"))?;
+        Ok(Mark {
+            id: read_u64(id, "the archive checkpoint")?,
+            segment: read_u64(segment, "the archive checkpoint")?,
+        })
+    }
+}
+
+pub(super) fn encode_directory(directory: &[u64]) -> Vec<u8> {
+    directory.iter().flat_map(|id| id.to_be_bytes()).collect()
+}
+
+pub(super) fn decode_directory(bytes: &[u8]) -> Result<Directory, RelayError> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(RelayError::Corrupt("a posting directory"));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 impl Recent {
@@ -41,6 +92,7 @@ impl Recent {
     ) {
         for (blind, posting) in postings {
             self.last_id = self.last_id.max(posting.id);
+            self.last_segment = self.last_segment.max(posting.segment);
             self.postings.entry(blind).or_default().push(posting);
         }
         self.receipts.extend(receipts);
@@ -50,17 +102,15 @@ impl Recent {
 impl NormalArchive {
     /// Reads the segments after the last checkpoint back into memory.
     pub(super) fn recover(&self) -> Result<(), RelayError> {
-        let checkpointed = match self.store.get(Tree::Meta, CHECKPOINT_KEY)? {
-            Some(v) => read_u64(&v, "the archive checkpoint")?,
-            None => 0,
-        };
+        let mark = self.mark()?;
         // The mark is the last id of a whole segment: with nothing after it,
         // it is the newest id; else the segments read below raise it.
         let mut recent = Recent {
-            last_id: checkpointed,
+            last_id: mark.id,
+            last_segment: mark.segment,
             ..Recent::default()
         };
-        let mut cursor = segment_key(checkpointed.saturating_add(1)).to_vec();
+        let mut cursor = segment_key(mark.segment.saturating_add(1)).to_vec();
         loop {
             let rows = self.store.range(Tree::Messages, &cursor, &[0xff; 9], 64)?;
             let Some((last, _)) = rows.last() else { break };
@@ -72,19 +122,59 @@ impl NormalArchive {
                 for (index, sealed) in sealed.iter().enumerate() {
                     let index =
                         u16::try_from(index).map_err(|_| RelayError::Corrupt("segment size"))?;
-                    let plain =
-                        self.sealer
-                            .open(Tree::Messages, &record_key(segment, index), sealed)?;
+                    let plain = self.sealer.open_padded(
+                        Tree::Messages,
+                        &record_key(segment, index),
+                        sealed,
+                    )?;
                     let record = NormalRecord::decode(plain.as_slice())?;
                     let mut staged = Staged::default();
                     let dedup_key = self.dedup_key(&record.from, &record.client_id);
-                    self.index(&record, index, dedup_key, &mut staged);
+                    self.index(&record, segment, index, dedup_key, &mut staged);
                     recent.remember(staged.postings, staged.receipts);
                 }
             }
         }
         *self.recent.write().unwrap_or_else(|p| p.into_inner()) = recent;
         Ok(())
+    }
+
+    /// The checkpoint mark (nothing covered yet: zeros).
+    fn mark(&self) -> Result<Mark, RelayError> {
+        match self.store.get(Tree::Meta, CHECKPOINT_KEY)? {
+            Some(sealed) => Mark::decode(&self.sealer.open(Tree::Meta, CHECKPOINT_KEY, &sealed)?),
+            None => Ok(Mark::default()),
+        }
+    }
+
+    /// `blind`'s posting directory as the store holds it (empty if none).
+    pub(super) fn stored_directory(&self, blind: &[u8; 16]) -> Result<Directory, RelayError> {
+        match self.store.get(Tree::ByParticipant, blind)? {
+            Some(sealed) => decode_directory(&self.sealer.open_padded(
+                Tree::ByParticipant,
+                blind,
+                &sealed,
+            )?),
+            None => Ok(Directory::new()),
+        }
+    }
+
+    /// The key of `blind`'s `n`-th chunk of postings.
+    pub(super) fn chunk_key(&self, blind: &[u8; 16], n: usize) -> [u8; 16] {
+        let mut value = blind.to_vec();
+        value.extend_from_slice(&(n as u64).to_be_bytes());
+        self.sealer.blind("postings", &value)
+    }
+
+    /// `sender`'s client id window as the store holds it (empty if none).
+    pub(super) fn stored_window(&self, sender: &[u8; 16]) -> Result<Vec<u8>, RelayError> {
+        match self.store.get(Tree::ClientIds, sender)? {
+            Some(sealed) => Ok(self
+                .sealer
+                .open_padded(Tree::ClientIds, sender, &sealed)?
+                .to_vec()),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub(super) fn read_recent(&self) -> std::sync::RwLockReadGuard<'_, Recent> {
@@ -108,7 +198,10 @@ impl NormalArchive {
             (
                 recent.postings.clone(),
                 recent.receipts.clone(),
-                recent.last_id,
+                Mark {
+                    id: recent.last_id,
+                    segment: recent.last_segment,
+                },
             )
         };
         let covered = receipts.len();
@@ -127,39 +220,54 @@ impl NormalArchive {
             let cached = self.read_recent().windows.get(&sender).cloned();
             let old = match cached {
                 Some(window) => window,
-                None => self
-                    .store
-                    .get(Tree::ClientIds, &sender)?
-                    .unwrap_or_default(),
+                None => self.stored_window(&sender)?,
             };
             windows.insert(sender, window_extend(&old, &latest)?);
         }
-        let ids = windows
+        let mut ops: Vec<Op> = windows
             .iter()
-            .map(|(sender, window)| Op::Put(Tree::ClientIds, sender.to_vec(), window.clone()));
-        let chunks = postings.iter().filter_map(|(blind, list)| {
-            let last = list.last()?;
-            Some(Op::Put(
-                Tree::ByParticipant,
-                user_key(blind, last.id),
-                Posting::encode_all(list),
-            ))
-        });
-        self.store.apply_each(ids.chain(chunks).collect())?;
+            .map(|(sender, window)| {
+                let sealed = self.sealer.seal_padded(Tree::ClientIds, sender, window);
+                Op::Put(Tree::ClientIds, sender.to_vec(), sealed)
+            })
+            .collect();
+        // Each user's new chunk goes before the directory that names it (the
+        // store keeps writes in order), so a directory never names a chunk
+        // that is not there; a chunk whose directory a crash lost is
+        // overwritten by the next checkpoint.
+        let mut directories = HashMap::with_capacity(postings.len());
+        for (blind, list) in &postings {
+            let Some(last) = list.last() else { continue };
+            let cached = self.read_recent().directories.get(blind).cloned();
+            let mut directory = match cached {
+                Some(directory) => directory,
+                None => self.stored_directory(blind)?,
+            };
+            let key = self.chunk_key(blind, directory.len());
+            let chunk =
+                self.sealer
+                    .seal_padded(Tree::ByParticipant, &key, &Posting::encode_all(list));
+            ops.push(Op::Put(Tree::ByParticipant, key.to_vec(), chunk));
+            directory.push(last.id);
+            let sealed =
+                self.sealer
+                    .seal_padded(Tree::ByParticipant, blind, &encode_directory(&directory));
+            ops.push(Op::Put(Tree::ByParticipant, blind.to_vec(), sealed));
+            directories.insert(*blind, directory);
+        }
+        self.store.apply_each(ops)?;
         // The mark must not reach disk before what it covers.
         self.store.flush()?;
         let mut mark = Batch::default();
-        mark.put(
-            Tree::Meta,
-            CHECKPOINT_KEY.to_vec(),
-            upto.to_be_bytes().to_vec(),
-        );
+        let sealed = self.sealer.seal(Tree::Meta, CHECKPOINT_KEY, &upto.encode());
+        mark.put(Tree::Meta, CHECKPOINT_KEY.to_vec(), sealed);
         self.store.apply(mark)?;
         let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
-        recent.receipts.retain(|_, r| r.id > upto);
+        recent.receipts.retain(|_, r| r.id > upto.id);
         recent.windows = windows;
+        recent.directories = directories;
         recent.postings.retain(|_, list| {
-            list.retain(|p| p.id > upto);
+            list.retain(|p| p.id > upto.id);
             !list.is_empty()
         });
         Ok(covered)

@@ -17,7 +17,10 @@ impl NormalArchive {
     /// The id up to which `blind` acknowledged (0: nothing yet).
     pub(super) fn acked(&self, blind: &[u8; 16]) -> Result<u64, RelayError> {
         match self.store.get(Tree::Inbox, blind)? {
-            Some(v) => read_u64(&v, "an inbox cursor"),
+            Some(sealed) => read_u64(
+                &self.sealer.open(Tree::Inbox, blind, &sealed)?,
+                "an inbox cursor",
+            ),
             None => Ok(0),
         }
     }
@@ -66,7 +69,8 @@ impl NormalArchive {
             return Ok(());
         }
         let mut batch = Batch::default();
-        batch.put(Tree::Inbox, blind.to_vec(), upto.to_be_bytes().to_vec());
+        let sealed = self.sealer.seal(Tree::Inbox, blind, &upto.to_be_bytes());
+        batch.put(Tree::Inbox, blind.to_vec(), sealed);
         self.store.apply(batch)?;
         Ok(())
     }

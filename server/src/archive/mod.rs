@@ -1,26 +1,32 @@
 //! The normal archive: every normal-mode message, sealed, with its indexes.
 //!
-//! Invariant: nothing readable reaches disk. Every record is sealed under its
-//! own key; index keys and values hold only blinded names, ids and the
-//! random client ids that senders chose.
+//! Invariant: nothing readable reaches disk, not even the indexes. Every
+//! record and every index value is sealed; keys are numbers that say nothing
+//! (segment numbers) or keyed blinds. Without the master key, `db/` shows
+//! neither a message id nor a time, nor who wrote to whom, nor a record's
+//! size beyond its 256-byte bucket.
 //!
 //! Layout. With sled 0.34 each key written costs about as much as the rest of
 //! a send, so a send writes no key of its own:
-//! - **segments** (`Messages`): one per write batch, keyed by its first message
-//!   id; the value holds the batch's records, each sealed on its own under
-//!   (segment, index in it);
+//! - **segments** (`Messages`): one per write batch, keyed by its number (1,
+//!   2, …); the value holds the batch's records, each padded to a multiple of
+//!   256 bytes and sealed on its own under (segment, index in it);
 //! - **ids** are time-ordered, `sent_at_ms << 16 | n`, strictly increasing in
 //!   commit order (also across restarts): a time window is an id range, and an
-//!   acknowledgement can never skip a message committed later;
-//! - **postings**: for each participant of a message, (id, index, whether they
-//!   sent it). The newest live in memory; every [`CHECKPOINT_EVERY`] messages a
-//!   checkpoint writes them as one chunk per user (`ByParticipant`: blind ‖ last
-//!   id), with each sender's latest client ids for deduplication (`ClientIds`,
-//!   see [`DEDUP_WINDOW`]), then marks the last id covered (`Meta`). At open,
-//!   the segments after the mark are read again, so what was only in memory
-//!   is rebuilt from disk after a crash;
-//! - **inbox**: per user, the id up to which they acknowledged (`Inbox`); what
-//!   they still have to fetch is every posting after it that they did not send.
+//!   acknowledgement can never skip a message committed later. They live only
+//!   inside sealed values;
+//! - **postings**: for each participant of a message, (id, segment, index,
+//!   whether they sent it). The newest live in memory; every
+//!   [`CHECKPOINT_EVERY`] messages a checkpoint writes them as one sealed
+//!   chunk per user under a blinded chunk key, and a sealed directory of the
+//!   user's chunks under the user's blind (`ByParticipant`), with each
+//!   sender's latest client ids for deduplication (`ClientIds`, sealed, see
+//!   [`DEDUP_WINDOW`]), then marks (sealed) the last id and segment covered
+//!   (`Meta`). At open, the segments after the mark are read again, so what
+//!   was only in memory is rebuilt from disk after a crash;
+//! - **inbox**: per user, the id up to which they acknowledged (`Inbox`,
+//!   sealed); what they still have to fetch is every posting after it that
+//!   they did not send.
 //!
 //! One person's records in a window cost what those records cost (their
 //! postings, then one segment read each), never a scan of the archive.
@@ -32,7 +38,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use prost::Message;
 
 use crate::RelayError;
-use crate::accounts::{blind_user, user_scoped_key as user_key};
+use crate::accounts::blind_user;
 use crate::records::{GroupRecord, NormalRecord, StoredReceipt, read_u64};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
@@ -43,6 +49,7 @@ mod dedup;
 mod inbox;
 mod posting;
 mod segment;
+mod upgrade;
 
 pub use checkpoint::CHECKPOINT_EVERY;
 use checkpoint::Recent;
@@ -54,7 +61,7 @@ use segment::{first_id_of, record_key, segment_entry, segment_key};
 /// A segment holds at most this many bytes of text (a batch may make several).
 const SEGMENT_TEXT_BYTES: usize = 256 * 1024;
 const FORMAT_KEY: &[u8] = b"archive_format";
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 
 /// Where a normal message goes.
 pub enum Destination {
@@ -93,19 +100,16 @@ pub struct NormalArchive {
     recent: RwLock<Recent>,
 }
 
-/// The end of everything under `blind` in a user-scoped tree.
-fn user_end(blind: &[u8; 16]) -> Vec<u8> {
-    let mut end = blind.to_vec();
-    end.extend_from_slice(&[0xff; 9]);
-    end
-}
-
 impl NormalArchive {
     /// Opens the archive in `store`, rebuilding from its segments what the
     /// last checkpoint did not cover.
     pub fn open(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Result<Self, RelayError> {
         match store.get(Tree::Meta, FORMAT_KEY)? {
             Some(v) if v == FORMAT.to_be_bytes() => {}
+            Some(v) if v == 2u64.to_be_bytes() => {
+                tracing::info!("sealing the normal archive's indexes (layout 2 to 3), once");
+                upgrade::from_layout_2(&*store, &sealer)?;
+            }
             Some(_) => {
                 return Err(RelayError::Corrupt(
                     "the normal archive has a layout this relay does not know",
@@ -166,22 +170,35 @@ impl NormalArchive {
             newest: None,
             rejected_to: lo.saturating_sub(1),
         };
-        let end = user_end(blind);
-        let mut cursor = user_key(blind, lo);
-        'chunks: while !found.full() {
-            let rows = self.store.range(Tree::ByParticipant, &cursor, &end, 64)?;
-            let Some((last, _)) = rows.last() else { break };
-            cursor = last.clone();
-            cursor.push(0);
-            for (_, chunk) in rows {
-                let chunk = Posting::decode_all(&chunk)?;
-                if chunk.first().is_some_and(|p| p.id >= hi) {
+        // The directory after the recent postings, for the same reason.
+        let directory = match self.read_recent().directories.get(blind) {
+            Some(directory) => directory.clone(),
+            None => self.stored_directory(blind)?,
+        };
+        // Chunks are in id order: skip those that end before `lo`.
+        let first = directory.partition_point(|last| *last < lo);
+        'chunks: for n in first..directory.len() {
+            if found.full() {
+                break;
+            }
+            let key = self.chunk_key(blind, n);
+            let sealed = self
+                .store
+                .get(Tree::ByParticipant, &key)?
+                .ok_or(RelayError::Corrupt(
+                    "a posting directory names a missing chunk",
+                ))?;
+            let chunk = Posting::decode_all(&self.sealer.open_padded(
+                Tree::ByParticipant,
+                &key,
+                &sealed,
+            )?)?;
+            if chunk.first().is_some_and(|p| p.id >= hi) {
+                break;
+            }
+            for p in chunk.into_iter().filter(|p| in_range(p)) {
+                if !found.offer(p) {
                     break 'chunks;
-                }
-                for p in chunk.into_iter().filter(|p| in_range(p)) {
-                    if !found.offer(p) {
-                        break 'chunks;
-                    }
                 }
             }
         }
@@ -195,7 +212,7 @@ impl NormalArchive {
 
     /// Loads the record a posting points at, copying only it out of its segment.
     fn load(&self, posting: Posting) -> Result<NormalRecord, RelayError> {
-        let segment = posting.segment();
+        let segment = posting.segment;
         let sealed = self
             .store
             .read(Tree::Messages, &segment_key(segment), |value| {
@@ -203,9 +220,11 @@ impl NormalArchive {
             })?
             .ok_or(RelayError::Corrupt("a posting without its segment"))??
             .ok_or(RelayError::Corrupt("a posting past the end of its segment"))?;
-        let plain =
-            self.sealer
-                .open(Tree::Messages, &record_key(segment, posting.index), &sealed)?;
+        let plain = self.sealer.open_padded(
+            Tree::Messages,
+            &record_key(segment, posting.index),
+            &sealed,
+        )?;
         Ok(NormalRecord::decode(plain.as_slice())?)
     }
 

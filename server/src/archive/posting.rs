@@ -7,23 +7,22 @@ use crate::RelayError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Posting {
     pub id: u64,
-    /// Its place in its segment, whose key is `id - index`.
+    /// The segment (its number) that holds it,
+    pub segment: u64,
+    /// and its place there.
     pub index: u16,
     /// The user sent it (so it is not in their inbox).
     pub sent: bool,
 }
 
-const POSTING_LEN: usize = 11;
+const POSTING_LEN: usize = 19;
 
 impl Posting {
-    pub fn segment(self) -> u64 {
-        self.id - u64::from(self.index)
-    }
-
     pub fn encode_all(postings: &[Posting]) -> Vec<u8> {
         let mut out = Vec::with_capacity(postings.len() * POSTING_LEN);
         for p in postings {
             out.extend_from_slice(&p.id.to_be_bytes());
+            out.extend_from_slice(&p.segment.to_be_bytes());
             out.extend_from_slice(&p.index.to_be_bytes());
             out.push(u8::from(p.sent));
         }
@@ -38,8 +37,9 @@ impl Posting {
             .chunks_exact(POSTING_LEN)
             .map(|c| Posting {
                 id: u64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
-                index: u16::from_be_bytes(c[8..10].try_into().expect("2 bytes")),
-                sent: c[10] == 1,
+                segment: u64::from_be_bytes(c[8..16].try_into().expect("8 bytes")),
+                index: u16::from_be_bytes(c[16..18].try_into().expect("2 bytes")),
+                sent: c[18] == 1,
             })
             .collect())
     }

@@ -1,12 +1,13 @@
 //! Segments and ids: one segment is one write batch of sealed records, keyed
-//! by its first message id; ids are time-ordered, so a time window is an id range.
+//! by its number (1, 2, …: neither an id nor a time); ids are time-ordered,
+//! so a time window is an id range.
 
 use crate::RelayError;
 
 /// Bits of an id below its millisecond.
 const ID_SHIFT: u32 = 16;
 
-/// A segment's key: its first message id.
+/// A segment's key: its number.
 pub(super) fn segment_key(segment: u64) -> [u8; 8] {
     segment.to_be_bytes()
 }

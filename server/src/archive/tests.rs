@@ -193,11 +193,7 @@ fn chunks_written_twice_after_a_crash_do_not_repeat_messages() {
     // The checkpoint mark is lost (a crash before it reached disk): the
     // next checkpoint covers the same messages again, and more.
     let mut rewind = Batch::default();
-    rewind.put(
-        Tree::Meta,
-        CHECKPOINT_KEY.to_vec(),
-        0u64.to_be_bytes().to_vec(),
-    );
+    rewind.delete(Tree::Meta, CHECKPOINT_KEY.to_vec());
     store.apply(rewind).unwrap();
     drop(archive);
     let archive = Arc::new(f.open(&store));
@@ -325,4 +321,170 @@ fn ids_keep_growing_after_a_checkpoint_and_a_restart() {
     drop(archive);
     let archive = f.open(&store);
     assert!(stored(archive.append(dm("ann", "bob", "after", 2))).id > before.id);
+}
+
+#[test]
+fn a_window_in_the_middle_reads_only_the_chunks_it_needs_and_all_it_needs() {
+    let f = Fixture::new();
+    let store = f.store();
+    let archive = Arc::new(f.open(&store));
+    let mut sent = Vec::new();
+    for n in 0..12u8 {
+        sent.push(stored(archive.append(dm(
+            "ann",
+            "bob",
+            &format!("m{n}"),
+            n,
+        ))));
+        // Three messages a chunk: bob's directory names four chunks.
+        if n % 3 == 2 {
+            archive.checkpoint().unwrap();
+        }
+    }
+    let blind = blind_user(&f.sealer, "bob");
+    assert_eq!(archive.stored_directory(&blind).unwrap().len(), 4);
+    // From the last message of chunk 1 to the first of chunk 3.
+    let from = sent[5].sent_at;
+    let until = sent[9].sent_at + 1;
+    let got = archive.reader().records_of("bob", from, until).unwrap();
+    let want: Vec<u64> = sent
+        .iter()
+        .filter(|r| from <= r.sent_at && r.sent_at < until)
+        .map(|r| r.id)
+        .collect();
+    assert!(want.contains(&sent[5].id) && want.contains(&sent[9].id));
+    assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), want);
+}
+
+/// Writes an archive as a relay of layout 2 left it: segments keyed by their
+/// first id, postings, windows, cursor and mark in clear.
+fn write_layout_2(f: &Fixture, store: &Arc<dyn Store>) -> Vec<NormalRecord> {
+    use super::segment::record_key;
+    let first = first_id_of(now_ms() - 60_000);
+    let record = |id: u64, from: &str, to: &str, text: &str, n: u8| NormalRecord {
+        id,
+        conversation: vec![9; 16],
+        from: from.into(),
+        to: to.into(),
+        group: String::new(),
+        participants: vec![from.into(), to.into()],
+        text: text.into(),
+        sent_at: sent_at_of(id),
+        client_id: vec![n; 16],
+    };
+    let a = record(first, "ann", "bob", "old a", 1);
+    let b = record(first + 1, "bob", "ann", "old b", 2);
+    let c = record(first + 5, "ann", "bob", "old c", 3);
+    let mut batch = Batch::default();
+    for (segment, records) in [(first, vec![&a, &b]), (first + 5, vec![&c])] {
+        let sealed = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                f.sealer.seal(
+                    Tree::Messages,
+                    &record_key(segment, i as u16),
+                    &r.encode_to_vec(),
+                )
+            })
+            .collect();
+        batch.put(
+            Tree::Messages,
+            segment.to_be_bytes().to_vec(),
+            SegmentRecord { sealed }.encode_to_vec(),
+        );
+    }
+    let postings = |list: &[(u64, u16, bool)]| -> Vec<u8> {
+        list.iter()
+            .flat_map(|(id, index, sent)| {
+                let mut p = id.to_be_bytes().to_vec();
+                p.extend_from_slice(&index.to_be_bytes());
+                p.push(u8::from(*sent));
+                p
+            })
+            .collect()
+    };
+    let ann = blind_user(&f.sealer, "ann");
+    let bob = blind_user(&f.sealer, "bob");
+    let key = |blind: &[u8; 16], id: u64| [&blind[..], &id.to_be_bytes()].concat();
+    // The mark covers the first segment only.
+    batch.put(
+        Tree::ByParticipant,
+        key(&ann, first + 1),
+        postings(&[(first, 0, true), (first + 1, 1, false)]),
+    );
+    batch.put(
+        Tree::ByParticipant,
+        key(&bob, first + 1),
+        postings(&[(first, 0, false), (first + 1, 1, true)]),
+    );
+    batch.put(
+        Tree::ClientIds,
+        ann.to_vec(),
+        [&[1u8; 16][..], &first.to_be_bytes()].concat(),
+    );
+    batch.put(Tree::Inbox, bob.to_vec(), first.to_be_bytes().to_vec());
+    batch.put(
+        Tree::Meta,
+        CHECKPOINT_KEY.to_vec(),
+        (first + 1).to_be_bytes().to_vec(),
+    );
+    batch.put(Tree::Meta, FORMAT_KEY.to_vec(), 2u64.to_be_bytes().to_vec());
+    store.apply(batch).unwrap();
+    vec![a, b, c]
+}
+
+#[test]
+fn an_archive_of_layout_2_is_sealed_in_place_and_keeps_every_message_and_cursor() {
+    let f = Fixture::new();
+    let store = f.store();
+    let old = write_layout_2(&f, &store);
+    let archive = Arc::new(f.open(&store));
+    // bob had acknowledged "old a"; "old b" is his own.
+    assert_eq!(texts(&archive.inbox("bob", 10).unwrap().0), ["old c"]);
+    assert_eq!(texts(&archive.inbox("ann", 10).unwrap().0), ["old b"]);
+    let ids = |records: Vec<NormalRecord>| records.iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = archive
+        .reader()
+        .records_of("ann", 0, i64::MAX / 1000)
+        .unwrap();
+    assert_eq!(ids(all), ids(old.clone()));
+    // A retry of an old send is still recognised, with its first id.
+    match archive.append(dm("ann", "bob", "old a", 1)).unwrap() {
+        Appended::Duplicate(receipt) => assert_eq!(receipt.id, old[0].id),
+        Appended::New { .. } => panic!("an old send was stored again"),
+    }
+    assert!(stored(archive.append(dm("ann", "bob", "new", 4))).id > old[2].id);
+    archive.checkpoint().unwrap();
+    // Nothing of layout 2 is left in clear.
+    let segments = store.range(Tree::Messages, &[], &[0xff; 9], 100).unwrap();
+    assert_eq!(segments.len(), 3);
+    assert!(
+        segments
+            .iter()
+            .all(|(k, _)| read_u64(k, "key").unwrap() <= 3)
+    );
+    let cursor = store
+        .get(Tree::Inbox, &blind_user(&f.sealer, "bob"))
+        .unwrap()
+        .unwrap();
+    assert_ne!(cursor.len(), 8);
+    for (key, value) in store
+        .range(Tree::ByParticipant, &[], &[0xff; 33], 100)
+        .unwrap()
+    {
+        assert_eq!(key.len(), 16);
+        assert!(
+            f.sealer
+                .open_padded(Tree::ByParticipant, &key, &value)
+                .is_ok()
+        );
+    }
+    // And it opens again as layout 3.
+    drop(archive);
+    let archive = f.open(&store);
+    assert_eq!(
+        texts(&archive.inbox("bob", 10).unwrap().0),
+        ["old c", "new"]
+    );
 }
