@@ -164,7 +164,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// A padded sealed value: its size says only its bucket.
 fn padded(what: &str, value: &[u8]) {
     assert!(
-        value.len() >= SEAL_OVERHEAD + BUCKET && (value.len() - SEAL_OVERHEAD) % BUCKET == 0,
+        value.len() >= SEAL_OVERHEAD + BUCKET
+            && (value.len() - SEAL_OVERHEAD).is_multiple_of(BUCKET),
         "{what}: a value of {} bytes is not a whole number of {BUCKET}-byte buckets",
         value.len()
     );
