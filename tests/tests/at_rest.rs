@@ -21,7 +21,8 @@ use sotto_tests::TestRelay;
 /// XChaCha20-Poly1305 as the relay seals: a 24-byte nonce and a 16-byte tag.
 const SEAL_OVERHEAD: usize = 40;
 const BUCKET: usize = 256;
-const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "team"];
+/// Names long enough that random bytes never spell one by chance.
+const NAMES: [&str; 5] = ["alicebeth", "bobbyjoe", "carolina", "davidson", "teamwork"];
 
 /// What the traffic was: everything an observer must not learn.
 #[derive(Default)]
@@ -41,13 +42,13 @@ async fn traffic(relay: &TestRelay) -> Secrets {
         from_ms: sotto_server::now_ms(),
         ..Secrets::default()
     };
-    let alice = relay.register("alice").await;
-    let bob = relay.register("bob").await;
-    let carol = relay.register("carol").await;
-    let _dave = relay.register("dave").await;
+    let alice = relay.register(NAMES[0]).await;
+    let bob = relay.register(NAMES[1]).await;
+    let carol = relay.register(NAMES[2]).await;
+    let _dave = relay.register(NAMES[3]).await;
     alice
         .client
-        .create_group("team", &["bob".into(), "carol".into()])
+        .create_group(NAMES[4], &[NAMES[1].into(), NAMES[2].into()])
         .await
         .unwrap();
     let mut n = 0u8;
@@ -59,9 +60,9 @@ async fn traffic(relay: &TestRelay) -> Secrets {
         // Sizes from a few bytes to a few KiB, so that sizes would show.
         let text = format!("secret-plan-{i}-{}", "x".repeat(i * 97));
         let (who, to) = match i % 3 {
-            0 => (&alice, Recipient::User("bob")),
-            1 => (&bob, Recipient::User("alice")),
-            _ => (&alice, Recipient::Group("team")),
+            0 => (&alice, Recipient::User(NAMES[1])),
+            1 => (&bob, Recipient::User(NAMES[0])),
+            _ => (&alice, Recipient::Group(NAMES[4])),
         };
         let stored = who
             .client
@@ -74,7 +75,7 @@ async fn traffic(relay: &TestRelay) -> Secrets {
         let ciphertext = vec![i as u8; 30 + i * 53];
         alice
             .client
-            .send_secret("bob", ciphertext, client_id())
+            .send_secret(NAMES[1], ciphertext, client_id())
             .await
             .unwrap();
     }
