@@ -5,7 +5,7 @@
 //! frame over the limit or one that does not decode gets an error frame on its
 //! own stream; the connection and everyone else carry on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sotto_proto::frame::{self, FrameError};
 use sotto_proto::v1::{ErrorCode, Request, request};
@@ -15,8 +15,7 @@ use tracing::debug;
 use crate::admission::Admitted;
 use crate::handlers::{self, RequestError};
 use crate::metrics::Reading;
-use crate::ratelimit::RateLimiter;
-use crate::session::{BUNDLES_PER_MINUTE, LOGINS_PER_MINUTE, Session, SessionState};
+use crate::session::Session;
 use crate::state::RelayState;
 
 /// How long a peer may take to take an answer.
@@ -40,13 +39,7 @@ pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming, mut slot: 
             return;
         }
     };
-    let session = Arc::new(Session {
-        id: state.next_connection_id(),
-        conn: conn.clone(),
-        state: Mutex::new(SessionState::default()),
-        logins: RateLimiter::per_minute(LOGINS_PER_MINUTE),
-        bundles: RateLimiter::per_minute(BUNDLES_PER_MINUTE),
-    });
+    let session = Arc::new(Session::new(state.next_connection_id(), &conn));
     debug!(connection = session.id, remote = %conn.remote_address(), "connected");
     let mut requests = JoinSet::new();
     // Nobody logged in by then: the connection is closed (investigators'

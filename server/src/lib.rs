@@ -36,6 +36,8 @@ mod clock;
 pub mod config;
 mod connection;
 pub mod datadir;
+#[doc(hidden)]
+pub mod fuzzing;
 mod error;
 mod files;
 mod groups;

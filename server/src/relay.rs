@@ -64,58 +64,9 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
-    let archive = Arc::new(
-        NormalArchive::open(store.clone(), opened.sealer.clone())
-            .context("cannot open the normal archive")?,
-    );
-    let secret_queue = Arc::new(
-        SecretQueue::open(
-            store.clone(),
-            opened.sealer.clone(),
-            config.limits.secret_quota(),
-        )
-        .context("cannot open the secret queue")?,
-    );
-    let metrics = Arc::new(Metrics::new());
-    let (writer, writer_thread) = Writer::start(
-        store.clone(),
-        archive.clone(),
-        secret_queue.clone(),
-        metrics.clone(),
-    )
-    .context("cannot start the writing thread")?;
-    let accounts = Accounts::new(store.clone(), opened.sealer.clone());
-    let warrants = WarrantDesk::new(DeskParts {
-        archive: archive.reader(),
-        accounts: accounts.names(),
-        grants: Grants::new(store.clone(), opened.sealer.clone()),
-        audit: AuditLog::open(&datadir::audit_path(root))?,
-        authorities_path: datadir::authorities_path(root),
-        limits: sotto_warrant::Limits::new(
-            config.warrant.max_window_days,
-            config.warrant.max_targets,
-        ),
-        requests_per_minute: config.warrant.requests_per_minute,
-        disclosure_key: opened.disclosure_key.clone(),
-        pseudonym_key: opened.sealer.pseudonym_key(),
-        writer: writer.clone(),
-    });
-    let state = Arc::new(RelayState {
-        accounts,
-        groups: Groups::new(store.clone(), opened.sealer.clone()),
-        archive,
-        writer,
-        prekeys: Prekeys::new(store.clone(), opened.sealer.clone()),
-        secret_queue,
-        warrants,
-        quotas: Quotas::new(&config),
-        admission: Admission::new(&config.limits),
-        hub: Hub::default(),
-        metrics: metrics.clone(),
-        store,
-        config,
-        next_connection: AtomicU64::new(1),
-    });
+    let (state, writer_thread) =
+        assemble(root, config, store, &opened.sealer, &opened.disclosure_key)?;
+    let metrics = state.metrics.clone();
     let mut warnings = opened.warnings;
     let metrics_server = match state.config.metrics_listen {
         None => None,
@@ -151,6 +102,66 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         writer_thread,
         dir_lock,
     })
+}
+
+/// The state every connection shares, made from the opened data directory
+/// at `root`, and the writing thread's handle.
+pub(crate) fn assemble(
+    root: &Path,
+    config: RelayConfig,
+    store: Arc<dyn Store>,
+    sealer: &Arc<crate::seal::Sealer>,
+    disclosure_key: &ed25519_dalek::SigningKey,
+) -> Result<(Arc<RelayState>, std::thread::JoinHandle<()>)> {
+    let archive = Arc::new(
+        NormalArchive::open(store.clone(), sealer.clone())
+            .context("cannot open the normal archive")?,
+    );
+    let secret_queue = Arc::new(
+        SecretQueue::open(store.clone(), sealer.clone(), config.limits.secret_quota())
+            .context("cannot open the secret queue")?,
+    );
+    let metrics = Arc::new(Metrics::new());
+    let (writer, writer_thread) = Writer::start(
+        store.clone(),
+        archive.clone(),
+        secret_queue.clone(),
+        metrics.clone(),
+    )
+    .context("cannot start the writing thread")?;
+    let accounts = Accounts::new(store.clone(), sealer.clone());
+    let warrants = WarrantDesk::new(DeskParts {
+        archive: archive.reader(),
+        accounts: accounts.names(),
+        grants: Grants::new(store.clone(), sealer.clone()),
+        audit: AuditLog::open(&datadir::audit_path(root))?,
+        authorities_path: datadir::authorities_path(root),
+        limits: sotto_warrant::Limits::new(
+            config.warrant.max_window_days,
+            config.warrant.max_targets,
+        ),
+        requests_per_minute: config.warrant.requests_per_minute,
+        disclosure_key: disclosure_key.clone(),
+        pseudonym_key: sealer.pseudonym_key(),
+        writer: writer.clone(),
+    });
+    let state = Arc::new(RelayState {
+        accounts,
+        groups: Groups::new(store.clone(), sealer.clone()),
+        archive,
+        writer,
+        prekeys: Prekeys::new(store.clone(), sealer.clone()),
+        secret_queue,
+        warrants,
+        quotas: Quotas::new(&config),
+        admission: Admission::new(&config.limits),
+        hub: Hub::default(),
+        metrics: metrics.clone(),
+        store,
+        config,
+        next_connection: AtomicU64::new(1),
+    });
+    Ok((state, writer_thread))
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {

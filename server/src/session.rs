@@ -2,14 +2,22 @@
 //! whether it subscribed, and its own limits. Handlers read and change it;
 //! the connection task makes one per connection.
 
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ratelimit::RateLimiter;
 
+/// Keying material of a connection's TLS session (what login signatures cover).
+pub type Exporter = [u8; sotto_proto::LOGIN_EXPORTER_LEN];
+
 /// Per-connection login state.
 pub struct Session {
     pub id: u64,
-    pub conn: quinn::Connection,
+    /// The QUIC connection, whose limits a login lifts; none when requests
+    /// are handed to the dispatcher directly (the fuzzing harness).
+    conn: Option<quinn::Connection>,
+    pub remote: SocketAddr,
+    exporter: Option<Exporter>,
     pub(crate) state: Mutex<SessionState>,
     /// Login and registration attempts (challenges) this connection may make.
     pub logins: RateLimiter,
@@ -32,6 +40,33 @@ pub struct SessionState {
 }
 
 impl Session {
+    /// The session of QUIC connection `conn`.
+    pub fn new(id: u64, conn: &quinn::Connection) -> Self {
+        let mut exporter = [0u8; sotto_proto::LOGIN_EXPORTER_LEN];
+        let exporter = conn
+            .export_keying_material(&mut exporter, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
+            .ok()
+            .map(|()| exporter);
+        Session {
+            conn: Some(conn.clone()),
+            ..Self::detached(id, conn.remote_address(), exporter)
+        }
+    }
+
+    /// A session with no connection behind it: `remote` and `exporter`
+    /// stand for what a connection would have.
+    pub fn detached(id: u64, remote: SocketAddr, exporter: Option<Exporter>) -> Self {
+        Session {
+            id,
+            conn: None,
+            remote,
+            exporter,
+            state: Mutex::new(SessionState::default()),
+            logins: RateLimiter::per_minute(LOGINS_PER_MINUTE),
+            bundles: RateLimiter::per_minute(BUNDLES_PER_MINUTE),
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -45,15 +80,13 @@ impl Session {
     /// full-size frames on each.
     pub fn logged_in(&self, user: String, config: &crate::config::RelayConfig) {
         self.lock().user = Some(user);
-        crate::tls::lift_pre_login_limits(&self.conn, config);
+        if let Some(conn) = &self.conn {
+            crate::tls::lift_pre_login_limits(conn, config);
+        }
     }
 
     /// Keying material of this connection's TLS session, which login signatures cover.
-    pub fn exporter(&self) -> Option<[u8; sotto_proto::LOGIN_EXPORTER_LEN]> {
-        let mut out = [0u8; sotto_proto::LOGIN_EXPORTER_LEN];
-        self.conn
-            .export_keying_material(&mut out, sotto_proto::LOGIN_EXPORTER_LABEL, b"")
-            .ok()?;
-        Some(out)
+    pub fn exporter(&self) -> Option<Exporter> {
+        self.exporter
     }
 }

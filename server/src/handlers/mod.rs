@@ -92,7 +92,7 @@ type Handled = Result<response::Kind, RequestError>;
 
 /// A warrant desk's answer as a request error: a refusal keeps its stable
 /// code in the `refusal` field; a failure inside says only a sentence.
-fn desk_error(e: crate::warrant::DeskError, refused: ErrorCode) -> RequestError {
+pub(crate) fn desk_error(e: crate::warrant::DeskError, refused: ErrorCode) -> RequestError {
     match e {
         crate::warrant::DeskError::Refused(refusal) => RequestError {
             code: refused,

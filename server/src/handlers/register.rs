@@ -32,7 +32,7 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
     )?;
     // Counted only for a registration that proved its key: garbage
     // cannot use up an address's (or a NAT's) allowance.
-    if !state.quotas.register(session.conn.remote_address().ip()) {
+    if !state.quotas.register(session.remote.ip()) {
         return Err(RequestError::limited(
             "registrations",
             "too many accounts were made from this address; try again in an hour",

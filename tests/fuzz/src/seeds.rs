@@ -58,10 +58,86 @@ fn main() {
                 secret_ids: vec![1, 2, 3],
             }),
         ),
+        (
+            "register",
+            request::Kind::Register(v1::Register {
+                username: "dee".into(),
+                identity_key: vec![8; 32].into(),
+                signature: vec![1; 64].into(),
+            }),
+        ),
+        ("subscribe", request::Kind::Subscribe(v1::Subscribe {})),
+        (
+            "create_group",
+            request::Kind::CreateGroup(v1::CreateGroup {
+                name: "crew".into(),
+                members: vec!["bob".into(), "cyd".into()],
+            }),
+        ),
+        (
+            "send_group",
+            request::Kind::SendNormal(v1::SendNormal {
+                client_id: vec![9; 16].into(),
+                text: "hi crew".into(),
+                to: Some(v1::send_normal::To::Group("crew".into())),
+            }),
+        ),
+        (
+            "upload_prekeys",
+            request::Kind::UploadPrekeys(v1::UploadPrekeys {
+                identity_dh_key: vec![1; 32].into(),
+                identity_dh_signature: vec![2; 64].into(),
+                signed_prekey: Some(v1::SignedPrekey {
+                    id: 1,
+                    public_key: vec![3; 32].into(),
+                    signature: vec![4; 64].into(),
+                    created_at: 1_796_000_000_000,
+                }),
+                one_time: vec![v1::OneTimePrekey {
+                    id: 2,
+                    public_key: vec![5; 32].into(),
+                }],
+            }),
+        ),
+        (
+            "fetch_bundle",
+            request::Kind::FetchBundle(v1::FetchBundle { user: "bob".into() }),
+        ),
+        (
+            "fetch_identity",
+            request::Kind::FetchIdentity(v1::FetchIdentity { user: "cyd".into() }),
+        ),
+        (
+            "submit_warrant",
+            request::Kind::SubmitWarrant(v1::SubmitWarrant {
+                warrant: Some(v1::SignedWarrant {
+                    warrant: vec![1; 40].into(),
+                    signature: vec![2; 64].into(),
+                }),
+            }),
+        ),
+        (
+            "unmask",
+            request::Kind::Unmask(v1::Unmask {
+                request: Some(v1::SignedUnmaskRequest {
+                    request: vec![1; 40].into(),
+                    signature: vec![2; 64].into(),
+                }),
+            }),
+        ),
     ];
+    // The dispatcher: a session byte (0: logged in as ann, 3: nobody),
+    // then frames. Each request alone, and a conversation.
+    let mut conversation = vec![0u8];
     for (name, kind) in requests {
-        write("frame", name, &framed(kind));
+        let frame = framed(kind);
+        write("frame", name, &frame);
+        for who in [0u8, 3] {
+            write("dispatcher", &format!("{name}-{who}"), &[&[who][..], &frame].concat());
+        }
+        conversation.extend_from_slice(&frame);
     }
+    write("dispatcher", "conversation", &conversation);
 
     // Warrants and unmask requests: 8 bytes of `now`, then the message.
     let warrant = v1::Warrant {
