@@ -8,6 +8,7 @@
 //! - [`profile`]: a profile folder: settings, identity, contacts, history;
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
+//! - [`delivery`]: ✓✓ on our normal messages, as the relay tells it (pushed, or asked after login);
 //! - [`commands`]: what each `sotto` command does;
 //! - [`output`]: printing for a reader that may go away (`sync | head`);
 //! - [`tui`]: `sotto chat`, the terminal client (ratatui);
@@ -26,6 +27,7 @@
 
 pub mod commands;
 pub mod control;
+pub mod delivery;
 pub mod e2e;
 pub mod identity;
 pub mod outbox;

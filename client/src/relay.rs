@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use sotto_proto::frame::{self, FrameError};
 use sotto_proto::v1::{
-    self, Ack, Batch, ChallengeRequest, CreateGroup, ErrorCode, Fetch, GroupCreated, Login, Push,
-    Register, Request, Response, SendNormal, Stored, request, response, send_normal,
+    self, Ack, Batch, ChallengeRequest, CreateGroup, Delivered, DeliveryStatus, ErrorCode, Fetch,
+    GroupCreated, Login, Push, Register, Request, Response, SendNormal, Stored, request, response,
+    send_normal,
 };
 use thiserror::Error;
 
@@ -323,6 +324,18 @@ impl RelayClient {
         {
             response::Kind::Acked(_) => Ok(()),
             other => Err(unexpected("an acknowledgement", &other)),
+        }
+    }
+
+    /// Which of our normal messages (by the relay's ids) are delivered: for
+    /// each conversation with one among `ids`, the newest.
+    pub async fn delivery_status(&self, ids: Vec<u64>) -> Result<Vec<Delivered>, ClientError> {
+        match self
+            .request(request::Kind::DeliveryStatus(DeliveryStatus { ids }))
+            .await?
+        {
+            response::Kind::DeliveryReport(report) => Ok(report.delivered),
+            other => Err(unexpected("a delivery report", &other)),
         }
     }
 

@@ -50,6 +50,9 @@ pub const MAX_SECRET_CIPHERTEXT: usize = MAX_TEXT + 4096;
 /// Most items one `Fetch` returns.
 pub const MAX_FETCH: u32 = 500;
 
+/// Most message ids one `DeliveryStatus` asks about.
+pub const MAX_DELIVERY_QUERY: usize = 128;
+
 /// Length of a client-made message id.
 pub const CLIENT_ID_LEN: usize = 16;
 

@@ -10,6 +10,7 @@
 //! - [`archive`]: the normal archive (sealed records, indexes, inboxes) and its read-only view;
 //! - `writer`: the one thread that writes waiting sends in one batch and flushes (group commit);
 //! - `hub`: live pushes to subscribed connections;
+//! - `delivery`: which senders learn that their normal messages were delivered (✓✓), and how little they learn;
 //! - [`metrics`]: counters and gauges for the operator, served as Prometheus text;
 //! - `admission`, `quotas`, `ratelimit`: who may hold a connection, and what an account or address may ask for over time;
 //! - `prekeys`: published prekey bundles for secret chats;
@@ -36,6 +37,7 @@ mod clock;
 pub mod config;
 mod connection;
 pub mod datadir;
+mod delivery;
 #[doc(hidden)]
 pub mod fuzzing;
 mod error;

@@ -55,7 +55,8 @@ pub enum Delivery {
     Pending,
     /// Stored by the relay.
     Sent,
-    /// A secret message the recipient's client decrypted and kept (a receipt).
+    /// The recipient's client fetched and acknowledged it (in a group, every
+    /// other member's); a secret one, decrypted and kept it (a receipt).
     Delivered,
     /// Refused for good; kept (`sotto outbox retry|drop`).
     Failed,
@@ -141,7 +142,8 @@ pub enum Event {
     Delivered {
         local_id: u64,
     },
-    /// The recipient's client has these secret messages of ours (receipts).
+    /// The recipient's client has these messages of ours: a secret chat's
+    /// receipts, or the relay's word for normal ones (see [`crate::delivery`]).
     Receipt {
         local_ids: Vec<u64>,
     },
@@ -295,8 +297,8 @@ Keys
 Marks after your messages
   …   pending: kept on this device, not yet stored by the relay
   ✓   stored by the relay (not yet a sign that the recipient has it)
-  ✓✓  delivered: the recipient's client decrypted and kept it
-      (secret chats; normal chats stop at ✓)
+  ✓✓  delivered: the recipient's client fetched and acknowledged it
+      (a group: every other member's; secret: decrypted and kept it)
   ✗   not sent: the reason follows; /outbox to retry or drop it
 
 A secret chat has a magenta double frame and 🔒 in its input box:

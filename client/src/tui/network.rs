@@ -13,13 +13,14 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sotto_proto::v1::{Push, push};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
 use crate::commands::sync::{fetch_new, mark_shown};
 use crate::profile::{PendingMessage, Profile};
 use crate::relay::{CONNECT_TIMEOUT, ClientError, RelayClient};
-use crate::{outbox, secret};
+use crate::{delivery, outbox, secret};
 
 /// The wait before the second retry (the first is at once); it doubles
 /// after each failure, up to [`LAST_RETRY`], each wait jittered.
@@ -176,11 +177,25 @@ async fn online(
     let Ok(mut pushes) = client.subscribe().await else {
         return Flow::Reconnect;
     };
+    // Asked once subscribed, so that nothing delivered in between is missed;
+    // a refusal (a relay too old to know the question) leaves the marks be.
+    if let Err(e) = delivered_while_away(profile, client, events).await
+        && transient(&e)
+    {
+        return Flow::Reconnect;
+    }
     loop {
         tokio::select! {
             _ = purge.tick() => purge_expired(profile),
             push = pushes.next() => match push {
-                // Any push means something waits: fetch it the one safe way.
+                Ok(Some(Push { kind: Some(push::Kind::Delivered(delivered)) })) => {
+                    let marked = delivery::apply(profile, &delivered);
+                    if !marked.is_empty() {
+                        let _ = profile.save();
+                        let _ = events.send(receipt(&marked));
+                    }
+                }
+                // Any other push means something waits: fetch it the one safe way.
                 Ok(Some(_)) => {
                     if fetched(profile, client, events).await.is_err() {
                         return Flow::Reconnect;
@@ -303,6 +318,29 @@ async fn deliver_pending(
     Ok(())
 }
 
+/// Our messages that these client ids (hex) name are delivered now.
+pub(super) fn receipt(client_ids: &[String]) -> Event {
+    let local_ids = client_ids
+        .iter()
+        .filter_map(|id| hex::decode(id).ok())
+        .map(|id| local_id_of(&id))
+        .collect();
+    Event::Receipt { local_ids }
+}
+
+/// Marks our normal messages that were delivered while we were away.
+async fn delivered_while_away(
+    profile: &mut Profile,
+    client: &RelayClient,
+    events: &UnboundedSender<Event>,
+) -> Result<()> {
+    let marked = delivery::refresh(profile, client).await?;
+    if !marked.is_empty() {
+        let _ = events.send(receipt(&marked));
+    }
+    Ok(())
+}
+
 async fn fetched(
     profile: &mut Profile,
     client: &RelayClient,
@@ -311,13 +349,7 @@ async fn fetched(
     let mut fetched = fetch_new(profile, client, false).await?;
     secret::send_receipts(profile, client, &fetched.entries, &mut fetched.warnings).await?;
     if !fetched.delivered.is_empty() {
-        let local_ids = fetched
-            .delivered
-            .iter()
-            .filter_map(|id| hex::decode(id).ok())
-            .map(|id| local_id_of(&id))
-            .collect();
-        let _ = events.send(Event::Receipt { local_ids });
+        let _ = events.send(receipt(&fetched.delivered));
     }
     for warning in fetched.warnings {
         let _ = events.send(Event::Notice(warning));

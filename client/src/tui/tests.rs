@@ -1075,3 +1075,124 @@ fn a_typed_secret_message_goes_to_the_open_secret_chat_whatever_is_highlighted()
     );
     assert_eq!(app.open, Some(ConvKey::Secret("dave".into())));
 }
+
+#[test]
+fn snapshot_a_normal_message_turns_delivered_when_the_relay_says_it_was_acknowledged() {
+    use crate::delivery;
+    use crate::profile::{Profile, ProfileConfig};
+    use sotto_proto::v1::Delivered;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ProfileConfig {
+        relay: "127.0.0.1:4433".into(),
+        fingerprint: format!("sha256:{}", "ab".repeat(32)),
+        username: "alice".into(),
+    };
+    let pass = "correct horse battery";
+    let profile_dir = dir.path().join("alice");
+    let mut profile = Profile::create(
+        &profile_dir,
+        config,
+        crate::identity::Identity::generate(),
+        pass,
+    )
+    .unwrap();
+    let history = [
+        ("alice", Some("bob"), None, "lunch at noon?", 1),
+        ("bob", Some("bob"), None, "sure", 2),
+        ("alice", Some("carol"), None, "are you coming?", 3),
+        ("alice", Some("bob"), None, "or one?", 4),
+        ("alice", None, Some("team"), "standup at ten", 5),
+    ];
+    for (from, peer, group, text, minute) in history {
+        let mut e = entry(from, peer, group, Mode::Normal, text, minute);
+        // A line is found by its client id's first eight bytes.
+        e.client_id = format!("{minute:02}").repeat(16);
+        profile.remember(e);
+    }
+    let bob = ConvKey::Direct("bob".into());
+    let mut app = App::new(
+        "alice",
+        "sha256:00",
+        profile.history(),
+        &[],
+        Some(bob.clone()),
+    );
+    settle(&mut app);
+    let marks = |app: &App, key: &ConvKey| -> Vec<(String, Delivery)> {
+        conv(app, key)
+            .lines
+            .iter()
+            .map(|l| (l.text.clone(), l.delivery))
+            .collect()
+    };
+    let line = |text: &str, delivery| (text.to_owned(), delivery);
+    assert_eq!(
+        marks(&app, &bob),
+        [
+            line("lunch at noon?", Delivery::Sent),
+            line("sure", Delivery::Received),
+            line("or one?", Delivery::Sent),
+        ]
+    );
+
+    // The relay: bob's client acknowledged alice's messages up to the first
+    // (its id is minute + 1). Only that chat's, and only up to it.
+    let delivered = Delivered {
+        peer: "bob".into(),
+        group: String::new(),
+        upto: 2,
+    };
+    let marked = delivery::apply(&mut profile, &delivered);
+    assert_eq!(marked.len(), 1);
+    app.update(super::network::receipt(&marked));
+    assert_eq!(
+        marks(&app, &bob),
+        [
+            line("lunch at noon?", Delivery::Delivered),
+            line("sure", Delivery::Received),
+            line("or one?", Delivery::Sent),
+        ]
+    );
+    let shown = screen(&app);
+    assert!(shown.contains("alice: lunch at noon? ✓✓"), "{shown}");
+    assert!(shown.contains("alice: or one? ✓ "), "{shown}");
+    insta::assert_snapshot!(shown);
+    let carol = ConvKey::Direct("carol".into());
+    assert_eq!(
+        marks(&app, &carol),
+        [line("are you coming?", Delivery::Sent)]
+    );
+    // Told again, or told of another chat by a name that is a group's: nothing more.
+    assert!(delivery::apply(&mut profile, &delivered).is_empty());
+    let team_as_peer = Delivered {
+        peer: "team".into(),
+        group: String::new(),
+        upto: 100,
+    };
+    assert!(delivery::apply(&mut profile, &team_as_peer).is_empty());
+    let team = Delivered {
+        peer: String::new(),
+        group: "team".into(),
+        upto: 100,
+    };
+    assert_eq!(delivery::apply(&mut profile, &team).len(), 1);
+
+    // Kept in the vault: after a restart, still ✓✓.
+    profile.save().unwrap();
+    drop(profile);
+    let profile = Profile::open(&profile_dir, pass).unwrap();
+    let app = App::new("alice", "sha256:00", profile.history(), &[], None);
+    assert_eq!(
+        marks(&app, &bob),
+        [
+            line("lunch at noon?", Delivery::Delivered),
+            line("sure", Delivery::Received),
+            line("or one?", Delivery::Sent),
+        ]
+    );
+    assert_eq!(
+        marks(&app, &ConvKey::Group("team".into())),
+        [line("standup at ten", Delivery::Delivered)]
+    );
+}

@@ -46,6 +46,7 @@ use crate::store::{Batch, Store, Tree};
 mod append;
 mod checkpoint;
 mod dedup;
+mod delivery;
 mod inbox;
 mod posting;
 mod segment;

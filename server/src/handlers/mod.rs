@@ -5,6 +5,7 @@
 mod ack;
 mod challenge;
 mod create_group;
+mod delivery_status;
 mod fetch;
 mod fetch_bundle;
 mod fetch_identity;
@@ -140,6 +141,7 @@ pub(crate) async fn dispatch(
                 Kind::FetchBundle(r) => fetch_bundle::handle(state, session, &user, r).await,
                 Kind::FetchIdentity(r) => fetch_identity::handle(state, &user, r),
                 Kind::SendSecret(r) => send_secret::handle(state, &user, r).await,
+                Kind::DeliveryStatus(r) => delivery_status::handle(state, &user, r),
                 _ => Err(RequestError::bad_request(
                     "this relay does not serve that request yet",
                 )),

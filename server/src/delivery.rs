@@ -1,0 +1,324 @@
+//! Delivery marks (✓✓) for normal messages: a sender learns that their
+//! messages reached the recipient's client, which fetched and acknowledged
+//! them (`Ack` moved its inbox cursor past them); in a group, that every other
+//! member's client did.
+//!
+//! Invariant: a sender learns about their own messages only, and only as the
+//! id of one of them. A recipient's cursor is the newest message they
+//! acknowledged from anyone: handing it out, or comparing it with an id the
+//! asker did not send, would tell of the recipient's other chats.
+//!
+//! Two ways out: [`on_ack`] says, when a recipient acknowledges, which senders
+//! to tell what (the handler pushes it to them live); [`status`] answers a
+//! sender who was away (`DeliveryStatus`, which the client asks after login).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sotto_proto::v1::Delivered;
+
+use crate::RelayError;
+use crate::archive::NormalArchive;
+use crate::groups::Groups;
+use crate::records::NormalRecord;
+
+/// Most messages one acknowledgement is read back for, to tell their senders.
+/// A client acknowledges one fetch at a time, which is at most this many; an
+/// acknowledgement past more tells live senders of the first ones only, and
+/// the others learn it when they next ask (`DeliveryStatus`).
+pub const ACK_READ_LIMIT: usize = sotto_proto::MAX_FETCH as usize;
+
+/// A conversation as its sender names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Conversation {
+    /// A 1:1 chat with this person.
+    Direct(String),
+    Group(String),
+}
+
+impl Conversation {
+    fn of(record: &NormalRecord) -> Self {
+        match record.group.is_empty() {
+            true => Conversation::Direct(record.to.clone()),
+            false => Conversation::Group(record.group.clone()),
+        }
+    }
+
+    fn delivered_upto(self, upto: u64) -> Delivered {
+        let (peer, group) = match self {
+            Conversation::Direct(peer) => (peer, String::new()),
+            Conversation::Group(group) => (String::new(), group),
+        };
+        Delivered { peer, group, upto }
+    }
+}
+
+/// Cursors and group members, each read once per reckoning.
+struct Ledger<'a> {
+    archive: &'a NormalArchive,
+    groups: &'a Groups,
+    cursors: HashMap<String, u64>,
+    members: HashMap<String, Option<Vec<String>>>,
+}
+
+impl<'a> Ledger<'a> {
+    fn new(archive: &'a NormalArchive, groups: &'a Groups) -> Self {
+        Ledger {
+            archive,
+            groups,
+            cursors: HashMap::new(),
+            members: HashMap::new(),
+        }
+    }
+
+    fn cursor(&mut self, user: &str) -> Result<u64, RelayError> {
+        if let Some(c) = self.cursors.get(user) {
+            return Ok(*c);
+        }
+        let c = self.archive.acknowledged(user)?;
+        self.cursors.insert(user.to_owned(), c);
+        Ok(c)
+    }
+
+    /// Who has to have `record` for it to be delivered: its recipient, or the
+    /// group's members it went to that are members still, its sender aside.
+    fn recipients(&mut self, record: &NormalRecord) -> Result<Vec<String>, RelayError> {
+        if record.group.is_empty() {
+            return Ok(vec![record.to.clone()]);
+        }
+        if !self.members.contains_key(&record.group) {
+            let members = self.groups.get(&record.group)?.map(|g| g.members);
+            self.members.insert(record.group.clone(), members);
+        }
+        let current = self.members.get(&record.group).and_then(Option::as_ref);
+        Ok(record
+            .participants
+            .iter()
+            .filter(|p| **p != record.from)
+            .filter(|p| current.is_none_or(|members| members.contains(p)))
+            .cloned()
+            .collect())
+    }
+
+    /// Whether every recipient's client acknowledged `record`.
+    fn delivered(&mut self, record: &NormalRecord) -> Result<bool, RelayError> {
+        let recipients = self.recipients(record)?;
+        if recipients.is_empty() {
+            return Ok(false);
+        }
+        for recipient in recipients {
+            if self.cursor(&recipient)? < record.id {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What `acked` (the messages an acknowledgement just moved past, now
+/// durable) tells their senders: for each sender and conversation, the newest
+/// of the sender's messages there that is delivered now, as (sender, what to
+/// push them).
+pub fn on_ack(
+    archive: &NormalArchive,
+    groups: &Groups,
+    acked: &[NormalRecord],
+) -> Result<Vec<(String, Delivered)>, RelayError> {
+    let mut by_conversation: BTreeMap<(String, Conversation), Vec<&NormalRecord>> = BTreeMap::new();
+    for record in acked {
+        by_conversation
+            .entry((record.from.clone(), Conversation::of(record)))
+            .or_default()
+            .push(record);
+    }
+    let mut ledger = Ledger::new(archive, groups);
+    let mut told = Vec::new();
+    for ((sender, conversation), mut records) in by_conversation {
+        // Newest first: the first delivered one covers the older ones.
+        records.sort_by_key(|r| std::cmp::Reverse(r.id));
+        for record in records {
+            if ledger.delivered(record)? {
+                told.push((sender, conversation.delivered_upto(record.id)));
+                break;
+            }
+        }
+    }
+    Ok(told)
+}
+
+/// Which of `ids` that `sender` sent are delivered: for each conversation,
+/// the newest of them. An id `sender` did not send is passed over, as if it
+/// were not delivered.
+pub fn status(
+    archive: &NormalArchive,
+    groups: &Groups,
+    sender: &str,
+    ids: &[u64],
+) -> Result<Vec<Delivered>, RelayError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut ledger = Ledger::new(archive, groups);
+    let mut newest: BTreeMap<Conversation, u64> = BTreeMap::new();
+    for id in ids {
+        let Some(record) = archive.sent_by(sender, id)? else {
+            continue;
+        };
+        if ledger.delivered(&record)? {
+            newest.insert(Conversation::of(&record), record.id);
+        }
+    }
+    Ok(newest
+        .into_iter()
+        .map(|(conversation, upto)| conversation.delivered_upto(upto))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::archive::{Appended, Destination, NewNormal};
+    use crate::store::TestDir;
+
+    struct Relay {
+        _dir: TestDir,
+        archive: NormalArchive,
+        groups: Groups,
+        next: u8,
+    }
+
+    impl Relay {
+        fn new() -> Self {
+            let dir = TestDir::new();
+            let store = dir.store();
+            Relay {
+                archive: NormalArchive::open(store.clone(), dir.sealer.clone()).unwrap(),
+                groups: Groups::new(store, Arc::clone(&dir.sealer)),
+                _dir: dir,
+                next: 0,
+            }
+        }
+
+        fn send(&mut self, from: &str, to: Destination) -> u64 {
+            self.next += 1;
+            let msg = NewNormal {
+                from: from.into(),
+                to,
+                text: "hello".into(),
+                client_id: [self.next; 16],
+            };
+            match self.archive.append_many(vec![msg]).pop().unwrap().unwrap() {
+                Appended::New { record, .. } => record.id,
+                Appended::Duplicate(_) => panic!("a fresh message taken for a duplicate"),
+            }
+        }
+
+        fn dm(&mut self, from: &str, to: &str) -> u64 {
+            self.send(from, Destination::User(to.into()))
+        }
+
+        fn post(&mut self, from: &str, group: &str) -> u64 {
+            let group = self.groups.get(group).unwrap().unwrap();
+            self.send(from, Destination::Group(group))
+        }
+
+        /// `user` acknowledges up to `upto`; what the relay would push, to whom.
+        fn ack(&self, user: &str, upto: u64) -> Vec<(String, Delivered)> {
+            let before = self.archive.acknowledged(user).unwrap();
+            self.archive.ack(user, upto).unwrap();
+            let after = self.archive.acknowledged(user).unwrap();
+            let acked = self
+                .archive
+                .received_between(user, before, after, ACK_READ_LIMIT)
+                .unwrap();
+            on_ack(&self.archive, &self.groups, &acked).unwrap()
+        }
+
+        fn status(&self, sender: &str, ids: &[u64]) -> Vec<Delivered> {
+            status(&self.archive, &self.groups, sender, ids).unwrap()
+        }
+    }
+
+    fn direct(peer: &str, upto: u64) -> Delivered {
+        Conversation::Direct(peer.into()).delivered_upto(upto)
+    }
+
+    fn group(name: &str, upto: u64) -> Delivered {
+        Conversation::Group(name.into()).delivered_upto(upto)
+    }
+
+    #[test]
+    fn an_acknowledgement_tells_each_sender_their_newest_message_it_covered() {
+        let mut r = Relay::new();
+        let a1 = r.dm("alice", "bob");
+        let c1 = r.dm("carol", "bob");
+        let a2 = r.dm("alice", "bob");
+        let a3 = r.dm("alice", "bob");
+        let told = r.ack("bob", a2);
+        assert_eq!(
+            told,
+            [
+                ("alice".to_owned(), direct("bob", a2)),
+                ("carol".to_owned(), direct("bob", c1))
+            ]
+        );
+        assert!(a1 < a2 && a2 < a3);
+        // Asked later: the same answer, and a3 is not delivered.
+        assert_eq!(r.status("alice", &[a1, a2, a3]), [direct("bob", a2)]);
+        assert_eq!(r.status("alice", &[a3]), []);
+    }
+
+    #[test]
+    fn curious_user_learns_nothing_of_another_person_s_cursor() {
+        let mut r = Relay::new();
+        let from_alice = r.dm("alice", "bob");
+        let from_carol = r.dm("carol", "bob");
+        r.ack("bob", from_carol);
+        // Carol asks about alice's message to bob, and about ids around it:
+        // nothing, as for a message nobody acknowledged.
+        let probes = [from_alice, from_alice + 1, from_carol + 1, u64::MAX, 0, 1];
+        assert_eq!(r.status("carol", &probes), [direct("bob", from_carol)]);
+        assert_eq!(r.status("mallory", &[from_alice, from_carol]), []);
+        // Alice asks about carol's message to bob (bob's cursor is at it):
+        // nothing; about her own, which bob acknowledged: yes.
+        assert_eq!(r.status("alice", &[from_carol]), []);
+        assert_eq!(
+            r.status("alice", &[from_alice]),
+            [direct("bob", from_alice)]
+        );
+        // Bob, who received it, may not ask about it either.
+        assert_eq!(r.status("bob", &[from_alice, from_carol]), []);
+        // Bob's own message to alice is not bob's to ask about at alice's cursor
+        // until alice acknowledges it.
+        let from_bob = r.dm("bob", "alice");
+        assert_eq!(r.status("bob", &[from_bob]), []);
+        assert_eq!(r.status("alice", &[from_bob]), []);
+    }
+
+    #[test]
+    fn a_group_message_is_delivered_once_every_other_member_acknowledged_it() {
+        let mut r = Relay::new();
+        r.groups
+            .create("crew", "alice", &["bob".into(), "carol".into()])
+            .unwrap()
+            .unwrap();
+        let m = r.post("alice", "crew");
+        assert_eq!(r.ack("bob", m), []);
+        assert_eq!(r.status("alice", &[m]), []);
+        // The sender's own cursor does not count; carol's does.
+        assert_eq!(r.ack("carol", m), [("alice".to_owned(), group("crew", m))]);
+        assert_eq!(r.status("alice", &[m]), [group("crew", m)]);
+        // Bob may not ask about alice's message in his group.
+        assert_eq!(r.status("bob", &[m]), []);
+    }
+
+    #[test]
+    fn an_acknowledgement_covering_nothing_new_tells_nobody() {
+        let mut r = Relay::new();
+        let m = r.dm("alice", "bob");
+        assert_eq!(r.ack("bob", m).len(), 1);
+        assert_eq!(r.ack("bob", m), []);
+        assert_eq!(r.ack("bob", m - 1), []);
+    }
+}
