@@ -46,8 +46,19 @@ impl KdfParams {
         }
     }
 
+    /// Reads parameters as the vault stores them and checks their range,
+    /// doing no key derivation (for the fuzz targets: what an edited file
+    /// meets before any work is done).
+    #[doc(hidden)]
+    pub fn check_stored(bytes: &[u8]) -> Result<KdfParams, VaultError> {
+        let params: KdfParams = serde_json::from_slice(bytes)
+            .map_err(|e| VaultError::Kdf(format!("unreadable key parameters: {e}")))?;
+        params.bounded()?;
+        Ok(params)
+    }
+
     /// Refuses parameters outside the sane range before any work is done.
-    fn bounded(&self) -> Result<Vec<u8>, VaultError> {
+    pub(super) fn bounded(&self) -> Result<Vec<u8>, VaultError> {
         let in_range = (MIN_M_KIB..=MAX_M_KIB).contains(&self.m_kib)
             && (1..=MAX_T).contains(&self.t)
             && (1..=MAX_P).contains(&self.p);

@@ -228,6 +228,24 @@ impl Vault {
         }
     }
 
+    /// Stores `bytes` as the sealed value of (`table`, `key`) as they are:
+    /// what someone editing the profile folder could do (for the fuzz targets).
+    #[doc(hidden)]
+    pub fn put_raw(&self, table: Table, key: &[u8], bytes: &[u8]) -> Result<(), VaultError> {
+        self.table(table).insert(key, bytes).map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The sealed value of (`table`, `key`) as stored (for the fuzz targets).
+    #[doc(hidden)]
+    pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(self
+            .table(table)
+            .get(key)
+            .map_err(store_error)?
+            .map(|v| v.to_vec()))
+    }
+
     pub fn remove(&self, table: Table, key: &[u8]) -> Result<(), VaultError> {
         self.table(table).remove(key).map_err(store_error)?;
         Ok(())

@@ -188,6 +188,20 @@ fn main() {
     );
     write("bundle_open", "disclosure", &sealed.encode_to_vec());
 
+    // The vault: stored key parameters, an old one-file vault, values.
+    let params = br#"{"m_kib":65536,"t":3,"p":1,"salt":"000102030405060708090a0b0c0d0e0f"}"#;
+    write("vault", "params", &[&[0u8][..], params].concat());
+    let legacy = format!(
+        r#"{{"format":"sotto-vault/1","kdf":{},"nonce":"{}","ciphertext":"{}"}}"#,
+        String::from_utf8_lossy(params),
+        "00".repeat(24),
+        "ab".repeat(40)
+    );
+    write("vault", "legacy", &[&[1u8][..], legacy.as_bytes()].concat());
+    write("vault", "raw", &[2u8, 0, 1, 2, 3]);
+    write("vault", "edited", &[3u8, 20, 100, 1]);
+    write("vault", "round", &[4u8, b'h', b'i']);
+
     // Files an operator keeps.
     let mut file = sotto_warrant::AuthorityFile::default();
     let hex: String = authority
