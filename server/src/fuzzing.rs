@@ -39,6 +39,15 @@ impl Harness {
     /// high enough that a fuzzer meets the handlers rather than the limits,
     /// and the accounts of [`USERS`].
     pub fn new(root: &Path) -> Result<Self> {
+        Self::wrapping(root, |store| store)
+    }
+
+    /// As [`Harness::new`], over the data directory's store as `wrap` makes it
+    /// (a test double around it, say).
+    pub(crate) fn wrapping(
+        root: &Path,
+        wrap: impl FnOnce(Arc<dyn crate::store::Store>) -> Arc<dyn crate::store::Store>,
+    ) -> Result<Self> {
         let mut config = RelayConfig::default();
         config.limits.sends_per_minute = u32::MAX;
         config.limits.lookups_per_account_per_day = u32::MAX;
@@ -51,7 +60,7 @@ impl Harness {
         let (state, writer_thread) = crate::relay::assemble(
             root,
             config,
-            opened.store,
+            wrap(opened.store),
             &opened.sealer,
             &opened.disclosure_key,
         )?;
@@ -140,7 +149,10 @@ mod tests {
             })),
         };
         let answer = harness.dispatch(&ann, send.clone());
-        assert!(matches!(answer[0].kind, Some(response::Kind::Stored(_))), "{answer:?}");
+        assert!(
+            matches!(answer[0].kind, Some(response::Kind::Stored(_))),
+            "{answer:?}"
+        );
         // Nobody logged in: refused.
         let nobody = harness.session(None);
         let answer = harness.dispatch(&nobody, send);

@@ -38,10 +38,10 @@ pub mod config;
 mod connection;
 pub mod datadir;
 mod delivery;
-#[doc(hidden)]
-pub mod fuzzing;
 mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod handlers;
 mod hub;

@@ -78,7 +78,13 @@ struct Index {
     pairs: HashMap<Pair, Usage>,
     /// What waits for everyone.
     total: Usage,
+    /// Envelopes whose write failed (and may be on disk all the same), by
+    /// duplicate key: a retry reuses their place. Bounded; see [`ABANDONED`].
+    abandoned: HashMap<DedupKey, QueueKey>,
 }
+
+/// At most this many failed envelopes are remembered for their retries.
+const ABANDONED: usize = 10_000;
 
 struct Waiting {
     dedup: DedupKey,
@@ -377,11 +383,32 @@ impl SecretQueue {
         match self.store.apply_each(writes) {
             Ok(_) => {
                 for (key, waiting) in staging.staged {
+                    index.abandoned.remove(&waiting.dedup);
                     index.insert(key, waiting);
                 }
                 results
             }
-            Err(e) => crate::failed_with(results, &e),
+            Err(e) => {
+                // Some envelopes may be written. Take them back, and should
+                // that fail too, remember their places: a retry (which the
+                // index does not know) then overwrites its first copy
+                // rather than adding a second. The counters stay: ids never repeat.
+                let undo = staging
+                    .staged
+                    .iter()
+                    .map(|(key, _)| Op::Delete(Tree::SecretQueue, self.store_key(key).to_vec()))
+                    .collect();
+                if let Err(undo) = self.store.apply_each(undo) {
+                    tracing::warn!(error = %undo, "cannot take back envelopes of a failed write");
+                }
+                if index.abandoned.len() + staging.staged.len() > ABANDONED {
+                    index.abandoned.clear();
+                }
+                for (key, waiting) in &staging.staged {
+                    index.abandoned.insert(waiting.dedup, *key);
+                }
+                crate::failed_with(results, &e)
+            }
         }
     }
 
@@ -416,13 +443,26 @@ impl SecretQueue {
         staging.usage.entry(recipient).or_default().add(bytes);
         staging.pairs.entry(pair).or_default().add(bytes);
         staging.total.add(bytes);
-        let last = match staging.last_ids.get(&recipient) {
-            Some(last) => *last,
-            None => self.last_id(&recipient)?,
+        // A retry of a write that failed takes the place (and id) it may
+        // have left on disk, so that it is stored once whatever was left.
+        let id = match index
+            .abandoned
+            .get(&dedup)
+            .filter(|key| recipient_of(key) == recipient)
+        {
+            Some(key) => id_of(key),
+            None => {
+                let last = match staging.last_ids.get(&recipient) {
+                    Some(last) => *last,
+                    None => self.last_id(&recipient)?,
+                };
+                let id = last
+                    .checked_add(1)
+                    .ok_or(RelayError::Corrupt("a recipient's envelope ids ran out"))?;
+                staging.last_ids.insert(recipient, id);
+                id
+            }
         };
-        let id = last
-            .checked_add(1)
-            .ok_or(RelayError::Corrupt("a recipient's envelope ids ran out"))?;
         let queued_at = now_ms();
         let record = SecretEnvelopeRecord {
             id,
@@ -441,7 +481,6 @@ impl SecretQueue {
         staging
             .writes
             .push(Op::Put(Tree::SecretQueue, store_key.to_vec(), sealed));
-        staging.last_ids.insert(recipient, id);
         staging.fresh.insert(dedup, qkey);
         staging.staged.push((
             qkey,
@@ -873,5 +912,64 @@ mod tests {
         let mut sizes: Vec<usize> = rows.iter().map(|(_, v)| v.len()).collect();
         sizes.sort_unstable();
         assert_eq!(sizes[0], sizes[1]);
+    }
+
+    #[test]
+    fn a_write_that_fails_halfway_is_stored_once_when_retried_whatever_it_left_on_disk() {
+        let f = Fixture::new();
+        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
+        let store: Arc<dyn Store> = faulty.clone();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let batch = || {
+            (1..=4)
+                .map(|n| envelope_to("bob", n, 60_000))
+                .collect::<Vec<_>>()
+        };
+        // The counter and two envelopes are written, then the disk is full.
+        faulty.fail_after(3);
+        let results = q.enqueue_many(batch());
+        assert!(
+            results.iter().all(|r| r.is_err()),
+            "every sender hears of it"
+        );
+        // Taking them back failed too (the disk is still full): two are left.
+        faulty.fail_after(usize::MAX);
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 2);
+        // The senders retry: each envelope is stored once, also after a restart.
+        let ids: Vec<u64> = batch().into_iter().map(|e| queued(&q, e)).collect();
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 4, "no second copy");
+        drop(q);
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let pending: Vec<u64> = q
+            .pending("bob", 10)
+            .unwrap()
+            .0
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(pending, ids);
+    }
+
+    #[test]
+    fn a_write_that_fails_once_is_taken_back_at_once() {
+        let f = Fixture::new();
+        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
+        let store: Arc<dyn Store> = faulty.clone();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        // The counter and one envelope are written, the second write fails,
+        // then the disk has room again: the undo takes the first back.
+        faulty.fail_once_after(2);
+        let results = q.enqueue_many(vec![
+            envelope_to("bob", 1, 60_000),
+            envelope_to("bob", 2, 60_000),
+        ]);
+        assert!(results.iter().all(|r| r.is_err()));
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 0, "taken back");
+        drop(q);
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        assert!(
+            q.pending("bob", 10).unwrap().0.is_empty(),
+            "nothing reaches bob"
+        );
     }
 }

@@ -60,3 +60,62 @@ fn within<T: Message>(
     }
     kept
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use sotto_proto::v1::{self, Fetch, SendNormal, request, response, send_normal};
+
+    use crate::fuzzing::Harness;
+    use crate::store::faulty::Faulty;
+
+    #[test]
+    fn a_fetch_hands_out_only_what_is_on_stable_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Mutex::new(None);
+        let harness = Harness::wrapping(dir.path(), |store| {
+            let faulty = Arc::new(Faulty::new(store));
+            *slot.lock().unwrap() = Some(faulty.clone());
+            faulty
+        })
+        .unwrap();
+        let disk = slot.lock().unwrap().take().unwrap();
+        let (ann, bob) = (harness.session(Some(0)), harness.session(Some(1)));
+        let send = v1::Request {
+            kind: Some(request::Kind::SendNormal(SendNormal {
+                client_id: vec![1; 16].into(),
+                to: Some(send_normal::To::User("bob".into())),
+                text: "on disk first".into(),
+            })),
+        };
+        let fetch = v1::Request {
+            kind: Some(request::Kind::Fetch(Fetch { limit: 10 })),
+        };
+        // A slow disk: the writer has written ann's message and waits for its flush.
+        disk.hold_flushes(true);
+        let asked = disk.flushes_asked();
+        std::thread::scope(|s| {
+            let sent = s.spawn(|| harness.dispatch(&ann, send));
+            disk.wait_for_flushes(asked + 1);
+            let fetched = s.spawn(|| harness.dispatch(&bob, fetch));
+            // bob's fetch reads the message, but may not hand it out (nor
+            // may ann hear it is stored) until the disk has it.
+            std::thread::sleep(Duration::from_millis(300));
+            let early = (fetched.is_finished(), sent.is_finished());
+            disk.hold_flushes(false);
+            assert!(!early.0, "a fetch answered before the flush");
+            assert!(!early.1, "a send was answered before the flush");
+            let fetched = fetched.join().unwrap();
+            match &fetched[0].kind {
+                Some(response::Kind::Batch(b)) => assert_eq!(b.normal[0].text, "on disk first"),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                sent.join().unwrap()[0].kind,
+                Some(response::Kind::Stored(_))
+            ));
+        });
+    }
+}

@@ -14,6 +14,8 @@ mod sled_store;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
+pub(crate) mod faulty;
+#[cfg(test)]
 mod power_cut;
 
 #[cfg(test)]
