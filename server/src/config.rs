@@ -77,6 +77,8 @@ pub struct Limits {
     pub registrations_per_address_per_hour: u32,
     /// Identity and prekey-bundle lookups one account may make per day.
     pub lookups_per_account_per_day: u32,
+    /// Connections of one account that receive pushes at once (its devices).
+    pub subscriptions_per_account: u32,
     /// Secret envelopes waiting for one recipient.
     pub secret_queue_envelopes: u32,
     /// Bytes of secret envelopes waiting for one recipient.
@@ -153,6 +155,7 @@ impl Default for Limits {
             sends_per_minute: 3_000,
             registrations_per_address_per_hour: 20,
             lookups_per_account_per_day: 1_000,
+            subscriptions_per_account: 16,
             secret_queue_envelopes: 10_000,
             secret_queue_bytes: 256 << 20,
             secret_queue_per_sender_envelopes: 1_000,
@@ -267,6 +270,12 @@ impl RelayConfig {
             l.lookups_per_account_per_day.into(),
             1,
             10_000_000,
+        )?;
+        within(
+            "limits.subscriptions_per_account",
+            l.subscriptions_per_account.into(),
+            1,
+            1_024,
         )?;
         within(
             "limits.secret_queue_envelopes",
@@ -400,6 +409,8 @@ impl RelayConfig {
              registrations_per_address_per_hour = {regs}\n\
              # Identity and prekey-bundle lookups one account may make per day.\n\
              lookups_per_account_per_day = {lookups}\n\
+             # Connections of one account that receive pushes at once (its devices).\n\
+             subscriptions_per_account = {subs}\n\
              # Secret envelopes, and their bytes, waiting for one recipient; past either the\n\
              # sender is told the recipient's queue is full.\n\
              secret_queue_envelopes = {q_count}\n\
@@ -434,6 +445,7 @@ impl RelayConfig {
             sends = d.limits.sends_per_minute,
             regs = d.limits.registrations_per_address_per_hour,
             lookups = d.limits.lookups_per_account_per_day,
+            subs = d.limits.subscriptions_per_account,
             q_count = d.limits.secret_queue_envelopes,
             q_bytes = d.limits.secret_queue_bytes,
             qp_count = d.limits.secret_queue_per_sender_envelopes,

@@ -16,20 +16,31 @@ const PUSH_QUEUE: usize = 256;
 /// Per user: each subscribed connection's id and push queue.
 type Subscribers = HashMap<String, Vec<(u64, mpsc::Sender<Push>)>>;
 
-#[derive(Default)]
 pub struct Hub {
     subscribers: Mutex<Subscribers>,
+    /// Subscribed connections one account may have at once.
+    per_account: usize,
 }
 
 impl Hub {
-    /// Registers connection `conn_id` of `user` for pushes.
-    pub fn subscribe(&self, user: &str, conn_id: u64) -> mpsc::Receiver<Push> {
+    pub fn new(per_account: u32) -> Self {
+        Hub {
+            subscribers: Mutex::new(Subscribers::new()),
+            per_account: per_account as usize,
+        }
+    }
+
+    /// Registers connection `conn_id` of `user` for pushes; `None` when the
+    /// account has as many subscribed connections as it may.
+    pub fn subscribe(&self, user: &str, conn_id: u64) -> Option<mpsc::Receiver<Push>> {
+        let mut subs = self.lock();
+        let list = subs.entry(user.to_owned()).or_default();
+        if list.len() >= self.per_account {
+            return None;
+        }
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
-        self.lock()
-            .entry(user.to_owned())
-            .or_default()
-            .push((conn_id, tx));
-        rx
+        list.push((conn_id, tx));
+        Some(rx)
     }
 
     pub fn unsubscribe(&self, user: &str, conn_id: u64) {

@@ -155,7 +155,7 @@ pub(crate) fn assemble(
         warrants,
         quotas: Quotas::new(&config),
         admission: Admission::new(&config.limits),
-        hub: Hub::default(),
+        hub: Hub::new(config.limits.subscriptions_per_account),
         metrics: metrics.clone(),
         store,
         config,

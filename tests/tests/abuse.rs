@@ -249,6 +249,51 @@ async fn a_send_flood_meets_the_per_account_limit_and_says_so() {
 }
 
 #[tokio::test]
+async fn one_account_cannot_hold_more_subscribed_connections_than_its_devices_need() {
+    let mut config = RelayConfig::default();
+    config.limits.subscriptions_per_account = 3;
+    let relay = TestRelay::start_with(config).await;
+    let alice = relay.register("alice").await;
+    let bob = relay.register("bob").await;
+    let mut connections = Vec::new();
+    let mut pushes = Vec::new();
+    for _ in 0..3 {
+        let client = relay.login(&alice).await;
+        pushes.push(client.subscribe().await.expect("within the limit"));
+        connections.push(client);
+    }
+    let fourth = relay.login(&alice).await;
+    let (code, message) = refusal(fourth.subscribe().await.map(|_| ()));
+    assert_eq!(code, ErrorCode::RateLimited);
+    assert!(
+        message.contains("3 connections receiving messages"),
+        "{message}"
+    );
+    // The fourth connection still sends and fetches; bob is not limited by alice.
+    fourth
+        .send_normal(Recipient::User("bob"), "still here", [1; 16])
+        .await
+        .unwrap();
+    let _bob_pushes = relay.login(&bob).await.subscribe().await.unwrap();
+    // One device goes away: its place is free again.
+    drop(pushes.pop());
+    connections.pop().unwrap().close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = relay.login(&alice).await;
+        match again.subscribe().await {
+            Ok(_) => break,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("the freed place was not given back: {e}"),
+        }
+    }
+    let text = relay.running().state().metrics_text();
+    assert!(metric(&text, "sotto_refusals_total{kind=\"subscriptions\"}") >= 1.0);
+}
+
+#[tokio::test]
 async fn a_full_secret_queue_is_refused_to_the_sender_with_a_clear_error() {
     let mut config = RelayConfig::default();
     config.limits.secret_queue_envelopes = 3;

@@ -39,7 +39,24 @@ pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendS
             return;
         }
     };
-    let mut pushes = state.hub.subscribe(&user, session.id);
+    let Some(mut pushes) = state.hub.subscribe(&user, session.id) else {
+        session.lock().subscribed = false;
+        state.metrics.refused("subscriptions");
+        let refused = RequestError::limited(
+            "subscriptions",
+            format!(
+                "this account has {} connections receiving messages already; close one first",
+                state.config.limits.subscriptions_per_account
+            ),
+        );
+        if frame::write_frame(&mut send, &Response::from(refused))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    };
     let subscribed = Response {
         kind: Some(response::Kind::Subscribed(Subscribed {})),
     };
