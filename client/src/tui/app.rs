@@ -271,6 +271,8 @@ pub struct App {
     pub size: (u16, u16),
     /// The app's clock (milliseconds since the epoch), moved by [`Event::Tick`].
     pub now_ms: i64,
+    /// Where times are shown for: the user's time zone (UTC until told).
+    pub zone: jiff::tz::TimeZone,
     /// Messages typed but not yet kept in the vault: shown only once
     /// [`Event::Kept`] says they are (a crash can lose nothing shown).
     pub unsaved: Vec<(ConvKey, ChatLine)>,
@@ -356,6 +358,7 @@ impl App {
             quit: false,
             size: (80, 24),
             now_ms: crate::profile::now_ms(),
+            zone: jiff::tz::TimeZone::UTC,
             unsaved: Vec::new(),
         };
         for entry in history {

@@ -97,6 +97,8 @@ where
         &profile.pending,
         open,
     );
+    // Times are shown in the user's zone (TZ, else the system's; UTC if neither is readable).
+    app.zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
     app.set_timers(&profile.timers);
     if let Ok(size) = terminal.size() {
         app.update(Event::Resize {

@@ -22,20 +22,18 @@ pub struct Row {
     pub message: usize,
 }
 
-/// The time of a message: `09:41` today, `2026-11-29 09:41` another day (UTC).
-pub fn stamp(ms: i64, now_ms: i64) -> String {
-    let at = |ms: i64| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+/// The time of a message in `zone` (the user's): `09:41` today,
+/// `2026-11-29 09:41` another day.
+pub fn stamp(ms: i64, now_ms: i64, zone: &jiff::tz::TimeZone) -> String {
+    let at = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .ok()
+            .map(|t| t.to_zoned(zone.clone()))
+    };
     match (at(ms), at(now_ms)) {
-        (Ok(t), Ok(now)) if t.date() == now.date() => format!("{:02}:{:02}", t.hour(), t.minute()),
-        (Ok(t), _) => format!(
-            "{}-{:02}-{:02} {:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        ),
-        (Err(_), _) => "--:--".into(),
+        (Some(t), Some(now)) if t.date() == now.date() => t.strftime("%H:%M").to_string(),
+        (Some(t), _) => t.strftime("%Y-%m-%d %H:%M").to_string(),
+        (None, _) => "--:--".into(),
     }
 }
 
@@ -73,7 +71,7 @@ pub fn rows(app: &App, conv: &Conversation, width_cols: usize) -> Vec<Row> {
                 .fg(Color::Blue)
                 .add_modifier(Modifier::BOLD)
         };
-        let time = format!("{} ", stamp(line.sent_at, app.now_ms));
+        let time = format!("{} ", stamp(line.sent_at, app.now_ms, &app.zone));
         let from = format!("{}: ", displayable(&line.from));
         let mark = mark(line);
         let header = width(&time) + width(&from);
@@ -127,10 +125,30 @@ pub fn rows(app: &App, conv: &Conversation, width_cols: usize) -> Vec<Row> {
 mod tests {
     use super::*;
 
+    use jiff::tz::{Offset, TimeZone};
+
     #[test]
     fn a_message_from_another_day_shows_its_date() {
         let now = 1_795_856_400_000; // 2026-11-28 09:00 UTC
-        assert_eq!(stamp(now + 60_000, now), "09:01");
-        assert_eq!(stamp(now - 86_400_000, now), "2026-11-27 09:00");
+        let utc = TimeZone::UTC;
+        assert_eq!(stamp(now + 60_000, now, &utc), "09:01");
+        assert_eq!(stamp(now - 86_400_000, now, &utc), "2026-11-27 09:00");
+    }
+
+    #[test]
+    fn times_and_days_are_the_users_own() {
+        let now = 1_795_856_400_000; // 2026-11-28 09:00 UTC, 14:30 in Kolkata
+        let kolkata = TimeZone::fixed(Offset::from_seconds(5 * 3600 + 1800).unwrap());
+        assert_eq!(stamp(now, now, &kolkata), "14:30");
+        // 2026-11-27 20:00 UTC is already the 28th in Kolkata: today, no date.
+        let evening = now - 13 * 3_600_000;
+        assert_eq!(stamp(evening, now, &TimeZone::UTC), "2026-11-27 20:00");
+        assert_eq!(stamp(evening, now, &kolkata), "01:30");
+        // West of Greenwich the same moment is the day before.
+        let new_york = TimeZone::fixed(Offset::from_seconds(-5 * 3600).unwrap());
+        assert_eq!(
+            stamp(now - 10 * 3_600_000, now, &new_york),
+            "2026-11-27 18:00"
+        );
     }
 }
