@@ -79,7 +79,7 @@ struct Index {
     /// What waits for everyone.
     total: Usage,
     /// Envelopes whose write failed (and may be on disk all the same), by
-    /// duplicate key: a retry reuses their place. Bounded; see [`ABANDONED`].
+    /// duplicate key: a retry deletes them. Bounded; see [`ABANDONED`].
     abandoned: HashMap<DedupKey, QueueKey>,
 }
 
@@ -292,9 +292,32 @@ impl SecretQueue {
                 };
                 let key = queue_key_of(&record)?;
                 // One moved from layout 1 may be met again under its new key.
-                if !index.by_key.contains_key(&key) {
-                    index.insert(key, waiting);
+                if index.by_key.contains_key(&key) {
+                    continue;
                 }
+                // Two copies of one send (a failed write whose retry the
+                // relay did not live to clean up): the newer stays.
+                if let Some(&other) = index.by_dedup.get(&waiting.dedup) {
+                    let (older, _) = if id_of(&other) < id_of(&key) {
+                        (other, key)
+                    } else {
+                        (key, other)
+                    };
+                    if older == other {
+                        index.remove(&other);
+                    } else {
+                        upgrades.push(Op::Delete(
+                            Tree::SecretQueue,
+                            Self::store_key_with(&sealer, &key).to_vec(),
+                        ));
+                        continue;
+                    }
+                    upgrades.push(Op::Delete(
+                        Tree::SecretQueue,
+                        Self::store_key_with(&sealer, &other).to_vec(),
+                    ));
+                }
+                index.insert(key, waiting);
             }
             if !upgrades.is_empty() {
                 store.apply_each(upgrades)?;
@@ -391,8 +414,9 @@ impl SecretQueue {
             Err(e) => {
                 // Some envelopes may be written. Take them back, and should
                 // that fail too, remember their places: a retry (which the
-                // index does not know) then overwrites its first copy
-                // rather than adding a second. The counters stay: ids never repeat.
+                // index does not know) then deletes its first copy. Should
+                // the relay stop first, `open` keeps one copy of each. The
+                // counters stay: ids never repeat.
                 let undo = staging
                     .staged
                     .iter()
@@ -443,26 +467,14 @@ impl SecretQueue {
         staging.usage.entry(recipient).or_default().add(bytes);
         staging.pairs.entry(pair).or_default().add(bytes);
         staging.total.add(bytes);
-        // A retry of a write that failed takes the place (and id) it may
-        // have left on disk, so that it is stored once whatever was left.
-        let id = match index
-            .abandoned
-            .get(&dedup)
-            .filter(|key| recipient_of(key) == recipient)
-        {
-            Some(key) => id_of(key),
-            None => {
-                let last = match staging.last_ids.get(&recipient) {
-                    Some(last) => *last,
-                    None => self.last_id(&recipient)?,
-                };
-                let id = last
-                    .checked_add(1)
-                    .ok_or(RelayError::Corrupt("a recipient's envelope ids ran out"))?;
-                staging.last_ids.insert(recipient, id);
-                id
-            }
+        let last = match staging.last_ids.get(&recipient) {
+            Some(last) => *last,
+            None => self.last_id(&recipient)?,
         };
+        let id = last
+            .checked_add(1)
+            .ok_or(RelayError::Corrupt("a recipient's envelope ids ran out"))?;
+        staging.last_ids.insert(recipient, id);
         let queued_at = now_ms();
         let record = SecretEnvelopeRecord {
             id,
@@ -481,6 +493,18 @@ impl SecretQueue {
         staging
             .writes
             .push(Op::Put(Tree::SecretQueue, store_key.to_vec(), sealed));
+        // A retry of a write that failed: what that write may have left on
+        // disk goes once this one is there. Its id is not reused: when its
+        // counter did not reach the disk, neither did it, and another
+        // envelope may have that id (and place) by now: that one stays.
+        let taken = |old: &QueueKey| {
+            index.by_key.contains_key(old) || staging.fresh.values().any(|k| k == old)
+        };
+        if let Some(old) = index.abandoned.get(&dedup).filter(|old| !taken(old)) {
+            staging
+                .writes
+                .push(Op::Delete(Tree::SecretQueue, self.store_key(old).to_vec()));
+        }
         staging.fresh.insert(dedup, qkey);
         staging.staged.push((
             qkey,
@@ -971,5 +995,68 @@ mod tests {
             q.pending("bob", 10).unwrap().0.is_empty(),
             "nothing reaches bob"
         );
+    }
+
+    #[test]
+    fn a_retry_never_takes_an_id_another_envelope_may_have_by_now() {
+        // Found in review: a retry that reused its failed write's id could
+        // overwrite another sender's envelope given that id meanwhile.
+        let f = Fixture::new();
+        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
+        let store: Arc<dyn Store> = faulty.clone();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        // ann's counter write fails; the undo succeeds.
+        faulty.fail_once_after(0);
+        assert!(q.enqueue_many(vec![envelope_to("bob", 1, 60_000)])[0].is_err());
+        let carol_id = queued(
+            &q,
+            NewSecret {
+                from: "carol".into(),
+                ..envelope_to("bob", 2, 60_000)
+            },
+        );
+        let ann_id = queued(&q, envelope_to("bob", 1, 60_000));
+        assert_ne!(ann_id, carol_id, "two envelopes were given one id");
+        let pending = q.pending("bob", 10).unwrap().0;
+        let senders: Vec<&str> = pending.iter().map(|e| e.from.as_str()).collect();
+        assert_eq!(senders, ["carol", "ann"], "an envelope was lost");
+        assert_eq!(q.totals().0, 2);
+    }
+
+    #[test]
+    fn two_copies_of_one_send_left_by_a_failure_are_one_after_a_restart() {
+        let f = Fixture::new();
+        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
+        let store: Arc<dyn Store> = faulty.clone();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        // The counter and the envelope are written, the next write fails, and
+        // so does the undo: a copy is left.
+        faulty.fail_after(2);
+        let failed = q.enqueue_many(vec![
+            envelope_to("bob", 1, 60_000),
+            envelope_to("bob", 2, 60_000),
+        ]);
+        assert!(failed.iter().all(|r| r.is_err()));
+        faulty.fail_after(usize::MAX);
+        // The relay forgot it (as past the bound of what it remembers).
+        q.index().abandoned.clear();
+        let retried = queued(&q, envelope_to("bob", 1, 60_000));
+        assert_eq!(
+            store.count(Tree::SecretQueue).unwrap(),
+            2,
+            "two copies on disk"
+        );
+        drop(q);
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let pending: Vec<u64> = q
+            .pending("bob", 10)
+            .unwrap()
+            .0
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(pending, [retried], "one copy, the retry's");
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 1);
+        assert_eq!(q.totals().0, 1);
     }
 }

@@ -3,6 +3,8 @@
 //! then tells the senders of the normal messages it moved past, if they are
 //! connected, which of theirs are delivered now (see [`crate::delivery`]).
 
+use std::sync::Arc;
+
 use sotto_proto::v1::{Ack, Acked, ErrorCode, Push, push, response};
 use tracing::warn;
 
@@ -11,7 +13,7 @@ use crate::RelayError;
 use crate::delivery::{self, ACK_READ_LIMIT};
 use crate::state::RelayState;
 
-pub async fn handle(state: &RelayState, user: &str, ack: Ack) -> Handled {
+pub async fn handle(state: &Arc<RelayState>, user: &str, ack: Ack) -> Handled {
     if ack.secret_ids.len() > sotto_proto::MAX_FETCH as usize {
         return Err(RequestError::new(
             ErrorCode::TooLarge,
@@ -30,9 +32,15 @@ pub async fn handle(state: &RelayState, user: &str, ack: Ack) -> Handled {
     state.writer.durable().await?;
     if let Some(before) = before {
         // A courtesy on top of the acknowledgement, which stands: a sender
-        // who is not told now learns it when they next ask.
-        if let Err(e) = tell_senders(state, user, before) {
-            warn!(error = %e, "senders were not told of a delivery");
+        // who is not told now learns it when they next ask. It reads the
+        // records back: on a blocking thread, not in the way of the
+        // connections; awaited, so its pushes go out before the answer.
+        let (state, user) = (state.clone(), user.to_owned());
+        let told = tokio::task::spawn_blocking(move || tell_senders(&state, &user, before)).await;
+        match told {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "senders were not told of a delivery"),
+            Err(e) => warn!(error = %e, "telling senders of a delivery failed"),
         }
     }
     Ok(response::Kind::Acked(Acked {}))

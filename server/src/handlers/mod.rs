@@ -108,7 +108,7 @@ pub(crate) fn desk_error(e: crate::warrant::DeskError, refused: ErrorCode) -> Re
 /// Routes one request to its handler. Only challenge, register, login and the
 /// warrant requests are served before login.
 pub(crate) async fn dispatch(
-    state: &RelayState,
+    state: &std::sync::Arc<RelayState>,
     session: &Session,
     request: v1::Request,
 ) -> Response {
