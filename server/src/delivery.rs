@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use sotto_proto::v1::Delivered;
 
 use crate::RelayError;
-use crate::archive::NormalArchive;
+use crate::archive::{NormalArchive, Posted};
 use crate::groups::Groups;
 use crate::records::NormalRecord;
 
@@ -117,29 +117,18 @@ impl<'a> Ledger<'a> {
 /// What `acked` (the messages an acknowledgement just moved past, now
 /// durable) tells their senders: for each sender and conversation, the newest
 /// of the sender's messages there that is delivered now, as (sender, what to
-/// push them).
+/// push them). A record is read only to name the sender and conversation and
+/// to check a group's other members: in a 1:1 chat, one per conversation.
 pub fn on_ack(
     archive: &NormalArchive,
     groups: &Groups,
-    acked: &[NormalRecord],
+    acked: &[Posted],
 ) -> Result<Vec<(String, Delivered)>, RelayError> {
-    let mut by_conversation: BTreeMap<(String, Conversation), Vec<&NormalRecord>> = BTreeMap::new();
-    for record in acked {
-        by_conversation
-            .entry((record.from.clone(), Conversation::of(record)))
-            .or_default()
-            .push(record);
-    }
     let mut ledger = Ledger::new(archive, groups);
     let mut told = Vec::new();
-    for ((sender, conversation), mut records) in by_conversation {
-        // Newest first: the first delivered one covers the older ones.
-        records.sort_by_key(|r| std::cmp::Reverse(r.id));
-        for record in records {
-            if ledger.delivered(record)? {
-                told.push((sender, conversation.delivered_upto(record.id)));
-                break;
-            }
+    for posted in newest_first_by_thread(acked) {
+        if let Some((record, delivered)) = first_delivered(&mut ledger, &posted)? {
+            told.push((record.from.clone(), delivered));
         }
     }
     Ok(told)
@@ -154,16 +143,11 @@ pub fn status(
     sender: &str,
     ids: &[u64],
 ) -> Result<Vec<Delivered>, RelayError> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
+    let mine = archive.sent_among(sender, ids)?;
     let mut ledger = Ledger::new(archive, groups);
     let mut newest: BTreeMap<Conversation, u64> = BTreeMap::new();
-    for id in ids {
-        let Some(record) = archive.sent_by(sender, id)? else {
-            continue;
-        };
-        if ledger.delivered(&record)? {
+    for posted in newest_first_by_thread(&mine) {
+        if let Some((record, _)) = first_delivered(&mut ledger, &posted)? {
             newest.insert(Conversation::of(&record), record.id);
         }
     }
@@ -171,6 +155,37 @@ pub fn status(
         .into_iter()
         .map(|(conversation, upto)| conversation.delivered_upto(upto))
         .collect())
+}
+
+/// `posted` grouped by sender and conversation, each group newest first.
+fn newest_first_by_thread(posted: &[Posted]) -> Vec<Vec<Posted>> {
+    let mut threads: BTreeMap<([u8; 16], [u8; 16]), Vec<Posted>> = BTreeMap::new();
+    for p in posted {
+        threads.entry(p.thread()).or_default().push(*p);
+    }
+    threads
+        .into_values()
+        .map(|mut list| {
+            list.sort_by_key(|p| std::cmp::Reverse(p.id()));
+            list
+        })
+        .collect()
+}
+
+/// The newest message of one thread (newest first) that is delivered, with
+/// what to tell its sender: the first delivered one covers the older ones.
+fn first_delivered(
+    ledger: &mut Ledger<'_>,
+    thread: &[Posted],
+) -> Result<Option<(NormalRecord, Delivered)>, RelayError> {
+    for posted in thread {
+        let record = ledger.archive.load_posted(*posted)?;
+        if ledger.delivered(&record)? {
+            let delivered = Conversation::of(&record).delivered_upto(record.id);
+            return Ok(Some((record, delivered)));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

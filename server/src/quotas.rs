@@ -14,6 +14,9 @@ use crate::ratelimit::KeyedLimiter;
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
+/// Delivery questions one account may ask per minute: a client asks a few
+/// each time it connects (at most 512 of its messages, 128 a question).
+pub const DELIVERY_QUESTIONS_PER_MINUTE: u32 = 30;
 /// Accounts (or addresses) each limiter remembers at most.
 const MAX_KEYS: usize = 200_000;
 /// (requester, target) pairs remembered for a day at most.
@@ -23,6 +26,8 @@ pub struct Quotas {
     sends: KeyedLimiter<String>,
     registrations: KeyedLimiter<IpAddr>,
     lookups: KeyedLimiter<String>,
+    /// Delivery questions (`DeliveryStatus`) of each account.
+    delivery_questions: KeyedLimiter<String>,
     /// One-time prekeys of each account that others may take per minute.
     one_time_prekeys: KeyedLimiter<String>,
     /// Who took a one-time prekey of whom, and when: once a day per pair.
@@ -41,6 +46,7 @@ impl Quotas {
             sends: KeyedLimiter::new(sends_per_minute, MINUTE, MAX_KEYS),
             registrations: KeyedLimiter::new(registrations_per_address_per_hour, HOUR, MAX_KEYS),
             lookups: KeyedLimiter::new(lookups_per_account_per_day, DAY, MAX_KEYS),
+            delivery_questions: KeyedLimiter::new(DELIVERY_QUESTIONS_PER_MINUTE, MINUTE, MAX_KEYS),
             one_time_prekeys: KeyedLimiter::new(config.prekey_bundles_per_minute, MINUTE, MAX_KEYS),
             first_contacts: Mutex::new(HashMap::new()),
         }
@@ -54,6 +60,11 @@ impl Quotas {
     /// One new account from `ip`, if its rate allows.
     pub fn register(&self, ip: IpAddr) -> bool {
         self.registrations.allow(address_key(ip))
+    }
+
+    /// One delivery question by `user`, if its rate allows.
+    pub fn delivery_question(&self, user: &str) -> bool {
+        self.delivery_questions.allow(user.to_owned())
     }
 
     /// One identity or bundle lookup by `user`, if its budget allows.

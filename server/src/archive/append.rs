@@ -191,17 +191,28 @@ impl NormalArchive {
         staged: &mut Staged,
     ) -> Vec<String> {
         let mut recipients = Vec::new();
+        let from: [u8; 16] = match dedup_key.get(..16) {
+            Some(sender) => sender.try_into().expect("16 bytes"),
+            None => blind_user(&self.sealer, &record.from),
+        };
+        let conversation: [u8; 16] = record
+            .conversation
+            .as_slice()
+            .try_into()
+            .unwrap_or_default();
         for person in &record.participants {
             let sent = *person == record.from;
-            let blind = match dedup_key.get(..16) {
-                Some(sender) if sent => sender.try_into().expect("16 bytes"),
-                _ => blind_user(&self.sealer, person),
+            let blind = match sent {
+                true => from,
+                false => blind_user(&self.sealer, person),
             };
             let posting = Posting {
                 id: record.id,
                 segment,
                 index,
                 sent,
+                from,
+                conversation,
             };
             staged.postings.push((blind, posting));
             if !sent {

@@ -55,6 +55,7 @@ mod upgrade;
 pub use checkpoint::CHECKPOINT_EVERY;
 use checkpoint::Recent;
 pub use dedup::DEDUP_WINDOW;
+pub use delivery::Posted;
 pub use inbox::InboxEntry;
 use posting::{Found, Posting};
 use segment::{first_id_of, record_key, segment_entry, segment_key};

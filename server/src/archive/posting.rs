@@ -13,9 +13,14 @@ pub(super) struct Posting {
     pub index: u16,
     /// The user sent it (so it is not in their inbox).
     pub sent: bool,
+    /// Its sender's blind and its conversation's (a pair's or a group's):
+    /// enough to tell its sender of a delivery without reading the message
+    /// itself but once a conversation.
+    pub from: [u8; 16],
+    pub conversation: [u8; 16],
 }
 
-const POSTING_LEN: usize = 19;
+const POSTING_LEN: usize = 51;
 
 impl Posting {
     pub fn encode_all(postings: &[Posting]) -> Vec<u8> {
@@ -25,6 +30,8 @@ impl Posting {
             out.extend_from_slice(&p.segment.to_be_bytes());
             out.extend_from_slice(&p.index.to_be_bytes());
             out.push(u8::from(p.sent));
+            out.extend_from_slice(&p.from);
+            out.extend_from_slice(&p.conversation);
         }
         out
     }
@@ -40,6 +47,8 @@ impl Posting {
                 segment: u64::from_be_bytes(c[8..16].try_into().expect("8 bytes")),
                 index: u16::from_be_bytes(c[16..18].try_into().expect("2 bytes")),
                 sent: c[18] == 1,
+                from: c[19..35].try_into().expect("16 bytes"),
+                conversation: c[35..51].try_into().expect("16 bytes"),
             })
             .collect())
     }

@@ -19,6 +19,15 @@ pub fn handle(state: &RelayState, user: &str, ask: DeliveryStatus) -> Handled {
             ),
         ));
     }
+    if !state.quotas.delivery_question(user) {
+        return Err(RequestError::limited(
+            "delivery_questions",
+            format!(
+                "at most {} delivery questions a minute; ask again in a minute",
+                crate::quotas::DELIVERY_QUESTIONS_PER_MINUTE
+            ),
+        ));
+    }
     let delivered = delivery::status(&state.archive, &state.groups, user, &ask.ids)?;
     Ok(response::Kind::DeliveryReport(DeliveryReport { delivered }))
 }
