@@ -97,7 +97,7 @@ impl Accounts {
         };
         let sealed = self
             .sealer
-            .seal(Tree::Accounts, &key, &record.encode_to_vec());
+            .seal_padded(Tree::Accounts, &key, &record.encode_to_vec());
         match self
             .store
             .apply(Batch::guarded(Tree::Accounts, key, sealed))?
@@ -112,8 +112,11 @@ impl Accounts {
         let Some(sealed) = self.store.get(Tree::Accounts, &key)? else {
             return Ok(None);
         };
-        let record =
-            AccountRecord::decode(self.sealer.open(Tree::Accounts, &key, &sealed)?.as_slice())?;
+        let record = AccountRecord::decode(
+            self.sealer
+                .open_any(Tree::Accounts, &key, &sealed)?
+                .as_slice(),
+        )?;
         let bytes: [u8; 32] = record
             .identity_key
             .as_slice()

@@ -131,6 +131,8 @@ pub fn on_ack(
             told.push((record.from.clone(), delivered));
         }
     }
+    // In the order of names, whatever the blinds' order.
+    told.sort_by(|(a, x), (b, y)| (a, &x.peer, &x.group).cmp(&(b, &y.peer, &y.group)));
     Ok(told)
 }
 
@@ -292,7 +294,16 @@ mod tests {
         r.ack("bob", from_carol);
         // Carol asks about alice's message to bob, and about ids around it:
         // nothing, as for a message nobody acknowledged.
-        let probes = [from_alice, from_alice + 1, from_carol + 1, u64::MAX, 0, 1];
+        // (Her own message is among them: that one she learns about.)
+        let probes = [
+            from_alice,
+            from_alice + 1,
+            from_carol,
+            from_carol + 1,
+            u64::MAX,
+            0,
+            1,
+        ];
         assert_eq!(r.status("carol", &probes), [direct("bob", from_carol)]);
         assert_eq!(r.status("mallory", &[from_alice, from_carol]), []);
         // Alice asks about carol's message to bob (bob's cursor is at it):

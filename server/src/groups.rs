@@ -49,7 +49,7 @@ impl Groups {
         let key = self.blind(name).to_vec();
         let sealed = self
             .sealer
-            .seal(Tree::Groups, &key, &record.encode_to_vec());
+            .seal_padded(Tree::Groups, &key, &record.encode_to_vec());
         match self
             .store
             .apply(Batch::guarded(Tree::Groups, key, sealed))?
@@ -65,7 +65,9 @@ impl Groups {
             return Ok(None);
         };
         Ok(Some(GroupRecord::decode(
-            self.sealer.open(Tree::Groups, &key, &sealed)?.as_slice(),
+            self.sealer
+                .open_any(Tree::Groups, &key, &sealed)?
+                .as_slice(),
         )?))
     }
 }

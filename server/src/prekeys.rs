@@ -51,7 +51,9 @@ impl Prekeys {
             return Ok(None);
         };
         Ok(Some(PrekeySetRecord::decode(
-            self.sealer.open(Tree::Prekeys, key, &sealed)?.as_slice(),
+            self.sealer
+                .open_any(Tree::Prekeys, key, &sealed)?
+                .as_slice(),
         )?))
     }
 
@@ -60,7 +62,8 @@ impl Prekeys {
         batch.put(
             Tree::Prekeys,
             key.to_vec(),
-            self.sealer.seal(Tree::Prekeys, key, &set.encode_to_vec()),
+            self.sealer
+                .seal_padded(Tree::Prekeys, key, &set.encode_to_vec()),
         );
         self.store.apply(batch)?;
         Ok(())

@@ -137,7 +137,7 @@ impl Sealer {
     /// Seals `plaintext` padded to a multiple of [`PAD_BUCKET`] bytes, so the
     /// sealed size tells only which bucket the record falls in.
     pub fn seal_padded(&self, tree: Tree, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        self.seal(tree, key, &pad(plaintext))
+        seal_with(&self.cipher, &padded_ad(tree, key), &pad(plaintext))
     }
 
     /// Opens a value sealed by [`Sealer::seal_padded`].
@@ -147,9 +147,21 @@ impl Sealer {
         key: &[u8],
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        let mut padded = self.open(tree, key, sealed)?;
+        let mut padded = open_with(&self.cipher, &padded_ad(tree, key), sealed)?;
         unpad(&mut padded)?;
         Ok(padded)
+    }
+
+    /// Opens a value sealed padded, or one an older relay sealed without
+    /// padding (the associated data tells them apart).
+    pub fn open_any(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.open_padded(tree, key, sealed)
+            .or_else(|_| self.open(tree, key, sealed))
     }
 
     /// The key warrant pseudonyms are made with (it never leaves the relay):
@@ -200,6 +212,14 @@ fn unpad(padded: &mut Zeroizing<Vec<u8>>) -> Result<(), SealError> {
     padded.copy_within(4..4 + len, 0);
     padded.truncate(len);
     Ok(())
+}
+
+/// The associated data of a padded value: not that of an unpadded one, so
+/// neither opens as the other.
+fn padded_ad(tree: Tree, key: &[u8]) -> Vec<u8> {
+    let mut ad = record_ad(tree, key);
+    ad.extend_from_slice(b"\0padded");
+    ad
 }
 
 fn record_ad(tree: Tree, key: &[u8]) -> Vec<u8> {
@@ -297,9 +317,26 @@ mod tests {
         let small = sealer.seal_padded(Tree::Messages, b"k", &[1; 252]).len();
         assert_eq!(sealer.seal_padded(Tree::Messages, b"k", b"").len(), small);
         assert!(sealer.seal_padded(Tree::Messages, b"k", &[1; 253]).len() > small);
-        // A sealed length prefix past the end is refused, not read out of bounds.
-        let lying = sealer.seal(Tree::Messages, b"k", &[0, 0, 1, 0, 9, 9]);
-        assert!(sealer.open_padded(Tree::Messages, b"k", &lying).is_err());
+        // A value sealed unpadded never opens as padded (nor the reverse),
+        // whatever its first bytes; `open_any` opens both.
+        let plain = sealer.seal(Tree::Messages, b"k", &[0, 0, 0, 1, 9, 9]);
+        assert!(sealer.open_padded(Tree::Messages, b"k", &plain).is_err());
+        assert_eq!(
+            sealer
+                .open_any(Tree::Messages, b"k", &plain)
+                .unwrap()
+                .as_slice(),
+            [0, 0, 0, 1, 9, 9]
+        );
+        let padded = sealer.seal_padded(Tree::Messages, b"k", b"new");
+        assert!(sealer.open(Tree::Messages, b"k", &padded).is_err());
+        assert_eq!(
+            sealer
+                .open_any(Tree::Messages, b"k", &padded)
+                .unwrap()
+                .as_slice(),
+            b"new"
+        );
     }
 
     #[test]

@@ -228,10 +228,16 @@ fn check(dump: &Dump, secrets: &Secrets) {
                 }
             }
             match *tree {
-                // One key per user, their blind alone; the value sealed.
-                "accounts" | "prekeys" | "secret_counters" => {
+                // One key per user, their blind alone; the value padded, or
+                // a sealed counter of fixed size.
+                "accounts" | "prekeys" => {
                     assert!(users.contains(key), "{at}: not a user's blind");
-                    assert!(value.len() > SEAL_OVERHEAD, "{at}: not sealed");
+                    padded(&at, value);
+                    sizes_seen.insert(value.len());
+                }
+                "secret_counters" => {
+                    assert!(users.contains(key), "{at}: not a user's blind");
+                    assert_eq!(value.len(), SEAL_OVERHEAD + 8, "{at}: a sealed counter");
                 }
                 "inbox" => {
                     assert!(users.contains(key), "{at}: not a user's blind");
@@ -244,7 +250,7 @@ fn check(dump: &Dump, secrets: &Secrets) {
                 "groups" => {
                     assert_eq!(key.len(), 16, "{at}");
                     assert!(!users.contains(key));
-                    assert!(value.len() > SEAL_OVERHEAD, "{at}: not sealed");
+                    padded(&at, value);
                 }
                 // A user's directory under their blind; chunks under keys
                 // that link to no one.

@@ -80,11 +80,13 @@ impl Grants {
         let key = self.grant_key(&grant.authority, &grant.warrant_id);
         let sealed = self
             .sealer
-            .seal(Tree::Warrants, &key, &grant.encode_to_vec());
+            .seal_padded(Tree::Warrants, &key, &grant.encode_to_vec());
         let mut batch = Batch::guarded(Tree::Warrants, key, sealed);
         for (pseudonym, user) in pseudonyms {
             let pkey = self.pseudonym_key(&grant.authority, &grant.warrant_id, pseudonym);
-            let sealed = self.sealer.seal(Tree::Warrants, &pkey, user.as_bytes());
+            let sealed = self
+                .sealer
+                .seal_padded(Tree::Warrants, &pkey, user.as_bytes());
             batch.put(Tree::Warrants, pkey, sealed);
         }
         Ok(matches!(self.store.apply(batch)?, Applied::Written))
@@ -96,7 +98,9 @@ impl Grants {
             return Ok(None);
         };
         Ok(Some(Grant::decode(
-            self.sealer.open(Tree::Warrants, &key, &sealed)?.as_slice(),
+            self.sealer
+                .open_any(Tree::Warrants, &key, &sealed)?
+                .as_slice(),
         )?))
     }
 
@@ -136,7 +140,7 @@ impl Grants {
         let Some(sealed) = self.store.get(Tree::Warrants, &key)? else {
             return Ok(None);
         };
-        let plain = self.sealer.open(Tree::Warrants, &key, &sealed)?;
+        let plain = self.sealer.open_any(Tree::Warrants, &key, &sealed)?;
         String::from_utf8(plain.to_vec())
             .map_err(|_| RelayError::Corrupt("a pseudonym mapping"))
             .map(Some)
