@@ -40,6 +40,7 @@ pub mod datadir;
 mod delivery;
 mod error;
 mod files;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod groups;
