@@ -18,6 +18,9 @@ use crate::store::{Batch, Op, Tree};
 /// A checkpoint is due once this many messages are only in memory.
 pub const CHECKPOINT_EVERY: usize = 4096;
 pub(super) const CHECKPOINT_KEY: &[u8] = b"archive_checkpoint";
+/// A chunk of someone's postings takes more in at a checkpoint while it holds
+/// fewer than this many (51 bytes each: about 26 KiB sealed at most).
+pub(super) const CHUNK_POSTINGS: usize = 512;
 
 /// What was appended since the last checkpoint: only in memory (and in the
 /// segments on disk, from which [`NormalArchive::open`] rebuilds it).
@@ -159,6 +162,22 @@ impl NormalArchive {
         }
     }
 
+    /// `blind`'s `n`-th chunk of postings (one its directory names).
+    pub(super) fn chunk(&self, blind: &[u8; 16], n: usize) -> Result<Vec<Posting>, RelayError> {
+        let key = self.chunk_key(blind, n);
+        let sealed = self
+            .store
+            .get(Tree::ByParticipant, &key)?
+            .ok_or(RelayError::Corrupt(
+                "a posting directory names a missing chunk",
+            ))?;
+        Posting::decode_all(
+            &self
+                .sealer
+                .open_padded(Tree::ByParticipant, &key, &sealed)?,
+        )
+    }
+
     /// The key of `blind`'s `n`-th chunk of postings.
     pub(super) fn chunk_key(&self, blind: &[u8; 16], n: usize) -> [u8; 16] {
         let mut value = blind.to_vec();
@@ -243,11 +262,25 @@ impl NormalArchive {
                 Some(directory) => directory,
                 None => self.stored_directory(blind)?,
             };
-            let key = self.chunk_key(blind, directory.len());
-            let chunk =
+            // A small last chunk takes the new postings in (rewritten whole:
+            // a superset of what it held), so that someone active in many
+            // checkpoints has a few large chunks, not one per checkpoint.
+            let mut n = directory.len();
+            let mut chunk = list.clone();
+            if let Some(prev) = n.checked_sub(1) {
+                let mut old = self.chunk(blind, prev)?;
+                if old.len() + list.len() <= self.chunk_postings {
+                    let newest = old.last().map_or(0, |p| p.id);
+                    old.extend(list.iter().filter(|p| p.id > newest).copied());
+                    (n, chunk) = (prev, old);
+                }
+            }
+            let key = self.chunk_key(blind, n);
+            let sealed =
                 self.sealer
-                    .seal_padded(Tree::ByParticipant, &key, &Posting::encode_all(list));
-            ops.push(Op::Put(Tree::ByParticipant, key.to_vec(), chunk));
+                    .seal_padded(Tree::ByParticipant, &key, &Posting::encode_all(&chunk));
+            ops.push(Op::Put(Tree::ByParticipant, key.to_vec(), sealed));
+            directory.truncate(n);
             directory.push(last.id);
             let sealed =
                 self.sealer

@@ -100,6 +100,8 @@ pub struct NormalArchive {
     /// Acknowledgements read and move a cursor: one at a time, so it never goes back.
     acks: Mutex<()>,
     recent: RwLock<Recent>,
+    /// See [`checkpoint::CHUNK_POSTINGS`] (smaller in tests).
+    chunk_postings: usize,
 }
 
 impl NormalArchive {
@@ -139,6 +141,7 @@ impl NormalArchive {
             checkpointer: Mutex::new(()),
             acks: Mutex::new(()),
             recent: RwLock::new(Recent::default()),
+            chunk_postings: checkpoint::CHUNK_POSTINGS,
         };
         archive.recover()?;
         Ok(archive)
@@ -183,18 +186,7 @@ impl NormalArchive {
             if found.full() {
                 break;
             }
-            let key = self.chunk_key(blind, n);
-            let sealed = self
-                .store
-                .get(Tree::ByParticipant, &key)?
-                .ok_or(RelayError::Corrupt(
-                    "a posting directory names a missing chunk",
-                ))?;
-            let chunk = Posting::decode_all(&self.sealer.open_padded(
-                Tree::ByParticipant,
-                &key,
-                &sealed,
-            )?)?;
+            let chunk = self.chunk(blind, n)?;
             if chunk.first().is_some_and(|p| p.id >= hi) {
                 break;
             }

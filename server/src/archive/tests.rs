@@ -327,7 +327,9 @@ fn ids_keep_growing_after_a_checkpoint_and_a_restart() {
 fn a_window_in_the_middle_reads_only_the_chunks_it_needs_and_all_it_needs() {
     let f = Fixture::new();
     let store = f.store();
-    let archive = Arc::new(f.open(&store));
+    let mut archive = f.open(&store);
+    archive.chunk_postings = 3;
+    let archive = Arc::new(archive);
     let mut sent = Vec::new();
     for n in 0..12u8 {
         sent.push(stored(archive.append(dm(
@@ -487,4 +489,54 @@ fn an_archive_of_layout_2_is_sealed_in_place_and_keeps_every_message_and_cursor(
         texts(&archive.inbox("bob", 10).unwrap().0),
         ["old c", "new"]
     );
+}
+
+#[test]
+fn someone_active_in_many_checkpoints_has_a_few_full_chunks_and_every_message() {
+    let f = Fixture::new();
+    let store = f.store();
+    let mut archive = f.open(&store);
+    archive.chunk_postings = 4;
+    let archive = Arc::new(archive);
+    let mut sent = Vec::new();
+    // One message a checkpoint, eleven checkpoints: chunks of 4, 4 and 3.
+    for n in 0..11u8 {
+        sent.push(stored(archive.append(dm("ann", "bob", &format!("m{n}"), n))).id);
+        archive.checkpoint().unwrap();
+    }
+    let blind = blind_user(&f.sealer, "bob");
+    let directory = archive.stored_directory(&blind).unwrap();
+    assert_eq!(directory.len(), 3);
+    assert_eq!(directory, [sent[3], sent[7], sent[10]]);
+    let sizes: Vec<usize> = (0..3)
+        .map(|n| archive.chunk(&blind, n).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [4, 4, 3]);
+    let all = archive
+        .reader()
+        .records_of("bob", 0, i64::MAX / 1000)
+        .unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), sent);
+    // A checkpoint written again (its mark lost) adds no posting twice.
+    let mut rewind = Batch::default();
+    rewind.delete(Tree::Meta, CHECKPOINT_KEY.to_vec());
+    store.apply(rewind).unwrap();
+    drop(archive);
+    let mut archive = f.open(&store);
+    archive.chunk_postings = 4;
+    let archive = Arc::new(archive);
+    archive.checkpoint().unwrap();
+    assert_eq!(texts(&archive.inbox("bob", 100).unwrap().0).len(), 11);
+    let chunks: usize = (0..archive.stored_directory(&blind).unwrap().len())
+        .map(|n| archive.chunk(&blind, n).unwrap().len())
+        .sum();
+    assert!(chunks >= 11);
+    let ids: Vec<u64> = archive
+        .reader()
+        .records_of("bob", 0, i64::MAX / 1000)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, sent);
 }
