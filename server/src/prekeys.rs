@@ -46,25 +46,40 @@ impl Prekeys {
         }
     }
 
-    fn load(&self, key: &[u8]) -> Result<Option<PrekeySetRecord>, RelayError> {
-        let Some(sealed) = self.store.get(Tree::Prekeys, key)? else {
-            return Ok(None);
+    /// The key of `user`'s prekey set (see `Sealer::tree_key`).
+    fn key(&self, user: &str) -> [u8; 16] {
+        self.sealer
+            .tree_key(Tree::Prekeys, &blind_user(&self.sealer, user))
+    }
+
+    /// `user`'s prekey set; one an older relay kept under the user's blind
+    /// itself is read from there (and moves at the next save).
+    fn load(&self, user: &str) -> Result<Option<PrekeySetRecord>, RelayError> {
+        let (key, old) = (self.key(user), blind_user(&self.sealer, user));
+        let (at, sealed) = match self.store.get(Tree::Prekeys, &key)? {
+            Some(sealed) => (key.to_vec(), sealed),
+            None => match self.store.get(Tree::Prekeys, &old)? {
+                Some(sealed) => (old.to_vec(), sealed),
+                None => return Ok(None),
+            },
         };
         Ok(Some(PrekeySetRecord::decode(
             self.sealer
-                .open_any(Tree::Prekeys, key, &sealed)?
+                .open_any(Tree::Prekeys, &at, &sealed)?
                 .as_slice(),
         )?))
     }
 
-    fn save(&self, key: &[u8], set: &PrekeySetRecord) -> Result<(), RelayError> {
+    fn save(&self, user: &str, set: &PrekeySetRecord) -> Result<(), RelayError> {
+        let key = self.key(user);
         let mut batch = Batch::default();
         batch.put(
             Tree::Prekeys,
             key.to_vec(),
             self.sealer
-                .seal_padded(Tree::Prekeys, key, &set.encode_to_vec()),
+                .seal_padded(Tree::Prekeys, &key, &set.encode_to_vec()),
         );
+        batch.delete(Tree::Prekeys, blind_user(&self.sealer, user).to_vec());
         self.store.apply(batch)?;
         Ok(())
     }
@@ -112,9 +127,8 @@ impl Prekeys {
                 "a one-time prekey is 32 bytes",
             )));
         }
-        let key = blind_user(&self.sealer, user);
         let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
-        let mut set = self.load(&key)?.unwrap_or_default();
+        let mut set = self.load(user)?.unwrap_or_default();
         set.identity_dh_key = upload.identity_dh_key.to_vec();
         set.identity_dh_signature = upload.identity_dh_signature.to_vec();
         set.signed_prekey = Some(signed);
@@ -126,7 +140,7 @@ impl Prekeys {
                 set.one_time.push(otk);
             }
         }
-        self.save(&key, &set)?;
+        self.save(user, &set)?;
         Ok(Ok(set.one_time.len()))
     }
 
@@ -139,14 +153,13 @@ impl Prekeys {
         identity_key: &VerifyingKey,
         with_one_time: bool,
     ) -> Result<Option<(v1::PrekeyBundle, usize)>, RelayError> {
-        let key = blind_user(&self.sealer, user);
         let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mut set) = self.load(&key)? else {
+        let Some(mut set) = self.load(user)? else {
             return Ok(None);
         };
         let one_time = (with_one_time && !set.one_time.is_empty()).then(|| set.one_time.remove(0));
         if one_time.is_some() {
-            self.save(&key, &set)?;
+            self.save(user, &set)?;
         }
         Ok(Some((
             v1::PrekeyBundle {
@@ -163,7 +176,32 @@ impl Prekeys {
 
     /// How many one-time prekeys `user` has left.
     pub fn one_time_left(&self, user: &str) -> Result<usize, RelayError> {
-        let key = blind_user(&self.sealer, user);
-        Ok(self.load(&key)?.map_or(0, |s| s.one_time.len()))
+        Ok(self.load(user)?.map_or(0, |s| s.one_time.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TestDir;
+
+    #[test]
+    fn a_set_an_older_relay_kept_under_the_blind_itself_is_read_and_moved() {
+        let f = TestDir::new();
+        let store = f.store();
+        let old = blind_user(&f.sealer, "bob");
+        let set = PrekeySetRecord {
+            identity_dh_key: vec![1; 32],
+            ..Default::default()
+        };
+        let mut batch = Batch::default();
+        let sealed = f.sealer.seal(Tree::Prekeys, &old, &set.encode_to_vec());
+        batch.put(Tree::Prekeys, old.to_vec(), sealed);
+        store.apply(batch).unwrap();
+        let prekeys = Prekeys::new(store.clone(), f.sealer.clone());
+        assert_eq!(prekeys.load("bob").unwrap(), Some(set.clone()));
+        prekeys.save("bob", &set).unwrap();
+        assert!(store.get(Tree::Prekeys, &old).unwrap().is_none(), "moved");
+        assert_eq!(prekeys.load("bob").unwrap(), Some(set));
     }
 }

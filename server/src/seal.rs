@@ -170,6 +170,13 @@ impl Sealer {
         sotto_warrant::PseudonymKey::new(*self.pseudonym_key)
     }
 
+    /// The key of a person's record in `tree`, from their blind: of its own
+    /// per tree, so that nobody without the relay's keys can tell which
+    /// records in different trees are one person's.
+    pub fn tree_key(&self, tree: Tree, user_blind: &[u8; 16]) -> [u8; 16] {
+        self.blind(tree.name(), user_blind)
+    }
+
     /// A stable, unreadable 16-byte stand-in for `value` in an index key.
     /// `domain` keeps blinds of different kinds of names apart.
     pub fn blind(&self, domain: &str, value: &[u8]) -> [u8; 16] {

@@ -358,10 +358,15 @@ impl SecretQueue {
 
     /// The last id handed to the recipient `blind` (its id base if none yet).
     fn last_id(&self, blind: &[u8; 16]) -> Result<u64, RelayError> {
-        match self.store.get(Tree::SecretCounters, blind)? {
-            Some(sealed) => read_u64(&self.sealer.open(Tree::SecretCounters, blind, &sealed)?),
-            None => Ok(self.id_base),
+        // Under a key of its own (see `Sealer::tree_key`); an older relay
+        // kept it under the blind itself, which is read if the other is not there.
+        let key = self.sealer.tree_key(Tree::SecretCounters, blind);
+        for at in [&key, blind] {
+            if let Some(sealed) = self.store.get(Tree::SecretCounters, at)? {
+                return read_u64(&self.sealer.open(Tree::SecretCounters, at, &sealed)?);
+            }
         }
+        Ok(self.id_base)
     }
 
     /// Where the envelope `key` names is stored: a keyed blind of it.
@@ -396,10 +401,11 @@ impl SecretQueue {
             .last_ids
             .iter()
             .map(|(blind, id)| {
+                let key = self.sealer.tree_key(Tree::SecretCounters, blind);
                 let sealed = self
                     .sealer
-                    .seal(Tree::SecretCounters, blind, &id.to_be_bytes());
-                Op::Put(Tree::SecretCounters, blind.to_vec(), sealed)
+                    .seal(Tree::SecretCounters, &key, &id.to_be_bytes());
+                Op::Put(Tree::SecretCounters, key.to_vec(), sealed)
             })
             .collect();
         writes.append(&mut staging.writes);
@@ -1058,5 +1064,23 @@ mod tests {
         assert_eq!(pending, [retried], "one copy, the retry's");
         assert_eq!(store.count(Tree::SecretQueue).unwrap(), 1);
         assert_eq!(q.totals().0, 1);
+    }
+
+    #[test]
+    fn a_counter_an_older_relay_kept_under_the_blind_itself_goes_on_counting() {
+        let f = Fixture::new();
+        let store = f.store();
+        let bob = blind_user(&f.sealer, "bob");
+        let sealed = f
+            .sealer
+            .seal(Tree::SecretCounters, &bob, &41u64.to_be_bytes());
+        let mut batch = Batch::default();
+        batch.put(Tree::SecretCounters, bob.to_vec(), sealed);
+        store.apply(batch).unwrap();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        assert_eq!(queued(&q, envelope_to("bob", 1, 60_000)), 42);
+        assert_eq!(queued(&q, envelope_to("bob", 2, 60_000)), 43);
+        let new_key = f.sealer.tree_key(Tree::SecretCounters, &bob);
+        assert!(store.get(Tree::SecretCounters, &new_key).unwrap().is_some());
     }
 }

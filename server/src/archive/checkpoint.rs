@@ -152,10 +152,11 @@ impl NormalArchive {
 
     /// `blind`'s posting directory as the store holds it (empty if none).
     pub(super) fn stored_directory(&self, blind: &[u8; 16]) -> Result<Directory, RelayError> {
-        match self.store.get(Tree::ByParticipant, blind)? {
+        let key = self.sealer.tree_key(Tree::ByParticipant, blind);
+        match self.store.get(Tree::ByParticipant, &key)? {
             Some(sealed) => decode_directory(&self.sealer.open_padded(
                 Tree::ByParticipant,
-                blind,
+                &key,
                 &sealed,
             )?),
             None => Ok(Directory::new()),
@@ -187,10 +188,11 @@ impl NormalArchive {
 
     /// `sender`'s client id window as the store holds it (empty if none).
     pub(super) fn stored_window(&self, sender: &[u8; 16]) -> Result<Vec<u8>, RelayError> {
-        match self.store.get(Tree::ClientIds, sender)? {
+        let key = self.sealer.tree_key(Tree::ClientIds, sender);
+        match self.store.get(Tree::ClientIds, &key)? {
             Some(sealed) => Ok(self
                 .sealer
-                .open_padded(Tree::ClientIds, sender, &sealed)?
+                .open_padded(Tree::ClientIds, &key, &sealed)?
                 .to_vec()),
             None => Ok(Vec::new()),
         }
@@ -246,8 +248,9 @@ impl NormalArchive {
         let mut ops: Vec<Op> = windows
             .iter()
             .map(|(sender, window)| {
-                let sealed = self.sealer.seal_padded(Tree::ClientIds, sender, window);
-                Op::Put(Tree::ClientIds, sender.to_vec(), sealed)
+                let key = self.sealer.tree_key(Tree::ClientIds, sender);
+                let sealed = self.sealer.seal_padded(Tree::ClientIds, &key, window);
+                Op::Put(Tree::ClientIds, key.to_vec(), sealed)
             })
             .collect();
         // Each user's new chunk goes before the directory that names it (the
@@ -282,10 +285,11 @@ impl NormalArchive {
             ops.push(Op::Put(Tree::ByParticipant, key.to_vec(), sealed));
             directory.truncate(n);
             directory.push(last.id);
+            let key = self.sealer.tree_key(Tree::ByParticipant, blind);
             let sealed =
                 self.sealer
-                    .seal_padded(Tree::ByParticipant, blind, &encode_directory(&directory));
-            ops.push(Op::Put(Tree::ByParticipant, blind.to_vec(), sealed));
+                    .seal_padded(Tree::ByParticipant, &key, &encode_directory(&directory));
+            ops.push(Op::Put(Tree::ByParticipant, key.to_vec(), sealed));
             directories.insert(*blind, directory);
         }
         self.store.apply_each(ops)?;

@@ -16,9 +16,10 @@ pub struct InboxEntry {
 impl NormalArchive {
     /// The id up to which `blind` acknowledged (0: nothing yet).
     pub(super) fn acked(&self, blind: &[u8; 16]) -> Result<u64, RelayError> {
-        match self.store.get(Tree::Inbox, blind)? {
+        let key = self.sealer.tree_key(Tree::Inbox, blind);
+        match self.store.get(Tree::Inbox, &key)? {
             Some(sealed) => read_u64(
-                &self.sealer.open(Tree::Inbox, blind, &sealed)?,
+                &self.sealer.open(Tree::Inbox, &key, &sealed)?,
                 "an inbox cursor",
             ),
             None => Ok(0),
@@ -69,8 +70,9 @@ impl NormalArchive {
             return Ok(());
         }
         let mut batch = Batch::default();
-        let sealed = self.sealer.seal(Tree::Inbox, blind, &upto.to_be_bytes());
-        batch.put(Tree::Inbox, blind.to_vec(), sealed);
+        let key = self.sealer.tree_key(Tree::Inbox, blind);
+        let sealed = self.sealer.seal(Tree::Inbox, &key, &upto.to_be_bytes());
+        batch.put(Tree::Inbox, key.to_vec(), sealed);
         self.store.apply(batch)?;
         Ok(())
     }

@@ -466,8 +466,11 @@ fn an_archive_of_layout_2_is_sealed_in_place_and_keeps_every_message_and_cursor(
             .iter()
             .all(|(k, _)| read_u64(k, "key").unwrap() <= 3)
     );
+    // The cursor moved to a key of its own, sealed; nothing is left under bob's blind.
+    let bob = blind_user(&f.sealer, "bob");
+    assert!(store.get(Tree::Inbox, &bob).unwrap().is_none());
     let cursor = store
-        .get(Tree::Inbox, &blind_user(&f.sealer, "bob"))
+        .get(Tree::Inbox, &f.sealer.tree_key(Tree::Inbox, &bob))
         .unwrap()
         .unwrap();
     assert_ne!(cursor.len(), 8);

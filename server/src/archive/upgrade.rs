@@ -79,7 +79,8 @@ fn renumber_segments(store: &dyn Store, sealer: &Sealer) -> Result<(), RelayErro
     }
 }
 
-/// Seals every cursor still stored in clear (eight bytes; sealed ones are longer).
+/// Seals every cursor still stored in clear (eight bytes; sealed ones are
+/// longer), under its new key.
 fn seal_inbox_cursors(store: &dyn Store, sealer: &Sealer) -> Result<(), RelayError> {
     let mut cursor = Vec::new();
     loop {
@@ -89,14 +90,22 @@ fn seal_inbox_cursors(store: &dyn Store, sealer: &Sealer) -> Result<(), RelayErr
         };
         cursor = last.clone();
         cursor.push(0);
-        let ops = rows
-            .into_iter()
-            .filter(|(_, value)| value.len() == 8)
-            .map(|(key, value)| {
-                let sealed = sealer.seal(Tree::Inbox, &key, &value);
-                Op::Put(Tree::Inbox, key, sealed)
-            })
-            .collect();
+        // Keyed by the user's blind itself in layout 2; by a key of its own
+        // now (see `Sealer::tree_key`): the new one goes in, then the old out.
+        let mut ops = Vec::new();
+        for (key, value) in rows.into_iter().filter(|(_, value)| value.len() == 8) {
+            let blind: [u8; 16] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| RelayError::Corrupt("an inbox key"))?;
+            let new = sealer.tree_key(Tree::Inbox, &blind);
+            ops.push(Op::Put(
+                Tree::Inbox,
+                new.to_vec(),
+                sealer.seal(Tree::Inbox, &new, &value),
+            ));
+            ops.push(Op::Delete(Tree::Inbox, key));
+        }
         store.apply_each(ops)?;
     }
 }
