@@ -109,6 +109,7 @@ impl Harness {
                             .into_iter()
                             .map(|part| Response {
                                 kind: Some(response::Kind::Disclosure(part)),
+                                receipt: None,
                             })
                             .collect(),
                         Err(e) => {

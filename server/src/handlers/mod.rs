@@ -85,6 +85,7 @@ impl From<RequestError> for Response {
                 message: e.message,
                 refusal: e.refusal.to_owned(),
             })),
+            receipt: None,
         }
     }
 }
@@ -150,7 +151,10 @@ pub(crate) async fn dispatch(
     };
     count(state, &result);
     match result {
-        Ok(kind) => Response { kind: Some(kind) },
+        Ok(kind) => Response {
+            kind: Some(kind),
+            receipt: None,
+        },
         Err(e) => e.into(),
     }
 }

@@ -16,6 +16,7 @@ pub async fn serve(state: &RelayState, mut send: quinn::SendStream, submit: Subm
             .into_iter()
             .map(|part| Response {
                 kind: Some(response::Kind::Disclosure(part)),
+                receipt: None,
             })
             .collect(),
         Err(e) => vec![super::desk_error(e, ErrorCode::WarrantRefused).into()],
