@@ -344,7 +344,24 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     assert_eq!(p["unmask_requests_granted"], 1);
     assert_eq!(p["secret_items_disclosed"], 0);
 
-    // Edit a line of the log: `audit verify` fails and names it.
+    // The head the operator publishes; the log is consistent with it.
+    let head = data.join("../head.json");
+    std::fs::write(
+        &head,
+        run_ok("sotto-relay", &["--data", &data_s, "audit", "head"]),
+    )
+    .unwrap();
+    let head_s = head.to_string_lossy().into_owned();
+    assert!(
+        run_ok(
+            "sotto-relay",
+            &["--data", &data_s, "audit", "verify", "--against", &head_s]
+        )
+        .contains("consistent with the head")
+    );
+
+    // Edit a line of the log: `audit verify` fails and names it, with or
+    // without the published head.
     let log = data.join("audit.log");
     let text = std::fs::read_to_string(&log)
         .unwrap()
@@ -352,7 +369,13 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     std::fs::write(&log, text).unwrap();
     let out = run("sotto-relay", &["--data", &data_s, "audit", "verify"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1"));
+    let out = run(
+        "sotto-relay",
+        &["--data", &data_s, "audit", "verify", "--against", &head_s],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1"));
 }
 
 #[test]
