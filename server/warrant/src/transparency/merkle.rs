@@ -100,7 +100,7 @@ impl Tree {
             }
             let row = &mut self.levels[level];
             row.push(hash);
-            if row.len() % 2 == 1 {
+            if !row.len().is_multiple_of(2) {
                 return;
             }
             hash = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
@@ -163,7 +163,7 @@ impl Tree {
     /// MTH of leaves `start..end` (non-empty; `start` aligned as RFC 9162's splits leave it).
     fn subtree(&self, start: u64, end: u64) -> Hash {
         let n = end - start;
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
             return self.levels[level][(start / n) as usize];
         }
