@@ -5,10 +5,12 @@
 //! held to them: [`check_against`] shows each is still in a head published
 //! since (a consistency proof from the receipt's head to it).
 //!
-//! Invariant: a receipt is kept only once it checked ([`Receipt::verify`]),
-//! its audit key is vouched for by the disclosure key of the relay the
-//! warrant names, and its entry says what the answer said (this warrant, this
-//! decision, this bundle's hash).
+//! Invariant: a receipt is kept only once it checked ([`Receipt::verify`]:
+//! its head, the disclosure key's binding of the audit key, the inclusion
+//! proof) and its entry says what the answer said (this warrant, this
+//! decision, this bundle's hash). Whether that disclosure key is the one the
+//! warrant names is reported ([`Kept::warrants_relay`]): a relay that refused
+//! a warrant as `wrong_relay` is, by definition, another one.
 
 use std::path::{Path, PathBuf};
 
@@ -38,18 +40,22 @@ fn bad(why: impl Into<String>) -> InvestigatorError {
     InvestigatorError::Receipt(why.into())
 }
 
+/// A receipt that checked and was kept.
+pub struct Kept {
+    pub receipt: Receipt,
+    pub path: PathBuf,
+    /// Its audit key is vouched for by the disclosure key the warrant names.
+    pub warrants_relay: bool,
+}
+
 /// Checks a receipt against what was answered, then keeps it in `key_dir`.
 pub fn keep(
     key_dir: &Path,
     receipt: &v1::Receipt,
     expected: &Expected<'_>,
-) -> Result<(Receipt, PathBuf), InvestigatorError> {
+) -> Result<Kept, InvestigatorError> {
     let checked = Receipt::verify(receipt).map_err(|e| bad(e.to_string()))?;
-    if checked.disclosure_key().as_bytes() != expected.relay_key {
-        return Err(bad(
-            "it is vouched for by another relay's disclosure key than the warrant names",
-        ));
-    }
+    let warrants_relay = checked.disclosure_key().as_bytes() == expected.relay_key;
     let entry: serde_json::Value = serde_json::from_slice(checked.entry())
         .map_err(|_| bad("its entry is not an audit entry"))?;
     let field = |name: &str| entry[name].as_str().unwrap_or_default().to_owned();
@@ -86,7 +92,11 @@ pub fn keep(
         checked.index()
     ));
     files::write_atomically(&path, &receipt.encode_to_vec())?;
-    Ok((checked, path))
+    Ok(Kept {
+        receipt: checked,
+        path,
+        warrants_relay,
+    })
 }
 
 /// Every receipt kept in `key_dir`, each checked again as it was on arrival.

@@ -326,15 +326,16 @@ async fn run(cli: Cli) -> Result<()> {
             let answer = unmask(&conn, keys.sign_unmask(&request)).await;
             let receipts = conn.take_receipts();
             conn.close().await;
-            keep_receipts(
+            let note = keep_receipts(
                 &key,
                 receipts,
                 &relay_key,
                 &warrant.id,
                 answer.is_ok(),
                 None,
-            )?;
-            let names = keys.open_unmasked(&answer?, &relay_key, &request)?;
+            );
+            let names = keys.open_unmasked(&with_note(answer, &note)?, &relay_key, &request)?;
+            eprintln!("{note}");
             for u in names {
                 outln!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
             }
@@ -371,15 +372,16 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     let receipts = conn.take_receipts();
     conn.close().await;
     let encoded = answer.as_ref().ok().map(|b| b.encode_to_vec());
-    keep_receipts(
+    let note = keep_receipts(
         key,
         receipts,
         &relay_key,
         &warrant.id,
         answer.is_ok(),
         encoded.as_deref(),
-    )?;
-    let bundle = answer?;
+    );
+    let bundle = with_note(answer, &note)?;
+    eprintln!("{note}");
     files::write_new(out, &bundle.encode_to_vec())?;
     // Saved first (the relay will not serve this warrant again), then checked.
     let opened = keys
@@ -407,8 +409,8 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
 }
 
 /// Checks the receipts the relay's answers carried and keeps them in the key
-/// folder. An answer without one, or with one that does not check, is said
-/// loudly (on stderr) but does not hide the answer itself.
+/// folder; returns one note for the person (what was kept, or what did not
+/// check). A receipt that does not check does not hide the answer itself.
 fn keep_receipts(
     key: &Path,
     receipts: Vec<v1::Receipt>,
@@ -416,11 +418,9 @@ fn keep_receipts(
     warrant_id: &str,
     granted: bool,
     bundle: Option<&[u8]>,
-) -> Result<()> {
+) -> String {
     if receipts.is_empty() {
-        eprintln!(
-            "warning: the relay gave no receipt for its answer: it cannot be held to having logged it"
-        );
+        return "the relay gave no receipt: it cannot be held to having logged this".into();
     }
     let expected = receipts::Expected {
         relay_key: relay_key.as_bytes(),
@@ -428,18 +428,30 @@ fn keep_receipts(
         decision: if granted { "granted" } else { "refused" },
         bundle,
     };
-    for receipt in &receipts {
-        match receipts::keep(key, receipt, &expected) {
-            Ok((checked, path)) => eprintln!(
-                "receipt: entry {} of the relay's log, in its signed head of {} entries; kept in {}",
-                checked.index() + 1,
-                checked.head().size(),
-                path.display()
+    let notes: Vec<String> = receipts
+        .iter()
+        .map(|receipt| match receipts::keep(key, receipt, &expected) {
+            Ok(kept) => format!(
+                "receipt: entry {} of the relay's log, in its signed head of {} entries, kept in {}{}",
+                kept.receipt.index() + 1,
+                kept.receipt.head().size(),
+                kept.path.display(),
+                if kept.warrants_relay {
+                    ""
+                } else {
+                    " (vouched for by this relay's disclosure key, not the one the warrant names)"
+                }
             ),
-            Err(e) => eprintln!("warning: {e}"),
-        }
-    }
-    Ok(())
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    notes.join("; ")
+}
+
+/// An answer's error with its receipt note on the same line (a refusal is
+/// one line on stderr, receipt and all).
+fn with_note<T>(answer: Result<T, sotto_investigator::InvestigatorError>, note: &str) -> Result<T> {
+    answer.map_err(|e| anyhow::anyhow!("{e} [{note}]"))
 }
 
 async fn verify_receipts(
