@@ -44,6 +44,24 @@ pub fn unmasked(encoded: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 unmasked\0", encoded)
 }
 
+/// What the relay's audit key signs: a tree head of its transparency log
+/// (RFC 9162 tree size, root hash, and the time it was signed, ms since the epoch).
+pub fn tree_head(size: u64, root: &[u8; 32], time_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"sotto/1 tree head\0");
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&time_ms.to_be_bytes());
+    out.extend_from_slice(root);
+    out
+}
+
+/// What the relay's disclosure key signs to vouch for its audit key, so an
+/// investigator who knows the relay by its disclosure key (the warrant names
+/// it) can check the tree heads in its receipts.
+pub fn audit_key(public_key: &[u8]) -> Vec<u8> {
+    tagged(b"sotto/1 audit key\0", public_key)
+}
+
 /// HKDF info of the key a disclosure bundle is encrypted under: X25519 between
 /// the relay's ephemeral key and the warrant's delivery key, salt = ephemeral
 /// public ‖ delivery public, then XChaCha20-Poly1305 with that salt as AD.
@@ -78,6 +96,8 @@ mod tests {
     fn purposes_never_share_bytes() {
         assert_ne!(identity_dh(b"k"), signed_prekey(b"k"));
         assert_ne!(warrant(b"w"), unmask(b"w"));
+        assert_ne!(audit_key(b"k"), signed_prekey(b"k"));
+        assert!(tree_head(0, &[0; 32], 0).starts_with(b"sotto/1 tree head\0"));
         assert_ne!(disclosure(b"d"), unmasked(b"d"));
     }
 }

@@ -5,7 +5,8 @@
 //! tls/              self-signed certificate and its key (0600)
 //! db/               the embedded store (fjall, or sled); every value sealed
 //! authorities.toml  registered warrant authorities
-//! audit.log         the hash-chained audit log
+//! audit.log         the transparency log: one audit entry a line (the Merkle leaves)
+//! audit.heads       the tree heads the relay signed with its audit key, one a line
 //! master.key        the at-rest master key (0600) unless kept elsewhere
 //! lock              held by the relay (or a migration) using the directory
 //! ```
@@ -25,6 +26,7 @@ use crate::tls::TlsIdentity;
 
 const DATA_KEY: &[u8] = b"data_key";
 const DISCLOSURE_KEY: &[u8] = b"disclosure_key";
+const AUDIT_KEY: &[u8] = b"audit_key";
 
 /// Environment variable that carries the master key instead of a file.
 pub const MASTER_KEY_ENV: &str = "SOTTO_MASTER_KEY";
@@ -63,6 +65,8 @@ pub struct OpenedDir {
     pub sealer: Arc<Sealer>,
     pub tls: TlsIdentity,
     pub disclosure_key: SigningKey,
+    /// Signs the transparency log's tree heads.
+    pub audit_key: SigningKey,
     /// Said once to the operator when the master key sits beside the data it protects.
     pub warnings: Vec<String>,
 }
@@ -127,13 +131,16 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     let sealer = Arc::new(master.unwrap_data_key(&wrapped).context(
         "the master key does not open this relay's data key: is it the key this data directory was made with?",
     )?);
-    let disclosure_key = disclosure_key(&*store, &sealer)?;
+    let disclosure_key = signing_key(&*store, &sealer, DISCLOSURE_KEY, "disclosure")?;
+    // Made here for a data directory from before the transparency log too.
+    let audit_key = signing_key(&*store, &sealer, AUDIT_KEY, "audit")?;
     Ok(OpenedDir {
         lock,
         store,
         sealer,
         tls,
         disclosure_key,
+        audit_key,
         warnings,
     })
 }
@@ -201,21 +208,22 @@ fn master_key(root: &Path, config: &RelayConfig, warnings: &mut Vec<String>) -> 
     Ok(MasterKey::load(&path)?)
 }
 
-fn disclosure_key(store: &dyn Store, sealer: &Sealer) -> Result<SigningKey> {
-    if let Some(sealed) = store.get(Tree::Meta, DISCLOSURE_KEY)? {
-        let secret = sealer.open(Tree::Meta, DISCLOSURE_KEY, &sealed)?;
+/// The relay's Ed25519 key stored sealed under `name` in the Meta tree, made on first use.
+fn signing_key(store: &dyn Store, sealer: &Sealer, name: &[u8], what: &str) -> Result<SigningKey> {
+    if let Some(sealed) = store.get(Tree::Meta, name)? {
+        let secret = sealer.open(Tree::Meta, name, &sealed)?;
         let bytes: [u8; 32] = secret
             .as_slice()
             .try_into()
-            .context("the stored disclosure key is damaged")?;
+            .with_context(|| format!("the stored {what} key is damaged"))?;
         return Ok(SigningKey::from_bytes(&bytes));
     }
     let key = SigningKey::generate(&mut rand::rng());
-    let sealed = sealer.seal(Tree::Meta, DISCLOSURE_KEY, key.as_bytes());
+    let sealed = sealer.seal(Tree::Meta, name, key.as_bytes());
     if let Applied::GuardExists(_) =
-        store.apply(Batch::guarded(Tree::Meta, DISCLOSURE_KEY.to_vec(), sealed))?
+        store.apply(Batch::guarded(Tree::Meta, name.to_vec(), sealed))?
     {
-        bail!("the disclosure key was made twice at once");
+        bail!("the {what} key was made twice at once");
     }
     store.flush()?;
     Ok(key)

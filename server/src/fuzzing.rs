@@ -63,6 +63,7 @@ impl Harness {
             wrap(opened.store),
             &opened.sealer,
             &opened.disclosure_key,
+            &opened.audit_key,
         )?;
         let mut keys = Vec::new();
         for (n, user) in USERS.iter().enumerate() {
@@ -104,11 +105,12 @@ impl Harness {
         self.runtime.block_on(async {
             match request.kind {
                 Some(request::Kind::SubmitWarrant(submit)) => {
-                    match state.warrants.submit(submit.warrant).await {
+                    match state.warrants.submit(submit.warrant).await.outcome {
                         Ok(parts) => parts
                             .into_iter()
                             .map(|part| Response {
                                 kind: Some(response::Kind::Disclosure(part)),
+                                receipt: None,
                             })
                             .collect(),
                         Err(e) => {

@@ -46,7 +46,7 @@ enum Command {
         #[command(subcommand)]
         command: AuthorityCommand,
     },
-    /// Work with the audit log of warrant and unmask requests.
+    /// Work with the transparency log of warrant and unmask requests.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -93,8 +93,20 @@ enum AuthorityCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the whole hash chain; exits 0 only if it is intact, else names the first broken line.
-    Verify,
+    /// Check the whole log: every entry in order and matching every tree head the relay signed.
+    ///
+    /// Exits 0 only if it is intact, else names the first bad entry. With --against, also
+    /// checks that the log still holds, unchanged, every entry of a tree head published
+    /// earlier (the JSON line `audit head` printed): the check that catches an operator who
+    /// edited, removed or reordered entries and signed everything again.
+    Verify {
+        /// A signed tree head published earlier, as `sotto-relay audit head` printed it.
+        #[arg(long, value_name = "HEAD_FILE")]
+        against: Option<PathBuf>,
+    },
+    /// Print the latest signed tree head as one JSON line (size, root, time, signature, key):
+    /// what to publish, or hand to the privacy committee. Works while the relay runs.
+    Head,
 }
 
 fn main() {
@@ -112,8 +124,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init => init(cli.data, config),
         Command::Authority { command } => authority(&cli.data, command),
         Command::Audit {
-            command: AuditCommand::Verify,
-        } => verify(&cli.data),
+            command: AuditCommand::Verify { against },
+        } => verify(&cli.data, against.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Head,
+        } => head(&cli.data),
         Command::Transparency { json } => transparency(&cli.data, json),
         Command::Migrate { to } => migrate(&cli.data, to),
     }
@@ -175,6 +190,12 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         "disclosure key: {}",
         hex::encode(opened.disclosure_key.verifying_key().as_bytes())
     );
+    // Migrates a log from before the transparency log, and signs its first head.
+    audit::AuditLog::open(&datadir::audit_path(&data), opened.audit_key.clone())?;
+    println!(
+        "audit key: {}",
+        hex::encode(opened.audit_key.verifying_key().as_bytes())
+    );
     Ok(())
 }
 
@@ -219,22 +240,66 @@ fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
     Ok(())
 }
 
-fn verify(data: &std::path::Path) -> Result<()> {
+fn verify(data: &std::path::Path, against: Option<&std::path::Path>) -> Result<()> {
     let path = datadir::audit_path(data);
-    match audit::verify(&path)? {
-        Verified::Intact { entries, head } => {
-            println!("audit log intact: {entries} entries, head {head}");
+    let verified = match against {
+        None => audit::verify(&path)?,
+        Some(file) => audit::verify_against(&path, &read_head(file)?)?,
+    };
+    match verified {
+        Verified::Intact {
+            entries,
+            root,
+            heads,
+        } => {
+            println!(
+                "audit log intact: {entries} entries, root {}, {heads} signed heads checked",
+                hex::encode(root)
+            );
+            if heads == 0 {
+                println!(
+                    "(a hash-chained log from before the transparency log: the relay migrates it when it next starts)"
+                );
+            }
+            if let Some(file) = against {
+                println!("consistent with the head in {}", file.display());
+            }
             Ok(())
         }
-        Verified::Broken { line, why } => bail!("audit log broken at line {line}: {why}"),
+        Verified::Broken { line, why } => bail!("audit log broken at entry {line}: {why}"),
     }
+}
+
+/// A published head from a file, its signature checked.
+fn read_head(file: &std::path::Path) -> Result<sotto_warrant::transparency::SignedTreeHead> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    sotto_warrant::transparency::SignedTreeHead::parse(&text)
+        .with_context(|| format!("{} is not a valid signed tree head", file.display()))
+}
+
+fn head(data: &std::path::Path) -> Result<()> {
+    let path = datadir::audit_path(data);
+    if let Verified::Broken { line, why } = audit::verify(&path)? {
+        bail!(
+            "the audit log is broken at entry {line} ({why}); no head is published for a log that was altered"
+        );
+    }
+    let head = audit::latest_head(&path)?.with_context(|| {
+        format!(
+            "no signed tree head in {}: run `sotto-relay init` or start the relay once to sign one",
+            audit::heads_path(&path).display()
+        )
+    })?;
+    println!("{}", head.to_json());
+    Ok(())
 }
 
 fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
     let path = datadir::audit_path(data);
     if let Verified::Broken { line, why } = audit::verify(&path)? {
         bail!(
-            "the audit log is broken at line {line} ({why}); no report from a log that was altered"
+            "the audit log is broken at entry {line} ({why}); no report from a log that was altered"
         );
     }
     let periods = audit::transparency(&audit::entries(&path)?);
@@ -343,6 +408,7 @@ fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> 
         println!("listening on {}", relay.addr);
         println!("fingerprint {}", relay.fingerprint);
         println!("disclosure key: {}", relay.disclosure_key);
+        println!("audit key: {}", relay.audit_key);
         if let Some(addr) = relay.metrics_addr {
             println!("metrics on http://{addr}/metrics");
         }

@@ -37,6 +37,8 @@ pub struct RunningRelay {
     pub fingerprint: String,
     /// Hex of the relay's Ed25519 disclosure key.
     pub disclosure_key: String,
+    /// Hex of the relay's Ed25519 audit key (signs the transparency log's heads).
+    pub audit_key: String,
     pub warnings: Vec<String>,
     /// Where metrics are served, if they are.
     pub metrics_addr: Option<SocketAddr>,
@@ -64,8 +66,14 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
-    let (state, writer_thread) =
-        assemble(root, config, store, &opened.sealer, &opened.disclosure_key)?;
+    let (state, writer_thread) = assemble(
+        root,
+        config,
+        store,
+        &opened.sealer,
+        &opened.disclosure_key,
+        &opened.audit_key,
+    )?;
     let metrics = state.metrics.clone();
     let mut warnings = opened.warnings;
     let metrics_server = match state.config.metrics_listen {
@@ -92,6 +100,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         addr,
         fingerprint: opened.tls.fingerprint(),
         disclosure_key: hex::encode(opened.disclosure_key.verifying_key().as_bytes()),
+        audit_key: hex::encode(opened.audit_key.verifying_key().as_bytes()),
         warnings,
         metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
         metrics_task: metrics_server.map(|(_, task)| task),
@@ -112,6 +121,7 @@ pub(crate) fn assemble(
     store: Arc<dyn Store>,
     sealer: &Arc<crate::seal::Sealer>,
     disclosure_key: &ed25519_dalek::SigningKey,
+    audit_key: &ed25519_dalek::SigningKey,
 ) -> Result<(Arc<RelayState>, std::thread::JoinHandle<()>)> {
     let archive = Arc::new(
         NormalArchive::open(store.clone(), sealer.clone())
@@ -134,7 +144,7 @@ pub(crate) fn assemble(
         archive: archive.reader(),
         accounts: accounts.names(),
         grants: Grants::new(store.clone(), sealer.clone()),
-        audit: AuditLog::open(&datadir::audit_path(root))?,
+        audit: AuditLog::open(&datadir::audit_path(root), audit_key.clone())?,
         authorities_path: datadir::authorities_path(root),
         limits: sotto_warrant::Limits::new(
             config.warrant.max_window_days,

@@ -75,6 +75,7 @@ async fn request(
             echo.subscribers.lock().unwrap().insert(me, tx);
             let ok = Response {
                 kind: Some(response::Kind::Subscribed(v1::Subscribed {})),
+                receipt: None,
             };
             if frame::write_frame(&mut send, &ok).await.is_err() {
                 return;
@@ -123,6 +124,13 @@ async fn request(
             ..Default::default()
         }),
     };
-    let _ = frame::write_frame(&mut send, &Response { kind: Some(kind) }).await;
+    let _ = frame::write_frame(
+        &mut send,
+        &Response {
+            kind: Some(kind),
+            receipt: None,
+        },
+    )
+    .await;
     let _ = send.finish();
 }

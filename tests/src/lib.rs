@@ -217,6 +217,8 @@ pub struct RelayProcess {
     pub addr: String,
     pub fingerprint: String,
     pub disclosure_key: String,
+    /// The key that signs its transparency log's heads (`audit key:`).
+    pub audit_key: String,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -256,17 +258,24 @@ impl RelayProcess {
                 }
             }
         });
-        let (mut addr, mut fingerprint, mut disclosure_key) = (None, None, None);
-        while addr.is_none() || fingerprint.is_none() || disclosure_key.is_none() {
+        let (mut addr, mut fingerprint, mut disclosure_key, mut audit_key) =
+            (None, None, None, None);
+        while addr.is_none()
+            || fingerprint.is_none()
+            || disclosure_key.is_none()
+            || audit_key.is_none()
+        {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
-                .expect("sotto-relay prints its address, fingerprint and disclosure key");
+                .expect("sotto-relay prints its address, fingerprint, disclosure and audit keys");
             if let Some(a) = line.strip_prefix("listening on ") {
                 addr = Some(a.trim().to_owned());
             } else if let Some(f) = line.strip_prefix("fingerprint ") {
                 fingerprint = Some(f.trim().to_owned());
             } else if let Some(k) = line.strip_prefix("disclosure key: ") {
                 disclosure_key = Some(k.trim().to_owned());
+            } else if let Some(k) = line.strip_prefix("audit key: ") {
+                audit_key = Some(k.trim().to_owned());
             }
         }
         RelayProcess {
@@ -274,6 +283,7 @@ impl RelayProcess {
             addr: addr.unwrap_or_default(),
             fingerprint: fingerprint.unwrap_or_default(),
             disclosure_key: disclosure_key.unwrap_or_default(),
+            audit_key: audit_key.unwrap_or_default(),
             stderr: Some(stderr),
         }
     }

@@ -284,7 +284,7 @@ fn check(dump: &Dump, secrets: &Secrets) {
                     // A relay-wide count, once, when the first queue opened.
                     b"secret_id_base" | b"store_id_ceiling" => assert_eq!(value.len(), 8),
                     b"archive_checkpoint" => assert_eq!(value.len(), SEAL_OVERHEAD + 16),
-                    b"data_key" | b"disclosure_key" => {
+                    b"data_key" | b"disclosure_key" | b"audit_key" => {
                         assert!(value.len() >= SEAL_OVERHEAD + 32)
                     }
                     other => panic!("meta: an unknown key {:?}", String::from_utf8_lossy(other)),

@@ -202,6 +202,10 @@ fn the_relay_prints_what_the_contract_says() {
         .find_map(|l| l.strip_prefix("fingerprint "))
         .expect("init prints the fingerprint");
     assert!(stdout.lines().any(|l| l.starts_with("disclosure key: ")));
+    let audit_key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("audit key: "))
+        .expect("init prints the audit key");
     for path in [
         "relay.toml",
         "tls/cert.der",
@@ -209,6 +213,7 @@ fn the_relay_prints_what_the_contract_says() {
         "db",
         "authorities.toml",
         "master.key",
+        "audit.heads",
     ] {
         assert!(data.join(path).exists(), "{path} is laid out");
     }
@@ -227,4 +232,16 @@ fn the_relay_prints_what_the_contract_says() {
     let relay = RelayProcess::start(&data, &[]);
     assert_eq!(relay.fingerprint, fingerprint);
     assert_eq!(relay.disclosure_key.len(), 64);
+    // ... and the same audit key, which signed the empty log's head.
+    assert_eq!(relay.audit_key, audit_key);
+    let head = std::process::Command::new(bin("sotto-relay"))
+        .arg("--data")
+        .arg(&data)
+        .args(["audit", "head"])
+        .output()
+        .unwrap();
+    assert!(head.status.success(), "{head:?}");
+    let head: Value = serde_json::from_slice(&head.stdout).unwrap();
+    assert_eq!(head["size"], 0);
+    assert_eq!(head["key"], audit_key);
 }

@@ -316,11 +316,20 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     };
     let unmasked = unmask(carol_pseudonym, "identify the sender");
     assert!(unmasked.status.success());
+    // Unmask answers carry receipts, refusals too, kept beside the keys.
+    assert!(String::from_utf8_lossy(&unmasked.stderr).contains("receipt: entry 2 "));
     let unmasked = String::from_utf8(unmasked.stdout).unwrap();
     assert_eq!(unmasked.trim(), format!("{carol_pseudonym}\tcarol"));
     let refused = unmask("anon-000000000000000000000000", "fishing");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not_disclosed"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("receipt: entry 3 "));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("inv/receipts"))
+            .unwrap()
+            .count(),
+        3
+    );
 
     assert!(
         run_ok("sotto-relay", &["--data", &data_s, "audit", "verify"])
@@ -344,7 +353,24 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     assert_eq!(p["unmask_requests_granted"], 1);
     assert_eq!(p["secret_items_disclosed"], 0);
 
-    // Edit a line of the log: `audit verify` fails and names it.
+    // The head the operator publishes; the log is consistent with it.
+    let head = data.join("../head.json");
+    std::fs::write(
+        &head,
+        run_ok("sotto-relay", &["--data", &data_s, "audit", "head"]),
+    )
+    .unwrap();
+    let head_s = head.to_string_lossy().into_owned();
+    assert!(
+        run_ok(
+            "sotto-relay",
+            &["--data", &data_s, "audit", "verify", "--against", &head_s]
+        )
+        .contains("consistent with the head")
+    );
+
+    // Edit a line of the log: `audit verify` fails and names it, with or
+    // without the published head.
     let log = data.join("audit.log");
     let text = std::fs::read_to_string(&log)
         .unwrap()
@@ -352,7 +378,13 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     std::fs::write(&log, text).unwrap();
     let out = run("sotto-relay", &["--data", &data_s, "audit", "verify"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1"));
+    let out = run(
+        "sotto-relay",
+        &["--data", &data_s, "audit", "verify", "--against", &head_s],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1"));
 }
 
 #[test]
@@ -652,4 +684,191 @@ fn show_neutralizes_control_characters_in_a_hostile_warrant_file() {
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["id"], hostile.id.as_str());
     assert_eq!(v["case"], hostile.case_reference.as_str());
+}
+
+/// What a curious operator who holds the master key does after editing the
+/// log: signs every head again with the relay's own audit key, so the
+/// relay's `audit.heads` agrees with the edited log.
+fn resign_heads(data: &Path) {
+    use sotto_server::warrant::audit;
+    use sotto_warrant::transparency::{Tree, TreeHead};
+    let config =
+        sotto_server::RelayConfig::load(&sotto_server::datadir::config_path(data)).unwrap();
+    let opened = sotto_server::datadir::open(data, &config).unwrap();
+    let log = sotto_server::datadir::audit_path(data);
+    let mut tree = Tree::new();
+    let mut heads = String::new();
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        tree.push(line.as_bytes());
+        let head = TreeHead {
+            size: tree.len(),
+            root: tree.root(tree.len()).unwrap(),
+            time_ms: 1,
+        }
+        .sign(&opened.audit_key);
+        heads.push_str(&head.to_json());
+        heads.push('\n');
+    }
+    std::fs::write(audit::heads_path(&log), heads).unwrap();
+}
+
+#[test]
+fn curious_operator_who_rewrites_the_log_is_caught_by_a_receipt_and_the_published_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let data_s = path(&data);
+    let inv = dir.path().join("inv");
+    let mut relay = RelayProcess::start(&data, &[]);
+    relay.init_user(&dir.path().join("alice"), "alice");
+    let (public, _) = keygen(&inv, "Chief Inspector");
+    run_ok(
+        "sotto-relay",
+        &[
+            "--data",
+            &data_s,
+            "authority",
+            "add",
+            "--name",
+            "Chief Inspector",
+            "--public-key",
+            &public,
+        ],
+    );
+    let submit = |warrant: &Path, out: &str| {
+        run(
+            "sotto-warrant",
+            &[
+                "submit",
+                "--key",
+                &path(&inv),
+                "--relay",
+                &relay.addr,
+                "--fingerprint",
+                &relay.fingerprint,
+                "--out",
+                &path(&dir.path().join(out)),
+                &path(warrant),
+            ],
+        )
+    };
+    // A granted warrant, and a refused one (an unknown target): a receipt each.
+    let granted = dir.path().join("granted.json");
+    let args = issue_args(&inv, &relay.disclosure_key, &granted, 10);
+    assert!(issue(&args, &["alice"]).status.success());
+    let served = submit(&granted, "bundle");
+    assert!(served.status.success(), "{served:?}");
+    assert!(String::from_utf8_lossy(&served.stderr).contains("receipt: entry 1 "));
+    let refused = dir.path().join("refused.json");
+    let mut args = issue_args(&inv, &relay.disclosure_key, &refused, 10);
+    args[6] = "W-2026-043".into();
+    assert!(issue(&args, &["nobody-here"]).status.success());
+    let out = submit(&refused, "bundle2");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("receipt: entry 2 "));
+    assert_eq!(std::fs::read_dir(inv.join("receipts")).unwrap().count(), 2);
+
+    // The head the operator publishes; both receipts are in it.
+    let head = |name: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(
+            &file,
+            run_ok("sotto-relay", &["--data", &data_s, "audit", "head"]),
+        )
+        .unwrap();
+        path(&file)
+    };
+    let published = head("head-1.json");
+    let receipts_verify = |head: &str, relay: &RelayProcess| {
+        run(
+            "sotto-warrant",
+            &[
+                "receipts",
+                "verify",
+                "--key",
+                &path(&inv),
+                "--head",
+                head,
+                "--relay",
+                &relay.addr,
+                "--fingerprint",
+                &relay.fingerprint,
+            ],
+        )
+    };
+    let ok = receipts_verify(&published, &relay);
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout)
+            .matches("is in the published head of 2 entries")
+            .count(),
+        2
+    );
+
+    // The operator turns the refusal into nothing to see: the second entry
+    // now says the warrant was granted, every head signed again.
+    relay.terminate();
+    let log = data.join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 1 {
+                l.replace("\"decision\":\"refused\"", "\"decision\":\"granted\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert_ne!(edited.join("\n") + "\n", text);
+    std::fs::write(&log, edited.join("\n") + "\n").unwrap();
+    resign_heads(&data);
+    let relay = RelayProcess::start(&data, &[]);
+    // The relay's own heads agree with the edit ...
+    assert!(run_ok("sotto-relay", &["--data", &data_s, "audit", "verify"]).contains("intact"));
+    // ... but not the head it published, nor the investigator's receipt.
+    let out = run(
+        "sotto-relay",
+        &[
+            "--data",
+            &data_s,
+            "audit",
+            "verify",
+            "--against",
+            &published,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("entries 1 to 2 do not match the published head"),
+        "{out:?}"
+    );
+    let rewritten = head("head-2.json");
+    let caught = receipts_verify(&rewritten, &relay);
+    assert!(!caught.status.success(), "{caught:?}");
+    let said = String::from_utf8_lossy(&caught.stdout);
+    assert!(said.contains("NOT in the published head"), "{said}");
+
+    // A head whose size was changed after signing is refused outright.
+    let mut forged: Value =
+        serde_json::from_str(&std::fs::read_to_string(&published).unwrap()).unwrap();
+    forged["size"] = 1.into();
+    let forged_file = dir.path().join("forged.json");
+    std::fs::write(&forged_file, forged.to_string()).unwrap();
+    let out = run(
+        "sotto-relay",
+        &[
+            "--data",
+            &data_s,
+            "audit",
+            "verify",
+            "--against",
+            &path(&forged_file),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid signed tree head"));
+    let out = receipts_verify(&path(&forged_file), &relay);
+    assert!(!out.status.success());
 }

@@ -57,6 +57,10 @@ pub enum InvestigatorError {
     /// itself (a malformed frame, an internal failure).
     #[error("the relay could not serve the request ({}): {message}", .code.as_str_name())]
     Failed { code: ErrorCode, message: String },
+    /// A receipt that does not prove what it should: the relay logged
+    /// something else, or nothing it can be held to.
+    #[error("the relay's receipt does not check: {0}")]
+    Receipt(String),
     #[error("the relay sent something unexpected: {0}")]
     Protocol(String),
 

@@ -7,6 +7,8 @@
 //! - [`warrant_file`]: a signed warrant as a `sotto-warrant/1` file;
 //! - [`relay`]: the QUIC connection to a relay, its certificate pinned;
 //! - [`requests`]: the typed requests: [`submit_warrant`], [`unmask`];
+//! - [`receipts`]: the relay's receipts for its answers, checked and kept
+//!   in the key folder, and checked again against a head published later;
 //! - [`show`]: warrants and disclosures for a person or as JSON;
 //! - [`display`]: untrusted text made safe for a terminal;
 //! - [`files`]: atomic, owner-only writes; bundles never over an existing file;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod files;
 pub mod issue;
 pub mod keys;
+pub mod receipts;
 pub mod relay;
 pub mod requests;
 pub mod show;

@@ -77,6 +77,8 @@ impl ServerCertVerifier for PinnedCertificate {
 pub struct RelayConnection {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
+    /// Every receipt an answer carried, refusals' too, until taken.
+    receipts: Mutex<Vec<v1::Receipt>>,
 }
 
 impl RelayConnection {
@@ -137,7 +139,11 @@ impl RelayConnection {
             }
             Err(_) => return Err(failed(&"no answer within 10 seconds")),
         };
-        Ok(RelayConnection { endpoint, conn })
+        Ok(RelayConnection {
+            endpoint,
+            conn,
+            receipts: Mutex::new(Vec::new()),
+        })
     }
 
     /// Sends one request on a fresh stream and reads its one answer. An
@@ -154,6 +160,7 @@ impl RelayConnection {
                 InvestigatorError::Stream("the relay closed the stream without answering".into())
             })?;
         let response: Response = frame::decode(&body)?;
+        self.keep_receipt(&response);
         match response.kind {
             Some(response::Kind::Error(e)) => Err(error_answer(e)),
             Some(kind) => Ok(kind),
@@ -180,6 +187,7 @@ impl RelayConnection {
                 )));
             }
             let response: Response = frame::decode(&body)?;
+            self.keep_receipt(&response);
             match response.kind {
                 Some(response::Kind::Error(e)) => return Err(error_answer(e)),
                 Some(kind) => answers.push(kind),
@@ -192,6 +200,20 @@ impl RelayConnection {
             ));
         }
         Ok(answers)
+    }
+
+    fn keep_receipt(&self, response: &Response) {
+        if let Some(receipt) = &response.receipt {
+            self.receipts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(receipt.clone());
+        }
+    }
+
+    /// The receipts the answers so far carried (checked by [`crate::receipts`]).
+    pub fn take_receipts(&self) -> Vec<v1::Receipt> {
+        std::mem::take(&mut *self.receipts.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Closes the connection and waits until the relay has been told.

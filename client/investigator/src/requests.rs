@@ -45,6 +45,23 @@ pub async fn unmask(
     }
 }
 
+/// Asks for the proof that the relay's log of `to` entries extends the one of
+/// `from` (checked by the caller against both signed roots), and its latest head.
+pub async fn audit_proof(
+    conn: &RelayConnection,
+    from: u64,
+    to: u64,
+) -> Result<v1::Consistency, InvestigatorError> {
+    let ask = request::Kind::AuditProof(v1::AuditProof {
+        from_size: from,
+        to_size: to,
+    });
+    match conn.request(ask).await? {
+        response::Kind::Consistency(c) => Ok(c),
+        other => Err(unexpected("a consistency proof", &other)),
+    }
+}
+
 /// A new unmask request under warrant `warrant_id`, issued at `now_secs`,
 /// with a fresh random request id (a relay serves each id once, and the
 /// answer must name it).

@@ -3,6 +3,7 @@
 //! [`RequestError`] that names what was wrong.
 
 mod ack;
+mod audit_proof;
 mod challenge;
 mod create_group;
 mod delivery_status;
@@ -85,6 +86,7 @@ impl From<RequestError> for Response {
                 message: e.message,
                 refusal: e.refusal.to_owned(),
             })),
+            receipt: None,
         }
     }
 }
@@ -126,7 +128,15 @@ pub(crate) async fn dispatch(
         Kind::SubmitWarrant(_) => Err(RequestError::bad_request(
             "a warrant is served on a stream of its own",
         )),
-        Kind::Unmask(r) => unmask::handle(state, r).await,
+        Kind::Unmask(r) => {
+            let (result, receipt) = unmask::handle(state, r).await;
+            count(state, &result);
+            let mut response = respond(result);
+            response.receipt = receipt;
+            return response;
+        }
+        // Hashes only: anyone may check the log grew without being rewritten.
+        Kind::AuditProof(r) => audit_proof::handle(state, r),
         kind => match session.user() {
             None => Err(RequestError::new(
                 ErrorCode::NotLoggedIn,
@@ -149,8 +159,15 @@ pub(crate) async fn dispatch(
         },
     };
     count(state, &result);
+    respond(result)
+}
+
+fn respond(result: Handled) -> Response {
     match result {
-        Ok(kind) => Response { kind: Some(kind) },
+        Ok(kind) => Response {
+            kind: Some(kind),
+            receipt: None,
+        },
         Err(e) => e.into(),
     }
 }

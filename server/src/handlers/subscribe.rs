@@ -59,6 +59,7 @@ pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendS
     };
     let subscribed = Response {
         kind: Some(response::Kind::Subscribed(Subscribed {})),
+        receipt: None,
     };
     if frame::write_frame(&mut send, &subscribed).await.is_err() {
         state.hub.unsubscribe(&user, session.id);

@@ -1,16 +1,21 @@
 //! `Unmask`: reveal pseudonyms of a granted warrant's disclosure, on a request
 //! signed by the authority it was granted to, sealed to the warrant's delivery
-//! key. The warrant desk owns every rule and the audit entry.
+//! key. The warrant desk owns every rule and the audit entry; the answer,
+//! granted or refused, carries the entry's receipt.
 
-use sotto_proto::v1::{ErrorCode, Unmask, response};
+use sotto_proto::v1::{ErrorCode, Receipt, Unmask, response};
 
 use super::Handled;
 use crate::state::RelayState;
 
-pub async fn handle(state: &RelayState, unmask: Unmask) -> Handled {
-    let decided = state.warrants.unmask(unmask.request).await;
-    state.metrics.warrant_request("unmask", decided.is_ok());
-    decided
+pub async fn handle(state: &RelayState, unmask: Unmask) -> (Handled, Option<Receipt>) {
+    let answer = state.warrants.unmask(unmask.request).await;
+    state
+        .metrics
+        .warrant_request("unmask", answer.outcome.is_ok());
+    let handled = answer
+        .outcome
         .map(response::Kind::Unmasked)
-        .map_err(|e| super::desk_error(e, ErrorCode::UnmaskRefused))
+        .map_err(|e| super::desk_error(e, ErrorCode::UnmaskRefused));
+    (handled, answer.receipt)
 }

@@ -1,24 +1,38 @@
-//! The audit log: every warrant and unmask request, granted or refused, one JSON
-//! object a line in `audit.log`, each line chained to the one before by hash.
+//! The audit log: every warrant and unmask request, granted or refused, one
+//! JSON object a line in `audit.log`, as the leaves of an RFC 9162 Merkle
+//! tree (the transparency log); after every entry the relay signs a tree head
+//! with its audit key and appends it to `audit.heads`.
 //!
-//! Invariants: an entry is written and synced to disk before the requester gets
-//! an answer; entries hold ids, case references, authorities, targets (named by
-//! the warrant, by design), windows, the relay named, decisions, reasons,
-//! unmask reasons, counts and the bundle's hash, never message text and never
-//! the identity of anyone who is not a target. Requests no registered
-//! authority signed (and replays) are `unverifiable` entries: one a request up
-//! to a small budget, then one entry a minute that counts the rest. Each line carries `prev` (the hash of
-//! the line before) and `hash` (SHA-256 of `prev` and the line without its
-//! hash), so editing, removing or reordering any line breaks the chain at it.
+//! Invariants: an entry and the head that covers it are written and synced to
+//! disk before the requester gets an answer (with a receipt: the entry, that
+//! head, the inclusion proof); a line of `audit.log` is exactly the bytes the
+//! tree hashes (`SHA-256(0x00 ‖ line)`), so anyone can recompute the root;
+//! entries hold ids, case references, authorities, targets (named by the
+//! warrant, by design), windows, the relay named, decisions, reasons, unmask
+//! reasons, counts and the bundle's hash, never message text and never the
+//! identity of anyone who is not a target. Requests no registered authority
+//! signed (and replays) are `unverifiable` entries: one a request up to a
+//! small budget, then one entry a minute that counts the rest. Each entry's
+//! `seq` is its line number, so a moved line is named; an edited or removed
+//! one no longer matches the heads the relay signed, nor any head it
+//! published, nor an investigator's receipt.
+//!
+//! A log from before (a SHA-256 hash chain, each line with `prev` and `hash`,
+//! and no `audit.heads`) is migrated at the first open: its chain is checked,
+//! a copy is kept as `audit.log.chain-<time>`, and its lines, unchanged,
+//! become the first leaves. A broken chain is not migrated: the relay would
+//! be signing over the alteration.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sotto_warrant::transparency::{Hash, ProofError, SignedTreeHead, Tree, TreeHead};
 
 fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
@@ -74,12 +88,16 @@ pub struct AuditEntry {
     /// For `unverifiable` entries: how many requests the entry stands for.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub count: u64,
+    /// Of a hash-chained log (before the transparency log): the hash of the
+    /// line before, and of this one. Empty, and left out, in entries since.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prev: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
 
 impl AuditEntry {
-    /// What a caller fills in; sequence, time and hashes are the log's.
+    /// What a caller fills in; sequence and time are the log's.
     pub fn new(kind: &str, decision: &str) -> Self {
         AuditEntry {
             seq: 0,
@@ -109,10 +127,14 @@ impl AuditEntry {
         }
     }
 
+    /// The hash a hash-chained log gave this line: over `prev` and the line
+    /// with `"hash":""` as its last field (as that log always wrote it).
     fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
-        let body = serde_json::to_string(&unhashed).expect("an audit entry always encodes");
+        let mut body = serde_json::to_string(&unhashed).expect("an audit entry always encodes");
+        body.pop();
+        body.push_str(",\"hash\":\"\"}");
         hex::encode(
             Sha256::new()
                 .chain_update(self.prev.as_bytes())
@@ -122,101 +144,362 @@ impl AuditEntry {
     }
 }
 
+/// What appending an entry gave: its index, its exact bytes, the head that
+/// covers it, and the inclusion proof: a receipt's makings.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub index: u64,
+    pub entry: AuditEntry,
+    pub line: Vec<u8>,
+    pub head: SignedTreeHead,
+    pub inclusion: Vec<Hash>,
+}
+
+struct LogState {
+    tree: Tree,
+    head: SignedTreeHead,
+}
+
 pub struct AuditLog {
     path: PathBuf,
-    /// Sequence number and hash of the last line.
-    tail: Mutex<(u64, String)>,
+    heads: PathBuf,
+    audit_key: SigningKey,
+    state: Mutex<LogState>,
+}
+
+/// Where the relay's signed heads of the log at `log` are kept: `audit.heads` beside `audit.log`.
+pub fn heads_path(log: &Path) -> PathBuf {
+    log.with_extension("heads")
+}
+
+fn now_ms() -> i64 {
+    crate::clock::now_ms()
 }
 
 impl AuditLog {
-    /// Opens the log at `path` (it need not exist yet) after checking its chain.
-    /// A broken chain does not stop the relay (its users are not at fault): it
-    /// is reported, new entries chain on from the last line, and `audit verify`
-    /// keeps naming the broken line.
-    pub fn open(path: &Path) -> Result<Self> {
-        let tail = match verify(path)? {
-            Verified::Intact { entries, head } => (entries, head),
-            Verified::Broken { line, why } => {
-                tracing::error!(line, why = %why, "the audit log is broken; `sotto-relay audit verify` shows where");
-                let last = entries(path).ok().and_then(|all| all.last().cloned());
-                last.map_or((0, GENESIS.to_owned()), |e| (e.seq, e.hash))
+    /// Opens the log at `path` (it need not exist yet), migrating a hash-chained
+    /// log first, and signs a head for it if its last one does not cover it all.
+    /// A log that does not match the heads signed before does not stop the relay
+    /// (its users are not at fault): it is reported, and `audit verify` keeps
+    /// naming the entry.
+    pub fn open(path: &Path, audit_key: SigningKey) -> Result<Self> {
+        let heads = heads_path(path);
+        if path.exists() && !heads.exists() {
+            migrate_chain(path)?;
+        }
+        let tree = read_tree(path)?;
+        if let Verified::Broken { line, why } = verify(path)? {
+            tracing::error!(entry = line, why = %why, "the audit log does not match what the relay signed; `sotto-relay audit verify` shows where");
+        }
+        let size = tree.len();
+        let head = match last_head(&heads)? {
+            Some(head)
+                if head.size() == size
+                    && head.key() == &audit_key.verifying_key()
+                    && tree.root(size).ok().as_ref() == Some(head.root()) =>
+            {
+                head
+            }
+            _ => {
+                let head = sign_head(&tree, &audit_key)?;
+                append_line(&heads, head.to_json().as_bytes())?;
+                head
             }
         };
         Ok(AuditLog {
             path: path.to_owned(),
-            tail: Mutex::new(tail),
+            heads,
+            audit_key,
+            state: Mutex::new(LogState { tree, head }),
         })
     }
 
-    /// Appends `entry` (chained to the last line) and syncs it to disk.
-    pub fn append(&self, mut entry: AuditEntry) -> Result<AuditEntry> {
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        entry.seq = tail.0 + 1;
+    /// Appends `entry` (its `seq` the next line number), syncs it, signs and
+    /// syncs the head that covers it, and returns the receipt's makings.
+    pub fn append(&self, mut entry: AuditEntry) -> Result<Logged> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let index = state.tree.len();
+        entry.seq = index + 1;
         entry.time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        entry.prev = tail.1.clone();
-        entry.hash = entry.compute_hash();
-        let mut line = serde_json::to_string(&entry).context("cannot encode an audit entry")?;
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("cannot open {}", self.path.display()))?;
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
-        *tail = (entry.seq, entry.hash.clone());
-        Ok(entry)
+        entry.prev = String::new();
+        entry.hash = String::new();
+        let line = serde_json::to_vec(&entry).context("cannot encode an audit entry")?;
+        append_line(&self.path, &line)?;
+        state.tree.push(&line);
+        let head = sign_head(&state.tree, &self.audit_key)?;
+        append_line(&self.heads, head.to_json().as_bytes())?;
+        state.head = head.clone();
+        let inclusion = state.tree.inclusion_proof(index, index + 1)?;
+        Ok(Logged {
+            index,
+            entry,
+            line,
+            head,
+            inclusion,
+        })
+    }
+
+    /// The latest signed tree head.
+    pub fn head(&self) -> SignedTreeHead {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .head
+            .clone()
+    }
+
+    /// The proof that the log of `to` entries extends the one of `from`.
+    pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tree
+            .consistency_proof(from, to)
     }
 }
 
-/// The result of checking a log's chain.
+fn sign_head(tree: &Tree, audit_key: &SigningKey) -> Result<SignedTreeHead> {
+    let size = tree.len();
+    Ok(TreeHead {
+        size,
+        root: tree.root(size)?,
+        time_ms: now_ms(),
+    }
+    .sign(audit_key))
+}
+
+/// Appends one line and syncs it to disk.
+fn append_line(path: &Path, line: &[u8]) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line);
+    bytes.push(b'\n');
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The complete lines of a file: a last line without its newline was being
+/// written when the relay stopped, was never answered with, and is left out.
+fn lines(path: &Path) -> Result<Vec<Vec<u8>>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines: Vec<Vec<u8>> = bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    // After the last newline: empty, or a torn line.
+    lines.pop();
+    Ok(lines)
+}
+
+fn read_tree(path: &Path) -> Result<Tree> {
+    let mut tree = Tree::new();
+    for line in lines(path)? {
+        tree.push(&line);
+    }
+    Ok(tree)
+}
+
+/// The relay's signed heads, in the order it signed them; fails on a line that is not one.
+fn read_heads(path: &Path) -> Result<Vec<std::result::Result<SignedTreeHead, String>>> {
+    Ok(lines(path)?
+        .iter()
+        .map(|line| {
+            SignedTreeHead::parse(&String::from_utf8_lossy(line)).map_err(|e| e.to_string())
+        })
+        .collect())
+}
+
+/// The latest head the relay signed for the log at `log`, if it signed one.
+pub fn latest_head(log: &Path) -> Result<Option<SignedTreeHead>> {
+    last_head(&heads_path(log))
+}
+
+fn last_head(path: &Path) -> Result<Option<SignedTreeHead>> {
+    Ok(read_heads(path)?.into_iter().rev().find_map(|h| h.ok()))
+}
+
+/// Moves a hash-chained log into the Merkle log: its lines stay, unchanged,
+/// as the first leaves; a copy of the file is kept as `audit.log.chain-<time>`.
+fn migrate_chain(path: &Path) -> Result<()> {
+    if let Verified::Broken { line, why } = verify_chain(path)? {
+        bail!(
+            "{} is a hash-chained audit log broken at line {line} ({why}); it is not migrated into \
+             the transparency log, which would sign over the alteration: keep it for inspection, \
+             move it aside, and start the relay again to begin a new log",
+            path.display()
+        );
+    }
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let kept = path.with_extension(format!("log.chain-{stamp}"));
+    std::fs::copy(path, &kept).with_context(|| {
+        format!(
+            "cannot keep a copy of {} before migrating it",
+            path.display()
+        )
+    })?;
+    tracing::info!(kept = %kept.display(), "migrated the hash-chained audit log into the transparency log");
+    Ok(())
+}
+
+/// The result of checking a log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verified {
-    Intact { entries: u64, head: String },
+    /// Every entry in order, every head the relay signed matching (and the
+    /// published head, when checked against one).
+    Intact {
+        entries: u64,
+        root: Hash,
+        heads: u64,
+    },
+    /// `line` is the first entry found bad (from 1), `why` says how.
     Broken { line: u64, why: String },
 }
 
 /// Reads every entry of the log (for reports). Fails on a line that is not an entry.
 pub fn entries(path: &Path) -> Result<Vec<AuditEntry>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    std::io::BufReader::new(file)
-        .lines()
+    lines(path)?
+        .iter()
         .enumerate()
         .map(|(i, line)| {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&line)
+            serde_json::from_slice(line)
                 .with_context(|| format!("line {} is not an audit entry", i + 1))
         })
         .collect()
 }
 
-/// Checks the whole chain; names the first broken line.
+/// Checks the whole log: every line an entry in sequence, and every head the
+/// relay signed (in `audit.heads`) matching the tree of the lines, under one
+/// audit key. Names the first bad entry. A log not yet migrated is checked as
+/// the hash chain it is.
 pub fn verify(path: &Path) -> Result<Verified> {
-    if !path.exists() {
-        return Ok(Verified::Intact {
-            entries: 0,
-            head: GENESIS.to_owned(),
-        });
+    let heads = heads_path(path);
+    if path.exists() && !heads.exists() {
+        return verify_chain(path);
     }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut prev = GENESIS.to_owned();
-    let mut count = 0u64;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    let mut tree = Tree::new();
+    for (i, line) in lines(path)?.iter().enumerate() {
         let n = i as u64 + 1;
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         let broken = |why: &str| Verified::Broken {
             line: n,
             why: why.to_owned(),
         };
-        let Ok(entry) = serde_json::from_str::<AuditEntry>(&line) else {
+        let Ok(entry) = serde_json::from_slice::<AuditEntry>(line) else {
+            return Ok(broken("not an audit entry"));
+        };
+        if entry.seq != n {
+            return Ok(broken(
+                "out of sequence (an entry was removed, inserted or moved)",
+            ));
+        }
+        tree.push(line);
+    }
+    let size = tree.len();
+    let mut good = 0u64;
+    let mut key = None;
+    let heads = read_heads(&heads)?;
+    for head in &heads {
+        let head = match head {
+            Ok(head) => head,
+            Err(why) => {
+                return Ok(Verified::Broken {
+                    line: good + 1,
+                    why: format!("a signed head after entry {good} does not check: {why}"),
+                });
+            }
+        };
+        if *key.get_or_insert(*head.key()) != *head.key() {
+            return Ok(Verified::Broken {
+                line: good + 1,
+                why: "a head after it is signed by another audit key".into(),
+            });
+        }
+        if let Some(broken) = mismatch(&tree, head, good, "the relay's signed head") {
+            return Ok(broken);
+        }
+        good = good.max(head.size());
+    }
+    Ok(Verified::Intact {
+        entries: size,
+        root: tree.root(size)?,
+        heads: heads.len() as u64,
+    })
+}
+
+/// Where `head` (signed over the first `head.size()` entries) and the tree
+/// disagree, if they do; `good` entries are known to match already.
+fn mismatch(tree: &Tree, head: &SignedTreeHead, good: u64, whose: &str) -> Option<Verified> {
+    let size = tree.len();
+    if head.size() > size {
+        return Some(Verified::Broken {
+            line: size + 1,
+            why: format!(
+                "removed: the log ends at entry {size}, but {whose} covers {} entries (truncated)",
+                head.size()
+            ),
+        });
+    }
+    if tree.root(head.size()).ok().as_ref() == Some(head.root()) {
+        return None;
+    }
+    let first = good.min(head.size()) + 1;
+    Some(Verified::Broken {
+        line: first,
+        why: if first == head.size() {
+            format!("edited: it does not match {whose} of size {}", head.size())
+        } else {
+            format!(
+                "edited: the entries {first} to {} do not match {whose} of size {} \
+                 (one of them was changed, removed or moved)",
+                head.size(),
+                head.size()
+            )
+        },
+    })
+}
+
+/// Checks the log as [`verify`] does, then that it extends `published`, a
+/// head the relay signed earlier: the same audit key, and the log's first
+/// `published.size()` entries hash to its root.
+pub fn verify_against(path: &Path, published: &SignedTreeHead) -> Result<Verified> {
+    let verified = verify(path)?;
+    if let Verified::Broken { .. } = verified {
+        return Ok(verified);
+    }
+    if let Some(own) = last_head(&heads_path(path))?
+        && own.key() != published.key()
+    {
+        return Ok(Verified::Broken {
+            line: 1,
+            why: format!(
+                "the published head was signed by audit key {}, this log by {}: another relay's head, or the key was replaced",
+                hex::encode(published.key().as_bytes()),
+                hex::encode(own.key().as_bytes())
+            ),
+        });
+    }
+    let tree = read_tree(path)?;
+    Ok(mismatch(&tree, published, 0, "the published head").unwrap_or(verified))
+}
+
+/// The check of a log from before the transparency log: each line chained
+/// to the one before by hash. Names the first broken line.
+fn verify_chain(path: &Path) -> Result<Verified> {
+    let mut prev = GENESIS.to_owned();
+    let mut tree = Tree::new();
+    for (i, line) in lines(path)?.iter().enumerate() {
+        let n = i as u64 + 1;
+        let broken = |why: &str| Verified::Broken {
+            line: n,
+            why: why.to_owned(),
+        };
+        let Ok(entry) = serde_json::from_slice::<AuditEntry>(line) else {
             return Ok(broken("not an audit entry"));
         };
         if entry.seq != n {
@@ -229,11 +512,13 @@ pub fn verify(path: &Path) -> Result<Verified> {
             return Ok(broken("its content does not match its hash (edited)"));
         }
         prev = entry.hash;
-        count = n;
+        tree.push(line);
     }
+    let size = tree.len();
     Ok(Verified::Intact {
-        entries: count,
-        head: prev,
+        entries: size,
+        root: tree.root(size)?,
+        heads: 0,
     })
 }
 
@@ -314,79 +599,309 @@ fn half_year(time: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_chain_verifies_and_an_edit_breaks_it_at_that_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&path).unwrap();
-        for id in ["W-1", "W-2", "W-3"] {
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn log_of(path: &Path, ids: &[&str]) -> AuditLog {
+        let log = AuditLog::open(path, key(1)).unwrap();
+        for id in ids {
             let mut e = AuditEntry::new("warrant", "granted");
-            e.warrant_id = id.into();
+            e.warrant_id = (*id).into();
             e.records = 3;
             log.append(e).unwrap();
         }
+        log
+    }
+
+    fn rewrite(path: &Path, edit: impl Fn(usize, &str) -> Option<String>) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .filter_map(|(i, l)| edit(i, l))
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    /// What a curious operator with the audit key does after editing: signs
+    /// fresh heads over the edited log, so the relay's own heads agree with it.
+    fn resign(path: &Path) {
+        std::fs::remove_file(heads_path(path)).unwrap();
+        let tree = read_tree(path).unwrap();
+        let mut partial = Tree::new();
+        for i in 0..tree.len() {
+            partial.push_leaf_hash(tree.leaf(i).unwrap());
+            append_line(
+                &heads_path(path),
+                sign_head(&partial, &key(1)).unwrap().to_json().as_bytes(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn every_append_is_covered_by_a_signed_head_and_a_receipt_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = log_of(&path, &["W-1", "W-2"]);
+        let logged = log.append(AuditEntry::new("unmask", "refused")).unwrap();
+        assert_eq!((logged.index, logged.entry.seq), (2, 3));
+        assert_eq!(logged.head.size(), 3);
+        sotto_warrant::transparency::merkle::verify_inclusion(
+            2,
+            3,
+            &sotto_warrant::transparency::merkle::leaf_hash(&logged.line),
+            &logged.inclusion,
+            logged.head.root(),
+        )
+        .unwrap();
+        // The line on disk is exactly the leaf.
+        let text = std::fs::read(&path).unwrap();
+        assert!(text.ends_with(&[logged.line.as_slice(), b"\n"].concat()));
         assert!(matches!(
             verify(&path).unwrap(),
-            Verified::Intact { entries: 3, .. }
+            Verified::Intact {
+                entries: 3,
+                heads: 4,
+                ..
+            }
         ));
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("\"records\":3", "\"records\":0");
-        let edited: Vec<&str> = text.lines().collect();
-        let original = std::fs::read_to_string(&path).unwrap();
-        let mut lines: Vec<&str> = original.lines().collect();
-        lines[1] = edited[1];
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        // Reopened: the same head, not a new one.
+        drop(log);
+        let again = AuditLog::open(&path, key(1)).unwrap();
+        assert_eq!(again.head(), logged.head);
+    }
+
+    #[test]
+    fn an_edit_without_the_audit_key_is_named_by_the_relays_own_heads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        drop(log_of(&path, &["W-1", "W-2", "W-3"]));
+        rewrite(&path, |i, l| {
+            Some(if i == 1 {
+                l.replace("\"records\":3", "\"records\":0")
+            } else {
+                l.to_owned()
+            })
+        });
         assert_eq!(
             verify(&path).unwrap(),
             Verified::Broken {
                 line: 2,
-                why: "its content does not match its hash (edited)".into()
+                why: "edited: it does not match the relay's signed head of size 2".into()
             }
         );
-    }
-
-    #[test]
-    fn a_broken_log_still_takes_new_entries_and_stays_broken() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&path).unwrap();
-        for _ in 0..2 {
-            log.append(AuditEntry::new("warrant", "refused")).unwrap();
-        }
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replacen("refused", "granted", 1);
-        std::fs::write(&path, text).unwrap();
-        let reopened = AuditLog::open(&path).unwrap();
+        // The relay still starts and logs, and the log stays broken.
+        let reopened = AuditLog::open(&path, key(1)).unwrap();
         assert_eq!(
             reopened
                 .append(AuditEntry::new("unmask", "refused"))
                 .unwrap()
+                .entry
                 .seq,
-            3
+            4
         );
-        assert!(matches!(
-            verify(&path).unwrap(),
-            Verified::Broken { line: 1, .. }
-        ));
-    }
-
-    #[test]
-    fn a_removed_line_breaks_the_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&path).unwrap();
-        for _ in 0..3 {
-            log.append(AuditEntry::new("unmask", "refused")).unwrap();
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
         assert!(matches!(
             verify(&path).unwrap(),
             Verified::Broken { line: 2, .. }
         ));
+    }
+
+    #[test]
+    fn curious_operator_who_edits_and_resigns_is_caught_by_a_published_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = log_of(&path, &["W-1", "W-2", "W-3"]);
+        let published = log.head();
+        log.append(AuditEntry::new("warrant", "refused")).unwrap();
+        drop(log);
+        assert!(matches!(
+            verify_against(&path, &published).unwrap(),
+            Verified::Intact { entries: 4, .. }
+        ));
+        rewrite(&path, |i, l| {
+            Some(if i == 1 {
+                l.replace("\"records\":3", "\"records\":0")
+            } else {
+                l.to_owned()
+            })
+        });
+        resign(&path);
+        // Its own heads now agree with it: only the published head catches it.
+        assert!(matches!(verify(&path).unwrap(), Verified::Intact { .. }));
+        assert!(matches!(
+            verify_against(&path, &published).unwrap(),
+            Verified::Broken { line: 1, ref why } if why.contains("entries 1 to 3")
+        ));
+    }
+
+    #[test]
+    fn curious_operator_who_truncates_the_newest_entries_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let published = log_of(&path, &["W-1", "W-2", "W-3"]).head();
+        rewrite(&path, |i, l| (i < 2).then(|| l.to_owned()));
+        assert!(matches!(
+            verify(&path).unwrap(),
+            Verified::Broken { line: 3, ref why } if why.starts_with("removed")
+        ));
+        resign(&path);
+        assert!(matches!(
+            verify_against(&path, &published).unwrap(),
+            Verified::Broken { line: 3, ref why } if why.contains("truncated")
+        ));
+    }
+
+    #[test]
+    fn curious_operator_who_reorders_entries_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let published = log_of(&path, &["W-1", "W-2", "W-3"]).head();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{}\n{}\n", lines[0], lines[2], lines[1])).unwrap();
+        assert!(matches!(
+            verify(&path).unwrap(),
+            Verified::Broken { line: 2, ref why } if why.contains("out of sequence")
+        ));
+        // Renumbered and re-signed: still not the published log.
+        let swapped = [
+            lines[0].to_owned(),
+            lines[2].replace("\"seq\":3", "\"seq\":2"),
+            lines[1].replace("\"seq\":2", "\"seq\":3"),
+        ];
+        std::fs::write(&path, swapped.join("\n") + "\n").unwrap();
+        resign(&path);
+        assert!(matches!(verify(&path).unwrap(), Verified::Intact { .. }));
+        assert!(matches!(
+            verify_against(&path, &published).unwrap(),
+            Verified::Broken { .. }
+        ));
+    }
+
+    #[test]
+    fn a_head_of_another_key_is_not_this_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = log_of(&path, &["W-1"]);
+        let h = log.head();
+        let forged = TreeHead {
+            size: h.size(),
+            root: *h.root(),
+            time_ms: 0,
+        }
+        .sign(&key(2));
+        assert!(matches!(
+            verify_against(&path, &forged).unwrap(),
+            Verified::Broken { ref why, .. } if why.contains("another relay's head")
+        ));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        drop(log_of(&path, &["W-1"]));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"{\"seq\":2,\"ti").unwrap();
+        assert!(matches!(
+            verify(&path).unwrap(),
+            Verified::Intact { entries: 1, .. }
+        ));
+        assert_eq!(entries(&path).unwrap().len(), 1);
+    }
+
+    /// A log as the relay wrote it before: each line chained to the one before.
+    fn write_chain(path: &Path, n: u64) -> Vec<String> {
+        let mut prev = GENESIS.to_owned();
+        let mut lines = Vec::new();
+        for seq in 1..=n {
+            let mut e = AuditEntry::new("warrant", "granted");
+            e.seq = seq;
+            e.time = "2025-03-01T00:00:00Z".into();
+            e.warrant_id = format!("OLD-{seq}");
+            e.prev = prev;
+            e.hash = e.compute_hash();
+            prev = e.hash.clone();
+            lines.push(serde_json::to_string(&e).unwrap());
+        }
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+        lines
+    }
+
+    #[test]
+    fn a_hash_chained_log_is_migrated_in_order_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let old = write_chain(&path, 3);
+        assert!(matches!(
+            verify(&path).unwrap(),
+            Verified::Intact {
+                entries: 3,
+                heads: 0,
+                ..
+            }
+        ));
+        let log = AuditLog::open(&path, key(1)).unwrap();
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("audit.log.chain-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "the old log is kept");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(&kept[0])).unwrap(),
+            old.join("\n") + "\n"
+        );
+        assert_eq!(log.head().size(), 3);
+        let next = log.append(AuditEntry::new("unmask", "refused")).unwrap();
+        assert_eq!(next.entry.seq, 4);
+        let all = entries(&path).unwrap();
+        let ids: Vec<&str> = all.iter().map(|e| e.warrant_id.as_str()).collect();
+        assert_eq!(ids, ["OLD-1", "OLD-2", "OLD-3", ""]);
+        // The old lines are the first leaves, byte for byte.
+        let mut tree = Tree::new();
+        for line in &old {
+            tree.push(line.as_bytes());
+        }
+        tree.push(&next.line);
+        assert_eq!(tree.root(4).unwrap(), *next.head.root());
+        assert!(matches!(
+            verify(&path).unwrap(),
+            Verified::Intact { entries: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn a_broken_chain_is_not_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_chain(&path, 3);
+        rewrite(&path, |i, l| {
+            Some(if i == 1 {
+                l.replace("granted", "refused")
+            } else {
+                l.to_owned()
+            })
+        });
+        let e = AuditLog::open(&path, key(1)).err().unwrap();
+        assert!(format!("{e:#}").contains("broken at line 2"), "{e:#}");
+        assert!(!heads_path(&path).exists());
+    }
+
+    #[test]
+    fn removing_the_heads_does_not_get_an_edited_log_signed() {
+        // The heads file gone, the relay takes the log for an old chain: its
+        // entries since have no chain, so it refuses to sign over them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        drop(log_of(&path, &["W-1", "W-2"]));
+        std::fs::remove_file(heads_path(&path)).unwrap();
+        assert!(AuditLog::open(&path, key(1)).is_err());
     }
 
     #[test]

@@ -8,13 +8,14 @@
 //!   key, the pseudonym key (not the whole sealer) and a way to wait for
 //!   durability. It holds nothing that can reach the secret queue;
 //! - [`grants`]: granted warrants, pseudonym mappings, unmask request ids;
-//! - [`audit`]: the hash-chained audit log and the transparency report;
+//! - [`audit`]: the transparency log (RFC 9162 Merkle tree, signed heads) and the transparency report;
 //! - [`budget`]: per-authority budgets, and the small one for unverifiable requests;
 //! - [`authorities`]: `authorities.toml` on disk;
 //! - `records`: the archive as `NormalRecords`.
 //!
-//! Invariant: every request, granted or refused, is in the audit log (synced)
-//! before its answer leaves; requests no authority signed, over their small
+//! Invariant: every request, granted or refused, is in the audit log (synced,
+//! with a signed head that covers it) before its answer leaves, and the answer
+//! carries the receipt: the entry, that head and the inclusion proof; requests no authority signed, over their small
 //! budget, are counted in one entry a minute. The secret queue cannot even be
 //! named outside the relay crate:
 //!
@@ -55,6 +56,23 @@ pub enum DeskError {
     /// Failed inside the relay: a sentence for the requester (never a path or
     /// an internal error; those go to the relay's own log).
     Failed(&'static str),
+}
+
+/// How the desk answered, and the receipt for the audit entry that records
+/// it (none when nothing was logged: a flood over the budget, or the log
+/// could not be written).
+pub struct Answer<T> {
+    pub outcome: Result<T, DeskError>,
+    pub receipt: Option<v1::Receipt>,
+}
+
+impl<T> Answer<T> {
+    fn unlogged(e: DeskError) -> Self {
+        Answer {
+            outcome: Err(e),
+            receipt: None,
+        }
+    }
 }
 
 /// What a failed attempt was, for the audit log.
@@ -139,10 +157,7 @@ impl WarrantDesk {
 
     /// Serves a warrant: its disclosure, as one or more sealed parts to send
     /// in order, or why not.
-    pub async fn submit(
-        &self,
-        signed: Option<v1::SignedWarrant>,
-    ) -> Result<Vec<v1::SealedBundle>, DeskError> {
+    pub async fn submit(&self, signed: Option<v1::SignedWarrant>) -> Answer<Vec<v1::SealedBundle>> {
         let mut entry = AuditEntry::new("warrant", "refused");
         let outcome = self.serve_warrant(signed, &mut entry).await;
         self.audited(entry, outcome, |entry, parts| {
@@ -158,7 +173,7 @@ impl WarrantDesk {
     pub async fn unmask(
         &self,
         signed: Option<v1::SignedUnmaskRequest>,
-    ) -> Result<v1::SealedBundle, DeskError> {
+    ) -> Answer<v1::SealedBundle> {
         let mut entry = AuditEntry::new("unmask", "refused");
         let outcome = self.serve_unmask(signed, &mut entry).await;
         self.audited(entry, outcome, |_, _| {})
@@ -177,6 +192,21 @@ impl WarrantDesk {
             warn!(error = %e, count, "cannot write the count of unverifiable requests; keeping it");
             self.budgets.restore_suppressed(count);
         }
+    }
+
+    /// The latest signed head of the transparency log.
+    pub fn audit_head(&self) -> sotto_warrant::transparency::SignedTreeHead {
+        self.audit.head()
+    }
+
+    /// The proof that the log of `to` entries extends the one of `from`.
+    pub fn audit_consistency(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<sotto_warrant::transparency::Hash>, sotto_warrant::transparency::ProofError>
+    {
+        self.audit.consistency(from, to)
     }
 
     fn registry(&self) -> Result<Registry, Served> {
@@ -366,7 +396,7 @@ impl WarrantDesk {
         mut entry: AuditEntry,
         outcome: Result<T, Served>,
         granted: impl FnOnce(&mut AuditEntry, &T),
-    ) -> Result<T, DeskError> {
+    ) -> Answer<T> {
         self.flush_unverifiable(false);
         let answer = match outcome {
             Ok(sealed) => {
@@ -384,7 +414,7 @@ impl WarrantDesk {
             }
             Err(Served::RegistryUnreadable) => {
                 if !self.budgets.unverifiable() {
-                    return Err(DeskError::Failed(REGISTRY_UNREADABLE));
+                    return Answer::unlogged(DeskError::Failed(REGISTRY_UNREADABLE));
                 }
                 let mut noise = AuditEntry::new("unverifiable", "refused");
                 noise.request = entry.kind.clone();
@@ -395,7 +425,7 @@ impl WarrantDesk {
             }
             Err(Served::Unverifiable(refusal)) => {
                 if !self.budgets.unverifiable() {
-                    return Err(DeskError::Refused(Refusal::RateLimited));
+                    return Answer::unlogged(DeskError::Refused(Refusal::RateLimited));
                 }
                 // Only what a verified signature vouches for is kept; from
                 // an unverifiable request, just its kind and why.
@@ -411,15 +441,27 @@ impl WarrantDesk {
                 Err(DeskError::Refused(refusal))
             }
         };
-        if let Err(e) = self.audit.append(entry.clone()) {
-            warn!(error = %e, request = %entry.kind, "cannot write the audit log; refusing the request");
-            return Err(DeskError::Failed(
-                "the relay cannot write its audit log, so it answers nothing",
-            ));
-        }
+        let logged = match self.audit.append(entry.clone()) {
+            Ok(logged) => logged,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), request = %entry.kind, "cannot write the audit log; refusing the request");
+                return Answer::unlogged(DeskError::Failed(
+                    "the relay cannot write its audit log, so it answers nothing",
+                ));
+            }
+        };
         // Debug formatting: an id is the requester's text, and must not
         // start a line of its own in the relay's log.
-        info!(warrant = ?entry.warrant_id, decision = %entry.decision, reason = %entry.reason, "{} request", entry.kind);
-        answer
+        info!(warrant = ?entry.warrant_id, decision = %entry.decision, reason = %entry.reason, entry = logged.index, "{} request", entry.kind);
+        Answer {
+            outcome: answer,
+            receipt: Some(sotto_warrant::transparency::Receipt::issue(
+                logged.index,
+                logged.line,
+                logged.head,
+                logged.inclusion,
+                &self.disclosure_key,
+            )),
+        }
     }
 }

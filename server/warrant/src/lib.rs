@@ -12,7 +12,9 @@
 //! - [`grant`]: what the relay remembers of a granted warrant, and what an
 //!   unmask request must match;
 //! - [`bundle`]: a payload signed by the relay and encrypted to the
-//!   investigator's delivery key, sealed and opened.
+//!   investigator's delivery key, sealed and opened;
+//! - [`transparency`]: the audit log's RFC 9162 Merkle tree, signed tree
+//!   heads and receipts, made by the relay and checked by the investigator.
 //!
 //! A warrant flows: [`verify_warrant`] (whose signature?) → the relay's
 //! budget for that authority → [`check_warrant`] → the relay checks targets
@@ -40,6 +42,7 @@ pub mod grant;
 pub mod pseudonym;
 pub mod refusal;
 pub mod registry;
+pub mod transparency;
 pub mod window;
 
 pub use bundle::{BundleError, DeliveryKey, Purpose};

@@ -218,7 +218,11 @@ fn main() {
         sotto_server::RelayConfig::commented_default().as_bytes(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let log = sotto_server::warrant::audit::AuditLog::open(&dir.path().join("audit.log")).unwrap();
+    let log = sotto_server::warrant::audit::AuditLog::open(
+        &dir.path().join("audit.log"),
+        SigningKey::from_bytes(&[1; 32]),
+    )
+    .unwrap();
     for (kind, decision) in [("warrant", "granted"), ("unmask", "refused")] {
         log.append(sotto_server::warrant::audit::AuditEntry::new(kind, decision))
             .unwrap();

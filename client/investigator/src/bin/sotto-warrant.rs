@@ -10,12 +10,14 @@ use clap::{Parser, Subcommand};
 use prost::Message;
 use sotto_investigator::display::printable;
 use sotto_investigator::issue::{self, IssueArgs};
+use sotto_investigator::requests::audit_proof;
 use sotto_investigator::show::{self, WarrantView};
 use sotto_investigator::{
-    InvestigatorKeys, RelayConnection, WarrantFile, files, new_unmask_request, relay_key_of,
-    submit_warrant, unmask,
+    InvestigatorKeys, RelayConnection, WarrantFile, files, new_unmask_request, receipts,
+    relay_key_of, submit_warrant, unmask,
 };
 use sotto_proto::{Fingerprint, v1};
+use sotto_warrant::transparency::SignedTreeHead;
 use time::OffsetDateTime;
 
 /// `println!` that hands a failed write back (`?`) instead of panicking: a
@@ -163,6 +165,35 @@ enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// The relay's receipts kept in the key folder (one for every answer, refusals too).
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Check that every kept receipt is still in a tree head the relay published later.
+    ///
+    /// HEAD_FILE is the JSON line `sotto-relay audit head` printed (as the operator
+    /// published it). A receipt whose head is older needs the relay's consistency proof,
+    /// asked of the relay at --relay (the proof is checked against both signed roots, so
+    /// the relay cannot fake it). Exits non-zero if any receipt is not in that head: the
+    /// relay rewrote, truncated or forked its log.
+    Verify {
+        #[arg(long, value_name = "DIR")]
+        key: PathBuf,
+        /// A signed tree head the relay published.
+        #[arg(long, value_name = "HEAD_FILE")]
+        head: PathBuf,
+        /// The relay's address (host:port), to fetch consistency proofs.
+        #[arg(long, value_name = "ADDR", requires = "fingerprint")]
+        relay: Option<String>,
+        /// The relay's certificate fingerprint (sha256:HEX).
+        #[arg(long, value_name = "sha256:HEX")]
+        fingerprint: Option<String>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -293,13 +324,32 @@ async fn run(cli: Cli) -> Result<()> {
             let request = new_unmask_request(&keys, &warrant.id, pseudonyms, &reason, now_secs());
             let conn = RelayConnection::connect(&relay, pin).await?;
             let answer = unmask(&conn, keys.sign_unmask(&request)).await;
+            let receipts = conn.take_receipts();
             conn.close().await;
-            let names = keys.open_unmasked(&answer?, &relay_key, &request)?;
+            let note = keep_receipts(
+                &key,
+                receipts,
+                &relay_key,
+                &warrant.id,
+                answer.is_ok(),
+                None,
+            );
+            let names = keys.open_unmasked(&with_note(answer, &note)?, &relay_key, &request)?;
+            eprintln!("{note}");
             for u in names {
                 outln!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
             }
             Ok(())
         }
+        Command::Receipts {
+            command:
+                ReceiptsCommand::Verify {
+                    key,
+                    head,
+                    relay,
+                    fingerprint: pin,
+                },
+        } => verify_receipts(&key, &head, relay.as_deref(), pin.as_deref()).await,
     }
 }
 
@@ -319,8 +369,19 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     let pin = fingerprint(pin)?;
     let conn = RelayConnection::connect(relay, pin).await?;
     let answer = submit_warrant(&conn, file.signed()?).await;
+    let receipts = conn.take_receipts();
     conn.close().await;
-    let bundle = answer?;
+    let encoded = answer.as_ref().ok().map(|b| b.encode_to_vec());
+    let note = keep_receipts(
+        key,
+        receipts,
+        &relay_key,
+        &warrant.id,
+        answer.is_ok(),
+        encoded.as_deref(),
+    );
+    let bundle = with_note(answer, &note)?;
+    eprintln!("{note}");
     files::write_new(out, &bundle.encode_to_vec())?;
     // Saved first (the relay will not serve this warrant again), then checked.
     let opened = keys
@@ -344,6 +405,127 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
         out.display(),
         opened.disclosure.records.len()
     );
+    Ok(())
+}
+
+/// Checks the receipts the relay's answers carried and keeps them in the key
+/// folder; returns one note for the person (what was kept, or what did not
+/// check). A receipt that does not check does not hide the answer itself.
+fn keep_receipts(
+    key: &Path,
+    receipts: Vec<v1::Receipt>,
+    relay_key: &ed25519_dalek::VerifyingKey,
+    warrant_id: &str,
+    granted: bool,
+    bundle: Option<&[u8]>,
+) -> String {
+    if receipts.is_empty() {
+        return "the relay gave no receipt: it cannot be held to having logged this".into();
+    }
+    let expected = receipts::Expected {
+        relay_key: relay_key.as_bytes(),
+        warrant_id,
+        decision: if granted { "granted" } else { "refused" },
+        bundle,
+    };
+    let notes: Vec<String> = receipts
+        .iter()
+        .map(|receipt| match receipts::keep(key, receipt, &expected) {
+            Ok(kept) => format!(
+                "receipt: entry {} of the relay's log, in its signed head of {} entries, kept in {}{}",
+                kept.receipt.index() + 1,
+                kept.receipt.head().size(),
+                kept.path.display(),
+                if kept.warrants_relay {
+                    ""
+                } else {
+                    " (vouched for by this relay's disclosure key, not the one the warrant names)"
+                }
+            ),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    notes.join("; ")
+}
+
+/// An answer's error with its receipt note on the same line (a refusal is
+/// one line on stderr, receipt and all).
+fn with_note<T>(answer: Result<T, sotto_investigator::InvestigatorError>, note: &str) -> Result<T> {
+    answer.map_err(|e| anyhow::anyhow!("{e} [{note}]"))
+}
+
+async fn verify_receipts(
+    key: &Path,
+    head_file: &Path,
+    relay: Option<&str>,
+    pin: Option<&str>,
+) -> Result<()> {
+    let text = std::fs::read_to_string(head_file)
+        .with_context(|| format!("cannot read {}", head_file.display()))?;
+    let head = SignedTreeHead::parse(&text)
+        .with_context(|| format!("{} is not a valid signed tree head", head_file.display()))?;
+    let kept = receipts::kept(key)?;
+    if kept.is_empty() {
+        outln!("no receipts kept in {}", key.display());
+        return Ok(());
+    }
+    let conn = match (relay, pin) {
+        (Some(relay), Some(pin)) => Some(RelayConnection::connect(relay, fingerprint(pin)?).await?),
+        _ => None,
+    };
+    let mut broken = 0;
+    for (path, receipt) in &kept {
+        let proof = if receipt.head().size() == head.size() {
+            Some(Vec::new())
+        } else if receipt.head().size() < head.size()
+            && let Some(conn) = &conn
+        {
+            let answer = audit_proof(conn, receipt.head().size(), head.size()).await?;
+            Some(
+                answer
+                    .proof
+                    .iter()
+                    .map(|h| h.as_ref().try_into())
+                    .collect::<Result<Vec<[u8; 32]>, _>>()
+                    .map_err(|_| {
+                        anyhow::anyhow!("the relay's proof holds a hash that is not 32 bytes")
+                    })?,
+            )
+        } else if receipt.head().size() < head.size() {
+            bail!(
+                "{} needs the relay's consistency proof to the head: give --relay and --fingerprint",
+                path.display()
+            );
+        } else {
+            Some(Vec::new())
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        match receipts::check_against(receipt, &head, proof.as_deref()) {
+            receipts::Against::Included => outln!(
+                "{name}: entry {} is in the published head of {} entries",
+                receipt.index() + 1,
+                head.size()
+            ),
+            receipts::Against::OtherRelay => {
+                outln!("{name}: another relay's receipt (another audit key); not checked")
+            }
+            receipts::Against::Broken(why) => {
+                broken += 1;
+                outln!(
+                    "{name}: entry {} NOT in the published head: {why}",
+                    receipt.index() + 1
+                );
+            }
+        }
+    }
+    if let Some(conn) = conn {
+        conn.close().await;
+    }
+    if broken > 0 {
+        bail!(
+            "{broken} receipt(s) are not in the published head: the relay's log was rewritten, truncated or forked"
+        );
+    }
     Ok(())
 }
 
