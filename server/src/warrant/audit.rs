@@ -187,6 +187,10 @@ impl AuditLog {
         if path.exists() && !heads.exists() {
             migrate_chain(path)?;
         }
+        // A line torn by a crash was never answered with: cut it off, so the
+        // next one starts on a line of its own.
+        cut_torn_line(path)?;
+        cut_torn_line(&heads)?;
         let tree = read_tree(path)?;
         if let Verified::Broken { line, why } = verify(path)? {
             tracing::error!(entry = line, why = %why, "the audit log does not match what the relay signed; `sotto-relay audit verify` shows where");
@@ -226,10 +230,16 @@ impl AuditLog {
         entry.prev = String::new();
         entry.hash = String::new();
         let line = serde_json::to_vec(&entry).context("cannot encode an audit entry")?;
-        append_line(&self.path, &line)?;
+        let before = append_line(&self.path, &line)?;
         state.tree.push(&line);
         let head = sign_head(&state.tree, &self.audit_key)?;
-        append_line(&self.heads, head.to_json().as_bytes())?;
+        if let Err(e) = append_line(&self.heads, head.to_json().as_bytes()) {
+            // No head covers the entry: take it back, so that the log on
+            // disk is what the tree in memory and the heads say.
+            truncate(&self.path, before)?;
+            state.tree = read_tree(&self.path)?;
+            return Err(e);
+        }
         state.head = head.clone();
         let inclusion = state.tree.inclusion_proof(index, index + 1)?;
         Ok(Logged {
@@ -270,19 +280,52 @@ fn sign_head(tree: &Tree, audit_key: &SigningKey) -> Result<SignedTreeHead> {
     .sign(audit_key))
 }
 
-/// Appends one line and syncs it to disk.
-fn append_line(path: &Path, line: &[u8]) -> Result<()> {
+/// Appends one line and syncs it to disk; returns the file's length before.
+/// A write that fails is taken back (the file cut to that length), so a
+/// half-written line never precedes the next one.
+fn append_line(path: &Path, line: &[u8]) -> Result<u64> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
+    let before = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line);
     bytes.push(b'\n');
-    file.write_all(&bytes)
+    if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_data()) {
+        let _ = file.set_len(before).and_then(|()| file.sync_data());
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(before)
+}
+
+/// Cuts `path` back to `len` bytes, durably.
+fn truncate(path: &Path, len: u64) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.set_len(len)
         .and_then(|()| file.sync_data())
-        .with_context(|| format!("cannot write {}", path.display()))
+        .with_context(|| format!("cannot cut {} back", path.display()))
+}
+
+/// Cuts off a last line without its newline (a write a crash tore).
+fn cut_torn_line(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(file = %path.display(), "cutting off a line a crash tore");
+    truncate(path, keep as u64)
 }
 
 /// The complete lines of a file: a last line without its newline was being
@@ -908,5 +951,66 @@ mod tests {
     fn periods_are_half_years() {
         assert_eq!(half_year("2026-03-01T00:00:00Z"), "2026-H1");
         assert_eq!(half_year("2026-11-30T00:00:00Z"), "2026-H2");
+    }
+}
+
+#[cfg(test)]
+mod torn_lines {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn warrant(id: &str) -> AuditEntry {
+        let mut e = AuditEntry::new("warrant", "granted");
+        e.warrant_id = id.into();
+        e.records = 3;
+        e
+    }
+
+    fn tear(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Found in review: the next entry was appended to the torn line, so
+    /// the log on disk no longer matched the receipt just given.
+    #[test]
+    fn power_loss_mid_line_then_the_next_entry_keeps_the_log_and_its_receipt_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, key(1)).unwrap();
+        log.append(warrant("W-1")).unwrap();
+        drop(log);
+        tear(&path, b"{\"seq\":2,\"ti");
+        let log = AuditLog::open(&path, key(1)).unwrap();
+        let logged = log.append(warrant("W-2")).unwrap();
+        drop(log);
+        let v = verify(&path).unwrap();
+        assert!(matches!(v, Verified::Intact { entries: 2, .. }), "{v:?}");
+        assert_eq!(
+            read_tree(&path).unwrap().root(2).unwrap(),
+            *logged.head.root()
+        );
+    }
+
+    #[test]
+    fn power_loss_mid_head_then_the_next_head_keeps_verify_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, key(1)).unwrap();
+        log.append(warrant("W-1")).unwrap();
+        drop(log);
+        tear(&heads_path(&path), b"{\"size\":2,\"ro");
+        let log = AuditLog::open(&path, key(1)).unwrap();
+        log.append(warrant("W-2")).unwrap();
+        drop(log);
+        let v = verify(&path).unwrap();
+        assert!(matches!(v, Verified::Intact { entries: 2, .. }), "{v:?}");
     }
 }

@@ -74,8 +74,12 @@ impl SignedTreeHead {
     pub fn new(head: TreeHead, signature: &[u8], key: &[u8]) -> Result<Self, HeadError> {
         let key = VerifyingKey::from_bytes(&bytes("key", key)?)
             .map_err(|_| HeadError::Malformed("its key is not an Ed25519 key".into()))?;
+        // A weak (small-order) key would let anyone sign any head under it.
+        if key.is_weak() {
+            return Err(HeadError::Malformed("its key is a weak Ed25519 key".into()));
+        }
         let signature = Signature::from_bytes(&bytes("signature", signature)?);
-        key.verify(&head.transcript(), &signature)
+        key.verify_strict(&head.transcript(), &signature)
             .map_err(|_| HeadError::BadSignature)?;
         Ok(SignedTreeHead {
             head,
@@ -202,5 +206,28 @@ mod tests {
             SignedTreeHead::parse("{\"size\":1}"),
             Err(HeadError::Malformed(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod weak_keys {
+    use super::*;
+
+    /// Found in review: with the identity point as the key, the signature
+    /// (R = identity, s = 0) passed a lax check for any message.
+    #[test]
+    fn a_small_order_audit_key_cannot_vouch_for_any_head() {
+        let mut key = [0u8; 32];
+        key[0] = 1;
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        for size in [1u64, 1_000_000] {
+            let head = TreeHead {
+                size,
+                root: [size as u8; 32],
+                time_ms: 5,
+            };
+            assert!(SignedTreeHead::new(head, &sig, &key).is_err());
+        }
     }
 }

@@ -95,8 +95,11 @@ impl Receipt {
             .try_into()
             .map(Signature::from_bytes)
             .map_err(|_| ReceiptError::Malformed("no key binding"))?;
+        if disclosure_key.is_weak() {
+            return Err(ReceiptError::UnboundAuditKey);
+        }
         disclosure_key
-            .verify(
+            .verify_strict(
                 &sotto_proto::transcript::audit_key(head.key().as_bytes()),
                 &binding,
             )
