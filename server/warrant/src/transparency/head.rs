@@ -7,7 +7,7 @@
 //! signature under the key it names; whether that key is the right relay's
 //! is the caller's question ([`SignedTreeHead::key`]).
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sotto_proto::v1;
 use thiserror::Error;

@@ -10,7 +10,7 @@
 //! ([`Receipt::disclosure_key`]); whether the relay kept the entry since is
 //! [`Receipt::check_later_head`]'s.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sotto_proto::v1;
 use thiserror::Error;
 
