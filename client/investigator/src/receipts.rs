@@ -29,6 +29,10 @@ pub const FOLDER: &str = "receipts";
 pub struct Expected<'a> {
     /// The relay the warrant names (its disclosure key).
     pub relay_key: &'a [u8; 32],
+    /// "warrant" or "unmask".
+    pub kind: &'a str,
+    /// The signed request as sent (encoded): the entry must name its hash.
+    pub request: &'a [u8],
     pub warrant_id: &'a str,
     /// "granted" or "refused".
     pub decision: &'a str,
@@ -59,6 +63,30 @@ pub fn keep(
     let entry: serde_json::Value = serde_json::from_slice(checked.entry())
         .map_err(|_| bad("its entry is not an audit entry"))?;
     let field = |name: &str| entry[name].as_str().unwrap_or_default().to_owned();
+    // The entry must be of this very request: its kind, and the hash of
+    // what was sent (a relay may not answer with another request's entry).
+    let kind_logged = match field("kind").as_str() {
+        "unverifiable" => field("request"),
+        kind => kind.to_owned(),
+    };
+    if kind_logged != expected.kind {
+        return Err(bad(format!(
+            "it logs a {kind_logged:?} request, not this {:?} request",
+            expected.kind
+        )));
+    }
+    if field("request_sha256") != hex::encode(Sha256::digest(expected.request)) {
+        return Err(bad(
+            "it logs another request than the one sent (its hash differs): this answer was not logged",
+        ));
+    }
+    // Only the relay the warrant names can vouch for its log; a refusal as
+    // `wrong_relay` comes, by definition, from another one.
+    if !warrants_relay && field("reason") != "wrong_relay" {
+        return Err(bad(
+            "its log is vouched for by another disclosure key than the one the warrant names",
+        ));
+    }
     if field("decision") != expected.decision {
         return Err(bad(format!(
             "it logs the request as {:?}, but the answer was {:?}",
@@ -86,12 +114,37 @@ pub fn keep(
         path: dir.clone(),
         reason: e,
     })?;
-    let path = dir.join(format!(
-        "{}-{}.receipt",
+    // Never overwritten: a receipt for the same place in the same log with
+    // another entry is proof that the log was rewritten (both are kept).
+    let prefix = format!(
+        "{}-{}-",
         hex::encode(&checked.head().key().as_bytes()[..8]),
         checked.index()
-    ));
-    files::write_atomically(&path, &receipt.encode_to_vec())?;
+    );
+    let entry_hash = hex::encode(&Sha256::digest(checked.entry())[..8]);
+    for (other, earlier) in kept(key_dir)? {
+        let name = other
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with(&prefix)
+            && earlier.head().key() == checked.head().key()
+            && earlier.entry() != checked.entry()
+        {
+            let path = dir.join(format!("{prefix}{entry_hash}.receipt"));
+            files::write_new(&path, &receipt.encode_to_vec())?;
+            return Err(bad(format!(
+                "the relay's log was rewritten: entry {} differs from the receipt kept in {} (both kept, as evidence)",
+                checked.index() + 1,
+                other.display()
+            )));
+        }
+    }
+    let path = dir.join(format!("{prefix}{entry_hash}.receipt"));
+    if !path.exists() {
+        files::write_new(&path, &receipt.encode_to_vec())?;
+    }
     Ok(Kept {
         receipt: checked,
         path,

@@ -85,6 +85,11 @@ pub struct AuditEntry {
     /// empty for a minute's count of the requests over the budget.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request: String,
+    /// Hex of the SHA-256 of the signed request as received (the encoded
+    /// `SignedWarrant` or `SignedUnmaskRequest`): what ties an investigator's
+    /// receipt to their own request, whatever else the entry says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_sha256: String,
     /// For `unverifiable` entries: how many requests the entry stands for.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub count: u64,
@@ -121,6 +126,7 @@ impl AuditEntry {
             relay: String::new(),
             unmask_reason: String::new(),
             request: String::new(),
+            request_sha256: String::new(),
             count: 0,
             prev: String::new(),
             hash: String::new(),

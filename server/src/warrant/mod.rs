@@ -139,6 +139,13 @@ fn now_secs(now_ms: i64) -> i64 {
     now_ms.div_euclid(1000)
 }
 
+/// Hex of the SHA-256 of a signed request as received (empty if none came).
+fn request_hash<M: Message>(signed: Option<&M>) -> String {
+    signed
+        .map(|m| hex::encode(Sha256::digest(m.encode_to_vec())))
+        .unwrap_or_default()
+}
+
 impl WarrantDesk {
     pub fn new(parts: DeskParts) -> Self {
         WarrantDesk {
@@ -159,6 +166,7 @@ impl WarrantDesk {
     /// in order, or why not.
     pub async fn submit(&self, signed: Option<v1::SignedWarrant>) -> Answer<Vec<v1::SealedBundle>> {
         let mut entry = AuditEntry::new("warrant", "refused");
+        entry.request_sha256 = request_hash(signed.as_ref());
         let outcome = self.serve_warrant(signed, &mut entry).await;
         self.audited(entry, outcome, |entry, parts| {
             // The hash of the file `sotto-warrant submit` saves.
@@ -175,6 +183,7 @@ impl WarrantDesk {
         signed: Option<v1::SignedUnmaskRequest>,
     ) -> Answer<v1::SealedBundle> {
         let mut entry = AuditEntry::new("unmask", "refused");
+        entry.request_sha256 = request_hash(signed.as_ref());
         let outcome = self.serve_unmask(signed, &mut entry).await;
         self.audited(entry, outcome, |_, _| {})
     }
@@ -418,6 +427,7 @@ impl WarrantDesk {
                 }
                 let mut noise = AuditEntry::new("unverifiable", "refused");
                 noise.request = entry.kind.clone();
+                noise.request_sha256 = entry.request_sha256.clone();
                 noise.reason = "registry_unreadable".into();
                 noise.count = 1;
                 entry = noise;
@@ -431,6 +441,7 @@ impl WarrantDesk {
                 // an unverifiable request, just its kind and why.
                 let mut noise = AuditEntry::new("unverifiable", "refused");
                 noise.request = entry.kind.clone();
+                noise.request_sha256 = entry.request_sha256.clone();
                 noise.reason = refusal.code().into();
                 noise.count = 1;
                 if refusal == Refusal::Replayed {

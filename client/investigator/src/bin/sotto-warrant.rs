@@ -323,13 +323,17 @@ async fn run(cli: Cli) -> Result<()> {
             let pin = fingerprint(&pin)?;
             let request = new_unmask_request(&keys, &warrant.id, pseudonyms, &reason, now_secs());
             let conn = RelayConnection::connect(&relay, pin).await?;
-            let answer = unmask(&conn, keys.sign_unmask(&request)).await;
+            let signed = keys.sign_unmask(&request);
+            let sent = signed.encode_to_vec();
+            let answer = unmask(&conn, signed).await;
             let receipts = conn.take_receipts();
             conn.close().await;
             let note = keep_receipts(
                 &key,
                 receipts,
                 &relay_key,
+                "unmask",
+                &sent,
                 &warrant.id,
                 answer.is_ok(),
                 None,
@@ -368,7 +372,9 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     files::ensure_absent(out)?;
     let pin = fingerprint(pin)?;
     let conn = RelayConnection::connect(relay, pin).await?;
-    let answer = submit_warrant(&conn, file.signed()?).await;
+    let signed = file.signed()?;
+    let sent = signed.encode_to_vec();
+    let answer = submit_warrant(&conn, signed).await;
     let receipts = conn.take_receipts();
     conn.close().await;
     let encoded = answer.as_ref().ok().map(|b| b.encode_to_vec());
@@ -376,6 +382,8 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
         key,
         receipts,
         &relay_key,
+        "warrant",
+        &sent,
         &warrant.id,
         answer.is_ok(),
         encoded.as_deref(),
@@ -411,10 +419,13 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
 /// Checks the receipts the relay's answers carried and keeps them in the key
 /// folder; returns one note for the person (what was kept, or what did not
 /// check). A receipt that does not check does not hide the answer itself.
+#[allow(clippy::too_many_arguments)]
 fn keep_receipts(
     key: &Path,
     receipts: Vec<v1::Receipt>,
     relay_key: &ed25519_dalek::VerifyingKey,
+    kind: &str,
+    request: &[u8],
     warrant_id: &str,
     granted: bool,
     bundle: Option<&[u8]>,
@@ -424,6 +435,8 @@ fn keep_receipts(
     }
     let expected = receipts::Expected {
         relay_key: relay_key.as_bytes(),
+        kind,
+        request,
         warrant_id,
         decision: if granted { "granted" } else { "refused" },
         bundle,
@@ -474,6 +487,15 @@ async fn verify_receipts(
         _ => None,
     };
     let mut broken = 0;
+    let mut checked = 0;
+    // The disclosure keys that vouch for the head's audit key, as kept
+    // receipts show: a receipt of one of them under another audit key means
+    // the relay changed its audit key, which may not hide what it logged.
+    let vouching: Vec<_> = kept
+        .iter()
+        .filter(|(_, r)| r.head().key() == head.key())
+        .map(|(_, r)| *r.disclosure_key())
+        .collect();
     for (path, receipt) in &kept {
         let proof = if receipt.head().size() == head.size() {
             Some(Vec::new())
@@ -500,7 +522,19 @@ async fn verify_receipts(
             Some(Vec::new())
         };
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        match receipts::check_against(receipt, &head, proof.as_deref()) {
+        let against = match receipts::check_against(receipt, &head, proof.as_deref()) {
+            receipts::Against::OtherRelay if vouching.contains(receipt.disclosure_key()) => {
+                receipts::Against::Broken(
+                    "the relay has since logged under another audit key: this receipt's log is not in the head"
+                        .into(),
+                )
+            }
+            against => against,
+        };
+        if against != receipts::Against::OtherRelay {
+            checked += 1;
+        }
+        match against {
             receipts::Against::Included => outln!(
                 "{name}: entry {} is in the published head of {} entries",
                 receipt.index() + 1,
@@ -524,6 +558,13 @@ async fn verify_receipts(
     if broken > 0 {
         bail!(
             "{broken} receipt(s) are not in the published head: the relay's log was rewritten, truncated or forked"
+        );
+    }
+    if checked == 0 {
+        bail!(
+            "none of the {} kept receipts is of this head's log (audit key {}): nothing was checked",
+            kept.len(),
+            hex::encode(head.key().as_bytes())
         );
     }
     Ok(())
