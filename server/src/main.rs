@@ -382,6 +382,7 @@ fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> 
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = ShutdownSignal::watch()?;
         // A restart may find the previous relay still stopping: say so at
         // once, and wait for it a bounded while.
         let deadline = std::time::Instant::now() + WAIT_FOR_PREVIOUS;
@@ -414,25 +415,45 @@ fn serve(data: PathBuf, mut config: RelayConfig, listen: Option<SocketAddr>) -> 
         }
         use std::io::Write;
         std::io::stdout().flush()?;
-        shutdown_signal().await?;
+        shutdown.received().await?;
         eprintln!("shutting down");
         relay.shutdown().await
     })
 }
 
-async fn shutdown_signal() -> Result<()> {
+/// SIGTERM and SIGINT, watched from the moment this is made: made before
+/// the relay says it is ready, so a signal sent as soon as it has is not missed.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn watch() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignal {
+                term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot watch Ctrl-C")?;
-    Ok(())
+
+    async fn received(mut self) -> Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot watch Ctrl-C")?;
+        Ok(())
+    }
 }
