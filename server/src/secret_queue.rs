@@ -671,6 +671,21 @@ mod tests {
         }
     }
 
+    /// A queue over a store whose writes can be made to fail, the double
+    /// itself, and the store as the queue sees it.
+    fn over_a_faulty_disk(
+        f: &Fixture,
+    ) -> (
+        Arc<crate::store::faulty::Faulty>,
+        Arc<dyn Store>,
+        SecretQueue,
+    ) {
+        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
+        let store: Arc<dyn Store> = faulty.clone();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        (faulty, store, q)
+    }
+
     fn queued(q: &SecretQueue, e: NewSecret) -> u64 {
         match q.enqueue_many(vec![e]).pop().unwrap().unwrap() {
             Queued::New(env) => env.id,
@@ -947,9 +962,7 @@ mod tests {
     #[test]
     fn a_write_that_fails_halfway_is_stored_once_when_retried_whatever_it_left_on_disk() {
         let f = Fixture::new();
-        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
-        let store: Arc<dyn Store> = faulty.clone();
-        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let (faulty, store, q) = over_a_faulty_disk(&f);
         let batch = || {
             (1..=4)
                 .map(|n| envelope_to("bob", n, 60_000))
@@ -983,9 +996,7 @@ mod tests {
     #[test]
     fn a_write_that_fails_once_is_taken_back_at_once() {
         let f = Fixture::new();
-        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
-        let store: Arc<dyn Store> = faulty.clone();
-        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let (faulty, store, q) = over_a_faulty_disk(&f);
         // The counter and one envelope are written, the second write fails,
         // then the disk has room again: the undo takes the first back.
         faulty.fail_once_after(2);
@@ -1008,9 +1019,7 @@ mod tests {
         // Found in review: a retry that reused its failed write's id could
         // overwrite another sender's envelope given that id meanwhile.
         let f = Fixture::new();
-        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
-        let store: Arc<dyn Store> = faulty.clone();
-        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let (faulty, _store, q) = over_a_faulty_disk(&f);
         // ann's counter write fails; the undo succeeds.
         faulty.fail_once_after(0);
         assert!(q.enqueue_many(vec![envelope_to("bob", 1, 60_000)])[0].is_err());
@@ -1032,9 +1041,7 @@ mod tests {
     #[test]
     fn two_copies_of_one_send_left_by_a_failure_are_one_after_a_restart() {
         let f = Fixture::new();
-        let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
-        let store: Arc<dyn Store> = faulty.clone();
-        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let (faulty, store, q) = over_a_faulty_disk(&f);
         // The counter and the envelope are written, the next write fails, and
         // so does the undo: a copy is left.
         faulty.fail_after(2);
