@@ -81,7 +81,14 @@ struct Index {
     /// Envelopes whose write failed (and may be on disk all the same), by
     /// duplicate key: a retry deletes them. Bounded; see [`ABANDONED`].
     abandoned: HashMap<DedupKey, QueueKey>,
+    /// Recipients' last envelope ids as written, so that a send reads no
+    /// counter from the store. Bounded; see [`KNOWN_COUNTERS`].
+    last_ids: HashMap<[u8; 16], u64>,
 }
+
+/// At most this many recipients' last ids are kept in memory (the others are
+/// read from the store when next needed).
+const KNOWN_COUNTERS: usize = 65_536;
 
 /// At most this many failed envelopes are remembered for their retries.
 const ABANDONED: usize = 10_000;
@@ -162,6 +169,13 @@ fn pair_of(dedup: &DedupKey, key: &QueueKey) -> Pair {
 }
 
 impl Index {
+    fn remember_last_id(&mut self, recipient: [u8; 16], id: u64) {
+        if self.last_ids.len() >= KNOWN_COUNTERS && !self.last_ids.contains_key(&recipient) {
+            self.last_ids.clear();
+        }
+        self.last_ids.insert(recipient, id);
+    }
+
     fn insert(&mut self, key: QueueKey, waiting: Waiting) {
         self.usage
             .entry(recipient_of(&key))
@@ -411,6 +425,9 @@ impl SecretQueue {
         writes.append(&mut staging.writes);
         match self.store.apply_each(writes) {
             Ok(_) => {
+                for (recipient, id) in staging.last_ids {
+                    index.remember_last_id(recipient, id);
+                }
                 for (key, waiting) in staging.staged {
                     index.abandoned.remove(&waiting.dedup);
                     index.insert(key, waiting);
@@ -418,6 +435,11 @@ impl SecretQueue {
                 results
             }
             Err(e) => {
+                // Whether the counters reached the store is unknown: they are
+                // read from it again.
+                for recipient in staging.last_ids.keys() {
+                    index.last_ids.remove(recipient);
+                }
                 // Some envelopes may be written. Take them back, and should
                 // that fail too, remember their places: a retry (which the
                 // index does not know) then deletes its first copy. Should
@@ -473,7 +495,11 @@ impl SecretQueue {
         staging.usage.entry(recipient).or_default().add(bytes);
         staging.pairs.entry(pair).or_default().add(bytes);
         staging.total.add(bytes);
-        let last = match staging.last_ids.get(&recipient) {
+        let last = match staging
+            .last_ids
+            .get(&recipient)
+            .or(index.last_ids.get(&recipient))
+        {
             Some(last) => *last,
             None => self.last_id(&recipient)?,
         };

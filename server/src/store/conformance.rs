@@ -91,6 +91,49 @@ fn ranges_are_ordered_bounded_and_half_open() {
 }
 
 #[test]
+fn writes_applied_each_keep_their_order_even_on_one_key() {
+    each(|name, path, open| {
+        let store = open(path);
+        let put = |k: &[u8], v: &[u8]| Op::Put(Tree::SecretQueue, k.to_vec(), v.to_vec());
+        let delete = |k: &[u8]| Op::Delete(Tree::SecretQueue, k.to_vec());
+        store
+            .apply_each(vec![
+                put(b"a", b"1"),
+                put(b"b", b"1"),
+                delete(b"a"),
+                put(b"b", b"2"),
+                put(b"c", b"1"),
+                delete(b"c"),
+                put(b"c", b"3"),
+            ])
+            .unwrap();
+        assert_eq!(store.get(Tree::SecretQueue, b"a").unwrap(), None, "{name}");
+        assert_eq!(
+            store.get(Tree::SecretQueue, b"b").unwrap(),
+            Some(b"2".to_vec()),
+            "{name}: the later write of a key wins"
+        );
+        assert_eq!(
+            store.get(Tree::SecretQueue, b"c").unwrap(),
+            Some(b"3".to_vec()),
+            "{name}"
+        );
+        // The same key in another tree is another key.
+        store
+            .apply_each(vec![
+                Op::Put(Tree::Inbox, b"a".to_vec(), b"x".to_vec()),
+                put(b"a", b"y"),
+            ])
+            .unwrap();
+        assert_eq!(store.get(Tree::Inbox, b"a").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(
+            store.get(Tree::SecretQueue, b"a").unwrap(),
+            Some(b"y".to_vec())
+        );
+    });
+}
+
+#[test]
 fn read_returns_what_the_reader_made_or_none() {
     each(|name, path, open| {
         let store = open(path);
