@@ -318,6 +318,10 @@ fn latency_us(start: Instant, text: &[u8]) -> Option<u64> {
 }
 
 /// Receives `expected` messages on `pushes`, acknowledging every 64; returns latencies.
+///
+/// Acknowledgements go out from a task of their own, one after the other, as
+/// a client's would: the pushes that arrive meanwhile are taken at once, not
+/// after the relay answered the acknowledgement.
 async fn receive(
     relay: Arc<RelayClient>,
     mut pushes: Pushes,
@@ -328,6 +332,13 @@ async fn receive(
 ) -> Result<Vec<u64>> {
     let mut latencies = Vec::with_capacity(expected);
     let (mut upto, mut ids) = (0u64, Vec::new());
+    let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<(u64, Vec<u64>)>();
+    let acker = tokio::spawn(async move {
+        while let Some((upto, ids)) = to_ack.recv().await {
+            relay.ack(upto, ids).await?;
+        }
+        anyhow::Ok(())
+    });
     while latencies.len() < expected {
         let push = pushes.next().await?.context("the push stream closed")?;
         let latency = match push.kind {
@@ -351,9 +362,12 @@ async fn receive(
         latencies.push(latency.context("a message without its timestamp")?);
         progress.inc(1);
         if latencies.len() % 64 == 0 || latencies.len() == expected {
-            relay.ack(upto, std::mem::take(&mut ids)).await?;
+            acks.send((upto, std::mem::take(&mut ids)))
+                .context("the acknowledging task stopped")?;
         }
     }
+    drop(acks);
+    acker.await??;
     Ok(latencies)
 }
 
@@ -441,8 +455,13 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
         let mut session = sending[i].take();
         let (mode, size) = (opts.mode, opts.size);
         let interval = opts.rate.map(|r| Duration::from_secs_f64(n as f64 / r));
+        // Paced clients start a fraction of the interval apart, so that the
+        // sends of a paced run arrive spread out, not all at the same tick.
+        let phase = interval.map(|every| every.mul_f64(i as f64 / n as f64));
         senders.spawn(async move {
-            let mut pace = interval.map(tokio::time::interval);
+            let mut pace = interval.zip(phase).map(|(every, phase)| {
+                tokio::time::interval_at(tokio::time::Instant::now() + phase, every)
+            });
             for _ in 0..count {
                 if let Some(p) = pace.as_mut() {
                     p.tick().await;
