@@ -191,7 +191,14 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         hex::encode(opened.disclosure_key.verifying_key().as_bytes())
     );
     // Migrates a log from before the transparency log, and signs its first head.
-    audit::AuditLog::open(&datadir::audit_path(&data), opened.audit_key.clone())?;
+    if let Err(why) = sotto_server::relay::open_audit_log(
+        &data,
+        &opened.store,
+        &opened.sealer,
+        &opened.audit_key,
+    )? {
+        bail!("{why}");
+    }
     println!(
         "audit key: {}",
         hex::encode(opened.audit_key.verifying_key().as_bytes())

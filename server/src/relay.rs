@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::accounts::Accounts;
 use crate::admission::{Admission, Decision};
@@ -24,7 +24,8 @@ use crate::quotas::Quotas;
 use crate::secret_queue::SecretQueue;
 use crate::state::RelayState;
 use crate::store::Store;
-use crate::warrant::audit::AuditLog;
+use crate::warrant::anchor::StoredAnchor;
+use crate::warrant::audit::{AuditLog, LogRefused};
 use crate::warrant::grants::Grants;
 use crate::warrant::{DeskParts, WarrantDesk};
 use crate::writer::Writer;
@@ -76,6 +77,9 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     )?;
     let metrics = state.metrics.clone();
     let mut warnings = opened.warnings;
+    if let Err(why) = state.warrants.audit_log() {
+        warnings.push(why.to_owned());
+    }
     let metrics_server = match state.config.metrics_listen {
         None => None,
         Some(listen) => {
@@ -144,7 +148,7 @@ pub(crate) fn assemble(
         archive: archive.reader(),
         accounts: accounts.names(),
         grants: Grants::new(store.clone(), sealer.clone()),
-        audit: AuditLog::open(&datadir::audit_path(root), audit_key.clone())?,
+        audit: open_audit_log(root, &store, sealer, audit_key)?,
         authorities_path: datadir::authorities_path(root),
         limits: sotto_warrant::Limits::new(
             config.warrant.max_window_days,
@@ -172,6 +176,30 @@ pub(crate) fn assemble(
         next_connection: AtomicU64::new(1),
     });
     Ok((state, writer_thread))
+}
+
+/// The transparency log, checked against what the relay last signed (sealed
+/// in the store). One that was edited behind its back is refused: the relay
+/// still serves its users, but no warrant (it could not log it).
+pub fn open_audit_log(
+    root: &Path,
+    store: &Arc<dyn Store>,
+    sealer: &Arc<crate::seal::Sealer>,
+    audit_key: &ed25519_dalek::SigningKey,
+) -> Result<std::result::Result<AuditLog, String>> {
+    let anchor = StoredAnchor::new(store.clone(), sealer.clone());
+    match AuditLog::open_anchored(
+        &datadir::audit_path(root),
+        audit_key.clone(),
+        Box::new(anchor),
+    ) {
+        Ok(log) => Ok(Ok(log)),
+        Err(e) if e.downcast_ref::<LogRefused>().is_some() => {
+            error!(error = %e, "the transparency log was altered; warrant requests are refused");
+            Ok(Err(e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {

@@ -10,12 +10,15 @@ use super::{Handled, RequestError};
 use crate::state::RelayState;
 
 pub fn handle(state: &RelayState, r: AuditProof) -> Handled {
-    let proof = state
+    let log = state
         .warrants
-        .audit_consistency(r.from_size, r.to_size)
+        .audit_log()
+        .map_err(|_| RequestError::new(sotto_proto::v1::ErrorCode::Internal, "the relay's transparency log is not the one it signed: it gives no proof until its operator restores it"))?;
+    let proof = log
+        .consistency(r.from_size, r.to_size)
         .map_err(|e| RequestError::bad_request(format!("no consistency proof: {e}")))?;
     Ok(response::Kind::Consistency(Consistency {
         proof: proof.iter().map(|h| h.to_vec().into()).collect(),
-        head: Some(state.warrants.audit_head().to_proto()),
+        head: Some(log.head().to_proto()),
     }))
 }

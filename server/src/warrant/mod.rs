@@ -9,6 +9,7 @@
 //!   durability. It holds nothing that can reach the secret queue;
 //! - [`grants`]: granted warrants, pseudonym mappings, unmask request ids;
 //! - [`audit`]: the transparency log (RFC 9162 Merkle tree, signed heads) and the transparency report;
+//! - `anchor`: what the relay last signed of it, sealed in the store;
 //! - [`budget`]: per-authority budgets, and the small one for unverifiable requests;
 //! - [`authorities`]: `authorities.toml` on disk;
 //! - `records`: the archive as `NormalRecords`.
@@ -23,6 +24,7 @@
 //! use sotto_server::secret_queue::SecretQueue;
 //! ```
 
+pub(crate) mod anchor;
 pub mod audit;
 pub mod authorities;
 pub(crate) mod budget;
@@ -31,6 +33,7 @@ pub(crate) mod grants;
 mod records;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use prost::Message;
@@ -88,6 +91,9 @@ enum Served {
 const REGISTRY_UNREADABLE: &str =
     "the relay cannot read its authority registry; its operator has been told";
 
+const LOG_REFUSED: &str = "the relay's transparency log is not the one it signed, so it answers \
+     no warrant request until its operator restores it";
+
 impl From<Refusal> for Served {
     fn from(r: Refusal) -> Self {
         Served::Refused(r)
@@ -106,7 +112,9 @@ pub(crate) struct DeskParts {
     pub archive: ArchiveReader,
     pub accounts: AccountNames,
     pub grants: Grants,
-    pub audit: AuditLog,
+    /// The log, or why the relay refused to open it (then it serves no
+    /// warrant or unmask request: it could not log them).
+    pub audit: Result<AuditLog, String>,
     pub authorities_path: PathBuf,
     pub limits: Limits,
     pub requests_per_minute: u32,
@@ -119,7 +127,7 @@ pub(crate) struct WarrantDesk {
     archive: ArchiveReader,
     accounts: AccountNames,
     grants: Grants,
-    audit: AuditLog,
+    audit: Result<Arc<AuditLog>, String>,
     authorities_path: PathBuf,
     limits: Limits,
     budgets: Budgets,
@@ -152,7 +160,7 @@ impl WarrantDesk {
             archive: parts.archive,
             accounts: parts.accounts,
             grants: parts.grants,
-            audit: parts.audit,
+            audit: parts.audit.map(Arc::new),
             authorities_path: parts.authorities_path,
             limits: parts.limits,
             budgets: Budgets::new(parts.requests_per_minute),
@@ -165,6 +173,9 @@ impl WarrantDesk {
     /// Serves a warrant: its disclosure, as one or more sealed parts to send
     /// in order, or why not.
     pub async fn submit(&self, signed: Option<v1::SignedWarrant>) -> Answer<Vec<v1::SealedBundle>> {
+        if self.audit.is_err() {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        }
         let mut entry = AuditEntry::new("warrant", "refused");
         entry.request_sha256 = request_hash(signed.as_ref());
         let outcome = self.serve_warrant(signed, &mut entry).await;
@@ -182,6 +193,9 @@ impl WarrantDesk {
         &self,
         signed: Option<v1::SignedUnmaskRequest>,
     ) -> Answer<v1::SealedBundle> {
+        if self.audit.is_err() {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        }
         let mut entry = AuditEntry::new("unmask", "refused");
         entry.request_sha256 = request_hash(signed.as_ref());
         let outcome = self.serve_unmask(signed, &mut entry).await;
@@ -191,31 +205,24 @@ impl WarrantDesk {
     /// Writes the count of unverifiable requests over the budget, if a minute
     /// has passed since the first (or at once with `now_anyway`, at shutdown).
     pub fn flush_unverifiable(&self, now_anyway: bool) {
+        let Ok(audit) = &self.audit else {
+            return;
+        };
         let Some(count) = self.budgets.take_suppressed(now_anyway) else {
             return;
         };
         let mut entry = AuditEntry::new("unverifiable", "refused");
         entry.reason = Refusal::RateLimited.code().into();
         entry.count = count;
-        if let Err(e) = self.audit.append(entry) {
+        if let Err(e) = audit.append(entry) {
             warn!(error = %e, count, "cannot write the count of unverifiable requests; keeping it");
             self.budgets.restore_suppressed(count);
         }
     }
 
-    /// The latest signed head of the transparency log.
-    pub fn audit_head(&self) -> sotto_warrant::transparency::SignedTreeHead {
-        self.audit.head()
-    }
-
-    /// The proof that the log of `to` entries extends the one of `from`.
-    pub fn audit_consistency(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<sotto_warrant::transparency::Hash>, sotto_warrant::transparency::ProofError>
-    {
-        self.audit.consistency(from, to)
+    /// The transparency log, unless the relay refused to open it (then why).
+    pub fn audit_log(&self) -> Result<&Arc<AuditLog>, &str> {
+        self.audit.as_ref().map_err(String::as_str)
     }
 
     fn registry(&self) -> Result<Registry, Served> {
@@ -452,7 +459,10 @@ impl WarrantDesk {
                 Err(DeskError::Refused(refusal))
             }
         };
-        let logged = match self.audit.append(entry.clone()) {
+        let Ok(audit) = &self.audit else {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        };
+        let logged = match audit.append(entry.clone()) {
             Ok(logged) => logged,
             Err(e) => {
                 warn!(error = %format!("{e:#}"), request = %entry.kind, "cannot write the audit log; refusing the request");
