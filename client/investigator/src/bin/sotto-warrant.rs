@@ -129,6 +129,10 @@ enum Command {
         /// Where to save the bundle (a new file: an existing one is never overwritten).
         #[arg(long, value_name = "BUNDLE")]
         out: PathBuf,
+        /// Take the answer even if the relay gives no receipt that checks (nothing then
+        /// proves it logged the request, as every answer must be).
+        #[arg(long)]
+        accept_unlogged: bool,
         #[arg(value_name = "WARRANT")]
         warrant: PathBuf,
     },
@@ -164,6 +168,10 @@ enum Command {
         /// Why it is needed (recorded in the relay's audit log).
         #[arg(long, value_name = "TEXT")]
         reason: String,
+        /// Take the answer even if the relay gives no receipt that checks (nothing then
+        /// proves it logged the request, as every answer must be).
+        #[arg(long)]
+        accept_unlogged: bool,
     },
     /// The relay's receipts kept in the key folder (one for every answer, refusals too).
     Receipts {
@@ -295,8 +303,9 @@ async fn run(cli: Cli) -> Result<()> {
             relay,
             fingerprint: pin,
             out,
+            accept_unlogged,
             warrant,
-        } => submit(&key, &relay, &pin, &out, &warrant).await,
+        } => submit(&key, &relay, &pin, &out, &warrant, accept_unlogged).await,
         Command::Open {
             key,
             relay_key,
@@ -310,6 +319,7 @@ async fn run(cli: Cli) -> Result<()> {
             warrant,
             pseudonyms,
             reason,
+            accept_unlogged,
         } => {
             let keys = InvestigatorKeys::load(&key)?;
             let warrant = WarrantFile::load(&warrant)?.warrant()?;
@@ -328,7 +338,7 @@ async fn run(cli: Cli) -> Result<()> {
             let answer = unmask(&conn, signed).await;
             let receipts = conn.take_receipts();
             conn.close().await;
-            let note = keep_receipts(
+            let logged = keep_receipts(
                 &key,
                 receipts,
                 &relay_key,
@@ -338,8 +348,10 @@ async fn run(cli: Cli) -> Result<()> {
                 answer.is_ok(),
                 None,
             );
-            let names = keys.open_unmasked(&with_note(answer, &note)?, &relay_key, &request)?;
-            eprintln!("{note}");
+            let answer = with_note(answer, &logged.note)?;
+            logged.required(accept_unlogged)?;
+            let names = keys.open_unmasked(&answer, &relay_key, &request)?;
+            eprintln!("{}", logged.note);
             for u in names {
                 outln!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
             }
@@ -357,7 +369,14 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) -> Result<()> {
+async fn submit(
+    key: &Path,
+    relay: &str,
+    pin: &str,
+    out: &Path,
+    warrant: &Path,
+    accept_unlogged: bool,
+) -> Result<()> {
     let keys = InvestigatorKeys::load(key)?;
     let file = WarrantFile::load(warrant)?;
     let warrant = file.warrant()?;
@@ -378,7 +397,7 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     let receipts = conn.take_receipts();
     conn.close().await;
     let encoded = answer.as_ref().ok().map(|b| b.encode_to_vec());
-    let note = keep_receipts(
+    let logged = keep_receipts(
         key,
         receipts,
         &relay_key,
@@ -388,8 +407,9 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
         answer.is_ok(),
         encoded.as_deref(),
     );
-    let bundle = with_note(answer, &note)?;
-    eprintln!("{note}");
+    let bundle = with_note(answer, &logged.note)?;
+    logged.required(accept_unlogged)?;
+    eprintln!("{}", logged.note);
     files::write_new(out, &bundle.encode_to_vec())?;
     // Saved first (the relay will not serve this warrant again), then checked.
     let opened = keys
@@ -416,9 +436,33 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     Ok(())
 }
 
+/// What became of an answer's receipts: one note for the person, and how
+/// many checked and were kept.
+struct Logged {
+    note: String,
+    kept: usize,
+}
+
+impl Logged {
+    /// An answer no kept receipt stands for is not taken, unless the
+    /// investigator says so: nothing proves the relay logged it.
+    fn required(&self, accept_unlogged: bool) -> Result<()> {
+        if self.kept == 0 && !accept_unlogged {
+            bail!(
+                "the relay answered, but no receipt proves it logged the answer ({}); it is not taken. \
+                 Report it to the relay's overseers; --accept-unlogged takes such an answer anyway",
+                self.note
+            );
+        }
+        if self.kept == 0 {
+            eprintln!("warning: an unlogged answer taken (--accept-unlogged)");
+        }
+        Ok(())
+    }
+}
+
 /// Checks the receipts the relay's answers carried and keeps them in the key
-/// folder; returns one note for the person (what was kept, or what did not
-/// check). A receipt that does not check does not hide the answer itself.
+/// folder; says what was kept, or what did not check.
 #[allow(clippy::too_many_arguments)]
 fn keep_receipts(
     key: &Path,
@@ -429,9 +473,12 @@ fn keep_receipts(
     warrant_id: &str,
     granted: bool,
     bundle: Option<&[u8]>,
-) -> String {
+) -> Logged {
     if receipts.is_empty() {
-        return "the relay gave no receipt: it cannot be held to having logged this".into();
+        return Logged {
+            note: "the relay gave no receipt: it cannot be held to having logged this".into(),
+            kept: 0,
+        };
     }
     let expected = receipts::Expected {
         relay_key: relay_key.as_bytes(),
@@ -441,10 +488,13 @@ fn keep_receipts(
         decision: if granted { "granted" } else { "refused" },
         bundle,
     };
+    let mut kept_count = 0;
     let notes: Vec<String> = receipts
         .iter()
         .map(|receipt| match receipts::keep(key, receipt, &expected) {
-            Ok(kept) => format!(
+            Ok(kept) => {
+                kept_count += 1;
+                format!(
                 "receipt: entry {} of the relay's log, in its signed head of {} entries, kept in {}{}",
                 kept.receipt.index() + 1,
                 kept.receipt.head().size(),
@@ -454,11 +504,15 @@ fn keep_receipts(
                 } else {
                     " (vouched for by this relay's disclosure key, not the one the warrant names)"
                 }
-            ),
+            )
+            }
             Err(e) => e.to_string(),
         })
         .collect();
-    notes.join("; ")
+    Logged {
+        note: notes.join("; "),
+        kept: kept_count,
+    }
 }
 
 /// An answer's error with its receipt note on the same line (a refusal is
