@@ -136,7 +136,7 @@ pub(crate) async fn dispatch(
             return response;
         }
         // Hashes only: anyone may check the log grew without being rewritten.
-        Kind::AuditProof(r) => audit_proof::handle(state, r),
+        Kind::AuditProof(r) => audit_proof::handle(state, session, r).await,
         kind => match session.user() {
             None => Err(RequestError::new(
                 ErrorCode::NotLoggedIn,

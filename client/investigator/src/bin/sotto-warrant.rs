@@ -556,7 +556,7 @@ async fn verify_receipts(
         } else if receipt.head().size() < head.size()
             && let Some(conn) = &conn
         {
-            let answer = audit_proof(conn, receipt.head().size(), head.size()).await?;
+            let answer = proof_within_limit(conn, receipt.head().size(), head.size()).await?;
             Some(
                 answer
                     .proof
@@ -622,6 +622,23 @@ async fn verify_receipts(
         );
     }
     Ok(())
+}
+
+/// The relay's consistency proof from `from` to `to`; a relay limits how
+/// many it gives a minute, so many kept receipts are checked at its pace.
+async fn proof_within_limit(conn: &RelayConnection, from: u64, to: u64) -> Result<v1::Consistency> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    const TRIES: u32 = 60;
+    for _ in 1..TRIES {
+        match audit_proof(conn, from, to).await {
+            Err(sotto_investigator::InvestigatorError::Failed {
+                code: v1::ErrorCode::RateLimited,
+                ..
+            }) => tokio::time::sleep(WAIT).await,
+            answer => return Ok(answer?),
+        }
+    }
+    Ok(audit_proof(conn, from, to).await?)
 }
 
 fn open(key: &Path, relay_key: Option<&str>, json: bool, bundle: &Path) -> Result<()> {
