@@ -27,6 +27,7 @@ use crate::store::Store;
 use crate::warrant::anchor::StoredAnchor;
 use crate::warrant::audit::{AuditLog, LogRefused};
 use crate::warrant::grants::Grants;
+use crate::warrant::held::HeldWarrants;
 use crate::warrant::{DeskParts, WarrantDesk};
 use crate::writer::Writer;
 use crate::{connection, datadir};
@@ -47,6 +48,7 @@ pub struct RunningRelay {
     endpoint: quinn::Endpoint,
     state: Arc<RelayState>,
     accept: tokio::task::JoinHandle<()>,
+    admin: crate::admin::AdminSocket,
     sweeper: tokio::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
     /// The data directory, held until the store is closed.
@@ -97,6 +99,8 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
             Some(crate::metrics::serve(listen, metrics, refresh).await?)
         }
     };
+    let admin =
+        crate::admin::AdminSocket::serve(&crate::admin::socket_path(root), Arc::downgrade(&state))?;
     let accept = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
     let sweeper = tokio::spawn(expire_secret_envelopes(Arc::downgrade(&state)));
     info!(%addr, "relay listening");
@@ -111,6 +115,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         endpoint,
         state,
         accept,
+        admin,
         sweeper,
         writer_thread,
         dir_lock,
@@ -158,6 +163,9 @@ pub(crate) fn assemble(
         disclosure_key: disclosure_key.clone(),
         pseudonym_key: sealer.pseudonym_key(),
         writer: writer.clone(),
+        held: HeldWarrants::new(store.clone(), sealer.clone()),
+        review: config.warrant.review,
+        approvals: config.warrant.approvals,
     });
     let state = Arc::new(RelayState {
         accounts,
@@ -286,6 +294,7 @@ impl RunningRelay {
             warn!("connections did not close in time; stopping anyway");
         }
         let _ = self.accept.await;
+        self.admin.close().await;
         if let Some(task) = self.metrics_task {
             task.abort();
         }

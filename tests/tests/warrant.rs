@@ -10,8 +10,8 @@ use std::path::Path;
 use prost::Message;
 use sotto_client::relay::{ClientError, Recipient};
 use sotto_investigator::{
-    InvestigatorError, InvestigatorKeys, RelayConnection, new_unmask_request, submit_warrant,
-    unmask as unmask_request,
+    Answered, InvestigatorError, InvestigatorKeys, RelayConnection, collect_warrant,
+    new_unmask_request, submit_warrant, unmask as unmask_request,
 };
 use sotto_proto::v1::{self, ErrorCode};
 use sotto_server::warrant::audit::{self, AuditEntry, Verified};
@@ -62,14 +62,28 @@ async fn connect(relay: &TestRelay) -> RelayConnection {
         .unwrap()
 }
 
+/// Serves a warrant as an investigator and an operator do: submitted, held
+/// for review, approved, collected. Its disclosure, or why not.
 async fn submit(
     relay: &TestRelay,
     signed: v1::SignedWarrant,
 ) -> Result<v1::DisclosureBundle, InvestigatorError> {
     let conn = connect(relay).await;
-    let answer = submit_warrant(&conn, signed).await;
+    let answer = match submit_warrant(&conn, signed.clone()).await {
+        Ok(Answered::PendingReview(p)) => {
+            let authority = v1::Warrant::decode(signed.warrant.as_ref())
+                .unwrap()
+                .authority;
+            relay.approve(&authority, &p.warrant_id, "operator").await;
+            collect_warrant(&conn, signed).await
+        }
+        other => other,
+    };
     conn.close().await;
-    answer
+    match answer? {
+        Answered::Disclosure(bundle) => Ok(bundle),
+        Answered::PendingReview(p) => panic!("still pending after approval: {p:?}"),
+    }
 }
 
 /// Signs and sends an unmask request; returns the request with the answer.
@@ -220,7 +234,13 @@ async fn every_refusal_has_its_reason_and_is_logged() {
         .map(|(code, _)| ("unverifiable", *code))
         .collect();
     want.extend(refused.iter().map(|(code, _)| ("warrant", *code)));
-    want.extend([("warrant", ""), ("unverifiable", "replayed")]);
+    // Held, approved in review, collected; then the copy is a replay.
+    want.extend([
+        ("warrant", ""),
+        ("review", ""),
+        ("collect", ""),
+        ("unverifiable", "replayed"),
+    ]);
     assert_eq!(logged, want);
     // What an unverifiable request claimed is not taken into the log.
     assert!(
@@ -450,14 +470,15 @@ async fn unregistered_party_flood_cannot_block_a_registered_authority() {
         let code = refusal_code(submit_warrant(&conn, forger.sign_warrant(&w)).await);
         assert!(code == "bad_signature" || code == "rate_limited", "{code}");
     }
-    // The chief's budget is untouched: its warrant is served.
-    let granted = submit_warrant(
+    // The chief's budget is untouched: its warrant is served (held for review).
+    let held = submit_warrant(
         &conn,
         chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["target-one"])),
     )
     .await;
-    assert!(granted.is_ok(), "{granted:?}");
+    assert!(matches!(held, Ok(Answered::PendingReview(_))), "{held:?}");
     conn.close().await;
+    relay.approve("chief", "W-1", "operator").await;
     let logged = entries(&relay);
     let individual = logged.iter().filter(|e| e.kind == "unverifiable").count();
     assert!(
@@ -712,18 +733,19 @@ async fn editing_any_audit_line_breaks_the_chain_at_that_line() {
         .unwrap();
     }
     let path = relay.data_dir().join("audit.log");
+    // Each warrant: held, approved in review, collected.
     assert!(matches!(
         audit::verify(&path).unwrap(),
-        Verified::Intact { entries: 3, .. }
+        Verified::Intact { entries: 9, .. }
     ));
     let original = std::fs::read_to_string(&path).unwrap();
-    for line in 0..3 {
+    for line in 0..9 {
         let edited: Vec<String> = original
             .lines()
             .enumerate()
             .map(|(i, l)| {
                 if i == line {
-                    l.replace("\"decision\":\"granted\"", "\"decision\":\"refused\"")
+                    l.replace("\"case\":\"case-of-", "\"case\":\"withdrawn-")
                 } else {
                     l.to_owned()
                 }

@@ -53,14 +53,17 @@ pub struct AuditEntry {
     pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
-    /// "warrant", "unmask", or "unverifiable" (no registered authority's
+    /// "warrant", "collect" (a disclosure fetched), "review" (an operator's
+    /// decision), "unmask", or "unverifiable" (no registered authority's
     /// signature verified, or a replay; see `count`).
     pub kind: String,
     pub warrant_id: String,
     pub case: String,
     /// The registered authority that signed it, when one did.
     pub authority: String,
-    /// "granted" or "refused".
+    /// "granted" or "refused"; "pending" for a warrant held for review; for
+    /// `review` entries "approved" (more approvals needed), "granted",
+    /// "rejected", or "refused" (it no longer passes the automatic checks).
     pub decision: String,
     /// The refusal code (empty when granted).
     pub reason: String,
@@ -101,6 +104,14 @@ pub struct AuditEntry {
     /// For `unverifiable` entries: how many requests the entry stands for.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub count: u64,
+    /// For `review` entries: the operator who decided, how many operators
+    /// have approved the warrant so far, and a rejection's reason.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approvals: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub review_reason: String,
     /// Of a hash-chained log (before the transparency log): the hash of the
     /// line before, and of this one. Empty, and left out, in entries since.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -136,6 +147,9 @@ impl AuditEntry {
             request: String::new(),
             request_sha256: String::new(),
             count: 0,
+            operator: String::new(),
+            approvals: 0,
+            review_reason: String::new(),
             prev: String::new(),
             hash: String::new(),
         }
@@ -706,6 +720,10 @@ pub struct Period {
     pub warrants_granted: u64,
     pub warrants_refused: u64,
     pub refused_by_reason: BTreeMap<String, u64>,
+    /// Warrants that passed every automatic check and were held for the
+    /// operators' review, and of those, the ones the operators rejected.
+    pub warrants_held_for_review: u64,
+    pub warrants_rejected_in_review: u64,
     pub accounts_targeted: u64,
     pub records_disclosed: u64,
     pub pseudonyms_issued: u64,
@@ -729,30 +747,40 @@ pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
             ..Period::default()
         });
         let granted = e.decision == "granted";
-        match e.kind.as_str() {
-            "warrant" => {
+        let mut disclosed = |p: &mut Period| {
+            p.warrants_granted += 1;
+            p.records_disclosed += e.records;
+            p.pseudonyms_issued += e.pseudonyms;
+            targeted
+                .entry(period.clone())
+                .or_default()
+                .extend(e.targets.iter().cloned());
+        };
+        match (e.kind.as_str(), e.decision.as_str()) {
+            ("warrant", "pending") => {
+                p.warrants_received += 1;
+                p.warrants_held_for_review += 1;
+            }
+            ("warrant", _) => {
                 p.warrants_received += 1;
                 if granted {
-                    p.warrants_granted += 1;
-                    p.records_disclosed += e.records;
-                    p.pseudonyms_issued += e.pseudonyms;
-                    targeted
-                        .entry(period)
-                        .or_default()
-                        .extend(e.targets.iter().cloned());
+                    disclosed(p);
                 } else {
                     p.warrants_refused += 1;
                     *p.refused_by_reason.entry(e.reason.clone()).or_default() += 1;
                 }
             }
-            "unmask" => {
+            // Held warrants are decided in review; collecting one counts nothing.
+            ("review", "granted") => disclosed(p),
+            ("review", "rejected") => p.warrants_rejected_in_review += 1,
+            ("unmask", _) => {
                 p.unmask_requests_received += 1;
                 if granted {
                     p.unmask_requests_granted += 1;
                     p.pseudonyms_unmasked += e.unmask_revealed;
                 }
             }
-            "unverifiable" => p.unverifiable_requests += e.count.max(1),
+            ("unverifiable", _) => p.unverifiable_requests += e.count.max(1),
             _ => {}
         }
         p.secret_items_disclosed += e.secret_items;

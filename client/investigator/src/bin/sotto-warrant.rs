@@ -12,6 +12,7 @@ use sotto_investigator::display::printable;
 use sotto_investigator::issue::{self, IssueArgs};
 use sotto_investigator::requests::audit_proof;
 use sotto_investigator::show::{self, WarrantView};
+use sotto_investigator::{Answered, collect_warrant};
 use sotto_investigator::{
     InvestigatorKeys, RelayConnection, WarrantFile, files, new_unmask_request, receipts,
     relay_key_of, submit_warrant, unmask,
@@ -116,26 +117,14 @@ enum Command {
         warrant: PathBuf,
     },
     /// Serve a warrant on a relay and save the encrypted disclosure it returns.
-    Submit {
-        /// The folder whose delivery key the warrant names.
-        #[arg(long, value_name = "DIR")]
-        key: PathBuf,
-        /// The relay's address (host:port).
-        #[arg(long, value_name = "ADDR")]
-        relay: String,
-        /// The relay's certificate fingerprint (sha256:HEX), as its operator published it.
-        #[arg(long, value_name = "sha256:HEX")]
-        fingerprint: String,
-        /// Where to save the bundle (a new file: an existing one is never overwritten).
-        #[arg(long, value_name = "BUNDLE")]
-        out: PathBuf,
-        /// Take the answer even if the relay gives no receipt that checks (nothing then
-        /// proves it logged the request, as every answer must be).
-        #[arg(long)]
-        accept_unlogged: bool,
-        #[arg(value_name = "WARRANT")]
-        warrant: PathBuf,
-    },
+    ///
+    /// A relay whose operators review warrants holds one that passes every check: submit
+    /// then says "pending review" (exit 0) and saves nothing; fetch the disclosure with
+    /// `collect` once they approved it.
+    Submit(WarrantArgs),
+    /// Fetch the disclosure of a warrant submitted before (the same bytes each time, so a
+    /// lost file is not lost evidence). Exits 3 while the warrant is pending review.
+    Collect(WarrantArgs),
     /// Verify the relay's signature on a disclosure bundle, decrypt it, print its records.
     Open {
         #[arg(long, value_name = "DIR")]
@@ -151,14 +140,8 @@ enum Command {
     },
     /// Ask the relay, under a granted warrant, who stands behind pseudonyms.
     Unmask {
-        #[arg(long, value_name = "DIR")]
-        key: PathBuf,
-        /// The relay's address (host:port).
-        #[arg(long, value_name = "ADDR")]
-        relay: String,
-        /// The relay's certificate fingerprint (sha256:HEX).
-        #[arg(long, value_name = "sha256:HEX")]
-        fingerprint: String,
+        #[command(flatten)]
+        at: RelayArgs,
         /// The warrant the pseudonyms were disclosed under.
         #[arg(long, value_name = "FILE")]
         warrant: PathBuf,
@@ -178,6 +161,35 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
+}
+
+/// Whose keys, and which relay.
+#[derive(clap::Args)]
+struct RelayArgs {
+    /// The folder whose delivery key the warrant names.
+    #[arg(long, value_name = "DIR")]
+    key: PathBuf,
+    /// The relay's address (host:port).
+    #[arg(long, value_name = "ADDR")]
+    relay: String,
+    /// The relay's certificate fingerprint (sha256:HEX), as its operator published it.
+    #[arg(long, value_name = "sha256:HEX")]
+    fingerprint: String,
+}
+
+#[derive(clap::Args)]
+struct WarrantArgs {
+    #[command(flatten)]
+    at: RelayArgs,
+    /// Where to save the bundle (a new file: an existing one is never overwritten).
+    #[arg(long, value_name = "BUNDLE")]
+    out: PathBuf,
+    /// Take the answer even if the relay gives no receipt that checks (nothing then
+    /// proves it logged the request, as every answer must be).
+    #[arg(long)]
+    accept_unlogged: bool,
+    #[arg(value_name = "WARRANT")]
+    warrant: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +222,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): nothing is wrong.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<StillPending>().is_some() => {
+            println!("{e}");
+            ExitCode::from(EXIT_PENDING)
+        }
         Err(e) => {
             // One line, whatever a file or the relay put in the message.
             eprintln!("error: {}", printable(&format!("{e:#}")));
@@ -298,14 +314,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Submit {
-            key,
-            relay,
-            fingerprint: pin,
-            out,
-            accept_unlogged,
-            warrant,
-        } => submit(&key, &relay, &pin, &out, &warrant, accept_unlogged).await,
+        Command::Submit(args) => serve_warrant(&args, Asked::Submit).await,
+        Command::Collect(args) => serve_warrant(&args, Asked::Collect).await,
         Command::Open {
             key,
             relay_key,
@@ -313,9 +323,12 @@ async fn run(cli: Cli) -> Result<()> {
             bundle,
         } => open(&key, relay_key.as_deref(), json, &bundle),
         Command::Unmask {
-            key,
-            relay,
-            fingerprint: pin,
+            at:
+                RelayArgs {
+                    key,
+                    relay,
+                    fingerprint: pin,
+                },
             warrant,
             pseudonyms,
             reason,
@@ -345,7 +358,7 @@ async fn run(cli: Cli) -> Result<()> {
                 "unmask",
                 &sent,
                 &warrant.id,
-                answer.is_ok(),
+                if answer.is_ok() { "granted" } else { "refused" },
                 None,
             );
             let answer = with_note(answer, &logged.note)?;
@@ -369,16 +382,32 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn submit(
-    key: &Path,
-    relay: &str,
-    pin: &str,
-    out: &Path,
-    warrant: &Path,
-    accept_unlogged: bool,
-) -> Result<()> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Submit,
+    Collect,
+}
+
+/// A warrant still waiting for the relay's operators, when collected: exit 3.
+#[derive(Debug)]
+struct StillPending(String);
+
+impl std::fmt::Display for StillPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StillPending {}
+
+/// The exit code of a `collect` whose warrant is still pending review.
+const EXIT_PENDING: u8 = 3;
+
+async fn serve_warrant(args: &WarrantArgs, asked: Asked) -> Result<()> {
+    let key = args.at.key.as_path();
+    let out = args.out.as_path();
     let keys = InvestigatorKeys::load(key)?;
-    let file = WarrantFile::load(warrant)?;
+    let file = WarrantFile::load(&args.warrant)?;
     let warrant = file.warrant()?;
     if warrant.delivery_key.as_ref() != keys.delivery_public() {
         bail!(
@@ -389,29 +418,53 @@ async fn submit(
     let relay_key = relay_key_of(&warrant)?;
     // Checked before the relay is asked: it serves a warrant id once.
     files::ensure_absent(out)?;
-    let pin = fingerprint(pin)?;
-    let conn = RelayConnection::connect(relay, pin).await?;
+    let pin = fingerprint(&args.at.fingerprint)?;
+    let conn = RelayConnection::connect(&args.at.relay, pin).await?;
     let signed = file.signed()?;
     let sent = signed.encode_to_vec();
-    let answer = submit_warrant(&conn, signed).await;
+    let (answer, kind) = match asked {
+        Asked::Submit => (submit_warrant(&conn, signed).await, "warrant"),
+        Asked::Collect => (collect_warrant(&conn, signed).await, "collect"),
+    };
     let receipts = conn.take_receipts();
     conn.close().await;
-    let encoded = answer.as_ref().ok().map(|b| b.encode_to_vec());
+    let (decision, encoded) = match &answer {
+        Ok(Answered::Disclosure(b)) => ("granted", Some(b.encode_to_vec())),
+        Ok(Answered::PendingReview(_)) => ("pending", None),
+        Err(_) => ("refused", None),
+    };
     let logged = keep_receipts(
         key,
         receipts,
         &relay_key,
-        "warrant",
+        kind,
         &sent,
         &warrant.id,
-        answer.is_ok(),
+        decision,
         encoded.as_deref(),
     );
-    let bundle = with_note(answer, &logged.note)?;
-    logged.required(accept_unlogged)?;
+    let answer = with_note(answer, &logged.note)?;
+    logged.required(args.accept_unlogged)?;
     eprintln!("{}", logged.note);
+    let bundle = match answer {
+        Answered::Disclosure(bundle) => bundle,
+        Answered::PendingReview(p) => {
+            let said = format!(
+                "warrant {} is pending review by the relay's operators ({} of {} approvals): \
+                 nothing is disclosed yet; fetch it with `sotto-warrant collect` once approved",
+                printable(&warrant.id),
+                p.approvals,
+                p.approvals_needed
+            );
+            if asked == Asked::Collect {
+                return Err(StillPending(said).into());
+            }
+            outln!("{said}");
+            return Ok(());
+        }
+    };
     files::write_new(out, &bundle.encode_to_vec())?;
-    // Saved first (the relay will not serve this warrant again), then checked.
+    // Saved first (it is the evidence as the relay handed it), then checked.
     let opened = keys
         .open_disclosure(&bundle, Some(&relay_key))
         .map_err(|e| {
@@ -471,7 +524,7 @@ fn keep_receipts(
     kind: &str,
     request: &[u8],
     warrant_id: &str,
-    granted: bool,
+    decision: &str,
     bundle: Option<&[u8]>,
 ) -> Logged {
     if receipts.is_empty() {
@@ -485,7 +538,7 @@ fn keep_receipts(
         kind,
         request,
         warrant_id,
-        decision: if granted { "granted" } else { "refused" },
+        decision,
         bundle,
     };
     let mut kept_count = 0;
