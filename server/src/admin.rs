@@ -52,7 +52,7 @@ pub enum AdminRequest {
 }
 
 /// What the relay answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AdminAnswer {
     Held(Vec<HeldView>),

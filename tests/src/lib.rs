@@ -113,6 +113,18 @@ impl TestRelay {
         self.running = Some(running);
     }
 
+    /// Registers the authority of `keys` (its name and public key), as the
+    /// operator's `sotto-relay authority add` does; the running relay reads
+    /// the list at its next warrant.
+    pub fn register_authority(&self, keys: &sotto_investigator::InvestigatorKeys) {
+        use sotto_server::warrant::authorities;
+        let path = self.data_dir().join("authorities.toml");
+        let mut file = authorities::load(&path).expect("the authority list reads");
+        file.add(&keys.name, &keys.public_key_hex())
+            .expect("the authority is added");
+        authorities::save(&path, &file).expect("the authority list is saved");
+    }
+
     /// Asks the running relay as its operator does (`sotto-relay warrant …`),
     /// through its admin socket (from a blocking thread: the relay answers
     /// on this runtime meanwhile).

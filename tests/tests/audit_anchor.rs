@@ -6,7 +6,6 @@
 use sotto_client::relay::Recipient;
 use sotto_investigator::{InvestigatorError, InvestigatorKeys, RelayConnection, submit_warrant};
 use sotto_proto::v1;
-use sotto_server::warrant::authorities;
 use sotto_tests::TestRelay;
 
 fn now() -> i64 {
@@ -18,10 +17,7 @@ async fn curious_operator_who_edits_the_log_and_empties_the_heads_stops_warrants
     let mut relay = TestRelay::start().await;
     let dir = tempfile::tempdir().unwrap();
     let chief = InvestigatorKeys::generate(&dir.path().join("chief"), "chief").unwrap();
-    let path = relay.data_dir().join("authorities.toml");
-    let mut file = authorities::load(&path).unwrap();
-    file.add(&chief.name, &chief.public_key_hex()).unwrap();
-    authorities::save(&path, &file).unwrap();
+    relay.register_authority(&chief);
     let suspect = relay.register("suspect").await;
     relay.register("contact").await;
     let relay_key = hex::decode(&relay.running().disclosure_key).unwrap();

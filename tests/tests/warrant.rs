@@ -29,10 +29,7 @@ fn investigator(dir: &Path, name: &str) -> InvestigatorKeys {
 }
 
 fn register_authority(relay: &TestRelay, keys: &InvestigatorKeys) {
-    let path = relay.data_dir().join("authorities.toml");
-    let mut file = authorities::load(&path).unwrap();
-    file.add(&keys.name, &keys.public_key_hex()).unwrap();
-    authorities::save(&path, &file).unwrap();
+    relay.register_authority(keys);
 }
 
 fn relay_key(relay: &TestRelay) -> Vec<u8> {

@@ -33,7 +33,7 @@ impl From<crate::RelayError> for ReviewError {
 }
 
 /// A held warrant as an operator sees it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeldView {
     pub id: String,
     pub authority: String,
