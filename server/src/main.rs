@@ -327,7 +327,7 @@ fn rfc3339(secs: i64) -> String {
 fn show_held(v: &sotto_server::warrant::HeldView) -> String {
     use sotto_proto::printable::{printable, printable_list};
     let mut out = String::new();
-    let mut line = |name: &str, value: &str| out.push_str(&format!("{name:<14}{value}\n"));
+    let mut line = |name: &str, value: &str| out.push_str(&format!("{name:<16}{value}\n"));
     line("warrant", &printable(&v.id));
     line("authority", &printable(&v.authority));
     line("case", &printable(&v.case));

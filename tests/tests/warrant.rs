@@ -915,7 +915,11 @@ async fn a_name_registered_again_with_another_key_inherits_no_warrant() {
     let chief = investigator(dir.path(), "chief");
     register_authority(&relay, &chief);
     suspect_wrote_to_contact(&relay).await;
-    let disclosure = disclosed(&relay, &chief, "W-1").await;
+    let w = warrant(&relay, &chief, "W-1", &["suspect"]);
+    let disclosure = open(
+        &chief,
+        &submit(&relay, chief.sign_warrant(&w)).await.unwrap(),
+    );
     // The operator replaces "chief" by a new key holder of the same name.
     let newcomer = InvestigatorKeys::generate(&dir.path().join("newcomer"), "chief").unwrap();
     let path = relay.data_dir().join("authorities.toml");
@@ -927,6 +931,11 @@ async fn a_name_registered_again_with_another_key_inherits_no_warrant() {
         refusal_code(unmask(&relay, &newcomer, "W-1", &disclosure.pseudonyms).await),
         "unknown_warrant"
     );
+    // Nor is it handed the kept disclosure of the very same warrant bytes.
+    let conn = connect(&relay).await;
+    let collected = collect_warrant(&conn, newcomer.sign_warrant(&w)).await;
+    conn.close().await;
+    assert_eq!(refusal_code(collected), "replayed");
 }
 
 #[tokio::test]

@@ -368,7 +368,10 @@ impl WarrantDesk {
         asked: Asked,
         entry: &mut AuditEntry,
     ) -> Result<WarrantAnswer, Served> {
-        if held.signed_warrant()?.warrant != signed.warrant {
+        // The same bytes under the same signature: the same authority key
+        // (a name registered again with another key holds nothing of it).
+        let kept = held.signed_warrant()?;
+        if kept.warrant != signed.warrant || kept.signature != signed.signature {
             return Err(Served::Unverifiable(Refusal::Replayed));
         }
         let stage = held.stage();
