@@ -251,6 +251,16 @@ async fn hostile_investigator_gets_nothing_before_approval_however_it_asks() {
             ("collect", "granted"),
         ]
     );
+    // The metrics tell held warrants from disclosed ones.
+    let metrics = relay.running().state().metrics_text();
+    for series in [
+        "sotto_warrant_requests_total{kind=\"warrant\",decision=\"pending\"} 2",
+        "sotto_warrant_requests_total{kind=\"collect\",decision=\"pending\"} 1",
+        "sotto_warrant_requests_total{kind=\"collect\",decision=\"granted\"} 2",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+    assert!(!metrics.contains("kind=\"warrant\",decision=\"granted\""));
     let granted = &entries(&relay)[4];
     assert_eq!((granted.operator.as_str(), granted.records), ("alice", 1));
     assert_eq!(granted.bundle_sha256, hex::encode(Sha256::digest(&bytes)));

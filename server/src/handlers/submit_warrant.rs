@@ -24,7 +24,12 @@ pub(super) async fn write(
     answer: Answer<WarrantAnswer>,
 ) {
     let decided = answer.outcome;
-    state.metrics.warrant_request(kind, decided.is_ok());
+    let decision = match &decided {
+        Ok(WarrantAnswer::Disclosed(_)) => "granted",
+        Ok(WarrantAnswer::Pending(_)) => "pending",
+        Err(_) => "refused",
+    };
+    state.metrics.warrant_request(kind, decision);
     let mut answers: Vec<Response> = match decided {
         Ok(WarrantAnswer::Disclosed(parts)) => parts
             .into_iter()
