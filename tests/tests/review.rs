@@ -458,3 +458,38 @@ fn approvals_must_be_one_or_two() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn the_last_approval_checks_the_warrant_again_and_discloses_nothing_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, chief) = relay_with_a_suspect(RelayConfig::default(), dir.path()).await;
+    let signed = warrant(&relay, &chief, "W-6");
+    pending(ask(&relay, &signed, false).await.0);
+    // The authority is struck off while its warrant waits.
+    let path = relay.data_dir().join("authorities.toml");
+    let mut file = sotto_server::warrant::authorities::load(&path).unwrap();
+    file.remove("chief").unwrap();
+    sotto_server::warrant::authorities::save(&path, &file).unwrap();
+    match admin(&relay, approve("W-6", "alice")).await {
+        AdminAnswer::Refused(why) => {
+            assert!(why.contains("unregistered_authority"), "{why}")
+        }
+        other => panic!("a warrant of a removed authority was approved: {other:?}"),
+    }
+    nothing_disclosed(&relay);
+    let refused = entries(&relay).pop().unwrap();
+    assert_eq!(
+        (
+            refused.kind.as_str(),
+            refused.decision.as_str(),
+            refused.reason.as_str()
+        ),
+        ("review", "refused", "unregistered_authority")
+    );
+    // Still held, with no approval counted; registered again, it is approved.
+    relay.register_authority(&chief);
+    assert_eq!(
+        admin(&relay, approve("W-6", "alice")).await,
+        AdminAnswer::Disclosed { records: 1 }
+    );
+}

@@ -171,13 +171,14 @@ impl WarrantDesk {
         {
             Ok(disclosure) => disclosure,
             Err(e) => {
-                let why = served_text(e);
                 entry.decision = "refused".into();
-                entry.reason = why
-                    .split(')')
-                    .next()
-                    .unwrap_or_default()
-                    .replace("refused (", "");
+                entry.reason = match &e {
+                    Served::Refused(r) | Served::Unverifiable(r) => r.code(),
+                    Served::RegistryUnreadable => "registry_unreadable",
+                    Served::Failed(_) => "internal_error",
+                }
+                .into();
+                let why = served_text(e);
                 self.log(entry)?;
                 return Err(no(format!(
                     "{id:?} cannot be disclosed now: {why}. Nothing was approved; reject it"
