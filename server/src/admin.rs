@@ -147,15 +147,35 @@ async fn decide(state: &Arc<RelayState>, request: AdminRequest) -> AdminAnswer {
         Ok(Reviewed::Rejected) => AdminAnswer::Rejected,
         Err(e) => AdminAnswer::Refused(e.to_string()),
     };
+    // Listing reads every held warrant, and showing one makes its disclosure
+    // to count it: on a blocking thread, off the connections' workers.
+    let looked_up = |look: Box<dyn FnOnce(&RelayState) -> AdminAnswer + Send>| {
+        let state = state.clone();
+        async move {
+            tokio::task::spawn_blocking(move || look(&state))
+                .await
+                .unwrap_or_else(|_| AdminAnswer::Refused("the relay could not answer".into()))
+        }
+    };
     match request {
-        AdminRequest::List { pending } => match desk.held_list(pending) {
-            Ok(held) => AdminAnswer::Held(held),
-            Err(e) => AdminAnswer::Refused(e.to_string()),
-        },
-        AdminRequest::Show { id, authority } => match desk.held_show(&id, authority.as_deref()) {
-            Ok(view) => AdminAnswer::Held(vec![view]),
-            Err(e) => AdminAnswer::Refused(e.to_string()),
-        },
+        AdminRequest::List { pending } => {
+            looked_up(Box::new(move |state| {
+                match state.warrants.held_list(pending) {
+                    Ok(held) => AdminAnswer::Held(held),
+                    Err(e) => AdminAnswer::Refused(e.to_string()),
+                }
+            }))
+            .await
+        }
+        AdminRequest::Show { id, authority } => {
+            looked_up(Box::new(move |state| {
+                match state.warrants.held_show(&id, authority.as_deref()) {
+                    Ok(view) => AdminAnswer::Held(vec![view]),
+                    Err(e) => AdminAnswer::Refused(e.to_string()),
+                }
+            }))
+            .await
+        }
         AdminRequest::Approve { id, authority, by } => {
             reviewed(desk.approve(&id, authority.as_deref(), &by).await)
         }
