@@ -123,6 +123,11 @@ pub struct WarrantConfig {
     /// Warrant and unmask requests accepted per minute from each registered
     /// authority (requests no authority signed have a small budget of their own).
     pub requests_per_minute: u32,
+    /// Hold a warrant that passed every automatic check until the operators
+    /// approve it (`sotto-relay warrant approve`); nothing is disclosed before.
+    pub review: bool,
+    /// How many different operators must approve a held warrant: 1 or 2.
+    pub approvals: u32,
 }
 
 impl Default for RelayConfig {
@@ -172,6 +177,8 @@ impl Default for WarrantConfig {
             max_window_days: 90,
             max_targets: 16,
             requests_per_minute: 30,
+            review: true,
+            approvals: 1,
         }
     }
 }
@@ -332,6 +339,7 @@ impl RelayConfig {
             1,
             10_000,
         )?;
+        within("warrant.approvals", self.warrant.approvals.into(), 1, 2)?;
         Ok(())
     }
 
@@ -428,7 +436,12 @@ impl RelayConfig {
              # The most targets one warrant may name.\n\
              max_targets = {targets}\n\
              # Warrant and unmask requests accepted per minute from each registered authority.\n\
-             requests_per_minute = {rate}\n",
+             requests_per_minute = {rate}\n\
+             # Hold a warrant that passed every automatic check until the operators approve it\n\
+             # (sotto-relay warrant list|show|approve|reject, against the running relay).\n\
+             review = {review}\n\
+             # How many different operators must approve it: 1, or 2 (the two-person rule).\n\
+             approvals = {approvals}\n",
             listen = d.listen,
             frame = d.max_frame_bytes,
             key = d.master_key_file.display(),
@@ -455,6 +468,8 @@ impl RelayConfig {
             window = d.warrant.max_window_days,
             targets = d.warrant.max_targets,
             rate = d.warrant.requests_per_minute,
+            review = d.warrant.review,
+            approvals = d.warrant.approvals,
         )
     }
 }
@@ -468,6 +483,11 @@ mod tests {
         let parsed: RelayConfig = toml::from_str(&RelayConfig::commented_default()).unwrap();
         assert_eq!(parsed.listen, RelayConfig::default().listen);
         assert_eq!(parsed.warrant.max_window_days, 90);
+        assert!(
+            parsed.warrant.review,
+            "warrants are reviewed unless the operator says not"
+        );
+        assert_eq!(parsed.warrant.approvals, 1);
         assert!(parsed.validate().is_ok());
     }
 
@@ -488,6 +508,8 @@ mod tests {
                 "[warrant]\nrequests_per_minute = 4294967295",
                 "warrant.requests_per_minute",
             ),
+            ("[warrant]\napprovals = 0", "warrant.approvals"),
+            ("[warrant]\napprovals = 3", "warrant.approvals"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = format!("{:#}", RelayConfig::load(&path).unwrap_err());

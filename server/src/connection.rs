@@ -136,6 +136,12 @@ async fn serve_request(
                 handlers::submit_warrant::serve(&state, send, submit).await;
                 return;
             }
+            Ok(Request {
+                kind: Some(request::Kind::Collect(collect)),
+            }) => {
+                handlers::collect::serve(&state, send, collect).await;
+                return;
+            }
             Ok(request) => handlers::dispatch(&state, &session, request).await,
             Err(_) => RequestError::new(
                 ErrorCode::BadFrame,

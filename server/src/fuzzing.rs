@@ -105,22 +105,31 @@ impl Harness {
         self.runtime.block_on(async {
             match request.kind {
                 Some(request::Kind::SubmitWarrant(submit)) => {
-                    match state.warrants.submit(submit.warrant).await.outcome {
-                        Ok(parts) => parts
-                            .into_iter()
-                            .map(|part| Response {
-                                kind: Some(response::Kind::Disclosure(part)),
-                                receipt: None,
-                            })
-                            .collect(),
-                        Err(e) => {
-                            vec![handlers::desk_error(e, v1::ErrorCode::WarrantRefused).into()]
-                        }
-                    }
+                    warrant_frames(state.warrants.submit(submit.warrant).await)
+                }
+                Some(request::Kind::Collect(collect)) => {
+                    warrant_frames(state.warrants.collect(collect.warrant).await)
                 }
                 kind => vec![handlers::dispatch(state, session, v1::Request { kind }).await],
             }
         })
+    }
+}
+
+/// A warrant request's answer as the frames a connection writes.
+fn warrant_frames(answer: crate::warrant::Answer<crate::warrant::WarrantAnswer>) -> Vec<Response> {
+    use crate::warrant::WarrantAnswer;
+    let response = |kind| Response {
+        kind: Some(kind),
+        receipt: None,
+    };
+    match answer.outcome {
+        Ok(WarrantAnswer::Disclosed(parts)) => parts
+            .into_iter()
+            .map(|part| response(response::Kind::Disclosure(part)))
+            .collect(),
+        Ok(WarrantAnswer::Pending(p)) => vec![response(response::Kind::PendingReview(p))],
+        Err(e) => vec![handlers::desk_error(e, v1::ErrorCode::WarrantRefused).into()],
     }
 }
 

@@ -20,6 +20,7 @@
 //! - [`warrant`]: the warrant desk, which hands the sans-IO `sotto_warrant`
 //!   crate the archive's read-only view and nothing else; its grants and audit log;
 //! - [`datadir`], [`config`], [`tls`], `files`: the data directory, `relay.toml`, the certificate, private files;
+//! - [`admin`]: the admin socket the operator's `sotto-relay warrant …` commands reach the running relay through;
 //! - [`migrate`]: copies the data directory's store into the other kind;
 //! - [`RelayError`], [`now_ms`]: failures inside the relay, and its clock.
 //!
@@ -31,6 +32,7 @@
 //! recipients not connected get it from their inbox with `Fetch` and move past it with `Ack`.
 
 pub mod accounts;
+pub mod admin;
 mod admission;
 pub mod archive;
 mod clock;

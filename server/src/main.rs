@@ -51,6 +51,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Review the warrants the running relay holds (`[warrant] review = true`): list, show,
+    /// approve, reject. Works against the running relay, through its admin socket.
+    Warrant {
+        #[command(subcommand)]
+        command: WarrantCommand,
+    },
     /// Copy the store into the other embedded kind (fjall or sled) and put the copy in place.
     ///
     /// Run it with the relay stopped. Values are copied still sealed, under the same keys:
@@ -88,6 +94,44 @@ enum AuthorityCommand {
         name: Option<String>,
         #[arg(value_name = "NAME", required_unless_present = "name")]
         positional: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WarrantCommand {
+    /// The warrants the relay holds, oldest first: id, authority, case, stage, approvals.
+    List {
+        /// Only those waiting for a decision.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// One warrant: who asks, on what basis, for whom, which window, and how much it would
+    /// disclose (counts only: never a message).
+    Show {
+        id: String,
+        /// The authority, when several used the same warrant id.
+        #[arg(long)]
+        authority: Option<String>,
+    },
+    /// Approve a held warrant. With `approvals = 2`, two different operators must; the last
+    /// approval discloses it, and the investigator collects it with `sotto-warrant collect`.
+    Approve {
+        id: String,
+        /// Who approves (an operator's name, recorded in the transparency log).
+        #[arg(long, value_name = "NAME")]
+        by: String,
+        #[arg(long)]
+        authority: Option<String>,
+    },
+    /// Reject a held warrant, for a reason (recorded in the log, and told the investigator). Final.
+    Reject {
+        id: String,
+        #[arg(long, value_name = "NAME")]
+        by: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[arg(long)]
+        authority: Option<String>,
     },
 }
 
@@ -130,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             command: AuditCommand::Head,
         } => head(&cli.data),
         Command::Transparency { json } => transparency(&cli.data, json),
+        Command::Warrant { command } => warrant(&cli.data, command),
         Command::Migrate { to } => migrate(&cli.data, to),
     }
 }
@@ -191,12 +236,147 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         hex::encode(opened.disclosure_key.verifying_key().as_bytes())
     );
     // Migrates a log from before the transparency log, and signs its first head.
-    audit::AuditLog::open(&datadir::audit_path(&data), opened.audit_key.clone())?;
+    if let Err(why) = sotto_server::relay::open_audit_log(
+        &data,
+        &opened.store,
+        &opened.sealer,
+        &opened.audit_key,
+    )? {
+        bail!("{why}");
+    }
     println!(
         "audit key: {}",
         hex::encode(opened.audit_key.verifying_key().as_bytes())
     );
     Ok(())
+}
+
+fn warrant(data: &std::path::Path, command: WarrantCommand) -> Result<()> {
+    use sotto_proto::printable::printable;
+    use sotto_server::admin::{self, AdminAnswer, AdminRequest};
+    let request = match command {
+        WarrantCommand::List { pending } => AdminRequest::List { pending },
+        WarrantCommand::Show { id, authority } => AdminRequest::Show { id, authority },
+        WarrantCommand::Approve { id, by, authority } => {
+            AdminRequest::Approve { id, authority, by }
+        }
+        WarrantCommand::Reject {
+            id,
+            by,
+            reason,
+            authority,
+        } => AdminRequest::Reject {
+            id,
+            authority,
+            by,
+            reason,
+        },
+    };
+    let id = match &request {
+        AdminRequest::Approve { id, .. } | AdminRequest::Reject { id, .. } => {
+            printable(id).into_owned()
+        }
+        _ => String::new(),
+    };
+    match (&request, admin::ask(data, &request)?) {
+        (_, AdminAnswer::Refused(why)) => bail!("{}", printable(&why)),
+        (AdminRequest::Show { .. }, AdminAnswer::Held(views)) => {
+            for view in &views {
+                print!("{}", show_held(view));
+            }
+        }
+        (_, AdminAnswer::Held(views)) => {
+            if views.is_empty() {
+                println!("no warrant held");
+            }
+            for v in &views {
+                println!(
+                    "{}\t{}\tcase {}\t{}\t{} of {} approvals\theld {}",
+                    printable(&v.id),
+                    printable(&v.authority),
+                    printable(&v.case),
+                    v.stage,
+                    v.approved_by.len(),
+                    v.approvals_needed,
+                    rfc3339(v.held_at.div_euclid(1000))
+                );
+            }
+        }
+        (_, AdminAnswer::Approved { approvals, needed }) => println!(
+            "{id}: approved ({approvals} of {needed}); another operator must approve it too"
+        ),
+        (_, AdminAnswer::Disclosed { records }) => println!(
+            "{id}: approved and disclosed ({records} records); the investigator collects it with `sotto-warrant collect`"
+        ),
+        (_, AdminAnswer::Rejected) => println!("{id}: rejected (final)"),
+    }
+    Ok(())
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{secs} (seconds since the epoch)"))
+}
+
+/// One held warrant for the operator: every field escaped (the investigator wrote them).
+fn show_held(v: &sotto_server::warrant::HeldView) -> String {
+    use sotto_proto::printable::{printable, printable_list};
+    let mut out = String::new();
+    let mut line = |name: &str, value: &str| out.push_str(&format!("{name:<16}{value}\n"));
+    line("warrant", &printable(&v.id));
+    line("authority", &printable(&v.authority));
+    line("case", &printable(&v.case));
+    line("legal basis", &printable(&v.legal_basis));
+    line("approver", &printable(&v.approver));
+    line("targets", &printable_list(&v.targets));
+    line(
+        "window",
+        &format!("{} to {}", rfc3339(v.window_from), rfc3339(v.window_until)),
+    );
+    line("expires", &rfc3339(v.expires));
+    line("held", &rfc3339(v.held_at.div_euclid(1000)));
+    line("stage", &v.stage);
+    line(
+        "approvals",
+        &format!(
+            "{} of {}{}",
+            v.approved_by.len(),
+            v.approvals_needed,
+            if v.approved_by.is_empty() {
+                String::new()
+            } else {
+                format!(" (by {})", printable_list(&v.approved_by))
+            }
+        ),
+    );
+    if v.stage == "rejected" {
+        line(
+            "rejected",
+            &format!("by {}: {}", printable(&v.rejected_by), printable(&v.reason)),
+        );
+    }
+    let discloses = if v.counts_unknown.is_empty() {
+        format!(
+            "{} records in {} conversations, {} pseudonyms (secret chats: none, ever)",
+            v.records, v.conversations, v.pseudonyms
+        )
+    } else {
+        format!("cannot be told: {}", printable(&v.counts_unknown))
+    };
+    line(
+        if v.stage == "disclosed" {
+            "disclosed"
+        } else {
+            "would disclose"
+        },
+        &discloses,
+    );
+    out
 }
 
 fn authority(data: &std::path::Path, command: AuthorityCommand) -> Result<()> {
@@ -315,6 +495,14 @@ fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
         println!("  warrants received          {}", p.warrants_received);
         println!("  warrants granted           {}", p.warrants_granted);
         println!("  warrants refused           {}", p.warrants_refused);
+        println!(
+            "  held for review            {}",
+            p.warrants_held_for_review
+        );
+        println!(
+            "  rejected in review         {}",
+            p.warrants_rejected_in_review
+        );
         for (reason, n) in &p.refused_by_reason {
             println!("    {reason:<24} {n}");
         }

@@ -136,8 +136,9 @@ impl Metrics {
     }
 
     /// Counts one warrant or unmask request (`kind`) and its decision.
-    pub fn warrant_request(&self, kind: &'static str, granted: bool) {
-        let decision = if granted { "granted" } else { "refused" };
+    /// Counts one warrant request of `kind` answered with `decision`
+    /// ("granted", "pending" for review, or "refused").
+    pub fn warrant_request(&self, kind: &'static str, decision: &'static str) {
         self.warrant_requests
             .get_or_create(&vec![("kind", kind), ("decision", decision)])
             .inc();

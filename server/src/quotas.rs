@@ -17,6 +17,9 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// Delivery questions one account may ask per minute: a client asks a few
 /// each time it connects (at most 512 of its messages, 128 a question).
 pub const DELIVERY_QUESTIONS_PER_MINUTE: u32 = 30;
+/// Consistency proofs of the transparency log asked from one address (an
+/// IPv4 address or IPv6 /64) per minute, over all its connections.
+pub const AUDIT_PROOFS_PER_ADDRESS_PER_MINUTE: u32 = 600;
 /// Accounts (or addresses) each limiter remembers at most.
 const MAX_KEYS: usize = 200_000;
 /// (requester, target) pairs remembered for a day at most.
@@ -25,6 +28,8 @@ const MAX_FIRST_CONTACTS: usize = 200_000;
 pub struct Quotas {
     sends: KeyedLimiter<String>,
     registrations: KeyedLimiter<IpAddr>,
+    /// Consistency proofs asked from each address.
+    audit_proofs: KeyedLimiter<IpAddr>,
     lookups: KeyedLimiter<String>,
     /// Delivery questions (`DeliveryStatus`) of each account.
     delivery_questions: KeyedLimiter<String>,
@@ -45,6 +50,7 @@ impl Quotas {
         Quotas {
             sends: KeyedLimiter::new(sends_per_minute, MINUTE, MAX_KEYS),
             registrations: KeyedLimiter::new(registrations_per_address_per_hour, HOUR, MAX_KEYS),
+            audit_proofs: KeyedLimiter::new(AUDIT_PROOFS_PER_ADDRESS_PER_MINUTE, MINUTE, MAX_KEYS),
             lookups: KeyedLimiter::new(lookups_per_account_per_day, DAY, MAX_KEYS),
             delivery_questions: KeyedLimiter::new(DELIVERY_QUESTIONS_PER_MINUTE, MINUTE, MAX_KEYS),
             one_time_prekeys: KeyedLimiter::new(config.prekey_bundles_per_minute, MINUTE, MAX_KEYS),
@@ -60,6 +66,11 @@ impl Quotas {
     /// One new account from `ip`, if its rate allows.
     pub fn register(&self, ip: IpAddr) -> bool {
         self.registrations.allow(address_key(ip))
+    }
+
+    /// One consistency proof asked from `ip`, if its rate allows.
+    pub fn audit_proof(&self, ip: IpAddr) -> bool {
+        self.audit_proofs.allow(address_key(ip))
     }
 
     /// One delivery question by `user`, if its rate allows.

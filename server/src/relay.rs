@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::accounts::Accounts;
 use crate::admission::{Admission, Decision};
@@ -24,8 +24,10 @@ use crate::quotas::Quotas;
 use crate::secret_queue::SecretQueue;
 use crate::state::RelayState;
 use crate::store::Store;
-use crate::warrant::audit::AuditLog;
+use crate::warrant::anchor::StoredAnchor;
+use crate::warrant::audit::{AuditLog, LogRefused};
 use crate::warrant::grants::Grants;
+use crate::warrant::held::HeldWarrants;
 use crate::warrant::{DeskParts, WarrantDesk};
 use crate::writer::Writer;
 use crate::{connection, datadir};
@@ -46,6 +48,7 @@ pub struct RunningRelay {
     endpoint: quinn::Endpoint,
     state: Arc<RelayState>,
     accept: tokio::task::JoinHandle<()>,
+    admin: crate::admin::AdminSocket,
     sweeper: tokio::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
     /// The data directory, held until the store is closed.
@@ -76,6 +79,9 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     )?;
     let metrics = state.metrics.clone();
     let mut warnings = opened.warnings;
+    if let Err(why) = state.warrants.audit_log() {
+        warnings.push(why.to_owned());
+    }
     let metrics_server = match state.config.metrics_listen {
         None => None,
         Some(listen) => {
@@ -93,6 +99,8 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
             Some(crate::metrics::serve(listen, metrics, refresh).await?)
         }
     };
+    let admin =
+        crate::admin::AdminSocket::serve(&crate::admin::socket_path(root), Arc::downgrade(&state))?;
     let accept = tokio::spawn(accept_loop(endpoint.clone(), state.clone()));
     let sweeper = tokio::spawn(expire_secret_envelopes(Arc::downgrade(&state)));
     info!(%addr, "relay listening");
@@ -107,6 +115,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         endpoint,
         state,
         accept,
+        admin,
         sweeper,
         writer_thread,
         dir_lock,
@@ -144,7 +153,7 @@ pub(crate) fn assemble(
         archive: archive.reader(),
         accounts: accounts.names(),
         grants: Grants::new(store.clone(), sealer.clone()),
-        audit: AuditLog::open(&datadir::audit_path(root), audit_key.clone())?,
+        audit: open_audit_log(root, &store, sealer, audit_key)?,
         authorities_path: datadir::authorities_path(root),
         limits: sotto_warrant::Limits::new(
             config.warrant.max_window_days,
@@ -154,6 +163,9 @@ pub(crate) fn assemble(
         disclosure_key: disclosure_key.clone(),
         pseudonym_key: sealer.pseudonym_key(),
         writer: writer.clone(),
+        held: HeldWarrants::new(store.clone(), sealer.clone()),
+        review: config.warrant.review,
+        approvals: config.warrant.approvals,
     });
     let state = Arc::new(RelayState {
         accounts,
@@ -172,6 +184,30 @@ pub(crate) fn assemble(
         next_connection: AtomicU64::new(1),
     });
     Ok((state, writer_thread))
+}
+
+/// The transparency log, checked against what the relay last signed (sealed
+/// in the store). One that was edited behind its back is refused: the relay
+/// still serves its users, but no warrant (it could not log it).
+pub fn open_audit_log(
+    root: &Path,
+    store: &Arc<dyn Store>,
+    sealer: &Arc<crate::seal::Sealer>,
+    audit_key: &ed25519_dalek::SigningKey,
+) -> Result<std::result::Result<AuditLog, String>> {
+    let anchor = StoredAnchor::new(store.clone(), sealer.clone());
+    match AuditLog::open_anchored(
+        &datadir::audit_path(root),
+        audit_key.clone(),
+        Box::new(anchor),
+    ) {
+        Ok(log) => Ok(Ok(log)),
+        Err(e) if e.downcast_ref::<LogRefused>().is_some() => {
+            error!(error = %e, "the transparency log was altered; warrant requests are refused");
+            Ok(Err(e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {
@@ -258,6 +294,7 @@ impl RunningRelay {
             warn!("connections did not close in time; stopping anyway");
         }
         let _ = self.accept.await;
+        self.admin.close().await;
         if let Some(task) = self.metrics_task {
             task.abort();
         }

@@ -23,12 +23,17 @@ pub struct Session {
     pub logins: RateLimiter,
     /// Prekey bundles this connection may take (each one uses up someone's one-time key).
     pub bundles: RateLimiter,
+    /// Consistency proofs of the transparency log this connection may ask for.
+    pub audit_proofs: RateLimiter,
 }
 
 /// Challenges one connection may ask for per minute.
 pub(crate) const LOGINS_PER_MINUTE: u32 = 10;
 /// Prekey bundles one connection may take per minute.
 pub(crate) const BUNDLES_PER_MINUTE: u32 = 60;
+/// Consistency proofs one connection may ask for per minute (an investigator
+/// checking kept receipts asks one for each).
+pub(crate) const AUDIT_PROOFS_PER_MINUTE: u32 = 120;
 
 #[derive(Default)]
 pub struct SessionState {
@@ -64,6 +69,7 @@ impl Session {
             state: Mutex::new(SessionState::default()),
             logins: RateLimiter::per_minute(LOGINS_PER_MINUTE),
             bundles: RateLimiter::per_minute(BUNDLES_PER_MINUTE),
+            audit_proofs: RateLimiter::per_minute(AUDIT_PROOFS_PER_MINUTE),
         }
     }
 

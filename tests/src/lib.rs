@@ -113,6 +113,53 @@ impl TestRelay {
         self.running = Some(running);
     }
 
+    /// Registers the authority of `keys` (its name and public key), as the
+    /// operator's `sotto-relay authority add` does; the running relay reads
+    /// the list at its next warrant.
+    pub fn register_authority(&self, keys: &sotto_investigator::InvestigatorKeys) {
+        use sotto_server::warrant::authorities;
+        let path = self.data_dir().join("authorities.toml");
+        let mut file = authorities::load(&path).expect("the authority list reads");
+        file.add(&keys.name, &keys.public_key_hex())
+            .expect("the authority is added");
+        authorities::save(&path, &file).expect("the authority list is saved");
+    }
+
+    /// Asks the running relay as its operator does (`sotto-relay warrant …`),
+    /// through its admin socket (from a blocking thread: the relay answers
+    /// on this runtime meanwhile).
+    pub async fn admin(
+        &self,
+        request: sotto_server::admin::AdminRequest,
+    ) -> anyhow::Result<sotto_server::admin::AdminAnswer> {
+        let dir = self.data_dir();
+        tokio::task::spawn_blocking(move || sotto_server::admin::ask(&dir, &request))
+            .await
+            .expect("the admin request runs")
+    }
+
+    /// Approves the held warrant `id` of `authority` as operator `by`; panics
+    /// if the relay refuses.
+    pub async fn approve(
+        &self,
+        authority: &str,
+        id: &str,
+        by: &str,
+    ) -> sotto_server::admin::AdminAnswer {
+        let answer = self
+            .admin(sotto_server::admin::AdminRequest::Approve {
+                id: id.to_owned(),
+                authority: Some(authority.to_owned()),
+                by: by.to_owned(),
+            })
+            .await
+            .expect("the relay answers its operator");
+        if let sotto_server::admin::AdminAnswer::Refused(why) = &answer {
+            panic!("the approval of {id} was refused: {why}");
+        }
+        answer
+    }
+
     /// A pinned connection, not logged in.
     pub async fn connect(&self) -> RelayClient {
         RelayClient::connect(&self.addr.to_string(), Some(self.fingerprint))

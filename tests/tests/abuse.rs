@@ -479,3 +479,59 @@ async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut out).await.unwrap();
     out
 }
+
+#[tokio::test]
+async fn unregistered_party_flooding_audit_proofs_meets_a_limit_and_investigators_are_served() {
+    use sotto_investigator::{InvestigatorError, RelayConnection, requests::audit_proof};
+    let relay = TestRelay::start().await;
+    let flooder = RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
+        .await
+        .unwrap();
+    let mut served = 0;
+    let refused = loop {
+        match audit_proof(&flooder, 0, 0).await {
+            Ok(_) => served += 1,
+            Err(e) => break e,
+        }
+        assert!(served <= 1_000, "a flood of proofs is never limited");
+    };
+    assert!(
+        matches!(
+            &refused,
+            InvestigatorError::Failed {
+                code: ErrorCode::RateLimited,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    // (The bucket refills as the flood runs: a few more than a minute's.)
+    assert!(
+        (120..130).contains(&served),
+        "{served}: one connection's proofs a minute"
+    );
+    let text = relay.running().state().metrics_text();
+    assert_eq!(
+        metric(&text, "sotto_refusals_total{kind=\"audit_proofs\"}"),
+        1.0
+    );
+    // Another connection (an investigator checking receipts) is served.
+    let honest = RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
+        .await
+        .unwrap();
+    assert!(audit_proof(&honest, 0, 0).await.is_ok());
+    // And many connections from one address share its own limit.
+    let mut served = 0;
+    for _ in 0..5 {
+        let conn = RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
+            .await
+            .unwrap();
+        while audit_proof(&conn, 0, 0).await.is_ok() {
+            served += 1;
+        }
+    }
+    assert!(
+        served < 5 * 120,
+        "{served}: the address's limit never cut a connection short"
+    );
+}

@@ -287,6 +287,11 @@ fn check(dump: &Dump, secrets: &Secrets) {
                     b"data_key" | b"disclosure_key" | b"audit_key" => {
                         assert!(value.len() >= SEAL_OVERHEAD + 32)
                     }
+                    // The transparency log's size, root and announced leaf: hashes only.
+                    b"audit_anchor" => assert!(
+                        [SEAL_OVERHEAD + 41, SEAL_OVERHEAD + 73].contains(&value.len()),
+                        "{at}"
+                    ),
                     other => panic!("meta: an unknown key {:?}", String::from_utf8_lossy(other)),
                 },
                 "warrants" => assert!(entries.is_empty(), "no warrant was served"),

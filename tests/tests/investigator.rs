@@ -94,6 +94,18 @@ fn issue_args(key: &Path, relay_key: &str, out: &Path, from_days_ago: i64) -> Ve
     .collect()
 }
 
+/// A data directory whose relay discloses at once (`[warrant] review = false`):
+/// for the tests of the tool itself, not of the operators' review.
+fn without_review(data: &Path) -> &Path {
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(
+        data.join("relay.toml"),
+        "[warrant]\n# The tool is under test here, not the review.\nreview = false\n",
+    )
+    .unwrap();
+    data
+}
+
 fn issue(args: &[String], targets: &[&str]) -> Output {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     for t in targets {
@@ -192,20 +204,66 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
         ],
     );
     WarrantFile::load(&dir.path().join("w.json")).unwrap();
-    run_ok(
-        "sotto-warrant",
-        &[
-            "submit",
-            "--key",
-            &d("inv"),
-            "--relay",
-            &relay.addr,
-            "--fingerprint",
-            &relay.fingerprint,
-            "--out",
-            &d("bundle"),
-            &d("w.json"),
-        ],
+    let serve = |command: &str, out: &str| {
+        run(
+            "sotto-warrant",
+            &[
+                command,
+                "--key",
+                &d("inv"),
+                "--relay",
+                &relay.addr,
+                "--fingerprint",
+                &relay.fingerprint,
+                "--out",
+                &d(out),
+                &d("w.json"),
+            ],
+        )
+    };
+    // Held for the operators' review: nothing is saved, and it says so.
+    let submitted = serve("submit", "bundle");
+    assert!(submitted.status.success(), "{submitted:?}");
+    assert!(String::from_utf8_lossy(&submitted.stdout).contains("pending review"));
+    assert!(!dir.path().join("bundle").exists());
+    let early = serve("collect", "bundle");
+    assert_eq!(early.status.code(), Some(3), "{early:?}");
+    assert!(String::from_utf8_lossy(&early.stdout).contains("pending review"));
+    assert!(!dir.path().join("bundle").exists());
+
+    // The operator looks at it (never a message of it) and approves it.
+    let relay_cmd = |args: &[&str]| {
+        let mut all = vec!["--data", &data_s, "warrant"];
+        all.extend_from_slice(args);
+        run_ok("sotto-relay", &all)
+    };
+    let listed = relay_cmd(&["list", "--pending"]);
+    assert!(
+        listed.contains("W-2026-001	Chief Inspector	case CASE-7	pending	0 of 1"),
+        "{listed}"
+    );
+    let shown = relay_cmd(&["show", "W-2026-001"]);
+    for said in [
+        "Chief Inspector",
+        "CASE-7",
+        "court order 12/2026",
+        "alice",
+        "3 records",
+    ] {
+        assert!(shown.contains(said), "{said}: {shown}");
+    }
+    assert!(!shown.contains("parcel") && !shown.contains("see you there"));
+    let approved = relay_cmd(&["approve", "W-2026-001", "--by", "Operator One"]);
+    assert!(approved.contains("disclosed (3 records)"), "{approved}");
+    assert!(relay_cmd(&["list", "--pending"]).contains("no warrant held"));
+
+    let collected = serve("collect", "bundle");
+    assert!(collected.status.success(), "{collected:?}");
+    // Fetched again: the same bytes.
+    assert!(serve("collect", "bundle-again").status.success());
+    assert_eq!(
+        std::fs::read(d("bundle")).unwrap(),
+        std::fs::read(d("bundle-again")).unwrap()
     );
     let opened = run_ok(
         "sotto-warrant",
@@ -316,24 +374,26 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     };
     let unmasked = unmask(carol_pseudonym, "identify the sender");
     assert!(unmasked.status.success());
-    // Unmask answers carry receipts, refusals too, kept beside the keys.
-    assert!(String::from_utf8_lossy(&unmasked.stderr).contains("receipt: entry 2 "));
+    // Unmask answers carry receipts, refusals too, kept beside the keys
+    // (after those of the submission, two collections and the review's
+    // approval, which is logged but answers no investigator).
+    assert!(String::from_utf8_lossy(&unmasked.stderr).contains("receipt: entry 6 "));
     let unmasked = String::from_utf8(unmasked.stdout).unwrap();
     assert_eq!(unmasked.trim(), format!("{carol_pseudonym}\tcarol"));
     let refused = unmask("anon-000000000000000000000000", "fishing");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not_disclosed"));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("receipt: entry 3 "));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("receipt: entry 7 "));
     assert_eq!(
         std::fs::read_dir(dir.path().join("inv/receipts"))
             .unwrap()
             .count(),
-        3
+        6
     );
 
     assert!(
         run_ok("sotto-relay", &["--data", &data_s, "audit", "verify"])
-            .contains("intact: 3 entries")
+            .contains("intact: 7 entries")
     );
     let report: Value = serde_json::from_str(
         run_ok(
@@ -345,6 +405,7 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     .unwrap();
     let p = &report["periods"][0];
     assert_eq!(p["warrants_received"], 1);
+    assert_eq!(p["warrants_held_for_review"], 1);
     assert_eq!(p["warrants_granted"], 1);
     assert_eq!(p["accounts_targeted"], 1);
     assert_eq!(p["records_disclosed"], 3);
@@ -376,21 +437,22 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
         .unwrap()
         .replacen("\"records\":3", "\"records\":1", 1);
     std::fs::write(&log, text).unwrap();
+    // (The first entry with a count of records is the approval's, the third.)
     let out = run("sotto-relay", &["--data", &data_s, "audit", "verify"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 3"));
     let out = run(
         "sotto-relay",
         &["--data", &data_s, "audit", "verify", "--against", &head_s],
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 3"));
 }
 
 #[test]
 fn submit_never_overwrites_an_existing_out_and_asks_the_relay_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = RelayProcess::start(&dir.path().join("relay"), &[]);
+    let relay = RelayProcess::start(without_review(&dir.path().join("relay")), &[]);
     relay.init_user(&dir.path().join("alice"), "alice");
     let inv = dir.path().join("inv");
     let (public, _) = keygen(&inv, "chief");
@@ -710,6 +772,13 @@ fn resign_heads(data: &Path) {
         heads.push('\n');
     }
     std::fs::write(audit::heads_path(&log), heads).unwrap();
+    // The relay's own record of what it last signed, sealed in its store:
+    // with the master key, the operator removes it too, and the relay takes
+    // the files as they are at its next start.
+    let mut batch = sotto_server::store::Batch::default();
+    batch.delete(sotto_server::store::Tree::Meta, b"audit_anchor".to_vec());
+    opened.store.apply(batch).unwrap();
+    opened.store.flush().unwrap();
 }
 
 #[test]
@@ -718,7 +787,7 @@ fn curious_operator_who_rewrites_the_log_is_caught_by_a_receipt_and_the_publishe
     let data = dir.path().join("relay");
     let data_s = path(&data);
     let inv = dir.path().join("inv");
-    let mut relay = RelayProcess::start(&data, &[]);
+    let mut relay = RelayProcess::start(without_review(&data), &[]);
     relay.init_user(&dir.path().join("alice"), "alice");
     let (public, _) = keygen(&inv, "Chief Inspector");
     run_ok(

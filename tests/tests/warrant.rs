@@ -10,8 +10,8 @@ use std::path::Path;
 use prost::Message;
 use sotto_client::relay::{ClientError, Recipient};
 use sotto_investigator::{
-    InvestigatorError, InvestigatorKeys, RelayConnection, new_unmask_request, submit_warrant,
-    unmask as unmask_request,
+    Answered, InvestigatorError, InvestigatorKeys, RelayConnection, collect_warrant,
+    new_unmask_request, submit_warrant, unmask as unmask_request,
 };
 use sotto_proto::v1::{self, ErrorCode};
 use sotto_server::warrant::audit::{self, AuditEntry, Verified};
@@ -29,10 +29,7 @@ fn investigator(dir: &Path, name: &str) -> InvestigatorKeys {
 }
 
 fn register_authority(relay: &TestRelay, keys: &InvestigatorKeys) {
-    let path = relay.data_dir().join("authorities.toml");
-    let mut file = authorities::load(&path).unwrap();
-    file.add(&keys.name, &keys.public_key_hex()).unwrap();
-    authorities::save(&path, &file).unwrap();
+    relay.register_authority(keys);
 }
 
 fn relay_key(relay: &TestRelay) -> Vec<u8> {
@@ -62,14 +59,28 @@ async fn connect(relay: &TestRelay) -> RelayConnection {
         .unwrap()
 }
 
+/// Serves a warrant as an investigator and an operator do: submitted, held
+/// for review, approved, collected. Its disclosure, or why not.
 async fn submit(
     relay: &TestRelay,
     signed: v1::SignedWarrant,
 ) -> Result<v1::DisclosureBundle, InvestigatorError> {
     let conn = connect(relay).await;
-    let answer = submit_warrant(&conn, signed).await;
+    let answer = match submit_warrant(&conn, signed.clone()).await {
+        Ok(Answered::PendingReview(p)) => {
+            let authority = v1::Warrant::decode(signed.warrant.as_ref())
+                .unwrap()
+                .authority;
+            relay.approve(&authority, &p.warrant_id, "operator").await;
+            collect_warrant(&conn, signed).await
+        }
+        other => other,
+    };
     conn.close().await;
-    answer
+    match answer? {
+        Answered::Disclosure(bundle) => Ok(bundle),
+        Answered::PendingReview(p) => panic!("still pending after approval: {p:?}"),
+    }
 }
 
 /// Signs and sends an unmask request; returns the request with the answer.
@@ -220,7 +231,13 @@ async fn every_refusal_has_its_reason_and_is_logged() {
         .map(|(code, _)| ("unverifiable", *code))
         .collect();
     want.extend(refused.iter().map(|(code, _)| ("warrant", *code)));
-    want.extend([("warrant", ""), ("unverifiable", "replayed")]);
+    // Held, approved in review, collected; then the copy is a replay.
+    want.extend([
+        ("warrant", ""),
+        ("review", ""),
+        ("collect", ""),
+        ("unverifiable", "replayed"),
+    ]);
     assert_eq!(logged, want);
     // What an unverifiable request claimed is not taken into the log.
     assert!(
@@ -450,14 +467,15 @@ async fn unregistered_party_flood_cannot_block_a_registered_authority() {
         let code = refusal_code(submit_warrant(&conn, forger.sign_warrant(&w)).await);
         assert!(code == "bad_signature" || code == "rate_limited", "{code}");
     }
-    // The chief's budget is untouched: its warrant is served.
-    let granted = submit_warrant(
+    // The chief's budget is untouched: its warrant is served (held for review).
+    let held = submit_warrant(
         &conn,
         chief.sign_warrant(&warrant(&relay, &chief, "W-1", &["target-one"])),
     )
     .await;
-    assert!(granted.is_ok(), "{granted:?}");
+    assert!(matches!(held, Ok(Answered::PendingReview(_))), "{held:?}");
     conn.close().await;
+    relay.approve("chief", "W-1", "operator").await;
     let logged = entries(&relay);
     let individual = logged.iter().filter(|e| e.kind == "unverifiable").count();
     assert!(
@@ -712,18 +730,19 @@ async fn editing_any_audit_line_breaks_the_chain_at_that_line() {
         .unwrap();
     }
     let path = relay.data_dir().join("audit.log");
+    // Each warrant: held, approved in review, collected.
     assert!(matches!(
         audit::verify(&path).unwrap(),
-        Verified::Intact { entries: 3, .. }
+        Verified::Intact { entries: 9, .. }
     ));
     let original = std::fs::read_to_string(&path).unwrap();
-    for line in 0..3 {
+    for line in 0..9 {
         let edited: Vec<String> = original
             .lines()
             .enumerate()
             .map(|(i, l)| {
                 if i == line {
-                    l.replace("\"decision\":\"granted\"", "\"decision\":\"refused\"")
+                    l.replace("\"case\":\"case-of-", "\"case\":\"withdrawn-")
                 } else {
                     l.to_owned()
                 }
@@ -896,7 +915,11 @@ async fn a_name_registered_again_with_another_key_inherits_no_warrant() {
     let chief = investigator(dir.path(), "chief");
     register_authority(&relay, &chief);
     suspect_wrote_to_contact(&relay).await;
-    let disclosure = disclosed(&relay, &chief, "W-1").await;
+    let w = warrant(&relay, &chief, "W-1", &["suspect"]);
+    let disclosure = open(
+        &chief,
+        &submit(&relay, chief.sign_warrant(&w)).await.unwrap(),
+    );
     // The operator replaces "chief" by a new key holder of the same name.
     let newcomer = InvestigatorKeys::generate(&dir.path().join("newcomer"), "chief").unwrap();
     let path = relay.data_dir().join("authorities.toml");
@@ -908,6 +931,11 @@ async fn a_name_registered_again_with_another_key_inherits_no_warrant() {
         refusal_code(unmask(&relay, &newcomer, "W-1", &disclosure.pseudonyms).await),
         "unknown_warrant"
     );
+    // Nor is it handed the kept disclosure of the very same warrant bytes.
+    let conn = connect(&relay).await;
+    let collected = collect_warrant(&conn, newcomer.sign_warrant(&w)).await;
+    conn.close().await;
+    assert_eq!(refusal_code(collected), "replayed");
 }
 
 #[tokio::test]

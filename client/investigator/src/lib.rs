@@ -6,7 +6,7 @@
 //! - [`issue`]: a warrant from what was typed, checked (`--relay-key`, times, targets);
 //! - [`warrant_file`]: a signed warrant as a `sotto-warrant/1` file;
 //! - [`relay`]: the QUIC connection to a relay, its certificate pinned;
-//! - [`requests`]: the typed requests: [`submit_warrant`], [`unmask`];
+//! - [`requests`]: the typed requests: [`submit_warrant`], [`collect_warrant`], [`unmask`];
 //! - [`receipts`]: the relay's receipts for its answers, checked and kept
 //!   in the key folder, and checked again against a head published later;
 //! - [`show`]: warrants and disclosures for a person or as JSON;
@@ -37,5 +37,5 @@ pub mod warrant_file;
 pub use error::InvestigatorError;
 pub use keys::{InvestigatorKeys, OpenedDisclosure};
 pub use relay::RelayConnection;
-pub use requests::{new_unmask_request, submit_warrant, unmask};
+pub use requests::{Answered, collect_warrant, new_unmask_request, submit_warrant, unmask};
 pub use warrant_file::{WarrantFile, relay_key_of};

@@ -1,6 +1,7 @@
-//! The two requests an investigator makes of a relay, typed: serving a signed
-//! warrant, and asking under it who stands behind pseudonyms. Both answers
-//! are sealed bundles, opened with [`crate::InvestigatorKeys`].
+//! The requests an investigator makes of a relay, typed: serving a signed
+//! warrant, collecting its disclosure, and asking under it who stands behind
+//! pseudonyms. The answers are sealed bundles, opened with
+//! [`crate::InvestigatorKeys`] (or word that the warrant awaits review).
 
 use rand::Rng;
 use sotto_proto::v1::{self, request, response};
@@ -10,24 +11,55 @@ use crate::error::InvestigatorError;
 use crate::keys::InvestigatorKeys;
 use crate::relay::RelayConnection;
 
-/// Serves `signed` on the relay; the answer is the disclosure, in one or more
-/// parts each sealed to the warrant's delivery key
-/// ([`InvestigatorKeys::open_disclosure`] checks and joins them).
+/// A warrant request's answer: the disclosure, in one or more parts each
+/// sealed to the warrant's delivery key ([`InvestigatorKeys::open_disclosure`]
+/// checks and joins them), or that the relay's operators have not decided yet.
+#[derive(Debug)]
+pub enum Answered {
+    Disclosure(v1::DisclosureBundle),
+    PendingReview(v1::PendingReview),
+}
+
+/// Serves `signed` on the relay.
 pub async fn submit_warrant(
     conn: &RelayConnection,
     signed: v1::SignedWarrant,
-) -> Result<v1::DisclosureBundle, InvestigatorError> {
+) -> Result<Answered, InvestigatorError> {
     let submit = request::Kind::SubmitWarrant(v1::SubmitWarrant {
         warrant: Some(signed),
     });
+    warrant_request(conn, submit).await
+}
+
+/// Fetches the disclosure of `signed`, served before (the same bytes each time).
+pub async fn collect_warrant(
+    conn: &RelayConnection,
+    signed: v1::SignedWarrant,
+) -> Result<Answered, InvestigatorError> {
+    let collect = request::Kind::Collect(v1::Collect {
+        warrant: Some(signed),
+    });
+    warrant_request(conn, collect).await
+}
+
+async fn warrant_request(
+    conn: &RelayConnection,
+    kind: request::Kind,
+) -> Result<Answered, InvestigatorError> {
+    let mut answers = conn.request_all(kind).await?;
+    if let [response::Kind::PendingReview(_)] = answers.as_slice()
+        && let Some(response::Kind::PendingReview(pending)) = answers.pop()
+    {
+        return Ok(Answered::PendingReview(pending));
+    }
     let mut parts = Vec::new();
-    for answer in conn.request_all(submit).await? {
+    for answer in answers {
         match answer {
             response::Kind::Disclosure(sealed) => parts.push(sealed),
             other => return Err(unexpected("a disclosure", &other)),
         }
     }
-    Ok(v1::DisclosureBundle { parts })
+    Ok(Answered::Disclosure(v1::DisclosureBundle { parts }))
 }
 
 /// Asks the relay to unmask pseudonyms; the answer is sealed to the warrant's

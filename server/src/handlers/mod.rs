@@ -5,6 +5,7 @@
 mod ack;
 mod audit_proof;
 mod challenge;
+pub(crate) mod collect;
 mod create_group;
 mod delivery_status;
 mod fetch;
@@ -125,7 +126,7 @@ pub(crate) async fn dispatch(
         // Investigators have no account: their requests carry their own
         // signatures. A warrant's answer may take several frames: see
         // `submit_warrant::serve`, which the connection calls directly.
-        Kind::SubmitWarrant(_) => Err(RequestError::bad_request(
+        Kind::SubmitWarrant(_) | Kind::Collect(_) => Err(RequestError::bad_request(
             "a warrant is served on a stream of its own",
         )),
         Kind::Unmask(r) => {
@@ -136,7 +137,7 @@ pub(crate) async fn dispatch(
             return response;
         }
         // Hashes only: anyone may check the log grew without being rewritten.
-        Kind::AuditProof(r) => audit_proof::handle(state, r),
+        Kind::AuditProof(r) => audit_proof::handle(state, session, r).await,
         kind => match session.user() {
             None => Err(RequestError::new(
                 ErrorCode::NotLoggedIn,

@@ -10,9 +10,14 @@ use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, unmask: Unmask) -> (Handled, Option<Receipt>) {
     let answer = state.warrants.unmask(unmask.request).await;
-    state
-        .metrics
-        .warrant_request("unmask", answer.outcome.is_ok());
+    state.metrics.warrant_request(
+        "unmask",
+        if answer.outcome.is_ok() {
+            "granted"
+        } else {
+            "refused"
+        },
+    );
     let handled = answer
         .outcome
         .map(response::Kind::Unmasked)

@@ -276,6 +276,11 @@ impl TestDir {
         }
     }
 
+    /// The temporary directory (the store is in `db/` inside it).
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Opens the store (again: as a restarted relay finds it).
     pub fn store(&self) -> std::sync::Arc<dyn Store> {
         std::sync::Arc::new(SledStore::open(&self.dir.path().join("db")).unwrap())

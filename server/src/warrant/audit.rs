@@ -22,6 +22,14 @@
 //! a copy is kept as `audit.log.chain-<time>`, and its lines, unchanged,
 //! become the first leaves. A broken chain is not migrated: the relay would
 //! be signing over the alteration.
+//!
+//! The files alone cannot stop an operator who edits the log and empties or
+//! deletes `audit.heads`: the relay would sign a fresh head over the edit.
+//! So the relay also keeps an [`Anchor`] where the files' editor cannot
+//! reach it (sealed in its store): the size and root it last signed, and the
+//! leaf it is about to append. A log that does not extend that tree (an
+//! entry edited, removed, reordered, or one appended by hand) is refused at
+//! open with [`LogRefused`], and nothing is signed over it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -45,14 +53,17 @@ pub struct AuditEntry {
     pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
-    /// "warrant", "unmask", or "unverifiable" (no registered authority's
+    /// "warrant", "collect" (a disclosure fetched), "review" (an operator's
+    /// decision), "unmask", or "unverifiable" (no registered authority's
     /// signature verified, or a replay; see `count`).
     pub kind: String,
     pub warrant_id: String,
     pub case: String,
     /// The registered authority that signed it, when one did.
     pub authority: String,
-    /// "granted" or "refused".
+    /// "granted" or "refused"; "pending" for a warrant held for review; for
+    /// `review` entries "approved" (more approvals needed), "granted",
+    /// "rejected", or "refused" (it no longer passes the automatic checks).
     pub decision: String,
     /// The refusal code (empty when granted).
     pub reason: String,
@@ -93,6 +104,14 @@ pub struct AuditEntry {
     /// For `unverifiable` entries: how many requests the entry stands for.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub count: u64,
+    /// For `review` entries: the operator who decided, how many operators
+    /// have approved the warrant so far, and a rejection's reason.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approvals: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub review_reason: String,
     /// Of a hash-chained log (before the transparency log): the hash of the
     /// line before, and of this one. Empty, and left out, in entries since.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -128,6 +147,9 @@ impl AuditEntry {
             request: String::new(),
             request_sha256: String::new(),
             count: 0,
+            operator: String::new(),
+            approvals: 0,
+            review_reason: String::new(),
             prev: String::new(),
             hash: String::new(),
         }
@@ -135,7 +157,7 @@ impl AuditEntry {
 
     /// The hash a hash-chained log gave this line: over `prev` and the line
     /// with `"hash":""` as its last field (as that log always wrote it).
-    fn compute_hash(&self) -> String {
+    pub(crate) fn chain_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
         let mut body = serde_json::to_string(&unhashed).expect("an audit entry always encodes");
@@ -170,7 +192,37 @@ pub struct AuditLog {
     path: PathBuf,
     heads: PathBuf,
     audit_key: SigningKey,
+    anchor: Option<Box<dyn Anchor>>,
     state: Mutex<LogState>,
+}
+
+/// What the relay last vouched for: the tree of `size` entries with `root`
+/// was signed, and the entry after it, if written, hashes to `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchored {
+    pub size: u64,
+    pub root: Hash,
+    pub next: Option<Hash>,
+}
+
+/// Where the relay keeps its [`Anchored`] tree, out of reach of whoever can
+/// edit `audit.log` and `audit.heads` (the relay's sealed store). `save`
+/// returns once it is durable.
+pub trait Anchor: Send + Sync {
+    fn load(&self) -> Result<Option<Anchored>>;
+    fn save(&self, anchored: &Anchored) -> Result<()>;
+}
+
+/// The log on disk is not the one the relay last signed: it refuses to sign
+/// over it (and so to serve any request it would have to log).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} is not the transparency log this relay signed: {why}. The relay signs nothing over it \
+     and serves no warrant or unmask request until the log and audit.heads are restored (from a backup)"
+)]
+pub struct LogRefused {
+    pub path: String,
+    pub why: String,
 }
 
 /// Where the relay's signed heads of the log at `log` are kept: `audit.heads` beside `audit.log`.
@@ -187,10 +239,36 @@ impl AuditLog {
     /// log first, and signs a head for it if its last one does not cover it all.
     /// A log that does not match the heads signed before does not stop the relay
     /// (its users are not at fault): it is reported, and `audit verify` keeps
-    /// naming the entry.
+    /// naming the entry. Without an anchor: for tools and tests; the relay
+    /// opens its log with [`AuditLog::open_anchored`].
     pub fn open(path: &Path, audit_key: SigningKey) -> Result<Self> {
+        Self::open_with(path, audit_key, None)
+    }
+
+    /// As [`AuditLog::open`], and checks the log against `anchor`, what the
+    /// relay last signed: a log that does not extend it fails with
+    /// [`LogRefused`] before anything is signed or written.
+    pub fn open_anchored(
+        path: &Path,
+        audit_key: SigningKey,
+        anchor: Box<dyn Anchor>,
+    ) -> Result<Self> {
+        Self::open_with(path, audit_key, Some(anchor))
+    }
+
+    fn open_with(
+        path: &Path,
+        audit_key: SigningKey,
+        anchor: Option<Box<dyn Anchor>>,
+    ) -> Result<Self> {
         let heads = heads_path(path);
-        if path.exists() && !heads.exists() {
+        let anchored = match &anchor {
+            Some(anchor) => anchor.load()?,
+            None => None,
+        };
+        // With an anchor, the log is a transparency log already: missing
+        // heads were removed, not a chain to migrate.
+        if path.exists() && !heads.exists() && anchored.is_none() {
             migrate_chain(path)?;
         }
         // A line torn by a crash was never answered with: cut it off, so the
@@ -198,6 +276,12 @@ impl AuditLog {
         cut_torn_line(path)?;
         cut_torn_line(&heads)?;
         let tree = read_tree(path)?;
+        if let Some(anchored) = &anchored {
+            check_anchored(&tree, anchored).map_err(|why| LogRefused {
+                path: path.display().to_string(),
+                why,
+            })?;
+        }
         if let Verified::Broken { line, why } = verify(path)? {
             tracing::error!(entry = line, why = %why, "the audit log does not match what the relay signed; `sotto-relay audit verify` shows where");
         }
@@ -216,10 +300,21 @@ impl AuditLog {
                 head
             }
         };
+        if let Some(anchor) = &anchor {
+            let now = Anchored {
+                size,
+                root: *head.root(),
+                next: None,
+            };
+            if anchored != Some(now) {
+                anchor.save(&now)?;
+            }
+        }
         Ok(AuditLog {
             path: path.to_owned(),
             heads,
             audit_key,
+            anchor,
             state: Mutex::new(LogState { tree, head }),
         })
     }
@@ -236,6 +331,15 @@ impl AuditLog {
         entry.prev = String::new();
         entry.hash = String::new();
         let line = serde_json::to_vec(&entry).context("cannot encode an audit entry")?;
+        if let Some(anchor) = &self.anchor {
+            // Said before it is written: a line found after the anchored
+            // tree at the next open is this one, or the log was edited.
+            anchor.save(&Anchored {
+                size: index,
+                root: state.tree.root(index)?,
+                next: Some(sotto_warrant::transparency::merkle::leaf_hash(&line)),
+            })?;
+        }
         let before = append_line(&self.path, &line)?;
         state.tree.push(&line);
         let head = sign_head(&state.tree, &self.audit_key)?;
@@ -247,6 +351,18 @@ impl AuditLog {
             return Err(e);
         }
         state.head = head.clone();
+        if let Some(anchor) = &self.anchor {
+            // Now the entry is signed, removing it is an edit too. Should
+            // this fail, the announced entry still checks at the next open.
+            let signed = Anchored {
+                size: head.size(),
+                root: *head.root(),
+                next: None,
+            };
+            if let Err(e) = anchor.save(&signed) {
+                tracing::warn!(error = %format!("{e:#}"), "cannot anchor the transparency log's new head in the store");
+            }
+        }
         let inclusion = state.tree.inclusion_proof(index, index + 1)?;
         Ok(Logged {
             index,
@@ -273,6 +389,31 @@ impl AuditLog {
             .unwrap_or_else(|p| p.into_inner())
             .tree
             .consistency_proof(from, to)
+    }
+}
+
+/// Why `tree` is not the anchored one extended (by at most the entry it announced).
+fn check_anchored(tree: &Tree, anchored: &Anchored) -> std::result::Result<(), String> {
+    let size = tree.len();
+    if size < anchored.size {
+        return Err(format!(
+            "it holds {size} entries, but the relay signed {} (entries were removed)",
+            anchored.size
+        ));
+    }
+    if tree.root(anchored.size).ok() != Some(anchored.root) {
+        return Err(format!(
+            "its first {} entries are not those the relay signed (an entry was edited, removed or moved)",
+            anchored.size
+        ));
+    }
+    match size - anchored.size {
+        0 => Ok(()),
+        1 if tree.leaf(anchored.size) == anchored.next => Ok(()),
+        extra => Err(format!(
+            "{extra} entries after the {} the relay signed were not written by the relay",
+            anchored.size
+        )),
     }
 }
 
@@ -557,7 +698,7 @@ fn verify_chain(path: &Path) -> Result<Verified> {
         if entry.prev != prev {
             return Ok(broken("does not chain to the line before"));
         }
-        if entry.compute_hash() != entry.hash {
+        if entry.chain_hash() != entry.hash {
             return Ok(broken("its content does not match its hash (edited)"));
         }
         prev = entry.hash;
@@ -579,6 +720,10 @@ pub struct Period {
     pub warrants_granted: u64,
     pub warrants_refused: u64,
     pub refused_by_reason: BTreeMap<String, u64>,
+    /// Warrants that passed every automatic check and were held for the
+    /// operators' review, and of those, the ones the operators rejected.
+    pub warrants_held_for_review: u64,
+    pub warrants_rejected_in_review: u64,
     pub accounts_targeted: u64,
     pub records_disclosed: u64,
     pub pseudonyms_issued: u64,
@@ -602,30 +747,40 @@ pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
             ..Period::default()
         });
         let granted = e.decision == "granted";
-        match e.kind.as_str() {
-            "warrant" => {
+        let mut disclosed = |p: &mut Period| {
+            p.warrants_granted += 1;
+            p.records_disclosed += e.records;
+            p.pseudonyms_issued += e.pseudonyms;
+            targeted
+                .entry(period.clone())
+                .or_default()
+                .extend(e.targets.iter().cloned());
+        };
+        match (e.kind.as_str(), e.decision.as_str()) {
+            ("warrant", "pending") => {
+                p.warrants_received += 1;
+                p.warrants_held_for_review += 1;
+            }
+            ("warrant", _) => {
                 p.warrants_received += 1;
                 if granted {
-                    p.warrants_granted += 1;
-                    p.records_disclosed += e.records;
-                    p.pseudonyms_issued += e.pseudonyms;
-                    targeted
-                        .entry(period)
-                        .or_default()
-                        .extend(e.targets.iter().cloned());
+                    disclosed(p);
                 } else {
                     p.warrants_refused += 1;
                     *p.refused_by_reason.entry(e.reason.clone()).or_default() += 1;
                 }
             }
-            "unmask" => {
+            // Held warrants are decided in review; collecting one counts nothing.
+            ("review", "granted") => disclosed(p),
+            ("review", "rejected") => p.warrants_rejected_in_review += 1,
+            ("unmask", _) => {
                 p.unmask_requests_received += 1;
                 if granted {
                     p.unmask_requests_granted += 1;
                     p.pseudonyms_unmasked += e.unmask_revealed;
                 }
             }
-            "unverifiable" => p.unverifiable_requests += e.count.max(1),
+            ("unverifiable", _) => p.unverifiable_requests += e.count.max(1),
             _ => {}
         }
         p.secret_items_disclosed += e.secret_items;
@@ -874,7 +1029,7 @@ mod tests {
             e.time = "2025-03-01T00:00:00Z".into();
             e.warrant_id = format!("OLD-{seq}");
             e.prev = prev;
-            e.hash = e.compute_hash();
+            e.hash = e.chain_hash();
             prev = e.hash.clone();
             lines.push(serde_json::to_string(&e).unwrap());
         }

@@ -20,6 +20,15 @@ pub(crate) struct Grants {
     sealer: Arc<Sealer>,
 }
 
+/// The keyed blind of (authority, warrant id), which every record of one
+/// warrant is keyed by.
+pub(super) fn warrant_blind(sealer: &Sealer, authority: &str, warrant_id: &str) -> [u8; 16] {
+    sealer.blind(
+        "grant",
+        &scoped(&[authority.as_bytes(), warrant_id.as_bytes()]),
+    )
+}
+
 fn scoped(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for part in parts {
@@ -35,10 +44,7 @@ impl Grants {
     }
 
     fn warrant_blind(&self, authority: &str, warrant_id: &str) -> [u8; 16] {
-        self.sealer.blind(
-            "grant",
-            &scoped(&[authority.as_bytes(), warrant_id.as_bytes()]),
-        )
+        warrant_blind(&self.sealer, authority, warrant_id)
     }
 
     fn grant_key(&self, authority: &str, warrant_id: &str) -> Vec<u8> {

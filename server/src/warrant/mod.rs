@@ -9,6 +9,9 @@
 //!   durability. It holds nothing that can reach the secret queue;
 //! - [`grants`]: granted warrants, pseudonym mappings, unmask request ids;
 //! - [`audit`]: the transparency log (RFC 9162 Merkle tree, signed heads) and the transparency report;
+//! - `anchor`: what the relay last signed of it, sealed in the store;
+//! - `held`: warrants held for the operators' review, and disclosures kept for fetching again;
+//! - `review`: the operators' side: list, show, approve (by one or two operators), reject;
 //! - [`budget`]: per-authority budgets, and the small one for unverifiable requests;
 //! - [`authorities`]: `authorities.toml` on disk;
 //! - `records`: the archive as `NormalRecords`.
@@ -23,14 +26,19 @@
 //! use sotto_server::secret_queue::SecretQueue;
 //! ```
 
+pub(crate) mod anchor;
 pub mod audit;
 pub mod authorities;
 pub(crate) mod budget;
 pub use budget::UNVERIFIABLE_PER_MINUTE;
 pub(crate) mod grants;
+pub(crate) mod held;
 mod records;
+mod review;
+pub use review::{HeldView, ReviewError, Reviewed};
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use prost::Message;
@@ -47,6 +55,7 @@ use crate::writer::Writer;
 use audit::{AuditEntry, AuditLog};
 use budget::Budgets;
 use grants::Grants;
+use held::{HeldWarrant, HeldWarrants, Stage};
 
 /// How serving a request ended, when it did not succeed.
 #[derive(Debug)]
@@ -75,6 +84,22 @@ impl<T> Answer<T> {
     }
 }
 
+/// A warrant's answer: its disclosure (sealed parts to send in order), or
+/// that it is held for the operators' review.
+pub enum WarrantAnswer {
+    Disclosed(Vec<v1::SealedBundle>),
+    Pending(v1::PendingReview),
+}
+
+/// What an investigator asked of a warrant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// Serve it (`SubmitWarrant`): a warrant already disclosed is a replay.
+    Submit,
+    /// Its disclosure, fetched (again) (`Collect`).
+    Collect,
+}
+
 /// What a failed attempt was, for the audit log.
 enum Served {
     Refused(Refusal),
@@ -87,6 +112,9 @@ enum Served {
 
 const REGISTRY_UNREADABLE: &str =
     "the relay cannot read its authority registry; its operator has been told";
+
+const LOG_REFUSED: &str = "the relay's transparency log is not the one it signed, so it answers \
+     no warrant request until its operator restores it";
 
 impl From<Refusal> for Served {
     fn from(r: Refusal) -> Self {
@@ -106,26 +134,37 @@ pub(crate) struct DeskParts {
     pub archive: ArchiveReader,
     pub accounts: AccountNames,
     pub grants: Grants,
-    pub audit: AuditLog,
+    /// The log, or why the relay refused to open it (then it serves no
+    /// warrant or unmask request: it could not log them).
+    pub audit: Result<AuditLog, String>,
     pub authorities_path: PathBuf,
     pub limits: Limits,
     pub requests_per_minute: u32,
     pub disclosure_key: SigningKey,
     pub pseudonym_key: PseudonymKey,
     pub writer: Writer,
+    pub held: HeldWarrants,
+    /// Hold warrants for the operators' review, and how many must approve.
+    pub review: bool,
+    pub approvals: u32,
 }
 
 pub(crate) struct WarrantDesk {
     archive: ArchiveReader,
     accounts: AccountNames,
     grants: Grants,
-    audit: AuditLog,
+    audit: Result<Arc<AuditLog>, String>,
     authorities_path: PathBuf,
     limits: Limits,
     budgets: Budgets,
     disclosure_key: SigningKey,
     pseudonym_key: PseudonymKey,
     writer: Writer,
+    held: HeldWarrants,
+    review: bool,
+    approvals: u32,
+    /// One operator's decision at a time.
+    reviewing: tokio::sync::Mutex<()>,
 }
 
 /// At most this many characters of a requester's string go into the log.
@@ -137,6 +176,34 @@ fn clip(text: &str) -> String {
 
 fn now_secs(now_ms: i64) -> i64 {
     now_ms.div_euclid(1000)
+}
+
+/// A disclosure made, not yet recorded.
+struct Disclosure {
+    grant: Grant,
+    pseudonyms: std::collections::BTreeMap<String, String>,
+    parts: Vec<v1::SealedBundle>,
+    /// Records, conversations, pseudonyms.
+    counts: (u64, u64, u64),
+}
+
+/// Hex of the SHA-256 of the bundle file `sotto-warrant` saves of `parts`.
+fn bundle_hash(parts: &[v1::SealedBundle]) -> String {
+    let bundle = v1::DisclosureBundle {
+        parts: parts.to_vec(),
+    };
+    hex::encode(Sha256::digest(bundle.encode_to_vec()))
+}
+
+/// What an audit entry keeps of a verified warrant.
+fn describe(entry: &mut AuditEntry, authority: &str, w: &v1::Warrant) {
+    entry.authority = authority.to_owned();
+    entry.warrant_id = clip(&w.id);
+    entry.case = clip(&w.case_reference);
+    entry.window_from = w.window_from;
+    entry.window_until = w.window_until;
+    entry.relay = hex::encode(&w.relay_key[..w.relay_key.len().min(32)]);
+    entry.targets = w.targets.iter().take(64).map(|t| clip(t)).collect();
 }
 
 /// Hex of the SHA-256 of a signed request as received (empty if none came).
@@ -152,28 +219,54 @@ impl WarrantDesk {
             archive: parts.archive,
             accounts: parts.accounts,
             grants: parts.grants,
-            audit: parts.audit,
+            audit: parts.audit.map(Arc::new),
             authorities_path: parts.authorities_path,
             limits: parts.limits,
             budgets: Budgets::new(parts.requests_per_minute),
             disclosure_key: parts.disclosure_key,
             pseudonym_key: parts.pseudonym_key,
             writer: parts.writer,
+            held: parts.held,
+            review: parts.review,
+            approvals: parts.approvals,
+            reviewing: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Serves a warrant: its disclosure, as one or more sealed parts to send
-    /// in order, or why not.
-    pub async fn submit(&self, signed: Option<v1::SignedWarrant>) -> Answer<Vec<v1::SealedBundle>> {
-        let mut entry = AuditEntry::new("warrant", "refused");
+    /// in order, that it is held for review, or why not.
+    pub async fn submit(&self, signed: Option<v1::SignedWarrant>) -> Answer<WarrantAnswer> {
+        self.warrant_request(signed, Asked::Submit).await
+    }
+
+    /// Fetches the disclosure of a warrant served before (the same bytes each
+    /// time), or says it is still held for review, or why not.
+    pub async fn collect(&self, signed: Option<v1::SignedWarrant>) -> Answer<WarrantAnswer> {
+        self.warrant_request(signed, Asked::Collect).await
+    }
+
+    async fn warrant_request(
+        &self,
+        signed: Option<v1::SignedWarrant>,
+        asked: Asked,
+    ) -> Answer<WarrantAnswer> {
+        if self.audit.is_err() {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        }
+        let kind = match asked {
+            Asked::Submit => "warrant",
+            Asked::Collect => "collect",
+        };
+        let mut entry = AuditEntry::new(kind, "refused");
         entry.request_sha256 = request_hash(signed.as_ref());
-        let outcome = self.serve_warrant(signed, &mut entry).await;
-        self.audited(entry, outcome, |entry, parts| {
-            // The hash of the file `sotto-warrant submit` saves.
-            let bundle = v1::DisclosureBundle {
-                parts: parts.clone(),
-            };
-            entry.bundle_sha256 = hex::encode(Sha256::digest(bundle.encode_to_vec()));
+        let outcome = self.serve_warrant(signed, asked, &mut entry).await;
+        self.audited(entry, outcome, |entry, answer| match answer {
+            // The hash of the file `sotto-warrant` saves.
+            WarrantAnswer::Disclosed(parts) => entry.bundle_sha256 = bundle_hash(parts),
+            WarrantAnswer::Pending(p) => {
+                entry.decision = "pending".into();
+                entry.approvals = p.approvals.into();
+            }
         })
     }
 
@@ -182,6 +275,9 @@ impl WarrantDesk {
         &self,
         signed: Option<v1::SignedUnmaskRequest>,
     ) -> Answer<v1::SealedBundle> {
+        if self.audit.is_err() {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        }
         let mut entry = AuditEntry::new("unmask", "refused");
         entry.request_sha256 = request_hash(signed.as_ref());
         let outcome = self.serve_unmask(signed, &mut entry).await;
@@ -191,31 +287,24 @@ impl WarrantDesk {
     /// Writes the count of unverifiable requests over the budget, if a minute
     /// has passed since the first (or at once with `now_anyway`, at shutdown).
     pub fn flush_unverifiable(&self, now_anyway: bool) {
+        let Ok(audit) = &self.audit else {
+            return;
+        };
         let Some(count) = self.budgets.take_suppressed(now_anyway) else {
             return;
         };
         let mut entry = AuditEntry::new("unverifiable", "refused");
         entry.reason = Refusal::RateLimited.code().into();
         entry.count = count;
-        if let Err(e) = self.audit.append(entry) {
+        if let Err(e) = audit.append(entry) {
             warn!(error = %e, count, "cannot write the count of unverifiable requests; keeping it");
             self.budgets.restore_suppressed(count);
         }
     }
 
-    /// The latest signed head of the transparency log.
-    pub fn audit_head(&self) -> sotto_warrant::transparency::SignedTreeHead {
-        self.audit.head()
-    }
-
-    /// The proof that the log of `to` entries extends the one of `from`.
-    pub fn audit_consistency(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<sotto_warrant::transparency::Hash>, sotto_warrant::transparency::ProofError>
-    {
-        self.audit.consistency(from, to)
+    /// The transparency log, unless the relay refused to open it (then why).
+    pub fn audit_log(&self) -> Result<&Arc<AuditLog>, &str> {
+        self.audit.as_ref().map_err(String::as_str)
     }
 
     fn registry(&self) -> Result<Registry, Served> {
@@ -233,22 +322,26 @@ impl WarrantDesk {
     async fn serve_warrant(
         &self,
         signed: Option<v1::SignedWarrant>,
+        asked: Asked,
         entry: &mut AuditEntry,
-    ) -> Result<Vec<v1::SealedBundle>, Served> {
+    ) -> Result<WarrantAnswer, Served> {
         let signed = signed.ok_or(Served::Unverifiable(Refusal::Malformed("no warrant")))?;
         let registry = self.registry()?;
         let verified =
             sotto_warrant::verify_warrant(&signed, &registry).map_err(Served::Unverifiable)?;
-        let w = &verified.message;
+        describe(entry, &verified.authority.name, &verified.message);
         let authority = verified.authority.name.clone();
-        let id = w.id.clone();
-        entry.authority = authority.clone();
-        entry.warrant_id = clip(&w.id);
-        entry.case = clip(&w.case_reference);
-        entry.window_from = w.window_from;
-        entry.window_until = w.window_until;
-        entry.relay = hex::encode(&w.relay_key[..w.relay_key.len().min(32)]);
-        entry.targets = w.targets.iter().take(64).map(|t| clip(t)).collect();
+        let id = verified.message.id.clone();
+        if let Some(held) = self.held.get(&authority, &id)? {
+            return self.answer_held(&held, &signed, asked, entry);
+        }
+        if asked == Asked::Collect {
+            if !self.budgets.authority(&authority) {
+                return Err(Refusal::RateLimited.into());
+            }
+            // Never served here (or served before the relay kept disclosures).
+            return Err(Refusal::UnknownWarrant.into());
+        }
         if self.grants.id_used(&authority, &id)? {
             return Err(Served::Unverifiable(Refusal::Replayed));
         }
@@ -256,7 +349,7 @@ impl WarrantDesk {
             return Err(Refusal::RateLimited.into());
         }
         let now = crate::now_ms();
-        let outcome = self.check_and_disclose(verified, now, entry).await;
+        let outcome = self.check_and_serve(verified, &signed, now, entry).await;
         if let Err(Served::Refused(_)) = &outcome {
             // An id is used once, granted or refused: a copy of a refused
             // warrant sent again is a replay and spends nothing.
@@ -266,12 +359,97 @@ impl WarrantDesk {
         outcome
     }
 
-    async fn check_and_disclose(
+    /// The answer for a warrant the relay holds: the same warrant again
+    /// (never another under its id) is told where its review stands.
+    fn answer_held(
+        &self,
+        held: &HeldWarrant,
+        signed: &v1::SignedWarrant,
+        asked: Asked,
+        entry: &mut AuditEntry,
+    ) -> Result<WarrantAnswer, Served> {
+        // The same bytes under the same signature: the same authority key
+        // (a name registered again with another key holds nothing of it).
+        let kept = held.signed_warrant()?;
+        if kept.warrant != signed.warrant || kept.signature != signed.signature {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        let stage = held.stage();
+        if stage == Stage::Disclosed && asked == Asked::Submit {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        if !self.budgets.authority(&held.authority) {
+            return Err(Refusal::RateLimited.into());
+        }
+        match stage {
+            Stage::Pending => Ok(WarrantAnswer::Pending(self.pending(held))),
+            Stage::Rejected => Err(Refusal::Rejected(clip(&held.reason)).into()),
+            Stage::Disclosed => {
+                let parts = self.held.parts(held)?;
+                entry.records = held.records;
+                entry.conversations = held.conversations;
+                entry.pseudonyms = held.pseudonyms;
+                Ok(WarrantAnswer::Disclosed(parts))
+            }
+        }
+    }
+
+    fn approvals_needed(&self, held: &HeldWarrant) -> u32 {
+        // The stricter of the rule it was held under and today's.
+        held.approvals_needed.max(self.approvals).max(1)
+    }
+
+    fn pending(&self, held: &HeldWarrant) -> v1::PendingReview {
+        v1::PendingReview {
+            warrant_id: held.warrant_id.clone(),
+            approvals: u32::try_from(held.approved_by.len()).unwrap_or(u32::MAX),
+            approvals_needed: self.approvals_needed(held),
+        }
+    }
+
+    /// Every automatic check; then the warrant is held for review, or
+    /// disclosed at once when the relay does not review.
+    async fn check_and_serve(
+        &self,
+        verified: sotto_warrant::Verified<v1::Warrant>,
+        signed: &v1::SignedWarrant,
+        now_ms: i64,
+        entry: &mut AuditEntry,
+    ) -> Result<WarrantAnswer, Served> {
+        let checked = self.check(verified, now_ms)?;
+        let mut held = HeldWarrant {
+            signed: signed.encode_to_vec(),
+            authority: checked.authority.clone(),
+            warrant_id: checked.warrant.id.clone(),
+            held_at: now_ms,
+            approvals_needed: self.approvals,
+            ..HeldWarrant::default()
+        };
+        if !self.review {
+            let disclosure = self.prepare_disclosure(&checked, now_ms, entry)?;
+            let parts = self
+                .commit_disclosure(disclosure, &mut held, now_ms)
+                .await?;
+            return Ok(WarrantAnswer::Disclosed(parts));
+        }
+        if !self.held.hold(&held)? {
+            // The same warrant, sent twice at once: the other copy holds it.
+            let held = self
+                .held
+                .get(&held.authority, &held.warrant_id)?
+                .ok_or(crate::RelayError::Corrupt("a held warrant"))?;
+            return self.answer_held(&held, signed, Asked::Submit, entry);
+        }
+        self.writer.durable().await?;
+        Ok(WarrantAnswer::Pending(self.pending(&held)))
+    }
+
+    /// The automatic checks of a verified warrant at `now_ms`.
+    fn check(
         &self,
         verified: sotto_warrant::Verified<v1::Warrant>,
         now_ms: i64,
-        entry: &mut AuditEntry,
-    ) -> Result<Vec<v1::SealedBundle>, Served> {
+    ) -> Result<CheckedWarrant, Served> {
         let checked = sotto_warrant::check_warrant(
             verified,
             now_secs(now_ms),
@@ -283,28 +461,23 @@ impl WarrantDesk {
                 return Err(Refusal::UnknownTarget(target.clone()).into());
             }
         }
-        self.disclose(&checked, now_ms, entry).await
+        Ok(checked)
     }
 
-    async fn disclose(
+    /// The disclosure of a checked warrant, sealed, not yet recorded; the
+    /// entry gets its counts.
+    fn prepare_disclosure(
         &self,
         checked: &CheckedWarrant,
         now_ms: i64,
         entry: &mut AuditEntry,
-    ) -> Result<Vec<v1::SealedBundle>, Served> {
+    ) -> Result<Disclosure, Served> {
         let outcome = sotto_warrant::disclose(&self.archive, checked, &self.pseudonym_key, now_ms)?;
-        if !self
-            .grants
-            .record(&Grant::new(checked, now_ms), &outcome.pseudonyms)?
-        {
-            return Err(Served::Unverifiable(Refusal::Replayed));
-        }
-        self.writer.durable().await?;
         entry.records = outcome.disclosure.records.len() as u64;
         entry.conversations = outcome.conversations as u64;
         entry.pseudonyms = outcome.pseudonyms.len() as u64;
         // However large, it is delivered: in parts, each far under a frame.
-        Ok(
+        let parts: Vec<v1::SealedBundle> =
             sotto_warrant::split(outcome.disclosure, sotto_warrant::disclosure::PART_BYTES)
                 .iter()
                 .map(|part| {
@@ -315,8 +488,38 @@ impl WarrantDesk {
                         &checked.delivery_key,
                     )
                 })
-                .collect(),
-        )
+                .collect();
+        entry.bundle_sha256 = bundle_hash(&parts);
+        Ok(Disclosure {
+            grant: Grant::new(checked, now_ms),
+            pseudonyms: outcome.pseudonyms,
+            parts,
+            counts: (entry.records, entry.conversations, entry.pseudonyms),
+        })
+    }
+
+    /// Records the grant and its pseudonyms, keeps the sealed parts with the
+    /// held warrant (now disclosed) and waits until it is all durable.
+    async fn commit_disclosure(
+        &self,
+        disclosure: Disclosure,
+        held: &mut HeldWarrant,
+        now_ms: i64,
+    ) -> Result<Vec<v1::SealedBundle>, Served> {
+        if !self
+            .grants
+            .record(&disclosure.grant, &disclosure.pseudonyms)?
+        {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        held.stage = Stage::Disclosed as i32;
+        held.decided_at = now_ms;
+        held.parts = u32::try_from(disclosure.parts.len())
+            .map_err(|_| crate::RelayError::Corrupt("a disclosure's parts"))?;
+        (held.records, held.conversations, held.pseudonyms) = disclosure.counts;
+        self.held.update(held, &disclosure.parts)?;
+        self.writer.durable().await?;
+        Ok(disclosure.parts)
     }
 
     async fn serve_unmask(
@@ -452,7 +655,10 @@ impl WarrantDesk {
                 Err(DeskError::Refused(refusal))
             }
         };
-        let logged = match self.audit.append(entry.clone()) {
+        let Ok(audit) = &self.audit else {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        };
+        let logged = match audit.append(entry.clone()) {
             Ok(logged) => logged,
             Err(e) => {
                 warn!(error = %format!("{e:#}"), request = %entry.kind, "cannot write the audit log; refusing the request");

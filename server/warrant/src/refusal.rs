@@ -39,6 +39,8 @@ pub enum Refusal {
     NoReason,
     UnknownWarrant,
     NotDisclosed,
+    /// The relay's operators rejected the warrant in review (their reason).
+    Rejected(String),
 }
 
 impl Refusal {
@@ -65,6 +67,7 @@ impl Refusal {
             Refusal::NoReason => "no_reason",
             Refusal::UnknownWarrant => "unknown_warrant",
             Refusal::NotDisclosed => "not_disclosed",
+            Refusal::Rejected(_) => "rejected",
         }
     }
 
@@ -147,6 +150,10 @@ impl fmt::Display for Refusal {
             Refusal::NotDisclosed => {
                 write!(f, "a pseudonym did not appear in that warrant's disclosure")
             }
+            Refusal::Rejected(reason) => write!(
+                f,
+                "the relay's operators rejected the warrant in review (final): {reason:?}"
+            ),
         }
     }
 }

@@ -117,6 +117,15 @@ fn main() {
             }),
         ),
         (
+            "collect",
+            request::Kind::Collect(v1::Collect {
+                warrant: Some(v1::SignedWarrant {
+                    warrant: vec![1; 40].into(),
+                    signature: vec![2; 64].into(),
+                }),
+            }),
+        ),
+        (
             "unmask",
             request::Kind::Unmask(v1::Unmask {
                 request: Some(v1::SignedUnmaskRequest {

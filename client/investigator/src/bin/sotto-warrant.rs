@@ -12,6 +12,7 @@ use sotto_investigator::display::printable;
 use sotto_investigator::issue::{self, IssueArgs};
 use sotto_investigator::requests::audit_proof;
 use sotto_investigator::show::{self, WarrantView};
+use sotto_investigator::{Answered, collect_warrant};
 use sotto_investigator::{
     InvestigatorKeys, RelayConnection, WarrantFile, files, new_unmask_request, receipts,
     relay_key_of, submit_warrant, unmask,
@@ -116,22 +117,14 @@ enum Command {
         warrant: PathBuf,
     },
     /// Serve a warrant on a relay and save the encrypted disclosure it returns.
-    Submit {
-        /// The folder whose delivery key the warrant names.
-        #[arg(long, value_name = "DIR")]
-        key: PathBuf,
-        /// The relay's address (host:port).
-        #[arg(long, value_name = "ADDR")]
-        relay: String,
-        /// The relay's certificate fingerprint (sha256:HEX), as its operator published it.
-        #[arg(long, value_name = "sha256:HEX")]
-        fingerprint: String,
-        /// Where to save the bundle (a new file: an existing one is never overwritten).
-        #[arg(long, value_name = "BUNDLE")]
-        out: PathBuf,
-        #[arg(value_name = "WARRANT")]
-        warrant: PathBuf,
-    },
+    ///
+    /// A relay whose operators review warrants holds one that passes every check: submit
+    /// then says "pending review" (exit 0) and saves nothing; fetch the disclosure with
+    /// `collect` once they approved it.
+    Submit(WarrantArgs),
+    /// Fetch the disclosure of a warrant submitted before (the same bytes each time, so a
+    /// lost file is not lost evidence). Exits 3 while the warrant is pending review.
+    Collect(WarrantArgs),
     /// Verify the relay's signature on a disclosure bundle, decrypt it, print its records.
     Open {
         #[arg(long, value_name = "DIR")]
@@ -147,14 +140,8 @@ enum Command {
     },
     /// Ask the relay, under a granted warrant, who stands behind pseudonyms.
     Unmask {
-        #[arg(long, value_name = "DIR")]
-        key: PathBuf,
-        /// The relay's address (host:port).
-        #[arg(long, value_name = "ADDR")]
-        relay: String,
-        /// The relay's certificate fingerprint (sha256:HEX).
-        #[arg(long, value_name = "sha256:HEX")]
-        fingerprint: String,
+        #[command(flatten)]
+        at: RelayArgs,
         /// The warrant the pseudonyms were disclosed under.
         #[arg(long, value_name = "FILE")]
         warrant: PathBuf,
@@ -164,12 +151,45 @@ enum Command {
         /// Why it is needed (recorded in the relay's audit log).
         #[arg(long, value_name = "TEXT")]
         reason: String,
+        /// Take the answer even if the relay gives no receipt that checks (nothing then
+        /// proves it logged the request, as every answer must be).
+        #[arg(long)]
+        accept_unlogged: bool,
     },
     /// The relay's receipts kept in the key folder (one for every answer, refusals too).
     Receipts {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
+}
+
+/// Whose keys, and which relay.
+#[derive(clap::Args)]
+struct RelayArgs {
+    /// The folder whose delivery key the warrant names.
+    #[arg(long, value_name = "DIR")]
+    key: PathBuf,
+    /// The relay's address (host:port).
+    #[arg(long, value_name = "ADDR")]
+    relay: String,
+    /// The relay's certificate fingerprint (sha256:HEX), as its operator published it.
+    #[arg(long, value_name = "sha256:HEX")]
+    fingerprint: String,
+}
+
+#[derive(clap::Args)]
+struct WarrantArgs {
+    #[command(flatten)]
+    at: RelayArgs,
+    /// Where to save the bundle (a new file: an existing one is never overwritten).
+    #[arg(long, value_name = "BUNDLE")]
+    out: PathBuf,
+    /// Take the answer even if the relay gives no receipt that checks (nothing then
+    /// proves it logged the request, as every answer must be).
+    #[arg(long)]
+    accept_unlogged: bool,
+    #[arg(value_name = "WARRANT")]
+    warrant: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -202,6 +222,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): nothing is wrong.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<StillPending>().is_some() => {
+            println!("{e}");
+            ExitCode::from(EXIT_PENDING)
+        }
         Err(e) => {
             // One line, whatever a file or the relay put in the message.
             eprintln!("error: {}", printable(&format!("{e:#}")));
@@ -290,13 +314,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Submit {
-            key,
-            relay,
-            fingerprint: pin,
-            out,
-            warrant,
-        } => submit(&key, &relay, &pin, &out, &warrant).await,
+        Command::Submit(args) => serve_warrant(&args, Asked::Submit).await,
+        Command::Collect(args) => serve_warrant(&args, Asked::Collect).await,
         Command::Open {
             key,
             relay_key,
@@ -304,12 +323,16 @@ async fn run(cli: Cli) -> Result<()> {
             bundle,
         } => open(&key, relay_key.as_deref(), json, &bundle),
         Command::Unmask {
-            key,
-            relay,
-            fingerprint: pin,
+            at:
+                RelayArgs {
+                    key,
+                    relay,
+                    fingerprint: pin,
+                },
             warrant,
             pseudonyms,
             reason,
+            accept_unlogged,
         } => {
             let keys = InvestigatorKeys::load(&key)?;
             let warrant = WarrantFile::load(&warrant)?.warrant()?;
@@ -328,18 +351,20 @@ async fn run(cli: Cli) -> Result<()> {
             let answer = unmask(&conn, signed).await;
             let receipts = conn.take_receipts();
             conn.close().await;
-            let note = keep_receipts(
+            let logged = keep_receipts(
                 &key,
                 receipts,
                 &relay_key,
                 "unmask",
                 &sent,
                 &warrant.id,
-                answer.is_ok(),
+                if answer.is_ok() { "granted" } else { "refused" },
                 None,
             );
-            let names = keys.open_unmasked(&with_note(answer, &note)?, &relay_key, &request)?;
-            eprintln!("{note}");
+            let answer = with_note(answer, &logged.note)?;
+            logged.required(accept_unlogged)?;
+            let names = keys.open_unmasked(&answer, &relay_key, &request)?;
+            eprintln!("{}", logged.note);
             for u in names {
                 outln!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
             }
@@ -357,9 +382,32 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) -> Result<()> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Submit,
+    Collect,
+}
+
+/// A warrant still waiting for the relay's operators, when collected: exit 3.
+#[derive(Debug)]
+struct StillPending(String);
+
+impl std::fmt::Display for StillPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StillPending {}
+
+/// The exit code of a `collect` whose warrant is still pending review.
+const EXIT_PENDING: u8 = 3;
+
+async fn serve_warrant(args: &WarrantArgs, asked: Asked) -> Result<()> {
+    let key = args.at.key.as_path();
+    let out = args.out.as_path();
     let keys = InvestigatorKeys::load(key)?;
-    let file = WarrantFile::load(warrant)?;
+    let file = WarrantFile::load(&args.warrant)?;
     let warrant = file.warrant()?;
     if warrant.delivery_key.as_ref() != keys.delivery_public() {
         bail!(
@@ -370,28 +418,53 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     let relay_key = relay_key_of(&warrant)?;
     // Checked before the relay is asked: it serves a warrant id once.
     files::ensure_absent(out)?;
-    let pin = fingerprint(pin)?;
-    let conn = RelayConnection::connect(relay, pin).await?;
+    let pin = fingerprint(&args.at.fingerprint)?;
+    let conn = RelayConnection::connect(&args.at.relay, pin).await?;
     let signed = file.signed()?;
     let sent = signed.encode_to_vec();
-    let answer = submit_warrant(&conn, signed).await;
+    let (answer, kind) = match asked {
+        Asked::Submit => (submit_warrant(&conn, signed).await, "warrant"),
+        Asked::Collect => (collect_warrant(&conn, signed).await, "collect"),
+    };
     let receipts = conn.take_receipts();
     conn.close().await;
-    let encoded = answer.as_ref().ok().map(|b| b.encode_to_vec());
-    let note = keep_receipts(
+    let (decision, encoded) = match &answer {
+        Ok(Answered::Disclosure(b)) => ("granted", Some(b.encode_to_vec())),
+        Ok(Answered::PendingReview(_)) => ("pending", None),
+        Err(_) => ("refused", None),
+    };
+    let logged = keep_receipts(
         key,
         receipts,
         &relay_key,
-        "warrant",
+        kind,
         &sent,
         &warrant.id,
-        answer.is_ok(),
+        decision,
         encoded.as_deref(),
     );
-    let bundle = with_note(answer, &note)?;
-    eprintln!("{note}");
+    let answer = with_note(answer, &logged.note)?;
+    logged.required(args.accept_unlogged)?;
+    eprintln!("{}", logged.note);
+    let bundle = match answer {
+        Answered::Disclosure(bundle) => bundle,
+        Answered::PendingReview(p) => {
+            let said = format!(
+                "warrant {} is pending review by the relay's operators ({} of {} approvals): \
+                 nothing is disclosed yet; fetch it with `sotto-warrant collect` once approved",
+                printable(&warrant.id),
+                p.approvals,
+                p.approvals_needed
+            );
+            if asked == Asked::Collect {
+                return Err(StillPending(said).into());
+            }
+            outln!("{said}");
+            return Ok(());
+        }
+    };
     files::write_new(out, &bundle.encode_to_vec())?;
-    // Saved first (the relay will not serve this warrant again), then checked.
+    // Saved first (it is the evidence as the relay handed it), then checked.
     let opened = keys
         .open_disclosure(&bundle, Some(&relay_key))
         .map_err(|e| {
@@ -416,9 +489,33 @@ async fn submit(key: &Path, relay: &str, pin: &str, out: &Path, warrant: &Path) 
     Ok(())
 }
 
+/// What became of an answer's receipts: one note for the person, and how
+/// many checked and were kept.
+struct Logged {
+    note: String,
+    kept: usize,
+}
+
+impl Logged {
+    /// An answer no kept receipt stands for is not taken, unless the
+    /// investigator says so: nothing proves the relay logged it.
+    fn required(&self, accept_unlogged: bool) -> Result<()> {
+        if self.kept == 0 && !accept_unlogged {
+            bail!(
+                "the relay answered, but no receipt proves it logged the answer ({}); it is not taken. \
+                 Report it to the relay's overseers; --accept-unlogged takes such an answer anyway",
+                self.note
+            );
+        }
+        if self.kept == 0 {
+            eprintln!("warning: an unlogged answer taken (--accept-unlogged)");
+        }
+        Ok(())
+    }
+}
+
 /// Checks the receipts the relay's answers carried and keeps them in the key
-/// folder; returns one note for the person (what was kept, or what did not
-/// check). A receipt that does not check does not hide the answer itself.
+/// folder; says what was kept, or what did not check.
 #[allow(clippy::too_many_arguments)]
 fn keep_receipts(
     key: &Path,
@@ -427,24 +524,30 @@ fn keep_receipts(
     kind: &str,
     request: &[u8],
     warrant_id: &str,
-    granted: bool,
+    decision: &str,
     bundle: Option<&[u8]>,
-) -> String {
+) -> Logged {
     if receipts.is_empty() {
-        return "the relay gave no receipt: it cannot be held to having logged this".into();
+        return Logged {
+            note: "the relay gave no receipt: it cannot be held to having logged this".into(),
+            kept: 0,
+        };
     }
     let expected = receipts::Expected {
         relay_key: relay_key.as_bytes(),
         kind,
         request,
         warrant_id,
-        decision: if granted { "granted" } else { "refused" },
+        decision,
         bundle,
     };
+    let mut kept_count = 0;
     let notes: Vec<String> = receipts
         .iter()
         .map(|receipt| match receipts::keep(key, receipt, &expected) {
-            Ok(kept) => format!(
+            Ok(kept) => {
+                kept_count += 1;
+                format!(
                 "receipt: entry {} of the relay's log, in its signed head of {} entries, kept in {}{}",
                 kept.receipt.index() + 1,
                 kept.receipt.head().size(),
@@ -454,11 +557,15 @@ fn keep_receipts(
                 } else {
                     " (vouched for by this relay's disclosure key, not the one the warrant names)"
                 }
-            ),
+            )
+            }
             Err(e) => e.to_string(),
         })
         .collect();
-    notes.join("; ")
+    Logged {
+        note: notes.join("; "),
+        kept: kept_count,
+    }
 }
 
 /// An answer's error with its receipt note on the same line (a refusal is
@@ -502,7 +609,7 @@ async fn verify_receipts(
         } else if receipt.head().size() < head.size()
             && let Some(conn) = &conn
         {
-            let answer = audit_proof(conn, receipt.head().size(), head.size()).await?;
+            let answer = proof_within_limit(conn, receipt.head().size(), head.size()).await?;
             Some(
                 answer
                     .proof
@@ -568,6 +675,23 @@ async fn verify_receipts(
         );
     }
     Ok(())
+}
+
+/// The relay's consistency proof from `from` to `to`; a relay limits how
+/// many it gives a minute, so many kept receipts are checked at its pace.
+async fn proof_within_limit(conn: &RelayConnection, from: u64, to: u64) -> Result<v1::Consistency> {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    const TRIES: u32 = 60;
+    for _ in 1..TRIES {
+        match audit_proof(conn, from, to).await {
+            Err(sotto_investigator::InvestigatorError::Failed {
+                code: v1::ErrorCode::RateLimited,
+                ..
+            }) => tokio::time::sleep(WAIT).await,
+            answer => return Ok(answer?),
+        }
+    }
+    Ok(audit_proof(conn, from, to).await?)
 }
 
 fn open(key: &Path, relay_key: Option<&str>, json: bool, bundle: &Path) -> Result<()> {
