@@ -48,6 +48,37 @@ impl TestRelay {
         }
     }
 
+    /// Starts a relay on a port below the kernel's range of ephemeral ports
+    /// (32768 and up by default), for tests that restart it on the same
+    /// port: while it is stopped, no client socket bound to port 0 can be
+    /// given its port. A port some other process holds is passed over.
+    pub async fn start_on_own_port() -> Self {
+        use rand::RngExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        for _ in 0..100 {
+            let port = rand::rng().random_range(20_000..32_000);
+            let config = RelayConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], port)),
+                ..RelayConfig::default()
+            };
+            match sotto_server::start(&dir.path().join("relay"), config).await {
+                Ok(running) => {
+                    let fingerprint = Fingerprint::parse(&running.fingerprint)
+                        .expect("relay prints a fingerprint");
+                    return TestRelay {
+                        dir,
+                        addr: running.addr,
+                        fingerprint,
+                        running: Some(running),
+                    };
+                }
+                Err(e) if format!("{e:#}").contains("cannot listen") => continue,
+                Err(e) => panic!("relay starts: {e:#}"),
+            }
+        }
+        panic!("no free port between 20000 and 32000 in 100 tries");
+    }
+
     async fn launch(dir: &Path, mut config: RelayConfig) -> (RunningRelay, Fingerprint) {
         config.listen = "127.0.0.1:0".parse().expect("loopback address");
         let running = sotto_server::start(&dir.join("relay"), config)
@@ -74,7 +105,8 @@ impl TestRelay {
     }
 
     /// Stops and starts again over the same data directory and the same port,
-    /// as an operator restarting the relay would.
+    /// as an operator restarting the relay would (start it with
+    /// [`TestRelay::start_on_own_port`], so no other socket takes the port).
     pub async fn restart_on_same_port(&mut self) {
         self.stop().await;
         let dir = self.data_dir();

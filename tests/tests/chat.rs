@@ -32,7 +32,7 @@ async fn bob_receives(relay: &TestRelay, bob: &Profile, want: usize) -> Vec<Stri
 
 /// A relay with alice and bob registered; bob's profile opened.
 async fn alice_and_bob() -> (TestRelay, tempfile::TempDir, Profile) {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::start_on_own_port().await;
     let dir = tempfile::tempdir().unwrap();
     init_profile(&relay, &dir.path().join("alice"), "alice").await;
     init_profile(&relay, &dir.path().join("bob"), "bob").await;
