@@ -31,13 +31,18 @@ fn sotto_party() -> SottoParty {
     let mut prekeys = LocalPrekeys::default();
     prekeys.rotate_signed(&identity, 0);
     prekeys.generate_one_time(1);
+    prekeys.generate_pq_one_time(&identity, 1);
     SottoParty { identity, prekeys }
 }
 
 fn sotto_bundle(p: &SottoParty) -> v1::PrekeyBundle {
     let upload = p
         .prekeys
-        .upload(&p.identity, p.prekeys.one_time_public())
+        .upload(
+            &p.identity,
+            p.prekeys.one_time_public(),
+            p.prekeys.pq_one_time_public(),
+        )
         .unwrap();
     v1::PrekeyBundle {
         user: "bob".into(),
@@ -46,6 +51,7 @@ fn sotto_bundle(p: &SottoParty) -> v1::PrekeyBundle {
         identity_dh_signature: upload.identity_dh_signature,
         signed_prekey: upload.signed_prekey,
         one_time: upload.one_time.into_iter().next(),
+        pq_prekey: upload.pq_one_time.into_iter().next(),
     }
 }
 
