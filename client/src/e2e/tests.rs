@@ -810,3 +810,29 @@ fn a_kem_ciphertext_from_another_first_message_does_not_decrypt() {
         Some(E2eError::Decrypt)
     );
 }
+
+#[test]
+fn a_first_message_with_the_longest_text_fits_what_the_relay_takes() {
+    // The KEM ciphertext adds 1.6 KiB to every message until the peer answers.
+    use prost::Message;
+    let alice = party(0);
+    let bob = party(1);
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let content = v1::SecretContent {
+        text: "x".repeat(sotto_proto::MAX_TEXT),
+        expire_secs: u32::MAX,
+        client_id: vec![0xff; sotto_proto::CLIENT_ID_LEN].into(),
+        sent_at: i64::MIN,
+        session_reset: true,
+        set_timer_secs: None,
+        delivered: Vec::new(),
+    };
+    let first = a.encrypt(&content.encode_to_vec()).unwrap();
+    assert!(matches!(first.kind, Some(secret_payload::Kind::Prekey(_))));
+    assert!(
+        first.encoded_len() <= sotto_proto::MAX_SECRET_CIPHERTEXT,
+        "{} bytes",
+        first.encoded_len()
+    );
+}
