@@ -307,8 +307,109 @@ impl Left {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use ed25519_dalek::{Signer, SigningKey};
+
     use super::*;
     use crate::store::TestDir;
+    use crate::store::faulty::Faulty;
+
+    /// An upload signed by `identity` with two one-time prekeys of each kind.
+    fn upload(identity: &SigningKey) -> v1::UploadPrekeys {
+        let sign = |m: Vec<u8>| identity.sign(&m).to_bytes().to_vec().into();
+        let pq = |id: u32, created_at: i64| v1::PqPrekey {
+            id,
+            public_key: vec![id as u8; PQ_PUBLIC_KEY_LEN].into(),
+            signature: sign(sotto_proto::transcript::pq_prekey(
+                id,
+                &[id as u8; PQ_PUBLIC_KEY_LEN],
+            )),
+            created_at,
+        };
+        v1::UploadPrekeys {
+            identity_dh_key: vec![1; 32].into(),
+            identity_dh_signature: sign(sotto_proto::transcript::identity_dh(&[1; 32])),
+            signed_prekey: Some(v1::SignedPrekey {
+                id: 1,
+                public_key: vec![2; 32].into(),
+                signature: sign(sotto_proto::transcript::signed_prekey(&[2; 32])),
+                created_at: 1,
+            }),
+            one_time: (3..5)
+                .map(|id| v1::OneTimePrekey {
+                    id,
+                    public_key: vec![id as u8; 32].into(),
+                })
+                .collect(),
+            pq_last_resort: Some(pq(5, 1)),
+            pq_one_time: vec![pq(6, 0), pq(7, 0)],
+        }
+    }
+
+    #[test]
+    fn two_takers_at_once_never_get_the_same_one_time_prekey() {
+        // The first taker is held on a slow disk in the middle of its
+        // read-modify-write; the second must wait for it, not read the same set.
+        let f = TestDir::new();
+        let disk = Arc::new(Faulty::new(f.store()));
+        let prekeys = Prekeys::new(disk.clone(), f.sealer.clone());
+        let identity = SigningKey::from_bytes(&[9; 32]);
+        let bob = identity.verifying_key();
+        assert_eq!(
+            prekeys.upload("bob", &bob, upload(&identity)).unwrap().ok(),
+            Some((2, 2))
+        );
+        disk.hold_reads(true);
+        let handed = std::thread::scope(|s| {
+            let first = s.spawn(|| prekeys.take_bundle("bob", &bob, true).unwrap().unwrap());
+            assert_eq!(disk.wait_for_held_reads(1, Duration::from_secs(30)), 1);
+            let second = s.spawn(|| prekeys.take_bundle("bob", &bob, true).unwrap().unwrap());
+            // Were the second let through to the store, it would be held too.
+            let held = disk.wait_for_held_reads(2, Duration::from_millis(300));
+            disk.hold_reads(false);
+            assert_eq!(
+                held, 1,
+                "the second taker read the set while the first held it"
+            );
+            [first.join().unwrap(), second.join().unwrap()]
+        });
+        let ids = |h: &Handed| {
+            (
+                h.bundle.one_time.as_ref().unwrap().id,
+                h.bundle.pq_prekey.as_ref().unwrap().id,
+            )
+        };
+        assert_ne!(ids(&handed[0]).0, ids(&handed[1]).0);
+        assert_ne!(ids(&handed[0]).1, ids(&handed[1]).1);
+        assert!(handed.iter().all(|h| h.took_one_time));
+        assert_eq!(handed[1].left, Left::default());
+        // None left: the last-resort PQ prekey, which stays.
+        for _ in 0..2 {
+            let h = prekeys.take_bundle("bob", &bob, true).unwrap().unwrap();
+            assert!(!h.took_one_time && h.bundle.one_time.is_none());
+            assert_eq!(h.bundle.pq_prekey.unwrap().id, 5);
+        }
+    }
+
+    #[test]
+    fn an_upload_with_a_pq_prekey_signed_as_something_else_is_refused() {
+        let f = TestDir::new();
+        let prekeys = Prekeys::new(f.store(), f.sealer.clone());
+        let identity = SigningKey::from_bytes(&[9; 32]);
+        let mut bad = upload(&identity);
+        let key = bad.pq_one_time[0].public_key.clone();
+        bad.pq_one_time[0].signature = identity
+            .sign(&sotto_proto::transcript::signed_prekey(&key))
+            .to_bytes()
+            .to_vec()
+            .into();
+        let refused = prekeys
+            .upload("bob", &identity.verifying_key(), bad)
+            .unwrap();
+        assert!(matches!(refused, Err(UploadRefused::BadSignature(_))));
+        assert_eq!(prekeys.left("bob").unwrap(), Left::default());
+    }
 
     #[test]
     fn a_set_an_older_relay_kept_under_the_blind_itself_is_read_and_moved() {
