@@ -7,13 +7,15 @@
 //! - `ratchet_pingpong`: one message each way per iteration, so every message
 //!   carries a DH ratchet step;
 //! - `x3dh_handshake`: set up a session from a prekey bundle and answer the
-//!   first message on the other side.
+//!   first message on the other side: `pqxdh` (what sotto does), `sotto`
+//!   (classical X3DH, only with `--features classical-x3dh`), `vodozemac`.
+//!   The sizes of a bundle and of a first message are printed first.
 //!
 //! Both libraries get sessions set up the same way (outbound from a one-time
 //! key, the first message answered) before the clock starts.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use sotto_client::e2e::{LocalPrekeys, Session, verify_bundle};
+use sotto_client::e2e::{LocalPrekeys, Session, VerifiedBundle, verify_bundle};
 use sotto_client::identity::Identity;
 use sotto_proto::v1::{self, secret_payload};
 use std::hint::black_box;
@@ -31,13 +33,18 @@ fn sotto_party() -> SottoParty {
     let mut prekeys = LocalPrekeys::default();
     prekeys.rotate_signed(&identity, 0);
     prekeys.generate_one_time(1);
+    prekeys.generate_pq_one_time(&identity, 1);
     SottoParty { identity, prekeys }
 }
 
 fn sotto_bundle(p: &SottoParty) -> v1::PrekeyBundle {
     let upload = p
         .prekeys
-        .upload(&p.identity, p.prekeys.one_time_public())
+        .upload(
+            &p.identity,
+            p.prekeys.one_time_public(),
+            p.prekeys.pq_one_time_public(),
+        )
         .unwrap();
     v1::PrekeyBundle {
         user: "bob".into(),
@@ -46,6 +53,7 @@ fn sotto_bundle(p: &SottoParty) -> v1::PrekeyBundle {
         identity_dh_signature: upload.identity_dh_signature,
         signed_prekey: upload.signed_prekey,
         one_time: upload.one_time.into_iter().next(),
+        pq_prekey: upload.pq_one_time.into_iter().next(),
     }
 }
 
@@ -56,18 +64,84 @@ fn inner(payload: &v1::SecretPayload) -> &v1::RatchetMessage {
     }
 }
 
+/// Verifies the bundle, starts a session, and answers its first message.
+fn handshake_with(
+    bundle: &v1::PrekeyBundle,
+    initiate: impl FnOnce(&VerifiedBundle) -> Session,
+    respond: impl FnOnce(&v1::PrekeyMessage) -> Session,
+) -> (Session, Session) {
+    let mut a = initiate(&verify_bundle(bundle).unwrap());
+    let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(&MESSAGE).unwrap().kind else {
+        unreachable!("a first message carries the key agreement's header")
+    };
+    (a, respond(&first))
+}
+
 fn sotto_handshake(
     alice: &Identity,
     bob: &mut SottoParty,
     bundle: &v1::PrekeyBundle,
 ) -> (Session, Session) {
-    let bundle = verify_bundle(bundle).unwrap();
-    let mut a = Session::initiate(alice, &bundle).unwrap();
-    let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(&MESSAGE).unwrap().kind else {
-        unreachable!("a first message carries the X3DH header")
+    handshake_with(
+        bundle,
+        |b| Session::initiate(alice, b).unwrap(),
+        |first| {
+            Session::respond(&bob.identity, &mut bob.prekeys, first)
+                .unwrap()
+                .0
+        },
+    )
+}
+
+/// Classical X3DH over the same bundle (its PQ prekey unused and not sent).
+#[cfg(feature = "classical-x3dh")]
+fn classical_handshake(
+    alice: &Identity,
+    bob: &mut SottoParty,
+    bundle: &v1::PrekeyBundle,
+) -> (Session, Session) {
+    handshake_with(
+        bundle,
+        |b| Session::initiate_classical(alice, b).unwrap(),
+        |first| {
+            Session::respond_classical(&bob.identity, &mut bob.prekeys, first)
+                .unwrap()
+                .0
+        },
+    )
+}
+
+/// Prints what goes over the wire to set up a session.
+fn print_sizes() {
+    use prost::Message;
+    let bob = sotto_party();
+    let bundle = sotto_bundle(&bob);
+    let classical = v1::PrekeyBundle {
+        pq_prekey: None,
+        ..bundle.clone()
     };
-    let (b, _) = Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
-    (a, b)
+    let mut a = Session::initiate(&Identity::generate(), &verify_bundle(&bundle).unwrap()).unwrap();
+    let first = a.encrypt(&MESSAGE).unwrap();
+    let Some(secret_payload::Kind::Prekey(header)) = &first.kind else {
+        unreachable!("a first message carries the PQXDH header")
+    };
+    let without_kem = v1::PrekeyMessage {
+        pq_ciphertext: Default::default(),
+        pq_prekey_id: None,
+        ..header.clone()
+    };
+    eprintln!(
+        "sizes (encoded): bundle {} bytes (without its PQ prekey {}), first message with a \
+         {}-byte text {} bytes (without the KEM ciphertext {})",
+        bundle.encoded_len(),
+        classical.encoded_len(),
+        MESSAGE.len(),
+        first.encoded_len(),
+        v1::SecretPayload {
+            kind: Some(secret_payload::Kind::Prekey(without_kem)),
+        }
+        .encoded_len(),
+    );
 }
 
 fn sotto_sessions() -> (Session, Session) {
@@ -145,9 +219,10 @@ fn pingpong(c: &mut Criterion) {
 }
 
 fn handshake(c: &mut Criterion) {
+    print_sizes();
     let mut group = c.benchmark_group("x3dh_handshake");
     let alice = Identity::generate();
-    group.bench_function("sotto", |bench| {
+    group.bench_function("pqxdh", |bench| {
         bench.iter_batched(
             || {
                 let bob = sotto_party();
@@ -155,6 +230,18 @@ fn handshake(c: &mut Criterion) {
                 (bob, bundle)
             },
             |(mut bob, bundle)| black_box(sotto_handshake(&alice, &mut bob, &bundle)),
+            BatchSize::SmallInput,
+        )
+    });
+    #[cfg(feature = "classical-x3dh")]
+    group.bench_function("sotto", |bench| {
+        bench.iter_batched(
+            || {
+                let bob = sotto_party();
+                let bundle = sotto_bundle(&bob);
+                (bob, bundle)
+            },
+            |(mut bob, bundle)| black_box(classical_handshake(&alice, &mut bob, &bundle)),
             BatchSize::SmallInput,
         )
     });

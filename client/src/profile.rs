@@ -623,9 +623,14 @@ impl Profile {
         Session::respond(&self.identity, &mut self.prekeys, first)
     }
 
-    /// Makes a new signed prekey (the previous one is kept a while).
+    /// Makes a new signed prekey and last-resort PQ prekey (the previous ones are kept a while).
     pub fn rotate_signed_prekey(&mut self, now_ms: i64) {
         self.prekeys.rotate_signed(&self.identity, now_ms);
+    }
+
+    /// Makes `count` signed one-time ML-KEM-1024 prekeys; returns their public halves.
+    pub fn generate_pq_one_time(&mut self, count: usize) -> Vec<sotto_proto::v1::PqPrekey> {
+        self.prekeys.generate_pq_one_time(&self.identity, count)
     }
 
     /// Remembers a normal message we sent, as the relay stored it.

@@ -92,28 +92,59 @@ pub async fn send_receipts(
     Ok(())
 }
 
-/// Makes sure the relay holds a current signed prekey and enough one-time
-/// prekeys. The private halves are saved in the vault before the public halves
-/// leave the device.
+/// How many one-time prekeys of each kind the relay says it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayHolds {
+    pub one_time: usize,
+    pub pq_one_time: usize,
+}
+
+impl RelayHolds {
+    /// As many as an upload tops up to: only a due rotation is published.
+    pub const FULL: RelayHolds = RelayHolds {
+        one_time: ONE_TIME_BATCH,
+        pq_one_time: ONE_TIME_BATCH,
+    };
+}
+
+impl From<&v1::PrekeysLow> for RelayHolds {
+    fn from(low: &v1::PrekeysLow) -> Self {
+        RelayHolds {
+            one_time: low.remaining as usize,
+            pq_one_time: low.pq_remaining as usize,
+        }
+    }
+}
+
+/// Makes sure the relay holds a current signed prekey and last-resort
+/// ML-KEM-1024 prekey (rotated together) and enough one-time prekeys of both
+/// kinds (`None`: it holds none). The private halves are saved in the vault
+/// before the public halves leave the device.
 pub async fn publish_prekeys(
     profile: &mut Profile,
     client: &RelayClient,
-    relay_has: Option<usize>,
+    relay_has: Option<RelayHolds>,
 ) -> Result<()> {
     let now = now_ms();
     let rotate = profile.prekeys.signed_prekey_due(now);
-    let wanted = ONE_TIME_BATCH.saturating_sub(relay_has.unwrap_or(0));
-    if !rotate && wanted == 0 {
+    let has = relay_has.unwrap_or(RelayHolds {
+        one_time: 0,
+        pq_one_time: 0,
+    });
+    let wanted = ONE_TIME_BATCH.saturating_sub(has.one_time);
+    let pq_wanted = ONE_TIME_BATCH.saturating_sub(has.pq_one_time);
+    if !rotate && wanted == 0 && pq_wanted == 0 {
         return Ok(());
     }
     if rotate {
         profile.rotate_signed_prekey(now);
     }
     let one_time = profile.prekeys.generate_one_time(wanted);
+    let pq_one_time = profile.generate_pq_one_time(pq_wanted);
     profile.save()?;
     let upload = profile
         .prekeys
-        .upload(profile.identity(), one_time)
+        .upload(profile.identity(), one_time, pq_one_time)
         .context("no signed prekey to publish")?;
     client
         .upload_prekeys(upload)

@@ -24,6 +24,22 @@ pub fn signed_prekey(public_key: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 signed prekey\0", public_key)
 }
 
+/// The KEM every PQ prekey is for; part of what its signature covers.
+pub const PQ_KEM: &str = "ML-KEM-1024";
+
+/// What the identity key signs to vouch for a post-quantum (ML-KEM-1024)
+/// prekey: its own context string, which names the KEM, then the prekey's
+/// id and key. A curve key's signature (identity dh, signed prekey) covers
+/// other bytes, so neither can be presented as the other.
+pub fn pq_prekey(id: u32, public_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + public_key.len());
+    out.extend_from_slice(b"sotto/1 pq prekey\0");
+    push_field(&mut out, PQ_KEM.as_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    push_field(&mut out, public_key);
+    out
+}
+
 /// What an authority signs: the exact encoded `Warrant`.
 pub fn warrant(encoded: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 warrant\0", encoded)
@@ -95,6 +111,10 @@ mod tests {
     #[test]
     fn purposes_never_share_bytes() {
         assert_ne!(identity_dh(b"k"), signed_prekey(b"k"));
+        for curve in [identity_dh(&[7; 32]), signed_prekey(&[7; 32])] {
+            assert!(!curve.starts_with(b"sotto/1 pq prekey"));
+            assert_ne!(curve, pq_prekey(0, &[7; 32]));
+        }
         assert_ne!(warrant(b"w"), unmask(b"w"));
         assert_ne!(audit_key(b"k"), signed_prekey(b"k"));
         assert!(tree_head(0, &[0; 32], 0).starts_with(b"sotto/1 tree head\0"));

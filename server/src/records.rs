@@ -79,6 +79,14 @@ pub struct PrekeySetRecord {
     pub signed_prekey: Option<sotto_proto::v1::SignedPrekey>,
     #[prost(message, repeated, tag = "4")]
     pub one_time: Vec<sotto_proto::v1::OneTimePrekey>,
+    /// The signed last-resort ML-KEM-1024 prekey.
+    #[prost(message, optional, tag = "5")]
+    pub pq_last_resort: Option<sotto_proto::v1::PqPrekey>,
+    /// The ids of the one-time ML-KEM-1024 prekeys left, oldest first; each
+    /// key (1.6 KiB) is a record of its own, so handing one out rewrites
+    /// this small set and deletes that record, never all of them.
+    #[prost(uint32, repeated, tag = "6")]
+    pub pq_one_time: Vec<u32>,
 }
 
 /// A queued secret envelope: who sent it, and ciphertext the relay cannot read.

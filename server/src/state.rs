@@ -50,9 +50,14 @@ impl RelayState {
         self.secret_queue.expire(now_ms)
     }
 
-    /// How many one-time prekeys `user` has left to hand out.
+    /// How many one-time (curve) prekeys `user` has left to hand out.
     pub fn one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
-        self.prekeys.one_time_left(user)
+        Ok(self.prekeys.left(user)?.one_time)
+    }
+
+    /// How many one-time ML-KEM-1024 prekeys `user` has left to hand out.
+    pub fn pq_one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
+        Ok(self.prekeys.left(user)?.pq_one_time)
     }
 
     /// Entries in one of the store's trees (for tests that prove nothing is left).

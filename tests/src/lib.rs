@@ -133,6 +133,27 @@ impl TestRelay {
         self.running = Some(running);
     }
 
+    /// What a hostile operator does: stops the relay, writes `batch` (made
+    /// by `edit` from the opened data directory) straight into its store,
+    /// and starts it again (on a new port).
+    pub async fn tamper(
+        &mut self,
+        edit: impl FnOnce(&sotto_server::datadir::OpenedDir) -> sotto_server::store::Batch,
+    ) {
+        self.stop().await;
+        {
+            let opened = sotto_server::datadir::open(&self.data_dir(), &Default::default())
+                .expect("the relay's data directory opens");
+            let batch = edit(&opened);
+            opened
+                .store
+                .apply(batch)
+                .expect("the tampered batch is written");
+            opened.store.flush().expect("and flushed");
+        }
+        self.restart().await;
+    }
+
     /// Stops and starts again over the same data directory (on a new port).
     pub async fn restart(&mut self) {
         self.stop().await;

@@ -249,8 +249,12 @@ async fn secret_sessions(clients: &[Client]) -> Result<(Vec<Session>, Vec<Sessio
         let mut p = LocalPrekeys::default();
         p.rotate_signed(&c.identity, sotto_server::now_ms());
         let otk = p.generate_one_time(1);
+        let pq_otk = p.generate_pq_one_time(&c.identity, 1);
         c.relay
-            .upload_prekeys(p.upload(&c.identity, otk).context("a signed prekey")?)
+            .upload_prekeys(
+                p.upload(&c.identity, otk, pq_otk)
+                    .context("a signed prekey")?,
+            )
             .await?;
         prekeys.push(p);
     }
@@ -274,7 +278,7 @@ async fn secret_sessions(clients: &[Client]) -> Result<(Vec<Session>, Vec<Sessio
             .context("the first secret message arrived")?;
         let payload = sotto_proto::v1::SecretPayload::decode(envelope.ciphertext.as_ref())?;
         let Some(secret_payload::Kind::Prekey(first)) = payload.kind else {
-            bail!("a first message carries the X3DH header");
+            bail!("a first message carries the PQXDH header");
         };
         let (mut session, _) = Session::respond(&c.identity, &mut prekeys[j], &first)?;
         c.relay.ack(0, vec![envelope.id]).await?;

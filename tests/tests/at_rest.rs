@@ -46,6 +46,17 @@ async fn traffic(relay: &TestRelay) -> Secrets {
     let bob = relay.register(NAMES[1]).await;
     let carol = relay.register(NAMES[2]).await;
     let _dave = relay.register(NAMES[3]).await;
+    // bob publishes prekeys of both kinds, and alice takes one bundle: the
+    // prekey set and the one-time ML-KEM-1024 prekeys' own records are written.
+    let mut prekeys = sotto_client::e2e::LocalPrekeys::default();
+    prekeys.rotate_signed(&bob.identity, 0);
+    let one_time = prekeys.generate_one_time(5);
+    let pq_one_time = prekeys.generate_pq_one_time(&bob.identity, 5);
+    let upload = prekeys
+        .upload(&bob.identity, one_time, pq_one_time)
+        .unwrap();
+    bob.client.upload_prekeys(upload).await.unwrap();
+    alice.client.fetch_bundle(NAMES[1]).await.unwrap();
     alice
         .client
         .create_group(NAMES[4], &[NAMES[1].into(), NAMES[2].into()])
@@ -235,6 +246,7 @@ fn check(dump: &Dump, secrets: &Secrets) {
                     padded(&at, value);
                     sizes_seen.insert(value.len());
                 }
+                // bob's prekey set, and each one-time PQ prekey on its own.
                 "prekeys" => {
                     assert_eq!(key.len(), 16, "{at}");
                     padded(&at, value);
@@ -309,6 +321,11 @@ fn check(dump: &Dump, secrets: &Secrets) {
     assert_eq!(records, secrets.ids.len());
     assert_eq!(dump["secret_queue"].len(), 40 - 5);
     assert_eq!(dump["inbox"].len(), 2, "bob's and carol's cursors");
+    assert_eq!(
+        dump["prekeys"].len(),
+        1 + 4,
+        "bob's set and the one-time PQ prekeys not handed out"
+    );
     assert!(
         dump["by_participant"].len() >= 6,
         "three directories, their chunks"

@@ -415,27 +415,25 @@ async fn an_accounts_one_time_prekeys_go_no_faster_than_its_limit_and_nobody_is_
 
 /// A hostile operator binds `name` to `identity` in the relay's store (and restarts it).
 async fn rebind(relay: &mut TestRelay, name: &str, identity: &Identity) {
-    relay.stop().await;
-    {
-        let opened = sotto_server::datadir::open(&relay.data_dir(), &Default::default()).unwrap();
-        let key = sotto_server::accounts::blind_user(&opened.sealer, name);
-        let record = AccountRecord {
-            username: name.into(),
-            identity_key: identity.public_key().to_bytes().to_vec(),
-            created_at: 0,
-        };
-        let mut batch = Batch::default();
-        batch.put(
-            Tree::Accounts,
-            key.to_vec(),
-            opened
-                .sealer
-                .seal(Tree::Accounts, &key, &record.encode_to_vec()),
-        );
-        opened.store.apply(batch).unwrap();
-        opened.store.flush().unwrap();
-    }
-    relay.restart().await;
+    relay
+        .tamper(|opened| {
+            let key = sotto_server::accounts::blind_user(&opened.sealer, name);
+            let record = AccountRecord {
+                username: name.into(),
+                identity_key: identity.public_key().to_bytes().to_vec(),
+                created_at: 0,
+            };
+            let mut batch = Batch::default();
+            batch.put(
+                Tree::Accounts,
+                key.to_vec(),
+                opened
+                    .sealer
+                    .seal(Tree::Accounts, &key, &record.encode_to_vec()),
+            );
+            batch
+        })
+        .await;
 }
 
 #[tokio::test]

@@ -185,10 +185,9 @@ pub async fn fetch_new(
         // Top up one-time prekeys when the relay says they run low, and
         // replace the signed prekey once it is a week old.
         if let Some(low) = &batch.prekeys_low {
-            secret::publish_prekeys(profile, client, Some(low.remaining as usize)).await?;
+            secret::publish_prekeys(profile, client, Some(low.into())).await?;
         } else if profile.prekeys.signed_prekey_due(now_ms()) {
-            secret::publish_prekeys(profile, client, Some(crate::e2e::prekeys::ONE_TIME_BATCH))
-                .await?;
+            secret::publish_prekeys(profile, client, Some(secret::RelayHolds::FULL)).await?;
         }
         if !batch.more {
             break;

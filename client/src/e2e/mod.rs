@@ -1,7 +1,8 @@
 //! End-to-end encryption for secret chats, sans-IO: bytes and state in, bytes
 //! and state out; nothing here touches a socket or a file.
 //!
-//! - [`x3dh`]: session setup from a prekey bundle (Signal's X3DH);
+//! - [`x3dh`]: session setup from a prekey bundle (Signal's PQXDH: X3DH plus
+//!   ML-KEM-1024, whose keys live in `kem_key`);
 //! - `double_ratchet`: the Double Ratchet (Signal's specification), with one
 //!   small file per key type: `root_key`, `chain_key`, `message_key`, `ratchet_key`;
 //! - [`session`]: the public face: [`Session::initiate`], [`Session::respond`],
@@ -17,6 +18,7 @@
 mod chain_key;
 mod double_ratchet;
 mod header;
+pub mod kem_key;
 mod message_key;
 pub mod peer;
 pub mod prekeys;
@@ -26,6 +28,8 @@ pub mod safety;
 pub mod session;
 pub mod x3dh;
 
+#[cfg(test)]
+mod kem_kat;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +45,16 @@ use thiserror::Error;
 pub enum E2eError {
     #[error("the prekey bundle's signatures do not verify: refusing it")]
     BadBundle,
+    #[error(
+        "the prekey bundle has no signed post-quantum (ML-KEM-1024) prekey: refusing to fall \
+         back to classical X3DH (the relay may have stripped it, or the peer's client is too old)"
+    )]
+    NoPqPrekey,
+    #[error(
+        "a first message without post-quantum key agreement (PQXDH) is refused: new sessions \
+         are post-quantum only"
+    )]
+    ClassicalRefused,
     #[error("a key is invalid (low order or malformed)")]
     BadKey,
     #[error("the message is malformed")]

@@ -1,12 +1,15 @@
 //! The private halves of this device's prekeys, kept in the vault: the signed
-//! prekey (rotated weekly; the previous one is kept a while for messages
-//! already under way) and the one-time prekeys (each used once, then deleted).
+//! prekey and, made and rotated with it, the last-resort ML-KEM-1024 prekey
+//! (weekly; the previous ones are kept a while for messages already under
+//! way), and the one-time prekeys of both kinds (each used once, then deleted).
+//! Ids are one sequence over every kind, so no two prekeys share an id.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sotto_proto::v1;
 
+use super::kem_key::KemKeyPair;
 use super::ratchet_key::RatchetKeyPair;
 use crate::identity::Identity;
 
@@ -22,6 +25,54 @@ pub struct LocalPrekeys {
     signed: Vec<SignedPrekeySecret>,
     one_time: BTreeMap<u32, RatchetKeyPair>,
     next_id: u32,
+    /// Last-resort ML-KEM-1024 prekeys, newest last (a vault from before
+    /// PQXDH has none: the next rotation makes one).
+    #[serde(default)]
+    pq_last_resort: Vec<PqPrekeySecret>,
+    #[serde(default)]
+    pq_one_time: BTreeMap<u32, PqPrekeySecret>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct PqPrekeySecret {
+    id: u32,
+    key: KemKeyPair,
+    signature: Vec<u8>,
+    created_at: i64,
+}
+
+impl PqPrekeySecret {
+    fn generate(id: u32, identity: &Identity, created_at: i64) -> Self {
+        let key = KemKeyPair::generate();
+        let signature = identity
+            .sign(&sotto_proto::transcript::pq_prekey(
+                id,
+                key.public().as_bytes(),
+            ))
+            .to_bytes()
+            .to_vec();
+        PqPrekeySecret {
+            id,
+            key,
+            signature,
+            created_at,
+        }
+    }
+
+    fn public(&self) -> v1::PqPrekey {
+        v1::PqPrekey {
+            id: self.id,
+            public_key: self.key.public().as_bytes().to_vec().into(),
+            signature: self.signature.clone().into(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// Which PQ prekey a first message named.
+pub(super) enum PqPrekeyKind {
+    LastResort,
+    OneTime,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -38,15 +89,25 @@ impl LocalPrekeys {
         self.next_id
     }
 
-    /// True when there is no signed prekey yet or the current one is a week old.
+    /// True when there is no signed prekey (or no last-resort PQ prekey) yet,
+    /// or the current one is a week old.
     pub fn signed_prekey_due(&self, now_ms: i64) -> bool {
-        self.signed
-            .last()
-            .is_none_or(|s| now_ms - s.created_at >= SIGNED_PREKEY_LIFETIME_MS)
+        self.pq_last_resort.is_empty()
+            || self
+                .signed
+                .last()
+                .is_none_or(|s| now_ms - s.created_at >= SIGNED_PREKEY_LIFETIME_MS)
     }
 
-    /// Makes a new signed prekey, keeping the previous one for late messages.
+    /// Makes a new signed prekey and a new last-resort ML-KEM-1024 prekey,
+    /// keeping the previous ones for late messages.
     pub fn rotate_signed(&mut self, identity: &Identity, now_ms: i64) {
+        let pq_id = self.next_id();
+        self.pq_last_resort
+            .push(PqPrekeySecret::generate(pq_id, identity, now_ms));
+        while self.pq_last_resort.len() > SIGNED_PREKEYS_KEPT {
+            self.pq_last_resort.remove(0);
+        }
         let id = self.next_id();
         let key = RatchetKeyPair::generate();
         let signature = identity
@@ -82,13 +143,29 @@ impl LocalPrekeys {
             .collect()
     }
 
-    /// The upload request for the current signed prekey and `one_time` new keys.
+    /// Makes `count` signed one-time ML-KEM-1024 prekeys and returns their public halves.
+    pub fn generate_pq_one_time(&mut self, identity: &Identity, count: usize) -> Vec<v1::PqPrekey> {
+        (0..count)
+            .map(|_| {
+                let id = self.next_id();
+                let key = PqPrekeySecret::generate(id, identity, 0);
+                let public = key.public();
+                self.pq_one_time.insert(id, key);
+                public
+            })
+            .collect()
+    }
+
+    /// The upload request for the current signed prekey, the current
+    /// last-resort PQ prekey, and new one-time keys of both kinds.
     pub fn upload(
         &self,
         identity: &Identity,
         one_time: Vec<v1::OneTimePrekey>,
+        pq_one_time: Vec<v1::PqPrekey>,
     ) -> Option<v1::UploadPrekeys> {
         let signed = self.signed.last()?;
+        let pq_last_resort = self.pq_last_resort.last()?;
         let dh = identity.dh_public();
         Some(v1::UploadPrekeys {
             identity_dh_key: dh.as_bytes().to_vec().into(),
@@ -104,6 +181,8 @@ impl LocalPrekeys {
                 created_at: signed.created_at,
             }),
             one_time,
+            pq_last_resort: Some(pq_last_resort.public()),
+            pq_one_time,
         })
     }
 
@@ -118,6 +197,31 @@ impl LocalPrekeys {
     /// Deletes a used one-time prekey: it can never set up a session again.
     pub(super) fn consume_one_time(&mut self, id: u32) {
         self.one_time.remove(&id);
+    }
+
+    /// The ML-KEM-1024 prekey with this id (one-time or last-resort), and which it is.
+    pub(super) fn pq(&self, id: u32) -> Option<(&KemKeyPair, PqPrekeyKind)> {
+        if let Some(k) = self.pq_one_time.get(&id) {
+            return Some((&k.key, PqPrekeyKind::OneTime));
+        }
+        self.pq_last_resort
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| (&k.key, PqPrekeyKind::LastResort))
+    }
+
+    /// Deletes a used one-time PQ prekey (a last-resort one is kept until rotated).
+    pub(super) fn consume_pq_one_time(&mut self, id: u32) {
+        self.pq_one_time.remove(&id);
+    }
+
+    /// The public halves of the one-time PQ prekeys held now, oldest first.
+    pub fn pq_one_time_public(&self) -> Vec<v1::PqPrekey> {
+        self.pq_one_time.values().map(|k| k.public()).collect()
+    }
+
+    pub fn pq_one_time_count(&self) -> usize {
+        self.pq_one_time.len()
     }
 
     /// The public halves of the one-time prekeys held now, oldest first.

@@ -1,4 +1,4 @@
-//! A secret session with one peer: X3DH to start it, the Double Ratchet to run it.
+//! A secret session with one peer: PQXDH to start it, the Double Ratchet to run it.
 //!
 //! The public API cannot be misused: there is no way to encrypt without a
 //! session, and no way to get a key out of one.
@@ -12,8 +12,9 @@ use zeroize::Zeroizing;
 use super::E2eError;
 use super::double_ratchet::DoubleRatchet;
 use super::header::Header;
-use super::prekeys::LocalPrekeys;
-use super::x3dh::{self, VerifiedBundle};
+use super::kem_key::KemCiphertext;
+use super::prekeys::{LocalPrekeys, PqPrekeyKind};
+use super::x3dh::{self, Agreement, VerifiedBundle};
 use crate::identity::Identity;
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -26,6 +27,10 @@ pub struct Session {
     base_key: [u8; 32],
     /// The peer's Ed25519 identity key this session was made with.
     peer_identity: [u8; 32],
+    /// Set up with PQXDH; false for a session made by an older version with
+    /// classical X3DH, which goes on working until the next session reset.
+    #[serde(default)]
+    post_quantum: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -36,12 +41,40 @@ struct PendingPrekey {
     ephemeral_key: [u8; 32],
     signed_prekey_id: u32,
     one_time_prekey_id: Option<u32>,
+    /// The KEM ciphertext and the PQ prekey it is for (empty and none in a
+    /// session an older version started).
+    #[serde(default)]
+    pq_ciphertext: Vec<u8>,
+    #[serde(default)]
+    pq_prekey_id: Option<u32>,
 }
 
 impl Session {
-    /// Starts a session with the owner of `bundle` (we are the initiator).
+    /// Starts a session with the owner of `bundle` (we are the initiator),
+    /// with PQXDH: the bundle verified with its PQ prekey, so there is no
+    /// other way.
     pub fn initiate(me: &Identity, bundle: &VerifiedBundle) -> Result<Self, E2eError> {
-        let x = x3dh::initiate(me, bundle)?;
+        Self::initiate_with(me, bundle, Agreement::PostQuantum)
+    }
+
+    /// Classical X3DH, for the benchmark's comparison only: sotto never sets
+    /// up a session this way.
+    #[cfg(feature = "classical-x3dh")]
+    pub fn initiate_classical(me: &Identity, bundle: &VerifiedBundle) -> Result<Self, E2eError> {
+        Self::initiate_with(me, bundle, Agreement::Classical)
+    }
+
+    fn initiate_with(
+        me: &Identity,
+        bundle: &VerifiedBundle,
+        agreement: Agreement,
+    ) -> Result<Self, E2eError> {
+        let x = x3dh::initiate(me, bundle, agreement)?;
+        let pq_ciphertext = x
+            .pq_ciphertext
+            .as_ref()
+            .map(|c| c.as_bytes().to_vec())
+            .unwrap_or_default();
         let ad = x3dh::associated_data(
             &me.dh_public(),
             &bundle.identity_dh,
@@ -62,20 +95,51 @@ impl Session {
                 ephemeral_key: x.ephemeral.to_bytes(),
                 signed_prekey_id: bundle.signed_prekey_id,
                 one_time_prekey_id: bundle.one_time.as_ref().map(|(id, _)| *id),
+                pq_prekey_id: x.pq_ciphertext.as_ref().map(|_| bundle.pq_prekey_id),
+                pq_ciphertext,
             }),
             base_key: x.ephemeral.to_bytes(),
             peer_identity: bundle.identity_key.to_bytes(),
+            post_quantum: agreement == Agreement::PostQuantum,
         })
     }
 
     /// Answers a first message (we are the responder): sets up the session and
-    /// decrypts the message it carries. The one-time prekey it used is deleted
-    /// only if the message is authentic.
+    /// decrypts the message it carries. The one-time prekeys it used (curve
+    /// and PQ) are deleted only if the message is authentic; nothing changes
+    /// otherwise. A first message without a KEM ciphertext is refused.
     pub fn respond(
         me: &Identity,
         prekeys: &mut LocalPrekeys,
         message: &v1::PrekeyMessage,
     ) -> Result<(Self, Zeroizing<Vec<u8>>), E2eError> {
+        Self::respond_with(me, prekeys, message, Agreement::PostQuantum)
+    }
+
+    /// Answers a classical X3DH first message, for the benchmark's comparison
+    /// only: sotto never accepts one.
+    #[cfg(feature = "classical-x3dh")]
+    pub fn respond_classical(
+        me: &Identity,
+        prekeys: &mut LocalPrekeys,
+        message: &v1::PrekeyMessage,
+    ) -> Result<(Self, Zeroizing<Vec<u8>>), E2eError> {
+        Self::respond_with(me, prekeys, message, Agreement::Classical)
+    }
+
+    fn respond_with(
+        me: &Identity,
+        prekeys: &mut LocalPrekeys,
+        message: &v1::PrekeyMessage,
+        agreement: Agreement,
+    ) -> Result<(Self, Zeroizing<Vec<u8>>), E2eError> {
+        let pq = match (agreement, message.pq_prekey_id) {
+            (Agreement::Classical, _) => None,
+            (Agreement::PostQuantum, Some(id)) if !message.pq_ciphertext.is_empty() => {
+                Some((id, KemCiphertext::from_bytes(&message.pq_ciphertext)?))
+            }
+            (Agreement::PostQuantum, _) => return Err(E2eError::ClassicalRefused),
+        };
         let peer = VerifyingKey::from_bytes(&key32(&message.identity_key)?)
             .map_err(|_| E2eError::BadKey)?;
         x3dh::verify_identity_dh(
@@ -93,7 +157,25 @@ impl Session {
             Some(id) => Some(prekeys.one_time(id).ok_or(E2eError::UnknownPrekey)?),
             None => None,
         };
-        let shared = x3dh::respond(me, &signed, one_time, &peer_dh, &ephemeral)?;
+        let pq_key = match &pq {
+            Some((id, ciphertext)) => {
+                let (key, kind) = prekeys.pq(*id).ok_or(E2eError::UnknownPrekey)?;
+                Some((key, ciphertext, kind))
+            }
+            None => None,
+        };
+        let shared = x3dh::respond(
+            me,
+            &signed,
+            one_time,
+            &peer_dh,
+            &ephemeral,
+            pq_key.as_ref().map(|(key, ct, _)| (*key, *ct)),
+        )?;
+        let used_pq_one_time = match pq_key {
+            Some((_, _, PqPrekeyKind::OneTime)) => pq.as_ref().map(|(id, _)| *id),
+            _ => None,
+        };
         let ad = x3dh::associated_data(&peer_dh, &me.dh_public(), &peer, &me.public_key());
         let mut session = Session {
             ratchet: DoubleRatchet::init_bob(*shared, signed),
@@ -101,11 +183,15 @@ impl Session {
             pending_prekey: None,
             base_key: ephemeral.to_bytes(),
             peer_identity: peer.to_bytes(),
+            post_quantum: agreement == Agreement::PostQuantum,
         };
         let inner = message.message.as_ref().ok_or(E2eError::Malformed)?;
         let plaintext = session.decrypt(inner)?;
         if let Some(id) = message.one_time_prekey_id {
             prekeys.consume_one_time(id);
+        }
+        if let Some(id) = used_pq_one_time {
+            prekeys.consume_pq_one_time(id);
         }
         Ok((session, plaintext))
     }
@@ -127,6 +213,8 @@ impl Session {
                 signed_prekey_id: p.signed_prekey_id,
                 one_time_prekey_id: p.one_time_prekey_id,
                 message: Some(message),
+                pq_ciphertext: p.pq_ciphertext.clone().into(),
+                pq_prekey_id: p.pq_prekey_id,
             }),
         };
         Ok(v1::SecretPayload { kind: Some(kind) })
@@ -155,6 +243,12 @@ impl Session {
     /// The X3DH run this session came from (the initiator's ephemeral key).
     pub fn base_key(&self) -> [u8; 32] {
         self.base_key
+    }
+
+    /// True when this session was set up with PQXDH (false: classical X3DH,
+    /// by a version before it).
+    pub fn is_post_quantum(&self) -> bool {
+        self.post_quantum
     }
 
     /// The peer's identity key this session was set up with.

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use sotto_proto::v1::{self, secret_payload};
 
+use super::kem_key;
 use super::*;
 use crate::identity::Identity;
 
@@ -11,18 +12,26 @@ struct Party {
     prekeys: LocalPrekeys,
 }
 
+/// A party with `one_time` one-time prekeys of each kind (curve and ML-KEM).
 fn party(one_time: usize) -> Party {
+    party_with(one_time, one_time)
+}
+
+fn party_with(one_time: usize, pq_one_time: usize) -> Party {
     let identity = Identity::generate();
     let mut prekeys = LocalPrekeys::default();
     prekeys.rotate_signed(&identity, 0);
     prekeys.generate_one_time(one_time);
+    prekeys.generate_pq_one_time(&identity, pq_one_time);
     Party { identity, prekeys }
 }
 
-/// The bundle the relay would hand out for `p` (taking its first one-time key).
+/// The bundle the relay would hand out for `p` (taking its first one-time
+/// key of each kind; the last-resort PQ prekey when no one-time one is left).
 fn bundle_of(p: &Party, name: &str) -> v1::PrekeyBundle {
     let otks = p.prekeys.one_time_public();
-    let upload = p.prekeys.upload(&p.identity, otks).unwrap();
+    let pq_otks = p.prekeys.pq_one_time_public();
+    let upload = p.prekeys.upload(&p.identity, otks, pq_otks).unwrap();
     v1::PrekeyBundle {
         user: name.into(),
         identity_key: p.identity.public_key().to_bytes().to_vec().into(),
@@ -30,6 +39,11 @@ fn bundle_of(p: &Party, name: &str) -> v1::PrekeyBundle {
         identity_dh_signature: upload.identity_dh_signature,
         signed_prekey: upload.signed_prekey,
         one_time: upload.one_time.into_iter().next(),
+        pq_prekey: upload
+            .pq_one_time
+            .into_iter()
+            .next()
+            .or(upload.pq_last_resort),
     }
 }
 
@@ -48,7 +62,7 @@ fn established(one_time: usize) -> (Party, Party, Session, Session) {
     let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
     let first = a.encrypt(b"hello").unwrap();
     let Some(secret_payload::Kind::Prekey(prekey)) = first.kind else {
-        panic!("a first message carries the X3DH header");
+        panic!("a first message carries the PQXDH header");
     };
     let (b, plaintext) = Session::respond(&bob.identity, &mut bob.prekeys, &prekey).unwrap();
     assert_eq!(plaintext.as_slice(), b"hello");
@@ -412,7 +426,7 @@ fn a_signed_prekey_is_replaced_weekly_and_the_previous_one_still_answers() {
 fn first_message(payload: &v1::SecretPayload) -> &v1::PrekeyMessage {
     match payload.kind.as_ref().unwrap() {
         secret_payload::Kind::Prekey(p) => p,
-        _ => panic!("a first message carries the X3DH header"),
+        _ => panic!("a first message carries the PQXDH header"),
     }
 }
 
@@ -494,4 +508,331 @@ fn seen_base_keys_are_bounded_and_remembered() {
         seen.insert(key);
     }
     assert!(!seen.contains(&[1; 32]), "the oldest is forgotten first");
+}
+
+// ------------------------------------------------------------------ PQXDH
+
+/// Alice's first message to the owner of `bundle`, and her session.
+fn first_to(alice: &Party, bundle: &v1::PrekeyBundle) -> (Session, v1::PrekeyMessage) {
+    let bundle = verify_bundle(bundle).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(b"hello").unwrap().kind else {
+        panic!("a first message carries the PQXDH header");
+    };
+    (a, first)
+}
+
+#[test]
+fn pqxdh_round_trips_with_and_without_each_kind_of_one_time_prekey() {
+    for (curve, pq) in [(true, true), (true, false), (false, true), (false, false)] {
+        let case = format!("curve one-time {curve}, pq one-time {pq}");
+        let alice = party(0);
+        let mut bob = party_with(usize::from(curve) * 2, usize::from(pq) * 2);
+        let bundle = bundle_of(&bob, "bob");
+        assert_eq!(bundle.one_time.is_some(), curve, "{case}");
+        let (mut a, first) = first_to(&alice, &bundle);
+        assert_eq!(first.pq_ciphertext.len(), kem_key::CIPHERTEXT_LEN, "{case}");
+        let pq_id = first.pq_prekey_id.unwrap();
+        let (mut b, plaintext) = Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+        assert_eq!(plaintext.as_slice(), b"hello", "{case}");
+        assert!(a.is_post_quantum() && b.is_post_quantum(), "{case}");
+        // The one-time prekeys used are gone; the last-resort one stays.
+        assert_eq!(bob.prekeys.one_time_count(), usize::from(curve), "{case}");
+        assert_eq!(bob.prekeys.pq_one_time_count(), usize::from(pq), "{case}");
+        assert!(bob.prekeys.pq(pq_id).is_some() != pq, "{case}");
+        let reply = b.encrypt(b"reply").unwrap();
+        assert_eq!(
+            a.decrypt(ratchet_message(&reply)).unwrap().as_slice(),
+            b"reply",
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn the_last_resort_pq_prekey_serves_more_than_one_session() {
+    let mut bob = party_with(0, 0);
+    let bundle = bundle_of(&bob, "bob");
+    for _ in 0..2 {
+        let (_, first) = first_to(&party(0), &bundle);
+        Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+    }
+}
+
+#[test]
+fn malicious_relay_that_strips_the_pq_prekey_is_refused() {
+    let bob = party(1);
+    let mut bundle = bundle_of(&bob, "bob");
+    bundle.pq_prekey = None;
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::NoPqPrekey));
+}
+
+#[test]
+fn malicious_relay_that_swaps_the_pq_prekey_is_refused() {
+    let bob = party(2);
+    let mallory = party(1);
+    let good = bundle_of(&bob, "bob");
+    type Swap<'a> = (&'static str, Box<dyn Fn(&mut v1::PqPrekey) + 'a>);
+    let swaps: [Swap; 5] = [
+        (
+            "mallory's own signed key",
+            Box::new(|pq| *pq = bundle_of(&mallory, "mallory").pq_prekey.unwrap()),
+        ),
+        (
+            "mallory's key under bob's signature",
+            Box::new(|pq| {
+                pq.public_key = bundle_of(&mallory, "mallory").pq_prekey.unwrap().public_key
+            }),
+        ),
+        ("another id", Box::new(|pq| pq.id ^= 1)),
+        (
+            "one bit of the key",
+            Box::new(|pq| {
+                let mut k = pq.public_key.to_vec();
+                k[100] ^= 1;
+                pq.public_key = k.into();
+            }),
+        ),
+        (
+            "a truncated key",
+            Box::new(|pq| pq.public_key = pq.public_key.slice(..1567)),
+        ),
+    ];
+    for (what, swap) in swaps {
+        let mut bundle = good.clone();
+        swap(bundle.pq_prekey.as_mut().unwrap());
+        assert_eq!(
+            verify_bundle(&bundle).err(),
+            Some(E2eError::BadBundle),
+            "{what}"
+        );
+    }
+    verify_bundle(&good).unwrap();
+}
+
+#[test]
+fn malicious_relay_cannot_pass_a_kem_key_as_a_curve_key_or_the_reverse() {
+    let bob = party(1);
+    let good = bundle_of(&bob, "bob");
+    let spk = good.signed_prekey.clone().unwrap();
+    let pq = good.pq_prekey.clone().unwrap();
+
+    // The signed curve prekey, with its signature, in the PQ prekey's place.
+    let mut bundle = good.clone();
+    bundle.pq_prekey = Some(v1::PqPrekey {
+        id: spk.id,
+        public_key: spk.public_key.clone(),
+        signature: spk.signature.clone(),
+        created_at: spk.created_at,
+    });
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+
+    // The PQ prekey's signature on the curve prekey's place, with the
+    // first 32 bytes of the KEM key as the curve key.
+    let mut bundle = good.clone();
+    bundle.signed_prekey = Some(v1::SignedPrekey {
+        id: pq.id,
+        public_key: pq.public_key.slice(..32),
+        signature: pq.signature.clone(),
+        created_at: pq.created_at,
+    });
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+
+    // Even a signature bob's own identity made over a KEM key as if it were
+    // a curve prekey (or over a curve key as a PQ prekey) verifies only as
+    // what it was made for.
+    let as_curve = bob
+        .identity
+        .sign(&sotto_proto::transcript::signed_prekey(&pq.public_key));
+    let mut bundle = good.clone();
+    bundle.pq_prekey.as_mut().unwrap().signature = as_curve.to_bytes().to_vec().into();
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+    let as_kem = bob
+        .identity
+        .sign(&sotto_proto::transcript::pq_prekey(spk.id, &spk.public_key));
+    let mut bundle = good.clone();
+    bundle.signed_prekey.as_mut().unwrap().signature = as_kem.to_bytes().to_vec().into();
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+}
+
+#[test]
+fn a_pq_prekey_that_is_not_a_valid_ml_kem_key_is_refused_even_when_signed() {
+    // Coefficients at or above q = 3329 fail FIPS 203's encapsulation key
+    // check; bob's own (buggy or hostile) client signed it.
+    let bob = party(0);
+    let mut bundle = bundle_of(&bob, "bob");
+    let pq = bundle.pq_prekey.as_mut().unwrap();
+    let mut key = pq.public_key.to_vec();
+    key[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
+    pq.public_key = key.into();
+    pq.signature = bob
+        .identity
+        .sign(&sotto_proto::transcript::pq_prekey(pq.id, &pq.public_key))
+        .to_bytes()
+        .to_vec()
+        .into();
+    assert_eq!(verify_bundle(&bundle).err(), Some(E2eError::BadBundle));
+}
+
+#[test]
+fn a_tampered_kem_ciphertext_fails_the_first_message_and_changes_nothing() {
+    let alice = party(0);
+    let mut bob = party(1);
+    let (_, first) = first_to(&alice, &bundle_of(&bob, "bob"));
+    let before = serde_json::to_vec(&bob.prekeys).unwrap();
+
+    for flip in [0usize, 700, kem_key::CIPHERTEXT_LEN - 1] {
+        let mut tampered = first.clone();
+        let mut ct = tampered.pq_ciphertext.to_vec();
+        ct[flip] ^= 1;
+        tampered.pq_ciphertext = ct.into();
+        // ML-KEM rejects implicitly: another secret, so the message does not decrypt.
+        assert_eq!(
+            Session::respond(&bob.identity, &mut bob.prekeys, &tampered).err(),
+            Some(E2eError::Decrypt),
+            "byte {flip}"
+        );
+    }
+    let mut short = first.clone();
+    short.pq_ciphertext = short.pq_ciphertext.slice(..100);
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &short).err(),
+        Some(E2eError::Malformed)
+    );
+    // Naming the last-resort prekey instead of the one-time one used.
+    let last_resort = bob.prekeys.upload(&bob.identity, Vec::new(), Vec::new());
+    let mut other = first.clone();
+    other.pq_prekey_id = last_resort.and_then(|u| u.pq_last_resort).map(|k| k.id);
+    assert_ne!(other.pq_prekey_id, first.pq_prekey_id);
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &other).err(),
+        Some(E2eError::Decrypt)
+    );
+
+    assert_eq!(
+        serde_json::to_vec(&bob.prekeys).unwrap(),
+        before,
+        "no prekey was used up"
+    );
+    Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+    assert_eq!(bob.prekeys.pq_one_time_count(), 0);
+}
+
+#[test]
+fn a_first_message_without_a_kem_ciphertext_is_refused() {
+    // What a relay (or an old client) would send to fall back to X3DH.
+    let alice = party(0);
+    let mut bob = party(1);
+    let (_, first) = first_to(&alice, &bundle_of(&bob, "bob"));
+    for strip in [
+        |m: &mut v1::PrekeyMessage| m.pq_ciphertext = Default::default(),
+        |m: &mut v1::PrekeyMessage| m.pq_prekey_id = None,
+    ] {
+        let mut classical = first.clone();
+        strip(&mut classical);
+        assert_eq!(
+            Session::respond(&bob.identity, &mut bob.prekeys, &classical).err(),
+            Some(E2eError::ClassicalRefused)
+        );
+    }
+    assert_eq!(bob.prekeys.one_time_count(), 1);
+    assert_eq!(bob.prekeys.pq_one_time_count(), 1);
+}
+
+#[test]
+fn a_one_time_pq_prekey_is_used_once() {
+    let alice = party(0);
+    // No curve one-time prekey: only the PQ one stops a replay.
+    let mut bob = party_with(0, 1);
+    let (_, first) = first_to(&alice, &bundle_of(&bob, "bob"));
+    Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &first).err(),
+        Some(E2eError::UnknownPrekey)
+    );
+}
+
+#[test]
+fn prekeys_stored_before_pqxdh_are_due_for_rotation() {
+    let bob = party(1);
+    let mut stored: serde_json::Value = serde_json::to_value(&bob.prekeys).unwrap();
+    let map = stored.as_object_mut().unwrap();
+    map.remove("pq_last_resort");
+    map.remove("pq_one_time");
+    let mut old: LocalPrekeys = serde_json::from_value(stored).unwrap();
+    assert!(old.signed_prekey_due(0), "no last-resort PQ prekey yet");
+    assert!(old.upload(&bob.identity, Vec::new(), Vec::new()).is_none());
+    old.rotate_signed(&bob.identity, 0);
+    assert!(!old.signed_prekey_due(0));
+    let upload = old.upload(&bob.identity, Vec::new(), Vec::new()).unwrap();
+    assert!(upload.pq_last_resort.is_some());
+}
+
+#[test]
+fn a_session_stored_before_pqxdh_loads_and_keeps_working() {
+    // A session as an older version kept it: no PQ fields at all.
+    let (_, _, a, b) = established(1);
+    let strip = |s: &Session| -> Session {
+        let mut v = serde_json::to_value(s).unwrap();
+        let map = v.as_object_mut().unwrap();
+        map.remove("post_quantum");
+        if let Some(p) = map
+            .get_mut("pending_prekey")
+            .and_then(|p| p.as_object_mut())
+        {
+            p.remove("pq_ciphertext");
+            p.remove("pq_prekey_id");
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    let (mut a, mut b) = (strip(&a), strip(&b));
+    assert!(!a.is_post_quantum() && !b.is_post_quantum());
+    for i in 0..3u8 {
+        let m = a.encrypt(&[i]).unwrap();
+        assert_eq!(b.decrypt(ratchet_message(&m)).unwrap().as_slice(), [i]);
+        let m = b.encrypt(&[i + 10]).unwrap();
+        assert_eq!(a.decrypt(ratchet_message(&m)).unwrap().as_slice(), [i + 10]);
+    }
+}
+
+#[test]
+fn a_kem_ciphertext_from_another_first_message_does_not_decrypt() {
+    // The KEM's secret is in the key derivation: a relay that pairs one
+    // first message with another's (valid) ciphertext gets nothing accepted.
+    let alice = party(0);
+    let mut bob = party(0);
+    let (_, first) = first_to(&alice, &bundle_of(&bob, "bob"));
+    let mut other = first.clone();
+    let (_, again) = first_to(&alice, &bundle_of(&bob, "bob"));
+    other.pq_ciphertext = again.pq_ciphertext;
+    assert_eq!(
+        Session::respond(&bob.identity, &mut bob.prekeys, &other).err(),
+        Some(E2eError::Decrypt)
+    );
+}
+
+#[test]
+fn a_first_message_with_the_longest_text_fits_what_the_relay_takes() {
+    // The KEM ciphertext adds 1.6 KiB to every message until the peer answers.
+    use prost::Message;
+    let alice = party(0);
+    let bob = party(1);
+    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
+    let content = v1::SecretContent {
+        text: "x".repeat(sotto_proto::MAX_TEXT),
+        expire_secs: u32::MAX,
+        client_id: vec![0xff; sotto_proto::CLIENT_ID_LEN].into(),
+        sent_at: i64::MIN,
+        session_reset: true,
+        set_timer_secs: None,
+        delivered: Vec::new(),
+    };
+    let first = a.encrypt(&content.encode_to_vec()).unwrap();
+    assert!(matches!(first.kind, Some(secret_payload::Kind::Prekey(_))));
+    assert!(
+        first.encoded_len() <= sotto_proto::MAX_SECRET_CIPHERTEXT,
+        "{} bytes",
+        first.encoded_len()
+    );
 }

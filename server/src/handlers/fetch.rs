@@ -3,10 +3,9 @@
 //! stays well under the frame limit; `more` says when the rest waits.
 
 use prost::Message;
-use sotto_proto::v1::{Batch, Fetch, PrekeysLow, response};
+use sotto_proto::v1::{Batch, Fetch, response};
 
 use super::{Handled, normal_message};
-use crate::prekeys::LOW_WATER;
 use crate::state::RelayState;
 
 /// Room kept in a frame for everything but the items.
@@ -30,14 +29,12 @@ pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     if !normal.is_empty() || !secret.is_empty() {
         state.writer.durable().await?;
     }
-    let left = state.prekeys.one_time_left(user)?;
+    let left = state.prekeys.left(user)?;
     Ok(response::Kind::Batch(Batch {
         normal,
         secret,
         more,
-        prekeys_low: (left < LOW_WATER).then_some(PrekeysLow {
-            remaining: left as u32,
-        }),
+        prekeys_low: left.low().then(|| left.prekeys_low()),
     }))
 }
 

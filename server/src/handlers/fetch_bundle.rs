@@ -1,15 +1,16 @@
 //! `FetchBundle`: a prekey bundle to start a secret chat with a user. Each
-//! one-time prekey goes out once (flushed before the answer, so a crash cannot
-//! hand it out twice); its owner is told when few are left.
+//! one-time prekey, curve or ML-KEM-1024, goes out once (flushed before the
+//! answer, so a crash cannot hand it out twice); its owner is told when few
+//! are left.
 //!
 //! Nobody is refused a bundle because others took many: past the target's
 //! rate, or for a requester who already took one of the target's one-time
-//! prekeys today, the bundle goes out with the signed prekey only.
+//! prekeys today, the bundle goes out with the signed prekey and the
+//! last-resort PQ prekey only.
 
-use sotto_proto::v1::{ErrorCode, FetchBundle, PrekeysLow, Push, push, response};
+use sotto_proto::v1::{ErrorCode, FetchBundle, Push, push, response};
 
 use super::{Handled, RequestError, lookup, valid_name};
-use crate::prekeys::LOW_WATER;
 use crate::session::Session;
 
 use crate::state::RelayState;
@@ -29,7 +30,7 @@ pub async fn handle(
     valid_name("username", &fetch.user)?;
     let account = lookup(state, requester, &fetch.user)?;
     let with_one_time = state.quotas.one_time_prekey(requester, &fetch.user);
-    let (bundle, left) = state
+    let handed = state
         .prekeys
         .take_bundle(&fetch.user, &account.identity_key, with_one_time)?
         .ok_or_else(|| {
@@ -38,19 +39,17 @@ pub async fn handle(
                 format!("{} has not published keys for secret chats yet", fetch.user),
             )
         })?;
-    if bundle.one_time.is_some() {
+    if handed.took_one_time {
         state.quotas.took_one_time_prekey(requester, &fetch.user);
         state.writer.durable().await?;
+        if handed.left.low() {
+            state.hub.push(
+                &fetch.user,
+                &Push {
+                    kind: Some(push::Kind::PrekeysLow(handed.left.prekeys_low())),
+                },
+            );
+        }
     }
-    if left < LOW_WATER && bundle.one_time.is_some() {
-        state.hub.push(
-            &fetch.user,
-            &Push {
-                kind: Some(push::Kind::PrekeysLow(PrekeysLow {
-                    remaining: left as u32,
-                })),
-            },
-        );
-    }
-    Ok(response::Kind::PrekeyBundle(bundle))
+    Ok(response::Kind::PrekeyBundle(handed.bundle))
 }

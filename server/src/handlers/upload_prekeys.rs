@@ -1,5 +1,6 @@
-//! `UploadPrekeys`: a user publishes its signed prekey and one-time prekeys.
-//! The relay checks they are signed by the account's identity key.
+//! `UploadPrekeys`: a user publishes its signed prekey, last-resort ML-KEM-1024
+//! prekey and one-time prekeys of both kinds. The relay checks they are
+//! signed by the account's identity key.
 
 use sotto_proto::v1::{ErrorCode, PrekeysStored, UploadPrekeys, response};
 
@@ -11,20 +12,21 @@ use crate::state::RelayState;
 const MAX_PER_UPLOAD: usize = 200;
 
 pub async fn handle(state: &RelayState, user: &str, upload: UploadPrekeys) -> Handled {
-    if upload.one_time.len() > MAX_PER_UPLOAD {
+    if upload.one_time.len() > MAX_PER_UPLOAD || upload.pq_one_time.len() > MAX_PER_UPLOAD {
         return Err(RequestError::new(
             ErrorCode::TooLarge,
-            format!("at most {MAX_PER_UPLOAD} one-time prekeys per upload"),
+            format!("at most {MAX_PER_UPLOAD} one-time prekeys of each kind per upload"),
         ));
     }
     let account = state.accounts.get(user)?.ok_or_else(|| {
         RequestError::new(ErrorCode::UnknownUser, "this account no longer exists")
     })?;
     match state.prekeys.upload(user, &account.identity_key, upload)? {
-        Ok(count) => {
+        Ok((count, pq_count)) => {
             state.writer.durable().await?;
             Ok(response::Kind::PrekeysStored(PrekeysStored {
                 one_time_count: count as u32,
+                pq_one_time_count: pq_count as u32,
             }))
         }
         Err(UploadRefused::BadSignature(what)) => Err(RequestError::new(

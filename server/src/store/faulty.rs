@@ -1,7 +1,7 @@
 //! A test double that wraps a real [`Store`] and misbehaves on demand: its
 //! writes start failing after a budget of single writes (a disk filling up
-//! in the middle of a call), and its flushes can be held at a gate (a slow
-//! disk), so a test can look at what the relay does meanwhile.
+//! in the middle of a call), and its flushes, or its reads, can be held at a
+//! gate (a slow disk), so a test can look at what the relay does meanwhile.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,6 +17,9 @@ pub(crate) struct Faulty {
     /// Whether flushes are held, and how many have been asked for.
     gate: Mutex<(bool, usize)>,
     changed: Condvar,
+    /// Whether reads are held, and how many are held now.
+    reads: Mutex<(bool, usize)>,
+    reads_changed: Condvar,
 }
 
 fn full() -> StoreError {
@@ -31,7 +34,40 @@ impl Faulty {
             failures: AtomicUsize::new(usize::MAX),
             gate: Mutex::new((false, 0)),
             changed: Condvar::new(),
+            reads: Mutex::new((false, 0)),
+            reads_changed: Condvar::new(),
         }
+    }
+
+    /// Holds (`true`) or lets through (`false`) every read (`get`).
+    pub fn hold_reads(&self, hold: bool) {
+        let mut reads = self.reads.lock().unwrap();
+        reads.0 = hold;
+        self.reads_changed.notify_all();
+    }
+
+    /// Waits until `n` reads are held at once, or `patience` has passed;
+    /// returns how many are held.
+    pub fn wait_for_held_reads(&self, n: usize, patience: std::time::Duration) -> usize {
+        let reads = self.reads.lock().unwrap();
+        let (reads, _) = self
+            .reads_changed
+            .wait_timeout_while(reads, patience, |r| r.1 < n)
+            .unwrap();
+        reads.1
+    }
+
+    fn pass_read(&self) {
+        let mut reads = self.reads.lock().unwrap();
+        if !reads.0 {
+            return;
+        }
+        reads.1 += 1;
+        self.reads_changed.notify_all();
+        while reads.0 {
+            reads = self.reads_changed.wait(reads).unwrap();
+        }
+        reads.1 -= 1;
     }
 
     /// From now on, `n` more single writes succeed, then every write fails.
@@ -92,6 +128,7 @@ impl Faulty {
 
 impl Store for Faulty {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.pass_read();
         self.inner.get(tree, key)
     }
 

@@ -47,7 +47,8 @@ pub enum Tree {
     /// blind(sender)(16) → the client ids of the sender's latest normal
     /// messages and their ids (for duplicates), written at each archive checkpoint.
     ClientIds,
-    /// blind(user) → sealed prekey set.
+    /// key(user)(16) → sealed prekey set; key(user, id)(16) → one sealed
+    /// one-time ML-KEM-1024 prekey (both keyed blinds, see `prekeys`).
     Prekeys,
     /// blind(recipient)(16) ‖ id(8) → sealed secret envelope (ciphertext only).
     /// Its time-to-live and duplicate index live in memory, rebuilt from it.

@@ -1,5 +1,5 @@
 //! The responder's side of a secret chat on what the relay (or anyone) hands
-//! it: a first message (X3DH respond) and later ratchet messages, taken from
+//! it: a first message (PQXDH respond) and later ratchet messages, taken from
 //! arbitrary bytes, and real ones with bytes flipped. Nothing may panic, and
 //! a changed message never decrypts.
 #![no_main]
@@ -30,7 +30,8 @@ fn pair() -> &'static Pair {
         let mut bob_prekeys = LocalPrekeys::default();
         bob_prekeys.rotate_signed(&bob, 0);
         let otk = bob_prekeys.generate_one_time(1);
-        let upload = bob_prekeys.upload(&bob, otk.clone()).unwrap();
+        let pq_otk = bob_prekeys.generate_pq_one_time(&bob, 1);
+        let upload = bob_prekeys.upload(&bob, otk.clone(), pq_otk.clone()).unwrap();
         let bundle = v1::PrekeyBundle {
             user: "bob".into(),
             identity_key: bob.public_key().to_bytes().to_vec().into(),
@@ -38,11 +39,12 @@ fn pair() -> &'static Pair {
             identity_dh_signature: upload.identity_dh_signature.clone(),
             signed_prekey: upload.signed_prekey.clone(),
             one_time: otk.into_iter().next(),
+            pq_prekey: pq_otk.into_iter().next(),
         };
         let mut alice_session = Session::initiate(&alice, &verify_bundle(&bundle).unwrap()).unwrap();
         let Some(secret_payload::Kind::Prekey(first)) = alice_session.encrypt(b"hello").unwrap().kind
         else {
-            panic!("a first message carries the X3DH header")
+            panic!("a first message carries the PQXDH header")
         };
         let mut answering = bob_prekeys.clone();
         let (bob_session, _) = Session::respond(&bob, &mut answering, &first).unwrap();

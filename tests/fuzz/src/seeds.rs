@@ -97,6 +97,18 @@ fn main() {
                     id: 2,
                     public_key: vec![5; 32].into(),
                 }],
+                pq_last_resort: Some(v1::PqPrekey {
+                    id: 3,
+                    public_key: vec![6; 1568].into(),
+                    signature: vec![7; 64].into(),
+                    created_at: 1_796_000_000_000,
+                }),
+                pq_one_time: vec![v1::PqPrekey {
+                    id: 4,
+                    public_key: vec![8; 1568].into(),
+                    signature: vec![9; 64].into(),
+                    created_at: 0,
+                }],
             }),
         ),
         (
