@@ -494,6 +494,48 @@ async fn the_last_approval_checks_the_warrant_again_and_discloses_nothing_that_f
     );
 }
 
+#[tokio::test]
+async fn one_operator_cannot_approve_twice_by_spelling_the_name_differently() {
+    // "alice", "Alice", " alice", "alice\u{200b}" look alike in `warrant
+    // show` (a zero-width space is shown as is): they are one operator.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::default();
+    config.warrant.approvals = 2;
+    let (relay, chief) = relay_with_a_suspect(config, dir.path()).await;
+    let signed = warrant(&relay, &chief, "W-7");
+    pending(ask(&relay, &signed, false).await.0);
+    assert_eq!(
+        admin(&relay, approve("W-7", "alice")).await,
+        AdminAnswer::Approved {
+            approvals: 1,
+            needed: 2
+        }
+    );
+    for by in [
+        "Alice",
+        " alice",
+        "alice ",
+        "ALICE",
+        "alice\u{200b}",
+        "al\u{200d}ice",
+        "\u{feff}alice",
+        "alice\u{00ad}",
+    ] {
+        match admin(&relay, approve("W-7", by)).await {
+            AdminAnswer::Refused(_) => {}
+            other => panic!("{by:?} counted as a second operator after \"alice\": {other:?}"),
+        }
+    }
+    let p = pending(ask(&relay, &signed, true).await.0);
+    assert_eq!((p.approvals, p.approvals_needed), (1, 2));
+    nothing_disclosed(&relay);
+    // Two names that differ in more than spelling are two operators.
+    assert_eq!(
+        admin(&relay, approve("W-7", "Operator Two")).await,
+        AdminAnswer::Disclosed { records: 1 }
+    );
+}
+
 #[test]
 fn local_user_never_finds_the_admin_socket_open_to_others_even_under_a_lax_umask() {
     // A relay started with umask 000 in a data directory the operator made
