@@ -1,7 +1,8 @@
 //! The admin socket: how `sotto-relay warrant list|show|approve|reject`
 //! reaches the running relay. A Unix socket `admin.sock` in the data
-//! directory, mode 0600 (in a directory that is 0700): whoever may open it
-//! is the relay's operator. One JSON request a connection, one JSON answer.
+//! directory, mode 0600 from the moment it is there (made in a private
+//! directory beside it, then moved in): whoever may open it is the relay's
+//! operator. One JSON request a connection, one JSON answer.
 //!
 //! `serve` makes it once the relay holds the data directory (so a socket
 //! left there is a stale one, from a relay that was killed: it is replaced);
@@ -89,10 +90,7 @@ impl AdminSocket {
             ),
             Err(_) => {}
         }
-        let listener = tokio::net::UnixListener::bind(path)
-            .with_context(|| format!("cannot make the admin socket {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make {} private", path.display()))?;
+        let listener = bind_private(path)?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = state.clone();
@@ -117,6 +115,41 @@ impl AdminSocket {
             info!(path = %self.path.display(), "admin socket removed");
         }
     }
+}
+
+/// Binds the socket at `path`, never reachable there with a mode other
+/// than 0600: it is made (with the process's umask) and made private in a
+/// fresh 0700 directory beside it, then renamed into place. Made at `path`
+/// directly, it could be connected to between `bind` and `chmod` under a lax
+/// umask, and a connection made then stays open.
+fn bind_private(path: &Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    // Short names: a socket's path is at most 107 bytes, and this one is
+    // only a byte longer than `path`.
+    let staging = path.with_extension("new");
+    match std::fs::symlink_metadata(&staging) {
+        // Left by a relay killed while it made its socket (the directory is ours: locked).
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&staging),
+        Ok(_) => std::fs::remove_file(&staging),
+        Err(_) => Ok(()),
+    }
+    .with_context(|| format!("cannot remove the stale {}", staging.display()))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot make {}", staging.display()))?;
+    let made = staging.join("s");
+    let bound = tokio::net::UnixListener::bind(&made)
+        .with_context(|| format!("cannot make the admin socket {}", made.display()))
+        .and_then(|listener| {
+            std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private", made.display()))?;
+            std::fs::rename(&made, path)
+                .with_context(|| format!("cannot move the admin socket to {}", path.display()))?;
+            Ok(listener)
+        });
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
 }
 
 async fn answer(stream: tokio::net::UnixStream, state: Weak<RelayState>) -> Result<()> {

@@ -493,3 +493,106 @@ async fn the_last_approval_checks_the_warrant_again_and_discloses_nothing_that_f
         AdminAnswer::Disclosed { records: 1 }
     );
 }
+
+#[tokio::test]
+async fn one_operator_cannot_approve_twice_by_spelling_the_name_differently() {
+    // "alice", "Alice", " alice", "alice\u{200b}" look alike in `warrant
+    // show` (a zero-width space is shown as is): they are one operator.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::default();
+    config.warrant.approvals = 2;
+    let (relay, chief) = relay_with_a_suspect(config, dir.path()).await;
+    let signed = warrant(&relay, &chief, "W-7");
+    pending(ask(&relay, &signed, false).await.0);
+    assert_eq!(
+        admin(&relay, approve("W-7", "alice")).await,
+        AdminAnswer::Approved {
+            approvals: 1,
+            needed: 2
+        }
+    );
+    for by in [
+        "Alice",
+        " alice",
+        "alice ",
+        "ALICE",
+        "alice\u{200b}",
+        "al\u{200d}ice",
+        "\u{feff}alice",
+        "alice\u{00ad}",
+    ] {
+        match admin(&relay, approve("W-7", by)).await {
+            AdminAnswer::Refused(_) => {}
+            other => panic!("{by:?} counted as a second operator after \"alice\": {other:?}"),
+        }
+    }
+    let p = pending(ask(&relay, &signed, true).await.0);
+    assert_eq!((p.approvals, p.approvals_needed), (1, 2));
+    nothing_disclosed(&relay);
+    // Two names that differ in more than spelling are two operators.
+    assert_eq!(
+        admin(&relay, approve("W-7", "Operator Two")).await,
+        AdminAnswer::Disclosed { records: 1 }
+    );
+}
+
+#[test]
+fn local_user_never_finds_the_admin_socket_open_to_others_even_under_a_lax_umask() {
+    // A relay started with umask 000 in a data directory the operator made
+    // 0755 (`mkdir`): the socket must never be on its path with a mode
+    // another user could connect through, not even between its making and
+    // its chmod. A local user who connects in that moment keeps the
+    // connection, and is the operator.
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(relay_cli(&data, &["init"]).status.success());
+    let socket = data.join("admin.sock");
+    for _ in 0..8 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (stop, socket) = (stop.clone(), socket.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(meta) = std::fs::symlink_metadata(&socket)
+                        && meta.file_type().is_socket()
+                    {
+                        seen.insert(meta.permissions().mode() & 0o777);
+                    }
+                }
+                seen
+            })
+        };
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "umask 000; exec \"$0\" \"$@\""])
+            .arg(bin("sotto-relay"))
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !relay_cli(&data, &["warrant", "list"]).status.success() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = std::process::Command::new("kill")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        assert!(
+            seen.iter().all(|mode| mode & 0o077 == 0),
+            "the admin socket was seen with modes {:?}",
+            seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+        );
+    }
+}

@@ -95,6 +95,60 @@ fn valid_text(what: &str, text: &str, max: usize) -> Result<(), ReviewError> {
     Ok(())
 }
 
+/// Characters a terminal shows as nothing (zero-width spaces and joiners,
+/// the soft hyphen, variation selectors, tags): two operator names that
+/// differ only by them look the same in `warrant show` and in the log.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// An operator's name as it is kept: valid, with no invisible character,
+/// its spaces collapsed ("alice ", " alice" and "alice" are one name).
+fn operator_name(by: &str) -> Result<String, ReviewError> {
+    valid_text("the operator's name", by, MAX_NAME)?;
+    if by.chars().any(is_invisible) {
+        return Err(no(
+            "the operator's name holds an invisible character (a zero-width space or joiner): \
+             write it in plain letters",
+        ));
+    }
+    Ok(by.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Whether two operator names are one operator's: compared without case
+/// ("Alice" is "alice"), spaces or invisible characters (a name approved
+/// before they were refused may hold them), so the two-person rule needs two names that
+/// differ in more than spelling.
+fn same_operator(a: &str, b: &str) -> bool {
+    let key = |name: &str| {
+        name.split_whitespace()
+            .filter(|w| !w.chars().all(is_invisible))
+            .map(|w| w.chars().filter(|c| !is_invisible(*c)).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    key(a) == key(b)
+}
+
 fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::Pending => "pending",
@@ -144,11 +198,11 @@ impl WarrantDesk {
         authority: Option<&str>,
         by: &str,
     ) -> Result<Reviewed, ReviewError> {
-        valid_text("the operator's name", by, MAX_NAME)?;
+        let by = &operator_name(by)?;
         let _one_at_a_time = self.reviewing.lock().await;
         let mut held = self.pending_one(id, authority)?;
         let needed = self.approvals_needed(&held);
-        if held.approved_by.iter().any(|o| o == by) {
+        if held.approved_by.iter().any(|o| same_operator(o, by)) {
             return Err(no(format!(
                 "{by:?} approved {id:?} already: it needs {needed} different operators"
             )));
@@ -202,7 +256,7 @@ impl WarrantDesk {
         by: &str,
         reason: &str,
     ) -> Result<Reviewed, ReviewError> {
-        valid_text("the operator's name", by, MAX_NAME)?;
+        let by = &operator_name(by)?;
         valid_text("the reason", reason, MAX_REASON)?;
         let _one_at_a_time = self.reviewing.lock().await;
         let mut held = self.pending_one(id, authority)?;
