@@ -93,7 +93,6 @@ async fn curious_operator_who_edits_the_log_and_empties_the_heads_stops_warrants
 /// the edited log as a first start and signs it. Caught later by a receipt
 /// or a published head, but not refused at open as the anchor promises.
 #[tokio::test]
-#[ignore = "finding: a deleted anchor is taken for a first start (see the review report)"]
 async fn curious_operator_without_the_master_key_who_deletes_the_anchor_gets_nothing_signed() {
     let mut relay = TestRelay::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -179,6 +179,57 @@ mod tests {
         assert!(!audit::heads_path(&path).exists());
     }
 
+    /// Removes the anchor from the store, as anyone with the disk can: no key is needed.
+    fn remove_anchor(dir: &TestDir) {
+        let mut batch = crate::store::Batch::default();
+        batch.delete(Tree::Meta, AUDIT_ANCHOR.to_vec());
+        dir.store().apply(batch).unwrap();
+    }
+
+    #[test]
+    fn a_log_an_older_relay_left_without_an_anchor_opens_when_its_heads_cover_it() {
+        let dir = TestDir::new();
+        let path = dir.path().join("audit.log");
+        three_warrants(&dir, &path);
+        remove_anchor(&dir);
+        let log = open(&dir, &path).unwrap();
+        assert_eq!(log.head().size(), 3);
+        drop(log);
+        // And it is anchored from then on.
+        remove_anchor(&dir);
+        edit_line(&path, 1, |l| l.replace("\"records\":3", "\"records\":1"));
+        refused(open(&dir, &path));
+    }
+
+    #[test]
+    fn curious_operator_who_removes_the_anchor_edits_the_log_and_empties_the_heads_gets_nothing_signed()
+     {
+        let dir = TestDir::new();
+        let path = dir.path().join("audit.log");
+        three_warrants(&dir, &path);
+        edit_line(&path, 1, |l| l.replace("\"records\":3", "\"records\":0"));
+        remove_anchor(&dir);
+        std::fs::write(audit::heads_path(&path), b"").unwrap();
+        assert!(refused(open(&dir, &path)).contains("no anchor"));
+        assert_eq!(std::fs::read(audit::heads_path(&path)).unwrap(), b"");
+        // Heads kept but the log edited: its last head no longer covers it.
+        let dir = TestDir::new();
+        let path = dir.path().join("audit.log");
+        three_warrants(&dir, &path);
+        edit_line(&path, 1, |l| l.replace("\"records\":3", "\"records\":0"));
+        remove_anchor(&dir);
+        assert!(refused(open(&dir, &path)).contains("another root"));
+        // Or appended to.
+        let dir = TestDir::new();
+        let path = dir.path().join("audit.log");
+        three_warrants(&dir, &path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap().to_owned();
+        std::fs::write(&path, format!("{text}{last}\n")).unwrap();
+        remove_anchor(&dir);
+        refused(open(&dir, &path));
+    }
+
     #[test]
     fn curious_operator_who_truncates_the_log_and_its_heads_gets_nothing_signed() {
         let dir = TestDir::new();

@@ -268,7 +268,8 @@ impl AuditLog {
         };
         // With an anchor, the log is a transparency log already: missing
         // heads were removed, not a chain to migrate.
-        if path.exists() && !heads.exists() && anchored.is_none() {
+        let migrated = path.exists() && !heads.exists() && anchored.is_none();
+        if migrated {
             migrate_chain(path)?;
         }
         // A line torn by a crash was never answered with: cut it off, so the
@@ -278,6 +279,15 @@ impl AuditLog {
         let tree = read_tree(path)?;
         if let Some(anchored) = &anchored {
             check_anchored(&tree, anchored).map_err(|why| LogRefused {
+                path: path.display().to_string(),
+                why,
+            })?;
+        } else if anchor.is_some() && !tree.is_empty() && !migrated {
+            // No anchor, yet a log: a relay from before anchors, whose last
+            // head covers its log exactly, or an anchor someone removed from
+            // the store (which takes no key). Then only the heads can say
+            // the log is what the relay signed.
+            check_unanchored(&tree, &heads, &audit_key).map_err(|why| LogRefused {
                 path: path.display().to_string(),
                 why,
             })?;
@@ -390,6 +400,39 @@ impl AuditLog {
             .tree
             .consistency_proof(from, to)
     }
+}
+
+/// Why `tree`, found without an anchor, is not covered exactly by the last
+/// head in `heads` that `audit_key` signed.
+fn check_unanchored(
+    tree: &Tree,
+    heads: &Path,
+    audit_key: &SigningKey,
+) -> std::result::Result<(), String> {
+    let size = tree.len();
+    let refuse = |what: String| {
+        format!(
+            "the store holds no anchor for this log of {size} entries, and {what}: the anchor was \
+             removed from the store, or the log written by an older relay was changed since"
+        )
+    };
+    let head = match last_head(heads) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Err(refuse("no head the relay signed covers it".into())),
+        Err(e) => return Err(refuse(format!("its heads cannot be read ({e:#})"))),
+    };
+    if head.key() != &audit_key.verifying_key() {
+        return Err(refuse(
+            "its last head was signed by another audit key".into(),
+        ));
+    }
+    if head.size() != size || tree.root(size).ok().as_ref() != Some(head.root()) {
+        return Err(refuse(format!(
+            "its last signed head covers {} entries with another root",
+            head.size()
+        )));
+    }
+    Ok(())
 }
 
 /// Why `tree` is not the anchored one extended (by at most the entry it announced).
