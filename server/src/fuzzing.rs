@@ -60,6 +60,7 @@ impl Harness {
         let (state, writer_thread) = crate::relay::assemble(
             root,
             config,
+            &crate::Clock::system(),
             wrap(opened.store),
             &opened.sealer,
             &opened.disclosure_key,

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use sotto_client::relay::Recipient;
 use sotto_investigator::receipts::{self, Expected};
 use sotto_investigator::{
-    Answered, InvestigatorError, InvestigatorKeys, RelayConnection, collect_warrant,
-    new_unmask_request, submit_warrant, unmask,
+    Answered, InvestigatorError, InvestigatorKeys, collect_warrant, new_unmask_request,
+    submit_warrant, unmask,
 };
 use sotto_proto::v1;
 use sotto_server::RelayConfig;
@@ -60,19 +60,13 @@ fn warrant(relay: &TestRelay, chief: &InvestigatorKeys, id: &str) -> v1::SignedW
     })
 }
 
-async fn connect(relay: &TestRelay) -> RelayConnection {
-    RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
-        .await
-        .unwrap()
-}
-
 /// Submits (or collects) on a fresh connection: the answer and its receipts.
 async fn ask(
     relay: &TestRelay,
     signed: &v1::SignedWarrant,
     collect: bool,
 ) -> (Result<Answered, InvestigatorError>, Vec<v1::Receipt>) {
-    let conn = connect(relay).await;
+    let conn = relay.investigator().await;
     let answer = if collect {
         collect_warrant(&conn, signed.clone()).await
     } else {
@@ -167,7 +161,7 @@ async fn hostile_investigator_gets_nothing_before_approval_however_it_asks() {
     receipts::keep(&inv, &kept[0], &expected("collect", "pending", None)).unwrap();
     // Unmasked early, guessing: no grant, nothing revealed.
     let request = new_unmask_request(&chief, "W-1", vec!["anon-0".into()], "early", now());
-    let conn = connect(&relay).await;
+    let conn = relay.investigator().await;
     let unmasked = unmask(&conn, chief.sign_unmask(&request)).await;
     conn.close().await;
     match unmasked {

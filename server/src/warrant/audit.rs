@@ -36,6 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::Clock;
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -194,6 +195,8 @@ pub struct AuditLog {
     audit_key: SigningKey,
     anchor: Option<Box<dyn Anchor>>,
     state: Mutex<LogState>,
+    /// Entries' and heads' times.
+    clock: Clock,
 }
 
 /// What the relay last vouched for: the tree of `size` entries with `root`
@@ -230,10 +233,6 @@ pub fn heads_path(log: &Path) -> PathBuf {
     log.with_extension("heads")
 }
 
-fn now_ms() -> i64 {
-    crate::clock::now_ms()
-}
-
 impl AuditLog {
     /// Opens the log at `path` (it need not exist yet), migrating a hash-chained
     /// log first, and signs a head for it if its last one does not cover it all.
@@ -242,7 +241,7 @@ impl AuditLog {
     /// naming the entry. Without an anchor: for tools and tests; the relay
     /// opens its log with [`AuditLog::open_anchored`].
     pub fn open(path: &Path, audit_key: SigningKey) -> Result<Self> {
-        Self::open_with(path, audit_key, None)
+        Self::open_with(path, audit_key, None, Clock::system())
     }
 
     /// As [`AuditLog::open`], and checks the log against `anchor`, what the
@@ -252,14 +251,16 @@ impl AuditLog {
         path: &Path,
         audit_key: SigningKey,
         anchor: Box<dyn Anchor>,
+        clock: Clock,
     ) -> Result<Self> {
-        Self::open_with(path, audit_key, Some(anchor))
+        Self::open_with(path, audit_key, Some(anchor), clock)
     }
 
     fn open_with(
         path: &Path,
         audit_key: SigningKey,
         anchor: Option<Box<dyn Anchor>>,
+        clock: Clock,
     ) -> Result<Self> {
         let heads = heads_path(path);
         let anchored = match &anchor {
@@ -295,7 +296,7 @@ impl AuditLog {
                 head
             }
             _ => {
-                let head = sign_head(&tree, &audit_key)?;
+                let head = sign_head(&tree, &audit_key, &clock)?;
                 append_line(&heads, head.to_json().as_bytes())?;
                 head
             }
@@ -316,6 +317,7 @@ impl AuditLog {
             audit_key,
             anchor,
             state: Mutex::new(LogState { tree, head }),
+            clock,
         })
     }
 
@@ -325,9 +327,7 @@ impl AuditLog {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let index = state.tree.len();
         entry.seq = index + 1;
-        entry.time = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        entry.time = self.clock.now_rfc3339();
         entry.prev = String::new();
         entry.hash = String::new();
         let line = serde_json::to_vec(&entry).context("cannot encode an audit entry")?;
@@ -342,7 +342,7 @@ impl AuditLog {
         }
         let before = append_line(&self.path, &line)?;
         state.tree.push(&line);
-        let head = sign_head(&state.tree, &self.audit_key)?;
+        let head = sign_head(&state.tree, &self.audit_key, &self.clock)?;
         if let Err(e) = append_line(&self.heads, head.to_json().as_bytes()) {
             // No head covers the entry: take it back, so that the log on
             // disk is what the tree in memory and the heads say.
@@ -417,12 +417,12 @@ fn check_anchored(tree: &Tree, anchored: &Anchored) -> std::result::Result<(), S
     }
 }
 
-fn sign_head(tree: &Tree, audit_key: &SigningKey) -> Result<SignedTreeHead> {
+fn sign_head(tree: &Tree, audit_key: &SigningKey, clock: &Clock) -> Result<SignedTreeHead> {
     let size = tree.len();
     Ok(TreeHead {
         size,
         root: tree.root(size)?,
-        time_ms: now_ms(),
+        time_ms: clock.now_ms(),
     }
     .sign(audit_key))
 }
@@ -838,7 +838,10 @@ mod tests {
             partial.push_leaf_hash(tree.leaf(i).unwrap());
             append_line(
                 &heads_path(path),
-                sign_head(&partial, &key(1)).unwrap().to_json().as_bytes(),
+                sign_head(&partial, &key(1), &Clock::system())
+                    .unwrap()
+                    .to_json()
+                    .as_bytes(),
             )
             .unwrap();
         }

@@ -147,6 +147,8 @@ pub(crate) struct DeskParts {
     /// Hold warrants for the operators' review, and how many must approve.
     pub review: bool,
     pub approvals: u32,
+    /// Every time the desk decides by, and writes down.
+    pub clock: crate::Clock,
 }
 
 pub(crate) struct WarrantDesk {
@@ -165,6 +167,7 @@ pub(crate) struct WarrantDesk {
     approvals: u32,
     /// One operator's decision at a time.
     reviewing: tokio::sync::Mutex<()>,
+    clock: crate::Clock,
 }
 
 /// At most this many characters of a requester's string go into the log.
@@ -230,6 +233,7 @@ impl WarrantDesk {
             review: parts.review,
             approvals: parts.approvals,
             reviewing: tokio::sync::Mutex::new(()),
+            clock: parts.clock,
         }
     }
 
@@ -348,7 +352,7 @@ impl WarrantDesk {
         if !self.budgets.authority(&authority) {
             return Err(Refusal::RateLimited.into());
         }
-        let now = crate::now_ms();
+        let now = self.clock.now_ms();
         let outcome = self.check_and_serve(verified, &signed, now, entry).await;
         if let Err(Served::Refused(_)) = &outcome {
             // An id is used once, granted or refused: a copy of a refused
@@ -548,7 +552,7 @@ impl WarrantDesk {
         if !self.budgets.authority(&authority) {
             return Err(Refusal::RateLimited.into());
         }
-        let now = crate::now_ms();
+        let now = self.clock.now_ms();
         let outcome = self.reveal(verified, now, entry);
         if matches!(outcome, Ok(_) | Err(Served::Refused(_))) {
             // A request id is answered once, whatever the answer.
