@@ -108,9 +108,12 @@ impl Harness {
                 Some(request::Kind::SubmitWarrant(submit)) => {
                     warrant_frames(state.warrants.submit(submit.warrant).await)
                 }
-                Some(request::Kind::Collect(collect)) => {
-                    warrant_frames(state.warrants.collect(collect.warrant).await)
-                }
+                Some(request::Kind::Collect(collect)) => warrant_frames(
+                    state
+                        .warrants
+                        .collect(collect.warrant, collect.delivery)
+                        .await,
+                ),
                 kind => vec![handlers::dispatch(state, session, v1::Request { kind }).await],
             }
         })

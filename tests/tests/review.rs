@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use sotto_client::relay::Recipient;
 use sotto_investigator::receipts::{self, Expected};
 use sotto_investigator::{
-    Answered, InvestigatorError, InvestigatorKeys, collect_warrant, new_unmask_request,
-    submit_warrant, unmask,
+    Answered, InvestigatorError, InvestigatorKeys, collect_delivery, collect_warrant,
+    new_unmask_request, submit_warrant, unmask,
 };
 use sotto_proto::v1;
 use sotto_server::RelayConfig;
@@ -75,6 +75,18 @@ async fn ask(
     let receipts = conn.take_receipts();
     conn.close().await;
     (answer, receipts)
+}
+
+/// Delivery `n` of a warrant, fetched again on a fresh connection.
+async fn delivery(
+    relay: &TestRelay,
+    signed: &v1::SignedWarrant,
+    n: u64,
+) -> Result<Answered, InvestigatorError> {
+    let conn = relay.investigator().await;
+    let answer = collect_delivery(&conn, signed.clone(), Some(n)).await;
+    conn.close().await;
+    answer
 }
 
 fn pending(answer: Result<Answered, InvestigatorError>) -> v1::PendingReview {
@@ -214,7 +226,7 @@ async fn hostile_investigator_gets_nothing_before_approval_however_it_asks() {
     .unwrap();
     let opened = chief.open_disclosure(&first, None).unwrap().disclosure;
     assert_eq!(opened.records[0].text, "meet at noon");
-    let (again, _) = ask(&relay, &signed, true).await;
+    let again = delivery(&relay, &signed, 1).await;
     assert_eq!(disclosure(again).encode_to_vec(), bytes);
     // Submitted once more: a replay, as any served warrant.
     let (answer, _) = ask(&relay, &signed, false).await;
@@ -369,7 +381,7 @@ async fn a_held_warrant_outlives_a_restart_and_is_approved_after() {
     let bundle = disclosure(ask(&relay, &signed, true).await.0);
     relay.restart().await;
     assert_eq!(
-        disclosure(ask(&relay, &signed, true).await.0).encode_to_vec(),
+        disclosure(delivery(&relay, &signed, 1).await).encode_to_vec(),
         bundle.encode_to_vec(),
         "the disclosure kept across a restart"
     );
@@ -383,7 +395,7 @@ async fn without_review_a_warrant_is_disclosed_at_once_and_collected_again() {
     let (relay, chief) = relay_with_a_suspect(config, dir.path()).await;
     let signed = warrant(&relay, &chief, "W-5");
     let first = disclosure(ask(&relay, &signed, false).await.0);
-    let again = disclosure(ask(&relay, &signed, true).await.0);
+    let again = disclosure(delivery(&relay, &signed, 1).await);
     assert_eq!(first.encode_to_vec(), again.encode_to_vec());
     match admin(&relay, AdminRequest::List { pending: true }).await {
         AdminAnswer::Held(views) => assert!(views.is_empty()),

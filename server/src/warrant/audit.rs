@@ -113,6 +113,11 @@ pub struct AuditEntry {
     pub approvals: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub review_reason: String,
+    /// A monitoring warrant's delivery number, and whether it was the last.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delivery: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_delivery: bool,
     /// Of a hash-chained log (before the transparency log): the hash of the
     /// line before, and of this one. Empty, and left out, in entries since.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -151,6 +156,8 @@ impl AuditEntry {
             operator: String::new(),
             approvals: 0,
             review_reason: String::new(),
+            delivery: 0,
+            final_delivery: false,
             prev: String::new(),
             hash: String::new(),
         }

@@ -265,7 +265,7 @@ impl WarrantDesk {
 
     /// The warrant verified and checked again, at `now_ms`: the authority
     /// may have been removed, the warrant may have expired while held.
-    fn recheck(
+    pub(super) fn recheck(
         &self,
         held: &HeldWarrant,
         now_ms: i64,
