@@ -60,6 +60,7 @@ impl Harness {
         let (state, writer_thread) = crate::relay::assemble(
             root,
             config,
+            &crate::Clock::system(),
             wrap(opened.store),
             &opened.sealer,
             &opened.disclosure_key,
@@ -107,9 +108,12 @@ impl Harness {
                 Some(request::Kind::SubmitWarrant(submit)) => {
                     warrant_frames(state.warrants.submit(submit.warrant).await)
                 }
-                Some(request::Kind::Collect(collect)) => {
-                    warrant_frames(state.warrants.collect(collect.warrant).await)
-                }
+                Some(request::Kind::Collect(collect)) => warrant_frames(
+                    state
+                        .warrants
+                        .collect(collect.warrant, collect.delivery)
+                        .await,
+                ),
                 kind => vec![handlers::dispatch(state, session, v1::Request { kind }).await],
             }
         })

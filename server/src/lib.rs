@@ -22,7 +22,7 @@
 //! - [`datadir`], [`config`], [`tls`], `files`: the data directory, `relay.toml`, the certificate, private files;
 //! - [`admin`]: the admin socket the operator's `sotto-relay warrant …` commands reach the running relay through;
 //! - [`migrate`]: copies the data directory's store into the other kind;
-//! - [`RelayError`], [`now_ms`]: failures inside the relay, and its clock.
+//! - [`RelayError`], [`Clock`]: failures inside the relay, and its clock (settable only in tests).
 //!
 //! Imports run one way: `relay` → `connection` → `handlers` → `state` → components.
 //!
@@ -64,7 +64,7 @@ pub mod tls;
 pub mod warrant;
 mod writer;
 
-pub use clock::now_ms;
+pub use clock::{Clock, now_ms};
 pub use config::RelayConfig;
 pub use error::RelayError;
 pub(crate) use error::failed_with;

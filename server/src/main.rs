@@ -241,6 +241,7 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         &opened.store,
         &opened.sealer,
         &opened.audit_key,
+        &sotto_server::Clock::system(),
     )? {
         bail!("{why}");
     }

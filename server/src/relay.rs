@@ -53,6 +53,7 @@ pub struct RunningRelay {
     writer_thread: std::thread::JoinHandle<()>,
     /// The data directory, held until the store is closed.
     dir_lock: datadir::DirLock,
+    clock: crate::Clock,
 }
 
 /// Opens (or lays out) the data directory at `root` and starts serving on `config.listen`.
@@ -69,9 +70,11 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
+    let clock = crate::Clock::system();
     let (state, writer_thread) = assemble(
         root,
         config,
+        &clock,
         store,
         &opened.sealer,
         &opened.disclosure_key,
@@ -119,6 +122,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         sweeper,
         writer_thread,
         dir_lock,
+        clock,
     })
 }
 
@@ -127,6 +131,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
 pub(crate) fn assemble(
     root: &Path,
     config: RelayConfig,
+    clock: &crate::Clock,
     store: Arc<dyn Store>,
     sealer: &Arc<crate::seal::Sealer>,
     disclosure_key: &ed25519_dalek::SigningKey,
@@ -134,7 +139,8 @@ pub(crate) fn assemble(
 ) -> Result<(Arc<RelayState>, std::thread::JoinHandle<()>)> {
     let archive = Arc::new(
         NormalArchive::open(store.clone(), sealer.clone())
-            .context("cannot open the normal archive")?,
+            .context("cannot open the normal archive")?
+            .with_clock(clock.clone()),
     );
     let secret_queue = Arc::new(
         SecretQueue::open(store.clone(), sealer.clone(), config.limits.secret_quota())
@@ -153,7 +159,7 @@ pub(crate) fn assemble(
         archive: archive.reader(),
         accounts: accounts.names(),
         grants: Grants::new(store.clone(), sealer.clone()),
-        audit: open_audit_log(root, &store, sealer, audit_key)?,
+        audit: open_audit_log(root, &store, sealer, audit_key, clock)?,
         authorities_path: datadir::authorities_path(root),
         limits: sotto_warrant::Limits::new(
             config.warrant.max_window_days,
@@ -166,6 +172,7 @@ pub(crate) fn assemble(
         held: HeldWarrants::new(store.clone(), sealer.clone()),
         review: config.warrant.review,
         approvals: config.warrant.approvals,
+        clock: clock.clone(),
     });
     let state = Arc::new(RelayState {
         accounts,
@@ -194,12 +201,14 @@ pub fn open_audit_log(
     store: &Arc<dyn Store>,
     sealer: &Arc<crate::seal::Sealer>,
     audit_key: &ed25519_dalek::SigningKey,
+    clock: &crate::Clock,
 ) -> Result<std::result::Result<AuditLog, String>> {
     let anchor = StoredAnchor::new(store.clone(), sealer.clone());
     match AuditLog::open_anchored(
         &datadir::audit_path(root),
         audit_key.clone(),
         Box::new(anchor),
+        clock.clone(),
     ) {
         Ok(log) => Ok(Ok(log)),
         Err(e) if e.downcast_ref::<LogRefused>().is_some() => {
@@ -267,6 +276,12 @@ async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
 impl RunningRelay {
     pub fn state(&self) -> &Arc<RelayState> {
         &self.state
+    }
+
+    /// The relay's clock: the archive's record times and every time the
+    /// warrant desk decides by (settable only with the `test-clock` feature).
+    pub fn clock(&self) -> &crate::Clock {
+        &self.clock
     }
 
     /// Stops accepting, closes every connection, and flushes the store.

@@ -220,6 +220,13 @@ impl TestRelay {
             .expect("connect to the test relay")
     }
 
+    /// An investigator's pinned connection (`sotto-warrant`'s).
+    pub async fn investigator(&self) -> sotto_investigator::RelayConnection {
+        sotto_investigator::RelayConnection::connect(&self.addr.to_string(), self.fingerprint)
+            .await
+            .expect("an investigator connects to the test relay")
+    }
+
     /// Registers `name` with fresh keys and returns the logged-in user.
     pub async fn register(&self, name: &str) -> TestUser {
         let identity = Identity::generate();

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sotto_client::relay::Recipient;
 use sotto_investigator::receipts::{self, Expected};
 use sotto_investigator::{
-    Answered, InvestigatorError, InvestigatorKeys, RelayConnection, collect_warrant,
+    Answered, InvestigatorError, InvestigatorKeys, collect_delivery, collect_warrant,
     new_unmask_request, submit_warrant, unmask,
 };
 use sotto_proto::v1;
@@ -60,19 +60,13 @@ fn warrant(relay: &TestRelay, chief: &InvestigatorKeys, id: &str) -> v1::SignedW
     })
 }
 
-async fn connect(relay: &TestRelay) -> RelayConnection {
-    RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
-        .await
-        .unwrap()
-}
-
 /// Submits (or collects) on a fresh connection: the answer and its receipts.
 async fn ask(
     relay: &TestRelay,
     signed: &v1::SignedWarrant,
     collect: bool,
 ) -> (Result<Answered, InvestigatorError>, Vec<v1::Receipt>) {
-    let conn = connect(relay).await;
+    let conn = relay.investigator().await;
     let answer = if collect {
         collect_warrant(&conn, signed.clone()).await
     } else {
@@ -81,6 +75,18 @@ async fn ask(
     let receipts = conn.take_receipts();
     conn.close().await;
     (answer, receipts)
+}
+
+/// Delivery `n` of a warrant, fetched again on a fresh connection.
+async fn delivery(
+    relay: &TestRelay,
+    signed: &v1::SignedWarrant,
+    n: u64,
+) -> Result<Answered, InvestigatorError> {
+    let conn = relay.investigator().await;
+    let answer = collect_delivery(&conn, signed.clone(), Some(n)).await;
+    conn.close().await;
+    answer
 }
 
 fn pending(answer: Result<Answered, InvestigatorError>) -> v1::PendingReview {
@@ -167,7 +173,7 @@ async fn hostile_investigator_gets_nothing_before_approval_however_it_asks() {
     receipts::keep(&inv, &kept[0], &expected("collect", "pending", None)).unwrap();
     // Unmasked early, guessing: no grant, nothing revealed.
     let request = new_unmask_request(&chief, "W-1", vec!["anon-0".into()], "early", now());
-    let conn = connect(&relay).await;
+    let conn = relay.investigator().await;
     let unmasked = unmask(&conn, chief.sign_unmask(&request)).await;
     conn.close().await;
     match unmasked {
@@ -220,7 +226,7 @@ async fn hostile_investigator_gets_nothing_before_approval_however_it_asks() {
     .unwrap();
     let opened = chief.open_disclosure(&first, None).unwrap().disclosure;
     assert_eq!(opened.records[0].text, "meet at noon");
-    let (again, _) = ask(&relay, &signed, true).await;
+    let again = delivery(&relay, &signed, 1).await;
     assert_eq!(disclosure(again).encode_to_vec(), bytes);
     // Submitted once more: a replay, as any served warrant.
     let (answer, _) = ask(&relay, &signed, false).await;
@@ -375,7 +381,7 @@ async fn a_held_warrant_outlives_a_restart_and_is_approved_after() {
     let bundle = disclosure(ask(&relay, &signed, true).await.0);
     relay.restart().await;
     assert_eq!(
-        disclosure(ask(&relay, &signed, true).await.0).encode_to_vec(),
+        disclosure(delivery(&relay, &signed, 1).await).encode_to_vec(),
         bundle.encode_to_vec(),
         "the disclosure kept across a restart"
     );
@@ -389,7 +395,7 @@ async fn without_review_a_warrant_is_disclosed_at_once_and_collected_again() {
     let (relay, chief) = relay_with_a_suspect(config, dir.path()).await;
     let signed = warrant(&relay, &chief, "W-5");
     let first = disclosure(ask(&relay, &signed, false).await.0);
-    let again = disclosure(ask(&relay, &signed, true).await.0);
+    let again = disclosure(delivery(&relay, &signed, 1).await);
     assert_eq!(first.encode_to_vec(), again.encode_to_vec());
     match admin(&relay, AdminRequest::List { pending: true }).await {
         AdminAnswer::Held(views) => assert!(views.is_empty()),

@@ -37,5 +37,7 @@ pub mod warrant_file;
 pub use error::InvestigatorError;
 pub use keys::{InvestigatorKeys, OpenedDisclosure};
 pub use relay::RelayConnection;
-pub use requests::{Answered, collect_warrant, new_unmask_request, submit_warrant, unmask};
+pub use requests::{
+    Answered, collect_delivery, collect_warrant, new_unmask_request, submit_warrant, unmask,
+};
 pub use warrant_file::{WarrantFile, relay_key_of};

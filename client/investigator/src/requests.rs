@@ -31,13 +31,25 @@ pub async fn submit_warrant(
     warrant_request(conn, submit).await
 }
 
-/// Fetches the disclosure of `signed`, served before (the same bytes each time).
+/// Fetches the next delivery of `signed`, served before: the first one made,
+/// then for a monitoring warrant the records stored since the last.
 pub async fn collect_warrant(
     conn: &RelayConnection,
     signed: v1::SignedWarrant,
 ) -> Result<Answered, InvestigatorError> {
+    collect_delivery(conn, signed, None).await
+}
+
+/// Fetches delivery number `delivery` of `signed` again (the same bytes as
+/// when it was first handed out), or with `None` the next one.
+pub async fn collect_delivery(
+    conn: &RelayConnection,
+    signed: v1::SignedWarrant,
+    delivery: Option<u64>,
+) -> Result<Answered, InvestigatorError> {
     let collect = request::Kind::Collect(v1::Collect {
         warrant: Some(signed),
+        delivery,
     });
     warrant_request(conn, collect).await
 }

@@ -10,10 +10,10 @@ use super::dedup::window_find;
 use super::posting::Posting;
 use super::segment::{first_id_of, record_key, segment_key, sent_at_of};
 use super::{Appended, Destination, NewNormal, NormalArchive, SEGMENT_TEXT_BYTES};
+use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::records::{NormalRecord, SegmentRecord, StoredReceipt};
 use crate::store::{Batch, Tree};
-use crate::{RelayError, now_ms};
 
 /// The writes of one segment, staged before they are applied.
 #[derive(Default)]
@@ -52,7 +52,7 @@ impl NormalArchive {
         while msgs.peek().is_some() {
             let (first, segment) = {
                 let recent = self.read_recent();
-                let first = (recent.last_id + 1).max(first_id_of(now_ms()));
+                let first = (recent.last_id + 1).max(first_id_of(self.clock.now_ms()));
                 (first, recent.last_segment + 1)
             };
             let mut staged = Staged::default();

@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 
-use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::records::{GroupRecord, NormalRecord, StoredReceipt, read_u64};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
+use crate::{Clock, RelayError};
 
 mod append;
 mod checkpoint;
@@ -102,6 +102,8 @@ pub struct NormalArchive {
     recent: RwLock<Recent>,
     /// See [`checkpoint::CHUNK_POSTINGS`] (smaller in tests).
     chunk_postings: usize,
+    /// Where a record's time (and so its id) comes from.
+    clock: Clock,
 }
 
 impl NormalArchive {
@@ -142,6 +144,7 @@ impl NormalArchive {
             acks: Mutex::new(()),
             recent: RwLock::new(Recent::default()),
             chunk_postings: checkpoint::CHUNK_POSTINGS,
+            clock: Clock::system(),
         };
         archive.recover()?;
         Ok(archive)
@@ -223,6 +226,12 @@ impl NormalArchive {
     }
 
     /// The read-only view of the archive that the warrant module is given.
+    /// The archive with its records' times read from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub fn reader(self: &Arc<Self>) -> ArchiveReader {
         ArchiveReader {
             archive: self.clone(),
@@ -255,6 +264,19 @@ impl ArchiveReader {
             .into_iter()
             .map(|p| a.load(p))
             .collect()
+    }
+
+    /// A time before which the archive already holds every record it ever
+    /// will: no append is under way (it waits for the writer's turn), and
+    /// every later one is stamped at or after it (ids never go back, and the
+    /// clock is read before the writer is free again).
+    pub fn settled_before(&self) -> i64 {
+        let _no_append = self
+            .archive
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.archive.clock.now_ms()
     }
 }
 

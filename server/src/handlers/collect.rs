@@ -7,6 +7,9 @@ use sotto_proto::v1::Collect;
 use crate::state::RelayState;
 
 pub async fn serve(state: &RelayState, send: quinn::SendStream, collect: Collect) {
-    let answer = state.warrants.collect(collect.warrant).await;
+    let answer = state
+        .warrants
+        .collect(collect.warrant, collect.delivery)
+        .await;
     super::submit_warrant::write(state, send, "collect", answer).await;
 }

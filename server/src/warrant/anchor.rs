@@ -102,7 +102,7 @@ mod tests {
 
     fn open(dir: &TestDir, path: &Path) -> anyhow::Result<AuditLog> {
         let anchor = StoredAnchor::new(dir.store(), dir.sealer.clone());
-        AuditLog::open_anchored(path, key(), Box::new(anchor))
+        AuditLog::open_anchored(path, key(), Box::new(anchor), crate::Clock::system())
     }
 
     /// A relay's log of three granted warrants, closed.

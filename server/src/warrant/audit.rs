@@ -36,6 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::Clock;
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,11 @@ pub struct AuditEntry {
     pub approvals: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub review_reason: String,
+    /// A monitoring warrant's delivery number, and whether it was the last.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delivery: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_delivery: bool,
     /// Of a hash-chained log (before the transparency log): the hash of the
     /// line before, and of this one. Empty, and left out, in entries since.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -150,6 +156,8 @@ impl AuditEntry {
             operator: String::new(),
             approvals: 0,
             review_reason: String::new(),
+            delivery: 0,
+            final_delivery: false,
             prev: String::new(),
             hash: String::new(),
         }
@@ -194,6 +202,8 @@ pub struct AuditLog {
     audit_key: SigningKey,
     anchor: Option<Box<dyn Anchor>>,
     state: Mutex<LogState>,
+    /// Entries' and heads' times.
+    clock: Clock,
 }
 
 /// What the relay last vouched for: the tree of `size` entries with `root`
@@ -230,10 +240,6 @@ pub fn heads_path(log: &Path) -> PathBuf {
     log.with_extension("heads")
 }
 
-fn now_ms() -> i64 {
-    crate::clock::now_ms()
-}
-
 impl AuditLog {
     /// Opens the log at `path` (it need not exist yet), migrating a hash-chained
     /// log first, and signs a head for it if its last one does not cover it all.
@@ -242,7 +248,7 @@ impl AuditLog {
     /// naming the entry. Without an anchor: for tools and tests; the relay
     /// opens its log with [`AuditLog::open_anchored`].
     pub fn open(path: &Path, audit_key: SigningKey) -> Result<Self> {
-        Self::open_with(path, audit_key, None)
+        Self::open_with(path, audit_key, None, Clock::system())
     }
 
     /// As [`AuditLog::open`], and checks the log against `anchor`, what the
@@ -252,14 +258,16 @@ impl AuditLog {
         path: &Path,
         audit_key: SigningKey,
         anchor: Box<dyn Anchor>,
+        clock: Clock,
     ) -> Result<Self> {
-        Self::open_with(path, audit_key, Some(anchor))
+        Self::open_with(path, audit_key, Some(anchor), clock)
     }
 
     fn open_with(
         path: &Path,
         audit_key: SigningKey,
         anchor: Option<Box<dyn Anchor>>,
+        clock: Clock,
     ) -> Result<Self> {
         let heads = heads_path(path);
         let anchored = match &anchor {
@@ -305,7 +313,7 @@ impl AuditLog {
                 head
             }
             _ => {
-                let head = sign_head(&tree, &audit_key)?;
+                let head = sign_head(&tree, &audit_key, &clock)?;
                 append_line(&heads, head.to_json().as_bytes())?;
                 head
             }
@@ -326,6 +334,7 @@ impl AuditLog {
             audit_key,
             anchor,
             state: Mutex::new(LogState { tree, head }),
+            clock,
         })
     }
 
@@ -335,9 +344,7 @@ impl AuditLog {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let index = state.tree.len();
         entry.seq = index + 1;
-        entry.time = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        entry.time = self.clock.now_rfc3339();
         entry.prev = String::new();
         entry.hash = String::new();
         let line = serde_json::to_vec(&entry).context("cannot encode an audit entry")?;
@@ -352,7 +359,7 @@ impl AuditLog {
         }
         let before = append_line(&self.path, &line)?;
         state.tree.push(&line);
-        let head = sign_head(&state.tree, &self.audit_key)?;
+        let head = sign_head(&state.tree, &self.audit_key, &self.clock)?;
         if let Err(e) = append_line(&self.heads, head.to_json().as_bytes()) {
             // No head covers the entry: take it back, so that the log on
             // disk is what the tree in memory and the heads say.
@@ -460,12 +467,12 @@ fn check_anchored(tree: &Tree, anchored: &Anchored) -> std::result::Result<(), S
     }
 }
 
-fn sign_head(tree: &Tree, audit_key: &SigningKey) -> Result<SignedTreeHead> {
+fn sign_head(tree: &Tree, audit_key: &SigningKey, clock: &Clock) -> Result<SignedTreeHead> {
     let size = tree.len();
     Ok(TreeHead {
         size,
         root: tree.root(size)?,
-        time_ms: now_ms(),
+        time_ms: clock.now_ms(),
     }
     .sign(audit_key))
 }
@@ -881,7 +888,10 @@ mod tests {
             partial.push_leaf_hash(tree.leaf(i).unwrap());
             append_line(
                 &heads_path(path),
-                sign_head(&partial, &key(1)).unwrap().to_json().as_bytes(),
+                sign_head(&partial, &key(1), &Clock::system())
+                    .unwrap()
+                    .to_json()
+                    .as_bytes(),
             )
             .unwrap();
         }

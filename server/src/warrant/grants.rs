@@ -88,6 +88,29 @@ impl Grants {
             .sealer
             .seal_padded(Tree::Warrants, &key, &grant.encode_to_vec());
         let mut batch = Batch::guarded(Tree::Warrants, key, sealed);
+        self.put_pseudonyms(&mut batch, grant, pseudonyms);
+        Ok(matches!(self.store.apply(batch)?, Applied::Written))
+    }
+
+    /// Adds the pseudonyms a later delivery of a granted warrant issued (the
+    /// same names map to the same pseudonyms in every delivery). Not yet durable.
+    pub fn add_pseudonyms(
+        &self,
+        grant: &Grant,
+        pseudonyms: &BTreeMap<String, String>,
+    ) -> Result<(), RelayError> {
+        let mut batch = Batch::default();
+        self.put_pseudonyms(&mut batch, grant, pseudonyms);
+        self.store.apply(batch)?;
+        Ok(())
+    }
+
+    fn put_pseudonyms(
+        &self,
+        batch: &mut Batch,
+        grant: &Grant,
+        pseudonyms: &BTreeMap<String, String>,
+    ) {
         for (pseudonym, user) in pseudonyms {
             let pkey = self.pseudonym_key(&grant.authority, &grant.warrant_id, pseudonym);
             let sealed = self
@@ -95,7 +118,6 @@ impl Grants {
                 .seal_padded(Tree::Warrants, &pkey, user.as_bytes());
             batch.put(Tree::Warrants, pkey, sealed);
         }
-        Ok(matches!(self.store.apply(batch)?, Applied::Written))
     }
 
     pub fn get(&self, authority: &str, warrant_id: &str) -> Result<Option<Grant>, RelayError> {

@@ -65,9 +65,49 @@ pub(crate) struct HeldWarrant {
     pub conversations: u64,
     #[prost(uint64, tag = "14")]
     pub pseudonyms: u64,
+    /// Deliveries made (0 for one disclosed before deliveries: then its
+    /// disclosure is delivery 1, and final), each kept as it was sealed.
+    #[prost(uint64, tag = "15")]
+    pub deliveries: u64,
+    /// Where the last delivery ended (milliseconds): the next starts there.
+    #[prost(int64, tag = "16")]
+    pub delivered_until: i64,
+    /// The last delivery was final: the window had ended, all of it delivered.
+    #[prost(bool, tag = "17")]
+    pub finished: bool,
+    /// How many deliveries were handed out as "the next" (`Collect` without a number).
+    #[prost(uint64, tag = "18")]
+    pub collected: u64,
+    /// The parts of deliveries 2, 3, … (delivery 1's are `parts`).
+    #[prost(uint32, repeated, tag = "19")]
+    pub delivery_parts: Vec<u32>,
 }
 
 impl HeldWarrant {
+    /// Deliveries made so far.
+    pub fn made(&self) -> u64 {
+        match (self.stage(), self.deliveries) {
+            (Stage::Disclosed, 0) => 1,
+            (_, made) => made,
+        }
+    }
+
+    /// Whether its last delivery was made.
+    pub fn all_delivered(&self) -> bool {
+        self.finished || (self.stage() == Stage::Disclosed && self.deliveries == 0)
+    }
+
+    /// How many parts delivery `delivery` has, if it was made.
+    fn parts_of(&self, delivery: u64) -> Option<u32> {
+        match delivery {
+            1 if self.made() >= 1 => Some(self.parts),
+            0 | 1 => None,
+            n => usize::try_from(n - 2)
+                .ok()
+                .and_then(|i| self.delivery_parts.get(i).copied()),
+        }
+    }
+
     pub fn signed_warrant(&self) -> Result<v1::SignedWarrant, RelayError> {
         v1::SignedWarrant::decode(self.signed.as_slice())
             .map_err(|_| RelayError::Corrupt("a held warrant"))
@@ -82,6 +122,8 @@ pub(crate) struct HeldWarrants {
 const HELD: &[u8] = b"held\0";
 const HELD_END: &[u8] = b"held\x01";
 const PART: &[u8] = b"part\0";
+/// Parts of deliveries after the first.
+const DELIVERY_PART: &[u8] = b"dpart\0";
 /// The most held warrants listed at once.
 pub(crate) const MAX_LISTED: usize = 10_000;
 
@@ -96,9 +138,12 @@ impl HeldWarrants {
         key
     }
 
-    fn part_key(&self, authority: &str, warrant_id: &str, part: u32) -> Vec<u8> {
-        let mut key = PART.to_vec();
+    fn part_key(&self, authority: &str, warrant_id: &str, delivery: u64, part: u32) -> Vec<u8> {
+        let mut key = if delivery <= 1 { PART } else { DELIVERY_PART }.to_vec();
         key.extend_from_slice(&warrant_blind(&self.sealer, authority, warrant_id));
+        if delivery > 1 {
+            key.extend_from_slice(&delivery.to_be_bytes());
+        }
         key.extend_from_slice(&part.to_be_bytes());
         key
     }
@@ -137,14 +182,25 @@ impl HeldWarrants {
         ))
     }
 
-    /// Writes `held` over what was kept, with its disclosure's parts if
+    /// Writes `held` over what was kept, with its first delivery's parts if
     /// given, in one batch. Not yet durable.
     pub fn update(&self, held: &HeldWarrant, parts: &[v1::SealedBundle]) -> Result<(), RelayError> {
+        self.deliver(held, 1, parts)
+    }
+
+    /// Writes `held` over what was kept, with the parts of its delivery
+    /// number `delivery`, in one batch. Not yet durable.
+    pub fn deliver(
+        &self,
+        held: &HeldWarrant,
+        delivery: u64,
+        parts: &[v1::SealedBundle],
+    ) -> Result<(), RelayError> {
         let key = self.key(&held.authority, &held.warrant_id);
         let mut batch = Batch::default();
         for (n, part) in parts.iter().enumerate() {
             let n = u32::try_from(n).map_err(|_| RelayError::Corrupt("a disclosure's parts"))?;
-            let pkey = self.part_key(&held.authority, &held.warrant_id, n);
+            let pkey = self.part_key(&held.authority, &held.warrant_id, delivery, n);
             let sealed = self
                 .sealer
                 .seal_padded(Tree::Warrants, &pkey, &part.encode_to_vec());
@@ -158,11 +214,19 @@ impl HeldWarrants {
         Ok(())
     }
 
-    /// The sealed parts of a disclosed warrant, as they were handed out first.
-    pub fn parts(&self, held: &HeldWarrant) -> Result<Vec<v1::SealedBundle>, RelayError> {
-        (0..held.parts)
+    /// The sealed parts of delivery `delivery` of a disclosed warrant, as
+    /// they were handed out first; `None` if it was not made.
+    pub fn delivery(
+        &self,
+        held: &HeldWarrant,
+        delivery: u64,
+    ) -> Result<Option<Vec<v1::SealedBundle>>, RelayError> {
+        let Some(parts) = held.parts_of(delivery) else {
+            return Ok(None);
+        };
+        (0..parts)
             .map(|n| {
-                let key = self.part_key(&held.authority, &held.warrant_id, n);
+                let key = self.part_key(&held.authority, &held.warrant_id, delivery, n);
                 let sealed = self
                     .store
                     .get(Tree::Warrants, &key)?
@@ -171,7 +235,8 @@ impl HeldWarrants {
                 v1::SealedBundle::decode(plain.as_slice())
                     .map_err(|_| RelayError::Corrupt("a disclosure's part"))
             })
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     /// Every held warrant, oldest first (at most [`MAX_LISTED`]).

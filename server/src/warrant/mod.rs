@@ -96,8 +96,8 @@ pub enum WarrantAnswer {
 enum Asked {
     /// Serve it (`SubmitWarrant`): a warrant already disclosed is a replay.
     Submit,
-    /// Its disclosure, fetched (again) (`Collect`).
-    Collect,
+    /// Its next delivery, or (with a number) one made before, again (`Collect`).
+    Collect(Option<u64>),
 }
 
 /// What a failed attempt was, for the audit log.
@@ -147,6 +147,8 @@ pub(crate) struct DeskParts {
     /// Hold warrants for the operators' review, and how many must approve.
     pub review: bool,
     pub approvals: u32,
+    /// Every time the desk decides by, and writes down.
+    pub clock: crate::Clock,
 }
 
 pub(crate) struct WarrantDesk {
@@ -165,6 +167,7 @@ pub(crate) struct WarrantDesk {
     approvals: u32,
     /// One operator's decision at a time.
     reviewing: tokio::sync::Mutex<()>,
+    clock: crate::Clock,
 }
 
 /// At most this many characters of a requester's string go into the log.
@@ -185,6 +188,9 @@ struct Disclosure {
     parts: Vec<v1::SealedBundle>,
     /// Records, conversations, pseudonyms.
     counts: (u64, u64, u64),
+    /// Where it ends (milliseconds), and whether it is the last.
+    until_ms: i64,
+    is_final: bool,
 }
 
 /// Hex of the SHA-256 of the bundle file `sotto-warrant` saves of `parts`.
@@ -230,6 +236,7 @@ impl WarrantDesk {
             review: parts.review,
             approvals: parts.approvals,
             reviewing: tokio::sync::Mutex::new(()),
+            clock: parts.clock,
         }
     }
 
@@ -241,8 +248,12 @@ impl WarrantDesk {
 
     /// Fetches the disclosure of a warrant served before (the same bytes each
     /// time), or says it is still held for review, or why not.
-    pub async fn collect(&self, signed: Option<v1::SignedWarrant>) -> Answer<WarrantAnswer> {
-        self.warrant_request(signed, Asked::Collect).await
+    pub async fn collect(
+        &self,
+        signed: Option<v1::SignedWarrant>,
+        delivery: Option<u64>,
+    ) -> Answer<WarrantAnswer> {
+        self.warrant_request(signed, Asked::Collect(delivery)).await
     }
 
     async fn warrant_request(
@@ -255,7 +266,7 @@ impl WarrantDesk {
         }
         let kind = match asked {
             Asked::Submit => "warrant",
-            Asked::Collect => "collect",
+            Asked::Collect(_) => "collect",
         };
         let mut entry = AuditEntry::new(kind, "refused");
         entry.request_sha256 = request_hash(signed.as_ref());
@@ -333,9 +344,9 @@ impl WarrantDesk {
         let authority = verified.authority.name.clone();
         let id = verified.message.id.clone();
         if let Some(held) = self.held.get(&authority, &id)? {
-            return self.answer_held(&held, &signed, asked, entry);
+            return self.answer_held(&held, &signed, asked, entry).await;
         }
-        if asked == Asked::Collect {
+        if asked != Asked::Submit {
             if !self.budgets.authority(&authority) {
                 return Err(Refusal::RateLimited.into());
             }
@@ -348,7 +359,7 @@ impl WarrantDesk {
         if !self.budgets.authority(&authority) {
             return Err(Refusal::RateLimited.into());
         }
-        let now = crate::now_ms();
+        let now = self.clock.now_ms();
         let outcome = self.check_and_serve(verified, &signed, now, entry).await;
         if let Err(Served::Refused(_)) = &outcome {
             // An id is used once, granted or refused: a copy of a refused
@@ -361,7 +372,7 @@ impl WarrantDesk {
 
     /// The answer for a warrant the relay holds: the same warrant again
     /// (never another under its id) is told where its review stands.
-    fn answer_held(
+    async fn answer_held(
         &self,
         held: &HeldWarrant,
         signed: &v1::SignedWarrant,
@@ -384,14 +395,84 @@ impl WarrantDesk {
         match stage {
             Stage::Pending => Ok(WarrantAnswer::Pending(self.pending(held))),
             Stage::Rejected => Err(Refusal::Rejected(clip(&held.reason)).into()),
-            Stage::Disclosed => {
-                let parts = self.held.parts(held)?;
-                entry.records = held.records;
-                entry.conversations = held.conversations;
-                entry.pseudonyms = held.pseudonyms;
-                Ok(WarrantAnswer::Disclosed(parts))
-            }
+            Stage::Disclosed => match asked {
+                Asked::Collect(Some(number)) => self.delivered(held, number, entry),
+                _ => self.next_delivery(held, entry).await,
+            },
         }
+    }
+
+    /// Delivery `number` of a disclosed warrant, as it was handed out first.
+    fn delivered(
+        &self,
+        held: &HeldWarrant,
+        number: u64,
+        entry: &mut AuditEntry,
+    ) -> Result<WarrantAnswer, Served> {
+        let made = held.made();
+        let parts = self
+            .held
+            .delivery(held, number)?
+            .ok_or(Refusal::NoSuchDelivery {
+                asked: number,
+                made,
+            })?;
+        entry.delivery = number;
+        entry.final_delivery = number == made && held.all_delivered();
+        if number == 1 {
+            entry.records = held.records;
+            entry.conversations = held.conversations;
+            entry.pseudonyms = held.pseudonyms;
+        }
+        Ok(WarrantAnswer::Disclosed(parts))
+    }
+
+    /// The next delivery of a disclosed warrant: one made but not handed out
+    /// as the next yet (the first, made at approval), or a new one with the
+    /// records stored since the last, while the warrant is valid.
+    async fn next_delivery(
+        &self,
+        held: &HeldWarrant,
+        entry: &mut AuditEntry,
+    ) -> Result<WarrantAnswer, Served> {
+        // Deliveries of a warrant are made one at a time, from what is kept.
+        let _one_at_a_time = self.reviewing.lock().await;
+        let mut held = self
+            .held
+            .get(&held.authority, &held.warrant_id)?
+            .ok_or(crate::RelayError::Corrupt("a held warrant"))?;
+        let made = held.made();
+        if held.collected < made {
+            let number = held.collected + 1;
+            held.collected = number;
+            self.held.deliver(&held, number, &[])?;
+            self.writer.durable().await?;
+            return self.delivered(&held, number, entry);
+        }
+        if held.all_delivered() {
+            return Err(Refusal::AllDelivered { made }.into());
+        }
+        let number = made
+            .checked_add(1)
+            .ok_or(crate::RelayError::Corrupt("a warrant's deliveries"))?;
+        let now = self.clock.now_ms();
+        // Still valid now (not expired, its authority still registered).
+        let checked = self.recheck(&held, now)?;
+        let from = held.delivered_until;
+        let delivery = self.prepare_delivery(&checked, number, from, now, entry)?;
+        self.grants
+            .add_pseudonyms(&delivery.grant, &delivery.pseudonyms)?;
+        held.deliveries = number;
+        held.collected = number;
+        held.delivered_until = delivery.until_ms;
+        held.finished = delivery.is_final;
+        held.delivery_parts.push(
+            u32::try_from(delivery.parts.len())
+                .map_err(|_| crate::RelayError::Corrupt("a disclosure's parts"))?,
+        );
+        self.held.deliver(&held, number, &delivery.parts)?;
+        self.writer.durable().await?;
+        Ok(WarrantAnswer::Disclosed(delivery.parts))
     }
 
     fn approvals_needed(&self, held: &HeldWarrant) -> u32 {
@@ -427,6 +508,8 @@ impl WarrantDesk {
         };
         if !self.review {
             let disclosure = self.prepare_disclosure(&checked, now_ms, entry)?;
+            // Handed out now: the first collect is the next delivery.
+            held.collected = 1;
             let parts = self
                 .commit_disclosure(disclosure, &mut held, now_ms)
                 .await?;
@@ -438,7 +521,7 @@ impl WarrantDesk {
                 .held
                 .get(&held.authority, &held.warrant_id)?
                 .ok_or(crate::RelayError::Corrupt("a held warrant"))?;
-            return self.answer_held(&held, signed, Asked::Submit, entry);
+            return Box::pin(self.answer_held(&held, signed, Asked::Submit, entry)).await;
         }
         self.writer.durable().await?;
         Ok(WarrantAnswer::Pending(self.pending(&held)))
@@ -464,15 +547,43 @@ impl WarrantDesk {
         Ok(checked)
     }
 
-    /// The disclosure of a checked warrant, sealed, not yet recorded; the
-    /// entry gets its counts.
+    /// The first delivery of a checked warrant (from the start of its
+    /// window), sealed, not yet recorded; the entry gets its counts.
     fn prepare_disclosure(
         &self,
         checked: &CheckedWarrant,
         now_ms: i64,
         entry: &mut AuditEntry,
     ) -> Result<Disclosure, Served> {
-        let outcome = sotto_warrant::disclose(&self.archive, checked, &self.pseudonym_key, now_ms)?;
+        self.prepare_delivery(checked, 1, checked.window.from_ms(), now_ms, entry)
+    }
+
+    /// Delivery `number` of a checked warrant: the records sent from
+    /// `from_ms` up to now (never past its window's end), sealed, not yet
+    /// recorded; final once the window has ended. The entry gets its counts.
+    fn prepare_delivery(
+        &self,
+        checked: &CheckedWarrant,
+        number: u64,
+        from_ms: i64,
+        now_ms: i64,
+        entry: &mut AuditEntry,
+    ) -> Result<Disclosure, Served> {
+        // Every record sent before `settled` is in the archive already.
+        let settled = self.archive.settled_before();
+        let window = checked.window.within(from_ms, settled);
+        let is_final = settled >= checked.window.until_ms();
+        let mut outcome = sotto_warrant::disclose_within(
+            &self.archive,
+            checked,
+            &window,
+            &self.pseudonym_key,
+            now_ms,
+        )?;
+        outcome.disclosure.delivery = number;
+        outcome.disclosure.is_final = is_final;
+        entry.delivery = number;
+        entry.final_delivery = is_final;
         entry.records = outcome.disclosure.records.len() as u64;
         entry.conversations = outcome.conversations as u64;
         entry.pseudonyms = outcome.pseudonyms.len() as u64;
@@ -495,6 +606,8 @@ impl WarrantDesk {
             pseudonyms: outcome.pseudonyms,
             parts,
             counts: (entry.records, entry.conversations, entry.pseudonyms),
+            until_ms: window.until_ms(),
+            is_final,
         })
     }
 
@@ -514,6 +627,9 @@ impl WarrantDesk {
         }
         held.stage = Stage::Disclosed as i32;
         held.decided_at = now_ms;
+        held.deliveries = 1;
+        held.delivered_until = disclosure.until_ms;
+        held.finished = disclosure.is_final;
         held.parts = u32::try_from(disclosure.parts.len())
             .map_err(|_| crate::RelayError::Corrupt("a disclosure's parts"))?;
         (held.records, held.conversations, held.pseudonyms) = disclosure.counts;
@@ -548,7 +664,7 @@ impl WarrantDesk {
         if !self.budgets.authority(&authority) {
             return Err(Refusal::RateLimited.into());
         }
-        let now = crate::now_ms();
+        let now = self.clock.now_ms();
         let outcome = self.reveal(verified, now, entry);
         if matches!(outcome, Ok(_) | Err(Served::Refused(_))) {
             // A request id is answered once, whatever the answer.

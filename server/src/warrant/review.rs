@@ -175,15 +175,16 @@ impl WarrantDesk {
         let mut view = self.view(&held);
         if held.stage() == Stage::Pending {
             let mut entry = AuditEntry::new("review", "");
-            match self.recheck(&held, crate::now_ms()) {
-                Ok(checked) => match self.prepare_disclosure(&checked, crate::now_ms(), &mut entry)
-                {
-                    Ok(_) => {
-                        (view.records, view.conversations, view.pseudonyms) =
-                            (entry.records, entry.conversations, entry.pseudonyms)
+            match self.recheck(&held, self.clock.now_ms()) {
+                Ok(checked) => {
+                    match self.prepare_disclosure(&checked, self.clock.now_ms(), &mut entry) {
+                        Ok(_) => {
+                            (view.records, view.conversations, view.pseudonyms) =
+                                (entry.records, entry.conversations, entry.pseudonyms)
+                        }
+                        Err(e) => view.counts_unknown = served_text(e),
                     }
-                    Err(e) => view.counts_unknown = served_text(e),
-                },
+                }
                 Err(e) => view.counts_unknown = served_text(e),
             }
         }
@@ -211,7 +212,7 @@ impl WarrantDesk {
         let approvals = u32::try_from(held.approved_by.len()).unwrap_or(u32::MAX);
         let mut entry = self.review_entry(&held, "approved", by)?;
         entry.approvals = approvals.into();
-        let now = crate::now_ms();
+        let now = self.clock.now_ms();
         if approvals < needed {
             self.log(entry)?;
             self.held.update(&held, &[])?;
@@ -267,7 +268,7 @@ impl WarrantDesk {
         held.stage = Stage::Rejected as i32;
         held.rejected_by = by.to_owned();
         held.reason = reason.to_owned();
-        held.decided_at = crate::now_ms();
+        held.decided_at = self.clock.now_ms();
         self.held.update(&held, &[])?;
         self.writer.durable().await?;
         Ok(Reviewed::Rejected)
@@ -318,7 +319,7 @@ impl WarrantDesk {
 
     /// The warrant verified and checked again, at `now_ms`: the authority
     /// may have been removed, the warrant may have expired while held.
-    fn recheck(
+    pub(super) fn recheck(
         &self,
         held: &HeldWarrant,
         now_ms: i64,

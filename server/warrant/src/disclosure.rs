@@ -57,14 +57,31 @@ pub fn disclose<R: NormalRecords>(
     key: &PseudonymKey,
     now_ms: i64,
 ) -> Result<Outcome, R::Error> {
+    disclose_within(archive, checked, &checked.window, key, now_ms)
+}
+
+/// As [`disclose`], for the records of `window` only (one delivery of a
+/// monitoring warrant; made by [`Window::within`] of the warrant's window,
+/// so it never reaches outside it). Pseudonyms are the warrant's, the same
+/// in every delivery.
+pub fn disclose_within<R: NormalRecords>(
+    archive: &R,
+    checked: &CheckedWarrant,
+    window: &Window,
+    key: &PseudonymKey,
+    now_ms: i64,
+) -> Result<Outcome, R::Error> {
     let w = &checked.warrant;
     let took_part = |r: &ArchivedRecord, target: &str| {
         r.from == target || r.participants.iter().any(|p| p == target)
     };
     let mut records = BTreeMap::new();
-    for target in &w.targets {
-        for record in archive.records_of(target, &checked.window)? {
-            if checked.window.contains(record.sent_at) && took_part(&record, target) {
+    for target in w.targets.iter().filter(|_| !window.is_empty()) {
+        for record in archive.records_of(target, window)? {
+            if window.contains(record.sent_at)
+                && checked.window.contains(record.sent_at)
+                && took_part(&record, target)
+            {
                 records.insert((record.sent_at, record.id), record);
             }
         }
@@ -102,6 +119,9 @@ pub fn disclose<R: NormalRecords>(
             pseudonyms: pseudonyms.keys().cloned().collect(),
             part: 0,
             parts: 1,
+            covers_from: window.from_ms(),
+            covers_until: window.until_ms(),
+            ..Default::default()
         },
         pseudonyms,
         conversations: conversations.len(),
@@ -134,6 +154,10 @@ pub fn split(disclosure: v1::Disclosure, max_bytes: usize) -> Vec<v1::Disclosure
                 case_reference: disclosure.case_reference.clone(),
                 generated_at: disclosure.generated_at,
                 targets: disclosure.targets.clone(),
+                delivery: disclosure.delivery,
+                covers_from: disclosure.covers_from,
+                covers_until: disclosure.covers_until,
+                is_final: disclosure.is_final,
                 ..Default::default()
             }
         }
@@ -183,6 +207,9 @@ pub fn join(mut parts: Vec<v1::Disclosure>) -> Result<v1::Disclosure, JoinError>
             && p.case_reference == first.case_reference
             && p.generated_at == first.generated_at
             && p.targets == first.targets
+            && p.delivery == first.delivery
+            && (p.covers_from, p.covers_until, p.is_final)
+                == (first.covers_from, first.covers_until, first.is_final)
             && p.parts.max(1) == count;
         if !same {
             return Err(JoinError::Mismatch(p.part));
@@ -235,6 +262,7 @@ mod tests {
             pseudonyms: (0..records).map(|i| format!("anon-{i:024x}")).collect(),
             part: 0,
             parts: 1,
+            ..Default::default()
         }
     }
 

@@ -50,7 +50,9 @@ pub use check::{
     CheckedUnmask, CheckedWarrant, Limits, Verified, check_unmask, check_warrant, verify_unmask,
     verify_warrant,
 };
-pub use disclosure::{ArchivedRecord, JoinError, NormalRecords, Outcome, disclose, join, split};
+pub use disclosure::{
+    ArchivedRecord, JoinError, NormalRecords, Outcome, disclose, disclose_within, join, split,
+};
 pub use grant::Grant;
 pub use pseudonym::{PseudonymKey, Pseudonymizer};
 pub use refusal::Refusal;

@@ -41,6 +41,16 @@ pub enum Refusal {
     NotDisclosed,
     /// The relay's operators rejected the warrant in review (their reason).
     Rejected(String),
+    /// Every delivery of a monitoring warrant was made: the last of `made` was final.
+    AllDelivered {
+        made: u64,
+    },
+    /// A delivery asked for by a number that is not one made: 0, or past the
+    /// `made` so far.
+    NoSuchDelivery {
+        asked: u64,
+        made: u64,
+    },
 }
 
 impl Refusal {
@@ -68,6 +78,8 @@ impl Refusal {
             Refusal::UnknownWarrant => "unknown_warrant",
             Refusal::NotDisclosed => "not_disclosed",
             Refusal::Rejected(_) => "rejected",
+            Refusal::AllDelivered { .. } => "all_delivered",
+            Refusal::NoSuchDelivery { .. } => "no_such_delivery",
         }
     }
 
@@ -153,6 +165,16 @@ impl fmt::Display for Refusal {
             Refusal::Rejected(reason) => write!(
                 f,
                 "the relay's operators rejected the warrant in review (final): {reason:?}"
+            ),
+            Refusal::AllDelivered { made } => write!(
+                f,
+                "nothing more: all {made} deliveries of this warrant were made, the last final \
+                 (fetch one again by its number)"
+            ),
+            Refusal::NoSuchDelivery { asked, made } => write!(
+                f,
+                "there is no delivery {asked} of this warrant: deliveries are numbered from 1, \
+                 and {made} were made so far"
             ),
         }
     }

@@ -75,6 +75,21 @@ impl Window {
     pub fn contains(&self, at_ms: i64) -> bool {
         self.from_ms <= at_ms && at_ms < self.until_ms
     }
+
+    /// The part of this window from `from_ms` up to `until_ms` (a delivery
+    /// of a monitoring warrant), never reaching outside it; empty (starting
+    /// and ending at the later start) when there is no such part.
+    pub fn within(&self, from_ms: i64, until_ms: i64) -> Window {
+        let from_ms = from_ms.clamp(self.from_ms, self.until_ms);
+        Window {
+            from_ms,
+            until_ms: until_ms.clamp(from_ms, self.until_ms),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.from_ms >= self.until_ms
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +136,26 @@ mod tests {
             Window::checked(EARLIEST_SECS - 1, EARLIEST_SECS + 10, NOW, MAX),
             Err(Refusal::BadWindow(_))
         ));
+    }
+
+    #[test]
+    fn a_delivery_never_reaches_outside_the_window() {
+        let w = Window::checked(NOW - 10, NOW, NOW + 10, MAX).unwrap();
+        assert_eq!(w.within(i64::MIN, i64::MAX), w);
+        let part = w.within((NOW - 5) * 1000, (NOW + 99) * 1000);
+        assert_eq!(
+            (part.from_ms(), part.until_ms()),
+            ((NOW - 5) * 1000, NOW * 1000)
+        );
+        for (from, until) in [
+            (NOW * 1000, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (i64::MIN, i64::MIN),
+        ] {
+            let empty = w.within(from, until);
+            assert!(empty.is_empty() && !empty.contains(empty.from_ms()));
+            assert!(w.from_ms() <= empty.from_ms() && empty.until_ms() <= w.until_ms());
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sotto_investigator::display::printable;
 use sotto_investigator::issue::{self, IssueArgs};
 use sotto_investigator::requests::audit_proof;
 use sotto_investigator::show::{self, WarrantView};
-use sotto_investigator::{Answered, collect_warrant};
+use sotto_investigator::{Answered, collect_delivery};
 use sotto_investigator::{
     InvestigatorKeys, RelayConnection, WarrantFile, files, new_unmask_request, receipts,
     relay_key_of, submit_warrant, unmask,
@@ -122,9 +122,20 @@ enum Command {
     /// then says "pending review" (exit 0) and saves nothing; fetch the disclosure with
     /// `collect` once they approved it.
     Submit(WarrantArgs),
-    /// Fetch the disclosure of a warrant submitted before (the same bytes each time, so a
-    /// lost file is not lost evidence). Exits 3 while the warrant is pending review.
-    Collect(WarrantArgs),
+    /// Fetch the next delivery of a warrant submitted before.
+    ///
+    /// The first is its disclosure; a warrant whose window reaches into the future is
+    /// served in deliveries, each with the records stored since the last, until one
+    /// marked final (the window ended). --delivery N fetches delivery N again, the same
+    /// bytes, so a lost file is not lost evidence. Exits 3 while the warrant is pending
+    /// review.
+    Collect {
+        #[command(flatten)]
+        args: WarrantArgs,
+        /// Fetch delivery N again (numbered from 1) instead of the next one.
+        #[arg(long, value_name = "N")]
+        delivery: Option<u64>,
+    },
     /// Verify the relay's signature on a disclosure bundle, decrypt it, print its records.
     Open {
         #[arg(long, value_name = "DIR")]
@@ -315,7 +326,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Submit(args) => serve_warrant(&args, Asked::Submit).await,
-        Command::Collect(args) => serve_warrant(&args, Asked::Collect).await,
+        Command::Collect { args, delivery } => serve_warrant(&args, Asked::Collect(delivery)).await,
         Command::Open {
             key,
             relay_key,
@@ -385,7 +396,8 @@ async fn run(cli: Cli) -> Result<()> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Asked {
     Submit,
-    Collect,
+    /// The next delivery, or the one numbered.
+    Collect(Option<u64>),
 }
 
 /// A warrant still waiting for the relay's operators, when collected: exit 3.
@@ -424,7 +436,7 @@ async fn serve_warrant(args: &WarrantArgs, asked: Asked) -> Result<()> {
     let sent = signed.encode_to_vec();
     let (answer, kind) = match asked {
         Asked::Submit => (submit_warrant(&conn, signed).await, "warrant"),
-        Asked::Collect => (collect_warrant(&conn, signed).await, "collect"),
+        Asked::Collect(delivery) => (collect_delivery(&conn, signed, delivery).await, "collect"),
     };
     let receipts = conn.take_receipts();
     conn.close().await;
@@ -456,7 +468,7 @@ async fn serve_warrant(args: &WarrantArgs, asked: Asked) -> Result<()> {
                 p.approvals,
                 p.approvals_needed
             );
-            if asked == Asked::Collect {
+            if asked != Asked::Submit {
                 return Err(StillPending(said).into());
             }
             outln!("{said}");
@@ -481,10 +493,17 @@ async fn serve_warrant(args: &WarrantArgs, asked: Asked) -> Result<()> {
             warrant.id
         );
     }
+    let d = &opened.disclosure;
+    let delivery = match (d.delivery, d.is_final) {
+        (0, _) => "disclosure".to_owned(),
+        (1, true) => "disclosure (delivery 1, final)".to_owned(),
+        (n, true) => format!("delivery {n} (final)"),
+        (n, false) => format!("delivery {n} (more follow: collect again)"),
+    };
     outln!(
-        "disclosure saved to {} ({} records); open it with `sotto-warrant open`",
+        "{delivery} saved to {} ({} records); open it with `sotto-warrant open`",
         out.display(),
-        opened.disclosure.records.len()
+        d.records.len()
     );
     Ok(())
 }
