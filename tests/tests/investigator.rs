@@ -259,8 +259,29 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
 
     let collected = serve("collect", "bundle");
     assert!(collected.status.success(), "{collected:?}");
-    // Fetched again: the same bytes.
-    assert!(serve("collect", "bundle-again").status.success());
+    // Fetched again by its number: the same bytes.
+    let again = run(
+        "sotto-warrant",
+        &[
+            "collect",
+            "--key",
+            &d("inv"),
+            "--relay",
+            &relay.addr,
+            "--fingerprint",
+            &relay.fingerprint,
+            "--out",
+            &d("bundle-again"),
+            "--delivery",
+            "1",
+            &d("w.json"),
+        ],
+    );
+    assert!(again.status.success(), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("delivery 1"),
+        "{again:?}"
+    );
     assert_eq!(
         std::fs::read(d("bundle")).unwrap(),
         std::fs::read(d("bundle-again")).unwrap()
