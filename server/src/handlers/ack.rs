@@ -23,12 +23,23 @@ pub async fn handle(state: &Arc<RelayState>, user: &str, ack: Ack) -> Handled {
             ),
         ));
     }
-    let mut before = None;
-    if ack.normal_upto > 0 {
-        before = Some(state.archive.acknowledged(user)?);
-        state.archive.ack(user, ack.normal_upto)?;
-    }
-    state.secret_queue.acknowledge(user, &ack.secret_ids)?;
+    // The writes wait for the store (behind a flush, on a slow disk for
+    // seconds): on a blocking thread, so that the connections' workers go
+    // on answering everyone else, and keeping their connections alive.
+    let before = {
+        let (state, user) = (state.clone(), user.to_owned());
+        tokio::task::spawn_blocking(move || -> Result<Option<u64>, RelayError> {
+            let mut before = None;
+            if ack.normal_upto > 0 {
+                before = Some(state.archive.acknowledged(&user)?);
+                state.archive.ack(&user, ack.normal_upto)?;
+            }
+            state.secret_queue.acknowledge(&user, &ack.secret_ids)?;
+            Ok(before)
+        })
+        .await
+        .map_err(|_| RelayError::Corrupt("an acknowledgement's write panicked"))??
+    };
     state.writer.durable().await?;
     if let Some(before) = before {
         // A courtesy on top of the acknowledgement, which stands: a sender
