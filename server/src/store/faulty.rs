@@ -1,7 +1,8 @@
 //! A test double that wraps a real [`Store`] and misbehaves on demand: its
 //! writes start failing after a budget of single writes (a disk filling up
-//! in the middle of a call), and its flushes, or its reads, can be held at a
-//! gate (a slow disk), so a test can look at what the relay does meanwhile.
+//! in the middle of a call), and its flushes, its reads or its writes can be
+//! held at a gate (a slow disk), so a test can look at what the relay does
+//! meanwhile.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,6 +21,9 @@ pub(crate) struct Faulty {
     /// Whether reads are held, and how many are held now.
     reads: Mutex<(bool, usize)>,
     reads_changed: Condvar,
+    /// Whether writes are held, and how many are held now.
+    writes: Mutex<(bool, usize)>,
+    writes_changed: Condvar,
 }
 
 fn full() -> StoreError {
@@ -36,7 +40,41 @@ impl Faulty {
             changed: Condvar::new(),
             reads: Mutex::new((false, 0)),
             reads_changed: Condvar::new(),
+            writes: Mutex::new((false, 0)),
+            writes_changed: Condvar::new(),
         }
+    }
+
+    /// Holds (`true`) or lets through (`false`) every write (`apply`,
+    /// `apply_each`): a disk that takes its time.
+    pub fn hold_writes(&self, hold: bool) {
+        let mut writes = self.writes.lock().unwrap();
+        writes.0 = hold;
+        self.writes_changed.notify_all();
+    }
+
+    /// Waits until `n` writes are held at once, or `patience` has passed;
+    /// returns how many are held.
+    pub fn wait_for_held_writes(&self, n: usize, patience: std::time::Duration) -> usize {
+        let writes = self.writes.lock().unwrap();
+        let (writes, _) = self
+            .writes_changed
+            .wait_timeout_while(writes, patience, |w| w.1 < n)
+            .unwrap();
+        writes.1
+    }
+
+    fn pass_write(&self) {
+        let mut writes = self.writes.lock().unwrap();
+        if !writes.0 {
+            return;
+        }
+        writes.1 += 1;
+        self.writes_changed.notify_all();
+        while writes.0 {
+            writes = self.writes_changed.wait(writes).unwrap();
+        }
+        writes.1 -= 1;
     }
 
     /// Holds (`true`) or lets through (`false`) every read (`get`).
@@ -156,11 +194,13 @@ impl Store for Faulty {
     }
 
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
+        self.pass_write();
         self.take_write()?;
         self.inner.apply(batch)
     }
 
     fn apply_each(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.pass_write();
         for op in ops {
             self.take_write()?;
             self.inner.apply_each(vec![op])?;
