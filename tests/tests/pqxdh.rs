@@ -246,3 +246,82 @@ async fn the_relay_refuses_pq_prekeys_not_signed_as_pq_prekeys() {
         before + 1
     );
 }
+
+/// `payload` as the relay would deliver it from `from`.
+fn envelope(
+    from: &str,
+    id: u64,
+    payload: &sotto_proto::v1::SecretPayload,
+) -> sotto_proto::v1::SecretEnvelope {
+    sotto_proto::v1::SecretEnvelope {
+        id,
+        from: from.into(),
+        ciphertext: payload.encode_to_vec().into(),
+        queued_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn malicious_relay_stripping_the_kem_from_a_strangers_first_message_changes_nothing() {
+    // Carol, whom bob has never heard from, starts a PQXDH session; the relay
+    // empties the KEM fields of her first message (or an old client, or
+    // anyone with an account, sends one like it). Bob refuses it, and must
+    // keep nothing of it: no trust in the key it names (that is for a first
+    // message that decrypts), no held envelope (strangers would fill the
+    // held list, pushing out what real contacts' held messages there are),
+    // no session reset, no prekey used.
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bob = dir.path().join("bob");
+    init_profile(&relay, &bob, "bob").await;
+    let carol = relay.register("carol").await;
+    let bundle = verify_bundle(&carol.client.fetch_bundle("bob").await.unwrap()).unwrap();
+    let mut session = sotto_client::e2e::Session::initiate(&carol.identity, &bundle).unwrap();
+    let content = sotto_proto::v1::SecretContent {
+        text: "hello bob".into(),
+        client_id: vec![7; sotto_proto::CLIENT_ID_LEN].into(),
+        ..Default::default()
+    };
+    let genuine = session.encrypt(&content.encode_to_vec()).unwrap();
+    let mut stripped = genuine.clone();
+    let Some(sotto_proto::v1::secret_payload::Kind::Prekey(first)) = stripped.kind.as_mut() else {
+        panic!("a first message carries the PQXDH header");
+    };
+    first.pq_ciphertext = Default::default();
+    first.pq_prekey_id = first.pq_prekey_id.map(|_| 0);
+
+    let mut p = Profile::open(&bob, PASSPHRASE).unwrap();
+    let before = (p.prekeys.one_time_count(), p.prekeys.pq_one_time_count());
+    let mut warnings = Vec::new();
+    for id in 0..3 {
+        match sotto_client::secret::receive(
+            &mut p,
+            &envelope("carol", 900 + id, &stripped),
+            &mut warnings,
+        ) {
+            sotto_client::secret::Received::Dropped(why) => {
+                assert!(why.contains("post-quantum"), "{why}")
+            }
+            _ => panic!("a first message without a KEM ciphertext must be refused and not kept"),
+        }
+    }
+    assert!(
+        !p.contacts.contains_key("carol"),
+        "carol's key was trusted on a refused message"
+    );
+    assert!(p.held.is_empty(), "a stranger's refused message was kept");
+    assert!(!p.resets.contains("carol"));
+    assert!(!p.sessions.contains_key("carol"));
+    assert_eq!(
+        (p.prekeys.one_time_count(), p.prekeys.pq_one_time_count()),
+        before
+    );
+
+    // Her genuine first message is still answered.
+    match sotto_client::secret::receive(&mut p, &envelope("carol", 999, &genuine), &mut warnings) {
+        sotto_client::secret::Received::Message(entry) => assert_eq!(entry.text, "hello bob"),
+        _ => panic!("the genuine first message is read"),
+    }
+    assert!(p.contacts.contains_key("carol"));
+    assert!(p.sessions["carol"].current().is_post_quantum());
+}
