@@ -266,9 +266,15 @@ pub async fn prepare(
         .into());
     }
     // A fresh session when there is none, or when a message from the peer
-    // could not be decrypted (a session reset, announced in the message).
+    // could not be decrypted (a session reset, announced in the message), or
+    // when ours is a classical one (from before PQXDH) the peer never
+    // answered: its first message is refused now, so it never will.
     let reset = profile.resets.contains(peer) && profile.sessions.contains_key(peer);
-    if reset || !profile.sessions.contains_key(peer) {
+    let unanswerable = profile.sessions.get(peer).is_some_and(|s| {
+        let current = s.current();
+        current.is_unanswered() && !current.is_post_quantum()
+    });
+    if reset || unanswerable || !profile.sessions.contains_key(peer) {
         let bundle = client.fetch_bundle(peer).await?;
         let bundle = verify_bundle(&bundle).with_context(|| format!("{peer}'s prekey bundle"))?;
         let checked = check_contact(profile, peer, &bundle.identity_key.to_bytes());

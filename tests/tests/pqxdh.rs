@@ -325,3 +325,46 @@ async fn malicious_relay_stripping_the_kem_from_a_strangers_first_message_change
     assert!(p.contacts.contains_key("carol"));
     assert!(p.sessions["carol"].current().is_post_quantum());
 }
+
+#[tokio::test]
+async fn an_unanswered_classical_session_from_before_pqxdh_is_replaced_at_the_next_send() {
+    // Bob's older version started a classical session with alice; she never
+    // answered. Both run PQXDH now, so alice refuses its first messages: the
+    // next send must start a PQXDH session, not go on with one that can never
+    // be answered (nothing bob sent would ever be read).
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init_profile(&relay, &alice, "alice").await;
+    init_profile(&relay, &bob, "bob").await;
+    {
+        let mut p = Profile::open(&bob, PASSPHRASE).unwrap();
+        let client = relay.login_as("bob", p.identity()).await;
+        let bundle = verify_bundle(&client.fetch_bundle("alice").await.unwrap()).unwrap();
+        let session = sotto_client::e2e::Session::initiate(p.identity(), &bundle).unwrap();
+        // As the older version stored it: no PQ fields.
+        let mut stored = serde_json::to_value(&session).unwrap();
+        let map = stored.as_object_mut().unwrap();
+        map.remove("post_quantum");
+        let pending = map["pending_prekey"].as_object_mut().unwrap();
+        pending.remove("pq_ciphertext");
+        pending.remove("pq_prekey_id");
+        let classical: sotto_client::e2e::Session = serde_json::from_value(stored).unwrap();
+        assert!(classical.is_unanswered() && !classical.is_post_quantum());
+        p.contacts.insert(
+            "alice".into(),
+            sotto_client::profile::Contact::trusted(hex::encode(bundle.identity_key.to_bytes())),
+        );
+        p.sessions.insert(
+            "alice".into(),
+            sotto_client::e2e::PeerSessions::new(classical),
+        );
+        p.save().unwrap();
+    }
+    send_secret(&bob, "alice", "after the upgrade")
+        .await
+        .unwrap();
+    assert_eq!(sync_texts(&alice).await, ["after the upgrade"]);
+    let p = Profile::open(&bob, PASSPHRASE).unwrap();
+    assert!(p.sessions["alice"].current().is_post_quantum());
+}
