@@ -368,3 +368,35 @@ async fn an_unanswered_classical_session_from_before_pqxdh_is_replaced_at_the_ne
     let p = Profile::open(&bob, PASSPHRASE).unwrap();
     assert!(p.sessions["alice"].current().is_post_quantum());
 }
+
+#[tokio::test]
+async fn another_user_cannot_make_the_relay_check_and_flush_prekey_uploads_without_end() {
+    // Each upload of 200 one-time PQ prekeys makes the relay check 201
+    // signatures (plus two) and flush its store; before a limit, an account
+    // could send them back to back on as many streams as it liked.
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mallory = dir.path().join("mallory");
+    init_profile(&relay, &mallory, "mallory").await; // one upload
+    let mut profile = Profile::open(&mallory, PASSPHRASE).unwrap();
+    let pq = profile.generate_pq_one_time(200);
+    let upload = profile
+        .prekeys
+        .upload(profile.identity(), Vec::new(), pq)
+        .unwrap();
+    let client = relay.login_as("mallory", profile.identity()).await;
+    let mut refused = None;
+    for n in 1..=50 {
+        if let Err(e) = client.upload_prekeys(upload.clone()).await {
+            refused = Some((n, e));
+            break;
+        }
+    }
+    let (n, err) = refused.expect("uploads are limited");
+    assert_eq!(
+        err.code(),
+        Some(sotto_proto::v1::ErrorCode::RateLimited),
+        "{err}"
+    );
+    assert!(n <= 10, "{n} uploads in a row were taken");
+}
