@@ -226,6 +226,29 @@ async fn the_relay_refuses_pq_prekeys_not_signed_as_pq_prekeys() {
     last.signature = spk.signature;
     assert!(client.upload_prekeys(curve_as_kem).await.is_err());
 
+    // Keys of the right size, signed, that are no ML-KEM-1024 keys: every
+    // coefficient 4095, above q (FIPS 203's check), as last-resort and as one-time.
+    let not_a_key = vec![0xff; 1568];
+    let sign_pq = |id: u32| -> bytes::Bytes {
+        profile
+            .identity()
+            .sign(&sotto_proto::transcript::pq_prekey(id, &not_a_key))
+            .to_bytes()
+            .to_vec()
+            .into()
+    };
+    let mut garbage = good.clone();
+    let last = garbage.pq_last_resort.as_mut().unwrap();
+    last.public_key = not_a_key.clone().into();
+    last.signature = sign_pq(last.id);
+    let err = client.upload_prekeys(garbage).await.unwrap_err();
+    assert!(err.to_string().contains("FIPS 203"), "{err}");
+    let mut garbage = good.clone();
+    let one = &mut garbage.pq_one_time[0];
+    one.public_key = not_a_key.clone().into();
+    one.signature = sign_pq(one.id);
+    assert!(client.upload_prekeys(garbage).await.is_err());
+
     // No last-resort PQ prekey at all.
     let mut without = good.clone();
     without.pq_last_resort = None;
