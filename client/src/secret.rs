@@ -266,9 +266,15 @@ pub async fn prepare(
         .into());
     }
     // A fresh session when there is none, or when a message from the peer
-    // could not be decrypted (a session reset, announced in the message).
+    // could not be decrypted (a session reset, announced in the message), or
+    // when ours is a classical one (from before PQXDH) the peer never
+    // answered: its first message is refused now, so it never will.
     let reset = profile.resets.contains(peer) && profile.sessions.contains_key(peer);
-    if reset || !profile.sessions.contains_key(peer) {
+    let unanswerable = profile.sessions.get(peer).is_some_and(|s| {
+        let current = s.current();
+        current.is_unanswered() && !current.is_post_quantum()
+    });
+    if reset || unanswerable || !profile.sessions.contains_key(peer) {
         let bundle = client.fetch_bundle(peer).await?;
         let bundle = verify_bundle(&bundle).with_context(|| format!("{peer}'s prekey bundle"))?;
         let checked = check_contact(profile, peer, &bundle.identity_key.to_bytes());
@@ -463,7 +469,7 @@ pub fn receive(
                 .sessions
                 .get_mut(from)
                 .and_then(|s| s.with_base_key(&first.ephemeral_key));
-            match (kept, first.message.as_ref()) {
+            let read = match (kept, first.message.as_ref()) {
                 (Some(session), Some(m)) => session.decrypt(m),
                 (Some(_), None) => {
                     return Received::Dropped(format!("a secret message from {from} is malformed"));
@@ -485,7 +491,16 @@ pub fn receive(
                     }
                     plaintext
                 }),
+            };
+            // A new peer's key is trusted only once its first message
+            // decrypted: a refused one (no KEM ciphertext, tampered, for a
+            // used prekey) leaves no trace, and is not held.
+            if read.is_ok() && !profile.contacts.contains_key(from) {
+                profile
+                    .contacts
+                    .insert(from.to_owned(), Contact::trusted(hex::encode(key)));
             }
+            read
         }
         Some(secret_payload::Kind::Message(m)) => match profile.sessions.get_mut(from) {
             Some(sessions) => sessions.decrypt(&m),
@@ -583,8 +598,9 @@ pub fn receive(
     }
 }
 
-/// A first message's identity key: trusted on first use; any other key than
-/// the trusted one is recorded as a change and refused.
+/// A first message's identity key: any other key than the trusted one is
+/// recorded as a change and refused. A new peer's key is trusted on first
+/// use, once the first message decrypted (see [`receive`]).
 fn check_first_key(
     profile: &mut Profile,
     user: &str,
@@ -599,12 +615,7 @@ fn check_first_key(
                 user: user.to_owned(),
             })
         }
-        None => {
-            profile
-                .contacts
-                .insert(user.to_owned(), Contact::trusted(hex_key));
-            Ok(())
-        }
+        None => Ok(()),
     }
 }
 

@@ -43,6 +43,14 @@ pub struct Prekeys {
     update: Mutex<()>,
 }
 
+/// An ML-KEM-1024 encapsulation key that passes FIPS 203's input check (its
+/// coefficients reduced), as every client checks before encapsulating: a key
+/// that fails it would only be handed out to fail.
+fn valid_kem_key(bytes: &[u8]) -> bool {
+    use libcrux_ml_kem::mlkem1024::{MlKem1024PublicKey, validate_public_key};
+    MlKem1024PublicKey::try_from(bytes).is_ok_and(|key| validate_public_key(&key))
+}
+
 fn verify(identity: &VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
     Signature::from_slice(signature).is_ok_and(|s| identity.verify_strict(message, &s).is_ok())
 }
@@ -176,6 +184,11 @@ impl Prekeys {
             if pq.public_key.len() != PQ_PUBLIC_KEY_LEN {
                 return Ok(Err(UploadRefused::Malformed(
                     "an ML-KEM-1024 prekey is 1568 bytes",
+                )));
+            }
+            if !valid_kem_key(&pq.public_key) {
+                return Ok(Err(UploadRefused::Malformed(
+                    "an ML-KEM-1024 prekey fails FIPS 203's encapsulation key check",
                 )));
             }
             if !verify(

@@ -20,6 +20,11 @@ pub const DELIVERY_QUESTIONS_PER_MINUTE: u32 = 30;
 /// Consistency proofs of the transparency log asked from one address (an
 /// IPv4 address or IPv6 /64) per minute, over all its connections.
 pub const AUDIT_PROOFS_PER_ADDRESS_PER_MINUTE: u32 = 600;
+/// Prekey uploads one account may make per minute: a client uploads at its
+/// first run, when told its one-time prekeys run low and when its signed
+/// prekey is a week old. Each upload checks up to 203 signatures and is
+/// flushed to disk before the answer.
+pub const PREKEY_UPLOADS_PER_MINUTE: u32 = 10;
 /// Accounts (or addresses) each limiter remembers at most.
 const MAX_KEYS: usize = 200_000;
 /// (requester, target) pairs remembered for a day at most.
@@ -35,6 +40,8 @@ pub struct Quotas {
     delivery_questions: KeyedLimiter<String>,
     /// One-time prekeys of each account that others may take per minute.
     one_time_prekeys: KeyedLimiter<String>,
+    /// Prekey uploads of each account.
+    prekey_uploads: KeyedLimiter<String>,
     /// Who took a one-time prekey of whom, and when: once a day per pair.
     first_contacts: Mutex<HashMap<(String, String), Instant>>,
 }
@@ -54,6 +61,7 @@ impl Quotas {
             lookups: KeyedLimiter::new(lookups_per_account_per_day, DAY, MAX_KEYS),
             delivery_questions: KeyedLimiter::new(DELIVERY_QUESTIONS_PER_MINUTE, MINUTE, MAX_KEYS),
             one_time_prekeys: KeyedLimiter::new(config.prekey_bundles_per_minute, MINUTE, MAX_KEYS),
+            prekey_uploads: KeyedLimiter::new(PREKEY_UPLOADS_PER_MINUTE, MINUTE, MAX_KEYS),
             first_contacts: Mutex::new(HashMap::new()),
         }
     }
@@ -76,6 +84,11 @@ impl Quotas {
     /// One delivery question by `user`, if its rate allows.
     pub fn delivery_question(&self, user: &str) -> bool {
         self.delivery_questions.allow(user.to_owned())
+    }
+
+    /// One prekey upload by `user`, if its rate allows.
+    pub fn prekey_upload(&self, user: &str) -> bool {
+        self.prekey_uploads.allow(user.to_owned())
     }
 
     /// One identity or bundle lookup by `user`, if its budget allows.

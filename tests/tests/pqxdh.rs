@@ -226,6 +226,29 @@ async fn the_relay_refuses_pq_prekeys_not_signed_as_pq_prekeys() {
     last.signature = spk.signature;
     assert!(client.upload_prekeys(curve_as_kem).await.is_err());
 
+    // Keys of the right size, signed, that are no ML-KEM-1024 keys: every
+    // coefficient 4095, above q (FIPS 203's check), as last-resort and as one-time.
+    let not_a_key = vec![0xff; 1568];
+    let sign_pq = |id: u32| -> bytes::Bytes {
+        profile
+            .identity()
+            .sign(&sotto_proto::transcript::pq_prekey(id, &not_a_key))
+            .to_bytes()
+            .to_vec()
+            .into()
+    };
+    let mut garbage = good.clone();
+    let last = garbage.pq_last_resort.as_mut().unwrap();
+    last.public_key = not_a_key.clone().into();
+    last.signature = sign_pq(last.id);
+    let err = client.upload_prekeys(garbage).await.unwrap_err();
+    assert!(err.to_string().contains("FIPS 203"), "{err}");
+    let mut garbage = good.clone();
+    let one = &mut garbage.pq_one_time[0];
+    one.public_key = not_a_key.clone().into();
+    one.signature = sign_pq(one.id);
+    assert!(client.upload_prekeys(garbage).await.is_err());
+
     // No last-resort PQ prekey at all.
     let mut without = good.clone();
     without.pq_last_resort = None;
@@ -245,4 +268,158 @@ async fn the_relay_refuses_pq_prekeys_not_signed_as_pq_prekeys() {
             .unwrap(),
         before + 1
     );
+}
+
+/// `payload` as the relay would deliver it from `from`.
+fn envelope(
+    from: &str,
+    id: u64,
+    payload: &sotto_proto::v1::SecretPayload,
+) -> sotto_proto::v1::SecretEnvelope {
+    sotto_proto::v1::SecretEnvelope {
+        id,
+        from: from.into(),
+        ciphertext: payload.encode_to_vec().into(),
+        queued_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn malicious_relay_stripping_the_kem_from_a_strangers_first_message_changes_nothing() {
+    // Carol, whom bob has never heard from, starts a PQXDH session; the relay
+    // empties the KEM fields of her first message (or an old client, or
+    // anyone with an account, sends one like it). Bob refuses it, and must
+    // keep nothing of it: no trust in the key it names (that is for a first
+    // message that decrypts), no held envelope (strangers would fill the
+    // held list, pushing out what real contacts' held messages there are),
+    // no session reset, no prekey used.
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bob = dir.path().join("bob");
+    init_profile(&relay, &bob, "bob").await;
+    let carol = relay.register("carol").await;
+    let bundle = verify_bundle(&carol.client.fetch_bundle("bob").await.unwrap()).unwrap();
+    let mut session = sotto_client::e2e::Session::initiate(&carol.identity, &bundle).unwrap();
+    let content = sotto_proto::v1::SecretContent {
+        text: "hello bob".into(),
+        client_id: vec![7; sotto_proto::CLIENT_ID_LEN].into(),
+        ..Default::default()
+    };
+    let genuine = session.encrypt(&content.encode_to_vec()).unwrap();
+    let mut stripped = genuine.clone();
+    let Some(sotto_proto::v1::secret_payload::Kind::Prekey(first)) = stripped.kind.as_mut() else {
+        panic!("a first message carries the PQXDH header");
+    };
+    first.pq_ciphertext = Default::default();
+    first.pq_prekey_id = first.pq_prekey_id.map(|_| 0);
+
+    let mut p = Profile::open(&bob, PASSPHRASE).unwrap();
+    let before = (p.prekeys.one_time_count(), p.prekeys.pq_one_time_count());
+    let mut warnings = Vec::new();
+    for id in 0..3 {
+        match sotto_client::secret::receive(
+            &mut p,
+            &envelope("carol", 900 + id, &stripped),
+            &mut warnings,
+        ) {
+            sotto_client::secret::Received::Dropped(why) => {
+                assert!(why.contains("post-quantum"), "{why}")
+            }
+            _ => panic!("a first message without a KEM ciphertext must be refused and not kept"),
+        }
+    }
+    assert!(
+        !p.contacts.contains_key("carol"),
+        "carol's key was trusted on a refused message"
+    );
+    assert!(p.held.is_empty(), "a stranger's refused message was kept");
+    assert!(!p.resets.contains("carol"));
+    assert!(!p.sessions.contains_key("carol"));
+    assert_eq!(
+        (p.prekeys.one_time_count(), p.prekeys.pq_one_time_count()),
+        before
+    );
+
+    // Her genuine first message is still answered.
+    match sotto_client::secret::receive(&mut p, &envelope("carol", 999, &genuine), &mut warnings) {
+        sotto_client::secret::Received::Message(entry) => assert_eq!(entry.text, "hello bob"),
+        _ => panic!("the genuine first message is read"),
+    }
+    assert!(p.contacts.contains_key("carol"));
+    assert!(p.sessions["carol"].current().is_post_quantum());
+}
+
+#[tokio::test]
+async fn an_unanswered_classical_session_from_before_pqxdh_is_replaced_at_the_next_send() {
+    // Bob's older version started a classical session with alice; she never
+    // answered. Both run PQXDH now, so alice refuses its first messages: the
+    // next send must start a PQXDH session, not go on with one that can never
+    // be answered (nothing bob sent would ever be read).
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    init_profile(&relay, &alice, "alice").await;
+    init_profile(&relay, &bob, "bob").await;
+    {
+        let mut p = Profile::open(&bob, PASSPHRASE).unwrap();
+        let client = relay.login_as("bob", p.identity()).await;
+        let bundle = verify_bundle(&client.fetch_bundle("alice").await.unwrap()).unwrap();
+        let session = sotto_client::e2e::Session::initiate(p.identity(), &bundle).unwrap();
+        // As the older version stored it: no PQ fields.
+        let mut stored = serde_json::to_value(&session).unwrap();
+        let map = stored.as_object_mut().unwrap();
+        map.remove("post_quantum");
+        let pending = map["pending_prekey"].as_object_mut().unwrap();
+        pending.remove("pq_ciphertext");
+        pending.remove("pq_prekey_id");
+        let classical: sotto_client::e2e::Session = serde_json::from_value(stored).unwrap();
+        assert!(classical.is_unanswered() && !classical.is_post_quantum());
+        p.contacts.insert(
+            "alice".into(),
+            sotto_client::profile::Contact::trusted(hex::encode(bundle.identity_key.to_bytes())),
+        );
+        p.sessions.insert(
+            "alice".into(),
+            sotto_client::e2e::PeerSessions::new(classical),
+        );
+        p.save().unwrap();
+    }
+    send_secret(&bob, "alice", "after the upgrade")
+        .await
+        .unwrap();
+    assert_eq!(sync_texts(&alice).await, ["after the upgrade"]);
+    let p = Profile::open(&bob, PASSPHRASE).unwrap();
+    assert!(p.sessions["alice"].current().is_post_quantum());
+}
+
+#[tokio::test]
+async fn another_user_cannot_make_the_relay_check_and_flush_prekey_uploads_without_end() {
+    // Each upload of 200 one-time PQ prekeys makes the relay check 201
+    // signatures (plus two) and flush its store; before a limit, an account
+    // could send them back to back on as many streams as it liked.
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mallory = dir.path().join("mallory");
+    init_profile(&relay, &mallory, "mallory").await; // one upload
+    let mut profile = Profile::open(&mallory, PASSPHRASE).unwrap();
+    let pq = profile.generate_pq_one_time(200);
+    let upload = profile
+        .prekeys
+        .upload(profile.identity(), Vec::new(), pq)
+        .unwrap();
+    let client = relay.login_as("mallory", profile.identity()).await;
+    let mut refused = None;
+    for n in 1..=50 {
+        if let Err(e) = client.upload_prekeys(upload.clone()).await {
+            refused = Some((n, e));
+            break;
+        }
+    }
+    let (n, err) = refused.expect("uploads are limited");
+    assert_eq!(
+        err.code(),
+        Some(sotto_proto::v1::ErrorCode::RateLimited),
+        "{err}"
+    );
+    assert!(n <= 10, "{n} uploads in a row were taken");
 }

@@ -109,7 +109,8 @@ impl Clone for KemKeyPair {
 // Stored as the seed only; the public key is derived again on load.
 impl Serialize for KemKeyPair {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        hex::encode(self.seed.as_ref()).serialize(s)
+        // The hex is the private key too: wiped when dropped.
+        s.serialize_str(&Zeroizing::new(hex::encode(self.seed.as_ref())))
     }
 }
 

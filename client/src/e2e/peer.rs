@@ -99,9 +99,14 @@ impl PeerSessions {
     /// A session the peer started (from its first message). It becomes
     /// current, unless ours is an initiation the peer has not answered and
     /// has the smaller base key: then the peer, seeing ours, makes the same
-    /// choice, and both keep ours.
+    /// choice, and both keep ours. An unanswered classical (pre-PQXDH)
+    /// initiation never wins: the peer refuses its first message, so it
+    /// would never be answered, and it is not post-quantum.
     pub fn add_inbound(&mut self, session: Session) {
-        if self.current.is_unanswered() && self.current.base_key() < session.base_key() {
+        if self.current.is_unanswered()
+            && self.current.is_post_quantum()
+            && self.current.base_key() < session.base_key()
+        {
             self.keep_previous(session);
         } else {
             let old = std::mem::replace(&mut self.current, session);

@@ -836,3 +836,56 @@ fn a_first_message_with_the_longest_text_fits_what_the_relay_takes() {
         first.encoded_len()
     );
 }
+
+/// A session as a version before PQXDH stored it: no PQ fields at all.
+fn as_stored_before_pqxdh(s: &Session) -> Session {
+    let mut v = serde_json::to_value(s).unwrap();
+    let map = v.as_object_mut().unwrap();
+    map.remove("post_quantum");
+    if let Some(p) = map
+        .get_mut("pending_prekey")
+        .and_then(|p| p.as_object_mut())
+    {
+        p.remove("pq_ciphertext");
+        p.remove("pq_prekey_id");
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn malicious_relay_cannot_keep_an_unanswered_classical_session_current_over_a_pqxdh_one() {
+    // Bob started a classical session with Alice before he upgraded; she has
+    // not answered. Now both run PQXDH: Alice refuses his classical first
+    // message and starts a PQXDH session to him. Bob must take hers, whatever
+    // the base keys say: his classical one can never be answered, and it is
+    // not post-quantum (a relay only has to wait for the base keys to favour
+    // it to keep Bob sending classical first messages Alice refuses).
+    let mut alice = party(1);
+    let mut bob = party_with(0, 1);
+    let (old, _) = first_to(&bob, &bundle_of(&alice, "alice"));
+    let old = as_stored_before_pqxdh(&old);
+    assert!(old.is_unanswered() && !old.is_post_quantum());
+    let Some(secret_payload::Kind::Prekey(classical)) = old.clone().encrypt(b"hi").unwrap().kind
+    else {
+        panic!("an unanswered session sends its X3DH header");
+    };
+    assert_eq!(
+        Session::respond(&alice.identity, &mut alice.prekeys, &classical).err(),
+        Some(E2eError::ClassicalRefused)
+    );
+    // Alice's fresh PQXDH session, with a base key above Bob's classical one
+    // (half of them are).
+    let first = loop {
+        let (_, first) = first_to(&alice, &bundle_of(&bob, "bob"));
+        if first.ephemeral_key.as_ref() > old.base_key().as_slice() {
+            break first;
+        }
+    };
+    let (fresh, _) = Session::respond(&bob.identity, &mut bob.prekeys, &first).unwrap();
+    let mut sessions = PeerSessions::new(old);
+    sessions.add_inbound(fresh);
+    assert!(
+        sessions.current().is_post_quantum(),
+        "Bob goes on sending classical first messages on a session Alice refuses"
+    );
+}

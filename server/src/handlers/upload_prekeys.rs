@@ -1,6 +1,7 @@
 //! `UploadPrekeys`: a user publishes its signed prekey, last-resort ML-KEM-1024
 //! prekey and one-time prekeys of both kinds. The relay checks they are
-//! signed by the account's identity key.
+//! signed by the account's identity key, at most
+//! [`PREKEY_UPLOADS_PER_MINUTE`](crate::quotas::PREKEY_UPLOADS_PER_MINUTE) a minute.
 
 use sotto_proto::v1::{ErrorCode, PrekeysStored, UploadPrekeys, response};
 
@@ -12,6 +13,12 @@ use crate::state::RelayState;
 const MAX_PER_UPLOAD: usize = 200;
 
 pub async fn handle(state: &RelayState, user: &str, upload: UploadPrekeys) -> Handled {
+    if !state.quotas.prekey_upload(user) {
+        return Err(RequestError::limited(
+            "prekey_uploads_per_minute",
+            "too many prekey uploads from this account; wait a minute",
+        ));
+    }
     if upload.one_time.len() > MAX_PER_UPLOAD || upload.pq_one_time.len() > MAX_PER_UPLOAD {
         return Err(RequestError::new(
             ErrorCode::TooLarge,
