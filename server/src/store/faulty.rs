@@ -18,12 +18,46 @@ pub(crate) struct Faulty {
     /// Whether flushes are held, and how many have been asked for.
     gate: Mutex<(bool, usize)>,
     changed: Condvar,
-    /// Whether reads are held, and how many are held now.
-    reads: Mutex<(bool, usize)>,
-    reads_changed: Condvar,
-    /// Whether writes are held, and how many are held now.
-    writes: Mutex<(bool, usize)>,
-    writes_changed: Condvar,
+    reads: Gate,
+    writes: Gate,
+}
+
+/// Where reads or writes wait while they are held: whether they are, and
+/// how many wait now.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn hold(&self, hold: bool) {
+        self.state.lock().unwrap().0 = hold;
+        self.changed.notify_all();
+    }
+
+    fn wait_for_held(&self, n: usize, patience: std::time::Duration) -> usize {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, patience, |s| s.1 < n)
+            .unwrap();
+        state.1
+    }
+
+    /// Returns at once, or once the gate opens if it is held.
+    fn pass(&self) {
+        let mut state = self.state.lock().unwrap();
+        if !state.0 {
+            return;
+        }
+        state.1 += 1;
+        self.changed.notify_all();
+        while state.0 {
+            state = self.changed.wait(state).unwrap();
+        }
+        state.1 -= 1;
+    }
 }
 
 fn full() -> StoreError {
@@ -38,74 +72,32 @@ impl Faulty {
             failures: AtomicUsize::new(usize::MAX),
             gate: Mutex::new((false, 0)),
             changed: Condvar::new(),
-            reads: Mutex::new((false, 0)),
-            reads_changed: Condvar::new(),
-            writes: Mutex::new((false, 0)),
-            writes_changed: Condvar::new(),
+            reads: Gate::default(),
+            writes: Gate::default(),
         }
     }
 
     /// Holds (`true`) or lets through (`false`) every write (`apply`,
     /// `apply_each`): a disk that takes its time.
     pub fn hold_writes(&self, hold: bool) {
-        let mut writes = self.writes.lock().unwrap();
-        writes.0 = hold;
-        self.writes_changed.notify_all();
+        self.writes.hold(hold);
     }
 
     /// Waits until `n` writes are held at once, or `patience` has passed;
     /// returns how many are held.
     pub fn wait_for_held_writes(&self, n: usize, patience: std::time::Duration) -> usize {
-        let writes = self.writes.lock().unwrap();
-        let (writes, _) = self
-            .writes_changed
-            .wait_timeout_while(writes, patience, |w| w.1 < n)
-            .unwrap();
-        writes.1
-    }
-
-    fn pass_write(&self) {
-        let mut writes = self.writes.lock().unwrap();
-        if !writes.0 {
-            return;
-        }
-        writes.1 += 1;
-        self.writes_changed.notify_all();
-        while writes.0 {
-            writes = self.writes_changed.wait(writes).unwrap();
-        }
-        writes.1 -= 1;
+        self.writes.wait_for_held(n, patience)
     }
 
     /// Holds (`true`) or lets through (`false`) every read (`get`).
     pub fn hold_reads(&self, hold: bool) {
-        let mut reads = self.reads.lock().unwrap();
-        reads.0 = hold;
-        self.reads_changed.notify_all();
+        self.reads.hold(hold);
     }
 
     /// Waits until `n` reads are held at once, or `patience` has passed;
     /// returns how many are held.
     pub fn wait_for_held_reads(&self, n: usize, patience: std::time::Duration) -> usize {
-        let reads = self.reads.lock().unwrap();
-        let (reads, _) = self
-            .reads_changed
-            .wait_timeout_while(reads, patience, |r| r.1 < n)
-            .unwrap();
-        reads.1
-    }
-
-    fn pass_read(&self) {
-        let mut reads = self.reads.lock().unwrap();
-        if !reads.0 {
-            return;
-        }
-        reads.1 += 1;
-        self.reads_changed.notify_all();
-        while reads.0 {
-            reads = self.reads_changed.wait(reads).unwrap();
-        }
-        reads.1 -= 1;
+        self.reads.wait_for_held(n, patience)
     }
 
     /// From now on, `n` more single writes succeed, then every write fails.
@@ -166,7 +158,7 @@ impl Faulty {
 
 impl Store for Faulty {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.pass_read();
+        self.reads.pass();
         self.inner.get(tree, key)
     }
 
@@ -194,13 +186,13 @@ impl Store for Faulty {
     }
 
     fn apply(&self, batch: Batch) -> Result<Applied, StoreError> {
-        self.pass_write();
+        self.writes.pass();
         self.take_write()?;
         self.inner.apply(batch)
     }
 
     fn apply_each(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.pass_write();
+        self.writes.pass();
         for op in ops {
             self.take_write()?;
             self.inner.apply_each(vec![op])?;
