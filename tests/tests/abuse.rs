@@ -10,7 +10,7 @@ use sotto_client::identity::Identity;
 use sotto_client::relay::{ClientError, Recipient, RelayClient};
 use sotto_proto::v1::ErrorCode;
 use sotto_server::RelayConfig;
-use sotto_tests::{RelayProcess, TestRelay};
+use sotto_tests::{RelayProcess, TestRelay, bin};
 
 /// A client endpoint on `ip`: connections from another loopback address.
 fn endpoint_on(ip: &str) -> quinn::Endpoint {
@@ -534,4 +534,74 @@ async fn unregistered_party_flooding_audit_proofs_meets_a_limit_and_investigator
         served < 5 * 120,
         "{served}: the address's limit never cut a connection short"
     );
+}
+
+#[test]
+fn a_second_relay_on_a_data_directory_in_use_says_so_before_it_waits() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let mut first = RelayProcess::start(&data, &[]);
+    let mut second = std::process::Command::new(bin("sotto-relay"))
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(second.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // Said while it still waits for the first relay, not after.
+    let waiting = second.try_wait().unwrap().is_none();
+    let _ = second.kill();
+    let _ = second.wait();
+    first.terminate();
+    assert!(
+        line.contains("in use by another process") && line.contains("waiting up to"),
+        "{line}"
+    );
+    assert!(
+        waiting,
+        "the second relay said it only once it had given up"
+    );
+}
+
+#[test]
+fn an_authority_is_removed_by_the_name_it_was_added_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = |args: &[&str]| {
+        let out = std::process::Command::new(bin("sotto-relay"))
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    relay(&["init"]);
+    for (n, name) in [(7u8, "Chief Inspector"), (8, "Court of Appeal")] {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key();
+        relay(&[
+            "authority",
+            "add",
+            "--name",
+            name,
+            "--public-key",
+            &hex::encode(key.as_bytes()),
+        ]);
+    }
+    relay(&["authority", "remove", "--name", "Chief Inspector"]);
+    let listed = relay(&["authority", "list"]);
+    assert!(
+        !listed.contains("Chief Inspector") && listed.contains("Court of Appeal"),
+        "{listed}"
+    );
+    // As a plain argument too.
+    relay(&["authority", "remove", "Court of Appeal"]);
+    assert!(relay(&["authority", "list"]).contains("no authorities registered"));
 }
