@@ -412,9 +412,18 @@ fn a_signed_prekey_is_replaced_weekly_and_the_previous_one_still_answers() {
     let week = prekeys::SIGNED_PREKEY_LIFETIME_MS;
     assert!(bob.prekeys.signed_prekey_due(week));
     // Alice fetched the bundle before the rotation; her first message arrives after it.
-    let bundle = verify_bundle(&bundle_of(&bob, "bob")).unwrap();
+    let bundle_of_before = bundle_of(&bob, "bob");
+    let bundle = verify_bundle(&bundle_of_before).unwrap();
     bob.prekeys.rotate_signed(&bob.identity, week);
     assert!(!bob.prekeys.signed_prekey_due(week));
+    // The last-resort ML-KEM prekey rotates with it.
+    let rotated = bundle_of(&bob, "bob");
+    let pq_id = |b: &v1::PrekeyBundle| b.pq_prekey.as_ref().map(|p| p.id);
+    assert_ne!(pq_id(&rotated), pq_id(&bundle_of_before));
+    assert_ne!(
+        rotated.signed_prekey.as_ref().map(|p| p.id),
+        bundle_of_before.signed_prekey.as_ref().map(|p| p.id)
+    );
     let mut a = Session::initiate(&alice.identity, &bundle).unwrap();
     let Some(secret_payload::Kind::Prekey(first)) = a.encrypt(b"late").unwrap().kind else {
         panic!("prekey message expected");
