@@ -1065,6 +1065,25 @@ mod tests {
     }
 
     #[test]
+    fn a_counter_a_failed_send_wrote_is_not_handed_out_again_from_memory() {
+        // The last ids are kept in memory after a send; a send whose counter
+        // reached the disk but whose envelope did not must not leave the
+        // memory behind the disk.
+        let f = Fixture::new();
+        let (faulty, _store, q) = over_a_faulty_disk(&f);
+        let first = queued(&q, envelope_to("bob", 1, 60_000));
+        // The counter is written, the envelope is not.
+        faulty.fail_once_after(1);
+        assert!(q.enqueue_many(vec![envelope_to("bob", 2, 60_000)])[0].is_err());
+        let next = queued(&q, envelope_to("bob", 3, 60_000));
+        assert_eq!(
+            next,
+            first + 2,
+            "an id the disk had counted was handed out again"
+        );
+    }
+
+    #[test]
     fn two_copies_of_one_send_left_by_a_failure_are_one_after_a_restart() {
         let f = Fixture::new();
         let (faulty, store, q) = over_a_faulty_disk(&f);
