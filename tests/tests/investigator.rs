@@ -204,23 +204,24 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
         ],
     );
     WarrantFile::load(&dir.path().join("w.json")).unwrap();
-    let serve = |command: &str, out: &str| {
-        run(
-            "sotto-warrant",
-            &[
-                command,
-                "--key",
-                &d("inv"),
-                "--relay",
-                &relay.addr,
-                "--fingerprint",
-                &relay.fingerprint,
-                "--out",
-                &d(out),
-                &d("w.json"),
-            ],
-        )
+    let serve_with = |command: &str, out: &str, extra: &[&str]| {
+        let (key, out, warrant) = (d("inv"), d(out), d("w.json"));
+        let mut args = vec![
+            command,
+            "--key",
+            &key,
+            "--relay",
+            &relay.addr,
+            "--fingerprint",
+            &relay.fingerprint,
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        args.push(&warrant);
+        run("sotto-warrant", &args)
     };
+    let serve = |command: &str, out: &str| serve_with(command, out, &[]);
     // Held for the operators' review: nothing is saved, and it says so.
     let submitted = serve("submit", "bundle");
     assert!(submitted.status.success(), "{submitted:?}");
@@ -260,23 +261,7 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     let collected = serve("collect", "bundle");
     assert!(collected.status.success(), "{collected:?}");
     // Fetched again by its number: the same bytes.
-    let again = run(
-        "sotto-warrant",
-        &[
-            "collect",
-            "--key",
-            &d("inv"),
-            "--relay",
-            &relay.addr,
-            "--fingerprint",
-            &relay.fingerprint,
-            "--out",
-            &d("bundle-again"),
-            "--delivery",
-            "1",
-            &d("w.json"),
-        ],
-    );
+    let again = serve_with("collect", "bundle-again", &["--delivery", "1"]);
     assert!(again.status.success(), "{again:?}");
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("delivery 1"),
