@@ -167,6 +167,45 @@ pub struct HeldEnvelope {
     pub received_at: i64,
 }
 
+/// A notice from the relay that a warrant disclosed some of this account's
+/// normal records (see `v1::WarrantNotice`), kept until shown and after.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeptNotice {
+    pub id: u64,
+    pub authority: String,
+    pub warrant_id: String,
+    pub case_reference: String,
+    pub legal_basis: String,
+    /// The warrant's window, seconds since the epoch.
+    pub window_from: i64,
+    pub window_until: i64,
+    pub records: u64,
+    /// A target of the warrant (else someone revealed under a pseudonym).
+    pub target: bool,
+    /// When the relay issued it (milliseconds).
+    pub issued_at: i64,
+    /// Shown to the user (`sync` printed it, or the chat client said it).
+    pub shown: bool,
+}
+
+impl From<&sotto_proto::v1::WarrantNotice> for KeptNotice {
+    fn from(n: &sotto_proto::v1::WarrantNotice) -> Self {
+        KeptNotice {
+            id: n.id,
+            authority: n.authority.clone(),
+            warrant_id: n.warrant_id.clone(),
+            case_reference: n.case_reference.clone(),
+            legal_basis: n.legal_basis.clone(),
+            window_from: n.window_from,
+            window_until: n.window_until,
+            records: n.records,
+            target: n.target,
+            issued_at: n.issued_at,
+            shown: false,
+        }
+    }
+}
+
 /// The most envelopes kept unread; the oldest goes first.
 pub const MAX_HELD: usize = 200;
 /// The most kept unread from one sender.
@@ -233,6 +272,8 @@ pub struct Profile {
     pub outbox: Vec<OutboxEntry>,
     /// Normal messages typed in `sotto chat` that the relay has not stored yet.
     pub pending: Vec<PendingMessage>,
+    /// The relay's notices of warrants that disclosed this account's records.
+    pub notices: Vec<KeptNotice>,
     seen_envelopes: VecDeque<u64>,
     identity: Identity,
     vault: Vault,
@@ -288,10 +329,12 @@ const BASE_KEYS: &str = "base_keys";
 const HELD: &str = "held";
 const RESETS: &str = "resets";
 const TIMERS: &str = "timers";
+const NOTICES: &str = "notices";
 /// The SHA-256 of every part as last saved, sealed like them.
 const MANIFEST: &str = "manifest";
-const PARTS: [&str; 11] = [
+const PARTS: [&str; 12] = [
     IDENTITY, CONTACTS, PREKEYS, SESSIONS, OUTBOX, PENDING, SEEN, BASE_KEYS, HELD, RESETS, TIMERS,
+    NOTICES,
 ];
 
 #[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
@@ -371,6 +414,7 @@ impl Profile {
             timers: BTreeMap::new(),
             outbox: Vec::new(),
             pending: Vec::new(),
+            notices: Vec::new(),
             seen_envelopes: VecDeque::new(),
             identity,
             vault,
@@ -496,6 +540,7 @@ impl Profile {
         profile.held = part(&parts, HELD)?;
         profile.resets = part(&parts, RESETS)?;
         profile.timers = part(&parts, TIMERS)?;
+        profile.notices = part(&parts, NOTICES)?;
         for (key, value) in profile.vault.entries(Table::History)? {
             let key = u64::from_be_bytes(
                 key.as_slice()
@@ -540,6 +585,7 @@ impl Profile {
         write_part(vault, written, HELD, &self.held)?;
         write_part(vault, written, RESETS, &self.resets)?;
         write_part(vault, written, TIMERS, &self.timers)?;
+        write_part(vault, written, NOTICES, &self.notices)?;
         let manifest: BTreeMap<&str, String> = written
             .iter()
             .map(|(name, d)| (*name, hex::encode(d)))
@@ -690,6 +736,16 @@ impl Profile {
     }
 
     /// True if this secret envelope was handled before (a redelivery).
+    /// Keeps a notice from the relay, unless it was kept before (it comes
+    /// again until acknowledged); whether it is new.
+    pub fn remember_notice(&mut self, notice: &sotto_proto::v1::WarrantNotice) -> bool {
+        if self.notices.iter().any(|n| n.id == notice.id) {
+            return false;
+        }
+        self.notices.push(notice.into());
+        true
+    }
+
     pub fn seen_envelope(&self, id: u64) -> bool {
         self.seen_envelopes.contains(&id)
     }

@@ -319,6 +319,21 @@ impl RelayClient {
             .request(request::Kind::Ack(Ack {
                 normal_upto,
                 secret_ids,
+                notice_ids: Vec::new(),
+            }))
+            .await?
+        {
+            response::Kind::Acked(_) => Ok(()),
+            other => Err(unexpected("an acknowledgement", &other)),
+        }
+    }
+
+    /// Tells the relay the warrant notices `ids` are kept: it deletes them.
+    pub async fn ack_notices(&self, notice_ids: Vec<u64>) -> Result<(), ClientError> {
+        match self
+            .request(request::Kind::Ack(Ack {
+                notice_ids,
+                ..Ack::default()
             }))
             .await?
         {

@@ -50,6 +50,11 @@ pub fn unmask(encoded: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 unmask\0", encoded)
 }
 
+/// What an authority signs to postpone a warrant's notices.
+pub fn notice_extension(encoded: &[u8]) -> Vec<u8> {
+    tagged(b"sotto/1 notice extension\0", encoded)
+}
+
 /// What the relay's disclosure key signs: the exact encoded `Disclosure`.
 pub fn disclosure(encoded: &[u8]) -> Vec<u8> {
     tagged(b"sotto/1 disclosure\0", encoded)
@@ -116,6 +121,8 @@ mod tests {
             assert_ne!(curve, pq_prekey(0, &[7; 32]));
         }
         assert_ne!(warrant(b"w"), unmask(b"w"));
+        assert_ne!(unmask(b"w"), notice_extension(b"w"));
+        assert_ne!(warrant(b"w"), notice_extension(b"w"));
         assert_ne!(audit_key(b"k"), signed_prekey(b"k"));
         assert!(tree_head(0, &[0; 32], 0).starts_with(b"sotto/1 tree head\0"));
         assert_ne!(disclosure(b"d"), unmasked(b"d"));

@@ -128,6 +128,12 @@ pub struct WarrantConfig {
     pub review: bool,
     /// How many different operators must approve a held warrant: 1 or 2.
     pub approvals: u32,
+    /// How long after a warrant's window ends the people it disclosed are
+    /// told of it, in days, when the warrant does not say (`notify_after`).
+    pub notice_days: u32,
+    /// The longest a warrant (or each of its two extensions) may keep them
+    /// from being told, in days after the window's end.
+    pub max_notice_days: u32,
 }
 
 impl Default for RelayConfig {
@@ -179,6 +185,8 @@ impl Default for WarrantConfig {
             requests_per_minute: 30,
             review: true,
             approvals: 1,
+            notice_days: sotto_warrant::notice::DEFAULT_NOTICE_DAYS,
+            max_notice_days: sotto_warrant::notice::MAX_NOTICE_DAYS,
         }
     }
 }
@@ -340,6 +348,18 @@ impl RelayConfig {
             10_000,
         )?;
         within("warrant.approvals", self.warrant.approvals.into(), 1, 2)?;
+        within(
+            "warrant.max_notice_days",
+            self.warrant.max_notice_days.into(),
+            1,
+            3_650,
+        )?;
+        within(
+            "warrant.notice_days",
+            self.warrant.notice_days.into(),
+            0,
+            self.warrant.max_notice_days.into(),
+        )?;
         Ok(())
     }
 
@@ -441,7 +461,12 @@ impl RelayConfig {
              # (sotto-relay warrant list|show|approve|reject, against the running relay).\n\
              review = {review}\n\
              # How many different operators must approve it: 1, or 2 (the two-person rule).\n\
-             approvals = {approvals}\n",
+             approvals = {approvals}\n\
+             # The people a warrant disclosed are told of it this many days after its window\n\
+             # ends, unless the warrant says when (at most max_notice_days after; an authority\n\
+             # may postpone it twice, each time by at most max_notice_days).\n\
+             notice_days = {notice}\n\
+             max_notice_days = {max_notice}\n",
             listen = d.listen,
             frame = d.max_frame_bytes,
             key = d.master_key_file.display(),
@@ -470,6 +495,8 @@ impl RelayConfig {
             rate = d.warrant.requests_per_minute,
             review = d.warrant.review,
             approvals = d.warrant.approvals,
+            notice = d.warrant.notice_days,
+            max_notice = d.warrant.max_notice_days,
         )
     }
 }
@@ -510,6 +537,11 @@ mod tests {
             ),
             ("[warrant]\napprovals = 0", "warrant.approvals"),
             ("[warrant]\napprovals = 3", "warrant.approvals"),
+            ("[warrant]\nmax_notice_days = 0", "warrant.max_notice_days"),
+            (
+                "[warrant]\nnotice_days = 31\nmax_notice_days = 30",
+                "warrant.notice_days",
+            ),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = format!("{:#}", RelayConfig::load(&path).unwrap_err());

@@ -28,6 +28,7 @@ use crate::warrant::anchor::StoredAnchor;
 use crate::warrant::audit::{AuditLog, LogRefused};
 use crate::warrant::grants::Grants;
 use crate::warrant::held::HeldWarrants;
+use crate::warrant::notices::Notices;
 use crate::warrant::{DeskParts, WarrantDesk};
 use crate::writer::Writer;
 use crate::{connection, datadir};
@@ -155,6 +156,7 @@ pub(crate) fn assemble(
     )
     .context("cannot start the writing thread")?;
     let accounts = Accounts::new(store.clone(), sealer.clone());
+    let notices = Notices::new(store.clone(), sealer.clone());
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),
         accounts: accounts.names(),
@@ -164,12 +166,17 @@ pub(crate) fn assemble(
         limits: sotto_warrant::Limits::new(
             config.warrant.max_window_days,
             config.warrant.max_targets,
-        ),
+        )
+        .with_notice(sotto_warrant::NoticeDelay::new(
+            config.warrant.notice_days,
+            config.warrant.max_notice_days,
+        )),
         requests_per_minute: config.warrant.requests_per_minute,
         disclosure_key: disclosure_key.clone(),
         pseudonym_key: sealer.pseudonym_key(),
         writer: writer.clone(),
         held: HeldWarrants::new(store.clone(), sealer.clone()),
+        notices: notices.clone(),
         review: config.warrant.review,
         approvals: config.warrant.approvals,
         clock: clock.clone(),
@@ -182,6 +189,7 @@ pub(crate) fn assemble(
         prekeys: Prekeys::new(store.clone(), sealer.clone()),
         secret_queue,
         warrants,
+        notices,
         quotas: Quotas::new(&config),
         admission: Admission::new(&config.limits),
         hub: Hub::new(config.limits.subscriptions_per_account),

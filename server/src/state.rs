@@ -16,6 +16,7 @@ use crate::quotas::Quotas;
 use crate::secret_queue::SecretQueue;
 use crate::store::Store;
 use crate::warrant::WarrantDesk;
+use crate::warrant::notices::Notices;
 use crate::writer::Writer;
 
 /// What every connection shares.
@@ -30,6 +31,8 @@ pub struct RelayState {
     pub(crate) secret_queue: Arc<SecretQueue>,
     /// Serves warrants and unmask requests; holds no handle on the secret queue.
     pub(crate) warrants: WarrantDesk,
+    /// Warrant notices waiting for the people they tell.
+    pub(crate) notices: Notices,
     /// What each account and address may ask for over time.
     pub(crate) quotas: Quotas,
     /// Who holds a connection.

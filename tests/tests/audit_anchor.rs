@@ -34,6 +34,7 @@ async fn curious_operator_who_edits_the_log_and_empties_the_heads_stops_warrants
         expires: now() + 86_400,
         delivery_key: chief.delivery_public().to_vec().into(),
         relay_key: relay_key.clone().into(),
+        notify_after: 0,
     };
     let submit = |relay: &TestRelay, id: &str| {
         let signed = chief.sign_warrant(&warrant(id));
@@ -111,6 +112,7 @@ async fn curious_operator_without_the_master_key_who_deletes_the_anchor_gets_not
         expires: now() + 86_400,
         delivery_key: chief.delivery_public().to_vec().into(),
         relay_key: hex::decode(&relay.running().disclosure_key).unwrap().into(),
+        notify_after: 0,
     });
     let conn = RelayConnection::connect(&relay.addr.to_string(), relay.fingerprint)
         .await

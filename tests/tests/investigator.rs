@@ -728,6 +728,7 @@ fn show_neutralizes_control_characters_in_a_hostile_warrant_file() {
         expires: 1_800_000_000,
         delivery_key: keys.delivery_public().to_vec().into(),
         relay_key: vec![7; 32].into(),
+        notify_after: 0,
     };
     let file = dir.path().join("hostile.json");
     WarrantFile::new(&keys.sign_warrant(&hostile))
@@ -739,7 +740,7 @@ fn show_neutralizes_control_characters_in_a_hostile_warrant_file() {
     };
     let text = run_ok("sotto-warrant", &["show", &path(&file)]);
     assert!(!text.chars().any(unsafe_char), "{text:?}");
-    assert_eq!(text.lines().count(), 11, "{text}");
+    assert_eq!(text.lines().count(), 12, "{text}");
     assert!(
         !text.lines().any(|l| l.starts_with("expires      2099")),
         "{text}"

@@ -51,6 +51,7 @@ fn warrant(
         expires: expires / SEC,
         delivery_key: chief.delivery_public().to_vec().into(),
         relay_key: hex::decode(&relay.running().disclosure_key).unwrap().into(),
+        notify_after: 0,
     })
 }
 

@@ -57,6 +57,7 @@ fn warrant(relay: &TestRelay, chief: &InvestigatorKeys, id: &str) -> v1::SignedW
         expires: now() + 7 * DAY,
         delivery_key: chief.delivery_public().to_vec().into(),
         relay_key: hex::decode(&relay.running().disclosure_key).unwrap().into(),
+        notify_after: 0,
     })
 }
 

@@ -118,6 +118,7 @@ async fn malicious_relay_that_answers_without_logging_is_not_taken_at_its_word()
         expires: now + 86_400,
         delivery_key: keys.delivery_public().to_vec().into(),
         relay_key: disclosure.verifying_key().to_bytes().to_vec().into(),
+        notify_after: 0,
     };
     let file = dir.path().join("w.json");
     WarrantFile::new(&keys.sign_warrant(&warrant))

@@ -50,6 +50,7 @@ fn warrant(relay: &TestRelay, keys: &InvestigatorKeys, id: &str, targets: &[&str
         expires: now() + 7 * DAY,
         delivery_key: keys.delivery_public().to_vec().into(),
         relay_key: relay_key(relay).into(),
+        notify_after: 0,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct IssueArgs<'a> {
     pub not_before: Option<&'a str>,
     pub legal_basis: &'a str,
     pub approver: Option<&'a str>,
+    /// When the people disclosed are told (RFC 3339); `None` for the relay's default.
+    pub notify_after: Option<&'a str>,
 }
 
 /// A warrant ready to sign, and what the investigator should know about it.
@@ -66,7 +68,8 @@ pub fn parse_relay_key(text: &str) -> Result<VerifyingKey, InvestigatorError> {
     })
 }
 
-fn seconds(text: &str, flag: &str) -> Result<i64, InvestigatorError> {
+/// `text` (RFC 3339) as seconds since the epoch; the error names `--flag`.
+pub fn seconds(text: &str, flag: &str) -> Result<i64, InvestigatorError> {
     OffsetDateTime::parse(text.trim(), &Rfc3339)
         .map(OffsetDateTime::unix_timestamp)
         .map_err(|_| {
@@ -128,6 +131,19 @@ pub fn draft(
     if window_until <= window_from {
         return Err(bad("--until must be after --from"));
     }
+    let notify_after = match args.notify_after {
+        Some(t) => {
+            let at = seconds(t, "notify-after")?;
+            if at < window_until {
+                return Err(bad(
+                    "--notify-after cannot come before --until: the people are told of a \
+                     window once it has ended",
+                ));
+            }
+            at
+        }
+        None => 0,
+    };
 
     let mut warnings = Vec::new();
     if expires <= now_secs {
@@ -157,6 +173,7 @@ pub fn draft(
         expires,
         delivery_key: keys.delivery_public().to_vec().into(),
         relay_key: relay_key.to_bytes().to_vec().into(),
+        notify_after,
     };
     Ok(Drafted { warrant, warnings })
 }
@@ -184,6 +201,7 @@ mod tests {
             not_before: None,
             legal_basis: "court order 12/2026",
             approver: None,
+            notify_after: None,
         }
     }
 
@@ -241,6 +259,20 @@ mod tests {
                     ..args(&key, &good)
                 },
                 "--until must be after --from",
+            ),
+            (
+                IssueArgs {
+                    notify_after: Some("2026-09-29T23:59:59Z"),
+                    ..args(&key, &good)
+                },
+                "--notify-after cannot come before --until",
+            ),
+            (
+                IssueArgs {
+                    notify_after: Some("in a year"),
+                    ..args(&key, &good)
+                },
+                "--notify-after",
             ),
             (
                 IssueArgs {

@@ -157,12 +157,25 @@ impl InvestigatorKeys {
 
     /// Signs an unmask request's exact encoding.
     pub fn sign_unmask(&self, request: &v1::UnmaskRequest) -> v1::SignedUnmaskRequest {
-        let bytes = request.encode_to_vec();
-        let signature = self.signing.sign(&sotto_proto::transcript::unmask(&bytes));
-        v1::SignedUnmaskRequest {
-            request: bytes.into(),
-            signature: signature.to_bytes().to_vec().into(),
-        }
+        let (request, signature) = self.sign(request, sotto_proto::transcript::unmask);
+        v1::SignedUnmaskRequest { request, signature }
+    }
+
+    /// Signs a notice extension's exact encoding.
+    pub fn sign_extension(&self, request: &v1::NoticeExtension) -> v1::SignedNoticeExtension {
+        let (request, signature) = self.sign(request, sotto_proto::transcript::notice_extension);
+        v1::SignedNoticeExtension { request, signature }
+    }
+
+    /// `message`'s exact encoding, and the signature over its transcript.
+    fn sign<M: Message>(
+        &self,
+        message: &M,
+        transcript: fn(&[u8]) -> Vec<u8>,
+    ) -> (bytes::Bytes, bytes::Bytes) {
+        let encoded = message.encode_to_vec();
+        let signature = self.signing.sign(&transcript(&encoded));
+        (encoded.into(), signature.to_bytes().to_vec().into())
     }
 
     /// Decrypts every part of a disclosure, verifies the relay's signature on

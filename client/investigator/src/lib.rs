@@ -38,6 +38,7 @@ pub use error::InvestigatorError;
 pub use keys::{InvestigatorKeys, OpenedDisclosure};
 pub use relay::RelayConnection;
 pub use requests::{
-    Answered, collect_delivery, collect_warrant, new_unmask_request, submit_warrant, unmask,
+    Answered, collect_delivery, collect_warrant, extend_notice, new_extension, new_unmask_request,
+    submit_warrant, unmask,
 };
 pub use warrant_file::{WarrantFile, relay_key_of};

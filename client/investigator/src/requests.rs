@@ -89,6 +89,21 @@ pub async fn unmask(
     }
 }
 
+/// Asks the relay to postpone a warrant's notices (the answer is plain: the
+/// new time; its receipt is the proof).
+pub async fn extend_notice(
+    conn: &RelayConnection,
+    signed: v1::SignedNoticeExtension,
+) -> Result<v1::NoticeExtended, InvestigatorError> {
+    let extend = request::Kind::ExtendNotice(v1::ExtendNotice {
+        request: Some(signed),
+    });
+    match conn.request(extend).await? {
+        response::Kind::NoticeExtended(extended) => Ok(extended),
+        other => Err(unexpected("a notice extension", &other)),
+    }
+}
+
 /// Asks for the proof that the relay's log of `to` entries extends the one of
 /// `from` (checked by the caller against both signed roots), and its latest head.
 pub async fn audit_proof(
@@ -116,16 +131,39 @@ pub fn new_unmask_request(
     reason: &str,
     now_secs: i64,
 ) -> v1::UnmaskRequest {
-    let mut request_id = [0u8; REQUEST_ID_LEN];
-    rand::rng().fill_bytes(&mut request_id);
     v1::UnmaskRequest {
         warrant_id: warrant_id.to_owned(),
         authority: keys.name.clone(),
         pseudonyms,
         reason: reason.to_owned(),
         issued_at: now_secs,
-        request_id: request_id.to_vec().into(),
+        request_id: new_request_id(),
     }
+}
+
+/// A new request to postpone warrant `warrant_id`'s notices to
+/// `notify_after` (seconds), issued at `now_secs`, with a fresh request id.
+pub fn new_extension(
+    keys: &InvestigatorKeys,
+    warrant_id: &str,
+    notify_after: i64,
+    reason: &str,
+    now_secs: i64,
+) -> v1::NoticeExtension {
+    v1::NoticeExtension {
+        warrant_id: warrant_id.to_owned(),
+        authority: keys.name.clone(),
+        notify_after,
+        reason: reason.to_owned(),
+        issued_at: now_secs,
+        request_id: new_request_id(),
+    }
+}
+
+fn new_request_id() -> bytes::Bytes {
+    let mut request_id = [0u8; REQUEST_ID_LEN];
+    rand::rng().fill_bytes(&mut request_id);
+    request_id.to_vec().into()
 }
 
 fn unexpected(wanted: &str, got: &response::Kind) -> InvestigatorError {

@@ -23,6 +23,8 @@ pub struct WarrantView<'a> {
     pub window_until: String,
     pub not_before: String,
     pub expires: String,
+    /// When the people disclosed are told; empty for the relay's default delay.
+    pub notify_after: String,
     pub relay_key: String,
     pub delivery_key: String,
 }
@@ -40,6 +42,10 @@ impl<'a> WarrantView<'a> {
             window_until: rfc3339_secs(w.window_until),
             not_before: rfc3339_secs(w.not_before),
             expires: rfc3339_secs(w.expires),
+            notify_after: match w.notify_after {
+                0 => String::new(),
+                at => rfc3339_secs(at),
+            },
             relay_key: hex::encode(&w.relay_key),
             delivery_key: hex::encode(&w.delivery_key),
         }
@@ -60,6 +66,14 @@ impl<'a> WarrantView<'a> {
             ),
             ("not before", self.not_before.clone()),
             ("expires", self.expires.clone()),
+            (
+                "notice",
+                if self.notify_after.is_empty() {
+                    "the relay's default delay after the window".to_owned()
+                } else {
+                    format!("not before {}", self.notify_after)
+                },
+            ),
             ("relay key", or_none(&self.relay_key)),
             ("delivery key", or_none(&self.delivery_key)),
         ];
@@ -173,6 +187,7 @@ mod tests {
             expires: 1_800_000_000,
             delivery_key: vec![1; 32].into(),
             relay_key: vec![2; 32].into(),
+            notify_after: 0,
         }
     }
 
@@ -180,7 +195,11 @@ mod tests {
     fn show_prints_each_field_on_its_own_line_escaped() {
         let w = hostile_warrant();
         let text = WarrantView::new(&w).text();
-        assert_eq!(text.lines().count(), 11, "{text}");
+        assert_eq!(text.lines().count(), 12, "{text}");
+        assert!(
+            text.contains("notice       the relay's default delay"),
+            "{text}"
+        );
         assert!(!text.replace('\n', "").chars().any(is_unsafe), "{text}");
         assert!(text.contains("warrant      W-1\\nexpires"), "{text}");
         assert!(text.contains("targets      alice, bob\\n"), "{text}");

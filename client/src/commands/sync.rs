@@ -18,7 +18,7 @@ use sotto_proto::v1::NormalMessage;
 use sotto_proto::{layout, printable};
 
 use super::rfc3339;
-use crate::profile::{HistoryEntry, Mode, Profile, now_ms};
+use crate::profile::{HistoryEntry, KeptNotice, Mode, Profile, now_ms};
 use crate::relay::RelayClient;
 use crate::secret::{self, Received};
 
@@ -79,9 +79,13 @@ pub async fn run_to(
         .cloned()
         .collect();
     waiting.sort_by_key(|e| e.sent_at);
-    let mut printed = Vec::with_capacity(waiting.len());
     let mut failure = None;
-    for entry in waiting {
+    let notices_taken = print_notices(profile, json, width, out, taken).unwrap_or_else(|e| {
+        failure = Some(e);
+        false
+    });
+    let mut printed = Vec::with_capacity(waiting.len());
+    for entry in waiting.into_iter().filter(|_| notices_taken) {
         let written = print_entry(&entry, json, width, out)
             .and_then(|()| Ok(out.flush()?))
             .and_then(|()| Ok(taken()?));
@@ -112,6 +116,90 @@ pub async fn run_to(
         }
         None => Ok(()),
     }
+}
+
+/// Prints the relay's notices not shown yet, each marked shown once its
+/// reader took it; whether the reader took them all.
+fn print_notices(
+    profile: &mut Profile,
+    json: bool,
+    width: Option<usize>,
+    out: &mut dyn Write,
+    taken: &dyn Fn() -> std::io::Result<bool>,
+) -> Result<bool> {
+    for n in profile.notices.iter_mut().filter(|n| !n.shown) {
+        if json {
+            writeln!(out, "{}", printable::to_json(&NoticeLine::from(&*n))?)?;
+        } else {
+            let header = format!("{} [notice from the relay] ", rfc3339(n.issued_at));
+            writeln!(out, "{}", layout::entry(&header, &notice_text(n), width))?;
+        }
+        out.flush()?;
+        if !taken()? {
+            return Ok(false);
+        }
+        n.shown = true;
+    }
+    Ok(true)
+}
+
+/// A notice as one JSON line of `sync --json`: `"kind": "warrant_notice"`
+/// (messages have no `kind`).
+#[derive(Serialize)]
+struct NoticeLine<'a> {
+    kind: &'static str,
+    authority: &'a str,
+    warrant_id: &'a str,
+    case: &'a str,
+    legal_basis: &'a str,
+    window_from: String,
+    window_until: String,
+    records_disclosed: u64,
+    target: bool,
+    secret_disclosed: bool,
+    issued_at: String,
+}
+
+impl<'a> From<&'a KeptNotice> for NoticeLine<'a> {
+    fn from(n: &'a KeptNotice) -> Self {
+        NoticeLine {
+            kind: "warrant_notice",
+            authority: &n.authority,
+            warrant_id: &n.warrant_id,
+            case: &n.case_reference,
+            legal_basis: &n.legal_basis,
+            window_from: rfc3339(n.window_from.saturating_mul(1000)),
+            window_until: rfc3339(n.window_until.saturating_mul(1000)),
+            records_disclosed: n.records,
+            target: n.target,
+            secret_disclosed: false,
+            issued_at: rfc3339(n.issued_at),
+        }
+    }
+}
+
+/// What a warrant notice says, for a person.
+pub fn notice_text(n: &KeptNotice) -> String {
+    let p = |s: &str| printable::printable(s).into_owned();
+    let why = if n.target {
+        "you were a target of a warrant".to_owned()
+    } else {
+        "you were not a target, but took part in a target's conversations, and the authority \
+         asked for your name"
+            .to_owned()
+    };
+    format!(
+        "{why}: authority {}, warrant {}, case {}, legal basis {}. It disclosed {} of your \
+         normal messages sent from {} until {}. Secret chats were not disclosed, and cannot be: \
+         the relay holds nothing readable of them.",
+        p(&n.authority),
+        p(&n.warrant_id),
+        p(&n.case_reference),
+        p(&n.legal_basis),
+        n.records,
+        rfc3339(n.window_from.saturating_mul(1000)),
+        rfc3339(n.window_until.saturating_mul(1000)),
+    )
 }
 
 /// What a fetch brought: new messages, oldest first, and warnings for the user
@@ -178,9 +266,16 @@ pub async fn fetch_new(
                 mark
             });
         }
+        let notice_ids: Vec<u64> = batch.notices.iter().map(|n| n.id).collect();
+        for notice in &batch.notices {
+            profile.remember_notice(notice);
+        }
         profile.save()?;
         if upto > 0 || !secret_ids.is_empty() {
             client.ack(upto, secret_ids).await?;
+        }
+        if !notice_ids.is_empty() {
+            client.ack_notices(notice_ids).await?;
         }
         // Top up one-time prekeys when the relay says they run low, and
         // replace the signed prekey once it is a week old.

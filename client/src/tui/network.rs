@@ -17,7 +17,7 @@ use sotto_proto::v1::{Push, push};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::app::{Connection, ConvKey, Effect, Event, local_id_of};
-use crate::commands::sync::{fetch_new, mark_shown};
+use crate::commands::sync::{fetch_new, mark_shown, notice_text};
 use crate::profile::{PendingMessage, Profile};
 use crate::relay::{CONNECT_TIMEOUT, ClientError, RelayClient};
 use crate::{delivery, outbox, secret};
@@ -353,6 +353,16 @@ async fn fetched(
     }
     for warning in fetched.warnings {
         let _ = events.send(Event::Notice(warning));
+    }
+    if profile.notices.iter().any(|n| !n.shown) {
+        for n in profile.notices.iter_mut().filter(|n| !n.shown) {
+            let _ = events.send(Event::Notice(format!(
+                "notice from the relay: {}",
+                notice_text(n)
+            )));
+            n.shown = true;
+        }
+        profile.save()?;
     }
     for (peer, secs) in fetched.timers {
         let _ = events.send(Event::TimerSet { peer, secs });

@@ -1,5 +1,5 @@
 //! `Ack`: the client has safely kept what it fetched. Moves the account's
-//! delivery cursor, deletes the acknowledged secret envelopes for good, and
+//! delivery cursor, deletes the acknowledged secret envelopes (and warrant notices) for good, and
 //! then tells the senders of the normal messages it moved past, if they are
 //! connected, which of theirs are delivered now (see [`crate::delivery`]).
 
@@ -14,11 +14,13 @@ use crate::delivery::{self, ACK_READ_LIMIT};
 use crate::state::RelayState;
 
 pub async fn handle(state: &Arc<RelayState>, user: &str, ack: Ack) -> Handled {
-    if ack.secret_ids.len() > sotto_proto::MAX_FETCH as usize {
+    if ack.secret_ids.len() > sotto_proto::MAX_FETCH as usize
+        || ack.notice_ids.len() > sotto_proto::MAX_FETCH as usize
+    {
         return Err(RequestError::new(
             ErrorCode::TooLarge,
             format!(
-                "acknowledge at most {} envelopes at once",
+                "acknowledge at most {} envelopes (and notices) at once",
                 sotto_proto::MAX_FETCH
             ),
         ));
@@ -35,6 +37,7 @@ pub async fn handle(state: &Arc<RelayState>, user: &str, ack: Ack) -> Handled {
                 state.archive.ack(&user, ack.normal_upto)?;
             }
             state.secret_queue.acknowledge(&user, &ack.secret_ids)?;
+            state.notices.acknowledge(&user, &ack.notice_ids)?;
             Ok(before)
         })
         .await
@@ -170,7 +173,7 @@ mod tests {
                         Some(reader),
                         request::Kind::Ack(v1::Ack {
                             normal_upto: id,
-                            secret_ids: Vec::new(),
+                            ..v1::Ack::default()
                         }),
                     )
                     .await

@@ -1,9 +1,12 @@
 //! `Fetch`: what arrived for this account and is not acknowledged yet: normal
-//! messages from the inbox, secret envelopes from the secret queue. A batch
-//! stays well under the frame limit; `more` says when the rest waits.
+//! messages from the inbox, secret envelopes from the secret queue, and the
+//! relay's notices of warrants that disclosed this account's records (issued
+//! here once due: people are told when they next look). A batch stays well
+//! under the frame limit; `more` says when the rest waits.
 
 use prost::Message;
 use sotto_proto::v1::{Batch, Fetch, response};
+use tracing::warn;
 
 use super::{Handled, normal_message};
 use crate::state::RelayState;
@@ -13,6 +16,11 @@ const FRAME_HEADROOM: usize = 16 * 1024;
 
 pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let limit = fetch.limit.clamp(1, sotto_proto::MAX_FETCH) as usize;
+    if let Err(e) = state.warrants.notify_due().await {
+        // The notices wait for the next look; the messages need not.
+        warn!(error = %format!("{e:#}"), "warrant notices are late");
+    }
+    let notices = state.notices.waiting(user)?;
     let (entries, mut more) = state.archive.inbox(user, limit)?;
     let (envelopes, more_secret) = state.secret_queue.pending(user, limit)?;
     more |= more_secret;
@@ -22,6 +30,7 @@ pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
         &mut budget,
         &mut more,
     );
+    let notices = within(notices, &mut budget, &mut more);
     let secret = within(envelopes, &mut budget, &mut more);
     // What was read may have been written and not yet flushed (its sender
     // not yet answered): hand it out only once it is on disk, so a crash
@@ -35,6 +44,7 @@ pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
         secret,
         more,
         prekeys_low: left.low().then(|| left.prekeys_low()),
+        notices,
     }))
 }
 

@@ -17,7 +17,6 @@ mod send_normal;
 mod send_secret;
 pub(crate) mod submit_warrant;
 pub mod subscribe;
-mod unmask;
 mod upload_prekeys;
 
 use sotto_proto::v1::{self, ErrorCode, Response, request, response};
@@ -129,12 +128,28 @@ pub(crate) async fn dispatch(
         Kind::SubmitWarrant(_) | Kind::Collect(_) => Err(RequestError::bad_request(
             "a warrant is served on a stream of its own",
         )),
+        // Signed by the authority a warrant was granted to; the desk owns
+        // every rule and the audit entry; granted or refused, the answer
+        // carries the entry's receipt.
         Kind::Unmask(r) => {
-            let (result, receipt) = unmask::handle(state, r).await;
-            count(state, &result);
-            let mut response = respond(result);
-            response.receipt = receipt;
-            return response;
+            let answer = state.warrants.unmask(r.request).await;
+            return receipted(
+                state,
+                "unmask",
+                answer,
+                response::Kind::Unmasked,
+                ErrorCode::UnmaskRefused,
+            );
+        }
+        Kind::ExtendNotice(r) => {
+            let answer = state.warrants.extend_notice(r.request).await;
+            return receipted(
+                state,
+                "extension",
+                answer,
+                response::Kind::NoticeExtended,
+                ErrorCode::WarrantRefused,
+            );
         }
         // Hashes only: anyone may check the log grew without being rewritten.
         Kind::AuditProof(r) => audit_proof::handle(state, session, r).await,
@@ -161,6 +176,30 @@ pub(crate) async fn dispatch(
     };
     count(state, &result);
     respond(result)
+}
+
+/// The response to a request the warrant desk answered, with its receipt.
+fn receipted<T>(
+    state: &RelayState,
+    kind: &'static str,
+    answer: crate::warrant::Answer<T>,
+    granted: fn(T) -> response::Kind,
+    refused: ErrorCode,
+) -> Response {
+    let decision = if answer.outcome.is_ok() {
+        "granted"
+    } else {
+        "refused"
+    };
+    state.metrics.warrant_request(kind, decision);
+    let result = answer
+        .outcome
+        .map(granted)
+        .map_err(|e| desk_error(e, refused));
+    count(state, &result);
+    let mut response = respond(result);
+    response.receipt = answer.receipt;
+    response
 }
 
 fn respond(result: Handled) -> Response {

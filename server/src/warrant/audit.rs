@@ -55,8 +55,9 @@ pub struct AuditEntry {
     /// RFC 3339, UTC.
     pub time: String,
     /// "warrant", "collect" (a disclosure fetched), "review" (an operator's
-    /// decision), "unmask", or "unverifiable" (no registered authority's
-    /// signature verified, or a replay; see `count`).
+    /// decision), "unmask", "extension" (notices postponed), "notice"
+    /// (people told of a warrant; see `count`), or "unverifiable" (no
+    /// registered authority's signature verified, or a replay; see `count`).
     pub kind: String,
     pub warrant_id: String,
     pub case: String,
@@ -102,7 +103,8 @@ pub struct AuditEntry {
     /// receipt to their own request, whatever else the entry says.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request_sha256: String,
-    /// For `unverifiable` entries: how many requests the entry stands for.
+    /// For `unverifiable` entries: how many requests the entry stands for;
+    /// for `notice` entries, how many people were told.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub count: u64,
     /// For `review` entries: the operator who decided, how many operators
@@ -118,6 +120,13 @@ pub struct AuditEntry {
     pub delivery: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub final_delivery: bool,
+    /// When the people disclosed are told (seconds): what a warrant asked
+    /// (0: the relay's default), what an extension set, or when a notice was due.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notify_after: i64,
+    /// The reason a notice extension gave.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub extension_reason: String,
     /// Of a hash-chained log (before the transparency log): the hash of the
     /// line before, and of this one. Empty, and left out, in entries since.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -158,6 +167,8 @@ impl AuditEntry {
             review_reason: String::new(),
             delivery: 0,
             final_delivery: false,
+            notify_after: 0,
+            extension_reason: String::new(),
             prev: String::new(),
             hash: String::new(),
         }

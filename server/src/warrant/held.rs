@@ -7,6 +7,7 @@
 //! approved it, then `Disclosed` (its parts stored with it in one batch), or
 //! `Rejected`, which is final. Nothing of a pending warrant is disclosed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prost::Message;
@@ -81,6 +82,26 @@ pub(crate) struct HeldWarrant {
     /// The parts of deliveries 2, 3, … (delivery 1's are `parts`).
     #[prost(uint32, repeated, tag = "19")]
     pub delivery_parts: Vec<u32>,
+    /// When the people disclosed are told (seconds since the epoch; 0 in
+    /// warrants held before notices: then the relay's default delay).
+    #[prost(int64, tag = "20")]
+    pub notify_after: i64,
+    /// How many times the authority postponed the notices.
+    #[prost(uint32, tag = "21")]
+    pub extensions: u32,
+    /// In how many disclosed records each person appeared, over every
+    /// delivery: targets by name, everyone else by pseudonym.
+    #[prost(btree_map = "string, uint64", tag = "22")]
+    pub appeared: BTreeMap<String, u64>,
+    /// Pseudonyms revealed under the warrant whose people are not told yet → names.
+    #[prost(btree_map = "string, string", tag = "23")]
+    pub unmasked: BTreeMap<String, String>,
+    /// When the targets were told (milliseconds; 0 until then), and how
+    /// many people were told in all.
+    #[prost(int64, tag = "24")]
+    pub notified_at: i64,
+    #[prost(uint64, tag = "25")]
+    pub notified: u64,
 }
 
 impl HeldWarrant {
@@ -105,6 +126,14 @@ impl HeldWarrant {
             n => usize::try_from(n - 2)
                 .ok()
                 .and_then(|i| self.delivery_parts.get(i).copied()),
+        }
+    }
+
+    /// Adds a delivery's appearances to the warrant's.
+    pub fn add_appeared(&mut self, appeared: &BTreeMap<String, u64>) {
+        for (name, count) in appeared {
+            let total = self.appeared.entry(name.clone()).or_insert(0);
+            *total = total.saturating_add(*count);
         }
     }
 
@@ -196,7 +225,6 @@ impl HeldWarrants {
         delivery: u64,
         parts: &[v1::SealedBundle],
     ) -> Result<(), RelayError> {
-        let key = self.key(&held.authority, &held.warrant_id);
         let mut batch = Batch::default();
         for (n, part) in parts.iter().enumerate() {
             let n = u32::try_from(n).map_err(|_| RelayError::Corrupt("a disclosure's parts"))?;
@@ -206,10 +234,22 @@ impl HeldWarrants {
                 .seal_padded(Tree::Warrants, &pkey, &part.encode_to_vec());
             batch.put(Tree::Warrants, pkey, sealed);
         }
+        self.put(&mut batch, held);
+        self.store.apply(batch)?;
+        Ok(())
+    }
+
+    /// Adds writing `held` over what was kept to `batch`.
+    pub fn put(&self, batch: &mut Batch, held: &HeldWarrant) {
+        let key = self.key(&held.authority, &held.warrant_id);
         let sealed = self
             .sealer
             .seal_padded(Tree::Warrants, &key, &held.encode_to_vec());
         batch.put(Tree::Warrants, key, sealed);
+    }
+
+    /// Applies `batch`. Not yet durable.
+    pub fn apply(&self, batch: Batch) -> Result<(), RelayError> {
         self.store.apply(batch)?;
         Ok(())
     }

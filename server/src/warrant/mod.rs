@@ -33,12 +33,16 @@ pub(crate) mod budget;
 pub use budget::UNVERIFIABLE_PER_MINUTE;
 pub(crate) mod grants;
 pub(crate) mod held;
+pub(crate) mod notices;
+mod notify;
 mod records;
 mod review;
 pub use review::{HeldView, ReviewError, Reviewed};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 use ed25519_dalek::SigningKey;
 use prost::Message;
@@ -56,6 +60,7 @@ use audit::{AuditEntry, AuditLog};
 use budget::Budgets;
 use grants::Grants;
 use held::{HeldWarrant, HeldWarrants, Stage};
+use notices::Notices;
 
 /// How serving a request ended, when it did not succeed.
 #[derive(Debug)]
@@ -144,6 +149,7 @@ pub(crate) struct DeskParts {
     pub pseudonym_key: PseudonymKey,
     pub writer: Writer,
     pub held: HeldWarrants,
+    pub notices: Notices,
     /// Hold warrants for the operators' review, and how many must approve.
     pub review: bool,
     pub approvals: u32,
@@ -163,9 +169,14 @@ pub(crate) struct WarrantDesk {
     pseudonym_key: PseudonymKey,
     writer: Writer,
     held: HeldWarrants,
+    notices: Notices,
+    /// The earliest time (seconds) a held warrant's notices may be due:
+    /// before it, nobody is looked for.
+    next_notice: AtomicI64,
     review: bool,
     approvals: u32,
-    /// One operator's decision at a time.
+    /// One change to the held warrants at a time (a decision, a delivery,
+    /// names revealed, notices).
     reviewing: tokio::sync::Mutex<()>,
     clock: crate::Clock,
 }
@@ -191,6 +202,22 @@ struct Disclosure {
     /// Where it ends (milliseconds), and whether it is the last.
     until_ms: i64,
     is_final: bool,
+    /// In how many of its records each person appears (by the name shown).
+    appeared: BTreeMap<String, u64>,
+}
+
+/// In how many of `records` each name appears (as sender or participant).
+fn appearances(records: &[v1::DisclosedRecord]) -> BTreeMap<String, u64> {
+    let mut appeared = BTreeMap::new();
+    for r in records {
+        let mut names: Vec<&String> = r.participants.iter().chain([&r.from]).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            *appeared.entry(name.clone()).or_insert(0u64) += 1;
+        }
+    }
+    appeared
 }
 
 /// Hex of the SHA-256 of the bundle file `sotto-warrant` saves of `parts`.
@@ -208,6 +235,7 @@ fn describe(entry: &mut AuditEntry, authority: &str, w: &v1::Warrant) {
     entry.case = clip(&w.case_reference);
     entry.window_from = w.window_from;
     entry.window_until = w.window_until;
+    entry.notify_after = w.notify_after;
     entry.relay = hex::encode(&w.relay_key[..w.relay_key.len().min(32)]);
     entry.targets = w.targets.iter().take(64).map(|t| clip(t)).collect();
 }
@@ -233,6 +261,9 @@ impl WarrantDesk {
             pseudonym_key: parts.pseudonym_key,
             writer: parts.writer,
             held: parts.held,
+            notices: parts.notices,
+            // Unknown until the first look.
+            next_notice: AtomicI64::new(i64::MIN),
             review: parts.review,
             approvals: parts.approvals,
             reviewing: tokio::sync::Mutex::new(()),
@@ -464,6 +495,7 @@ impl WarrantDesk {
             .add_pseudonyms(&delivery.grant, &delivery.pseudonyms)?;
         held.deliveries = number;
         held.collected = number;
+        held.add_appeared(&delivery.appeared);
         held.delivered_until = delivery.until_ms;
         held.finished = delivery.is_final;
         held.delivery_parts.push(
@@ -504,6 +536,7 @@ impl WarrantDesk {
             warrant_id: checked.warrant.id.clone(),
             held_at: now_ms,
             approvals_needed: self.approvals,
+            notify_after: checked.notify_after,
             ..HeldWarrant::default()
         };
         if !self.review {
@@ -585,6 +618,7 @@ impl WarrantDesk {
         entry.delivery = number;
         entry.final_delivery = is_final;
         entry.records = outcome.disclosure.records.len() as u64;
+        let appeared = appearances(&outcome.disclosure.records);
         entry.conversations = outcome.conversations as u64;
         entry.pseudonyms = outcome.pseudonyms.len() as u64;
         // However large, it is delivered: in parts, each far under a frame.
@@ -608,6 +642,7 @@ impl WarrantDesk {
             counts: (entry.records, entry.conversations, entry.pseudonyms),
             until_ms: window.until_ms(),
             is_final,
+            appeared,
         })
     }
 
@@ -633,8 +668,10 @@ impl WarrantDesk {
         held.parts = u32::try_from(disclosure.parts.len())
             .map_err(|_| crate::RelayError::Corrupt("a disclosure's parts"))?;
         (held.records, held.conversations, held.pseudonyms) = disclosure.counts;
+        held.add_appeared(&disclosure.appeared);
         self.held.update(held, &disclosure.parts)?;
         self.writer.durable().await?;
+        self.schedule_notice(held);
         Ok(disclosure.parts)
     }
 
@@ -670,6 +707,10 @@ impl WarrantDesk {
             // A request id is answered once, whatever the answer.
             if !self.grants.serve_request(&authority, &request_id, now)? {
                 return Err(Served::Unverifiable(Refusal::Replayed));
+            }
+            if let Ok((answer, _)) = &outcome {
+                // The people named are told, with the targets.
+                self.remember_unmasked(&authority, answer).await?;
             }
             self.writer.durable().await?;
         }

@@ -12,6 +12,7 @@ use prost::Message;
 use sotto_proto::v1;
 
 use crate::bundle::DeliveryKey;
+use crate::notice::NoticeDelay;
 use crate::refusal::Refusal;
 use crate::registry::{Authority, Registry};
 use crate::window::{EARLIEST_SECS, LATEST_SECS, Window};
@@ -32,6 +33,7 @@ pub const REQUEST_ID_LEN: usize = 16;
 pub struct Limits {
     max_window_secs: i64,
     max_targets: usize,
+    notice: NoticeDelay,
 }
 
 impl Limits {
@@ -40,7 +42,17 @@ impl Limits {
             // u32::MAX days in seconds still fits an i64 by far.
             max_window_secs: i64::from(max_window_days) * 86_400,
             max_targets: max_targets as usize,
+            notice: NoticeDelay::default(),
         }
+    }
+
+    /// The same limits, with `notice` as the delays for telling the people disclosed.
+    pub fn with_notice(self, notice: NoticeDelay) -> Self {
+        Limits { notice, ..self }
+    }
+
+    pub fn notice(&self) -> NoticeDelay {
+        self.notice
     }
 }
 
@@ -61,6 +73,9 @@ pub struct CheckedWarrant {
     pub authority_key: VerifyingKey,
     pub window: Window,
     pub delivery_key: DeliveryKey,
+    /// When the people disclosed are told (seconds): the warrant's
+    /// `notify_after`, or the relay's default delay after the window.
+    pub notify_after: i64,
 }
 
 /// An unmask request that passed every check of its own (the grant it names
@@ -73,7 +88,7 @@ pub struct CheckedUnmask {
     pub request_id: [u8; REQUEST_ID_LEN],
 }
 
-fn verify<T: Message + Default>(
+pub(crate) fn verify<T: Message + Default>(
     bytes: &[u8],
     signature: &[u8],
     registry: &Registry,
@@ -187,7 +202,9 @@ pub fn check_warrant(
         return Err(Refusal::UnknownTarget(bad.chars().take(64).collect()));
     }
     let delivery_key = DeliveryKey::from_bytes(&w.delivery_key)?;
+    let notify_after = limits.notice.due(w.window_until, w.notify_after)?;
     Ok(CheckedWarrant {
+        notify_after,
         authority_key: verified.authority.key,
         authority: verified.authority.name,
         window,
@@ -203,34 +220,51 @@ pub fn check_unmask(
     now_secs: i64,
 ) -> Result<CheckedUnmask, Refusal> {
     let r = verified.message;
-    if now_secs.abs_diff(r.issued_at) > UNMASK_FRESHNESS_SECS.unsigned_abs() {
-        return Err(Refusal::Stale);
-    }
-    if r.reason.trim().is_empty() || r.reason.len() > MAX_FIELD {
-        return Err(Refusal::NoReason);
-    }
+    let request_id = fresh_request(
+        r.issued_at,
+        &r.reason,
+        &r.warrant_id,
+        &r.request_id,
+        now_secs,
+    )?;
     if r.pseudonyms.is_empty() || r.pseudonyms.len() > MAX_UNMASK {
         return Err(Refusal::Malformed(
             "an unmask request names 1 to 32 pseudonyms",
         ));
     }
-    if r.warrant_id.is_empty()
-        || r.warrant_id.len() > MAX_FIELD
-        || r.warrant_id.chars().any(char::is_control)
-    {
-        return Err(Refusal::Malformed(
-            "the warrant id is 1 to 1024 printable characters",
-        ));
-    }
-    let request_id: [u8; REQUEST_ID_LEN] = r
-        .request_id
-        .as_ref()
-        .try_into()
-        .map_err(|_| Refusal::Malformed("an unmask request id is 16 bytes"))?;
     Ok(CheckedUnmask {
         authority_key: verified.authority.key,
         authority: verified.authority.name,
         request_id,
         request: r,
     })
+}
+
+/// The checks every request under a granted warrant (unmask, notice
+/// extension) passes: issued within [`UNMASK_FRESHNESS_SECS`] of now, with
+/// a reason, a warrant id and a request id; the request id.
+pub(crate) fn fresh_request(
+    issued_at: i64,
+    reason: &str,
+    warrant_id: &str,
+    request_id: &[u8],
+    now_secs: i64,
+) -> Result<[u8; REQUEST_ID_LEN], Refusal> {
+    if now_secs.abs_diff(issued_at) > UNMASK_FRESHNESS_SECS.unsigned_abs() {
+        return Err(Refusal::Stale);
+    }
+    if reason.trim().is_empty() || reason.len() > MAX_FIELD {
+        return Err(Refusal::NoReason);
+    }
+    if warrant_id.is_empty()
+        || warrant_id.len() > MAX_FIELD
+        || warrant_id.chars().any(char::is_control)
+    {
+        return Err(Refusal::Malformed(
+            "the warrant id is 1 to 1024 printable characters",
+        ));
+    }
+    request_id
+        .try_into()
+        .map_err(|_| Refusal::Malformed("a request id is 16 bytes"))
 }

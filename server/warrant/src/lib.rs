@@ -9,6 +9,8 @@
 //! - [`refusal`]: why a request was refused, one stable code each;
 //! - [`disclosure`]: the targets' normal records through the read-only
 //!   [`NormalRecords`] view, with everyone else as a [`pseudonym`];
+//! - [`notice`]: when the people a warrant disclosed are told, and the
+//!   authority's signed extensions;
 //! - [`grant`]: what the relay remembers of a granted warrant, and what an
 //!   unmask request must match;
 //! - [`bundle`]: a payload signed by the relay and encrypted to the
@@ -39,6 +41,7 @@ pub mod bundle;
 pub mod check;
 pub mod disclosure;
 pub mod grant;
+pub mod notice;
 pub mod pseudonym;
 pub mod refusal;
 pub mod registry;
@@ -54,6 +57,9 @@ pub use disclosure::{
     ArchivedRecord, JoinError, NormalRecords, Outcome, disclose, disclose_within, join, split,
 };
 pub use grant::Grant;
+pub use notice::{
+    CheckedExtension, MAX_EXTENSIONS, NoticeDelay, check_extension, verify_extension,
+};
 pub use pseudonym::{PseudonymKey, Pseudonymizer};
 pub use refusal::Refusal;
 pub use registry::{Authority, AuthorityFile, Registry, RegistryError};

@@ -51,6 +51,19 @@ pub enum Refusal {
         asked: u64,
         made: u64,
     },
+    /// The notice would come later than the relay allows (`max_days` after
+    /// the window's end, or after the notice an extension postpones).
+    NoticeTooLate {
+        max_days: i64,
+    },
+    /// A notice cannot come before the window it tells of has ended.
+    NoticeTooEarly,
+    /// Notice extensions: the warrant had both of its two.
+    NoMoreExtensions,
+    /// Notice extensions: the notices are due, or went out, already.
+    AlreadyNotified,
+    /// Notice extensions: the new time is not later than the one set.
+    NotAnExtension,
 }
 
 impl Refusal {
@@ -80,6 +93,11 @@ impl Refusal {
             Refusal::Rejected(_) => "rejected",
             Refusal::AllDelivered { .. } => "all_delivered",
             Refusal::NoSuchDelivery { .. } => "no_such_delivery",
+            Refusal::NoticeTooLate { .. } => "notice_too_late",
+            Refusal::NoticeTooEarly => "notice_too_early",
+            Refusal::NoMoreExtensions => "no_more_extensions",
+            Refusal::AlreadyNotified => "already_notified",
+            Refusal::NotAnExtension => "not_an_extension",
         }
     }
 
@@ -149,7 +167,7 @@ impl fmt::Display for Refusal {
             Refusal::Replayed => write!(f, "this id was served already (ids are used once)"),
             Refusal::Stale => write!(
                 f,
-                "the unmask request is not fresh (issued more than {} minutes from now)",
+                "the request is not fresh (issued more than {} minutes from now)",
                 crate::check::UNMASK_FRESHNESS_SECS / 60
             ),
             Refusal::NoReason => write!(f, "an unmask request needs a reason (1 to 1024 bytes)"),
@@ -176,6 +194,26 @@ impl fmt::Display for Refusal {
                 "there is no delivery {asked} of this warrant: deliveries are numbered from 1, \
                  and {made} were made so far"
             ),
+            Refusal::NoticeTooLate { max_days } => write!(
+                f,
+                "the people disclosed must be told at most {max_days} days after the window \
+                 ends (or after the notice an extension postpones) on this relay"
+            ),
+            Refusal::NoticeTooEarly => write!(
+                f,
+                "the notice cannot come before the window it tells of has ended"
+            ),
+            Refusal::NoMoreExtensions => write!(
+                f,
+                "this warrant's notice was extended twice already, the most allowed"
+            ),
+            Refusal::AlreadyNotified => write!(
+                f,
+                "the notice of this warrant is due or sent already: too late to postpone it"
+            ),
+            Refusal::NotAnExtension => {
+                write!(f, "the new notice time must be later than the one set")
+            }
         }
     }
 }

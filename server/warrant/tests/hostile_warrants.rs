@@ -64,6 +64,7 @@ fn warrant(keys: &Keys, from: i64, until: i64, not_before: i64, expires: i64) ->
         expires,
         delivery_key: keys.delivery.to_vec().into(),
         relay_key: keys.relay.verifying_key().to_bytes().to_vec().into(),
+        notify_after: 0,
     }
 }
 

@@ -56,6 +56,7 @@ fn main() {
             request::Kind::Ack(v1::Ack {
                 normal_upto: 1_796_000_000_000_000,
                 secret_ids: vec![1, 2, 3],
+                notice_ids: vec![4],
             }),
         ),
         (

@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use prost::Message;
-use sotto_investigator::display::printable;
+use sotto_investigator::display::{printable, rfc3339_secs};
 use sotto_investigator::issue::{self, IssueArgs};
 use sotto_investigator::requests::audit_proof;
 use sotto_investigator::show::{self, WarrantView};
 use sotto_investigator::{Answered, collect_delivery};
 use sotto_investigator::{
-    InvestigatorKeys, RelayConnection, WarrantFile, files, new_unmask_request, receipts,
-    relay_key_of, submit_warrant, unmask,
+    InvestigatorKeys, RelayConnection, WarrantFile, extend_notice, files, new_extension,
+    new_unmask_request, receipts, relay_key_of, submit_warrant, unmask,
 };
 use sotto_proto::{Fingerprint, v1};
 use sotto_warrant::transparency::SignedTreeHead;
@@ -104,6 +104,10 @@ enum Command {
         /// Who approved it (default the authority's name).
         #[arg(long, value_name = "NAME")]
         approver: Option<String>,
+        /// When the relay tells the targets (and anyone unmasked) of the warrant (RFC 3339; not
+        /// before --until; default the relay's delay, 180 days after --until unless it says).
+        #[arg(long, value_name = "RFC3339")]
+        notify_after: Option<String>,
         /// Where to write the signed warrant.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -164,6 +168,24 @@ enum Command {
         reason: String,
         /// Take the answer even if the relay gives no receipt that checks (nothing then
         /// proves it logged the request, as every answer must be).
+        #[arg(long)]
+        accept_unlogged: bool,
+    },
+    /// Postpone the notice the relay gives the people a warrant disclosed (at most twice per
+    /// warrant, each time by at most the relay's maximum delay; not once it is due).
+    Extend {
+        #[command(flatten)]
+        at: RelayArgs,
+        /// The warrant whose notice to postpone.
+        #[arg(long, value_name = "FILE")]
+        warrant: PathBuf,
+        /// The new time of the notice (RFC 3339).
+        #[arg(long, value_name = "RFC3339")]
+        notify_after: String,
+        /// Why (recorded in the relay's audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Take the answer even if the relay gives no receipt that checks.
         #[arg(long)]
         accept_unlogged: bool,
     },
@@ -284,6 +306,7 @@ async fn run(cli: Cli) -> Result<()> {
             not_before,
             legal_basis,
             approver,
+            notify_after,
             out,
         } => {
             let keys = InvestigatorKeys::load(&key)?;
@@ -298,6 +321,7 @@ async fn run(cli: Cli) -> Result<()> {
                 not_before: not_before.as_deref(),
                 legal_basis: &legal_basis,
                 approver: approver.as_deref(),
+                notify_after: notify_after.as_deref(),
             };
             let drafted = issue::draft(&keys, args, now_secs())?;
             for warning in &drafted.warnings {
@@ -354,31 +378,63 @@ async fn run(cli: Cli) -> Result<()> {
                     key.display()
                 );
             }
-            let pin = fingerprint(&pin)?;
             let request = new_unmask_request(&keys, &warrant.id, pseudonyms, &reason, now_secs());
-            let conn = RelayConnection::connect(&relay, pin).await?;
             let signed = keys.sign_unmask(&request);
             let sent = signed.encode_to_vec();
-            let answer = unmask(&conn, signed).await;
-            let receipts = conn.take_receipts();
-            conn.close().await;
-            let logged = keep_receipts(
-                &key,
-                receipts,
-                &relay_key,
-                "unmask",
-                &sent,
-                &warrant.id,
-                if answer.is_ok() { "granted" } else { "refused" },
-                None,
-            );
-            let answer = with_note(answer, &logged.note)?;
-            logged.required(accept_unlogged)?;
+            let at = Logging {
+                key: &key,
+                relay_key: &relay_key,
+                kind: "unmask",
+                warrant_id: &warrant.id,
+                accept_unlogged,
+            };
+            let answer = at
+                .ask(&relay, &pin, &sent, async |conn| unmask(conn, signed).await)
+                .await?;
             let names = keys.open_unmasked(&answer, &relay_key, &request)?;
-            eprintln!("{}", logged.note);
             for u in names {
                 outln!("{}\t{}", printable(&u.pseudonym), printable(&u.username));
             }
+            Ok(())
+        }
+        Command::Extend {
+            at:
+                RelayArgs {
+                    key,
+                    relay,
+                    fingerprint: pin,
+                },
+            warrant,
+            notify_after,
+            reason,
+            accept_unlogged,
+        } => {
+            let keys = InvestigatorKeys::load(&key)?;
+            let warrant = WarrantFile::load(&warrant)?.warrant()?;
+            let relay_key = relay_key_of(&warrant)?;
+            let notify_after = issue::seconds(&notify_after, "notify-after")?;
+            let request = new_extension(&keys, &warrant.id, notify_after, &reason, now_secs());
+            let signed = keys.sign_extension(&request);
+            let sent = signed.encode_to_vec();
+            let at = Logging {
+                key: &key,
+                relay_key: &relay_key,
+                kind: "extension",
+                warrant_id: &warrant.id,
+                accept_unlogged,
+            };
+            let extended = at
+                .ask(&relay, &pin, &sent, async |conn| {
+                    extend_notice(conn, signed).await
+                })
+                .await?;
+            outln!(
+                "the notice of warrant {} is now due at {} ({} of {} extensions used)",
+                printable(&extended.warrant_id),
+                rfc3339_secs(extended.notify_after),
+                extended.extensions,
+                sotto_warrant::MAX_EXTENSIONS
+            );
             Ok(())
         }
         Command::Receipts {
@@ -589,6 +645,48 @@ fn keep_receipts(
 
 /// An answer's error with its receipt note on the same line (a refusal is
 /// one line on stderr, receipt and all).
+/// One signed request under a warrant whose answer must carry a receipt.
+struct Logging<'a> {
+    key: &'a Path,
+    relay_key: &'a ed25519_dalek::VerifyingKey,
+    /// The audit entry's kind the receipt must be of.
+    kind: &'a str,
+    warrant_id: &'a str,
+    accept_unlogged: bool,
+}
+
+impl Logging<'_> {
+    /// Sends `sent` (the signed request) with `ask` to the relay at `relay`
+    /// pinned to `pin`, keeps the receipts of the answer, and takes the
+    /// answer only if one checks (or the investigator accepts it unlogged).
+    async fn ask<T>(
+        &self,
+        relay: &str,
+        pin: &str,
+        sent: &[u8],
+        ask: impl AsyncFnOnce(&RelayConnection) -> Result<T, sotto_investigator::InvestigatorError>,
+    ) -> Result<T> {
+        let conn = RelayConnection::connect(relay, fingerprint(pin)?).await?;
+        let answer = ask(&conn).await;
+        let receipts = conn.take_receipts();
+        conn.close().await;
+        let logged = keep_receipts(
+            self.key,
+            receipts,
+            self.relay_key,
+            self.kind,
+            sent,
+            self.warrant_id,
+            if answer.is_ok() { "granted" } else { "refused" },
+            None,
+        );
+        let answer = with_note(answer, &logged.note)?;
+        logged.required(self.accept_unlogged)?;
+        eprintln!("{}", logged.note);
+        Ok(answer)
+    }
+}
+
 fn with_note<T>(answer: Result<T, sotto_investigator::InvestigatorError>, note: &str) -> Result<T> {
     answer.map_err(|e| anyhow::anyhow!("{e} [{note}]"))
 }

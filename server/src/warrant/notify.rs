@@ -1,0 +1,271 @@
+//! Delayed notice: once a disclosed warrant's `notify_after` has passed,
+//! each of its targets, and each person whose pseudonym was revealed under
+//! it, gets a notice from the relay (see [`super::notices`]); the authority
+//! may postpone it by a signed extension, at most twice.
+//!
+//! Invariant: the `notice` entry is in the transparency log before any
+//! notice is written (a crash between the two logs it again, never leaves a
+//! notice unlogged); notices say what was disclosed of that person only.
+
+use std::sync::atomic::Ordering;
+
+use ed25519_dalek::Signature;
+use prost::Message;
+use sotto_proto::v1;
+use sotto_warrant::Refusal;
+use tracing::{info, warn};
+
+use super::audit::AuditEntry;
+use super::held::{HeldWarrant, Stage};
+use super::{Answer, DeskError, LOG_REFUSED, Served, WarrantDesk, clip, describe, now_secs};
+use crate::RelayError;
+use crate::store::Batch;
+
+impl WarrantDesk {
+    /// When `held`'s notices are due (seconds).
+    fn notice_due(&self, held: &HeldWarrant) -> i64 {
+        if held.notify_after != 0 {
+            return held.notify_after;
+        }
+        // Held before notices: the relay's default delay after the window.
+        held.signed_warrant()
+            .ok()
+            .and_then(|s| v1::Warrant::decode(s.warrant.as_ref()).ok())
+            .and_then(|w| self.limits.notice().due(w.window_until, 0).ok())
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Whether `held` has people still to tell.
+    fn owes_notice(held: &HeldWarrant) -> bool {
+        held.stage() == Stage::Disclosed && (held.notified_at == 0 || !held.unmasked.is_empty())
+    }
+
+    /// Makes sure the next look for notices is no later than `held`'s.
+    pub(super) fn schedule_notice(&self, held: &HeldWarrant) {
+        if Self::owes_notice(held) {
+            self.next_notice
+                .fetch_min(self.notice_due(held), Ordering::SeqCst);
+        }
+    }
+
+    /// Keeps the names an unmask request revealed under a warrant, so that
+    /// those people are told with its targets (or at once, if the targets
+    /// were told already). Not yet durable.
+    pub(super) async fn remember_unmasked(
+        &self,
+        authority: &str,
+        answer: &v1::Unmasked,
+    ) -> Result<(), Served> {
+        let _one_at_a_time = self.reviewing.lock().await;
+        let Some(mut held) = self.held.get(authority, &answer.warrant_id)? else {
+            // Granted before the relay kept warrants: nobody is told of it.
+            return Ok(());
+        };
+        for u in &answer.unmasked {
+            held.unmasked
+                .insert(u.pseudonym.clone(), u.username.clone());
+        }
+        self.held.update(&held, &[])?;
+        self.schedule_notice(&held);
+        Ok(())
+    }
+
+    /// Tells the people of every warrant whose notices are due, if any may
+    /// be (cheap otherwise: one comparison). How many people were told.
+    pub async fn notify_due(&self) -> anyhow::Result<u64> {
+        let now_ms = self.clock.now_ms();
+        if now_secs(now_ms) < self.next_notice.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let Ok(audit) = &self.audit else {
+            return Ok(0);
+        };
+        let _one_at_a_time = self.reviewing.lock().await;
+        // Lowered again by every warrant still owing notice, here or by
+        // one disclosed meanwhile: no schedule is lost.
+        self.next_notice.store(i64::MAX, Ordering::SeqCst);
+        let mut told = 0;
+        for mut held in self.held.all()? {
+            if !Self::owes_notice(&held) {
+                continue;
+            }
+            if self.notice_due(&held) > now_secs(now_ms) {
+                self.schedule_notice(&held);
+                continue;
+            }
+            match self.tell(audit, &mut held, now_ms) {
+                Ok(n) => told += n,
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "cannot issue a warrant's notices; trying again later");
+                    // Tried again at the next fetch.
+                    self.next_notice.store(i64::MIN, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        if told > 0 {
+            self.writer.durable().await?;
+        }
+        Ok(told)
+    }
+
+    /// Logs and writes the notices `held` owes now: to its targets, the
+    /// first time, and to everyone revealed under it not told yet.
+    fn tell(
+        &self,
+        audit: &super::audit::AuditLog,
+        held: &mut HeldWarrant,
+        now_ms: i64,
+    ) -> anyhow::Result<u64> {
+        let signed = held.signed_warrant()?;
+        let w = v1::Warrant::decode(signed.warrant.as_ref())
+            .map_err(|_| RelayError::Corrupt("a held warrant"))?;
+        let appeared = |name: &str| held.appeared.get(name).copied().unwrap_or(0);
+        let mut people: Vec<(String, u64, bool)> = Vec::new();
+        if held.notified_at == 0 {
+            people.extend(w.targets.iter().map(|t| (t.clone(), appeared(t), true)));
+        }
+        people.extend(
+            held.unmasked
+                .iter()
+                .filter(|(_, name)| !w.targets.contains(name))
+                .map(|(pseudonym, name)| (name.clone(), appeared(pseudonym), false)),
+        );
+        let mut entry = AuditEntry::new("notice", "granted");
+        describe(&mut entry, &held.authority, &w);
+        entry.notify_after = self.notice_due(held);
+        // Only how many: the names of people revealed stay out of the log.
+        entry.count = people.len() as u64;
+        entry.records = people.iter().map(|(_, n, _)| n).sum();
+        let logged = audit.append(entry)?;
+        let mut batch = Batch::default();
+        for (name, records, target) in &people {
+            let notice = v1::WarrantNotice {
+                id: logged.index,
+                authority: held.authority.clone(),
+                warrant_id: w.id.clone(),
+                case_reference: w.case_reference.clone(),
+                legal_basis: w.legal_basis.clone(),
+                window_from: w.window_from,
+                window_until: w.window_until,
+                records: *records,
+                target: *target,
+                issued_at: now_ms,
+            };
+            self.notices.put(&mut batch, name, &notice);
+        }
+        if held.notified_at == 0 {
+            held.notified_at = now_ms;
+        }
+        held.notified = held.notified.saturating_add(people.len() as u64);
+        // Their names are kept no longer than needed to tell them.
+        held.unmasked.clear();
+        self.held.put(&mut batch, held);
+        self.held.apply(batch)?;
+        info!(warrant = ?held.warrant_id, people = people.len(), entry = logged.index, "notices issued");
+        Ok(people.len() as u64)
+    }
+
+    /// Serves a notice extension: the new time, or why not.
+    pub async fn extend_notice(
+        &self,
+        signed: Option<v1::SignedNoticeExtension>,
+    ) -> Answer<v1::NoticeExtended> {
+        if self.audit.is_err() {
+            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+        }
+        let mut entry = AuditEntry::new("extension", "refused");
+        entry.request_sha256 = super::request_hash(signed.as_ref());
+        let outcome = self.serve_extension(signed, &mut entry).await;
+        self.audited(entry, outcome, |_, _| {})
+    }
+
+    async fn serve_extension(
+        &self,
+        signed: Option<v1::SignedNoticeExtension>,
+        entry: &mut AuditEntry,
+    ) -> Result<v1::NoticeExtended, Served> {
+        let signed = signed.ok_or(Served::Unverifiable(Refusal::Malformed(
+            "no notice extension",
+        )))?;
+        let registry = self.registry()?;
+        let verified =
+            sotto_warrant::verify_extension(&signed, &registry).map_err(Served::Unverifiable)?;
+        let r = &verified.message;
+        let authority = verified.authority.name.clone();
+        let request_id = r.request_id.clone();
+        entry.authority = authority.clone();
+        entry.warrant_id = clip(&r.warrant_id);
+        entry.extension_reason = clip(&r.reason);
+        entry.notify_after = r.notify_after;
+        // Replays first, then the budget, as for unmask requests.
+        if self.grants.request_served(&authority, &request_id)? {
+            return Err(Served::Unverifiable(Refusal::Replayed));
+        }
+        if !self.budgets.authority(&authority) {
+            return Err(Refusal::RateLimited.into());
+        }
+        let now = self.clock.now_ms();
+        let _one_at_a_time = self.reviewing.lock().await;
+        let outcome = self.postpone(verified, now, entry);
+        if matches!(outcome, Ok(_) | Err(Served::Refused(_))) {
+            if !self.grants.serve_request(&authority, &request_id, now)? {
+                return Err(Served::Unverifiable(Refusal::Replayed));
+            }
+            self.writer.durable().await?;
+        }
+        outcome
+    }
+
+    /// Checks an extension against the warrant it names and postpones its
+    /// notices. Not yet durable.
+    fn postpone(
+        &self,
+        verified: sotto_warrant::Verified<v1::NoticeExtension>,
+        now_ms: i64,
+        entry: &mut AuditEntry,
+    ) -> Result<v1::NoticeExtended, Served> {
+        let checked = sotto_warrant::check_extension(verified, now_secs(now_ms))?;
+        let mut held = self
+            .held
+            .get(&checked.authority, &checked.request.warrant_id)?
+            .ok_or(Refusal::UnknownWarrant)?;
+        // Only the key that signed the warrant postpones its notices, even
+        // if the authority's name is registered again with another key.
+        let kept = held.signed_warrant()?;
+        let signed_by_it = Signature::from_slice(&kept.signature).is_ok_and(|signature| {
+            checked
+                .authority_key
+                .verify_strict(&sotto_proto::transcript::warrant(&kept.warrant), &signature)
+                .is_ok()
+        });
+        if !signed_by_it {
+            return Err(Refusal::UnknownWarrant.into());
+        }
+        let w = v1::Warrant::decode(kept.warrant.as_ref())
+            .map_err(|_| RelayError::Corrupt("a held warrant"))?;
+        describe(entry, &held.authority, &w);
+        entry.notify_after = checked.request.notify_after;
+        let due = self.notice_due(&held);
+        match held.stage() {
+            Stage::Rejected => return Err(Refusal::Rejected(clip(&held.reason)).into()),
+            // Once due, the people have a right to be told: too late.
+            _ if held.notified_at != 0 || due <= now_secs(now_ms) => {
+                return Err(Refusal::AlreadyNotified.into());
+            }
+            _ => {}
+        }
+        let postponed =
+            self.limits
+                .notice()
+                .extend(due, held.extensions, checked.request.notify_after)?;
+        held.notify_after = postponed;
+        held.extensions += 1;
+        self.held.update(&held, &[])?;
+        Ok(v1::NoticeExtended {
+            warrant_id: held.warrant_id.clone(),
+            notify_after: postponed,
+            extensions: held.extensions,
+        })
+    }
+}
