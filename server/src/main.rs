@@ -483,11 +483,37 @@ fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
             "the audit log is broken at entry {line} ({why}); no report from a log that was altered"
         );
     }
-    let periods = audit::transparency(&audit::entries(&path)?);
+    // Computed from exactly the entries the latest signed head covers, so
+    // anyone holding that head can hold the report to it.
+    let head = audit::latest_head(&path)?;
+    let mut entries = audit::entries(&path)?;
+    if let Some(head) = &head {
+        entries.truncate(usize::try_from(head.size()).unwrap_or(usize::MAX));
+    }
+    let periods = audit::transparency(&entries);
+    let outstanding = audit::outstanding(&entries);
+    let head_json = head
+        .as_ref()
+        .map(|h| serde_json::from_str::<serde_json::Value>(&h.to_json()).unwrap_or_default());
     if json {
-        println!("{}", serde_json::json!({ "periods": periods }));
+        println!(
+            "{}",
+            serde_json::json!({ "head": head_json, "periods": periods, "outstanding": outstanding })
+        );
         return Ok(());
     }
+    match &head {
+        Some(h) => println!(
+            "computed from the {} entries of the signed tree head {}",
+            h.size(),
+            h.to_json()
+        ),
+        None => println!("(no signed tree head yet: computed from the whole log)"),
+    }
+    println!(
+        "waiting for the operators' review now: {}; disclosed warrants whose people are not told yet: {}",
+        outstanding.pending_review, outstanding.awaiting_notice
+    );
     if periods.is_empty() {
         println!("no warrant or unmask requests so far; secret-mode items disclosed: 0");
     }
@@ -501,9 +527,20 @@ fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
             p.warrants_held_for_review
         );
         println!(
+            "  approved in review         {}",
+            p.warrants_approved_in_review
+        );
+        println!(
             "  rejected in review         {}",
             p.warrants_rejected_in_review
         );
+        if let Some(secs) = p.median_secs_to_decision {
+            println!(
+                "  median time to decision    {:.1} hours",
+                secs as f64 / 3600.0
+            );
+        }
+        println!("  deliveries made            {}", p.deliveries);
         for (reason, n) in &p.refused_by_reason {
             println!("    {reason:<24} {n}");
         }
@@ -516,6 +553,14 @@ fn transparency(data: &std::path::Path, json: bool) -> Result<()> {
         );
         println!("  unmask requests granted    {}", p.unmask_requests_granted);
         println!("  pseudonyms unmasked        {}", p.pseudonyms_unmasked);
+        println!(
+            "  people notified            {} (of {} warrants)",
+            p.people_notified, p.warrants_notified
+        );
+        println!(
+            "  notice extensions granted  {}",
+            p.notice_extensions_granted
+        );
         println!(
             "  unverifiable requests      {} (no registered authority's signature, or a replay; not counted as warrants)",
             p.unverifiable_requests

@@ -419,6 +419,13 @@ fn a_warrant_is_served_end_to_end_through_the_binaries() {
     assert_eq!(p["unmask_requests_received"], 2);
     assert_eq!(p["unmask_requests_granted"], 1);
     assert_eq!(p["secret_items_disclosed"], 0);
+    assert_eq!(p["warrants_approved_in_review"], 1);
+    assert_eq!(p["deliveries"], 1);
+    // Computed from a signed head that covers the whole log; the warrant's
+    // people are still to be told.
+    assert_eq!(report["head"]["size"], 7);
+    assert_eq!(report["outstanding"]["awaiting_notice"], 1);
+    assert_eq!(report["outstanding"]["pending_review"], 0);
 
     // The head the operator publishes; the log is consistent with it.
     let head = data.join("../head.json");

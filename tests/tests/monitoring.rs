@@ -230,6 +230,9 @@ async fn a_monitoring_warrant_is_delivered_in_batches_of_new_records_until_its_w
             (3, true)
         ]
     );
+    // The report counts three deliveries: each once, however often fetched.
+    let report = audit::transparency(&entries(&relay));
+    assert_eq!(report.iter().map(|p| p.deliveries).sum::<u64>(), 3);
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ async fn disclosed(
         matches!(submitted, Ok(Answered::PendingReview(_))),
         "{submitted:?}"
     );
+    // The operator takes two hours to decide.
+    relay.running().clock().advance(2 * HOUR);
     relay.approve("chief", id, "operator").await;
     let disclosure = match collect_warrant(&conn, signed.clone()).await {
         Ok(Answered::Disclosure(bundle)) => {
@@ -140,6 +142,7 @@ async fn targets_and_unmasked_people_are_told_once_the_notice_is_due_and_nobody_
         assert!(notices(client).await.is_empty());
     }
     assert!(!entries(&relay).iter().any(|e| e.kind == "notice"));
+    assert_eq!(audit::outstanding(&entries(&relay)).awaiting_notice, 1);
 
     relay.running().clock().set(DUE);
     let told = notices(&suspect.client).await;
@@ -205,6 +208,15 @@ async fn targets_and_unmasked_people_are_told_once_the_notice_is_due_and_nobody_
         .collect();
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!((logged[0].count, logged[0].warrant_id.as_str()), (2, "W-N"));
+    // The transparency report counts them, and what is still open.
+    let report = audit::transparency(&entries(&relay));
+    assert_eq!(report.len(), 1, "one half-year: {report:?}");
+    let p = &report[0];
+    assert_eq!((p.people_notified, p.warrants_notified), (2, 1));
+    assert_eq!((p.warrants_approved_in_review, p.deliveries), (1, 1));
+    assert_eq!(p.median_secs_to_decision, Some(2 * 3600));
+    let open = audit::outstanding(&entries(&relay));
+    assert_eq!((open.pending_review, open.awaiting_notice), (0, 0));
     let line = std::fs::read_to_string(relay.data_dir().join("audit.log")).unwrap();
     let notice_line = line.lines().find(|l| l.contains("\"notice\"")).unwrap();
     assert!(!notice_line.contains("contact"), "{notice_line}");
@@ -317,5 +329,8 @@ async fn hostile_authority_cannot_postpone_a_notice_for_ever_or_for_someone_else
         .map(|e| e.decision)
         .collect();
     assert_eq!(extensions.iter().filter(|d| *d == "granted").count(), 2);
+    let report = audit::transparency(&entries(&relay));
+    let granted: u64 = report.iter().map(|p| p.notice_extensions_granted).sum();
+    assert_eq!(granted, 2);
     assert!(extensions.len() >= 8, "{extensions:?}");
 }

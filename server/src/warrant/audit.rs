@@ -784,7 +784,13 @@ pub struct Period {
     /// Warrants that passed every automatic check and were held for the
     /// operators' review, and of those, the ones the operators rejected.
     pub warrants_held_for_review: u64,
+    pub warrants_approved_in_review: u64,
     pub warrants_rejected_in_review: u64,
+    /// The median time from a warrant's submission to the operators'
+    /// decision (approval or rejection), over the decisions of the period.
+    pub median_secs_to_decision: Option<i64>,
+    /// Deliveries made (each delivery once, however often fetched).
+    pub deliveries: u64,
     pub accounts_targeted: u64,
     pub records_disclosed: u64,
     pub pseudonyms_issued: u64,
@@ -794,14 +800,82 @@ pub struct Period {
     /// Requests no registered authority's signature verified, and replays:
     /// counted apart, never as warrants received.
     pub unverifiable_requests: u64,
+    /// Notice extensions granted; people told of warrants (targets and
+    /// those unmasked), and the warrants they were told of.
+    pub notice_extensions_granted: u64,
+    pub people_notified: u64,
+    pub warrants_notified: u64,
     pub secret_items_disclosed: u64,
+}
+
+/// What the log says is still open, across every period.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Warrants held for review with no decision yet.
+    pub pending_review: u64,
+    /// Warrants disclosed whose people have not been told yet.
+    pub awaiting_notice: u64,
+}
+
+/// Seconds since the epoch of an entry's RFC 3339 time.
+fn entry_secs(time: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// What is still open: warrants awaiting a decision, and disclosed warrants
+/// whose people were not told yet.
+pub fn outstanding(entries: &[AuditEntry]) -> Outstanding {
+    let mut held = std::collections::BTreeSet::new();
+    let mut decided = std::collections::BTreeSet::new();
+    let mut disclosed = std::collections::BTreeSet::new();
+    let mut notified = std::collections::BTreeSet::new();
+    for e in entries {
+        let id = (e.authority.as_str(), e.warrant_id.as_str());
+        match (e.kind.as_str(), e.decision.as_str()) {
+            ("warrant", "pending") => {
+                held.insert(id);
+            }
+            ("warrant", "granted") | ("review", "granted") => {
+                decided.insert(id);
+                disclosed.insert(id);
+            }
+            ("review", "rejected") => {
+                decided.insert(id);
+            }
+            ("notice", _) => {
+                notified.insert(id);
+            }
+            _ => {}
+        }
+    }
+    Outstanding {
+        pending_review: held.difference(&decided).count() as u64,
+        awaiting_notice: disclosed.difference(&notified).count() as u64,
+    }
+}
+
+fn median(mut values: Vec<i64>) -> Option<i64> {
+    values.sort_unstable();
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some(values[n / 2 - 1] + (values[n / 2] - values[n / 2 - 1]) / 2),
+    }
 }
 
 /// The transparency report: per half-year (`2026-H2`), computed from the log.
 pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
     let mut periods: BTreeMap<String, Period> = BTreeMap::new();
     let mut targeted: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    // When each held warrant was submitted, and how long each decision took.
+    let mut submitted: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut waits: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut delivered = std::collections::BTreeSet::new();
     for e in entries {
+        let id = (e.authority.as_str(), e.warrant_id.as_str());
         let period = half_year(&e.time);
         let p = periods.entry(period.clone()).or_insert_with(|| Period {
             period: period.clone(),
@@ -821,6 +895,9 @@ pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
             ("warrant", "pending") => {
                 p.warrants_received += 1;
                 p.warrants_held_for_review += 1;
+                if let Some(at) = entry_secs(&e.time) {
+                    submitted.entry(id).or_insert(at);
+                }
             }
             ("warrant", _) => {
                 p.warrants_received += 1;
@@ -832,8 +909,22 @@ pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
                 }
             }
             // Held warrants are decided in review; collecting one counts nothing.
-            ("review", "granted") => disclosed(p),
-            ("review", "rejected") => p.warrants_rejected_in_review += 1,
+            ("review", "granted") | ("review", "rejected") => {
+                if e.decision == "granted" {
+                    p.warrants_approved_in_review += 1;
+                    disclosed(p);
+                } else {
+                    p.warrants_rejected_in_review += 1;
+                }
+                if let (Some(from), Some(at)) = (submitted.get(&id), entry_secs(&e.time)) {
+                    waits.entry(period.clone()).or_default().push(at - from);
+                }
+            }
+            ("extension", "granted") => p.notice_extensions_granted += 1,
+            ("notice", _) => {
+                p.people_notified += e.count;
+                p.warrants_notified += 1;
+            }
             ("unmask", _) => {
                 p.unmask_requests_received += 1;
                 if granted {
@@ -844,7 +935,19 @@ pub fn transparency(entries: &[AuditEntry]) -> Vec<Period> {
             ("unverifiable", _) => p.unverifiable_requests += e.count.max(1),
             _ => {}
         }
+        if granted
+            && e.delivery > 0
+            && matches!(e.kind.as_str(), "warrant" | "review" | "collect")
+            && delivered.insert((id, e.delivery))
+        {
+            p.deliveries += 1;
+        }
         p.secret_items_disclosed += e.secret_items;
+    }
+    for (period, waited) in waits {
+        if let Some(p) = periods.get_mut(&period) {
+            p.median_secs_to_decision = median(waited);
+        }
     }
     for (period, accounts) in targeted {
         if let Some(p) = periods.get_mut(&period) {
