@@ -65,6 +65,8 @@ pub enum AdminAnswer {
 
 /// The longest request line the socket reads.
 const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a request line may take to arrive.
+const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// How long an answer may take (a large disclosure is made at the last approval).
 const ANSWER_TIME: Duration = Duration::from_secs(600);
 
@@ -155,9 +157,13 @@ fn bind_private(path: &Path) -> Result<tokio::net::UnixListener> {
 async fn answer(stream: tokio::net::UnixStream, state: Weak<RelayState>) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    tokio::io::BufReader::new(read.take(MAX_REQUEST))
-        .read_line(&mut line)
-        .await?;
+    // A client that connects and says nothing is not waited for.
+    tokio::time::timeout(
+        REQUEST_TIME,
+        tokio::io::BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line),
+    )
+    .await
+    .context("no request line within the time allowed")??;
     let answer = match serde_json::from_str::<AdminRequest>(&line) {
         Ok(request) => match state.upgrade() {
             Some(state) => decide(&state, request).await,

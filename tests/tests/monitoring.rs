@@ -279,3 +279,39 @@ async fn hostile_investigator_asking_for_a_delivery_not_made_is_refused_and_logg
     bundle(collect_delivery(&conn, mine.clone(), Some(1)).await);
     conn.close().await;
 }
+
+#[tokio::test]
+async fn hostile_investigator_cannot_fill_the_relays_disk_with_deliveries_of_one_warrant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::default();
+    // The authority's budget is not what stops it here.
+    config.warrant.requests_per_minute = 10_000;
+    let relay = TestRelay::start_with(config).await;
+    relay.running().clock().set(T0);
+    let chief = InvestigatorKeys::generate(&dir.path().join("chief"), "chief").unwrap();
+    relay.register_authority(&chief);
+    relay.register("suspect").await;
+    let signed = warrant(
+        &relay,
+        &chief,
+        "W-F",
+        (T0 - DAY, T0 + 30 * DAY, T0 + 31 * DAY),
+    );
+    let conn = relay.investigator().await;
+    let submitted = sotto_investigator::submit_warrant(&conn, signed.clone()).await;
+    assert!(matches!(submitted, Ok(Answered::PendingReview(_))));
+    relay.approve("chief", "W-F", "operator").await;
+    let max = sotto_server::warrant::MAX_DELIVERIES;
+    for n in 1..=max {
+        let d = bundle(collect_warrant(&conn, signed.clone()).await);
+        if n == max {
+            let last = chief.open_disclosure(&d, None).unwrap().disclosure;
+            assert_eq!((last.delivery, last.is_final), (max, false));
+        }
+    }
+    let over = collect_warrant(&conn, signed.clone()).await;
+    assert_eq!(refusal(over), "delivery_limit");
+    // What was made is still there to fetch again.
+    bundle(collect_delivery(&conn, signed.clone(), Some(max)).await);
+    conn.close().await;
+}

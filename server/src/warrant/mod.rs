@@ -181,6 +181,9 @@ pub(crate) struct WarrantDesk {
     clock: crate::Clock,
 }
 
+/// The most deliveries one monitoring warrant has (one an hour for 41 days).
+pub const MAX_DELIVERIES: u64 = 1_000;
+
 /// At most this many characters of a requester's string go into the log.
 const LOGGED_CHARS: usize = 256;
 
@@ -482,6 +485,13 @@ impl WarrantDesk {
         }
         if held.all_delivered() {
             return Err(Refusal::AllDelivered { made }.into());
+        }
+        if made >= MAX_DELIVERIES {
+            // Each is kept for fetching again: the store's share of one warrant is bounded.
+            return Err(Refusal::DeliveryLimit {
+                max: MAX_DELIVERIES,
+            }
+            .into());
         }
         let number = made
             .checked_add(1)

@@ -64,6 +64,10 @@ pub enum Refusal {
     AlreadyNotified,
     /// Notice extensions: the new time is not later than the one set.
     NotAnExtension,
+    /// A monitoring warrant had as many deliveries as one warrant may.
+    DeliveryLimit {
+        max: u64,
+    },
 }
 
 impl Refusal {
@@ -98,6 +102,7 @@ impl Refusal {
             Refusal::NoMoreExtensions => "no_more_extensions",
             Refusal::AlreadyNotified => "already_notified",
             Refusal::NotAnExtension => "not_an_extension",
+            Refusal::DeliveryLimit { .. } => "delivery_limit",
         }
     }
 
@@ -214,6 +219,11 @@ impl fmt::Display for Refusal {
             Refusal::NotAnExtension => {
                 write!(f, "the new notice time must be later than the one set")
             }
+            Refusal::DeliveryLimit { max } => write!(
+                f,
+                "this warrant had {max} deliveries, the most one warrant may have: fetch one \
+                 again by its number, or serve a new warrant"
+            ),
         }
     }
 }
