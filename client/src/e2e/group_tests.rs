@@ -162,21 +162,54 @@ fn malicious_relay_cannot_forge_a_signature_and_a_forged_message_changes_nothing
 fn malicious_relay_cannot_move_bytes_between_header_and_ciphertext() {
     let mut alice = OwnSenderKey::create(GROUP).unwrap();
     let mut bob_holds = record_of(&alice);
-    let real = alice.encrypt(b"real").unwrap();
-    let (m, _) = decode(&real);
-    // The header gains an unknown field made of the ciphertext's first
-    // bytes: header ‖ ciphertext is unchanged as a string, still it fails.
+    alice.encrypt(b"zero").unwrap();
+    let one = alice.encrypt(b"one").unwrap();
+    let (m, h) = decode(&one);
+    // The header's last field is the iteration (1): moved to the front of
+    // the ciphertext, the header still parses (as iteration 0) and
+    // header ‖ ciphertext is the same string. The signed length tells.
     let mut header = m.header.to_vec();
-    let mut ciphertext = m.ciphertext.to_vec();
-    let moved: Vec<u8> = ciphertext.drain(..4).collect();
-    header.extend_from_slice(&moved);
+    let moved = header.split_off(header.len() - 2);
+    assert_eq!(moved, [0x28, 0x01]);
+    assert_eq!(
+        v1::GroupMessageHeader::decode(header.as_slice()).unwrap(),
+        h.with_iteration(0)
+    );
     let shifted = v1::SenderKeyMessage {
         header: header.into(),
-        ciphertext: ciphertext.into(),
+        ciphertext: [moved, m.ciphertext.to_vec()].concat().into(),
         signature: m.signature.clone(),
     };
-    assert!(bob_holds.decrypt(&shifted.encode_to_vec()).is_err());
-    assert_eq!(bob_holds.decrypt(&real).unwrap().as_slice(), b"real");
+    let before = stored(&bob_holds);
+    assert_eq!(
+        bob_holds.decrypt(&shifted.encode_to_vec()),
+        Err(E2eError::GroupSignature)
+    );
+    assert_eq!(stored(&bob_holds), before);
+    assert_eq!(bob_holds.decrypt(&one).unwrap().as_slice(), b"one");
+}
+
+#[test]
+fn a_malicious_members_signed_but_undecryptable_message_changes_nothing() {
+    let mut alice = OwnSenderKey::create(GROUP).unwrap();
+    let mut bob_holds = record_of(&alice);
+    let messages: Vec<_> = (0..6).map(|i| alice.encrypt(&[i]).unwrap()).collect();
+    assert_eq!(bob_holds.decrypt(&messages[3]).unwrap().as_slice(), &[3]);
+    let (_, h) = decode(&messages[3]);
+    let before = stored(&bob_holds);
+    // Signed by the sender key itself, so only the AEAD can tell: at a
+    // skipped iteration (1), at the next (4), and further ahead (5).
+    for iteration in [1, 4, 5] {
+        let garbage = signed_by(&alice, &h.clone().with_iteration(iteration), &[0u8; 40]);
+        assert_eq!(bob_holds.decrypt(&garbage), Err(E2eError::Decrypt));
+        assert_eq!(stored(&bob_holds), before);
+    }
+    for i in [0, 1, 2, 4, 5] {
+        assert_eq!(
+            bob_holds.decrypt(&messages[i]).unwrap().as_slice(),
+            &[i as u8]
+        );
+    }
 }
 
 #[test]
@@ -586,6 +619,7 @@ fn a_removed_member_keeps_its_old_sender_key_but_cannot_read_the_rotated_one() {
     let mut alice = OwnSenderKey::create(GROUP).unwrap();
     let mut bob_holds = record_of(&alice);
     let mut carol_holds = record_of(&alice);
+    let kept_by_carol = distribution_fields(&alice);
     let before_removal = alice.encrypt(b"before carol left").unwrap();
     // Carol is removed: Alice rotates and distributes to Bob only.
     alice.rotate();
@@ -615,6 +649,21 @@ fn a_removed_member_keeps_its_old_sender_key_but_cannot_read_the_rotated_one() {
         carol_holds.decrypt(&relabelled),
         Err(E2eError::GroupSignature)
     );
+    // Nor does her old chain key under the new chain's name, even with the
+    // new verifying key (public, so assume she learnt it): the chain key
+    // was replaced, not only the chain id.
+    let new = distribution_fields(&alice);
+    let guessed = v1::SenderKeyDistribution {
+        chain_id: new.chain_id,
+        signing_key: new.signing_key,
+        iteration: 0,
+        ..kept_by_carol
+    };
+    let mut carol_guesses = SenderKeyRecord::new(GROUP).unwrap();
+    carol_guesses
+        .process_distribution(&guessed.encode_to_vec())
+        .unwrap();
+    assert_eq!(carol_guesses.decrypt(&after), Err(E2eError::Decrypt));
 }
 
 #[test]
