@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use prost::Message;
 use sotto_proto::v1;
 
+use super::sender_chain_key::SenderChainKey;
 use super::sender_key::{MAX_GROUP_ID_LEN, SENDER_KEY_VERSION};
 use super::*;
 
@@ -649,21 +650,25 @@ fn a_removed_member_keeps_its_old_sender_key_but_cannot_read_the_rotated_one() {
         carol_holds.decrypt(&relabelled),
         Err(E2eError::GroupSignature)
     );
-    // Nor does her old chain key under the new chain's name, even with the
-    // new verifying key (public, so assume she learnt it): the chain key
-    // was replaced, not only the chain id.
+    // Nor does her old chain key, at any step she can take it to, under the
+    // new chain's name, even with the new verifying key (public, so assume
+    // she learnt it): the chain key was replaced, not only the chain id.
     let new = distribution_fields(&alice);
-    let guessed = v1::SenderKeyDistribution {
-        chain_id: new.chain_id,
-        signing_key: new.signing_key,
-        iteration: 0,
-        ..kept_by_carol
-    };
-    let mut carol_guesses = SenderKeyRecord::new(GROUP).unwrap();
-    carol_guesses
-        .process_distribution(&guessed.encode_to_vec())
-        .unwrap();
-    assert_eq!(carol_guesses.decrypt(&after), Err(E2eError::Decrypt));
+    let mut old_key = SenderChainKey::new(0, kept_by_carol.chain_key.as_ref().try_into().unwrap());
+    for _ in 0..16 {
+        let guessed = v1::SenderKeyDistribution {
+            chain_id: new.chain_id,
+            signing_key: new.signing_key.clone(),
+            chain_key: old_key.key_bytes().to_vec().into(),
+            ..kept_by_carol.clone()
+        };
+        let mut carol_guesses = SenderKeyRecord::new(GROUP).unwrap();
+        carol_guesses
+            .process_distribution(&guessed.encode_to_vec())
+            .unwrap();
+        assert_eq!(carol_guesses.decrypt(&after), Err(E2eError::Decrypt));
+        old_key = old_key.next().unwrap();
+    }
 }
 
 #[test]
