@@ -98,7 +98,10 @@ fn five_members_each_sending_read_everything_once_delivered_out_of_order_and_int
     for (r, held) in records.iter_mut().enumerate() {
         let stride = [7, 11, 13, 17, 19][r];
         let n = sent.len();
-        assert_eq!(n % stride, n % stride); // n = 30 is coprime to every stride
+        // A stride coprime to n visits every message once.
+        let order: std::collections::BTreeSet<usize> =
+            (0..n).map(|k| (k * stride + r) % n).collect();
+        assert_eq!(order.len(), n);
         for k in 0..n {
             let (s, message, text) = &sent[(k * stride + r) % n];
             let Some(record) = held[*s].as_mut() else {
