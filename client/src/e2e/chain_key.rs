@@ -1,6 +1,7 @@
 //! A sending or receiving chain key (KDF_CK): HMAC-SHA256 with constant inputs
 //! 0x01 for the message key and 0x02 for the next chain key, as the Double
-//! Ratchet specification recommends.
+//! Ratchet specification recommends. A group sender key's chain is the same
+//! KDF (`sender_chain_key`), with its own message keys.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,17 @@ impl ChainKey {
     }
 
     pub(super) fn message_key(&self) -> MessageKey {
-        MessageKey::new(self.hmac(MESSAGE_KEY_SEED))
+        MessageKey::new(self.message_key_seed())
+    }
+
+    /// HMAC(CK, 0x01): the seed this step's message key is made from.
+    pub(super) fn message_key_seed(&self) -> [u8; 32] {
+        self.hmac(MESSAGE_KEY_SEED)
+    }
+
+    /// The key itself, for a sender key distribution (which hands it over).
+    pub(super) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     pub(super) fn advance(&mut self) {

@@ -10,7 +10,10 @@
 //! - [`peer`]: every session with one peer (current and previous), and the
 //!   base keys of first messages accepted;
 //! - [`prekeys`]: this device's prekey secrets;
-//! - [`safety`]: safety numbers.
+//! - [`safety`]: safety numbers;
+//! - [`sender_key`]: Sender Keys for secret groups (libsignal's group cipher),
+//!   with `sender_chain_key`, `sender_message_key` and `sender_signing_key`;
+//!   distributions travel inside the pairwise sessions.
 //!
 //! Invariants: every key type is zeroized on drop; a message key is used once
 //! and then gone; a message that fails to decrypt leaves the session unchanged.
@@ -25,9 +28,15 @@ pub mod prekeys;
 mod ratchet_key;
 mod root_key;
 pub mod safety;
+mod sender_chain_key;
+pub mod sender_key;
+mod sender_message_key;
+mod sender_signing_key;
 pub mod session;
 pub mod x3dh;
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod kem_kat;
 #[cfg(test)]
@@ -36,9 +45,14 @@ mod tests;
 pub use double_ratchet::{MAX_SKIP, MAX_SKIPPED_TOTAL};
 pub use peer::{PeerSessions, SeenBaseKeys};
 pub use prekeys::LocalPrekeys;
+pub use sender_key::{
+    DistributionOutcome, MAX_FORWARD_JUMPS, MAX_MESSAGE_KEYS, MAX_SENDER_KEY_STATES, OwnSenderKey,
+    SenderKeyRecord,
+};
 pub use session::Session;
 pub use x3dh::{VerifiedBundle, verify_bundle};
 
+use sender_key::{MAX_GROUP_ID_LEN, SENDER_KEY_VERSION};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -69,4 +83,36 @@ pub enum E2eError {
     UnknownPrekey,
     #[error("this session cannot send until the peer's first message arrives")]
     CannotSendYet,
+    #[error(
+        "the group message or sender key distribution has version {0}; this client speaks \
+         version {SENDER_KEY_VERSION}"
+    )]
+    UnsupportedGroupVersion(u32),
+    #[error("a group id is 1 to {MAX_GROUP_ID_LEN} bytes")]
+    BadGroupId,
+    #[error("the group message names another group than the one it was given for: refused")]
+    WrongGroup,
+    #[error(
+        "no sender key held for this group message's chain: the sender's distribution has not \
+         arrived, was replaced by newer ones, or was never meant for this device"
+    )]
+    UnknownSenderKey,
+    #[error("the group message's signature does not verify: it was forged or altered; refused")]
+    GroupSignature,
+    #[error(
+        "the group message is further ahead than {MAX_FORWARD_JUMPS} messages in its chain: refused"
+    )]
+    GroupTooFarAhead,
+    #[error(
+        "the sender key's chain has reached its last iteration: rotate the sender key and send \
+         the new distribution"
+    )]
+    SenderKeyExhausted,
+    #[error(
+        "a sender key distribution reuses a chain id held with another signing key or \
+         distribution id: refused"
+    )]
+    SenderKeyConflict,
+    #[error("this sender key is another member's: it can decrypt, not sign")]
+    NotOurSenderKey,
 }
