@@ -7,9 +7,7 @@ use sotto_proto::v1::Collect;
 use crate::state::RelayState;
 
 pub async fn serve(state: &RelayState, send: quinn::SendStream, collect: Collect) {
-    let answer = state
-        .warrants
-        .collect(collect.warrant, collect.delivery)
-        .await;
+    let answer =
+        super::off_the_workers(state.warrants.collect(collect.warrant, collect.delivery)).await;
     super::submit_warrant::write(state, send, "collect", answer).await;
 }

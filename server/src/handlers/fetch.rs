@@ -16,7 +16,9 @@ const FRAME_HEADROOM: usize = 16 * 1024;
 
 pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let limit = fetch.limit.clamp(1, sotto_proto::MAX_FETCH) as usize;
-    if let Err(e) = state.warrants.notify_due().await {
+    if state.warrants.notices_may_be_due()
+        && let Err(e) = super::off_the_workers(state.warrants.notify_due()).await
+    {
         // The notices wait for the next look; the messages need not.
         warn!(error = %format!("{e:#}"), "warrant notices are late");
     }

@@ -107,17 +107,60 @@ pub(crate) fn desk_error(e: crate::warrant::DeskError, refused: ErrorCode) -> Re
     }
 }
 
+/// Whether `kind`'s handler writes the store itself (not through the writing
+/// thread), and so may wait on the disk for as long as a flush takes.
+fn writes_in_place(kind: &request::Kind) -> bool {
+    use request::Kind;
+    matches!(
+        kind,
+        Kind::Register(_)
+            | Kind::UploadPrekeys(_)
+            | Kind::FetchBundle(_)
+            | Kind::CreateGroup(_)
+            | Kind::Ack(_)
+            | Kind::Unmask(_)
+            | Kind::ExtendNotice(_)
+    )
+}
+
 /// Routes one request to its handler. Only challenge, register, login and the
 /// warrant requests are served before login.
+///
+/// A handler that writes the store itself runs off the connections' async
+/// workers: behind a slow flush, two such requests would otherwise hold both
+/// workers, and the relay would answer nobody, keep-alives included.
 pub(crate) async fn dispatch(
     state: &std::sync::Arc<RelayState>,
     session: &Session,
     request: v1::Request,
 ) -> Response {
-    use request::Kind;
     let Some(kind) = request.kind else {
         return RequestError::bad_request("the request names no operation").into();
     };
+    if writes_in_place(&kind) {
+        return off_the_workers(route(state, session, kind)).await;
+    }
+    route(state, session, kind).await
+}
+
+/// Runs `work`, which may wait on the disk, off the connections' async
+/// workers: the worker hands its other tasks on and waits here. Inline on a
+/// single-threaded runtime (which has no other worker to hand them to).
+pub(crate) async fn off_the_workers<T>(work: impl std::future::Future<Output = T>) -> T {
+    let handle = tokio::runtime::Handle::current();
+    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| handle.block_on(work))
+    } else {
+        work.await
+    }
+}
+
+async fn route(
+    state: &std::sync::Arc<RelayState>,
+    session: &Session,
+    kind: request::Kind,
+) -> Response {
+    use request::Kind;
     let result = match kind {
         Kind::Challenge(_) => challenge::handle(session),
         Kind::Register(r) => register::handle(state, session, r).await,
@@ -292,4 +335,175 @@ pub(crate) fn may_send(state: &RelayState, user: &str) -> Result<(), RequestErro
 pub(crate) fn valid_name(what: &str, name: &str) -> Result<(), RequestError> {
     sotto_proto::names::validate(name)
         .map_err(|e| RequestError::new(ErrorCode::InvalidUsername, format!("invalid {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sotto_proto::v1::{self, request, response, send_normal};
+
+    use crate::config::RelayConfig;
+    use crate::session::Session;
+    use crate::store::faulty::Faulty;
+
+    /// A relay whose store writes can be held, its connections' workers two
+    /// (as on the project's machine), and three accounts.
+    fn relay(
+        root: &std::path::Path,
+    ) -> (
+        Arc<crate::state::RelayState>,
+        Arc<Faulty>,
+        crate::datadir::DirLock,
+    ) {
+        let config = RelayConfig::default();
+        let opened = crate::datadir::open(root, &config).unwrap();
+        let disk = Arc::new(Faulty::new(opened.store));
+        let (state, _writer) = crate::relay::assemble(
+            root,
+            config,
+            &crate::Clock::system(),
+            disk.clone(),
+            &opened.sealer,
+            &opened.disclosure_key,
+            &opened.audit_key,
+        )
+        .unwrap();
+        for (n, user) in ["ann", "bob", "cyd", "dee"].iter().enumerate() {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[n as u8 + 1; 32]);
+            state.accounts.register(user, &key.verifying_key()).unwrap();
+        }
+        (state, disk, opened.lock)
+    }
+
+    fn session(state: &crate::state::RelayState, user: Option<&str>) -> Session {
+        let remote = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let session = Session::detached(state.next_connection_id(), remote, None);
+        if let Some(user) = user {
+            session.logged_in(user.to_owned(), &state.config);
+        }
+        session
+    }
+
+    async fn ask(
+        state: &Arc<crate::state::RelayState>,
+        user: Option<&str>,
+        kind: request::Kind,
+    ) -> response::Kind {
+        let session = session(state, user);
+        let answer =
+            crate::handlers::dispatch(state, &session, v1::Request { kind: Some(kind) }).await;
+        answer.kind.expect("an answer")
+    }
+
+    /// Four requests of one kind that write the store wait on a disk that
+    /// holds every write, more than the relay has workers: someone else is
+    /// still answered; once the disk lets go, each of the four is too.
+    async fn held_on_a_slow_disk(
+        state: &Arc<crate::state::RelayState>,
+        disk: &Faulty,
+        requests: Vec<(&'static str, request::Kind)>,
+        answered: fn(&response::Kind) -> bool,
+    ) {
+        disk.hold_writes(true);
+        let waiting: Vec<_> = requests
+            .into_iter()
+            .map(|(user, kind)| {
+                let state = state.clone();
+                tokio::spawn(async move { ask(&state, Some(user), kind).await })
+            })
+            .collect();
+        // Opened again however the test ends: a held write would keep the
+        // runtime from shutting down.
+        struct Release<'a>(&'a Faulty);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.hold_writes(false);
+            }
+        }
+        let release = Release(disk);
+        // One at least waits on the disk (all four may: they no longer
+        // wait for a worker to run on).
+        assert!(disk.wait_for_held_writes(1, Duration::from_secs(30)) >= 1);
+        // Someone else connects meanwhile: answered (waited for on this
+        // thread, which is no worker, so a relay that answers nobody fails
+        // the test instead of hanging it).
+        let (told, answer) = std::sync::mpsc::channel();
+        {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = told.send(
+                    ask(
+                        &state,
+                        None,
+                        request::Kind::Challenge(v1::ChallengeRequest {}),
+                    )
+                    .await,
+                );
+            });
+        }
+        let challenge = answer.recv_timeout(Duration::from_secs(10));
+        drop(release);
+        assert!(
+            matches!(challenge, Ok(response::Kind::Challenge(_))),
+            "a newcomer was not answered while requests waited on the disk: {challenge:?}"
+        );
+        for request in waiting {
+            let answer = request.await.unwrap();
+            assert!(answered(&answer), "{answer:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledgements_waiting_on_a_slow_disk_leave_the_relay_answering_everyone_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, disk, _lock) = relay(&dir.path().join("relay"));
+        let mut acks = Vec::new();
+        for reader in ["ann", "bob", "cyd", "dee"] {
+            let sent = ask(
+                &state,
+                Some("ann"),
+                request::Kind::SendNormal(v1::SendNormal {
+                    to: Some(send_normal::To::User(reader.to_owned())),
+                    text: format!("hello {reader}"),
+                    client_id: reader.as_bytes().repeat(16)[..16].to_vec().into(),
+                }),
+            )
+            .await;
+            let response::Kind::Stored(stored) = sent else {
+                panic!("not stored: {sent:?}")
+            };
+            let ack = request::Kind::Ack(v1::Ack {
+                normal_upto: stored.id,
+                ..v1::Ack::default()
+            });
+            acks.push((reader, ack));
+        }
+        held_on_a_slow_disk(&state, &disk, acks, |a| {
+            matches!(a, response::Kind::Acked(_))
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_made_while_the_disk_is_slow_leave_the_relay_answering_everyone_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, disk, _lock) = relay(&dir.path().join("relay"));
+        let groups = ["ann", "bob", "cyd", "dee"]
+            .into_iter()
+            .map(|user| {
+                let group = request::Kind::CreateGroup(v1::CreateGroup {
+                    name: format!("{user}-team"),
+                    members: vec!["ann".into(), "bob".into()],
+                });
+                (user, group)
+            })
+            .collect();
+        held_on_a_slow_disk(&state, &disk, groups, |a| {
+            matches!(a, response::Kind::GroupCreated(_))
+        })
+        .await;
+    }
 }

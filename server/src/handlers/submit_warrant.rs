@@ -12,7 +12,7 @@ use crate::state::RelayState;
 use crate::warrant::{Answer, WarrantAnswer};
 
 pub async fn serve(state: &RelayState, send: quinn::SendStream, submit: SubmitWarrant) {
-    let answer = state.warrants.submit(submit.warrant).await;
+    let answer = super::off_the_workers(state.warrants.submit(submit.warrant)).await;
     write(state, send, "warrant", answer).await;
 }
 

@@ -70,11 +70,16 @@ impl WarrantDesk {
         Ok(())
     }
 
+    /// Whether some warrant's notices may be due now (one comparison).
+    pub fn notices_may_be_due(&self) -> bool {
+        now_secs(self.clock.now_ms()) >= self.next_notice.load(Ordering::SeqCst)
+    }
+
     /// Tells the people of every warrant whose notices are due, if any may
     /// be (cheap otherwise: one comparison). How many people were told.
     pub async fn notify_due(&self) -> anyhow::Result<u64> {
         let now_ms = self.clock.now_ms();
-        if now_secs(now_ms) < self.next_notice.load(Ordering::SeqCst) {
+        if !self.notices_may_be_due() {
             return Ok(0);
         }
         let Ok(audit) = &self.audit else {
