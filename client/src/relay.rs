@@ -410,6 +410,29 @@ impl RelayClient {
         }
     }
 
+    /// Queues one secret group message (a `SenderKeyMessage`) for each of
+    /// `recipients`: the relay keeps the ciphertext once.
+    pub async fn send_secret_group(
+        &self,
+        group_id: &[u8],
+        recipients: &[String],
+        ciphertext: Vec<u8>,
+        client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    ) -> Result<v1::SecretGroupQueued, ClientError> {
+        match self
+            .request(request::Kind::SendSecretGroup(v1::SendSecretGroup {
+                client_id: client_id.to_vec().into(),
+                group_id: group_id.to_vec().into(),
+                recipients: recipients.to_vec(),
+                ciphertext: ciphertext.into(),
+            }))
+            .await?
+        {
+            response::Kind::SecretGroupQueued(queued) => Ok(queued),
+            other => Err(unexpected("a queued group message", &other)),
+        }
+    }
+
     /// The underlying QUIC connection (for tests that misbehave on purpose).
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn

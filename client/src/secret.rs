@@ -673,6 +673,7 @@ pub fn release_held(
             from: held.from,
             ciphertext: ciphertext.into(),
             queued_at: held.received_at,
+            group: Default::default(),
         };
         // It was marked seen when it arrived; this is its reading.
         profile.forget_envelope(envelope.id);

@@ -108,6 +108,20 @@ pub struct SecretEnvelopeRecord {
     /// blind(recipient): the store's key for the envelope does not say whose it is.
     #[prost(bytes = "vec", tag = "7")]
     pub recipient: Vec<u8>,
+    /// A secret group message's: the id of the body its ciphertext is kept
+    /// in, once for every recipient (`ciphertext` is then empty), and the
+    /// group's opaque id.
+    #[prost(bytes = "vec", tag = "8")]
+    pub body: Vec<u8>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub group: Vec<u8>,
+}
+
+/// A secret group message's ciphertext, kept once for all its recipients.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SecretBodyRecord {
+    #[prost(bytes = "vec", tag = "1")]
+    pub ciphertext: Vec<u8>,
 }
 
 /// A stored big-endian `u64` (a cursor, a counter); `what` names it when damaged.

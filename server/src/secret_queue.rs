@@ -13,7 +13,7 @@ use prost::Message;
 use sotto_proto::v1;
 
 use crate::accounts::blind_user;
-use crate::records::SecretEnvelopeRecord;
+use crate::records::{SecretBodyRecord, SecretEnvelopeRecord};
 use crate::seal::Sealer;
 use crate::store::{Applied, Batch, Op, Store, Tree};
 use crate::{RelayError, now_ms};
@@ -38,6 +38,27 @@ type QueueKey = [u8; 24];
 
 /// Layout 1 of the queue stored envelopes under their [`QueueKey`] itself.
 const OLD_KEY_LEN: usize = 24;
+
+/// A secret group message's body (its ciphertext, kept once for all its
+/// recipients) is stored under `body` ‖ its random id.
+const BODY: &[u8] = b"body";
+type BodyId = [u8; 16];
+
+fn body_key(id: &BodyId) -> Vec<u8> {
+    [BODY, id.as_slice()].concat()
+}
+
+fn body_of(record: &SecretEnvelopeRecord) -> Result<Option<BodyId>, RelayError> {
+    match record.body.len() {
+        0 => Ok(None),
+        _ => record
+            .body
+            .as_slice()
+            .try_into()
+            .map(Some)
+            .map_err(|_| RelayError::Corrupt("a secret envelope's body id")),
+    }
+}
 
 /// Marks, in the meta tree, where per-recipient envelope ids start.
 pub(crate) const ID_BASE_KEY: &[u8] = b"secret_id_base";
@@ -84,6 +105,9 @@ struct Index {
     /// Recipients' last envelope ids as written, so that a send reads no
     /// counter from the store. Bounded; see [`KNOWN_COUNTERS`].
     last_ids: HashMap<[u8; 16], u64>,
+    /// How many waiting envelopes refer to each group message body: it is
+    /// deleted with the last of them.
+    bodies: HashMap<BodyId, u32>,
 }
 
 /// At most this many recipients' last ids are kept in memory (the others are
@@ -97,6 +121,7 @@ struct Waiting {
     dedup: DedupKey,
     expires_at: i64,
     bytes: u64,
+    body: Option<BodyId>,
 }
 
 /// Envelopes and their bytes.
@@ -192,11 +217,37 @@ impl Index {
             .insert(id_of(&key));
         self.by_dedup.insert(waiting.dedup, key);
         self.by_expiry.insert((waiting.expires_at, key));
+        if let Some(body) = waiting.body {
+            *self.bodies.entry(body).or_insert(0) += 1;
+        }
         self.by_key.insert(key, waiting);
+    }
+
+    /// The bodies that deleting the envelopes `keys` leaves unreferenced.
+    fn bodies_freed_by(&self, keys: &[QueueKey]) -> Vec<BodyId> {
+        let mut dropping: HashMap<BodyId, u32> = HashMap::new();
+        for key in keys {
+            if let Some(body) = self.by_key.get(key).and_then(|w| w.body) {
+                *dropping.entry(body).or_insert(0) += 1;
+            }
+        }
+        dropping
+            .into_iter()
+            .filter(|(body, n)| self.bodies.get(body) == Some(n))
+            .map(|(body, _)| body)
+            .collect()
     }
 
     fn remove(&mut self, key: &QueueKey) {
         if let Some(w) = self.by_key.remove(key) {
+            if let Some(body) = w.body
+                && let Some(refs) = self.bodies.get_mut(&body)
+            {
+                *refs = refs.saturating_sub(1);
+                if *refs == 0 {
+                    self.bodies.remove(&body);
+                }
+            }
             self.by_dedup.remove(&w.dedup);
             self.by_expiry.remove(&(w.expires_at, *key));
             self.total.sub(w.bytes);
@@ -252,6 +303,35 @@ pub struct NewSecret {
     pub ttl_ms: i64,
 }
 
+/// A secret group message to queue for each of `recipients`, already
+/// checked by the handler: its ciphertext is stored once.
+pub struct NewGroupSecret {
+    pub from: String,
+    pub group: Vec<u8>,
+    pub recipients: Vec<String>,
+    pub client_id: [u8; 16],
+    pub ciphertext: Vec<u8>,
+    pub ttl_ms: i64,
+}
+
+/// What enqueuing a group message did.
+pub enum GroupQueued {
+    /// Queued for every recipient: each one's envelope.
+    New(Vec<(String, v1::SecretEnvelope)>),
+    /// A retry of one queued before (for every recipient that still waits).
+    Duplicate,
+    /// A quota is used up for `String` (a recipient), or the relay's; nothing was written.
+    Full(Full, String),
+}
+
+/// One recipient's copy of a group message: its own duplicate key (the
+/// sender's blind, and a blind of the client id with the recipient).
+struct Copy<'a> {
+    body: BodyId,
+    group: &'a [u8],
+    bytes: u64,
+}
+
 /// What enqueuing did.
 pub enum Queued {
     New(v1::SecretEnvelope),
@@ -268,6 +348,7 @@ impl SecretQueue {
         quota: Quota,
     ) -> Result<Self, RelayError> {
         let mut index = Index::default();
+        let mut bodies: BTreeSet<BodyId> = BTreeSet::new();
         let mut cursor = Vec::new();
         loop {
             let rows = store.range(Tree::SecretQueue, &cursor, &[0xff; 25], 1024)?;
@@ -276,6 +357,10 @@ impl SecretQueue {
             cursor.push(0);
             let mut upgrades = Vec::new();
             for (key, sealed) in rows {
+                if key.len() == BODY.len() + 16 && key.starts_with(BODY) {
+                    bodies.insert(key[BODY.len()..].try_into().expect("sixteen bytes"));
+                    continue;
+                }
                 let record = if key.len() == OLD_KEY_LEN {
                     // Layout 1: move it under its blinded key, padded.
                     let mut record = SecretEnvelopeRecord::decode(
@@ -303,6 +388,7 @@ impl SecretQueue {
                         .map_err(|_| RelayError::Corrupt("a secret envelope's dedup key"))?,
                     expires_at: record.expires_at,
                     bytes: record.ciphertext.len() as u64,
+                    body: body_of(&record)?,
                 };
                 let key = queue_key_of(&record)?;
                 // One moved from layout 1 may be met again under its new key.
@@ -337,6 +423,17 @@ impl SecretQueue {
                 store.apply_each(upgrades)?;
                 store.flush()?;
             }
+        }
+        // Bodies no envelope refers to any more (the relay stopped between
+        // deleting the last envelope and its body): deleted now.
+        let orphans: Vec<Op> = bodies
+            .iter()
+            .filter(|body| !index.bodies.contains_key(*body))
+            .map(|body| Op::Delete(Tree::SecretQueue, body_key(body)))
+            .collect();
+        if !orphans.is_empty() {
+            store.apply_each(orphans)?;
+            store.flush()?;
         }
         let id_base = Self::id_base(&*store)?;
         Ok(SecretQueue {
@@ -405,23 +502,86 @@ impl SecretQueue {
         let mut staging = Staging::default();
         let results: Vec<_> = envelopes
             .into_iter()
-            .map(|e| self.stage(e, &index, &mut staging))
+            .map(|e| self.stage(e, None, &index, &mut staging))
             .collect();
-        // The counters go first: the store keeps writes in order, so an
-        // envelope found after a crash always has its counter, and no id is
-        // handed out twice. Each envelope stands alone, and nobody hears of
-        // it before the flush: no need to write them atomically together.
-        let mut writes: Vec<Op> = staging
-            .last_ids
+        match self.commit(&mut index, staging, None) {
+            Ok(()) => results,
+            Err(e) => crate::failed_with(results, &e),
+        }
+    }
+
+    /// Queues a secret group message for each recipient: its ciphertext
+    /// once (a body), and in each recipient's queue an envelope that refers
+    /// to it. A retry with the same client id queues it only for the
+    /// recipients it is not queued for. Not yet durable.
+    pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
+        let mut index = self.index();
+        let mut staging = Staging::default();
+        let mut body = [0u8; 16];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut body);
+        let copy = Copy {
+            body,
+            group: &new.group,
+            bytes: new.ciphertext.len() as u64,
+        };
+        let mut queued = Vec::with_capacity(new.recipients.len());
+        for to in &new.recipients {
+            let one = NewSecret {
+                from: new.from.clone(),
+                to: to.clone(),
+                client_id: new.client_id,
+                ciphertext: Vec::new(),
+                ttl_ms: new.ttl_ms,
+            };
+            match self.stage(one, Some(&copy), &index, &mut staging)? {
+                Queued::New(envelope) => queued.push((to.clone(), envelope)),
+                Queued::Duplicate(_) => {}
+                Queued::Full(full) => return Ok(GroupQueued::Full(full, to.clone())),
+            }
+        }
+        if queued.is_empty() {
+            return Ok(GroupQueued::Duplicate);
+        }
+        let sealed = self.sealer.seal_padded(
+            Tree::SecretQueue,
+            &body_key(&body),
+            &SecretBodyRecord {
+                ciphertext: new.ciphertext.clone(),
+            }
+            .encode_to_vec(),
+        );
+        self.commit(&mut index, staging, Some((body, sealed)))?;
+        let ciphertext = bytes::Bytes::from(new.ciphertext);
+        for (_, envelope) in &mut queued {
+            envelope.ciphertext = ciphertext.clone();
+        }
+        Ok(GroupQueued::New(queued))
+    }
+
+    /// Writes what `staging` holds (and a group message's body, first), and
+    /// then indexes it; or, if the write failed, takes back what it can.
+    fn commit(
+        &self,
+        index: &mut Index,
+        mut staging: Staging,
+        body: Option<(BodyId, Vec<u8>)>,
+    ) -> Result<(), crate::store::StoreError> {
+        // The body and the counters go first: the store keeps writes in
+        // order, so an envelope found after a crash always has its body and
+        // its counter, and no id is handed out twice. Each envelope stands
+        // alone, and nobody hears of it before the flush: no need to write
+        // them atomically together.
+        let mut writes: Vec<Op> = body
             .iter()
-            .map(|(blind, id)| {
-                let key = self.sealer.tree_key(Tree::SecretCounters, blind);
-                let sealed = self
-                    .sealer
-                    .seal(Tree::SecretCounters, &key, &id.to_be_bytes());
-                Op::Put(Tree::SecretCounters, key.to_vec(), sealed)
-            })
+            .map(|(id, sealed)| Op::Put(Tree::SecretQueue, body_key(id), sealed.clone()))
             .collect();
+        writes.extend(staging.last_ids.iter().map(|(blind, id)| {
+            let key = self.sealer.tree_key(Tree::SecretCounters, blind);
+            let sealed = self
+                .sealer
+                .seal(Tree::SecretCounters, &key, &id.to_be_bytes());
+            Op::Put(Tree::SecretCounters, key.to_vec(), sealed)
+        }));
         writes.append(&mut staging.writes);
         match self.store.apply_each(writes) {
             Ok(_) => {
@@ -432,7 +592,7 @@ impl SecretQueue {
                     index.abandoned.remove(&waiting.dedup);
                     index.insert(key, waiting);
                 }
-                results
+                Ok(())
             }
             Err(e) => {
                 // Whether the counters reached the store is unknown: they are
@@ -443,13 +603,18 @@ impl SecretQueue {
                 // Some envelopes may be written. Take them back, and should
                 // that fail too, remember their places: a retry (which the
                 // index does not know) then deletes its first copy. Should
-                // the relay stop first, `open` keeps one copy of each. The
-                // counters stay: ids never repeat.
-                let undo = staging
+                // the relay stop first, `open` keeps one copy of each (and
+                // drops a body nothing refers to). The counters stay: ids
+                // never repeat.
+                let mut undo: Vec<Op> = staging
                     .staged
                     .iter()
                     .map(|(key, _)| Op::Delete(Tree::SecretQueue, self.store_key(key).to_vec()))
                     .collect();
+                undo.extend(
+                    body.iter()
+                        .map(|(id, _)| Op::Delete(Tree::SecretQueue, body_key(id))),
+                );
                 if let Err(undo) = self.store.apply_each(undo) {
                     tracing::warn!(error = %undo, "cannot take back envelopes of a failed write");
                 }
@@ -459,25 +624,36 @@ impl SecretQueue {
                 for (key, waiting) in &staging.staged {
                     index.abandoned.insert(waiting.dedup, *key);
                 }
-                crate::failed_with(results, &e)
+                Err(e)
             }
         }
     }
 
+    /// Stages one envelope (with `copy`, a recipient's copy of a group
+    /// message, whose ciphertext is in the body it names).
     fn stage(
         &self,
         new: NewSecret,
+        copy: Option<&Copy<'_>>,
         index: &Index,
         staging: &mut Staging,
     ) -> Result<Queued, RelayError> {
+        let recipient = blind_user(&self.sealer, &new.to);
         let mut dedup: DedupKey = [0; 32];
         dedup[..16].copy_from_slice(&blind_user(&self.sealer, &new.from));
-        dedup[16..].copy_from_slice(&new.client_id);
+        match copy {
+            None => dedup[16..].copy_from_slice(&new.client_id),
+            // One client id, one envelope per recipient.
+            Some(_) => dedup[16..].copy_from_slice(
+                &self
+                    .sealer
+                    .blind("group copy", &[new.client_id, recipient].concat()),
+            ),
+        }
         if let Some(key) = staging.fresh.get(&dedup).or(index.by_dedup.get(&dedup)) {
             return Ok(Queued::Duplicate(id_of(key)));
         }
-        let recipient = blind_user(&self.sealer, &new.to);
-        let bytes = new.ciphertext.len() as u64;
+        let bytes = copy.map_or(new.ciphertext.len() as u64, |c| c.bytes);
         let mut pair: Pair = [0; 32];
         pair[..16].copy_from_slice(&dedup[..16]);
         pair[16..].copy_from_slice(&recipient);
@@ -516,6 +692,8 @@ impl SecretQueue {
             expires_at: queued_at.saturating_add(new.ttl_ms),
             dedup_key: dedup.to_vec(),
             recipient: recipient.to_vec(),
+            body: copy.map(|c| c.body.to_vec()).unwrap_or_default(),
+            group: copy.map(|c| c.group.to_vec()).unwrap_or_default(),
         };
         let qkey = queue_key(&recipient, id);
         let store_key = self.store_key(&qkey);
@@ -532,7 +710,13 @@ impl SecretQueue {
         let taken = |old: &QueueKey| {
             index.by_key.contains_key(old) || staging.fresh.values().any(|k| k == old)
         };
-        if let Some(old) = index.abandoned.get(&dedup).filter(|old| !taken(old)) {
+        // (Not this one's own place: a write whose counter failed hands the
+        // same id out again, and its first copy's place is this one.)
+        if let Some(old) = index
+            .abandoned
+            .get(&dedup)
+            .filter(|old| !taken(old) && **old != qkey)
+        {
             staging
                 .writes
                 .push(Op::Delete(Tree::SecretQueue, self.store_key(old).to_vec()));
@@ -544,6 +728,7 @@ impl SecretQueue {
                 dedup,
                 expires_at: record.expires_at,
                 bytes,
+                body: copy.map(|c| c.body),
             },
         ));
         Ok(Queued::New(envelope(&record)))
@@ -575,14 +760,34 @@ impl SecretQueue {
             let Some(sealed) = self.store.get(Tree::SecretQueue, &store_key)? else {
                 continue;
             };
-            let record = SecretEnvelopeRecord::decode(
+            let mut record = SecretEnvelopeRecord::decode(
                 self.sealer
                     .open_padded(Tree::SecretQueue, &store_key, &sealed)?
                     .as_slice(),
             )?;
+            if let Some(body) = body_of(&record)? {
+                record.ciphertext = self.body(&body)?;
+            }
             out.push(envelope(&record));
         }
         Ok((out, more))
+    }
+
+    /// A group message's ciphertext, kept in its body.
+    fn body(&self, id: &BodyId) -> Result<Vec<u8>, RelayError> {
+        let key = body_key(id);
+        let sealed = self
+            .store
+            .get(Tree::SecretQueue, &key)?
+            .ok_or(RelayError::Corrupt(
+                "a secret group message's body is missing",
+            ))?;
+        Ok(SecretBodyRecord::decode(
+            self.sealer
+                .open_padded(Tree::SecretQueue, &key, &sealed)?
+                .as_slice(),
+        )?
+        .ciphertext)
     }
 
     /// Deletes `user`'s envelopes named in `ids` (others' are out of reach:
@@ -607,10 +812,17 @@ impl SecretQueue {
         if keys.is_empty() {
             return Ok(());
         }
-        let deletes = keys
+        // A body goes after the last envelope that refers to it.
+        let mut deletes: Vec<Op> = keys
             .iter()
             .map(|key| Op::Delete(Tree::SecretQueue, self.store_key(key).to_vec()))
             .collect();
+        deletes.extend(
+            index
+                .bodies_freed_by(keys)
+                .iter()
+                .map(|body| Op::Delete(Tree::SecretQueue, body_key(body))),
+        );
         self.store.apply_each(deletes)?;
         for key in keys {
             index.remove(key);
@@ -643,9 +855,10 @@ impl SecretQueue {
         (index.total.envelopes, index.total.bytes)
     }
 
-    /// How many envelopes wait in the whole queue (for tests and metrics).
+    /// How many envelopes wait in the whole queue (for tests and metrics;
+    /// a group message's body is not one).
     pub fn len(&self) -> Result<usize, RelayError> {
-        Ok(self.store.count(Tree::SecretQueue)?)
+        Ok(self.index().by_key.len())
     }
 }
 
@@ -655,6 +868,7 @@ fn envelope(record: &SecretEnvelopeRecord) -> v1::SecretEnvelope {
         from: record.from.clone(),
         ciphertext: record.ciphertext.clone().into(),
         queued_at: record.queued_at,
+        group: record.group.clone().into(),
     }
 }
 
@@ -719,6 +933,73 @@ mod tests {
                 panic!("a fresh envelope was not queued")
             }
         }
+    }
+
+    fn group_to(recipients: &[&str], n: u8) -> NewGroupSecret {
+        NewGroupSecret {
+            from: "ann".into(),
+            group: vec![7; 16],
+            recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+            client_id: [n; 16],
+            ciphertext: vec![n; 300],
+            ttl_ms: 60_000,
+        }
+    }
+
+    #[test]
+    fn a_retry_after_a_failed_counter_write_keeps_its_envelope() {
+        let f = Fixture::new();
+        let (faulty, _store, q) = over_a_faulty_disk(&f);
+        // The counter, written first, does not reach the disk: the retry
+        // is handed the same id, so the same place as the first copy.
+        faulty.fail_once_after(0);
+        assert!(q.enqueue_many(vec![envelope_to("bob", 1, 60_000)])[0].is_err());
+        let id = queued(&q, envelope_to("bob", 1, 60_000));
+        let (waiting, _) = q.pending("bob", 10).unwrap();
+        assert_eq!(waiting.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
+    }
+
+    #[test]
+    fn a_body_nothing_refers_to_is_dropped_when_the_queue_opens() {
+        let f = Fixture::new();
+        let store = f.store();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        assert!(matches!(
+            q.enqueue_group(group_to(&["bob", "cyd"], 1)).unwrap(),
+            GroupQueued::New(_)
+        ));
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 3);
+        // The relay stops after deleting the envelopes, before the body.
+        let envelopes: Vec<Op> = store
+            .range(Tree::SecretQueue, &[], &[0xff; 25], 10)
+            .unwrap()
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with(BODY))
+            .map(|(key, _)| Op::Delete(Tree::SecretQueue, key))
+            .collect();
+        assert_eq!(envelopes.len(), 2);
+        store.apply_each(envelopes).unwrap();
+        drop(q);
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_group_message_whose_write_failed_leaves_no_body_behind() {
+        let f = Fixture::new();
+        let (faulty, store, q) = over_a_faulty_disk(&f);
+        // The body is written, the disk is full for the next write, then not.
+        faulty.fail_once_after(1);
+        assert!(q.enqueue_group(group_to(&["bob", "cyd"], 2)).is_err());
+        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 0);
+        // The retry is queued, once for each.
+        assert!(matches!(
+            q.enqueue_group(group_to(&["bob", "cyd"], 2)).unwrap(),
+            GroupQueued::New(e) if e.len() == 2
+        ));
+        assert_eq!(store.count(Tree::SecretQueue).unwrap(), 3);
     }
 
     #[test]
@@ -919,6 +1200,7 @@ mod tests {
                 expires_at: now_ms() + 60_000,
                 dedup_key: [&dedup[..31], &[id as u8]].concat(),
                 recipient: Vec::new(),
+                ..Default::default()
             };
             let key = queue_key(&bob, id);
             let sealed = f

@@ -281,6 +281,7 @@ fn envelope(
         from: from.into(),
         ciphertext: payload.encode_to_vec().into(),
         queued_at: 0,
+        group: Default::default(),
     }
 }
 

@@ -730,6 +730,7 @@ async fn malicious_relay_cannot_deliver_a_message_from_yourself_or_flood_the_hel
             from: from.into(),
             ciphertext: payload.encode_to_vec().into(),
             queued_at: 0,
+            group: Default::default(),
         }
     };
     let mut warnings = Vec::new();
@@ -758,6 +759,7 @@ async fn malicious_relay_cannot_deliver_a_message_from_yourself_or_flood_the_hel
             .encode_to_vec()
             .into(),
             queued_at: 0,
+            group: Default::default(),
         },
         &mut warnings,
     );

@@ -15,6 +15,7 @@ mod login;
 mod register;
 mod send_normal;
 mod send_secret;
+mod send_secret_group;
 pub(crate) mod submit_warrant;
 pub mod subscribe;
 mod upload_prekeys;
@@ -117,6 +118,7 @@ fn writes_in_place(kind: &request::Kind) -> bool {
             | Kind::UploadPrekeys(_)
             | Kind::FetchBundle(_)
             | Kind::CreateGroup(_)
+            | Kind::SendSecretGroup(_)
             | Kind::Ack(_)
             | Kind::Unmask(_)
             | Kind::ExtendNotice(_)
@@ -210,6 +212,7 @@ async fn route(
                 Kind::FetchBundle(r) => fetch_bundle::handle(state, session, &user, r).await,
                 Kind::FetchIdentity(r) => fetch_identity::handle(state, &user, r),
                 Kind::SendSecret(r) => send_secret::handle(state, &user, r).await,
+                Kind::SendSecretGroup(r) => send_secret_group::handle(state, &user, r).await,
                 Kind::DeliveryStatus(r) => delivery_status::handle(state, &user, r),
                 _ => Err(RequestError::bad_request(
                     "this relay does not serve that request yet",
@@ -329,6 +332,29 @@ pub(crate) fn may_send(state: &RelayState, user: &str) -> Result<(), RequestErro
             ),
         ))
     }
+}
+
+/// A send's client id: the 16 bytes the sender made, so a retry is stored once.
+pub(crate) fn client_id(id: &[u8]) -> Result<[u8; sotto_proto::CLIENT_ID_LEN], RequestError> {
+    id.try_into()
+        .map_err(|_| RequestError::bad_request("a message id is 16 bytes"))
+}
+
+/// Checks a secret envelope's ciphertext: there, and within the limit.
+pub(crate) fn secret_ciphertext(ciphertext: &[u8], what: &str) -> Result<(), RequestError> {
+    if ciphertext.is_empty() {
+        return Err(RequestError::bad_request(format!(
+            "{what} needs its ciphertext"
+        )));
+    }
+    let max = sotto_proto::MAX_SECRET_CIPHERTEXT;
+    if ciphertext.len() > max {
+        return Err(RequestError::new(
+            ErrorCode::TooLarge,
+            format!("{what} may hold at most {max} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a name against the shared rules, as a request error.

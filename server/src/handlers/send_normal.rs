@@ -6,17 +6,13 @@
 
 use sotto_proto::v1::{ErrorCode, Push, SendNormal, Stored, push, response, send_normal};
 
-use super::{Handled, RequestError, may_send, normal_message, valid_name};
+use super::{Handled, RequestError, client_id, may_send, normal_message, valid_name};
 use crate::archive::{Appended, Destination, NewNormal};
 use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, user: &str, send: SendNormal) -> Handled {
     may_send(state, user)?;
-    let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = send
-        .client_id
-        .as_ref()
-        .try_into()
-        .map_err(|_| RequestError::bad_request("a message id is 16 bytes"))?;
+    let client_id = client_id(&send.client_id)?;
     if send.text.is_empty() {
         return Err(RequestError::bad_request("a message needs some text"));
     }

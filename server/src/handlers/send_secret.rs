@@ -4,31 +4,15 @@
 
 use sotto_proto::v1::{ErrorCode, Push, SecretQueued, SendSecret, push, response};
 
-use super::{Handled, RequestError, may_send, valid_name};
+use super::{Handled, RequestError, client_id, may_send, secret_ciphertext, valid_name};
 use crate::secret_queue::{Full, NewSecret, Queued};
 use crate::state::RelayState;
 
-use sotto_proto::MAX_SECRET_CIPHERTEXT as MAX_CIPHERTEXT;
-
 pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled {
     may_send(state, user)?;
-    let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = send
-        .client_id
-        .as_ref()
-        .try_into()
-        .map_err(|_| RequestError::bad_request("a message id is 16 bytes"))?;
+    let client_id = client_id(&send.client_id)?;
     valid_name("username", &send.to)?;
-    if send.ciphertext.is_empty() {
-        return Err(RequestError::bad_request(
-            "a secret envelope needs its ciphertext",
-        ));
-    }
-    if send.ciphertext.len() > MAX_CIPHERTEXT {
-        return Err(RequestError::new(
-            ErrorCode::TooLarge,
-            format!("a secret envelope may hold at most {MAX_CIPHERTEXT} bytes"),
-        ));
-    }
+    secret_ciphertext(&send.ciphertext, "a secret envelope")?;
     if !state.accounts.exists(&send.to)? {
         return Err(RequestError::new(
             ErrorCode::UnknownUser,
@@ -69,7 +53,7 @@ pub async fn handle(state: &RelayState, user: &str, send: SendSecret) -> Handled
 }
 
 /// The refusal for an envelope that did not fit in a quota, saying which.
-fn queue_full(state: &RelayState, to: &str, full: Full) -> RequestError {
+pub(super) fn queue_full(state: &RelayState, to: &str, full: Full) -> RequestError {
     let l = &state.config.limits;
     let (code, limit, message) = match full {
         Full::Recipient => (
