@@ -769,3 +769,43 @@ fn hostile_control_messages_are_refused_whole() {
         }
     );
 }
+
+#[test]
+fn groups_survive_the_profile_vault() {
+    use crate::identity::Identity;
+    use crate::profile::{Profile, ProfileConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alice");
+    let config = ProfileConfig {
+        relay: "127.0.0.1:4433".into(),
+        fingerprint: format!("sha256:{}", "ab".repeat(32)),
+        username: "alice".into(),
+    };
+    let mut profile = Profile::create(&path, config, Identity::generate(), "pass phrase").unwrap();
+    let (id, send) = profile
+        .secret_groups
+        .create("climbers", &names(&["bob"]))
+        .unwrap();
+    let mut bob = SecretGroups::new("bob");
+    for out in send {
+        bob.receive_control("alice", &out.control).unwrap();
+    }
+    let first = profile.secret_groups.encrypt(&id, b"one").unwrap();
+    profile.save().unwrap();
+    drop(profile);
+
+    let mut profile = Profile::open(&path, "pass phrase").unwrap();
+    assert_eq!(
+        profile.secret_groups.info(&id),
+        bob.info(&id),
+        "the same group on both devices"
+    );
+    let second = profile.secret_groups.encrypt(&id, b"two").unwrap();
+    assert_eq!(second.recipients, vec!["bob".to_owned()]);
+    for (message, text) in [(second, "two"), (first, "one")] {
+        let read = bob
+            .receive_message("alice", &id, &message.ciphertext)
+            .unwrap();
+        assert_eq!(read.as_slice(), text.as_bytes());
+    }
+}
