@@ -8,6 +8,8 @@
 //! - [`profile`]: a profile folder: settings, identity, contacts, history;
 //! - [`e2e`]: X3DH and the Double Ratchet, sans-IO;
 //! - [`secret`]: secret chats on top of it: sessions, contacts, outbox, timers;
+//! - [`secret_group`]: secret groups, sans-IO: membership kept on the members'
+//!   devices, sender keys distributed and rotated over the pairwise sessions;
 //! - [`delivery`]: ✓✓ on our normal messages, as the relay tells it (pushed, or asked after login);
 //! - [`commands`]: what each `sotto` command does;
 //! - [`output`]: printing for a reader that may go away (`sync | head`);
@@ -36,5 +38,6 @@ pub mod pinning;
 pub mod profile;
 pub mod relay;
 pub mod secret;
+pub mod secret_group;
 pub mod tui;
 pub mod vault;

@@ -21,6 +21,7 @@ use crate::e2e::{LocalPrekeys, PeerSessions, SeenBaseKeys, Session};
 use crate::identity::Identity;
 use crate::pinning::Fingerprint;
 use crate::relay::RelayClient;
+use crate::secret_group::SecretGroups;
 use crate::vault::{Table, Vault, VaultError, legacy, write_atomically};
 
 /// Environment variable with the vault passphrase (else the user is asked).
@@ -274,6 +275,8 @@ pub struct Profile {
     pub pending: Vec<PendingMessage>,
     /// The relay's notices of warrants that disclosed this account's records.
     pub notices: Vec<KeptNotice>,
+    /// Secret groups: membership and sender keys, on this device only.
+    pub secret_groups: SecretGroups,
     seen_envelopes: VecDeque<u64>,
     identity: Identity,
     vault: Vault,
@@ -330,11 +333,23 @@ const HELD: &str = "held";
 const RESETS: &str = "resets";
 const TIMERS: &str = "timers";
 const NOTICES: &str = "notices";
+const SECRET_GROUPS: &str = "secret_groups";
 /// The SHA-256 of every part as last saved, sealed like them.
 const MANIFEST: &str = "manifest";
-const PARTS: [&str; 12] = [
-    IDENTITY, CONTACTS, PREKEYS, SESSIONS, OUTBOX, PENDING, SEEN, BASE_KEYS, HELD, RESETS, TIMERS,
+const PARTS: [&str; 13] = [
+    IDENTITY,
+    CONTACTS,
+    PREKEYS,
+    SESSIONS,
+    OUTBOX,
+    PENDING,
+    SEEN,
+    BASE_KEYS,
+    HELD,
+    RESETS,
+    TIMERS,
     NOTICES,
+    SECRET_GROUPS,
 ];
 
 #[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
@@ -395,6 +410,7 @@ impl Profile {
     }
 
     fn empty(dir: &Path, config: ProfileConfig, identity: Identity, vault: Vault) -> Self {
+        let secret_groups = SecretGroups::new(&config.username);
         Profile {
             dir: dir.to_owned(),
             config,
@@ -415,6 +431,7 @@ impl Profile {
             outbox: Vec::new(),
             pending: Vec::new(),
             notices: Vec::new(),
+            secret_groups,
             seen_envelopes: VecDeque::new(),
             identity,
             vault,
@@ -541,6 +558,12 @@ impl Profile {
         profile.resets = part(&parts, RESETS)?;
         profile.timers = part(&parts, TIMERS)?;
         profile.notices = part(&parts, NOTICES)?;
+        if let Some(groups) = part::<Option<SecretGroups>>(&parts, SECRET_GROUPS)? {
+            if groups.me() != profile.config.username {
+                bail!("the vault's secret groups belong to another user: it was altered");
+            }
+            profile.secret_groups = groups;
+        }
         for (key, value) in profile.vault.entries(Table::History)? {
             let key = u64::from_be_bytes(
                 key.as_slice()
@@ -586,6 +609,7 @@ impl Profile {
         write_part(vault, written, RESETS, &self.resets)?;
         write_part(vault, written, TIMERS, &self.timers)?;
         write_part(vault, written, NOTICES, &self.notices)?;
+        write_part(vault, written, SECRET_GROUPS, &self.secret_groups)?;
         let manifest: BTreeMap<&str, String> = written
             .iter()
             .map(|(name, d)| (*name, hex::encode(d)))

@@ -302,6 +302,7 @@ pub async fn prepare(
         session_reset: reset,
         set_timer_secs: set_timer,
         delivered: delivered.into_iter().map(Into::into).collect(),
+        group: None,
     };
     let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
     let session = profile

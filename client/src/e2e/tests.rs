@@ -836,6 +836,7 @@ fn a_first_message_with_the_longest_text_fits_what_the_relay_takes() {
         session_reset: true,
         set_timer_secs: None,
         delivered: Vec::new(),
+        group: None,
     };
     let first = a.encrypt(&content.encode_to_vec()).unwrap();
     assert!(matches!(first.kind, Some(secret_payload::Kind::Prekey(_))));

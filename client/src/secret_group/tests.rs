@@ -1,0 +1,811 @@
+//! Secret groups attacked the way THREATS.md's adversaries would, over an
+//! in-memory network: five members, a relay that reorders, drops and
+//! duplicates, a removed member who keeps listening, a newcomer who was
+//! handed the ciphertexts from before it joined, members and outsiders who
+//! forge control messages, replays of old changes, a reinstalled device.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use prost::Message;
+use sotto_proto::v1;
+
+use super::*;
+
+const FIVE: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+
+/// What travels: control messages inside a pairwise session (an encoded
+/// `SecretContent`), group messages as the relay fans them out.
+#[derive(Clone)]
+enum Packet {
+    Control {
+        from: String,
+        to: String,
+        content: Vec<u8>,
+    },
+    Group {
+        from: String,
+        to: String,
+        group: GroupId,
+        ciphertext: Vec<u8>,
+    },
+}
+
+impl Packet {
+    fn to(&self) -> &str {
+        match self {
+            Packet::Control { to, .. } | Packet::Group { to, .. } => to,
+        }
+    }
+}
+
+/// Every device, and the queue between them, which a test may reorder,
+/// drop from and duplicate.
+struct Net {
+    devices: BTreeMap<String, SecretGroups>,
+    queue: VecDeque<Packet>,
+    /// Group messages each device read: (sender, text).
+    read: BTreeMap<String, Vec<(String, String)>>,
+    /// Group messages each device could not read: (sender, why).
+    unread: BTreeMap<String, Vec<(String, SecretGroupError)>>,
+    /// Control messages refused: (receiver, sender, why).
+    refused: Vec<(String, String, SecretGroupError)>,
+    /// Devices that take no more control messages (a hostile client that
+    /// ignores its removal and keeps what it holds).
+    deaf: Vec<String>,
+}
+
+impl Net {
+    fn new(users: &[&str]) -> Self {
+        Net {
+            devices: users
+                .iter()
+                .map(|u| (u.to_string(), SecretGroups::new(u)))
+                .collect(),
+            queue: VecDeque::new(),
+            read: BTreeMap::new(),
+            unread: BTreeMap::new(),
+            refused: Vec::new(),
+            deaf: Vec::new(),
+        }
+    }
+
+    /// Five members in a group `alice` made; every key delivered.
+    fn five() -> (Net, GroupId) {
+        let mut net = Net::new(&FIVE);
+        let others: Vec<String> = FIVE[1..].iter().map(|s| s.to_string()).collect();
+        let (id, send) = net.device("alice").create("climbers", &others).unwrap();
+        net.post("alice", send);
+        net.run();
+        assert!(net.refused.is_empty(), "{:?}", net.refused);
+        (net, id)
+    }
+
+    fn device(&mut self, user: &str) -> &mut SecretGroups {
+        self.devices.get_mut(user).unwrap()
+    }
+
+    /// Queues control messages as the pairwise session would carry them.
+    fn post(&mut self, from: &str, send: Vec<Outgoing>) {
+        for out in send {
+            self.queue.push_back(Packet::Control {
+                from: from.into(),
+                to: out.to.clone(),
+                content: content(out.control),
+            });
+        }
+    }
+
+    /// `from` sends `text` to the group; the relay fans the one ciphertext
+    /// out to the recipients `from` names. Returns the ciphertext.
+    fn say(&mut self, from: &str, group: GroupId, text: &str) -> Vec<u8> {
+        let send = self.device(from).encrypt(&group, text.as_bytes()).unwrap();
+        for to in send.recipients {
+            self.queue.push_back(Packet::Group {
+                from: from.into(),
+                to,
+                group,
+                ciphertext: send.ciphertext.clone(),
+            });
+        }
+        send.ciphertext
+    }
+
+    /// Hands `to` a group ciphertext that names `from` as its sender.
+    fn hand(&mut self, from: &str, to: &str, group: GroupId, ciphertext: &[u8]) {
+        self.deliver(Packet::Group {
+            from: from.into(),
+            to: to.into(),
+            group,
+            ciphertext: ciphertext.to_vec(),
+        });
+    }
+
+    fn deliver(&mut self, packet: Packet) {
+        match packet {
+            Packet::Control { from, to, content } => {
+                if self.deaf.contains(&to) {
+                    return;
+                }
+                let control = v1::SecretContent::decode(content.as_slice())
+                    .unwrap()
+                    .group
+                    .unwrap();
+                match self.device(&to).receive_control(&from, &control) {
+                    Ok(outcome) => self.post(&to, outcome.send),
+                    Err(e) => self.refused.push((to, from, e)),
+                }
+            }
+            Packet::Group {
+                from,
+                to,
+                group,
+                ciphertext,
+            } => match self.device(&to).receive_message(&from, &group, &ciphertext) {
+                Ok(text) => self
+                    .read
+                    .entry(to)
+                    .or_default()
+                    .push((from, String::from_utf8(text.to_vec()).unwrap())),
+                Err(e) => self.unread.entry(to).or_default().push((from, e)),
+            },
+        }
+    }
+
+    /// Delivers everything queued, and what it causes, in order.
+    fn run(&mut self) {
+        while let Some(packet) = self.queue.pop_front() {
+            self.deliver(packet);
+        }
+    }
+
+    /// Reorders what is queued (a fixed shuffle, the same on every run).
+    fn shuffle(&mut self, seed: u64) {
+        let mut items: Vec<Packet> = self.queue.drain(..).collect();
+        let mut x = seed | 1;
+        for i in (1..items.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            items.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        self.queue.extend(items);
+    }
+
+    fn texts_read_by(&self, user: &str) -> Vec<String> {
+        let mut texts: Vec<String> = self
+            .read
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(|(_, t)| t.clone())
+            .collect();
+        texts.sort();
+        texts
+    }
+
+    fn clear_inboxes(&mut self) {
+        self.read.clear();
+        self.unread.clear();
+    }
+}
+
+/// A control message as the pairwise session's plaintext carries it.
+fn content(control: v1::GroupControl) -> Vec<u8> {
+    v1::SecretContent {
+        group: Some(control),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A state control message, as anyone can write one.
+fn forged_state(group: GroupId, epoch: u64, members: &[&str], admins: &[&str]) -> v1::GroupControl {
+    v1::GroupControl {
+        group_id: group.as_bytes().to_vec().into(),
+        epoch,
+        kind: Some(group_control::Kind::State(v1::GroupState {
+            name: "climbers".into(),
+            members: members.iter().map(|s| s.to_string()).collect(),
+            admins: admins.iter().map(|s| s.to_string()).collect(),
+            last_removal: 0,
+        })),
+    }
+}
+
+/// `to` refuses each of `controls` from `from`, for `why`, and sends nothing.
+fn assert_refused(
+    net: &mut Net,
+    to: &str,
+    from: &str,
+    controls: impl IntoIterator<Item = v1::GroupControl>,
+    why: SecretGroupError,
+) {
+    for control in controls {
+        let refused = net.device(to).receive_control(from, &control).unwrap_err();
+        assert_eq!(refused, why);
+    }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every member says `round` once; returns the texts.
+fn everyone_says(net: &mut Net, group: GroupId, members: &[&str], round: &str) -> Vec<String> {
+    members
+        .iter()
+        .map(|m| {
+            let text = format!("{round} from {m}");
+            net.say(m, group, &text);
+            text
+        })
+        .collect()
+}
+
+fn sorted_without(texts: &[String], author: &str) -> Vec<String> {
+    let mut t: Vec<String> = texts
+        .iter()
+        .filter(|t| !t.ends_with(&format!(" from {author}")))
+        .cloned()
+        .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn five_members_read_every_member_out_of_order() {
+    let (mut net, id) = Net::five();
+    let mut texts = Vec::new();
+    for round in ["one", "two", "three"] {
+        texts.extend(everyone_says(&mut net, id, &FIVE, round));
+    }
+    net.shuffle(7);
+    // The relay also delivers one message twice.
+    let again = net.queue[3].clone();
+    net.queue.push_back(again.clone());
+    net.run();
+    for member in FIVE {
+        assert_eq!(net.texts_read_by(member), sorted_without(&texts, member));
+    }
+    let to = again.to().to_owned();
+    assert_eq!(
+        net.unread[&to],
+        vec![(
+            match &again {
+                Packet::Group { from, .. } => from.clone(),
+                Packet::Control { .. } => unreachable!(),
+            },
+            SecretGroupError::Cipher(E2eError::Replayed)
+        )]
+    );
+    assert_eq!(net.unread.len(), 1);
+}
+
+#[test]
+fn removed_member_who_keeps_listening_reads_nothing_after() {
+    let (mut net, id) = Net::five();
+    everyone_says(&mut net, id, &FIVE, "before");
+    net.run();
+    assert_eq!(net.texts_read_by("erin").len(), 4);
+    net.clear_inboxes();
+
+    // erin's client ignores its removal and keeps every key it had.
+    net.deaf.push("erin".into());
+    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
+    net.post("alice", send);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+
+    let remaining = ["alice", "bob", "carol", "dave"];
+    let texts = everyone_says(&mut net, id, &remaining, "after");
+    // The fan-out leaves erin out; erin gets every ciphertext anyway.
+    assert!(net.queue.iter().all(|p| p.to() != "erin"));
+    // Each distinct ciphertext once, with the sender the relay names.
+    let mut ciphertexts: Vec<(String, Vec<u8>)> = Vec::new();
+    for packet in &net.queue {
+        if let Packet::Group {
+            from, ciphertext, ..
+        } = packet
+            && !ciphertexts.iter().any(|(_, c)| c == ciphertext)
+        {
+            ciphertexts.push((from.clone(), ciphertext.clone()));
+        }
+    }
+    net.shuffle(11);
+    net.run();
+    for (from, ciphertext) in &ciphertexts {
+        net.hand(from, "erin", id, ciphertext);
+    }
+    for member in remaining {
+        assert_eq!(net.texts_read_by(member), sorted_without(&texts, member));
+    }
+    assert!(net.texts_read_by("erin").is_empty(), "{:?}", net.read);
+    assert_eq!(net.unread["erin"].len(), 4);
+    assert!(
+        net.unread["erin"]
+            .iter()
+            .all(|(_, e)| *e == SecretGroupError::Cipher(E2eError::UnknownSenderKey))
+    );
+
+    // What erin still sends is read by no one, and its new key is refused.
+    net.clear_inboxes();
+    let from_erin = net.device("erin").encrypt(&id, b"still here").unwrap();
+    for to in remaining {
+        net.hand("erin", to, id, &from_erin.ciphertext);
+        assert_eq!(
+            net.unread[to],
+            vec![("erin".into(), SecretGroupError::NotAMember("erin".into()))]
+        );
+    }
+    assert!(net.read.is_empty());
+}
+
+#[test]
+fn a_member_who_left_reads_nothing_after() {
+    let (mut net, id) = Net::five();
+    // bob keeps a copy of everything it held before leaving.
+    let mut kept = Net::five_copy_of(&net, "bob");
+    let send = net.device("bob").leave(&id).unwrap();
+    net.post("bob", send);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    assert!(net.device("bob").info(&id).is_none());
+    let remaining = ["alice", "carol", "dave", "erin"];
+    for member in remaining {
+        let info = net.device(member).info(&id).unwrap();
+        assert!(!info.members.contains("bob"));
+    }
+    let ciphertext = net.say("carol", id, "bob is gone");
+    net.run();
+    assert_eq!(net.texts_read_by("alice"), vec!["bob is gone".to_owned()]);
+    assert_eq!(
+        kept.receive_message("carol", &id, &ciphertext).unwrap_err(),
+        SecretGroupError::Cipher(E2eError::UnknownSenderKey)
+    );
+}
+
+impl Net {
+    /// A copy of `user`'s device as it is now (through the vault's encoding).
+    fn five_copy_of(net: &Net, user: &str) -> SecretGroups {
+        serde_json::from_str(&serde_json::to_string(&net.devices[user]).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn newcomer_cannot_read_what_came_before_and_reads_what_follows() {
+    let (mut net, id) = Net::five();
+    let mut net_frank = Net::new(&["frank"]);
+    net.devices
+        .insert("frank".into(), net_frank.devices.remove("frank").unwrap());
+    // Every member speaks (twice); frank is handed every ciphertext later.
+    let mut before = Vec::new();
+    for round in ["early", "late"] {
+        for m in FIVE {
+            let text = format!("{round} from {m}");
+            let ciphertext = net.say(m, id, &text);
+            before.push((m, ciphertext));
+        }
+    }
+    net.run();
+    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
+    net.post("alice", send);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    for (from, ciphertext) in &before {
+        net.hand(from, "frank", id, ciphertext);
+    }
+    assert!(net.texts_read_by("frank").is_empty(), "{:?}", net.read);
+    assert_eq!(net.unread["frank"].len(), 10);
+
+    net.clear_inboxes();
+    let all = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let texts = everyone_says(&mut net, id, &all, "welcome");
+    net.shuffle(3);
+    net.run();
+    for member in all {
+        assert_eq!(net.texts_read_by(member), sorted_without(&texts, member));
+    }
+}
+
+#[test]
+fn non_admin_cannot_remove_or_add_or_promote() {
+    let (mut net, id) = Net::five();
+    let held = net.device("carol").info(&id).unwrap();
+    let forged = [
+        // "remove erin"
+        forged_state(id, 2, &["alice", "bob", "carol", "dave"], &["alice"]),
+        // "add mallory"
+        forged_state(
+            id,
+            2,
+            &["alice", "bob", "carol", "dave", "erin", "mallory"],
+            &["alice"],
+        ),
+        // "make me an admin"
+        forged_state(
+            id,
+            2,
+            &["alice", "bob", "carol", "dave", "erin"],
+            &["alice", "bob"],
+        ),
+    ];
+    let why = SecretGroupError::NotAnAdmin("bob".into());
+    assert_refused(&mut net, "carol", "bob", forged, why);
+    assert_eq!(net.device("carol").info(&id).unwrap(), held);
+    // A local remove by a non-admin is refused too.
+    assert_eq!(
+        net.device("bob")
+            .remove(&id, &names(&["erin"]))
+            .unwrap_err(),
+        SecretGroupError::NotAnAdmin("bob".into())
+    );
+}
+
+#[test]
+fn outsider_controls_are_refused_and_get_no_key() {
+    let (mut net, id) = Net::five();
+    let held = net.device("carol").info(&id).unwrap();
+    let mallory = [
+        forged_state(id, 9, &["mallory", "carol"], &["mallory"]),
+        v1::GroupControl {
+            group_id: id.as_bytes().to_vec().into(),
+            epoch: 9,
+            kind: Some(group_control::Kind::Leave(v1::GroupLeave {})),
+        },
+    ];
+    let why = || SecretGroupError::NotAMember("mallory".into());
+    assert_refused(&mut net, "carol", "mallory", mallory, why());
+    // Mallory's own sender key is refused; asking for carol's gets nothing.
+    let own = OwnSenderKey::create(id.as_bytes()).unwrap();
+    let distribution = v1::GroupControl {
+        group_id: id.as_bytes().to_vec().into(),
+        epoch: 1,
+        kind: Some(group_control::Kind::Distribution(
+            own.distribution().to_vec().into(),
+        )),
+    };
+    let request = v1::GroupControl {
+        group_id: id.as_bytes().to_vec().into(),
+        epoch: 1,
+        kind: Some(group_control::Kind::RequestDistribution(
+            v1::GroupRequestDistribution { need_state: true },
+        )),
+    };
+    assert_refused(&mut net, "carol", "mallory", [distribution, request], why());
+    assert_eq!(net.device("carol").info(&id).unwrap(), held);
+    // A welcome into a group from someone who is no admin of it is refused.
+    let mut fresh = SecretGroups::new("zoe");
+    assert_eq!(
+        fresh
+            .receive_control(
+                "mallory",
+                &forged_state(id, 1, &["zoe", "mallory"], &["alice"])
+            )
+            .unwrap_err(),
+        SecretGroupError::AdminNotMember("alice".into())
+    );
+    assert_eq!(
+        fresh
+            .receive_control(
+                "mallory",
+                &forged_state(id, 1, &["zoe", "mallory", "alice"], &["alice"])
+            )
+            .unwrap_err(),
+        SecretGroupError::NotAnAdmin("mallory".into())
+    );
+}
+
+#[test]
+fn replayed_old_states_do_not_undo_a_removal() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave", "erin", "frank"]);
+    let (id, send) = net
+        .device("alice")
+        .create("climbers", &names(&["bob", "carol", "dave", "erin"]))
+        .unwrap();
+    // The relay keeps a copy of every control message to carol and erin.
+    let mut recorded: Vec<Packet> = Vec::new();
+    let record = |net: &Net, recorded: &mut Vec<Packet>| {
+        recorded.extend(
+            net.queue
+                .iter()
+                .filter(
+                    |p| matches!(p, Packet::Control { to, .. } if to == "carol" || to == "erin"),
+                )
+                .cloned(),
+        );
+    };
+    net.post("alice", send);
+    record(&net, &mut recorded);
+    net.run();
+    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
+    net.post("alice", send);
+    record(&net, &mut recorded);
+    net.run();
+    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
+    net.post("alice", send);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    assert!(net.device("erin").info(&id).is_none());
+    let after_removal = net.device("carol").info(&id).unwrap();
+    assert!(!after_removal.members.contains("erin"));
+
+    let replayed = recorded.len();
+    for packet in recorded {
+        net.deliver(packet);
+    }
+    // Not one is taken: the states are old, and so is alice's sender key
+    // from before the removal.
+    assert_eq!(net.refused.len(), replayed, "{:?}", net.refused);
+    for (_, _, why) in &net.refused {
+        assert!(
+            matches!(why, SecretGroupError::Stale { .. })
+                // Sender keys from before the removal, to a device that left.
+                || *why == SecretGroupError::UnknownGroup,
+            "{why:?}"
+        );
+    }
+    assert!(
+        net.refused
+            .iter()
+            .any(|(to, _, why)| to == "erin" && matches!(why, SecretGroupError::Stale { .. })),
+        "erin's old welcome must not bring the group back"
+    );
+    assert_eq!(net.device("carol").info(&id).unwrap(), after_removal);
+    assert!(net.device("erin").info(&id).is_none());
+    let send = net.device("carol").encrypt(&id, b"x").unwrap();
+    assert!(!send.recipients.contains(&"erin".to_owned()));
+}
+
+#[test]
+fn member_cannot_pass_its_message_off_as_anothers() {
+    let (mut net, id) = Net::five();
+    let from_bob = net.device("bob").encrypt(&id, b"dave owes me").unwrap();
+    let held = serde_json::to_string(&net.devices["carol"]).unwrap();
+    // The relay (or bob) names dave as the sender.
+    net.hand("dave", "carol", id, &from_bob.ciphertext);
+    assert_eq!(net.read.get("carol"), None);
+    assert_eq!(serde_json::to_string(&net.devices["carol"]).unwrap(), held);
+    // Named rightly, it reads, once.
+    net.hand("bob", "carol", id, &from_bob.ciphertext);
+    assert_eq!(net.texts_read_by("carol"), vec!["dave owes me".to_owned()]);
+}
+
+#[test]
+fn reinstalled_member_recovers_after_redistribution() {
+    let (mut net, id) = Net::five();
+    everyone_says(&mut net, id, &FIVE, "before");
+    net.run();
+    net.clear_inboxes();
+    // dave's device is reinstalled: it holds nothing.
+    net.devices.insert("dave".into(), SecretGroups::new("dave"));
+    let lost = net.say("bob", id, "while dave was away");
+    net.run();
+    assert_eq!(
+        net.unread["dave"],
+        vec![("bob".into(), SecretGroupError::UnknownGroup)]
+    );
+    // dave asks the sender of what it could not read (bob is no admin).
+    let ask = net.device("dave").request_distribution(&id, "bob").unwrap();
+    net.post("dave", vec![ask]);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    assert_eq!(
+        net.device("dave").info(&id).unwrap(),
+        net.device("alice").info(&id).unwrap()
+    );
+    net.clear_inboxes();
+    // What was sent before the answer stays unread; what follows is read.
+    net.hand("bob", "dave", id, &lost);
+    assert!(net.read.is_empty());
+    let texts = everyone_says(&mut net, id, &FIVE, "after");
+    net.shuffle(5);
+    net.run();
+    for member in FIVE {
+        assert_eq!(net.texts_read_by(member), sorted_without(&texts, member));
+    }
+    // An answer with the state that dave did not ask for is refused.
+    let mut other = SecretGroups::new("dave");
+    let state = forged_state(id, 1, &FIVE, &["alice"]);
+    assert_eq!(
+        other.receive_control("carol", &state).unwrap_err(),
+        SecretGroupError::NotAnAdmin("carol".into())
+    );
+}
+
+#[test]
+fn lost_sender_key_is_asked_for_again() {
+    let mut net = Net::new(&FIVE);
+    let (id, send) = net
+        .device("alice")
+        .create("climbers", &names(&["bob", "carol", "dave", "erin"]))
+        .unwrap();
+    net.post("alice", send);
+    // The relay drops carol's sender key on its way to dave.
+    while let Some(packet) = net.queue.pop_front() {
+        let dropped =
+            matches!(&packet, Packet::Control { from, to, .. } if from == "carol" && to == "dave");
+        if !dropped {
+            net.deliver(packet);
+        }
+    }
+    let lost = net.say("carol", id, "first");
+    net.run();
+    assert_eq!(
+        net.unread["dave"],
+        vec![(
+            "carol".into(),
+            SecretGroupError::Cipher(E2eError::UnknownSenderKey)
+        )]
+    );
+    let ask = net
+        .device("dave")
+        .request_distribution(&id, "carol")
+        .unwrap();
+    net.post("dave", vec![ask]);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    net.clear_inboxes();
+    net.hand("carol", "dave", id, &lost);
+    assert!(
+        net.read.is_empty(),
+        "what came before the answer stays unread"
+    );
+    net.say("carol", id, "second");
+    net.run();
+    assert_eq!(net.texts_read_by("dave"), vec!["second".to_owned()]);
+}
+
+#[test]
+fn groups_survive_the_vault_round_trip() {
+    let (mut net, id) = Net::five();
+    everyone_says(&mut net, id, &FIVE, "before");
+    net.run();
+    for user in FIVE {
+        let copy = Net::five_copy_of(&net, user);
+        net.devices.insert(user.into(), copy);
+    }
+    net.clear_inboxes();
+    let texts = everyone_says(&mut net, id, &FIVE, "after");
+    net.run();
+    for member in FIVE {
+        assert_eq!(net.texts_read_by(member), sorted_without(&texts, member));
+        assert_eq!(net.device(member).info(&id).unwrap().members.len(), 5);
+    }
+}
+
+#[test]
+fn hostile_control_messages_are_refused_whole() {
+    let (mut net, id) = Net::five();
+    let held = net.device("carol").info(&id).unwrap();
+    let mut too_many: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("user{i}")).collect();
+    too_many.push("alice".into());
+    let cases: Vec<(v1::GroupControl, SecretGroupError)> = vec![
+        (
+            {
+                let mut c = forged_state(id, 2, &FIVE, &["alice"]);
+                if let Some(group_control::Kind::State(s)) = &mut c.kind {
+                    s.members = too_many;
+                }
+                c
+            },
+            SecretGroupError::TooManyMembers,
+        ),
+        (
+            {
+                let mut c = forged_state(id, 2, &FIVE, &["alice"]);
+                if let Some(group_control::Kind::State(s)) = &mut c.kind {
+                    s.name = "climbers\u{1b}[2J".into();
+                }
+                c
+            },
+            SecretGroupError::Name(names::NameError::Characters("climbers\u{1b}[2J".into())),
+        ),
+        (
+            forged_state(id, 2, &["alice", "bob", "bob"], &["alice"]),
+            SecretGroupError::DuplicateMember("bob".into()),
+        ),
+        (
+            {
+                let mut c = forged_state(id, 2, &FIVE, &["alice"]);
+                if let Some(group_control::Kind::State(s)) = &mut c.kind {
+                    s.last_removal = 3;
+                }
+                c
+            },
+            SecretGroupError::Malformed,
+        ),
+        (
+            v1::GroupControl {
+                group_id: vec![0; 15].into(),
+                ..forged_state(id, 2, &FIVE, &["alice"])
+            },
+            SecretGroupError::BadGroupId,
+        ),
+        (
+            v1::GroupControl {
+                kind: None,
+                ..forged_state(id, 2, &FIVE, &["alice"])
+            },
+            SecretGroupError::Malformed,
+        ),
+        (
+            v1::GroupControl {
+                group_id: id.as_bytes().to_vec().into(),
+                epoch: 1,
+                kind: Some(group_control::Kind::Distribution(
+                    vec![0; MAX_CONTROL_LEN].into(),
+                )),
+            },
+            SecretGroupError::ControlTooLarge,
+        ),
+        (
+            v1::GroupControl {
+                group_id: id.as_bytes().to_vec().into(),
+                epoch: 1,
+                kind: Some(group_control::Kind::Distribution(vec![0xff; 40].into())),
+            },
+            SecretGroupError::Cipher(E2eError::Malformed),
+        ),
+    ];
+    for (control, why) in cases {
+        assert_eq!(
+            net.device("carol")
+                .receive_control("alice", &control)
+                .unwrap_err(),
+            why
+        );
+    }
+    assert_eq!(net.device("carol").info(&id).unwrap(), held);
+    // The last epoch: one more change is refused, never wrapped.
+    let last = forged_state(id, u64::MAX, &FIVE, &["alice"]);
+    net.device("carol").receive_control("alice", &last).unwrap();
+    assert_eq!(
+        net.device("carol")
+            .receive_control("alice", &last)
+            .unwrap_err(),
+        SecretGroupError::Stale {
+            got: u64::MAX,
+            held: u64::MAX
+        }
+    );
+}
+
+#[test]
+fn groups_survive_the_profile_vault() {
+    use crate::identity::Identity;
+    use crate::profile::{Profile, ProfileConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alice");
+    let config = ProfileConfig {
+        relay: "127.0.0.1:4433".into(),
+        fingerprint: format!("sha256:{}", "ab".repeat(32)),
+        username: "alice".into(),
+    };
+    let mut profile = Profile::create(&path, config, Identity::generate(), "pass phrase").unwrap();
+    let (id, send) = profile
+        .secret_groups
+        .create("climbers", &names(&["bob"]))
+        .unwrap();
+    let mut bob = SecretGroups::new("bob");
+    for out in send {
+        bob.receive_control("alice", &out.control).unwrap();
+    }
+    let first = profile.secret_groups.encrypt(&id, b"one").unwrap();
+    profile.save().unwrap();
+    drop(profile);
+
+    let mut profile = Profile::open(&path, "pass phrase").unwrap();
+    assert_eq!(
+        profile.secret_groups.info(&id),
+        bob.info(&id),
+        "the same group on both devices"
+    );
+    let second = profile.secret_groups.encrypt(&id, b"two").unwrap();
+    assert_eq!(second.recipients, vec!["bob".to_owned()]);
+    for (message, text) in [(second, "two"), (first, "one")] {
+        let read = bob
+            .receive_message("alice", &id, &message.ciphertext)
+            .unwrap();
+        assert_eq!(read.as_slice(), text.as_bytes());
+    }
+}
