@@ -52,6 +52,13 @@ pub enum Received {
     },
     /// It could not be read and is not worth keeping; the sentence says why.
     Dropped(String),
+    /// A secret group's control message (a change, a sender key, a request),
+    /// applied; what to say, and what to send in answer (each inside the
+    /// pairwise session with its member).
+    Group {
+        notice: Option<String>,
+        send: Vec<crate::secret_group::Outgoing>,
+    },
 }
 
 /// Tells each peer that their secret messages `arrived` (decrypted and kept
@@ -189,6 +196,8 @@ pub struct Outgoing<'a> {
     pub set_timer: Option<u32>,
     /// Not empty: a receipt for the peer's messages with these client ids.
     pub delivered: Vec<Vec<u8>>,
+    /// Set: a secret group's control message for the peer.
+    pub group: Option<v1::GroupControl>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -203,6 +212,22 @@ impl<'a> Outgoing<'a> {
             client_id,
             set_timer: None,
             delivered: Vec::new(),
+            group: None,
+        }
+    }
+
+    /// A secret group's control message (see [`crate::secret_group`]).
+    pub fn group_control(
+        control: v1::GroupControl,
+        client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    ) -> Self {
+        Outgoing {
+            text: "",
+            expire_secs: None,
+            client_id,
+            set_timer: None,
+            delivered: Vec::new(),
+            group: Some(control),
         }
     }
 
@@ -213,6 +238,7 @@ impl<'a> Outgoing<'a> {
             client_id,
             set_timer: Some(secs.unwrap_or(0)),
             delivered: Vec::new(),
+            group: None,
         }
     }
 
@@ -225,6 +251,7 @@ impl<'a> Outgoing<'a> {
             client_id,
             set_timer: None,
             delivered,
+            group: None,
         }
     }
 }
@@ -241,8 +268,9 @@ pub async fn prepare(
         client_id,
         set_timer,
         delivered,
+        group,
     } = outgoing;
-    let control = set_timer.is_some() || !delivered.is_empty();
+    let control = set_timer.is_some() || !delivered.is_empty() || group.is_some();
     let expire_secs = match set_timer {
         Some(_) => None,
         None => expire_secs.or_else(|| profile.timers.get(peer).copied()),
@@ -302,7 +330,7 @@ pub async fn prepare(
         session_reset: reset,
         set_timer_secs: set_timer,
         delivered: delivered.into_iter().map(Into::into).collect(),
-        group: None,
+        group,
     };
     let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
     let session = profile
@@ -344,6 +372,28 @@ pub async fn prepare(
     }
     profile.save()?;
     Ok(entry)
+}
+
+/// Sends a secret group's control message inside the pairwise session with
+/// its member (kept in the outbox until the relay stored it).
+pub async fn send_group_control(
+    profile: &mut Profile,
+    client: &RelayClient,
+    out: crate::secret_group::Outgoing,
+) -> Result<()> {
+    let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut client_id);
+    let entry = prepare(
+        profile,
+        client,
+        &out.to,
+        Outgoing::group_control(out.control, client_id),
+    )
+    .await?;
+    if let Delivered::Failed(reason) = deliver(profile, client, &entry).await? {
+        bail!("the relay refused it: {reason}");
+    }
+    Ok(())
 }
 
 /// A secret message's text is at most [`sotto_proto::MAX_TEXT`] bytes.
@@ -450,6 +500,9 @@ pub fn receive(
             "a secret message claiming to come from you was refused".to_owned(),
         );
     }
+    if !envelope.group.is_empty() {
+        return receive_group_message(profile, envelope);
+    }
     let Ok(payload) = v1::SecretPayload::decode(envelope.ciphertext.as_ref()) else {
         return Received::Dropped(format!("a secret message from {from} is malformed"));
     };
@@ -544,6 +597,17 @@ pub fn receive(
     if content.session_reset {
         warnings.push(format!("{from} started a fresh secret session"));
     }
+    if let Some(control) = &content.group {
+        return match profile.secret_groups.receive_control(from, control) {
+            Ok(outcome) => Received::Group {
+                notice: group_notice(profile, &outcome.event),
+                send: outcome.send,
+            },
+            Err(e) => Received::Dropped(format!(
+                "a secret group change from {from} was refused: {e}"
+            )),
+        };
+    }
     if !content.delivered.is_empty() {
         let me = profile.config.username.clone();
         let ids: Vec<String> = content.delivered.iter().map(hex::encode).collect();
@@ -596,6 +660,105 @@ pub fn receive(
         Received::Message(entry)
     } else {
         Received::Again
+    }
+}
+
+/// A secret group message: one ciphertext under the sender's sender key,
+/// read with that sender's key only. One we hold no key for yet asks the
+/// sender for it (the message itself cannot be read later).
+fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -> Received {
+    use crate::secret_group::{GroupId, SecretGroupError};
+    let from = envelope.from.as_str();
+    let Ok(id) = GroupId::from_bytes(&envelope.group) else {
+        return Received::Dropped(format!("a secret group message from {from} is malformed"));
+    };
+    let Some(info) = profile.secret_groups.info(&id) else {
+        return Received::Dropped(format!(
+            "a secret group message from {from} for a group this device is not in: dropped"
+        ));
+    };
+    let plaintext = match profile
+        .secret_groups
+        .receive_message(from, &id, &envelope.ciphertext)
+    {
+        Ok(plaintext) => plaintext,
+        Err(SecretGroupError::Cipher(crate::e2e::E2eError::UnknownSenderKey)) => {
+            let send = profile
+                .secret_groups
+                .request_distribution(&id, from)
+                .map(|o| vec![o])
+                .unwrap_or_default();
+            return Received::Group {
+                notice: Some(format!(
+                    "a message from {from} in secret group {} could not be read (this device                      has not their key yet): asked them for it, later ones will be",
+                    info.name
+                )),
+                send,
+            };
+        }
+        Err(e) => {
+            return Received::Dropped(format!(
+                "a secret group message from {from} in {} was refused: {e}",
+                info.name
+            ));
+        }
+    };
+    let Ok(content) = v1::SecretContent::decode(plaintext.as_slice()) else {
+        return Received::Dropped(format!(
+            "a secret group message from {from} holds no readable content"
+        ));
+    };
+    let entry = HistoryEntry {
+        id: envelope.id,
+        mode: Mode::Secret,
+        from: from.to_owned(),
+        peer: None,
+        group: Some(info.name),
+        text: content.text.clone(),
+        sent_at: content.sent_at,
+        client_id: hex::encode(&content.client_id),
+        expire_secs: None,
+        shown_at: None,
+        unprinted: false,
+        delivered: false,
+    };
+    if profile.remember(entry.clone()) {
+        Received::Message(entry)
+    } else {
+        Received::Again
+    }
+}
+
+/// What to tell the user of a secret group change.
+fn group_notice(profile: &Profile, event: &crate::secret_group::GroupEvent) -> Option<String> {
+    use crate::secret_group::GroupEvent;
+    let name = |id| {
+        profile
+            .secret_groups
+            .info(id)
+            .map(|i| i.name)
+            .unwrap_or_else(|| "a secret group".to_owned())
+    };
+    match event {
+        GroupEvent::Joined { name: n, by, .. } => {
+            Some(format!("{by} added you to the secret group {n}"))
+        }
+        GroupEvent::Changed {
+            group,
+            by,
+            added,
+            removed,
+        } => Some(format!(
+            "{by} changed the secret group {}: added [{}], removed [{}]",
+            name(group),
+            added.join(", "),
+            removed.join(", ")
+        )),
+        GroupEvent::RemovedUs { by, .. } => Some(format!("{by} removed you from a secret group")),
+        GroupEvent::Left { group, who } => {
+            Some(format!("{who} left the secret group {}", name(group)))
+        }
+        GroupEvent::SenderKey { .. } | GroupEvent::Requested { .. } => None,
     }
 }
 
@@ -682,6 +845,16 @@ pub fn release_held(
             Received::Message(entry) => shown.push(entry),
             Received::Held(why) | Received::Dropped(why) => warnings.push(why),
             Received::Timer { notice, .. } => warnings.push(notice),
+            Received::Group { notice, send } => {
+                warnings.extend(notice);
+                if !send.is_empty() {
+                    warnings.push(
+                        "a secret group asked for answers this device does not send from a \
+                         released message; they go with the group's next change"
+                            .to_owned(),
+                    );
+                }
+            }
             Received::Receipt { .. } | Received::Again => {}
         }
     }

@@ -502,3 +502,18 @@ pub async fn init_profile(relay: &TestRelay, dir: &Path, user: &str) {
         .await
         .expect("init succeeds");
 }
+
+/// `sotto sync --json` of the profile in `dir`, in process: one JSON value a line.
+pub async fn sync_json(dir: &Path) -> Vec<serde_json::Value> {
+    let mut profile =
+        sotto_client::profile::Profile::open(dir, PASSPHRASE).expect("the profile opens");
+    let mut out = Vec::new();
+    sotto_client::commands::sync::run(&mut profile, true, &mut out)
+        .await
+        .expect("sync succeeds");
+    String::from_utf8(out)
+        .expect("utf-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON value a line"))
+        .collect()
+}

@@ -20,15 +20,9 @@ async fn send_secret(dir: &Path, to: &str, text: &str) -> anyhow::Result<()> {
 }
 
 async fn sync_texts(dir: &Path) -> Vec<String> {
-    let mut profile = Profile::open(dir, PASSPHRASE).unwrap();
-    let mut out = Vec::new();
-    commands::sync::run(&mut profile, true, &mut out)
+    sotto_tests::sync_json(dir)
         .await
-        .unwrap();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .iter()
         .map(|l| l["text"].as_str().unwrap().to_owned())
         .collect()
 }

@@ -27,18 +27,7 @@ async fn send_secret(dir: &Path, to: &str, text: &str) -> anyhow::Result<()> {
     commands::send::run_secret(&mut profile, to, text, None, &mut Vec::new()).await
 }
 
-async fn sync(dir: &Path) -> Vec<Value> {
-    let mut profile = Profile::open(dir, PASS).unwrap();
-    let mut out = Vec::new();
-    commands::sync::run(&mut profile, true, &mut out)
-        .await
-        .unwrap();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use sotto_tests::sync_json as sync;
 
 fn texts(lines: &[Value]) -> Vec<String> {
     lines

@@ -277,3 +277,120 @@ async fn a_warrant_for_a_member_finds_nothing_of_a_secret_group_and_db_holds_no_
         assert!(files_containing(&relay.data_dir(), needle).is_empty());
     }
 }
+
+mod end_to_end {
+    //! Secret groups between real profiles through the real relay: made,
+    //! changed and read with the terminal client's commands.
+
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+    use sotto_client::commands::{self, group::Change};
+    use sotto_client::profile::Profile;
+    use sotto_tests::{PASSPHRASE, TestRelay, files_containing, init_profile};
+
+    const NAME: &str = "pangolin-council";
+
+    use sotto_tests::sync_json as sync;
+
+    /// What the group's messages said, as `sync --json` printed them.
+    fn said(lines: &[Value]) -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["group"] == NAME && l["mode"] == "secret")
+            .map(|l| {
+                format!(
+                    "{}: {}",
+                    l["from"].as_str().unwrap(),
+                    l["text"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    async fn send(dir: &Path, text: &str) {
+        let mut profile = Profile::open(dir, PASSPHRASE).unwrap();
+        commands::group::send_secret(&mut profile, NAME, text, &mut Vec::new())
+            .await
+            .unwrap();
+    }
+
+    async fn change(dir: &Path, change: Change<'_>) {
+        let mut profile = Profile::open(dir, PASSPHRASE).unwrap();
+        commands::group::change_secret(&mut profile, NAME, change, &mut Vec::new())
+            .await
+            .unwrap();
+    }
+
+    /// Everyone syncs, twice: changes, then the sender keys they answer with.
+    async fn settle(dirs: &[&PathBuf]) {
+        for _ in 0..2 {
+            for dir in dirs {
+                sync(dir).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn five_members_read_each_other_a_removed_one_reads_nothing_after_a_new_one_nothing_before()
+     {
+        let relay = TestRelay::start().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |n: &str| tmp.path().join(n);
+        let (ann, bob, cyd, dee, eve) =
+            (dir("ann"), dir("bob"), dir("cyd"), dir("dee"), dir("eve"));
+        for (d, n) in [
+            (&ann, "ann"),
+            (&bob, "bob"),
+            (&cyd, "cyd"),
+            (&dee, "dee"),
+            (&eve, "eve"),
+        ] {
+            init_profile(&relay, d, n).await;
+        }
+        {
+            let mut profile = Profile::open(&ann, PASSPHRASE).unwrap();
+            let members = ["bob", "cyd", "dee"].map(String::from);
+            commands::group::create_secret(&mut profile, NAME, &members, &mut Vec::new())
+                .await
+                .unwrap();
+        }
+        let everyone = [&ann, &bob, &cyd, &dee];
+        settle(&everyone).await;
+        // Every member sends; every other member reads every message.
+        for (d, n) in [(&ann, "ann"), (&bob, "bob"), (&cyd, "cyd"), (&dee, "dee")] {
+            send(d, &format!("hello from {n}")).await;
+        }
+        for (d, me) in [(&ann, "ann"), (&bob, "bob"), (&cyd, "cyd"), (&dee, "dee")] {
+            let mut got = said(&sync(d).await);
+            got.sort();
+            let mut expected: Vec<String> = ["ann", "bob", "cyd", "dee"]
+                .iter()
+                .filter(|n| **n != me)
+                .map(|n| format!("{n}: hello from {n}"))
+                .collect();
+            expected.sort();
+            assert_eq!(got, expected, "{me}");
+        }
+
+        // dee is removed: it reads nothing sent after, the others do.
+        change(&ann, Change::Remove(&["dee".into()])).await;
+        settle(&everyone).await;
+        send(&bob, "after dee left").await;
+        assert!(said(&sync(&dee).await).is_empty());
+        assert_eq!(said(&sync(&cyd).await), ["bob: after dee left"]);
+        assert_eq!(said(&sync(&ann).await), ["bob: after dee left"]);
+
+        // eve is added: nothing from before, everything after.
+        change(&ann, Change::Add(&["eve".into()])).await;
+        settle(&[&ann, &bob, &cyd, &eve]).await;
+        send(&cyd, "welcome eve").await;
+        assert_eq!(said(&sync(&eve).await), ["cyd: welcome eve"]);
+        assert!(said(&sync(&dee).await).is_empty());
+
+        // The relay's files hold neither the group's name nor a message.
+        for needle in [NAME.as_bytes(), b"hello from ann", b"welcome eve"] {
+            assert!(files_containing(&relay.data_dir(), needle).is_empty());
+        }
+    }
+}

@@ -44,14 +44,19 @@ enum Command {
     /// Send a message. Exits 0 only once the relay has stored it durably.
     /// While `sotto chat` runs on this profile, it sends the message for you.
     Send {
-        /// Send to this group instead of a user.
-        #[arg(long, value_name = "GROUP", conflicts_with = "secret")]
+        /// Send to this group instead of a user (with --secret: a secret group).
+        #[arg(long, value_name = "GROUP")]
         group: Option<String>,
         /// End-to-end encrypted: the relay sees only ciphertext.
         #[arg(long)]
         secret: bool,
         /// With --secret: delete the message this long after it is first shown (30s, 5m, 1h, 1d).
-        #[arg(long, value_name = "TIME", requires = "secret")]
+        #[arg(
+            long,
+            value_name = "TIME",
+            requires = "secret",
+            conflicts_with = "group"
+        )]
         expire: Option<String>,
         /// The recipient (omit with --group).
         #[arg(required_unless_present = "group")]
@@ -59,7 +64,8 @@ enum Command {
         /// The message text; - reads it from standard input.
         text: Option<String>,
     },
-    /// Manage normal-mode groups.
+    /// Manage groups: normal ones (the relay keeps them), and with --secret
+    /// secret ones (end to end: the relay never learns their name or members).
     Group {
         #[command(subcommand)]
         command: GroupCommand,
@@ -109,11 +115,36 @@ enum OutboxCommand {
 
 #[derive(Subcommand)]
 enum GroupCommand {
-    /// Create GROUP with these members (you are always a member).
+    /// Create GROUP with these members (you are always a member, and its admin).
     Create {
+        /// A secret group: end-to-end encrypted, its membership on the members' devices.
+        #[arg(long)]
+        secret: bool,
         group: String,
         #[arg(required = true)]
         members: Vec<String>,
+    },
+    /// Add members to a secret group you administer (they read nothing sent before).
+    Add {
+        #[arg(long, required = true)]
+        secret: bool,
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members from a secret group you administer (they read nothing sent after).
+    Remove {
+        #[arg(long, required = true)]
+        secret: bool,
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a secret group.
+    Leave {
+        #[arg(long, required = true)]
+        secret: bool,
+        group: String,
     },
 }
 
@@ -176,6 +207,15 @@ async fn run(cli: Cli) -> Result<()> {
             text,
         } => {
             // With --group the first positional is the text.
+            if let (true, Some(group)) = (secret, &group) {
+                let text = match (user, text) {
+                    (Some(text), None) => text,
+                    _ => bail!("usage: sotto send --secret --group GROUP TEXT"),
+                };
+                let text = commands::send::text_from(text, std::io::stdin().lock())?;
+                let mut profile = open_profile(&dir)?;
+                return commands::group::send_secret(&mut profile, group, &text, &mut out).await;
+            }
             let (to, text) = match (group, user, text) {
                 (Some(g), Some(text), None) => (ConvKey::Group(g), text),
                 (None, Some(u), Some(text)) if secret => (ConvKey::Secret(u), text),
@@ -225,11 +265,31 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Group {
-            command: GroupCommand::Create { group, members },
-        } => {
-            let profile = open_profile(&dir)?;
-            commands::group::create(&profile, &group, &members, &mut out).await
+        Command::Group { command } => {
+            use commands::group::Change;
+            let mut profile = open_profile(&dir)?;
+            match command {
+                GroupCommand::Create {
+                    secret: true,
+                    group,
+                    members,
+                } => commands::group::create_secret(&mut profile, &group, &members, &mut out).await,
+                GroupCommand::Create { group, members, .. } => {
+                    commands::group::create(&profile, &group, &members, &mut out).await
+                }
+                GroupCommand::Add { group, members, .. } => {
+                    let change = Change::Add(&members);
+                    commands::group::change_secret(&mut profile, &group, change, &mut out).await
+                }
+                GroupCommand::Remove { group, members, .. } => {
+                    let change = Change::Remove(&members);
+                    commands::group::change_secret(&mut profile, &group, change, &mut out).await
+                }
+                GroupCommand::Leave { group, .. } => {
+                    let change = Change::Leave;
+                    commands::group::change_secret(&mut profile, &group, change, &mut out).await
+                }
+            }
         }
         Command::Sync { json } => {
             let mut profile = open_profile(&dir)?;

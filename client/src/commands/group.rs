@@ -1,4 +1,8 @@
-//! `sotto group create GROUP USER...`: a normal-mode group with these members.
+//! `sotto group create GROUP USER...`: a normal-mode group with these
+//! members; with `--secret`, a secret group (and `add`, `remove`, `leave`),
+//! whose name and membership live on the members' devices, changed by
+//! control messages inside the pairwise secret sessions; and a secret
+//! group's messages (`sotto send --secret --group`).
 
 use std::io::Write;
 
@@ -21,5 +25,149 @@ pub async fn create(
         created.name,
         created.members.join(", ")
     )?;
+    Ok(())
+}
+
+/// The secret group this device holds under `name` (names are each
+/// device's own: two groups of one name are told apart by their members).
+fn secret_group_named(profile: &Profile, name: &str) -> Result<crate::secret_group::GroupId> {
+    let found: Vec<_> = profile
+        .secret_groups
+        .ids()
+        .filter(|id| {
+            profile
+                .secret_groups
+                .info(id)
+                .is_some_and(|i| i.name == name)
+        })
+        .cloned()
+        .collect();
+    match found.as_slice() {
+        [id] => Ok(*id),
+        [] => anyhow::bail!("no secret group named {name} on this device"),
+        _ => anyhow::bail!("several secret groups are named {name} on this device"),
+    }
+}
+
+/// Sends a group's control messages, each inside the pairwise secret
+/// session with its member; says which could not be sent (they wait in the
+/// outbox, or their member's identity changed).
+async fn send_controls(
+    profile: &mut Profile,
+    client: &crate::relay::RelayClient,
+    controls: Vec<crate::secret_group::Outgoing>,
+) -> Result<()> {
+    for control in controls {
+        let to = control.to.clone();
+        if let Err(e) = crate::secret::send_group_control(profile, client, control).await {
+            eprintln!("sotto: the secret group change did not reach {to} yet: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// `sotto group create --secret GROUP USER...`: a secret group, made on this
+/// device: its name and members travel to them end to end, never to the relay.
+pub async fn create_secret(
+    profile: &mut Profile,
+    name: &str,
+    members: &[String],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (_, controls) = profile.secret_groups.create(name, members)?;
+    profile.save()?;
+    let client = profile.connect().await?;
+    send_controls(profile, &client, controls).await?;
+    client.close().await;
+    writeln!(
+        out,
+        "created secret group {name} with {} (end to end: the relay never learns its name or members)",
+        members.join(", ")
+    )?;
+    Ok(())
+}
+
+/// What to do with a secret group's membership.
+pub enum Change<'a> {
+    Add(&'a [String]),
+    Remove(&'a [String]),
+    Leave,
+}
+
+/// `sotto group add|remove|leave --secret GROUP [USER...]`: an admin's change
+/// (or our leaving); every remaining member makes a new sender key after a
+/// removal, so whoever left reads nothing sent after.
+pub async fn change_secret(
+    profile: &mut Profile,
+    name: &str,
+    change: Change<'_>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let id = secret_group_named(profile, name)?;
+    let controls = match change {
+        Change::Add(users) => profile.secret_groups.add(&id, users)?,
+        Change::Remove(users) => profile.secret_groups.remove(&id, users)?,
+        Change::Leave => profile.secret_groups.leave(&id)?,
+    };
+    profile.save()?;
+    let client = profile.connect().await?;
+    send_controls(profile, &client, controls).await?;
+    client.close().await;
+    match profile.secret_groups.info(&id) {
+        Some(info) => writeln!(
+            out,
+            "secret group {name}: {}",
+            info.members.into_iter().collect::<Vec<_>>().join(", ")
+        )?,
+        None => writeln!(out, "you left the secret group {name}")?,
+    }
+    Ok(())
+}
+
+/// `sotto send --secret --group GROUP TEXT`: one ciphertext under our sender
+/// key, which the relay queues for every other member.
+pub async fn send_secret(
+    profile: &mut Profile,
+    name: &str,
+    text: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    crate::secret::check_size(text)?;
+    let id = secret_group_named(profile, name)?;
+    let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut client_id);
+    let sent_at = crate::profile::now_ms();
+    let content = sotto_proto::v1::SecretContent {
+        text: text.to_owned(),
+        client_id: client_id.to_vec().into(),
+        sent_at,
+        ..Default::default()
+    };
+    let plaintext = zeroize::Zeroizing::new(prost::Message::encode_to_vec(&content));
+    let send = profile.secret_groups.encrypt(&id, &plaintext)?;
+    // The chain moved on: kept before anything leaves, so no key is used twice.
+    profile.save()?;
+    let client = profile.connect().await?;
+    let queued = client
+        .send_secret_group(id.as_bytes(), &send.recipients, send.ciphertext, client_id)
+        .await;
+    client.close().await;
+    queued?;
+    profile.remember(crate::profile::HistoryEntry {
+        id: 0,
+        mode: crate::profile::Mode::Secret,
+        from: profile.config.username.clone(),
+        peer: None,
+        group: Some(name.to_owned()),
+        text: text.to_owned(),
+        sent_at,
+        client_id: hex::encode(client_id),
+        expire_secs: None,
+        shown_at: None,
+        unprinted: false,
+        delivered: false,
+    });
+    profile.save()?;
+    writeln!(out, "sent to the secret group {name}")?;
     Ok(())
 }

@@ -226,6 +226,7 @@ pub async fn fetch_new(
     let mut timers = Vec::new();
     let mut warnings = Vec::new();
     let mut delivered = Vec::new();
+    let mut group_answers = Vec::new();
     loop {
         let batch = client.fetch(sotto_proto::MAX_FETCH).await?;
         let upto = batch.normal.iter().map(|m| m.seq).max().unwrap_or(0);
@@ -247,6 +248,10 @@ pub async fn fetch_new(
                 Received::Timer { peer, secs, notice } => {
                     warnings.push(notice);
                     timers.push((peer, secs));
+                }
+                Received::Group { notice, send } => {
+                    warnings.extend(notice);
+                    group_answers.extend(send);
                 }
             }
             secret_ids.push(envelope.id);
@@ -271,6 +276,13 @@ pub async fn fetch_new(
             profile.remember_notice(notice);
         }
         profile.save()?;
+        // A group's answers (sender keys, state for a newcomer) go out
+        // before the relay drops what asked for them.
+        for answer in std::mem::take(&mut group_answers) {
+            if let Err(e) = secret::send_group_control(profile, client, answer).await {
+                warnings.push(format!("a secret group answer was not sent: {e:#}"));
+            }
+        }
         if upto > 0 || !secret_ids.is_empty() {
             client.ack(upto, secret_ids).await?;
         }
