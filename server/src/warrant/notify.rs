@@ -418,4 +418,49 @@ mod tests {
             "{next} vs {now}"
         );
     }
+
+    /// A notice another fetch's sweep has written but not yet flushed is
+    /// not handed out (and acknowledged, and deleted) before it is on disk:
+    /// a crash then would issue it again under another id.
+    #[test]
+    fn a_notice_is_handed_out_only_once_it_is_on_stable_storage() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use crate::store::faulty::Faulty;
+
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Mutex::new(None);
+        let harness = Harness::wrapping(dir.path(), |store| {
+            let faulty = Arc::new(Faulty::new(store));
+            *slot.lock().unwrap() = Some(faulty.clone());
+            faulty
+        })
+        .unwrap();
+        let disk = slot.lock().unwrap().take().unwrap();
+        let desk = &harness.state().warrants;
+        let due = now_secs(desk.clock.now_ms()) - 60;
+        assert!(
+            desk.held
+                .hold(&held("W-1", Stage::Disclosed, "ann", due))
+                .unwrap()
+        );
+        // The two flushes of the `notice` entry's anchor go through; the
+        // writer's, of the notices, waits.
+        let asked = disk.flushes_asked();
+        disk.hold_flushes_after(2);
+        std::thread::scope(|s| {
+            // bob's fetch issues the notice and waits for its flush.
+            let sweep = s.spawn(|| fetched_notices(&harness, 1));
+            disk.wait_for_flushes(asked + 3);
+            let ann = s.spawn(|| fetched_notices(&harness, 0));
+            std::thread::sleep(Duration::from_millis(300));
+            let early = ann.is_finished();
+            disk.hold_flushes(false);
+            let ann = ann.join().unwrap();
+            assert!(!early, "a notice was handed out before the flush: {ann:?}");
+            assert_eq!(ann.len(), 1);
+            assert!(sweep.join().unwrap().is_empty());
+        });
+    }
 }
