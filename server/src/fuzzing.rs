@@ -84,7 +84,7 @@ impl Harness {
         })
     }
 
-    fn state(&self) -> &Arc<RelayState> {
+    pub(crate) fn state(&self) -> &Arc<RelayState> {
         self.state.as_ref().expect("the state lives until drop")
     }
 

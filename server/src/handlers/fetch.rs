@@ -35,9 +35,10 @@ pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let notices = within(notices, &mut budget, &mut more);
     let secret = within(envelopes, &mut budget, &mut more);
     // What was read may have been written and not yet flushed (its sender
-    // not yet answered): hand it out only once it is on disk, so a crash
-    // cannot take back something delivered, or an id handed out.
-    if !normal.is_empty() || !secret.is_empty() {
+    // not yet answered, a notice another fetch's sweep is flushing): hand
+    // it out only once it is on disk, so a crash cannot take back something
+    // delivered, or an id handed out.
+    if !normal.is_empty() || !secret.is_empty() || !notices.is_empty() {
         state.writer.durable().await?;
     }
     let left = state.prekeys.left(user)?;

@@ -17,6 +17,8 @@ pub(crate) struct Faulty {
     failures: AtomicUsize,
     /// Whether flushes are held, and how many have been asked for.
     gate: Mutex<(bool, usize)>,
+    /// Flushes still let through while flushes are held.
+    let_through: AtomicUsize,
     changed: Condvar,
     reads: Gate,
     writes: Gate,
@@ -71,6 +73,7 @@ impl Faulty {
             writes_left: AtomicUsize::new(usize::MAX),
             failures: AtomicUsize::new(usize::MAX),
             gate: Mutex::new((false, 0)),
+            let_through: AtomicUsize::new(0),
             changed: Condvar::new(),
             reads: Gate::default(),
             writes: Gate::default(),
@@ -143,6 +146,13 @@ impl Faulty {
         self.changed.notify_all();
     }
 
+    /// Lets the next `n` flushes through, then holds every flush (until
+    /// [`Faulty::hold_flushes`]`(false)`): the flush of a given step.
+    pub fn hold_flushes_after(&self, n: usize) {
+        self.let_through.store(n, Ordering::SeqCst);
+        self.hold_flushes(true);
+    }
+
     /// Waits until at least `n` flushes have been asked for in all.
     pub fn wait_for_flushes(&self, n: usize) {
         let mut gate = self.gate.lock().unwrap();
@@ -209,7 +219,11 @@ impl Store for Faulty {
             let mut gate = self.gate.lock().unwrap();
             gate.1 += 1;
             self.changed.notify_all();
-            while gate.0 {
+            let free = self
+                .let_through
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            while gate.0 && !free {
                 gate = self.changed.wait(gate).unwrap();
             }
         }

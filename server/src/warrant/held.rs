@@ -155,6 +155,10 @@ const PART: &[u8] = b"part\0";
 const DELIVERY_PART: &[u8] = b"dpart\0";
 /// The most held warrants listed at once.
 pub(crate) const MAX_LISTED: usize = 10_000;
+/// A held warrant's key in the store (see [`HeldWarrants::page`]).
+pub(crate) type Key = Vec<u8>;
+/// A held warrant read from the store, or why it could not be.
+pub(crate) type Opened = Result<HeldWarrant, RelayError>;
 
 impl HeldWarrants {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
@@ -280,6 +284,33 @@ impl HeldWarrants {
     }
 
     /// Every held warrant, oldest first (at most [`MAX_LISTED`]).
+    /// Up to `limit` held warrants (each opened, or why not) with keys
+    /// after `after` (from the first if `None`), in key order, and the key
+    /// to go on after if there may be more: unlike [`HeldWarrants::all`],
+    /// a walk through these pages sees every held warrant, however many.
+    pub fn page(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Opened>, Option<Key>), RelayError> {
+        let from = match after {
+            // The first key after `after`.
+            Some(key) => [key, &[0]].concat(),
+            None => HELD.to_vec(),
+        };
+        let entries = self.store.range(Tree::Warrants, &from, HELD_END, limit)?;
+        let next = if entries.len() < limit {
+            None
+        } else {
+            entries.last().map(|(key, _)| key.clone())
+        };
+        let held = entries
+            .iter()
+            .map(|(key, sealed)| self.open(key, sealed))
+            .collect();
+        Ok((held, next))
+    }
+
     pub fn all(&self) -> Result<Vec<HeldWarrant>, RelayError> {
         let mut all = self
             .store

@@ -21,6 +21,11 @@ use super::{Answer, DeskError, LOG_REFUSED, Served, WarrantDesk, clip, describe,
 use crate::RelayError;
 use crate::store::Batch;
 
+/// How many held warrants the notice sweep reads at once.
+const PAGE: usize = 1_000;
+/// How long after a failure to issue notices (seconds) they are tried again.
+pub(crate) const RETRY_SECS: i64 = 60;
+
 impl WarrantDesk {
     /// When `held`'s notices are due (seconds).
     fn notice_due(&self, held: &HeldWarrant) -> i64 {
@@ -77,6 +82,11 @@ impl WarrantDesk {
 
     /// Tells the people of every warrant whose notices are due, if any may
     /// be (cheap otherwise: one comparison). How many people were told.
+    ///
+    /// Every held warrant is looked at, a page at a time (never only the
+    /// first of a list with a limit: an authority could hide one behind
+    /// thousands it let be rejected). One that cannot be read or told is
+    /// tried again [`RETRY_SECS`] later, and holds up nobody else's.
     pub async fn notify_due(&self) -> anyhow::Result<u64> {
         let now_ms = self.clock.now_ms();
         if !self.notices_may_be_due() {
@@ -89,29 +99,52 @@ impl WarrantDesk {
         // Lowered again by every warrant still owing notice, here or by
         // one disclosed meanwhile: no schedule is lost.
         self.next_notice.store(i64::MAX, Ordering::SeqCst);
+        let retry = now_secs(now_ms).saturating_add(RETRY_SECS);
         let mut told = 0;
-        for mut held in self.held.all()? {
-            if !Self::owes_notice(&held) {
-                continue;
-            }
-            if self.notice_due(&held) > now_secs(now_ms) {
-                self.schedule_notice(&held);
-                continue;
-            }
-            match self.tell(audit, &mut held, now_ms) {
-                Ok(n) => told += n,
+        let mut failed = None;
+        let mut after = None;
+        loop {
+            let (page, next) = match self.held.page(after.as_deref(), PAGE) {
+                Ok(page) => page,
                 Err(e) => {
-                    warn!(error = %format!("{e:#}"), "cannot issue a warrant's notices; trying again later");
-                    // Tried again at the next fetch.
-                    self.next_notice.store(i64::MIN, Ordering::SeqCst);
-                    return Err(e);
+                    // Those not looked at yet are looked for again.
+                    self.next_notice.fetch_min(retry, Ordering::SeqCst);
+                    failed = Some(e.into());
+                    break;
                 }
+            };
+            for held in page {
+                let outcome = held.map_err(anyhow::Error::from).and_then(|mut held| {
+                    if !Self::owes_notice(&held) {
+                        return Ok(0);
+                    }
+                    if self.notice_due(&held) > now_secs(now_ms) {
+                        self.schedule_notice(&held);
+                        return Ok(0);
+                    }
+                    self.tell(audit, &mut held, now_ms)
+                });
+                match outcome {
+                    Ok(n) => told += n,
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "cannot issue a warrant's notices; trying again later");
+                        self.next_notice.fetch_min(retry, Ordering::SeqCst);
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            match next {
+                Some(key) => after = Some(key),
+                None => break,
             }
         }
         if told > 0 {
             self.writer.durable().await?;
         }
-        Ok(told)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(told),
+        }
     }
 
     /// Logs and writes the notices `held` owes now: to its targets, the
@@ -272,5 +305,167 @@ impl WarrantDesk {
             notify_after: postponed,
             extensions: held.extensions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sotto_proto::v1::{self, Fetch, request, response};
+
+    use super::*;
+    use crate::fuzzing::Harness;
+    use crate::warrant::held::MAX_LISTED;
+
+    /// A held warrant of "chief" for `target`, at `stage`, its notices due at `due` (seconds).
+    fn held(id: &str, stage: Stage, target: &str, due: i64) -> HeldWarrant {
+        let w = v1::Warrant {
+            id: id.into(),
+            authority: "chief".into(),
+            case_reference: "CASE".into(),
+            targets: vec![target.into()],
+            window_from: due - 2 * 86_400,
+            window_until: due - 86_400,
+            notify_after: due,
+            ..v1::Warrant::default()
+        };
+        let signed = v1::SignedWarrant {
+            warrant: w.encode_to_vec().into(),
+            signature: vec![0; 64].into(),
+        };
+        HeldWarrant {
+            signed: signed.encode_to_vec(),
+            authority: "chief".into(),
+            warrant_id: id.into(),
+            held_at: 1,
+            stage: stage as i32,
+            notify_after: due,
+            ..HeldWarrant::default()
+        }
+    }
+
+    fn fetched_notices(harness: &Harness, user: usize) -> Vec<v1::WarrantNotice> {
+        let fetch = v1::Request {
+            kind: Some(request::Kind::Fetch(Fetch { limit: 10 })),
+        };
+        match harness.dispatch(&harness.session(Some(user)), fetch)[0]
+            .kind
+            .clone()
+        {
+            Some(response::Kind::Batch(b)) => b.notices,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A hostile authority floods the relay with warrants it lets be
+    /// rejected (each held for ever): the sweep must still find the one
+    /// that owes a notice, wherever its key falls among the rest.
+    #[test]
+    fn hostile_investigator_cannot_hide_a_due_warrant_behind_ten_thousand_held_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::new(dir.path()).unwrap();
+        let desk = &harness.state().warrants;
+        let due = now_secs(desk.clock.now_ms()) - 60;
+        let junk = MAX_LISTED + MAX_LISTED / 5;
+        for n in 0..junk {
+            let junk = held(&format!("W-junk-{n}"), Stage::Rejected, "bob", due);
+            assert!(desk.held.hold(&junk).unwrap());
+        }
+        // The real one, wherever its key falls past the first MAX_LISTED
+        // held warrants (in key order): a candidate listed among them is
+        // left rejected, and another tried.
+        let real = (0..)
+            .find_map(|n| {
+                let id = format!("W-real-{n}");
+                assert!(
+                    desk.held
+                        .hold(&held(&id, Stage::Rejected, "ann", due))
+                        .unwrap()
+                );
+                let listed = desk.held.all().unwrap();
+                assert_eq!(listed.len(), MAX_LISTED);
+                (!listed.iter().any(|h| h.warrant_id == id)).then_some(id)
+            })
+            .unwrap();
+        desk.held
+            .update(&held(&real, Stage::Disclosed, "ann", due), &[])
+            .unwrap();
+        let told = fetched_notices(&harness, 0);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].warrant_id, real);
+    }
+
+    /// One held warrant the relay cannot tell of (unreadable, say) holds up
+    /// nobody else's notices, and is not looked at again at every fetch.
+    #[test]
+    fn one_bad_held_warrant_does_not_keep_everyone_elses_notices_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::new(dir.path()).unwrap();
+        let desk = &harness.state().warrants;
+        let now = now_secs(desk.clock.now_ms());
+        let due = now - 60;
+        // Looked at first (held earliest), and its warrant is unreadable.
+        let mut bad = held("W-bad", Stage::Disclosed, "bob", due);
+        bad.signed = vec![0xff; 8];
+        bad.held_at = 0;
+        assert!(desk.held.hold(&bad).unwrap());
+        assert!(
+            desk.held
+                .hold(&held("W-good", Stage::Disclosed, "ann", due))
+                .unwrap()
+        );
+        let told = fetched_notices(&harness, 0);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].warrant_id, "W-good");
+        // The bad one is tried again later, not by every fetch.
+        let next = desk.next_notice.load(Ordering::SeqCst);
+        assert!(
+            next > now && next <= now + RETRY_SECS + 1,
+            "{next} vs {now}"
+        );
+    }
+
+    /// A notice another fetch's sweep has written but not yet flushed is
+    /// not handed out (and acknowledged, and deleted) before it is on disk:
+    /// a crash then would issue it again under another id.
+    #[test]
+    fn a_notice_is_handed_out_only_once_it_is_on_stable_storage() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use crate::store::faulty::Faulty;
+
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Mutex::new(None);
+        let harness = Harness::wrapping(dir.path(), |store| {
+            let faulty = Arc::new(Faulty::new(store));
+            *slot.lock().unwrap() = Some(faulty.clone());
+            faulty
+        })
+        .unwrap();
+        let disk = slot.lock().unwrap().take().unwrap();
+        let desk = &harness.state().warrants;
+        let due = now_secs(desk.clock.now_ms()) - 60;
+        assert!(
+            desk.held
+                .hold(&held("W-1", Stage::Disclosed, "ann", due))
+                .unwrap()
+        );
+        // The two flushes of the `notice` entry's anchor go through; the
+        // writer's, of the notices, waits.
+        let asked = disk.flushes_asked();
+        disk.hold_flushes_after(2);
+        std::thread::scope(|s| {
+            // bob's fetch issues the notice and waits for its flush.
+            let sweep = s.spawn(|| fetched_notices(&harness, 1));
+            disk.wait_for_flushes(asked + 3);
+            let ann = s.spawn(|| fetched_notices(&harness, 0));
+            std::thread::sleep(Duration::from_millis(300));
+            let early = ann.is_finished();
+            disk.hold_flushes(false);
+            let ann = ann.join().unwrap();
+            assert!(!early, "a notice was handed out before the flush: {ann:?}");
+            assert_eq!(ann.len(), 1);
+            assert!(sweep.join().unwrap().is_empty());
+        });
     }
 }
