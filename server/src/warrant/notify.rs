@@ -28,16 +28,29 @@ pub(crate) const RETRY_SECS: i64 = 60;
 
 impl WarrantDesk {
     /// When `held`'s notices are due (seconds).
+    ///
+    /// Never before the warrant expires: until then a delivery or an unmask
+    /// could still add to what was disclosed, and a notice must tell all of
+    /// it (a notice sent at the window's end, with the final delivery
+    /// collected after it, would understate it).
     fn notice_due(&self, held: &HeldWarrant) -> i64 {
-        if held.notify_after != 0 {
-            return held.notify_after;
-        }
-        // Held before notices: the relay's default delay after the window.
-        held.signed_warrant()
+        let Some(w) = held
+            .signed_warrant()
             .ok()
             .and_then(|s| v1::Warrant::decode(s.warrant.as_ref()).ok())
-            .and_then(|w| self.limits.notice().due(w.window_until, 0).ok())
-            .unwrap_or(i64::MAX)
+        else {
+            return i64::MAX;
+        };
+        let asked = match held.notify_after {
+            // Held before notices: the relay's default delay after the window.
+            0 => self
+                .limits
+                .notice()
+                .due(w.window_until, 0)
+                .unwrap_or(i64::MAX),
+            at => at,
+        };
+        asked.max(w.expires)
     }
 
     /// Whether `held` has people still to tell.
