@@ -26,6 +26,8 @@ pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     let (entries, mut more) = state.archive.inbox(user, limit)?;
     let (envelopes, more_secret) = state.secret_queue.pending(user, limit)?;
     more |= more_secret;
+    // As many notices as one batch hands out: there may be more.
+    more |= notices.len() >= crate::warrant::notices::MAX_HANDED_OUT;
     let mut budget = state.config.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
     let normal = within(
         entries.iter().map(|e| normal_message(e.seq, &e.record)),
