@@ -809,3 +809,55 @@ fn groups_survive_the_profile_vault() {
         assert_eq!(read.as_slice(), text.as_bytes());
     }
 }
+
+mod hostile_bytes {
+    //! Whatever bytes a member, an outsider or the relay hands a device, as
+    //! a control message or a group message: no panic, and a refused one
+    //! changes nothing (the group reads on as before).
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn mutated(original: &[u8], flips: &[(usize, u8)]) -> Vec<u8> {
+        let mut bytes = original.to_vec();
+        for (at, bit) in flips {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] ^= 1 << (bit % 8);
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn hostile_bytes_never_panic_and_change_nothing(
+            garbage in proptest::collection::vec(any::<u8>(), 0..512),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+            from in prop::sample::select(vec!["bob", "mallory", "alice"]),
+        ) {
+            let (mut net, id) = Net::five();
+            let real = net.say("alice", id, "before");
+            net.clear_inboxes();
+            let device = net.device("carol");
+            // Arbitrary bytes, and a real message with bits flipped, as a group message.
+            for bytes in [garbage.clone(), mutated(&real, &flips)] {
+                if bytes != real {
+                    prop_assert!(device.receive_message(from, &id, &bytes).is_err());
+                }
+            }
+            // Arbitrary bytes as a control message (if they decode at all).
+            if let Ok(control) = v1::GroupControl::decode(garbage.as_slice()) {
+                let _ = device.receive_control(from, &control);
+            }
+            // The group reads on: carol still reads alice.
+            let next = net.say("alice", id, "after");
+            net.clear_inboxes();
+            let plain = net.device("carol").receive_message("alice", &id, &next);
+            prop_assert!(plain.is_ok(), "{:?}", plain.err());
+        }
+    }
+}
