@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use prost::Message;
 use serde::Serialize;
-use sotto_client::e2e::{LocalPrekeys, Session, verify_bundle};
+use std::collections::HashMap;
+
+use sotto_client::e2e::{LocalPrekeys, OwnSenderKey, SenderKeyRecord, Session, verify_bundle};
 use sotto_client::identity::Identity;
 use sotto_client::pinning::Fingerprint;
 use sotto_client::relay::{Pushes, Recipient, RelayClient, client_endpoint};
@@ -26,11 +28,22 @@ use sotto_server::config::StoreKind;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Echo,
     Normal,
     Secret,
+    /// Each client sends to its group of `--group-size` (a normal group).
+    NormalGroup,
+    /// Each client sends to its secret group of `--group-size`: one
+    /// sender-key ciphertext, fanned out by the relay.
+    SecretGroup,
+}
+
+impl Mode {
+    fn grouped(self) -> bool {
+        matches!(self, Mode::NormalGroup | Mode::SecretGroup)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +59,8 @@ pub struct Options {
     pub rate: Option<f64>,
     /// The store of the relay it starts (not of one given, nor of echo).
     pub store: StoreKind,
+    /// Members of each group, in the group modes (the clients split into groups).
+    pub group_size: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +71,8 @@ pub struct Report {
     pub store: Option<StoreKind>,
     pub clients: usize,
     pub idle_clients: usize,
+    /// In the group modes: members of each group; `messages` counts deliveries.
+    pub group_size: Option<usize>,
     pub messages: usize,
     pub size: usize,
     pub seconds: f64,
@@ -166,7 +183,7 @@ fn start_target(opts: &Options) -> Result<Target> {
     }
     match opts.mode {
         Mode::Echo => spawn_server(std::env::current_exe()?, &["echo-server"], None),
-        Mode::Normal | Mode::Secret => {
+        Mode::Normal | Mode::Secret | Mode::NormalGroup | Mode::SecretGroup => {
             let dir = tempfile::tempdir()?;
             let root = dir.path().join("relay");
             std::fs::create_dir(&root)?;
@@ -302,6 +319,91 @@ async fn secret_sessions(clients: &[Client]) -> Result<(Vec<Session>, Vec<Sessio
     Ok((sending, receiving))
 }
 
+/// The groups of the group modes: clients `k * size .. (k + 1) * size`
+/// make group `k`; in the secret one, each has its sender key, and every
+/// member every other member's (handed over here: the relay's fan-out is
+/// what is measured, not the distribution).
+struct Groups {
+    size: usize,
+    names: Vec<String>,
+    ids: Vec<Vec<u8>>,
+    own: Vec<Option<OwnSenderKey>>,
+    records: Vec<HashMap<String, SenderKeyRecord>>,
+    member_names: Vec<String>,
+}
+
+/// What one client sends to its group with.
+struct GroupSending {
+    name: String,
+    id: Vec<u8>,
+    recipients: Vec<String>,
+    own: Option<OwnSenderKey>,
+}
+
+impl Groups {
+    fn members_of(&self, j: usize) -> impl Iterator<Item = usize> {
+        let first = j / self.size * self.size;
+        first..first + self.size
+    }
+
+    fn sending(&mut self, i: usize) -> GroupSending {
+        let k = i / self.size;
+        GroupSending {
+            name: self.names[k].clone(),
+            id: self.ids[k].clone(),
+            recipients: self
+                .members_of(i)
+                .filter(|&m| m != i)
+                .map(|m| self.member_names[m].clone())
+                .collect(),
+            own: self.own[i].take(),
+        }
+    }
+}
+
+async fn groups(opts: &Options, clients: &[Client], run_id: &str) -> Result<Option<Groups>> {
+    if !opts.mode.grouped() {
+        return Ok(None);
+    }
+    let size = opts.group_size;
+    let count = clients.len() / size;
+    let names: Vec<String> = (0..count).map(|k| format!("g{run_id}x{k}")).collect();
+    let ids: Vec<Vec<u8>> = (0..count).map(|_| rand_id().to_vec()).collect();
+    let mut groups = Groups {
+        size,
+        names,
+        ids,
+        own: (0..clients.len()).map(|_| None).collect(),
+        records: (0..clients.len()).map(|_| HashMap::new()).collect(),
+        member_names: clients.iter().map(|c| c.name.clone()).collect(),
+    };
+    for k in 0..count {
+        let members: Vec<usize> = (k * size..(k + 1) * size).collect();
+        if opts.mode == Mode::NormalGroup {
+            let others: Vec<String> = members[1..]
+                .iter()
+                .map(|&m| clients[m].name.clone())
+                .collect();
+            clients[members[0]]
+                .relay
+                .create_group(&groups.names[k], &others)
+                .await?;
+            continue;
+        }
+        for &i in &members {
+            let own = OwnSenderKey::create(&groups.ids[k])?;
+            let distribution = own.distribution();
+            for &j in members.iter().filter(|&&j| j != i) {
+                let mut record = SenderKeyRecord::new(&groups.ids[k])?;
+                record.process_distribution(&distribution)?;
+                groups.records[j].insert(clients[i].name.clone(), record);
+            }
+            groups.own[i] = Some(own);
+        }
+    }
+    Ok(Some(groups))
+}
+
 fn rand_id() -> [u8; 16] {
     use rand::Rng;
     let mut id = [0u8; 16];
@@ -330,6 +432,7 @@ async fn receive(
     relay: Arc<RelayClient>,
     mut pushes: Pushes,
     mut session: Option<Session>,
+    mut group: HashMap<String, SenderKeyRecord>,
     expected: usize,
     start: Instant,
     progress: indicatif::ProgressBar,
@@ -349,6 +452,13 @@ async fn receive(
             Some(push::Kind::Normal(m)) => {
                 upto = upto.max(m.seq);
                 latency_us(start, m.text.as_bytes())
+            }
+            Some(push::Kind::Secret(env)) if !env.group.is_empty() => {
+                ids.push(env.id);
+                let record = group
+                    .get_mut(&env.from)
+                    .context("a group message from someone without a sender key")?;
+                latency_us(start, &record.decrypt(&env.ciphertext)?)
             }
             Some(push::Kind::Secret(env)) => {
                 ids.push(env.id);
@@ -382,6 +492,10 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
     }
     if opts.size < 20 {
         bail!("--size must be at least 20 bytes (the send time rides in the text)");
+    }
+    if opts.mode.grouped() && (opts.group_size < 2 || !opts.clients.is_multiple_of(opts.group_size))
+    {
+        bail!("--clients must be a multiple of --group-size (at least 2) in the group modes");
     }
     let target = start_target(opts)?;
     let endpoint = client_endpoint(false)?;
@@ -429,8 +543,20 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
     let per_client: Vec<usize> = (0..n)
         .map(|i| opts.messages / n + usize::from(i < opts.messages % n))
         .collect();
+    let mut groups = groups(opts, &clients, &run_id).await?;
+    // Who each client hears from: the one before it, or the rest of its group.
+    let expected: Vec<usize> = (0..n)
+        .map(|j| match &groups {
+            Some(g) => g
+                .members_of(j)
+                .filter(|&i| i != j)
+                .map(|i| per_client[i])
+                .sum(),
+            None => per_client[(j + n - 1) % n],
+        })
+        .collect();
     let progress = if show_progress {
-        indicatif::ProgressBar::new(opts.messages as u64)
+        indicatif::ProgressBar::new(expected.iter().sum::<usize>() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -441,12 +567,16 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
     let start = Instant::now();
     let mut receivers = JoinSet::new();
     for (j, pushes) in subscriptions.into_iter().enumerate() {
-        let expected = per_client[(j + n - 1) % n];
+        let records = groups
+            .as_mut()
+            .map(|g| std::mem::take(&mut g.records[j]))
+            .unwrap_or_default();
         receivers.spawn(receive(
             clients[j].relay.clone(),
             pushes,
             receiving[j].take(),
-            expected,
+            records,
+            expected[j],
             start,
             progress.clone(),
         ));
@@ -458,6 +588,7 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
         let count = per_client[i];
         let mut session = sending[i].take();
         let (mode, size) = (opts.mode, opts.size);
+        let mut to_group = groups.as_mut().map(|g| g.sending(i));
         let interval = opts.rate.map(|r| Duration::from_secs_f64(n as f64 / r));
         // Paced clients start a fraction of the interval apart, so that the
         // sends of a paced run arrive spread out, not all at the same tick.
@@ -472,6 +603,22 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
                 }
                 let text = stamped(start, size);
                 match (mode, session.as_mut()) {
+                    _ if to_group.is_some() => {
+                        let g = to_group.as_mut().context("a group to send to")?;
+                        match g.own.as_mut() {
+                            Some(own) => {
+                                let ciphertext = own.encrypt(text.as_bytes())?;
+                                relay
+                                    .send_secret_group(&g.id, &g.recipients, ciphertext, rand_id())
+                                    .await?;
+                            }
+                            None => {
+                                relay
+                                    .send_normal(Recipient::Group(&g.name), &text, rand_id())
+                                    .await?;
+                            }
+                        }
+                    }
                     (Mode::Secret, Some(s)) => {
                         let payload = s.encrypt(text.as_bytes())?;
                         relay
@@ -513,6 +660,7 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
         store: target.store,
         clients: opts.clients,
         idle_clients: opts.idle_clients,
+        group_size: opts.mode.grouped().then_some(opts.group_size),
         messages: latencies.len(),
         size: opts.size,
         seconds,

@@ -12,7 +12,8 @@ use sotto_tests::loadgen::{self, Mode, Options};
     version,
     about = "Load a sotto relay: N clients send M messages to each other; reports msgs/s and latency.",
     long_about = "Load a sotto relay: N connected clients send M messages in total, each to the next \
-                  client, and the time from send to delivery at the recipient is measured per message.\n\n\
+                  client (or, in the group modes, to the rest of its group: every delivery counts), \
+                  and the time from send to delivery at the recipient is measured per message.\n\n\
                   Without --relay it starts its own relay (the release sotto-relay beside this binary, \
                   a temporary data directory, port 0). --mode echo measures the ceiling: a bare QUIC \
                   server with the same TLS, transport settings and frame codec, but no accounts, \
@@ -36,6 +37,10 @@ struct Cli {
     /// Messages per second for the whole run; default: as fast as it goes.
     #[arg(long)]
     rate: Option<f64>,
+    /// Members of each group in --mode normal-group and secret-group (the clients split
+    /// into groups; each message goes to the rest of its sender's group).
+    #[arg(long, default_value_t = 10)]
+    group_size: usize,
     /// The store of the relay it starts (ignored with --relay and --mode echo).
     #[arg(long, value_enum, default_value = "fjall")]
     store: StoreKind,
@@ -91,6 +96,7 @@ async fn run(cli: Cli) -> Result<()> {
         relay: cli.relay.zip(cli.fingerprint),
         rate: cli.rate,
         store: cli.store,
+        group_size: cli.group_size,
     };
     let report = loadgen::run(&opts, !cli.json).await?;
     if cli.json {
