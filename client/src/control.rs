@@ -69,7 +69,10 @@ impl SendRequest {
     /// Refuses what `sotto send` itself would never ask: the text comes from
     /// another process and is treated as untrusted.
     pub fn check(&self) -> Result<(), String> {
-        let (ConvKey::Direct(name) | ConvKey::Group(name) | ConvKey::Secret(name)) = &self.to;
+        let (ConvKey::Direct(name)
+        | ConvKey::Group(name)
+        | ConvKey::Secret(name)
+        | ConvKey::SecretGroup(name)) = &self.to;
         sotto_proto::names::validate(name).map_err(|e| e.to_string())?;
         if let Some(reason) = crate::outbox::refusal(&self.text) {
             return Err(reason);
@@ -78,6 +81,9 @@ impl SendRequest {
             (Some(0), _) => Err("a timer must be at least one second".into()),
             (Some(_), ConvKey::Direct(_) | ConvKey::Group(_)) => {
                 Err("only a secret message can disappear (--secret --expire)".into())
+            }
+            (Some(_), ConvKey::SecretGroup(_)) => {
+                Err("a secret group's messages do not disappear yet".into())
             }
             _ => Ok(()),
         }
@@ -100,6 +106,7 @@ pub fn sent_line(to: &ConvKey) -> String {
         ConvKey::Direct(user) => format!("sent to {user}"),
         ConvKey::Group(group) => format!("sent to group {group}"),
         ConvKey::Secret(user) => format!("sent to {user} (secret)"),
+        ConvKey::SecretGroup(group) => format!("sent to the secret group {group}"),
     }
 }
 

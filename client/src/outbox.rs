@@ -158,6 +158,17 @@ pub async fn send_pending(
 ) -> Result<Outcome> {
     let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
     hex::decode_to_slice(&p.client_id, &mut client_id)?;
+    if let (true, Some(group)) = (p.secret, &p.group) {
+        return match secret::send_group_message(profile, client, group, &p.text, client_id).await {
+            Ok(()) => {
+                profile.pending.retain(|q| q.client_id != p.client_id);
+                profile.save()?;
+                Ok(Outcome::Stored)
+            }
+            Err(e) if transient(&e) => Err(e),
+            Err(e) => fail(profile, &p.client_id, format!("{e:#}")),
+        };
+    }
     if p.secret {
         let Some(to) = p.user.as_deref() else {
             bail!("a secret message names no recipient");

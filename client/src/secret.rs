@@ -396,6 +396,50 @@ pub async fn send_group_control(
     Ok(())
 }
 
+/// Sends `text` to the secret group this device holds as `name`: one
+/// ciphertext under our sender key, which the relay queues for every other
+/// member; kept in the history once the relay stored it.
+pub async fn send_group_message(
+    profile: &mut Profile,
+    client: &RelayClient,
+    name: &str,
+    text: &str,
+    client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+) -> Result<()> {
+    check_size(text)?;
+    let id = crate::commands::group::secret_group_named(profile, name)?;
+    let sent_at = now_ms();
+    let content = v1::SecretContent {
+        text: text.to_owned(),
+        client_id: client_id.to_vec().into(),
+        sent_at,
+        ..Default::default()
+    };
+    let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
+    let send = profile.secret_groups.encrypt(&id, &plaintext)?;
+    // The chain moved on: kept before anything leaves, so no key is used twice.
+    profile.save()?;
+    client
+        .send_secret_group(id.as_bytes(), &send.recipients, send.ciphertext, client_id)
+        .await?;
+    profile.remember(HistoryEntry {
+        id: 0,
+        mode: Mode::Secret,
+        from: profile.config.username.clone(),
+        peer: None,
+        group: Some(name.to_owned()),
+        text: text.to_owned(),
+        sent_at,
+        client_id: hex::encode(client_id),
+        expire_secs: None,
+        shown_at: None,
+        unprinted: false,
+        delivered: false,
+    });
+    profile.save()?;
+    Ok(())
+}
+
 /// A secret message's text is at most [`sotto_proto::MAX_TEXT`] bytes.
 pub fn check_size(text: &str) -> Result<()> {
     match crate::outbox::refusal(text) {

@@ -207,16 +207,8 @@ async fn run(cli: Cli) -> Result<()> {
             text,
         } => {
             // With --group the first positional is the text.
-            if let (true, Some(group)) = (secret, &group) {
-                let text = match (user, text) {
-                    (Some(text), None) => text,
-                    _ => bail!("usage: sotto send --secret --group GROUP TEXT"),
-                };
-                let text = commands::send::text_from(text, std::io::stdin().lock())?;
-                let mut profile = open_profile(&dir)?;
-                return commands::group::send_secret(&mut profile, group, &text, &mut out).await;
-            }
             let (to, text) = match (group, user, text) {
+                (Some(g), Some(text), None) if secret => (ConvKey::SecretGroup(g), text),
                 (Some(g), Some(text), None) => (ConvKey::Group(g), text),
                 (None, Some(u), Some(text)) if secret => (ConvKey::Secret(u), text),
                 (None, Some(u), Some(text)) => (ConvKey::Direct(u), text),
@@ -262,6 +254,9 @@ async fn run(cli: Cli) -> Result<()> {
                 ConvKey::Group(group) => {
                     commands::send::run(&mut profile, Recipient::Group(&group), &text, &mut out)
                         .await
+                }
+                ConvKey::SecretGroup(group) => {
+                    commands::group::send_secret(&mut profile, &group, &text, &mut out).await
                 }
             }
         }

@@ -30,7 +30,10 @@ pub async fn create(
 
 /// The secret group this device holds under `name` (names are each
 /// device's own: two groups of one name are told apart by their members).
-fn secret_group_named(profile: &Profile, name: &str) -> Result<crate::secret_group::GroupId> {
+pub(crate) fn secret_group_named(
+    profile: &Profile,
+    name: &str,
+) -> Result<crate::secret_group::GroupId> {
     let found: Vec<_> = profile
         .secret_groups
         .ids()
@@ -133,41 +136,12 @@ pub async fn send_secret(
     out: &mut dyn Write,
 ) -> Result<()> {
     crate::secret::check_size(text)?;
-    let id = secret_group_named(profile, name)?;
     let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut client_id);
-    let sent_at = crate::profile::now_ms();
-    let content = sotto_proto::v1::SecretContent {
-        text: text.to_owned(),
-        client_id: client_id.to_vec().into(),
-        sent_at,
-        ..Default::default()
-    };
-    let plaintext = zeroize::Zeroizing::new(prost::Message::encode_to_vec(&content));
-    let send = profile.secret_groups.encrypt(&id, &plaintext)?;
-    // The chain moved on: kept before anything leaves, so no key is used twice.
-    profile.save()?;
     let client = profile.connect().await?;
-    let queued = client
-        .send_secret_group(id.as_bytes(), &send.recipients, send.ciphertext, client_id)
-        .await;
+    let sent = crate::secret::send_group_message(profile, &client, name, text, client_id).await;
     client.close().await;
-    queued?;
-    profile.remember(crate::profile::HistoryEntry {
-        id: 0,
-        mode: crate::profile::Mode::Secret,
-        from: profile.config.username.clone(),
-        peer: None,
-        group: Some(name.to_owned()),
-        text: text.to_owned(),
-        sent_at,
-        client_id: hex::encode(client_id),
-        expire_secs: None,
-        shown_at: None,
-        unprinted: false,
-        delivered: false,
-    });
-    profile.save()?;
+    sent?;
     writeln!(out, "sent to the secret group {name}")?;
     Ok(())
 }

@@ -24,6 +24,8 @@ pub enum ConvKey {
     Direct(String),
     Group(String),
     Secret(String),
+    /// A secret group (end to end; its membership on the members' devices).
+    SecretGroup(String),
 }
 
 impl ConvKey {
@@ -32,6 +34,7 @@ impl ConvKey {
             ConvKey::Direct(u) => u.clone(),
             ConvKey::Group(g) => format!("#{g}"),
             ConvKey::Secret(u) => format!("🔒 {u}"),
+            ConvKey::SecretGroup(g) => format!("🔒 #{g}"),
         }
     }
 
@@ -39,12 +42,12 @@ impl ConvKey {
     pub fn peer(&self) -> Option<&str> {
         match self {
             ConvKey::Direct(u) | ConvKey::Secret(u) => Some(u),
-            ConvKey::Group(_) => None,
+            ConvKey::Group(_) | ConvKey::SecretGroup(_) => None,
         }
     }
 
     pub fn is_secret(&self) -> bool {
-        matches!(self, ConvKey::Secret(_))
+        matches!(self, ConvKey::Secret(_) | ConvKey::SecretGroup(_))
     }
 }
 
@@ -371,6 +374,7 @@ impl App {
         // Typed before a restart, still waiting for the relay.
         for p in pending {
             let key = match (&p.user, &p.group) {
+                (_, Some(g)) if p.secret => ConvKey::SecretGroup(g.clone()),
                 (_, Some(g)) => ConvKey::Group(g.clone()),
                 (Some(u), _) if p.secret => ConvKey::Secret(u.clone()),
                 (Some(u), _) => ConvKey::Direct(u.clone()),
@@ -440,6 +444,7 @@ impl App {
     fn key_of(&self, e: &HistoryEntry) -> ConvKey {
         let peer = e.peer.clone().unwrap_or_else(|| e.from.clone());
         match (&e.mode, &e.group) {
+            (Mode::Secret, Some(g)) => ConvKey::SecretGroup(g.clone()),
             (Mode::Secret, _) => ConvKey::Secret(peer),
             (_, Some(g)) => ConvKey::Group(g.clone()),
             _ => ConvKey::Direct(peer),
@@ -497,7 +502,7 @@ impl App {
         self.view = View::Chat;
         // What the status said was about the chat before.
         self.say(match &key {
-            ConvKey::Secret(_) => "end-to-end encrypted",
+            ConvKey::Secret(_) | ConvKey::SecretGroup(_) => "end-to-end encrypted",
             ConvKey::Direct(_) | ConvKey::Group(_) => "kept by the relay, sealed at rest",
         });
         self.selected = Some(key);

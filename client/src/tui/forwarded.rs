@@ -87,5 +87,6 @@ fn recipient(to: &ConvKey) -> String {
         ConvKey::Direct(user) => user.clone(),
         ConvKey::Group(group) => format!("group {group}"),
         ConvKey::Secret(user) => format!("{user} (secret)"),
+        ConvKey::SecretGroup(group) => format!("secret group {group}"),
     }
 }

@@ -232,8 +232,9 @@ fn accept(
             to,
             text,
         } => {
+            let secret = matches!(to, ConvKey::SecretGroup(_));
             let (user, group) = match to {
-                ConvKey::Group(g) => (None, Some(g)),
+                ConvKey::Group(g) | ConvKey::SecretGroup(g) => (None, Some(g)),
                 ConvKey::Direct(u) | ConvKey::Secret(u) => (Some(u), None),
             };
             (
@@ -244,7 +245,7 @@ fn accept(
                     group,
                     text,
                     typed_at: crate::profile::now_ms(),
-                    secret: false,
+                    secret,
                     expire_secs: None,
                     failed: None,
                 },

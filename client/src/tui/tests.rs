@@ -1196,3 +1196,29 @@ fn snapshot_a_normal_message_turns_delivered_when_the_relay_says_it_was_acknowle
         [line("standup at ten", Delivery::Delivered)]
     );
 }
+
+#[test]
+fn a_secret_group_message_opens_its_own_locked_chat_not_the_senders() {
+    let mut app = app(None);
+    app.update(Event::Incoming(vec![entry(
+        "carol",
+        None,
+        Some("council"),
+        Mode::Secret,
+        "the plan stands",
+        20,
+    )]));
+    let council = ConvKey::SecretGroup("council".into());
+    let conv = app
+        .conversations
+        .iter()
+        .find(|c| c.key == council)
+        .expect("a conversation of the secret group");
+    assert_eq!(conv.lines.len(), 1);
+    assert_eq!(council.title(), "🔒 #council");
+    assert!(council.is_secret());
+    // Not in a 1:1 secret chat with its sender, nor in a normal group of that name.
+    assert!(app.conversations.iter().all(|c| {
+        c.key != ConvKey::Secret("carol".into()) && c.key != ConvKey::Group("council".into())
+    }));
+}

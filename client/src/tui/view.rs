@@ -83,7 +83,7 @@ fn draw_list(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .map(|c| {
             let style = match c.key {
-                ConvKey::Secret(_) => Style::default().fg(SECRET),
+                ConvKey::Secret(_) | ConvKey::SecretGroup(_) => Style::default().fg(SECRET),
                 ConvKey::Group(_) => Style::default().fg(Color::Cyan),
                 ConvKey::Direct(_) => Style::default(),
             };
