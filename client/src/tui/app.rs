@@ -215,6 +215,10 @@ pub enum Effect {
     Verify {
         user: String,
     },
+    /// The safety number of every other member of a secret group.
+    VerifyGroup {
+        group: String,
+    },
     Trust {
         user: String,
     },
@@ -315,7 +319,7 @@ Commands
   /chat USER          open the normal chat with USER
   /secret USER        open (or start) the secret chat with USER
   /group NAME USER... create a normal-mode group and open it
-  /verify             the safety number of the open chat
+  /verify             safety number(s) of the open chat or secret group
   /trust              accept the open chat's changed identity key
   /timer 30s|off      disappearing messages in the open secret chat
   /outbox             unsent messages; then /retry ID or /drop ID
@@ -908,9 +912,12 @@ impl App {
                     members: members.iter().map(|m| (*m).to_owned()).collect(),
                 }]
             }
-            ("verify", []) => match open_peer {
-                Some(user) => vec![Effect::Verify { user }],
-                None => self.say("/verify needs an open 1:1 conversation"),
+            ("verify", []) => match (open_peer, &self.open) {
+                (Some(user), _) => vec![Effect::Verify { user }],
+                (None, Some(ConvKey::SecretGroup(group))) => vec![Effect::VerifyGroup {
+                    group: group.clone(),
+                }],
+                _ => self.say("/verify needs an open 1:1 conversation or secret group"),
             },
             ("trust", []) => match open_peer {
                 Some(user) => vec![Effect::Trust { user }],
@@ -919,6 +926,10 @@ impl App {
             ("timer", [value]) => {
                 if !self.open.as_ref().is_some_and(ConvKey::is_secret) {
                     return self.warn("/timer works in a secret chat (/secret USER)");
+                }
+                if matches!(self.open, Some(ConvKey::SecretGroup(_))) {
+                    return self
+                        .warn("/timer works in a 1:1 secret chat; secret groups have none yet");
                 }
                 match crate::secret::parse_timer(value) {
                     Ok(timer) => {

@@ -490,11 +490,24 @@ async fn perform(
             )));
         }
         Effect::Verify { user } => {
-            let fetched = match profile.contacts.contains_key(user) {
-                true => None,
-                false => Some(client.fetch_identity(user).await?),
-            };
-            let text = secret::safety_text(profile, user, fetched, "/trust")?;
+            let text = member_safety_text(profile, client, user).await?;
+            profile.save()?;
+            let _ = events.send(Event::VerifyText(text));
+        }
+        Effect::VerifyGroup { group } => {
+            let id = crate::commands::group::secret_group_named(profile, group)?;
+            let me = profile.config.username.clone();
+            let members: Vec<String> = profile
+                .secret_groups
+                .info(&id)
+                .map(|i| i.members.into_iter().filter(|m| *m != me).collect())
+                .unwrap_or_default();
+            let mut text =
+                format!("secret group {group}: compare each member's safety number with them\n");
+            for member in &members {
+                text.push_str(&format!("\n── {member} ──\n"));
+                text.push_str(&member_safety_text(profile, client, member).await?);
+            }
             profile.save()?;
             let _ = events.send(Event::VerifyText(text));
         }
@@ -534,4 +547,18 @@ mod tests {
         assert_eq!(retry_wait(u32::MAX, 1.0), LAST_RETRY);
         assert_eq!(retry_wait(u32::MAX, 0.0), LAST_RETRY / 2);
     }
+}
+
+/// The safety number to compare with `user` (their key fetched first if
+/// this device has none yet).
+async fn member_safety_text(
+    profile: &mut Profile,
+    client: &RelayClient,
+    user: &str,
+) -> Result<String> {
+    let fetched = match profile.contacts.contains_key(user) {
+        true => None,
+        false => Some(client.fetch_identity(user).await?),
+    };
+    secret::safety_text(profile, user, fetched, "/trust")
 }

@@ -1222,3 +1222,27 @@ fn a_secret_group_message_opens_its_own_locked_chat_not_the_senders() {
         c.key != ConvKey::Secret("carol".into()) && c.key != ConvKey::Group("council".into())
     }));
 }
+
+#[test]
+fn in_a_secret_group_verify_lists_every_member_and_timer_says_there_is_none_yet() {
+    let mut app = app(Some(ConvKey::SecretGroup("council".into())));
+    assert_eq!(
+        command(&mut app, "/verify"),
+        [Effect::VerifyGroup {
+            group: "council".into()
+        }]
+    );
+    assert!(command(&mut app, "/timer 5m").is_empty());
+    assert!(
+        app.status.contains("secret groups have none yet"),
+        "{}",
+        app.status
+    );
+    // Messages typed there go out as secret group messages.
+    type_text(&mut app, "the plan stands");
+    let effects = enter(&mut app);
+    assert!(
+        matches!(effects.as_slice(), [Effect::SendNormal { to: ConvKey::SecretGroup(g), .. }] if g == "council"),
+        "{effects:?}"
+    );
+}
