@@ -533,6 +533,20 @@ async fn perform(
     Ok(())
 }
 
+/// The safety number to compare with `user` (their key fetched first if
+/// this device has none yet).
+async fn member_safety_text(
+    profile: &mut Profile,
+    client: &RelayClient,
+    user: &str,
+) -> Result<String> {
+    let fetched = match profile.contacts.contains_key(user) {
+        true => None,
+        false => Some(client.fetch_identity(user).await?),
+    };
+    secret::safety_text(profile, user, fetched, "/trust")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,18 +561,4 @@ mod tests {
         assert_eq!(retry_wait(u32::MAX, 1.0), LAST_RETRY);
         assert_eq!(retry_wait(u32::MAX, 0.0), LAST_RETRY / 2);
     }
-}
-
-/// The safety number to compare with `user` (their key fetched first if
-/// this device has none yet).
-async fn member_safety_text(
-    profile: &mut Profile,
-    client: &RelayClient,
-    user: &str,
-) -> Result<String> {
-    let fetched = match profile.contacts.contains_key(user) {
-        true => None,
-        false => Some(client.fetch_identity(user).await?),
-    };
-    secret::safety_text(profile, user, fetched, "/trust")
 }
