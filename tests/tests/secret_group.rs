@@ -394,3 +394,37 @@ mod end_to_end {
         }
     }
 }
+
+#[test]
+fn the_relay_process_logs_and_stores_nothing_of_a_secret_group() {
+    use sotto_tests::{RelayProcess, sotto_ok};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay");
+    // Everything the relay logs, at its most talkative.
+    let mut relay = RelayProcess::start(&data, &[("SOTTO_LOG", "debug")]);
+    let profile = |n: &str| tmp.path().join(n);
+    for user in ["ann", "bob", "cyd"] {
+        relay.init_user(&profile(user), user);
+    }
+    let (name, text) = ("velvet-ibex-circle", "the ferry leaves at dawn");
+    sotto_ok(
+        &profile("ann"),
+        &["group", "create", "--secret", name, "bob", "cyd"],
+    );
+    for _ in 0..2 {
+        for user in ["bob", "cyd", "ann"] {
+            sotto_ok(&profile(user), &["sync"]);
+        }
+    }
+    sotto_ok(
+        &profile("bob"),
+        &["send", "--secret", "--group", name, text],
+    );
+    let got = sotto_ok(&profile("cyd"), &["sync"]);
+    assert!(got.contains(text) && got.contains(name), "{got}");
+    let logged = relay.terminate();
+    for needle in [name, text] {
+        assert!(!logged.contains(needle), "the relay logged {needle:?}");
+        assert!(files_containing(&data, needle.as_bytes()).is_empty());
+    }
+}
