@@ -731,6 +731,11 @@ impl SecretGroups {
                 held: group.epoch,
             });
         }
+        // The leaver names the epoch, but a leave is no admin's change: it
+        // moves us one epoch on, never further. A far epoch from a hostile
+        // leaver would make every later change of the admins look stale here
+        // (a removed member would go on reading us), or end the counter.
+        let epoch = group.next_epoch()?;
         let roster = group.roster.without(&BTreeSet::from([from.to_owned()]));
         let (_, _, send) = group.adopt(id, &me, roster, epoch, epoch);
         Ok(Outcome {
