@@ -1018,3 +1018,34 @@ fn outsider_welcome_cannot_make_a_device_write_to_strangers_or_fill_its_groups()
             .expect("a real group can still add bob");
     }
 }
+
+#[test]
+fn member_about_to_be_removed_cannot_make_the_group_unreachable_by_its_name() {
+    // The commands find a group by its name on this device. erin, about to
+    // be removed, makes a group of her own named as the real one, with
+    // alice in it: with two "climbers", `sotto group remove --secret
+    // climbers erin` could no longer say which.
+    let (mut net, id) = Net::five();
+    let (_, send) = SecretGroups::new("erin")
+        .create("climbers", &names(&["alice"]))
+        .unwrap();
+    let welcome = send.into_iter().filter(|o| {
+        o.to == "alice" && matches!(o.control.kind, Some(group_control::Kind::State(_)))
+    });
+    for out in welcome {
+        assert_eq!(
+            net.device("alice")
+                .receive_control("erin", &out.control)
+                .unwrap_err(),
+            SecretGroupError::NameTaken("climbers".into())
+        );
+    }
+    let alice = net.device("alice");
+    let named: Vec<GroupId> = alice
+        .ids()
+        .filter(|g| alice.info(g).unwrap().name == "climbers")
+        .cloned()
+        .collect();
+    assert_eq!(named, [id]);
+    assert!(alice.remove(&id, &names(&["erin"])).is_ok());
+}
