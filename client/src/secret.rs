@@ -734,7 +734,8 @@ fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -
                 .unwrap_or_default();
             return Received::Group {
                 notice: Some(format!(
-                    "a message from {from} in secret group {} could not be read (this device                      has not their key yet): asked them for it, later ones will be",
+                    "a message from {from} in secret group {} could not be read (this device \
+                     has not their key yet): asked them for it, later ones will be",
                     info.name
                 )),
                 send,

@@ -766,28 +766,36 @@ impl SecretQueue {
                     .as_slice(),
             )?;
             if let Some(body) = body_of(&record)? {
-                record.ciphertext = self.body(&body)?;
+                // Its last other reference was acknowledged, or it expired,
+                // between the two reads (or a damaged store lost the body):
+                // the others still go out, not an error for the whole fetch.
+                let Some(ciphertext) = self.body(&body)? else {
+                    if self.store.get(Tree::SecretQueue, &store_key)?.is_some() {
+                        tracing::warn!("a secret group message's body is missing: skipped");
+                    }
+                    continue;
+                };
+                record.ciphertext = ciphertext;
             }
             out.push(envelope(&record));
         }
         Ok((out, more))
     }
 
-    /// A group message's ciphertext, kept in its body.
-    fn body(&self, id: &BodyId) -> Result<Vec<u8>, RelayError> {
+    /// A group message's ciphertext, kept in its body (`None`: gone).
+    fn body(&self, id: &BodyId) -> Result<Option<Vec<u8>>, RelayError> {
         let key = body_key(id);
-        let sealed = self
-            .store
-            .get(Tree::SecretQueue, &key)?
-            .ok_or(RelayError::Corrupt(
-                "a secret group message's body is missing",
-            ))?;
-        Ok(SecretBodyRecord::decode(
-            self.sealer
-                .open_padded(Tree::SecretQueue, &key, &sealed)?
-                .as_slice(),
-        )?
-        .ciphertext)
+        let Some(sealed) = self.store.get(Tree::SecretQueue, &key)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            SecretBodyRecord::decode(
+                self.sealer
+                    .open_padded(Tree::SecretQueue, &key, &sealed)?
+                    .as_slice(),
+            )?
+            .ciphertext,
+        ))
     }
 
     /// Deletes `user`'s envelopes named in `ids` (others' are out of reach:
@@ -983,6 +991,31 @@ mod tests {
         let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
         assert_eq!(q.len().unwrap(), 0);
         assert_eq!(store.count(Tree::SecretQueue).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_envelope_whose_body_is_gone_does_not_break_its_recipients_fetch() {
+        // As when another fetch acknowledged it, or it expired, between
+        // reading the envelope and its body; or a damaged store.
+        let f = Fixture::new();
+        let store = f.store();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        assert!(matches!(
+            q.enqueue_group(group_to(&["bob", "cyd"], 1)).unwrap(),
+            GroupQueued::New(_)
+        ));
+        let body: Vec<Op> = store
+            .range(Tree::SecretQueue, &[], &[0xff; 25], 10)
+            .unwrap()
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(BODY))
+            .map(|(key, _)| Op::Delete(Tree::SecretQueue, key))
+            .collect();
+        assert_eq!(body.len(), 1);
+        store.apply_each(body).unwrap();
+        let id = queued(&q, envelope_to("bob", 2, 60_000));
+        let (waiting, _) = q.pending("bob", 10).expect("bob's fetch still works");
+        assert_eq!(waiting.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub enum SecretGroupError {
     Malformed,
     #[error("the group's epoch counter is at its end")]
     EpochExhausted,
+    #[error(
+        "this device holds another secret group named {0:?}: refused (a group is named by its \
+         name on this device, so two of one name could not be told apart)"
+    )]
+    NameTaken(String),
     #[error("too many groups are being asked about already: wait for their answers")]
     TooManyRequests,
     #[error(transparent)]
@@ -407,6 +412,20 @@ impl SecretGroups {
         self.groups.get(id).ok_or(SecretGroupError::UnknownGroup)
     }
 
+    /// Refuses `name` when a group other than `id` holds it already: the
+    /// commands find a group by its name, so a second one of that name
+    /// (an unsolicited welcome from anyone) would make the first unreachable.
+    fn check_name_free(&self, name: &str, id: Option<GroupId>) -> Result<()> {
+        if self
+            .groups
+            .iter()
+            .any(|(g, group)| Some(*g) != id && group.roster.name == name)
+        {
+            return Err(SecretGroupError::NameTaken(name.to_owned()));
+        }
+        Ok(())
+    }
+
     fn group_mut(&mut self, id: &GroupId) -> Result<&mut SecretGroup> {
         self.groups
             .get_mut(id)
@@ -420,6 +439,7 @@ impl SecretGroups {
             return Err(SecretGroupError::TooManyGroups);
         }
         names::validate(name)?;
+        self.check_name_free(name, None)?;
         if members.len() >= MAX_MEMBERS {
             return Err(SecretGroupError::TooManyMembers);
         }
@@ -622,6 +642,7 @@ impl SecretGroups {
             return Err(SecretGroupError::SenderNotInState);
         }
         let me = self.me.clone();
+        self.check_name_free(&roster.name, Some(id))?;
         let Some(group) = self.groups.get_mut(&id) else {
             return self.join(from, id, epoch, roster, state.last_removal);
         };
@@ -731,6 +752,11 @@ impl SecretGroups {
                 held: group.epoch,
             });
         }
+        // The leaver names the epoch, but a leave is no admin's change: it
+        // moves us one epoch on, never further. A far epoch from a hostile
+        // leaver would make every later change of the admins look stale here
+        // (a removed member would go on reading us), or end the counter.
+        let epoch = group.next_epoch()?;
         let roster = group.roster.without(&BTreeSet::from([from.to_owned()]));
         let (_, _, send) = group.adopt(id, &me, roster, epoch, epoch);
         Ok(Outcome {
