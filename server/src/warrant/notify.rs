@@ -39,7 +39,12 @@ impl WarrantDesk {
             .ok()
             .and_then(|s| v1::Warrant::decode(s.warrant.as_ref()).ok())
         else {
-            return i64::MAX;
+            // Unreadable: tried when it says (and failing, said in the
+            // relay's log, retried later), never silently skipped.
+            return match held.notify_after {
+                0 => i64::MAX,
+                at => at,
+            };
         };
         let asked = match held.notify_after {
             // Held before notices: the relay's default delay after the window.
