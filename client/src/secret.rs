@@ -717,9 +717,7 @@ fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -
         return Received::Dropped(format!("a secret group message from {from} is malformed"));
     };
     let Some(info) = profile.secret_groups.info(&id) else {
-        return Received::Dropped(format!(
-            "a secret group message from {from} for a group this device is not in: dropped"
-        ));
+        return group_message_for_no_group(profile, envelope, id);
     };
     let plaintext = match profile
         .secret_groups
@@ -748,17 +746,35 @@ fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -
             ));
         }
     };
-    let Ok(content) = v1::SecretContent::decode(plaintext.as_slice()) else {
-        return Received::Dropped(format!(
+    let entry = match group_entry(from, envelope.id, &info.name, &plaintext) {
+        Ok(entry) => entry,
+        Err(why) => return Received::Dropped(why),
+    };
+    if profile.remember(entry.clone()) {
+        Received::Message(entry)
+    } else {
+        Received::Again
+    }
+}
+
+/// A group message read: its history entry, or why it holds nothing to show.
+pub(crate) fn group_entry(
+    from: &str,
+    envelope_id: u64,
+    group: &str,
+    plaintext: &[u8],
+) -> Result<HistoryEntry, String> {
+    let Ok(content) = v1::SecretContent::decode(plaintext) else {
+        return Err(format!(
             "a secret group message from {from} holds no readable content"
         ));
     };
-    let entry = HistoryEntry {
-        id: envelope.id,
+    Ok(HistoryEntry {
+        id: envelope_id,
         mode: Mode::Secret,
         from: from.to_owned(),
         peer: None,
-        group: Some(info.name),
+        group: Some(group.to_owned()),
         text: content.text.clone(),
         sent_at: content.sent_at,
         client_id: hex::encode(&content.client_id),
@@ -766,11 +782,46 @@ fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -
         shown_at: None,
         unprinted: false,
         delivered: false,
-    };
-    if profile.remember(entry.clone()) {
-        Received::Message(entry)
-    } else {
-        Received::Again
+    })
+}
+
+/// A group message for a group this device does not hold: kept with an
+/// invitation to it that waits for the user's answer; else (a reinstall
+/// lost the group) the sender is asked for the group, whose answer is shown
+/// as an invitation to accept. A group we left or declined is not asked for.
+fn group_message_for_no_group(
+    profile: &mut Profile,
+    envelope: &v1::SecretEnvelope,
+    id: crate::secret_group::GroupId,
+) -> Received {
+    let from = envelope.from.as_str();
+    let groups = &mut profile.secret_groups;
+    if groups.hold_message(from, &id, envelope.id, &envelope.ciphertext) {
+        let name = groups
+            .invitations()
+            .into_iter()
+            .find(|i| i.group == id)
+            .map(|i| i.name)
+            .unwrap_or_default();
+        return Received::Group {
+            notice: Some(format!(
+                "a message from {from} in the secret group {name}, which you have not accepted \
+                 yet, is kept: `sotto group accept --secret {name}` reads it"
+            )),
+            send: Vec::new(),
+        };
+    }
+    match groups.request_distribution(&id, from) {
+        Ok(ask) => Received::Group {
+            notice: Some(format!(
+                "a message from {from} in a secret group this device does not hold (lost in a \
+                 reinstall?) could not be read: asked {from} for the group"
+            )),
+            send: vec![ask],
+        },
+        Err(e) => Received::Dropped(format!(
+            "a secret group message from {from} for a group this device is not in: dropped ({e})"
+        )),
     }
 }
 
@@ -803,7 +854,35 @@ fn group_notice(profile: &Profile, event: &crate::secret_group::GroupEvent) -> O
         GroupEvent::Left { group, who } => {
             Some(format!("{who} left the secret group {}", name(group)))
         }
-        GroupEvent::SenderKey { .. } | GroupEvent::Requested { .. } => None,
+        GroupEvent::Invited {
+            group,
+            name: n,
+            by,
+            recovered,
+        } => {
+            let members = profile
+                .secret_groups
+                .invitations()
+                .into_iter()
+                .find(|i| i.group == *group && i.from == *by)
+                .map(|i| i.members.join(", "))
+                .unwrap_or_default();
+            let what = if *recovered {
+                format!("{by} sent back the secret group {n} this device had lost")
+            } else {
+                format!("{by} invites you to the secret group {n}")
+            };
+            Some(format!(
+                "{what} (members: {members}): `sotto group accept --secret {n}` joins it, \
+                 `sotto group decline --secret {n}` refuses"
+            ))
+        }
+        GroupEvent::Withdrawn { by, .. } => Some(format!(
+            "{by} withdrew an invitation to a secret group before you answered"
+        )),
+        GroupEvent::SenderKey { .. }
+        | GroupEvent::Requested { .. }
+        | GroupEvent::KeptForInvitation { .. } => None,
     }
 }
 

@@ -322,6 +322,16 @@ mod end_to_end {
             .unwrap();
     }
 
+    /// The invitation to the group waits in `dir` until its user accepts.
+    async fn accept(dir: &Path) {
+        let mut profile = Profile::open(dir, PASSPHRASE).unwrap();
+        let mut out = Vec::new();
+        commands::group::accept(&mut profile, NAME, None, None, &mut out)
+            .await
+            .unwrap();
+        assert!(String::from_utf8(out).unwrap().starts_with("joined"));
+    }
+
     /// Everyone syncs, twice: changes, then the sender keys they answer with.
     async fn settle(dirs: &[&PathBuf]) {
         for _ in 0..2 {
@@ -357,6 +367,19 @@ mod end_to_end {
         }
         let everyone = [&ann, &bob, &cyd, &dee];
         settle(&everyone).await;
+        // Nobody is in the group before they accept.
+        assert!(
+            Profile::open(&bob, PASSPHRASE)
+                .unwrap()
+                .secret_groups
+                .ids()
+                .next()
+                .is_none()
+        );
+        for invited in [&bob, &cyd, &dee] {
+            accept(invited).await;
+        }
+        settle(&everyone).await;
         // Every member sends; every other member reads every message.
         for (d, n) in [(&ann, "ann"), (&bob, "bob"), (&cyd, "cyd"), (&dee, "dee")] {
             send(d, &format!("hello from {n}")).await;
@@ -384,6 +407,8 @@ mod end_to_end {
         // eve is added: nothing from before, everything after.
         change(&ann, Change::Add(&["eve".into()])).await;
         settle(&[&ann, &bob, &cyd, &eve]).await;
+        accept(&eve).await;
+        settle(&[&ann, &bob, &cyd, &eve]).await;
         send(&cyd, "welcome eve").await;
         assert_eq!(said(&sync(&eve).await), ["cyd: welcome eve"]);
         assert!(said(&sync(&dee).await).is_empty());
@@ -397,7 +422,7 @@ mod end_to_end {
 
 #[test]
 fn the_relay_process_logs_and_stores_nothing_of_a_secret_group() {
-    use sotto_tests::{RelayProcess, sotto_ok};
+    use sotto_tests::{RelayProcess, sotto, sotto_ok};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("relay");
     // Everything the relay logs, at its most talkative.
@@ -411,6 +436,20 @@ fn the_relay_process_logs_and_stores_nothing_of_a_secret_group() {
         &profile("ann"),
         &["group", "create", "--secret", name, "bob", "cyd"],
     );
+    for user in ["bob", "cyd"] {
+        let synced = sotto(&profile(user), &["sync"]);
+        let said = String::from_utf8_lossy(&synced.stderr);
+        assert!(
+            synced.status.success() && said.contains("ann invites you"),
+            "{said}"
+        );
+        let waiting = sotto_ok(&profile(user), &["group", "invitations"]);
+        assert!(
+            waiting.contains(name) && waiting.contains("ann, bob, cyd"),
+            "{waiting}"
+        );
+        sotto_ok(&profile(user), &["group", "accept", "--secret", name]);
+    }
     for _ in 0..2 {
         for user in ["bob", "cyd", "ann"] {
             sotto_ok(&profile(user), &["sync"]);

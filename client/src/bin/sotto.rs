@@ -146,6 +146,29 @@ enum GroupCommand {
         secret: bool,
         group: String,
     },
+    /// The invitations to secret groups that wait for your answer: who sent
+    /// each, and its members. Nothing is joined, and nothing sent, before you
+    /// accept one.
+    Invitations,
+    /// Join the secret group GROUP you were invited to (and read what its
+    /// members wrote to you meanwhile).
+    Accept {
+        #[arg(long, required = true)]
+        secret: bool,
+        group: String,
+        /// Whose invitation, when several name a group GROUP: check their
+        /// members first (`sotto group invitations`).
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+    },
+    /// Refuse an invitation to the secret group GROUP (its sender is not told).
+    Decline {
+        #[arg(long, required = true)]
+        secret: bool,
+        group: String,
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+    },
 }
 
 fn main() {
@@ -283,6 +306,15 @@ async fn run(cli: Cli) -> Result<()> {
                 GroupCommand::Leave { group, .. } => {
                     let change = Change::Leave;
                     commands::group::change_secret(&mut profile, &group, change, &mut out).await
+                }
+                GroupCommand::Invitations => commands::group::invitations(&profile, &mut out),
+                GroupCommand::Accept { group, from, .. } => {
+                    let width = sotto_client::output::terminal_width();
+                    let from = from.as_deref();
+                    commands::group::accept(&mut profile, &group, from, width, &mut out).await
+                }
+                GroupCommand::Decline { group, from, .. } => {
+                    commands::group::decline(&mut profile, &group, from.as_deref(), &mut out)
                 }
             }
         }

@@ -9,6 +9,8 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::profile::Profile;
+use crate::secret_group::InvitationInfo;
+use sotto_proto::printable;
 
 pub async fn create(
     profile: &Profile,
@@ -86,6 +88,144 @@ pub async fn create_secret(
         out,
         "created secret group {name} with {} (end to end: the relay never learns its name or members)",
         members.join(", ")
+    )?;
+    Ok(())
+}
+
+/// The one invitation to a secret group named `name` (from `from`, when
+/// given): several of one name are told apart only by their sender, which
+/// the user chooses after comparing their members.
+fn invitation_named(profile: &Profile, name: &str, from: Option<&str>) -> Result<InvitationInfo> {
+    let found: Vec<InvitationInfo> = profile
+        .secret_groups
+        .invitations()
+        .into_iter()
+        .filter(|i| i.name == name && from.is_none_or(|f| f == i.from))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => match from {
+            Some(from) => anyhow::bail!(
+                "no invitation from {from} to a secret group named {name} waits here \
+                 (`sotto group invitations` lists them)"
+            ),
+            None => anyhow::bail!(
+                "no invitation to a secret group named {name} waits here \
+                 (`sotto group invitations` lists them)"
+            ),
+        },
+        several => anyhow::bail!(
+            "{} invitations to a secret group named {name} wait, from {}: compare their \
+             members (`sotto group invitations`) and say whose with --from USER",
+            several.len(),
+            several
+                .iter()
+                .map(|i| i.from.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `sotto group invitations`: each invitation that waits, with who sent it
+/// and the members it names.
+pub fn invitations(profile: &Profile, out: &mut dyn Write) -> Result<()> {
+    let waiting = profile.secret_groups.invitations();
+    if waiting.is_empty() {
+        writeln!(out, "no invitations to secret groups wait")?;
+    }
+    for i in waiting {
+        let what = if i.recovered {
+            "sent back (this device had lost it)"
+        } else {
+            "invited you"
+        };
+        writeln!(
+            out,
+            "{} — {} {what}; members: {}; admins: {}{}",
+            printable::printable(&i.name),
+            printable::printable(&i.from),
+            printable::printable(&i.members.join(", ")),
+            printable::printable(&i.admins.join(", ")),
+            match i.held {
+                0 => String::new(),
+                n => format!("; {n} message(s) kept until you answer"),
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// `sotto group accept --secret GROUP [--from USER]`: joins the group; our
+/// sender key goes to its members, and the messages they wrote to us while
+/// the invitation waited are read and shown.
+pub async fn accept(
+    profile: &mut Profile,
+    name: &str,
+    from: Option<&str>,
+    width: Option<usize>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let invitation = invitation_named(profile, name, from)?;
+    let accepted = profile
+        .secret_groups
+        .accept(&invitation.group, &invitation.from)?;
+    let mut entries = Vec::new();
+    for held in accepted.messages {
+        let read = held
+            .plaintext
+            .map_err(|e| format!("{e}"))
+            .and_then(|p| crate::secret::group_entry(&held.from, held.envelope_id, name, &p));
+        match read {
+            Ok(entry) => {
+                if profile.remember(entry.clone()) {
+                    entries.push(entry);
+                }
+            }
+            Err(why) => eprintln!(
+                "sotto: a message from {} kept with the invitation could not be read: {why}",
+                held.from
+            ),
+        }
+    }
+    profile.save()?;
+    let client = profile.connect().await?;
+    send_controls(profile, &client, accepted.send).await?;
+    client.close().await;
+    let members = profile
+        .secret_groups
+        .info(&accepted.group)
+        .map(|i| i.members.into_iter().collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "joined the secret group {name} (invited by {}; members: {members})",
+        invitation.from
+    )?;
+    entries.sort_by_key(|e| e.sent_at);
+    for entry in &entries {
+        crate::commands::sync::print_entry(entry, false, width, out)?;
+    }
+    Ok(())
+}
+
+/// `sotto group decline --secret GROUP [--from USER]`: the invitation and
+/// what was kept with it are dropped; its sender is not told.
+pub fn decline(
+    profile: &mut Profile,
+    name: &str,
+    from: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let invitation = invitation_named(profile, name, from)?;
+    profile
+        .secret_groups
+        .decline(&invitation.group, &invitation.from)?;
+    profile.save()?;
+    writeln!(
+        out,
+        "declined {}'s invitation to the secret group {name}",
+        invitation.from
     )?;
     Ok(())
 }

@@ -19,6 +19,7 @@
 //! member the relay names as its sender, whose key must have signed it; a
 //! refused control message or group message changes nothing.
 
+mod invitation;
 mod roster;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,10 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::e2e::{DistributionOutcome, E2eError, OwnSenderKey, SenderKeyRecord};
+pub use invitation::{
+    HeldMessage, InvitationInfo, MAX_HELD_MESSAGES, MAX_INVITATIONS, MAX_INVITATIONS_PER_SENDER,
+};
+use invitation::{Invitation, KeptKey};
 use roster::{Roster, distinct_names};
 
 /// The most members of one group, us included.
@@ -100,6 +105,15 @@ pub enum SecretGroupError {
     NameTaken(String),
     #[error("too many groups are being asked about already: wait for their answers")]
     TooManyRequests,
+    #[error(
+        "{MAX_INVITATIONS} secret group invitations wait for an answer already: accept or \
+         decline some first"
+    )]
+    TooManyInvitations,
+    #[error("this device left (or declined) that secret group: it is not asked for again")]
+    Gone,
+    #[error("no invitation to this secret group from {0:?} waits here")]
+    NoInvitation(String),
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
@@ -216,6 +230,54 @@ pub enum GroupEvent {
     },
     /// A member asked for our sender key (and maybe the state): answered.
     Requested { group: GroupId, from: String },
+    /// A group this device does not hold: kept as an invitation until the
+    /// user accepts it (nothing joined, nothing sent).
+    Invited {
+        group: GroupId,
+        name: String,
+        by: String,
+        recovered: bool,
+    },
+    /// The sender of an invitation not yet answered took us out again.
+    Withdrawn { group: GroupId, by: String },
+    /// Kept with an invitation not yet answered (a member's sender key).
+    KeptForInvitation { group: GroupId, from: String },
+}
+
+/// What accepting an invitation did: the group joined, what to send, and
+/// the group messages that were kept with it, read now.
+#[derive(Debug)]
+pub struct Accepted {
+    pub group: GroupId,
+    pub name: String,
+    pub send: Vec<Outgoing>,
+    /// Changes of the group's admins that arrived meanwhile, applied.
+    pub events: Vec<GroupEvent>,
+    pub messages: Vec<HeldRead>,
+}
+
+/// A kept group message, read once its invitation was accepted.
+pub struct HeldRead {
+    pub from: String,
+    pub envelope_id: u64,
+    pub plaintext: Result<Zeroizing<Vec<u8>>>,
+}
+
+impl fmt::Debug for HeldRead {
+    // Never the plaintext.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HeldRead({} from {:?}: {})",
+            self.envelope_id,
+            self.from,
+            if self.plaintext.is_ok() {
+                "read"
+            } else {
+                "unreadable"
+            }
+        )
+    }
 }
 
 /// What [`SecretGroups::receive_control`] did, and what to send in answer.
@@ -381,6 +443,11 @@ pub struct SecretGroups {
     /// Groups we left or were removed from, with the epoch then, oldest
     /// first: a welcome from before is not taken again.
     gone: VecDeque<(GroupId, u64)>,
+    /// Groups offered to us, waiting for the user's answer.
+    #[serde(default)]
+    invitations: Vec<Invitation>,
+    #[serde(default)]
+    invitation_seq: u64,
 }
 
 impl SecretGroups {
@@ -391,6 +458,8 @@ impl SecretGroups {
             groups: BTreeMap::new(),
             asked: BTreeSet::new(),
             gone: VecDeque::new(),
+            invitations: Vec::new(),
+            invitation_seq: 0,
         }
     }
 
@@ -586,6 +655,9 @@ impl SecretGroups {
                 (group.epoch, false)
             }
             None => {
+                if self.gone.iter().any(|(g, _)| g == id) {
+                    return Err(SecretGroupError::Gone);
+                }
                 if self.asked.len() >= MAX_ASKED {
                     return Err(SecretGroupError::TooManyRequests);
                 }
@@ -644,7 +716,7 @@ impl SecretGroups {
         let me = self.me.clone();
         self.check_name_free(&roster.name, Some(id))?;
         let Some(group) = self.groups.get_mut(&id) else {
-            return self.join(from, id, epoch, roster, state.last_removal);
+            return self.invite(from, id, epoch, roster, state.last_removal);
         };
         group.require_admin(from)?;
         if epoch <= group.epoch {
@@ -675,10 +747,10 @@ impl SecretGroups {
         })
     }
 
-    /// A group new to this device: from one of its admins (we were added),
-    /// or from the member we asked (we lost it). Our new sender key goes to
-    /// every other member; after a loss we ask each of them for theirs.
-    fn join(
+    /// A group new to this device, from one of its admins (we were added)
+    /// or from the member we asked (we lost it): kept as an invitation, and
+    /// nothing else, until the user accepts it ([`SecretGroups::accept`]).
+    fn invite(
         &mut self,
         from: &str,
         id: GroupId,
@@ -686,11 +758,34 @@ impl SecretGroups {
         roster: Roster,
         last_removal: u64,
     ) -> Result<Outcome> {
+        let recovered = self.asked.contains(&(id, from.to_owned()));
+        if let Some(at) = self
+            .invitations
+            .iter()
+            .position(|i| i.group == id && i.from == from)
+        {
+            let held = &mut self.invitations[at];
+            if epoch <= held.epoch {
+                return Err(SecretGroupError::Stale {
+                    got: epoch,
+                    held: held.epoch,
+                });
+            }
+            if !roster.members.contains(&self.me) {
+                self.invitations.remove(at);
+                return Ok(Outcome {
+                    event: GroupEvent::Withdrawn {
+                        group: id,
+                        by: from.to_owned(),
+                    },
+                    send: Vec::new(),
+                });
+            }
+        }
         if !roster.members.contains(&self.me) {
             return Err(SecretGroupError::NotForUs);
         }
-        let asked = self.asked.contains(&(id, from.to_owned()));
-        if !asked && !roster.admins.contains(from) {
+        if !recovered && !roster.admins.contains(from) {
             return Err(SecretGroupError::NotAnAdmin(from.to_owned()));
         }
         if let Some((_, left_at)) = self.gone.iter().find(|(g, _)| *g == id)
@@ -701,45 +796,233 @@ impl SecretGroups {
                 held: *left_at,
             });
         }
-        if self.groups.len() >= MAX_GROUPS {
-            return Err(SecretGroupError::TooManyGroups);
-        }
-        let group = SecretGroup {
-            roster,
-            epoch,
-            last_removal,
-            own_since: epoch,
-            own: OwnSenderKey::create(id.as_bytes())?,
-            records: BTreeMap::new(),
-        };
-        let mut send: Vec<Outgoing> = group
-            .others(&self.me)
-            .map(|m| group.distribution(id, m))
-            .collect();
-        if asked {
-            self.asked.retain(|(g, _)| *g != id);
-            send.extend(group.others(&self.me).filter(|m| *m != from).map(|m| {
-                control(
-                    id,
-                    m,
+        let name = roster.name.clone();
+        self.invitation_seq += 1;
+        let seq = self.invitation_seq;
+        match self
+            .invitations
+            .iter_mut()
+            .find(|i| i.group == id && i.from == from)
+        {
+            Some(held) => {
+                held.roster = roster;
+                held.epoch = epoch;
+                held.last_removal = last_removal;
+                held.recovered |= recovered;
+                held.seq = seq;
+            }
+            None => {
+                let from_sender: Vec<usize> = (0..self.invitations.len())
+                    .filter(|&i| self.invitations[i].from == from)
+                    .collect();
+                if from_sender.len() >= MAX_INVITATIONS_PER_SENDER {
+                    let oldest = from_sender
+                        .into_iter()
+                        .min_by_key(|&i| self.invitations[i].seq)
+                        .expect("at least one");
+                    self.invitations.remove(oldest);
+                } else if self.invitations.len() >= MAX_INVITATIONS {
+                    return Err(SecretGroupError::TooManyInvitations);
+                }
+                self.invitations.push(Invitation {
+                    group: id,
+                    from: from.to_owned(),
+                    roster,
                     epoch,
-                    group_control::Kind::RequestDistribution(v1::GroupRequestDistribution {
-                        need_state: false,
-                    }),
-                )
-            }));
+                    last_removal,
+                    recovered,
+                    seq,
+                    keys: BTreeMap::new(),
+                    held: Vec::new(),
+                });
+            }
         }
-        let name = group.roster.name.clone();
-        self.gone.retain(|(g, _)| *g != id);
-        self.groups.insert(id, group);
         Ok(Outcome {
-            event: GroupEvent::Joined {
+            event: GroupEvent::Invited {
                 group: id,
                 name,
                 by: from.to_owned(),
+                recovered,
             },
-            send,
+            send: Vec::new(),
         })
+    }
+
+    /// The invitations waiting for an answer, oldest first.
+    pub fn invitations(&self) -> Vec<InvitationInfo> {
+        let mut all: Vec<&Invitation> = self.invitations.iter().collect();
+        all.sort_by_key(|i| i.seq);
+        all.into_iter().map(Invitation::info).collect()
+    }
+
+    /// Declines `from`'s invitation to group `id`: forgotten, with what was
+    /// kept with it. Nothing is sent (the sender is not told).
+    /// Declining is remembered as leaving is: that state is not offered
+    /// again, and the group's messages ask for nothing; an admin's later
+    /// change (a new invitation) still reaches us.
+    pub fn decline(&mut self, id: &GroupId, from: &str) -> Result<()> {
+        let at = self
+            .invitations
+            .iter()
+            .position(|i| i.group == *id && i.from == from)
+            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let invitation = self.invitations.remove(at);
+        if !self.invitations.iter().any(|i| i.group == *id) {
+            self.asked.retain(|(g, _)| g != id);
+            self.forget(*id, invitation.epoch);
+        }
+        Ok(())
+    }
+
+    /// Accepts `from`'s invitation to group `id`: the group is joined with
+    /// the members that invitation names; our new sender key goes to every
+    /// other member, and each member whose key did not arrive meanwhile is
+    /// asked for it. Other invitations to the same group are then taken as
+    /// changes, under the usual rule (only from an admin of the group as
+    /// accepted, only at a later epoch): a hijacker's is refused. The group
+    /// messages kept with them are read. On error nothing changed.
+    pub fn accept(&mut self, id: &GroupId, from: &str) -> Result<Accepted> {
+        let at = self
+            .invitations
+            .iter()
+            .position(|i| i.group == *id && i.from == from)
+            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let invitation = &self.invitations[at];
+        self.check_name_free(&invitation.roster.name, Some(*id))?;
+        if self.groups.len() >= MAX_GROUPS {
+            return Err(SecretGroupError::TooManyGroups);
+        }
+        let own = OwnSenderKey::create(id.as_bytes())?;
+        let invitation = self.invitations.remove(at);
+        let mut others: Vec<Invitation> = Vec::new();
+        let mut rest = Vec::new();
+        for i in std::mem::take(&mut self.invitations) {
+            if i.group == *id {
+                others.push(i)
+            } else {
+                rest.push(i)
+            }
+        }
+        self.invitations = rest;
+        self.asked.retain(|(g, _)| g != id);
+        self.gone.retain(|(g, _)| g != id);
+
+        let me = self.me.clone();
+        let epoch = invitation.epoch;
+        let mut group = SecretGroup {
+            roster: invitation.roster.clone(),
+            epoch,
+            last_removal: invitation.last_removal,
+            own_since: epoch,
+            own,
+            records: BTreeMap::new(),
+        };
+        let mut held = invitation.held.clone();
+        let mut keys: Vec<(String, Vec<u8>)> = invitation
+            .keys
+            .iter()
+            .map(|(m, k)| (m.clone(), k.0.clone()))
+            .collect();
+        for other in &others {
+            held.extend(other.held.iter().cloned());
+            keys.extend(other.keys.iter().map(|(m, k)| (m.clone(), k.0.clone())));
+        }
+        for (member, mut key) in keys {
+            if group.require_member(&me, &member).is_ok() {
+                // A key that does not take (damaged, a conflict) is asked
+                // for again below.
+                let (mut record, held) = match group.records.remove(&member) {
+                    Some(record) => (record, true),
+                    None => (SenderKeyRecord::new(id.as_bytes())?, false),
+                };
+                if record.process_distribution(&key).is_ok() || held {
+                    group.records.insert(member, record);
+                }
+            }
+            zeroize::Zeroize::zeroize(&mut key);
+        }
+        let mut send: Vec<Outgoing> = group
+            .others(&me)
+            .map(|m| group.distribution(*id, m))
+            .collect();
+        send.extend(
+            group
+                .others(&me)
+                .filter(|m| !group.records.contains_key(*m))
+                .map(|m| {
+                    control(
+                        *id,
+                        m,
+                        epoch,
+                        group_control::Kind::RequestDistribution(v1::GroupRequestDistribution {
+                            need_state: false,
+                        }),
+                    )
+                }),
+        );
+        let name = group.roster.name.clone();
+        self.groups.insert(*id, group);
+
+        let mut events = vec![GroupEvent::Joined {
+            group: *id,
+            name: name.clone(),
+            by: invitation.from.clone(),
+        }];
+        others.sort_by_key(|i| i.epoch);
+        for other in others {
+            let state = other.roster.to_wire(other.last_removal);
+            if let Ok(outcome) = self.receive_state(&other.from, *id, other.epoch, &state) {
+                events.push(outcome.event);
+                send.extend(outcome.send);
+            }
+        }
+        held.sort_by_key(|h| h.envelope_id);
+        held.dedup_by_key(|h| h.envelope_id);
+        let messages = held
+            .into_iter()
+            .map(|h| HeldRead {
+                plaintext: self.receive_message(&h.from, id, &h.ciphertext),
+                from: h.from,
+                envelope_id: h.envelope_id,
+            })
+            .collect();
+        Ok(Accepted {
+            group: *id,
+            name,
+            send,
+            events,
+            messages,
+        })
+    }
+
+    /// Keeps a group message for group `id` with the invitations to it
+    /// that name `from` as a member, until the user answers. False when no
+    /// invitation to `id` waits here (the message is for no group we know).
+    pub fn hold_message(
+        &mut self,
+        from: &str,
+        id: &GroupId,
+        envelope_id: u64,
+        ciphertext: &[u8],
+    ) -> bool {
+        let mut kept = false;
+        for invitation in self
+            .invitations
+            .iter_mut()
+            .filter(|i| i.group == *id && i.roster.members.contains(from))
+        {
+            if invitation.held.len() < MAX_HELD_MESSAGES
+                && !invitation.held.iter().any(|h| h.envelope_id == envelope_id)
+            {
+                invitation.held.push(HeldMessage {
+                    from: from.to_owned(),
+                    envelope_id,
+                    ciphertext: ciphertext.to_vec(),
+                });
+            }
+            kept = true;
+        }
+        kept
     }
 
     fn receive_leave(&mut self, from: &str, id: GroupId, epoch: u64) -> Result<Outcome> {
@@ -776,6 +1059,9 @@ impl SecretGroups {
         distribution: &[u8],
     ) -> Result<Outcome> {
         let me = self.me.clone();
+        if !self.groups.contains_key(&id) {
+            return self.keep_for_invitation(from, id, distribution);
+        }
         let group = self.group_mut(&id)?;
         group.require_member(&me, from)?;
         if epoch < group.last_removal {
@@ -803,9 +1089,59 @@ impl SecretGroups {
         })
     }
 
+    /// A sender key for a group we are invited to and have not answered:
+    /// kept with the invitations that name its sender as a member (the
+    /// newest of each sender), taken when the user accepts.
+    fn keep_for_invitation(
+        &mut self,
+        from: &str,
+        id: GroupId,
+        distribution: &[u8],
+    ) -> Result<Outcome> {
+        if distribution.len() > MAX_CONTROL_LEN {
+            return Err(SecretGroupError::ControlTooLarge);
+        }
+        let mut kept = false;
+        for invitation in self
+            .invitations
+            .iter_mut()
+            .filter(|i| i.group == id && i.roster.members.contains(from))
+        {
+            invitation
+                .keys
+                .insert(from.to_owned(), KeptKey(distribution.to_vec()));
+            kept = true;
+        }
+        if !kept {
+            return Err(SecretGroupError::UnknownGroup);
+        }
+        Ok(Outcome {
+            event: GroupEvent::KeptForInvitation {
+                group: id,
+                from: from.to_owned(),
+            },
+            send: Vec::new(),
+        })
+    }
+
     /// A member asks for our current sender key (and the state): what it
     /// gets reads our messages from now on, nothing before.
     fn receive_request(&mut self, from: &str, id: GroupId, need_state: bool) -> Result<Outcome> {
+        if !self.groups.contains_key(&id)
+            && self
+                .invitations
+                .iter()
+                .any(|i| i.group == id && i.roster.members.contains(from))
+        {
+            // Our key goes to every member once the user accepts.
+            return Ok(Outcome {
+                event: GroupEvent::Requested {
+                    group: id,
+                    from: from.to_owned(),
+                },
+                send: Vec::new(),
+            });
+        }
         let group = self.group(&id)?;
         group.require_member(&self.me, from)?;
         let mut send = Vec::new();
