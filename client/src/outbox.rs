@@ -159,7 +159,16 @@ pub async fn send_pending(
     let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
     hex::decode_to_slice(&p.client_id, &mut client_id)?;
     if let (true, Some(group)) = (p.secret, &p.group) {
-        return match secret::send_group_message(profile, client, group, &p.text, client_id).await {
+        return match secret::send_group_message(
+            profile,
+            client,
+            group,
+            &p.text,
+            client_id,
+            p.expire_secs,
+        )
+        .await
+        {
             Ok(()) => {
                 profile.pending.retain(|q| q.client_id != p.client_id);
                 profile.save()?;

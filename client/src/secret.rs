@@ -50,6 +50,12 @@ pub enum Received {
         secs: Option<u32>,
         notice: String,
     },
+    /// A member set a secret group's disappearing timer (applied already).
+    GroupTimer {
+        group: String,
+        secs: Option<u32>,
+        notice: String,
+    },
     /// It could not be read and is not worth keeping; the sentence says why.
     Dropped(String),
     /// A secret group's control message (a change, a sender key, a request),
@@ -405,23 +411,20 @@ pub async fn send_group_message(
     name: &str,
     text: &str,
     client_id: [u8; sotto_proto::CLIENT_ID_LEN],
+    expire_secs: Option<u32>,
 ) -> Result<()> {
     check_size(text)?;
     let id = crate::commands::group::secret_group_named(profile, name)?;
+    let expire_secs = expire_secs.or_else(|| profile.secret_groups.timer(&id));
     let sent_at = now_ms();
     let content = v1::SecretContent {
         text: text.to_owned(),
         client_id: client_id.to_vec().into(),
         sent_at,
+        expire_secs: expire_secs.unwrap_or(0),
         ..Default::default()
     };
-    let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
-    let send = profile.secret_groups.encrypt(&id, &plaintext)?;
-    // The chain moved on: kept before anything leaves, so no key is used twice.
-    profile.save()?;
-    client
-        .send_secret_group(id.as_bytes(), &send.recipients, send.ciphertext, client_id)
-        .await?;
+    send_group_content(profile, client, id, &content).await?;
     profile.remember(HistoryEntry {
         id: 0,
         mode: Mode::Secret,
@@ -431,12 +434,54 @@ pub async fn send_group_message(
         text: text.to_owned(),
         sent_at,
         client_id: hex::encode(client_id),
-        expire_secs: None,
+        expire_secs,
         shown_at: None,
         unprinted: false,
         delivered: false,
     });
     profile.save()?;
+    Ok(())
+}
+
+/// Sets the secret group `name`'s disappearing timer (`None`: off) here
+/// and, by a group message that carries it, on every member's device.
+pub async fn send_group_timer(
+    profile: &mut Profile,
+    client: &RelayClient,
+    name: &str,
+    secs: Option<u32>,
+) -> Result<()> {
+    let id = crate::commands::group::secret_group_named(profile, name)?;
+    let content = v1::SecretContent {
+        client_id: crate::commands::new_client_id().to_vec().into(),
+        sent_at: now_ms(),
+        set_timer_secs: Some(secs.unwrap_or(0)),
+        ..Default::default()
+    };
+    profile.secret_groups.set_timer(&id, secs)?;
+    send_group_content(profile, client, id, &content).await
+}
+
+/// One group message: encrypted under our sender key (the chain's move
+/// kept before anything leaves, so no key is used twice), handed to the
+/// relay once for every other member.
+async fn send_group_content(
+    profile: &mut Profile,
+    client: &RelayClient,
+    id: crate::secret_group::GroupId,
+    content: &v1::SecretContent,
+) -> Result<()> {
+    let plaintext = zeroize::Zeroizing::new(content.encode_to_vec());
+    let send = profile.secret_groups.encrypt(&id, &plaintext)?;
+    profile.save()?;
+    let client_id: [u8; sotto_proto::CLIENT_ID_LEN] = content
+        .client_id
+        .as_ref()
+        .try_into()
+        .context("a client id")?;
+    client
+        .send_secret_group(id.as_bytes(), &send.recipients, send.ciphertext, client_id)
+        .await?;
     Ok(())
 }
 
@@ -746,6 +791,28 @@ fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -
             ));
         }
     };
+    if let Ok(content) = v1::SecretContent::decode(plaintext.as_slice())
+        && let Some(secs) = content.set_timer_secs
+    {
+        let secs = (secs > 0).then_some(secs);
+        let _ = profile.secret_groups.set_timer(&id, secs);
+        let notice = match secs {
+            None => format!(
+                "{from} turned disappearing messages off in the secret group {}",
+                info.name
+            ),
+            Some(secs) => format!(
+                "{from} set disappearing messages in the secret group {} to {secs} s after they \
+                 are read",
+                info.name
+            ),
+        };
+        return Received::GroupTimer {
+            group: info.name,
+            secs,
+            notice,
+        };
+    }
     let entry = match group_entry(from, envelope.id, &info.name, &plaintext) {
         Ok(entry) => entry,
         Err(why) => return Received::Dropped(why),
@@ -778,7 +845,7 @@ pub(crate) fn group_entry(
         text: content.text.clone(),
         sent_at: content.sent_at,
         client_id: hex::encode(&content.client_id),
-        expire_secs: None,
+        expire_secs: (content.expire_secs > 0).then_some(content.expire_secs),
         shown_at: None,
         unprinted: false,
         delivered: false,
@@ -968,7 +1035,9 @@ pub fn release_held(
         match receive(profile, &envelope, warnings) {
             Received::Message(entry) => shown.push(entry),
             Received::Held(why) | Received::Dropped(why) => warnings.push(why),
-            Received::Timer { notice, .. } => warnings.push(notice),
+            Received::Timer { notice, .. } | Received::GroupTimer { notice, .. } => {
+                warnings.push(notice)
+            }
             Received::Group { notice, send } => {
                 warnings.extend(notice);
                 if !send.is_empty() {

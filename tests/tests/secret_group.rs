@@ -310,7 +310,7 @@ mod end_to_end {
 
     async fn send(dir: &Path, text: &str) {
         let mut profile = Profile::open(dir, PASSPHRASE).unwrap();
-        commands::group::send_secret(&mut profile, NAME, text, &mut Vec::new())
+        commands::group::send_secret(&mut profile, NAME, text, None, &mut Vec::new())
             .await
             .unwrap();
     }
@@ -413,6 +413,26 @@ mod end_to_end {
         assert_eq!(said(&sync(&eve).await), ["cyd: welcome eve"]);
         assert!(said(&sync(&dee).await).is_empty());
 
+        // ann sets the group's timer: every member's next messages carry it.
+        {
+            let mut profile = Profile::open(&ann, PASSPHRASE).unwrap();
+            let client = profile.connect().await.unwrap();
+            sotto_client::secret::send_group_timer(&mut profile, &client, NAME, Some(30))
+                .await
+                .unwrap();
+            client.close().await;
+        }
+        settle(&[&bob, &cyd]).await;
+        send(&bob, "gone in thirty").await;
+        assert_eq!(said(&sync(&cyd).await), ["bob: gone in thirty"]);
+        let kept = Profile::open(&cyd, PASSPHRASE).unwrap();
+        let entry = kept
+            .history()
+            .iter()
+            .find(|e| e.text == "gone in thirty")
+            .unwrap();
+        assert_eq!(entry.expire_secs, Some(30));
+
         // The relay's files hold neither the group's name nor a message.
         for needle in [NAME.as_bytes(), b"hello from ann", b"welcome eve"] {
             assert!(files_containing(&relay.data_dir(), needle).is_empty());
@@ -450,6 +470,8 @@ fn the_relay_process_logs_and_stores_nothing_of_a_secret_group() {
         );
         sotto_ok(&profile(user), &["group", "accept", "--secret", name]);
     }
+    let set = sotto_ok(&profile("ann"), &["group", "timer", "--secret", name, "1h"]);
+    assert!(set.contains("disappear 3600 s"), "{set}");
     for _ in 0..2 {
         for user in ["bob", "cyd", "ann"] {
             sotto_ok(&profile(user), &["sync"]);

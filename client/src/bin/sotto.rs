@@ -161,6 +161,15 @@ enum GroupCommand {
         #[arg(long, value_name = "USER")]
         from: Option<String>,
     },
+    /// Set the secret group GROUP's disappearing timer for every member
+    /// (e.g. 30s, 5m, 1h, 1d; "off" turns it off): messages disappear that
+    /// long after they are first shown.
+    Timer {
+        #[arg(long, required = true)]
+        secret: bool,
+        group: String,
+        duration: String,
+    },
     /// Refuse an invitation to the secret group GROUP (its sender is not told).
     Decline {
         #[arg(long, required = true)]
@@ -279,7 +288,8 @@ async fn run(cli: Cli) -> Result<()> {
                         .await
                 }
                 ConvKey::SecretGroup(group) => {
-                    commands::group::send_secret(&mut profile, &group, &text, &mut out).await
+                    commands::group::send_secret(&mut profile, &group, &text, expire, &mut out)
+                        .await
                 }
             }
         }
@@ -312,6 +322,12 @@ async fn run(cli: Cli) -> Result<()> {
                     let width = sotto_client::output::terminal_width();
                     let from = from.as_deref();
                     commands::group::accept(&mut profile, &group, from, width, &mut out).await
+                }
+                GroupCommand::Timer {
+                    group, duration, ..
+                } => {
+                    let secs = sotto_client::secret::parse_timer(&duration)?;
+                    commands::group::timer(&mut profile, &group, secs, &mut out).await
                 }
                 GroupCommand::Decline { group, from, .. } => {
                     commands::group::decline(&mut profile, &group, from.as_deref(), &mut out)

@@ -230,6 +230,28 @@ pub fn decline(
     Ok(())
 }
 
+/// `sotto group timer --secret GROUP DURATION|off`: the group's
+/// disappearing timer, here and (by a group message) on every member's device.
+pub async fn timer(
+    profile: &mut Profile,
+    name: &str,
+    secs: Option<u32>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let client = profile.connect().await?;
+    let set = crate::secret::send_group_timer(profile, &client, name, secs).await;
+    client.close().await;
+    set?;
+    match secs {
+        Some(secs) => writeln!(
+            out,
+            "messages in the secret group {name} disappear {secs} s after they are shown, for every member"
+        )?,
+        None => writeln!(out, "disappearing messages off in the secret group {name}")?,
+    }
+    Ok(())
+}
+
 /// What to do with a secret group's membership.
 pub enum Change<'a> {
     Add(&'a [String]),
@@ -273,13 +295,16 @@ pub async fn send_secret(
     profile: &mut Profile,
     name: &str,
     text: &str,
+    expire_secs: Option<u32>,
     out: &mut dyn Write,
 ) -> Result<()> {
     crate::secret::check_size(text)?;
     let mut client_id = [0u8; sotto_proto::CLIENT_ID_LEN];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut client_id);
     let client = profile.connect().await?;
-    let sent = crate::secret::send_group_message(profile, &client, name, text, client_id).await;
+    let sent =
+        crate::secret::send_group_message(profile, &client, name, text, client_id, expire_secs)
+            .await;
     client.close().await;
     sent?;
     writeln!(out, "sent to the secret group {name}")?;

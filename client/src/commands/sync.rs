@@ -209,6 +209,8 @@ pub struct Fetched {
     pub warnings: Vec<String>,
     /// Secret chats whose disappearing timer the peer set: (peer, seconds).
     pub timers: Vec<(String, Option<u32>)>,
+    /// Secret groups whose timer a member set: (group name, seconds).
+    pub group_timers: Vec<(String, Option<u32>)>,
     /// Client ids (hex) of our secret messages the recipient's client said
     /// it decrypted and kept.
     pub delivered: Vec<String>,
@@ -224,6 +226,7 @@ pub async fn fetch_new(
 ) -> Result<Fetched> {
     let mut arrived = Vec::new();
     let mut timers = Vec::new();
+    let mut group_timers = Vec::new();
     let mut warnings = Vec::new();
     let mut delivered = Vec::new();
     let mut group_answers = Vec::new();
@@ -248,6 +251,14 @@ pub async fn fetch_new(
                 Received::Timer { peer, secs, notice } => {
                     warnings.push(notice);
                     timers.push((peer, secs));
+                }
+                Received::GroupTimer {
+                    group,
+                    secs,
+                    notice,
+                } => {
+                    warnings.push(notice);
+                    group_timers.push((group, secs));
                 }
                 Received::Group { notice, send } => {
                     warnings.extend(notice);
@@ -305,6 +316,7 @@ pub async fn fetch_new(
         entries: arrived,
         warnings,
         timers,
+        group_timers,
         delivered,
     })
 }

@@ -309,6 +309,10 @@ struct SecretGroup {
     own: OwnSenderKey,
     /// Every other member's sender keys that arrived.
     records: BTreeMap<String, SenderKeyRecord>,
+    /// The group's disappearing-message timer, in seconds, as its members
+    /// last set it (a group message that sets it, from any member).
+    #[serde(default)]
+    timer: Option<u32>,
 }
 
 impl SecretGroup {
@@ -530,10 +534,31 @@ impl SecretGroups {
             own_since: 1,
             own: OwnSenderKey::create(id.as_bytes())?,
             records: BTreeMap::new(),
+            timer: None,
         };
         let send = welcome(&group, id, &self.me);
         self.groups.insert(id, group);
         Ok((id, send))
+    }
+
+    /// The group's disappearing-message timer, in seconds (`None`: off).
+    pub fn timer(&self, id: &GroupId) -> Option<u32> {
+        self.groups.get(id).and_then(|g| g.timer)
+    }
+
+    /// Every group's timer that is on, by the group's name here.
+    pub fn timers_by_name(&self) -> BTreeMap<String, u32> {
+        self.groups
+            .values()
+            .filter_map(|g| g.timer.map(|t| (g.roster.name.clone(), t)))
+            .collect()
+    }
+
+    /// Sets the group's timer on this device: ours, before we announce it,
+    /// or a member's, from its group message that set it.
+    pub fn set_timer(&mut self, id: &GroupId, secs: Option<u32>) -> Result<()> {
+        self.group_mut(id)?.timer = secs.filter(|s| *s > 0);
+        Ok(())
     }
 
     /// Encrypts one group message under our sender key: one ciphertext,
@@ -916,6 +941,7 @@ impl SecretGroups {
             own_since: epoch,
             own,
             records: BTreeMap::new(),
+            timer: None,
         };
         let mut held = invitation.held.clone();
         let mut keys: Vec<(String, Vec<u8>)> = invitation

@@ -137,6 +137,11 @@ pub enum Event {
         peer: String,
         secs: Option<u32>,
     },
+    /// A member of a secret group set the group's disappearing timer.
+    GroupTimerSet {
+        group: String,
+        secs: Option<u32>,
+    },
     ScrollUp,
     ScrollDown,
     /// Messages that arrived (or, at start, the history).
@@ -210,6 +215,11 @@ pub enum Effect {
     /// Tell the peer of a secret chat its new disappearing timer.
     SetTimer {
         peer: String,
+        secs: Option<u32>,
+    },
+    /// Set a secret group's disappearing timer, for every member.
+    SetGroupTimer {
+        group: String,
         secs: Option<u32>,
     },
     Verify {
@@ -688,6 +698,11 @@ impl App {
                 self.conversation_mut(&ConvKey::Secret(peer.clone())).timer = secs;
                 Vec::new()
             }
+            Event::GroupTimerSet { group, secs } => {
+                self.conversation_mut(&ConvKey::SecretGroup(group.clone()))
+                    .timer = secs;
+                Vec::new()
+            }
             Event::Kept { local_id } => {
                 if let Some(at) = self
                     .unsaved
@@ -804,11 +819,18 @@ impl App {
         }
     }
 
-    /// Each secret chat's timer, as the profile keeps it.
-    pub fn set_timers(&mut self, timers: &std::collections::BTreeMap<String, u32>) {
+    /// Each secret chat's timer, as the profile keeps it: 1:1 chats by
+    /// peer, secret groups by name.
+    pub fn set_timers(
+        &mut self,
+        timers: &std::collections::BTreeMap<String, u32>,
+        group_timers: &std::collections::BTreeMap<String, u32>,
+    ) {
         for conv in &mut self.conversations {
-            if let ConvKey::Secret(peer) = &conv.key {
-                conv.timer = timers.get(peer).copied();
+            match &conv.key {
+                ConvKey::Secret(peer) => conv.timer = timers.get(peer).copied(),
+                ConvKey::SecretGroup(group) => conv.timer = group_timers.get(group).copied(),
+                _ => {}
             }
         }
     }
@@ -927,10 +949,6 @@ impl App {
                 if !self.open.as_ref().is_some_and(ConvKey::is_secret) {
                     return self.warn("/timer works in a secret chat (/secret USER)");
                 }
-                if matches!(self.open, Some(ConvKey::SecretGroup(_))) {
-                    return self
-                        .warn("/timer works in a 1:1 secret chat; secret groups have none yet");
-                }
                 match crate::secret::parse_timer(value) {
                     Ok(timer) => {
                         let Some(key) = self.open.clone() else {
@@ -939,16 +957,25 @@ impl App {
                         self.conversation_mut(&key).timer = timer;
                         self.say(&match timer {
                             Some(secs) => format!(
-                                "new messages disappear {secs} s after they are read (on both sides)"
+                                "new messages disappear {secs} s after they are read (for everyone \
+                                 in this chat)"
                             ),
-                            None => "disappearing messages off (on both sides)".to_owned(),
+                            None => {
+                                "disappearing messages off (for everyone in this chat)".to_owned()
+                            }
                         });
-                        match key.peer() {
-                            Some(peer) => vec![Effect::SetTimer {
-                                peer: peer.to_owned(),
+                        match &key {
+                            ConvKey::SecretGroup(group) => vec![Effect::SetGroupTimer {
+                                group: group.clone(),
                                 secs: timer,
                             }],
-                            None => Vec::new(),
+                            key => match key.peer() {
+                                Some(peer) => vec![Effect::SetTimer {
+                                    peer: peer.to_owned(),
+                                    secs: timer,
+                                }],
+                                None => Vec::new(),
+                            },
                         }
                     }
                     Err(e) => self.say(&format!("{e:#}")),

@@ -99,7 +99,7 @@ where
     );
     // Times are shown in the user's zone (TZ, else the system's; UTC if neither is readable).
     app.zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-    app.set_timers(&profile.timers);
+    app.set_timers(&profile.timers, &profile.secret_groups.timers_by_name());
     if let Ok(size) = terminal.size() {
         app.update(Event::Resize {
             width: size.width,

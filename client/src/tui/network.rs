@@ -368,6 +368,9 @@ async fn fetched(
     for (peer, secs) in fetched.timers {
         let _ = events.send(Event::TimerSet { peer, secs });
     }
+    for (group, secs) in fetched.group_timers {
+        let _ = events.send(Event::GroupTimerSet { group, secs });
+    }
     if !fetched.entries.is_empty() {
         mark_shown(profile, &fetched.entries)?;
         let _ = events.send(Event::Incoming(fetched.entries));
@@ -474,6 +477,11 @@ async fn perform(
                     "{peer} was not told of the new timer: {reason}"
                 )));
             }
+        }
+        Effect::SetGroupTimer { group, secs } => {
+            secret::send_group_timer(profile, client, group, *secs)
+                .await
+                .with_context(|| format!("the timer of the secret group {group} was not set"))?;
         }
         Effect::CreateGroup { name, members } => {
             let created = client

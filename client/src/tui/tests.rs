@@ -1224,7 +1224,7 @@ fn a_secret_group_message_opens_its_own_locked_chat_not_the_senders() {
 }
 
 #[test]
-fn in_a_secret_group_verify_lists_every_member_and_timer_says_there_is_none_yet() {
+fn in_a_secret_group_verify_lists_every_member_and_timer_sets_the_groups() {
     let mut app = app(Some(ConvKey::SecretGroup("council".into())));
     assert_eq!(
         command(&mut app, "/verify"),
@@ -1232,12 +1232,20 @@ fn in_a_secret_group_verify_lists_every_member_and_timer_says_there_is_none_yet(
             group: "council".into()
         }]
     );
-    assert!(command(&mut app, "/timer 5m").is_empty());
-    assert!(
-        app.status.contains("secret groups have none yet"),
-        "{}",
-        app.status
+    assert_eq!(
+        command(&mut app, "/timer 5m"),
+        [Effect::SetGroupTimer {
+            group: "council".into(),
+            secs: Some(300)
+        }]
     );
+    assert_eq!(app.open_conversation_ref().unwrap().timer, Some(300));
+    // A member turns it off: the chat shows it.
+    app.update(Event::GroupTimerSet {
+        group: "council".into(),
+        secs: None,
+    });
+    assert_eq!(app.open_conversation_ref().unwrap().timer, None);
     // Messages typed there go out as secret group messages.
     type_text(&mut app, "the plan stands");
     let effects = enter(&mut app);
