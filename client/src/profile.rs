@@ -805,6 +805,23 @@ impl Drop for Profile {
 }
 
 /// Milliseconds since the Unix epoch.
+/// A new profile of `username` in `dir`, for tests.
+#[cfg(test)]
+pub(crate) fn test_profile(dir: &Path, username: &str) -> Profile {
+    let config = ProfileConfig {
+        relay: "127.0.0.1:4433".into(),
+        fingerprint: format!("sha256:{}", "ab".repeat(32)),
+        username: username.into(),
+    };
+    Profile::create(
+        &dir.join(username),
+        config,
+        crate::identity::Identity::generate(),
+        "pass",
+    )
+    .unwrap()
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

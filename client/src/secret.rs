@@ -687,7 +687,15 @@ pub fn receive(
         warnings.push(format!("{from} started a fresh secret session"));
     }
     if let Some(control) = &content.group {
-        return match profile.secret_groups.receive_control(from, control) {
+        let me = profile.config.username.clone();
+        let known = profile
+            .history()
+            .iter()
+            .any(|e| e.from == me && e.peer.as_deref() == Some(from));
+        return match profile
+            .secret_groups
+            .receive_control_known(from, control, known)
+        {
             Ok(outcome) => Received::Group {
                 notice: group_notice(profile, &outcome.event),
                 send: outcome.send,
@@ -791,32 +799,46 @@ fn receive_group_message(profile: &mut Profile, envelope: &v1::SecretEnvelope) -
             ));
         }
     };
-    if let Ok(content) = v1::SecretContent::decode(plaintext.as_slice())
+    read_group_plaintext(profile, &id, &info.name, from, envelope.id, &plaintext)
+}
+
+/// A secret group message decrypted: a change of the group's timer
+/// (applied), or a message for the history under the group's timer (the
+/// shorter of the group's here and the sender's, so a member whose client
+/// leaves the timer off does not keep our copy for ever).
+pub(crate) fn read_group_plaintext(
+    profile: &mut Profile,
+    id: &crate::secret_group::GroupId,
+    name: &str,
+    from: &str,
+    envelope_id: u64,
+    plaintext: &[u8],
+) -> Received {
+    if let Ok(content) = v1::SecretContent::decode(plaintext)
         && let Some(secs) = content.set_timer_secs
     {
         let secs = (secs > 0).then_some(secs);
-        let _ = profile.secret_groups.set_timer(&id, secs);
+        let _ = profile.secret_groups.set_timer(id, secs);
         let notice = match secs {
-            None => format!(
-                "{from} turned disappearing messages off in the secret group {}",
-                info.name
-            ),
+            None => format!("{from} turned disappearing messages off in the secret group {name}"),
             Some(secs) => format!(
-                "{from} set disappearing messages in the secret group {} to {secs} s after they \
-                 are read",
-                info.name
+                "{from} set disappearing messages in the secret group {name} to {secs} s after \
+                 they are read"
             ),
         };
         return Received::GroupTimer {
-            group: info.name,
+            group: name.to_owned(),
             secs,
             notice,
         };
     }
-    let entry = match group_entry(from, envelope.id, &info.name, &plaintext) {
+    let mut entry = match group_entry(from, envelope_id, name, plaintext) {
         Ok(entry) => entry,
         Err(why) => return Received::Dropped(why),
     };
+    if let Some(timer) = profile.secret_groups.timer(id) {
+        entry.expire_secs = Some(entry.expire_secs.map_or(timer, |secs| secs.min(timer)));
+    }
     if profile.remember(entry.clone()) {
         Received::Message(entry)
     } else {
@@ -861,31 +883,59 @@ fn group_message_for_no_group(
     envelope: &v1::SecretEnvelope,
     id: crate::secret_group::GroupId,
 ) -> Received {
+    use crate::secret_group::Hold;
     let from = envelope.from.as_str();
     let groups = &mut profile.secret_groups;
-    if groups.hold_message(from, &id, envelope.id, &envelope.ciphertext) {
-        let name = groups
-            .invitations()
-            .into_iter()
-            .find(|i| i.group == id)
-            .map(|i| i.name)
-            .unwrap_or_default();
-        return Received::Group {
-            notice: Some(format!(
-                "a message from {from} in the secret group {name}, which you have not accepted \
-                 yet, is kept: `sotto group accept --secret {name}` reads it"
-            )),
-            send: Vec::new(),
-        };
+    let hold = groups.hold_message(from, &id, envelope.id, &envelope.ciphertext);
+    // Only the invitations whose members include the sender: another
+    // sender's invitation to the same group id (a hijacker's, maybe under
+    // another name) is not the one this message belongs to.
+    let invitations: Vec<String> = groups
+        .invitations()
+        .into_iter()
+        .filter(|i| i.group == id && i.members.iter().any(|m| m == from))
+        .map(|i| format!("{} (from {})", i.name, i.from))
+        .collect();
+    let which = match invitations.as_slice() {
+        [one] => format!("the secret group {one}"),
+        several => format!(
+            "a secret group you are invited to by several people ({}): compare them with \
+             `sotto group invitations`",
+            several.join(", ")
+        ),
+    };
+    match hold {
+        Hold::Kept => {
+            return Received::Group {
+                notice: Some(format!(
+                    "a message from {from} in {which}, which you have not accepted yet, is \
+                     kept: accepting the invitation reads it"
+                )),
+                send: Vec::new(),
+            };
+        }
+        Hold::Again => return Received::Again,
+        Hold::Full => {
+            return Received::Dropped(format!(
+                "a message from {from} in {which}, which you have not accepted yet, could not \
+                 be kept: the room for such messages is full (answer your invitations)"
+            ));
+        }
+        Hold::NoInvitation => {}
     }
     match groups.request_distribution(&id, from) {
         Ok(ask) => Received::Group {
             notice: Some(format!(
                 "a message from {from} in a secret group this device does not hold (lost in a \
-                 reinstall?) could not be read: asked {from} for the group"
+                 reinstall?) could not be read: asked {from} about the group; what they answer \
+                 is shown as an invitation, for you to accept or decline"
             )),
             send: vec![ask],
         },
+        Err(crate::secret_group::SecretGroupError::AlreadyAsked) => Received::Dropped(format!(
+            "another message from {from} in a secret group this device does not hold: \
+             {from} was asked about it already"
+        )),
         Err(e) => Received::Dropped(format!(
             "a secret group message from {from} for a group this device is not in: dropped ({e})"
         )),
@@ -1210,5 +1260,59 @@ mod tests {
         assert_eq!(parse_timer("off").unwrap(), None);
         assert!(parse_timer("soon").is_err());
         assert!(parse_timer("0s").is_err());
+    }
+
+    // The review: the notice for a kept message named the first invitation
+    // to its group id, maybe a hijacker's under another name. It names the
+    // invitations whose members include the sender, with who sent each.
+    #[test]
+    fn a_kept_group_message_names_only_the_invitations_its_sender_is_in() {
+        use crate::secret_group::SecretGroups;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut profile = crate::profile::test_profile(dir.path(), "frank");
+        let mut alice = SecretGroups::new("alice");
+        let (id, send) = alice
+            .create("climbers", &["frank".to_owned(), "bob".to_owned()])
+            .unwrap();
+        for out in send.into_iter().filter(|o| o.to == "frank") {
+            let _ = profile.secret_groups.receive_control("alice", &out.control);
+        }
+        let hijack = crate::secret_group::forged_state(
+            id,
+            9,
+            "climbers-club",
+            &["frank", "mallory"],
+            &["mallory"],
+        );
+        profile
+            .secret_groups
+            .receive_control("mallory", &hijack)
+            .unwrap();
+        let notice = |profile: &mut Profile, from: &str, envelope: u64| {
+            let envelope = v1::SecretEnvelope {
+                id: envelope,
+                from: from.into(),
+                ciphertext: vec![1, 2, 3].into(),
+                group: id.as_bytes().to_vec().into(),
+                ..Default::default()
+            };
+            match group_message_for_no_group(profile, &envelope, id) {
+                Received::Group {
+                    notice: Some(notice),
+                    ..
+                } => notice,
+                _ => panic!("not kept"),
+            }
+        };
+        let from_bob = notice(&mut profile, "bob", 1);
+        assert!(from_bob.contains("climbers (from alice)"), "{from_bob}");
+        assert!(!from_bob.contains("mallory"), "{from_bob}");
+        let from_mallory = notice(&mut profile, "mallory", 2);
+        assert!(
+            from_mallory.contains("climbers-club (from mallory)")
+                && !from_mallory.contains("alice"),
+            "{from_mallory}"
+        );
     }
 }

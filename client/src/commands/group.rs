@@ -103,7 +103,26 @@ fn invitation_named(profile: &Profile, name: &str, from: Option<&str>) -> Result
         .filter(|i| i.name == name && from.is_none_or(|f| f == i.from))
         .collect();
     match found.as_slice() {
-        [one] => Ok(one.clone()),
+        [one] => {
+            // Another sender's invitation to the same group (maybe a
+            // hijacker's, under another name): the user says whose.
+            let rivals: Vec<String> = profile
+                .secret_groups
+                .invitations()
+                .into_iter()
+                .filter(|i| i.group == one.group && i.from != one.from)
+                .map(|i| format!("{} as {}", i.from, i.name))
+                .collect();
+            if from.is_none() && !rivals.is_empty() {
+                anyhow::bail!(
+                    "{} invited you to {name}, and {} to the same group: compare their members \
+                     (`sotto group invitations`) and say whose with --from USER",
+                    one.from,
+                    rivals.join(", ")
+                );
+            }
+            Ok(one.clone())
+        }
         [] => match from {
             Some(from) => anyhow::bail!(
                 "no invitation from {from} to a secret group named {name} waits here \
@@ -136,7 +155,8 @@ pub fn invitations(profile: &Profile, out: &mut dyn Write) -> Result<()> {
     }
     for i in waiting {
         let what = if i.recovered {
-            "sent back (this device had lost it)"
+            "sent it back when this device asked about their message in a group it does not \
+             hold"
         } else {
             "invited you"
         };
@@ -171,21 +191,27 @@ pub async fn accept(
         .secret_groups
         .accept(&invitation.group, &invitation.from)?;
     let mut entries = Vec::new();
+    let mut notices = Vec::new();
     for held in accepted.messages {
-        let read = held
-            .plaintext
-            .map_err(|e| format!("{e}"))
-            .and_then(|p| crate::secret::group_entry(&held.from, held.envelope_id, name, &p));
+        let read = match held.plaintext {
+            Ok(plaintext) => crate::secret::read_group_plaintext(
+                profile,
+                &accepted.group,
+                name,
+                &held.from,
+                held.envelope_id,
+                &plaintext,
+            ),
+            Err(e) => crate::secret::Received::Dropped(format!("{e}")),
+        };
         match read {
-            Ok(entry) => {
-                if profile.remember(entry.clone()) {
-                    entries.push(entry);
-                }
-            }
-            Err(why) => eprintln!(
+            crate::secret::Received::Message(entry) => entries.push(entry),
+            crate::secret::Received::GroupTimer { notice, .. } => notices.push(notice),
+            crate::secret::Received::Dropped(why) => eprintln!(
                 "sotto: a message from {} kept with the invitation could not be read: {why}",
                 held.from
             ),
+            _ => {}
         }
     }
     profile.save()?;
@@ -202,6 +228,9 @@ pub async fn accept(
         "joined the secret group {name} (invited by {}; members: {members})",
         invitation.from
     )?;
+    for notice in &notices {
+        writeln!(out, "{}", printable::printable(notice))?;
+    }
     entries.sort_by_key(|e| e.sent_at);
     for entry in &entries {
         crate::commands::sync::print_entry(entry, false, width, out)?;
@@ -309,4 +338,52 @@ pub async fn send_secret(
     sent?;
     writeln!(out, "sent to the secret group {name}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret_group::SecretGroups;
+
+    // The review: with a hijacker's invitation to the same group id under
+    // another name beside the real one, `sotto group accept --secret NAME`
+    // picked by name alone, and the notice of a held message named the
+    // first invitation to the group (maybe the hijacker's). Whenever two
+    // senders invite to one group, the user must say whose.
+    #[test]
+    fn a_rival_invitation_to_the_same_group_makes_the_user_say_whose() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut profile = crate::profile::test_profile(dir.path(), "frank");
+        let mut alice = SecretGroups::new("alice");
+        let (id, send) = alice.create("climbers", &["frank".to_owned()]).unwrap();
+        for out in send {
+            let _ = profile.secret_groups.receive_control("alice", &out.control);
+        }
+        assert_eq!(
+            invitation_named(&profile, "climbers", None).unwrap().from,
+            "alice"
+        );
+        let hijack = crate::secret_group::forged_state(
+            id,
+            9,
+            "climbers-club",
+            &["frank", "mallory"],
+            &["mallory"],
+        );
+        profile
+            .secret_groups
+            .receive_control("mallory", &hijack)
+            .unwrap();
+        for name in ["climbers", "climbers-club"] {
+            let why = invitation_named(&profile, name, None).unwrap_err();
+            assert!(format!("{why}").contains("--from"), "{why}");
+        }
+        assert_eq!(
+            invitation_named(&profile, "climbers", Some("alice"))
+                .unwrap()
+                .group,
+            id
+        );
+        assert!(invitation_named(&profile, "climbers", Some("mallory")).is_err());
+    }
 }

@@ -37,10 +37,12 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::e2e::{DistributionOutcome, E2eError, OwnSenderKey, SenderKeyRecord};
+use invitation::{Declined, HeldMessage, Invitation, KeptKey};
 pub use invitation::{
-    HeldMessage, InvitationInfo, MAX_HELD_MESSAGES, MAX_INVITATIONS, MAX_INVITATIONS_PER_SENDER,
+    Hold, InvitationInfo, MAX_ASKED_PER_MEMBER, MAX_HELD_BYTES, MAX_HELD_BYTES_PER_SENDER,
+    MAX_HELD_MESSAGES, MAX_INVITATIONS, MAX_INVITATIONS_PER_SENDER, MAX_KEPT_KEYS,
+    MAX_KEPT_KEYS_PER_SENDER,
 };
-use invitation::{Invitation, KeptKey};
 use roster::{Roster, distinct_names};
 
 /// The most members of one group, us included.
@@ -51,7 +53,8 @@ pub const MAX_GROUPS: usize = 256;
 pub const MAX_CONTROL_LEN: usize = 32 * 1024;
 /// The length of a group id.
 pub const GROUP_ID_LEN: usize = 16;
-/// The most groups asked about at once while we hold nothing of them.
+/// The most groups asked about at once while we hold nothing of them (the
+/// oldest question goes for a new one).
 const MAX_ASKED: usize = 64;
 /// The most groups remembered as left, so an old welcome is not taken again.
 const MAX_GONE: usize = 1024;
@@ -103,8 +106,10 @@ pub enum SecretGroupError {
          name on this device, so two of one name could not be told apart)"
     )]
     NameTaken(String),
-    #[error("too many groups are being asked about already: wait for their answers")]
-    TooManyRequests,
+    #[error("this device asked that member about that group already: waiting for the answer")]
+    AlreadyAsked,
+    #[error("an invitation to that secret group waits for your answer (`sotto group invitations`)")]
+    InvitationWaits,
     #[error(
         "{MAX_INVITATIONS} secret group invitations wait for an answer already: accept or \
          decline some first"
@@ -372,7 +377,7 @@ impl SecretGroup {
             id,
             to,
             self.epoch,
-            group_control::Kind::State(self.roster.to_wire(self.last_removal)),
+            group_control::Kind::State(self.roster.to_wire(self.last_removal, self.timer)),
         )
     }
 
@@ -441,9 +446,10 @@ fn control(id: GroupId, to: &str, epoch: u64, kind: group_control::Kind) -> Outg
 pub struct SecretGroups {
     me: String,
     groups: BTreeMap<GroupId, SecretGroup>,
-    /// Groups we hold nothing of and asked a member about (a reinstall):
-    /// that member's answer with the state is taken even if it is no admin.
-    asked: BTreeSet<(GroupId, String)>,
+    /// Groups we hold nothing of and asked a member about (a reinstall),
+    /// oldest first: that member's answer with the state is offered as an
+    /// invitation even if it is no admin.
+    asked: VecDeque<(GroupId, String)>,
     /// Groups we left or were removed from, with the epoch then, oldest
     /// first: a welcome from before is not taken again.
     gone: VecDeque<(GroupId, u64)>,
@@ -452,6 +458,15 @@ pub struct SecretGroups {
     invitations: Vec<Invitation>,
     #[serde(default)]
     invitation_seq: u64,
+    /// Invitations declined, oldest first: not offered again at that epoch.
+    #[serde(default)]
+    declined: Declined,
+    /// Group messages kept until an invitation to their group is answered.
+    #[serde(default)]
+    held: Vec<HeldMessage>,
+    /// Sender keys kept until an invitation to their group is answered.
+    #[serde(default)]
+    kept_keys: Vec<KeptKey>,
 }
 
 impl SecretGroups {
@@ -460,10 +475,13 @@ impl SecretGroups {
         SecretGroups {
             me: me.to_owned(),
             groups: BTreeMap::new(),
-            asked: BTreeSet::new(),
+            asked: VecDeque::new(),
             gone: VecDeque::new(),
             invitations: Vec::new(),
             invitation_seq: 0,
+            declined: VecDeque::new(),
+            held: Vec::new(),
+            kept_keys: Vec::new(),
         }
     }
 
@@ -680,13 +698,7 @@ impl SecretGroups {
                 (group.epoch, false)
             }
             None => {
-                if self.gone.iter().any(|(g, _)| g == id) {
-                    return Err(SecretGroupError::Gone);
-                }
-                if self.asked.len() >= MAX_ASKED {
-                    return Err(SecretGroupError::TooManyRequests);
-                }
-                self.asked.insert((*id, member.to_owned()));
+                self.ask_about(id, member)?;
                 (0, true)
             }
         };
@@ -699,8 +711,22 @@ impl SecretGroups {
     }
 
     /// Takes a control message that arrived from `from` in our pairwise
-    /// session with it. On error nothing changed.
+    /// session with it. On error nothing changed. `from` counts as someone
+    /// the user knows if it shares a group with us
+    /// ([`SecretGroups::receive_control_known`] says more).
     pub fn receive_control(&mut self, from: &str, control: &v1::GroupControl) -> Result<Outcome> {
+        self.receive_control_known(from, control, false)
+    }
+
+    /// [`SecretGroups::receive_control`], where `known` says that the user
+    /// knows `from` (wrote to them): an invitation of theirs is never pushed
+    /// out by strangers' invitations.
+    pub fn receive_control_known(
+        &mut self,
+        from: &str,
+        control: &v1::GroupControl,
+        known: bool,
+    ) -> Result<Outcome> {
         if control.encoded_len() > MAX_CONTROL_LEN {
             return Err(SecretGroupError::ControlTooLarge);
         }
@@ -709,9 +735,14 @@ impl SecretGroups {
             return Err(SecretGroupError::FromSelf);
         }
         let id = GroupId::from_bytes(&control.group_id)?;
+        let known = known
+            || self
+                .groups
+                .values()
+                .any(|g| g.roster.members.contains(from));
         match &control.kind {
             Some(group_control::Kind::State(state)) => {
-                self.receive_state(from, id, control.epoch, state)
+                self.receive_state(from, id, control.epoch, state, known)
             }
             Some(group_control::Kind::Leave(_)) => self.receive_leave(from, id, control.epoch),
             Some(group_control::Kind::Distribution(d)) => {
@@ -730,6 +761,7 @@ impl SecretGroups {
         id: GroupId,
         epoch: u64,
         state: &v1::GroupState,
+        known: bool,
     ) -> Result<Outcome> {
         let roster = Roster::from_wire(state)?;
         if state.last_removal > epoch {
@@ -741,7 +773,7 @@ impl SecretGroups {
         let me = self.me.clone();
         self.check_name_free(&roster.name, Some(id))?;
         let Some(group) = self.groups.get_mut(&id) else {
-            return self.invite(from, id, epoch, roster, state.last_removal);
+            return self.invite(from, id, epoch, roster, state, known);
         };
         group.require_admin(from)?;
         if epoch <= group.epoch {
@@ -770,285 +802,6 @@ impl SecretGroups {
             },
             send,
         })
-    }
-
-    /// A group new to this device, from one of its admins (we were added)
-    /// or from the member we asked (we lost it): kept as an invitation, and
-    /// nothing else, until the user accepts it ([`SecretGroups::accept`]).
-    fn invite(
-        &mut self,
-        from: &str,
-        id: GroupId,
-        epoch: u64,
-        roster: Roster,
-        last_removal: u64,
-    ) -> Result<Outcome> {
-        let recovered = self.asked.contains(&(id, from.to_owned()));
-        if let Some(at) = self
-            .invitations
-            .iter()
-            .position(|i| i.group == id && i.from == from)
-        {
-            let held = &mut self.invitations[at];
-            if epoch <= held.epoch {
-                return Err(SecretGroupError::Stale {
-                    got: epoch,
-                    held: held.epoch,
-                });
-            }
-            if !roster.members.contains(&self.me) {
-                self.invitations.remove(at);
-                return Ok(Outcome {
-                    event: GroupEvent::Withdrawn {
-                        group: id,
-                        by: from.to_owned(),
-                    },
-                    send: Vec::new(),
-                });
-            }
-        }
-        if !roster.members.contains(&self.me) {
-            return Err(SecretGroupError::NotForUs);
-        }
-        if !recovered && !roster.admins.contains(from) {
-            return Err(SecretGroupError::NotAnAdmin(from.to_owned()));
-        }
-        if let Some((_, left_at)) = self.gone.iter().find(|(g, _)| *g == id)
-            && epoch <= *left_at
-        {
-            return Err(SecretGroupError::Stale {
-                got: epoch,
-                held: *left_at,
-            });
-        }
-        let name = roster.name.clone();
-        self.invitation_seq += 1;
-        let seq = self.invitation_seq;
-        match self
-            .invitations
-            .iter_mut()
-            .find(|i| i.group == id && i.from == from)
-        {
-            Some(held) => {
-                held.roster = roster;
-                held.epoch = epoch;
-                held.last_removal = last_removal;
-                held.recovered |= recovered;
-                held.seq = seq;
-            }
-            None => {
-                let from_sender: Vec<usize> = (0..self.invitations.len())
-                    .filter(|&i| self.invitations[i].from == from)
-                    .collect();
-                if from_sender.len() >= MAX_INVITATIONS_PER_SENDER {
-                    let oldest = from_sender
-                        .into_iter()
-                        .min_by_key(|&i| self.invitations[i].seq)
-                        .expect("at least one");
-                    self.invitations.remove(oldest);
-                } else if self.invitations.len() >= MAX_INVITATIONS {
-                    return Err(SecretGroupError::TooManyInvitations);
-                }
-                self.invitations.push(Invitation {
-                    group: id,
-                    from: from.to_owned(),
-                    roster,
-                    epoch,
-                    last_removal,
-                    recovered,
-                    seq,
-                    keys: BTreeMap::new(),
-                    held: Vec::new(),
-                });
-            }
-        }
-        Ok(Outcome {
-            event: GroupEvent::Invited {
-                group: id,
-                name,
-                by: from.to_owned(),
-                recovered,
-            },
-            send: Vec::new(),
-        })
-    }
-
-    /// The invitations waiting for an answer, oldest first.
-    pub fn invitations(&self) -> Vec<InvitationInfo> {
-        let mut all: Vec<&Invitation> = self.invitations.iter().collect();
-        all.sort_by_key(|i| i.seq);
-        all.into_iter().map(Invitation::info).collect()
-    }
-
-    /// Declines `from`'s invitation to group `id`: forgotten, with what was
-    /// kept with it. Nothing is sent (the sender is not told).
-    /// Declining is remembered as leaving is: that state is not offered
-    /// again, and the group's messages ask for nothing; an admin's later
-    /// change (a new invitation) still reaches us.
-    pub fn decline(&mut self, id: &GroupId, from: &str) -> Result<()> {
-        let at = self
-            .invitations
-            .iter()
-            .position(|i| i.group == *id && i.from == from)
-            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
-        let invitation = self.invitations.remove(at);
-        if !self.invitations.iter().any(|i| i.group == *id) {
-            self.asked.retain(|(g, _)| g != id);
-            self.forget(*id, invitation.epoch);
-        }
-        Ok(())
-    }
-
-    /// Accepts `from`'s invitation to group `id`: the group is joined with
-    /// the members that invitation names; our new sender key goes to every
-    /// other member, and each member whose key did not arrive meanwhile is
-    /// asked for it. Other invitations to the same group are then taken as
-    /// changes, under the usual rule (only from an admin of the group as
-    /// accepted, only at a later epoch): a hijacker's is refused. The group
-    /// messages kept with them are read. On error nothing changed.
-    pub fn accept(&mut self, id: &GroupId, from: &str) -> Result<Accepted> {
-        let at = self
-            .invitations
-            .iter()
-            .position(|i| i.group == *id && i.from == from)
-            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
-        let invitation = &self.invitations[at];
-        self.check_name_free(&invitation.roster.name, Some(*id))?;
-        if self.groups.len() >= MAX_GROUPS {
-            return Err(SecretGroupError::TooManyGroups);
-        }
-        let own = OwnSenderKey::create(id.as_bytes())?;
-        let invitation = self.invitations.remove(at);
-        let mut others: Vec<Invitation> = Vec::new();
-        let mut rest = Vec::new();
-        for i in std::mem::take(&mut self.invitations) {
-            if i.group == *id {
-                others.push(i)
-            } else {
-                rest.push(i)
-            }
-        }
-        self.invitations = rest;
-        self.asked.retain(|(g, _)| g != id);
-        self.gone.retain(|(g, _)| g != id);
-
-        let me = self.me.clone();
-        let epoch = invitation.epoch;
-        let mut group = SecretGroup {
-            roster: invitation.roster.clone(),
-            epoch,
-            last_removal: invitation.last_removal,
-            own_since: epoch,
-            own,
-            records: BTreeMap::new(),
-            timer: None,
-        };
-        let mut held = invitation.held.clone();
-        let mut keys: Vec<(String, Vec<u8>)> = invitation
-            .keys
-            .iter()
-            .map(|(m, k)| (m.clone(), k.0.clone()))
-            .collect();
-        for other in &others {
-            held.extend(other.held.iter().cloned());
-            keys.extend(other.keys.iter().map(|(m, k)| (m.clone(), k.0.clone())));
-        }
-        for (member, mut key) in keys {
-            if group.require_member(&me, &member).is_ok() {
-                // A key that does not take (damaged, a conflict) is asked
-                // for again below.
-                let (mut record, held) = match group.records.remove(&member) {
-                    Some(record) => (record, true),
-                    None => (SenderKeyRecord::new(id.as_bytes())?, false),
-                };
-                if record.process_distribution(&key).is_ok() || held {
-                    group.records.insert(member, record);
-                }
-            }
-            zeroize::Zeroize::zeroize(&mut key);
-        }
-        let mut send: Vec<Outgoing> = group
-            .others(&me)
-            .map(|m| group.distribution(*id, m))
-            .collect();
-        send.extend(
-            group
-                .others(&me)
-                .filter(|m| !group.records.contains_key(*m))
-                .map(|m| {
-                    control(
-                        *id,
-                        m,
-                        epoch,
-                        group_control::Kind::RequestDistribution(v1::GroupRequestDistribution {
-                            need_state: false,
-                        }),
-                    )
-                }),
-        );
-        let name = group.roster.name.clone();
-        self.groups.insert(*id, group);
-
-        let mut events = vec![GroupEvent::Joined {
-            group: *id,
-            name: name.clone(),
-            by: invitation.from.clone(),
-        }];
-        others.sort_by_key(|i| i.epoch);
-        for other in others {
-            let state = other.roster.to_wire(other.last_removal);
-            if let Ok(outcome) = self.receive_state(&other.from, *id, other.epoch, &state) {
-                events.push(outcome.event);
-                send.extend(outcome.send);
-            }
-        }
-        held.sort_by_key(|h| h.envelope_id);
-        held.dedup_by_key(|h| h.envelope_id);
-        let messages = held
-            .into_iter()
-            .map(|h| HeldRead {
-                plaintext: self.receive_message(&h.from, id, &h.ciphertext),
-                from: h.from,
-                envelope_id: h.envelope_id,
-            })
-            .collect();
-        Ok(Accepted {
-            group: *id,
-            name,
-            send,
-            events,
-            messages,
-        })
-    }
-
-    /// Keeps a group message for group `id` with the invitations to it
-    /// that name `from` as a member, until the user answers. False when no
-    /// invitation to `id` waits here (the message is for no group we know).
-    pub fn hold_message(
-        &mut self,
-        from: &str,
-        id: &GroupId,
-        envelope_id: u64,
-        ciphertext: &[u8],
-    ) -> bool {
-        let mut kept = false;
-        for invitation in self
-            .invitations
-            .iter_mut()
-            .filter(|i| i.group == *id && i.roster.members.contains(from))
-        {
-            if invitation.held.len() < MAX_HELD_MESSAGES
-                && !invitation.held.iter().any(|h| h.envelope_id == envelope_id)
-            {
-                invitation.held.push(HeldMessage {
-                    from: from.to_owned(),
-                    envelope_id,
-                    ciphertext: ciphertext.to_vec(),
-                });
-            }
-            kept = true;
-        }
-        kept
     }
 
     fn receive_leave(&mut self, from: &str, id: GroupId, epoch: u64) -> Result<Outcome> {
@@ -1086,7 +839,7 @@ impl SecretGroups {
     ) -> Result<Outcome> {
         let me = self.me.clone();
         if !self.groups.contains_key(&id) {
-            return self.keep_for_invitation(from, id, distribution);
+            return self.keep_for_invitation(from, id, epoch, distribution);
         }
         let group = self.group_mut(&id)?;
         group.require_member(&me, from)?;
@@ -1110,41 +863,6 @@ impl SecretGroups {
                 group: id,
                 from: from.to_owned(),
                 outcome,
-            },
-            send: Vec::new(),
-        })
-    }
-
-    /// A sender key for a group we are invited to and have not answered:
-    /// kept with the invitations that name its sender as a member (the
-    /// newest of each sender), taken when the user accepts.
-    fn keep_for_invitation(
-        &mut self,
-        from: &str,
-        id: GroupId,
-        distribution: &[u8],
-    ) -> Result<Outcome> {
-        if distribution.len() > MAX_CONTROL_LEN {
-            return Err(SecretGroupError::ControlTooLarge);
-        }
-        let mut kept = false;
-        for invitation in self
-            .invitations
-            .iter_mut()
-            .filter(|i| i.group == id && i.roster.members.contains(from))
-        {
-            invitation
-                .keys
-                .insert(from.to_owned(), KeptKey(distribution.to_vec()));
-            kept = true;
-        }
-        if !kept {
-            return Err(SecretGroupError::UnknownGroup);
-        }
-        Ok(Outcome {
-            event: GroupEvent::KeptForInvitation {
-                group: id,
-                from: from.to_owned(),
             },
             send: Vec::new(),
         })
@@ -1192,6 +910,28 @@ impl SecretGroups {
         while self.gone.len() > MAX_GONE {
             self.gone.pop_front();
         }
+    }
+}
+
+/// A state control message naming `name`, as anyone can write one.
+#[cfg(test)]
+pub(crate) fn forged_state(
+    group: GroupId,
+    epoch: u64,
+    name: &str,
+    members: &[&str],
+    admins: &[&str],
+) -> v1::GroupControl {
+    v1::GroupControl {
+        group_id: group.as_bytes().to_vec().into(),
+        epoch,
+        kind: Some(group_control::Kind::State(v1::GroupState {
+            name: name.into(),
+            members: members.iter().map(|s| s.to_string()).collect(),
+            admins: admins.iter().map(|s| s.to_string()).collect(),
+            last_removal: 0,
+            timer_secs: 0,
+        })),
     }
 }
 

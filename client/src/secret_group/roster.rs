@@ -36,12 +36,13 @@ impl Roster {
     }
 
     /// What a `GroupState` carries of it.
-    pub(super) fn to_wire(&self, last_removal: u64) -> v1::GroupState {
+    pub(super) fn to_wire(&self, last_removal: u64, timer: Option<u32>) -> v1::GroupState {
         v1::GroupState {
             name: self.name.clone(),
             members: self.members.iter().cloned().collect(),
             admins: self.admins.iter().cloned().collect(),
             last_removal,
+            timer_secs: timer.unwrap_or(0),
         }
     }
 
