@@ -1530,3 +1530,221 @@ fn member_about_to_be_removed_cannot_make_the_group_unreachable_by_its_name() {
     assert_eq!(named, [id]);
     assert!(alice.remove(&id, &names(&["erin"])).is_ok());
 }
+
+// ---------------------------------------------------------------------------
+// Adversarial review of 27f7a51 (invitations). Each test fails on 27f7a51.
+// ---------------------------------------------------------------------------
+
+// A stranger makes itself "known": a group message of its own under a
+// random group id makes the device ask it (automatically), and its answer
+// is a *recovered* invitation, which counts as known. Sixteen accounts at
+// four questions each fill the list with invitations nobody can push out:
+// a real stranger's invitation that waited is pushed out by them, and then
+// even a sender the user wrote to is refused.
+#[test]
+#[ignore = "review: recovered answers to self-provoked questions are known, lock the list"]
+fn stranger_accounts_answering_their_own_bogus_group_messages_lock_out_every_invitation() {
+    let mut bob = SecretGroups::new("bob");
+    let real = GroupId::random();
+    bob.receive_control(
+        "alice",
+        &forged_state(real, 1, &["alice", "bob"], &["alice"]),
+    )
+    .unwrap();
+    for s in 0..MAX_INVITATIONS / MAX_ASKED_PER_MEMBER {
+        let from = format!("spam{s:02}");
+        for _ in 0..MAX_ASKED_PER_MEMBER {
+            let bogus = GroupId::random();
+            // What `group_message_for_no_group` does for spam's group message.
+            bob.request_distribution(&bogus, &from).unwrap();
+            // spam answers over its own pairwise session, as a non-admin.
+            let answer = forged_state(bogus, 1, &[&from, "bob", "zzz"], &["zzz"]);
+            bob.receive_control(&from, &answer).unwrap();
+        }
+    }
+    assert!(
+        bob.invitations().iter().any(|i| i.group == real),
+        "a stranger's recovered answer pushed out alice's real invitation"
+    );
+    bob.receive_control_known(
+        "carol",
+        &forged_state(GroupId::random(), 1, &["carol", "bob"], &["carol"]),
+        true,
+    )
+    .expect("a sender the user wrote to gets in");
+}
+
+// MAX_HELD_MESSAGES caps the count for everyone together, and nothing caps
+// one sender's count: one account with one invitation and 256 one-byte
+// "messages" fills the room, and every real group's messages are dropped.
+#[test]
+#[ignore = "review: one stranger fills the held-message count with tiny messages"]
+fn one_stranger_fills_the_held_message_count_with_tiny_messages() {
+    let mut bob = SecretGroups::new("bob");
+    let spam = GroupId::random();
+    bob.receive_control(
+        "mallory",
+        &forged_state(spam, 1, &["mallory", "bob"], &["mallory"]),
+    )
+    .unwrap();
+    for e in 0..MAX_HELD_MESSAGES as u64 {
+        assert_eq!(bob.hold_message("mallory", &spam, e + 1, &[0]), Hold::Kept);
+    }
+    let real = GroupId::random();
+    bob.receive_control(
+        "alice",
+        &forged_state(real, 1, &["alice", "carol", "bob"], &["alice"]),
+    )
+    .unwrap();
+    assert_eq!(
+        bob.hold_message("carol", &real, 10_000, &[1; 200]),
+        Hold::Kept,
+        "256 bytes from one account keep the real group's messages out"
+    );
+}
+
+// A sender's fifth invitation pushes out its oldest (make_room_for, own
+// share) without `drop_kept_if_uninvited`: what was held and kept for that
+// group stays in the vault for ever, counted against the room, shown with
+// no invitation, and no decline frees it.
+#[test]
+#[ignore = "review: own-share eviction orphans held messages and kept keys for ever"]
+fn a_senders_own_eviction_leaves_what_was_held_for_it_in_the_vault_for_ever() {
+    let mut bob = SecretGroups::new("bob");
+    let first = GroupId::random();
+    bob.receive_control(
+        "mallory",
+        &forged_state(first, 1, &["mallory", "bob"], &["mallory"]),
+    )
+    .unwrap();
+    for e in 0..MAX_HELD_MESSAGES as u64 {
+        assert_eq!(bob.hold_message("mallory", &first, e + 1, &[0]), Hold::Kept);
+    }
+    invite_many(&mut bob, "mallory", MAX_INVITATIONS_PER_SENDER);
+    assert!(!bob.invitations().iter().any(|i| i.group == first));
+    assert_eq!(
+        bob.invitations().iter().map(|i| i.held).sum::<usize>(),
+        0,
+        "nothing shown as kept"
+    );
+    for i in bob.invitations() {
+        bob.decline(&i.group, &i.from).unwrap();
+    }
+    assert!(
+        bob.held.is_empty(),
+        "{} messages kept for an invitation that is gone; the room stays full",
+        bob.held.len()
+    );
+}
+
+// A decline "holds for its sender only", but ask_about refuses a group that
+// anyone's invitation to was declined. A reinstalled device shown a
+// hijacker's invitation to its real group id (a removed member, or the
+// relay's own account, knows the id) can never ask about it again once it
+// declines; while the hijacker's invitation waits, the real members'
+// messages are neither kept nor asked about either (InvitationWaits).
+#[test]
+#[ignore = "review: declining a hijacker's invitation stops recovery of the real group"]
+fn declining_a_hijackers_invitation_stops_recovery_of_the_real_group() {
+    let (mut net, id) = Net::five();
+    net.devices.insert("dave".into(), SecretGroups::new("dave"));
+    net.undecided.push("dave".into());
+    let hijack = forged_state(id, 2, &["mallory", "dave"], &["mallory"]);
+    net.device("dave")
+        .receive_control("mallory", &hijack)
+        .unwrap();
+    assert_eq!(
+        net.device("dave").hold_message("bob", &id, 1, &[1, 2, 3]),
+        Hold::NoInvitation
+    );
+    net.device("dave").decline(&id, "mallory").unwrap();
+    net.device("dave")
+        .request_distribution(&id, "bob")
+        .expect("bob's next message asks bob about the real group");
+}
+
+// A recovered answer skips the admin check and no epoch bounds it: a member
+// removed from the group (erin) sends the reinstalled device one group
+// message, is asked, and answers with the group at epoch u64::MAX - 1 with
+// her puppet added. The invitation says only that erin "sent it back". If
+// the user accepts (what a reinstalled user expects to do), its sender key
+// goes to erin and her puppet, and the real admin's changes are stale.
+#[test]
+#[ignore = "review: a removed member's recovered answer dictates roster and epoch"]
+fn a_removed_member_answering_a_recovery_question_cannot_dictate_the_group() {
+    let (mut net, id) = Net::five();
+    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
+    net.post("alice", send);
+    net.run();
+    net.devices.insert("dave".into(), SecretGroups::new("dave"));
+    net.undecided.push("dave".into());
+    let dave = net.device("dave");
+    dave.request_distribution(&id, "erin").unwrap();
+    let answer = forged_state(
+        id,
+        u64::MAX - 1,
+        &["alice", "bob", "carol", "dave", "erin", "eve"],
+        &["alice"],
+    );
+    dave.receive_control("erin", &answer).unwrap();
+    let accepted = dave.accept(&id, "erin").unwrap();
+    assert!(
+        !accepted
+            .send
+            .iter()
+            .any(|o| o.to == "erin" || o.to == "eve"),
+        "the device's sender key went to a removed member and her puppet"
+    );
+}
+
+// The vault of 6ba47bd kept held messages and sender keys inside each
+// invitation (`held`, `keys`); 27f7a51 ignores those fields on load, so
+// what was kept for a waiting invitation is lost without a word.
+#[test]
+#[ignore = "review: previous vault format's held messages dropped silently"]
+fn an_old_vault_keeps_the_messages_held_with_its_invitations() {
+    let id = GroupId::random();
+    let old = serde_json::json!({
+        "me": "bob",
+        "groups": {},
+        "asked": [[GroupId::random().to_string(), "carol"]],
+        "gone": [],
+        "invitations": [{
+            "group": id.to_string(),
+            "from": "alice",
+            "roster": {"name": "climbers", "members": ["alice", "bob"], "admins": ["alice"]},
+            "epoch": 1, "last_removal": 0, "recovered": false, "seq": 1,
+            "keys": {},
+            "held": [{"from": "alice", "envelope_id": 7, "ciphertext": [1, 2, 3]}],
+        }],
+        "invitation_seq": 1,
+    });
+    let bob: SecretGroups = serde_json::from_value(old).expect("the old vault loads");
+    assert_eq!(
+        bob.invitations()[0].held,
+        1,
+        "the message held with the invitation is gone"
+    );
+}
+
+// The relay forges the sender of group envelopes: four group messages
+// "from bob" under random ids push out the device's real question to bob
+// (MAX_ASKED_PER_MEMBER, oldest first), and bob's answer is then refused
+// (bob is no admin). (The next real message asks again, so this delays.)
+#[test]
+#[ignore = "review: forged group envelopes evict a real recovery question"]
+fn malicious_relay_forging_group_senders_pushes_out_a_real_recovery_question() {
+    let (mut net, id) = Net::five();
+    net.devices.insert("dave".into(), SecretGroups::new("dave"));
+    net.undecided.push("dave".into());
+    let ask = net.device("dave").request_distribution(&id, "bob").unwrap();
+    for _ in 0..MAX_ASKED_PER_MEMBER {
+        net.device("dave")
+            .request_distribution(&GroupId::random(), "bob")
+            .unwrap();
+    }
+    net.post("dave", vec![ask]);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    assert_eq!(net.device("dave").invitations().len(), 1);
+}
