@@ -985,7 +985,10 @@ fn group_notice(profile: &Profile, event: &crate::secret_group::GroupEvent) -> O
                 .map(|i| i.members.join(", "))
                 .unwrap_or_default();
             let what = if *recovered {
-                format!("{by} sent back the secret group {n} this device had lost")
+                format!(
+                    "{by} sent back the secret group {n} when this device asked about it (lost \
+                     in a reinstall?)"
+                )
             } else {
                 format!("{by} invites you to the secret group {n}")
             };

@@ -438,6 +438,66 @@ mod end_to_end {
             assert!(files_containing(&relay.data_dir(), needle).is_empty());
         }
     }
+
+    // bob declined ann's invitation, then changes his mind: cyd's next
+    // message makes bob's device ask cyd about the group; cyd is no admin,
+    // so accepting her answer asks ann, whose answer is the invitation bob
+    // accepts. Nothing is joined on a member's word alone.
+    #[tokio::test]
+    async fn a_members_answer_is_joined_only_once_an_admin_confirms_it() {
+        let relay = TestRelay::start().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |n: &str| tmp.path().join(n);
+        let (ann, bob, cyd) = (dir("ann"), dir("bob"), dir("cyd"));
+        for (d, n) in [(&ann, "ann"), (&bob, "bob"), (&cyd, "cyd")] {
+            init_profile(&relay, d, n).await;
+        }
+        {
+            let mut profile = Profile::open(&ann, PASSPHRASE).unwrap();
+            let members = ["bob", "cyd"].map(String::from);
+            commands::group::create_secret(&mut profile, NAME, &members, &mut Vec::new())
+                .await
+                .unwrap();
+        }
+        settle(&[&ann, &bob, &cyd]).await;
+        {
+            let mut profile = Profile::open(&bob, PASSPHRASE).unwrap();
+            commands::group::decline(&mut profile, NAME, None, &mut Vec::new()).unwrap();
+        }
+        accept(&cyd).await;
+        settle(&[&ann, &cyd]).await;
+        send(&cyd, "anyone there").await;
+        sync(&bob).await; // asks cyd
+        sync(&cyd).await; // answers
+        sync(&bob).await;
+        let mut profile = Profile::open(&bob, PASSPHRASE).unwrap();
+        let waiting = profile.secret_groups.invitations();
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting[0].from == "cyd" && waiting[0].recovered && !waiting[0].confirmed);
+        let mut out = Vec::new();
+        commands::group::accept(&mut profile, NAME, None, None, &mut out)
+            .await
+            .unwrap();
+        let answer = String::from_utf8(out).unwrap();
+        assert!(answer.contains("asked its admins (ann)"), "{answer}");
+        assert!(
+            profile.secret_groups.ids().next().is_none(),
+            "joined on cyd's word"
+        );
+        drop(profile);
+        sync(&ann).await; // answers bob
+        sync(&bob).await;
+        let waiting = Profile::open(&bob, PASSPHRASE)
+            .unwrap()
+            .secret_groups
+            .invitations();
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting[0].from == "ann" && waiting[0].confirmed);
+        accept(&bob).await;
+        settle(&[&ann, &bob, &cyd]).await;
+        send(&ann, "welcome back").await;
+        assert_eq!(said(&sync(&bob).await), ["ann: welcome back"]);
+    }
 }
 
 #[test]

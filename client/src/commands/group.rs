@@ -154,11 +154,13 @@ pub fn invitations(profile: &Profile, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "no invitations to secret groups wait")?;
     }
     for i in waiting {
-        let what = if i.recovered {
-            "sent it back when this device asked about their message in a group it does not \
-             hold"
-        } else {
-            "invited you"
+        let what = match (i.recovered, i.confirmed) {
+            (true, true) => "sent it back when this device asked about the group",
+            (true, false) => {
+                "sent it back when this device asked about their message in a group it does \
+                 not hold; no admin of it: accepting asks its admins to confirm"
+            }
+            _ => "invited you",
         };
         writeln!(
             out,
@@ -187,6 +189,26 @@ pub async fn accept(
     out: &mut dyn Write,
 ) -> Result<()> {
     let invitation = invitation_named(profile, name, from)?;
+    if !invitation.confirmed {
+        // An answer from a member who is no admin: its admins are asked,
+        // and their answer is the invitation to accept.
+        let ask = profile
+            .secret_groups
+            .confirm(&invitation.group, &invitation.from)?;
+        profile.save()?;
+        let asked: Vec<String> = ask.iter().map(|o| o.to.clone()).collect();
+        let client = profile.connect().await?;
+        send_controls(profile, &client, ask).await?;
+        client.close().await;
+        writeln!(
+            out,
+            "{} is no admin of the secret group {name}: asked its admins ({}) to confirm it; \
+             their answer arrives with `sotto sync` as an invitation to accept",
+            invitation.from,
+            printable::printable(&asked.join(", "))
+        )?;
+        return Ok(());
+    }
     let accepted = profile
         .secret_groups
         .accept(&invitation.group, &invitation.from)?;

@@ -37,6 +37,9 @@ pub const MAX_INVITATIONS: usize = 64;
 pub const MAX_INVITATIONS_PER_SENDER: usize = 4;
 /// The most group messages kept, for every invitation together.
 pub const MAX_HELD_MESSAGES: usize = 256;
+/// The most group messages kept from one sender: eight senders are needed
+/// to fill [`MAX_HELD_MESSAGES`].
+pub const MAX_HELD_MESSAGES_PER_SENDER: usize = MAX_HELD_MESSAGES / 8;
 /// The most bytes of group messages kept, for every invitation together.
 pub const MAX_HELD_BYTES: usize = 1024 * 1024;
 /// The most bytes of kept group messages from one sender: eight senders
@@ -62,6 +65,10 @@ pub struct InvitationInfo {
     /// a group this device does not hold (a reinstall, or whatever `from`
     /// says), not an admin's invitation.
     pub recovered: bool,
+    /// Sent by an admin of the group it names. An answer from a member who
+    /// is no admin cannot be accepted: accepting it asks its admins
+    /// ([`SecretGroups::confirm`]), whose answer is the invitation to take.
+    pub confirmed: bool,
     /// Group messages from its members kept until the user answers.
     pub held: usize,
 }
@@ -134,6 +141,30 @@ pub(super) struct Invitation {
     /// The group's timer as its sender holds it.
     #[serde(default)]
     pub(super) timer: Option<u32>,
+    /// What the vault of the first version kept inside each invitation:
+    /// moved out on load ([`SecretGroups::migrate`]), never written.
+    #[serde(default, rename = "held", skip_serializing)]
+    pub(super) legacy_held: Vec<LegacyHeld>,
+    #[serde(default, rename = "keys", skip_serializing)]
+    pub(super) legacy_keys: BTreeMap<String, LegacyKey>,
+}
+
+/// A held message as the first version kept it, inside its invitation.
+#[derive(Deserialize)]
+pub(super) struct LegacyHeld {
+    from: String,
+    envelope_id: u64,
+    ciphertext: Vec<u8>,
+}
+
+/// A kept sender key as the first version kept it, inside its invitation.
+#[derive(Deserialize)]
+pub(super) struct LegacyKey(Vec<u8>);
+
+impl Drop for LegacyKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
 
 impl SecretGroups {
@@ -193,7 +224,8 @@ impl SecretGroups {
                 held: *declined_at,
             });
         }
-        let known = known || recovered;
+        // An answer to our own question is no sign that the user knows its
+        // sender: a stranger provokes the question with a message of its own.
         let timer = (state.timer_secs > 0).then_some(state.timer_secs);
         let name = roster.name.clone();
         self.invitation_seq += 1;
@@ -221,10 +253,22 @@ impl SecretGroups {
                     seq,
                     known,
                     timer,
+                    legacy_held: Vec::new(),
+                    legacy_keys: BTreeMap::new(),
                 });
             }
         }
         self.asked.retain(|(g, m)| !(*g == id && m == from));
+        if self
+            .invitations
+            .iter()
+            .any(|i| i.group == id && i.from == from && i.roster.admins.contains(from))
+        {
+            // An admin's invitation supersedes the unconfirmed answers of
+            // members who are no admins (it is what they asked for).
+            self.invitations
+                .retain(|i| !(i.group == id && i.recovered && !i.roster.admins.contains(&i.from)));
+        }
         Ok(Outcome {
             event: GroupEvent::Invited {
                 group: id,
@@ -234,6 +278,25 @@ impl SecretGroups {
             },
             send: Vec::new(),
         })
+    }
+
+    /// After loading: what the first version kept inside each invitation
+    /// moves to the lists of held messages and kept keys (within their
+    /// room), and what no invitation refers to any more is dropped.
+    pub(super) fn migrate(&mut self) {
+        for at in 0..self.invitations.len() {
+            let group = self.invitations[at].group;
+            let epoch = self.invitations[at].epoch;
+            for old in std::mem::take(&mut self.invitations[at].legacy_held) {
+                let _ = self.hold_message(&old.from, &group, old.envelope_id, &old.ciphertext);
+            }
+            for (from, key) in std::mem::take(&mut self.invitations[at].legacy_keys) {
+                let _ = self.keep_for_invitation(&from, group, epoch, &key.0);
+            }
+        }
+        let invited: Vec<GroupId> = self.invitations.iter().map(|i| i.group).collect();
+        self.held.retain(|h| invited.contains(&h.group));
+        self.kept_keys.retain(|k| invited.contains(&k.group));
     }
 
     fn invitation_at(&self, id: &GroupId, from: &str) -> Option<usize> {
@@ -258,7 +321,8 @@ impl SecretGroups {
         let own = count(self, from);
         if own >= MAX_INVITATIONS_PER_SENDER {
             let oldest = oldest_of(self, from).expect("it holds some");
-            self.invitations.remove(oldest);
+            let gone = self.invitations.remove(oldest);
+            self.drop_kept_if_uninvited(&gone.group);
             return Ok(());
         }
         if self.invitations.len() < MAX_INVITATIONS {
@@ -298,6 +362,7 @@ impl SecretGroups {
                 members: i.roster.members.iter().cloned().collect(),
                 admins: i.roster.admins.iter().cloned().collect(),
                 recovered: i.recovered,
+                confirmed: i.roster.admins.contains(&i.from),
                 held: self
                     .held
                     .iter()
@@ -351,6 +416,12 @@ impl SecretGroups {
         let at = self
             .invitation_at(id, from)
             .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let roster = &self.invitations[at].roster;
+        if !roster.admins.contains(from) {
+            return Err(SecretGroupError::Unconfirmed(
+                roster.admins.iter().cloned().collect(),
+            ));
+        }
         self.check_name_free(&self.invitations[at].roster.name, Some(*id))?;
         if self.groups.len() >= super::MAX_GROUPS {
             return Err(SecretGroupError::TooManyGroups);
@@ -486,13 +557,13 @@ impl SecretGroups {
             return Hold::Again;
         }
         let bytes: usize = self.held.iter().map(|h| h.ciphertext.len()).sum();
-        let theirs: usize = self
+        let (count, theirs) = self
             .held
             .iter()
             .filter(|h| h.from == from)
-            .map(|h| h.ciphertext.len())
-            .sum();
+            .fold((0, 0), |(n, b), h| (n + 1, b + h.ciphertext.len()));
         if self.held.len() >= MAX_HELD_MESSAGES
+            || count >= MAX_HELD_MESSAGES_PER_SENDER
             || bytes + ciphertext.len() > MAX_HELD_BYTES
             || theirs + ciphertext.len() > MAX_HELD_BYTES_PER_SENDER
         {
@@ -572,14 +643,27 @@ impl SecretGroups {
     /// after a group message from `member` for it: once per (group, member)
     /// until the answer; the oldest question is dropped for a new one (one
     /// member holds at most [`MAX_ASKED_PER_MEMBER`] of them), so bogus
-    /// group ids cannot stop a real recovery.
+    /// group ids cannot stop a real recovery. A member whose invitation to
+    /// the group was declined is not asked; one named by an invitation that
+    /// waits is not either (its messages are kept with it).
     pub(super) fn ask_about(&mut self, id: &GroupId, member: &str) -> Result<()> {
-        if self.gone.iter().any(|(g, _)| g == id) || self.declined.iter().any(|(g, _, _)| g == id) {
+        if self.gone.iter().any(|(g, _)| g == id)
+            || self.declined.iter().any(|(g, f, _)| g == id && f == member)
+        {
             return Err(SecretGroupError::Gone);
         }
-        if self.invitations.iter().any(|i| i.group == *id) {
+        if self
+            .invitations
+            .iter()
+            .any(|i| i.group == *id && i.roster.members.contains(member))
+        {
             return Err(SecretGroupError::InvitationWaits);
         }
+        self.ask(id, member)
+    }
+
+    /// Records the question to `member` about group `id`.
+    fn ask(&mut self, id: &GroupId, member: &str) -> Result<()> {
         let question = (*id, member.to_owned());
         if self.asked.contains(&question) {
             return Err(SecretGroupError::AlreadyAsked);
@@ -597,6 +681,42 @@ impl SecretGroups {
         }
         self.asked.push_back(question);
         Ok(())
+    }
+
+    /// The user accepts an answer from a member who is no admin (see
+    /// [`InvitationInfo::confirmed`]): the admins it names (at most
+    /// [`MAX_ASKED_PER_MEMBER`]) are asked for the group; their answer comes
+    /// as an invitation of its own, which replaces this one. Nothing is
+    /// joined. Asking is the user's choice: the answer named those people.
+    pub fn confirm(&mut self, id: &GroupId, from: &str) -> Result<Vec<Outgoing>> {
+        let at = self
+            .invitation_at(id, from)
+            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let admins: Vec<String> = self.invitations[at]
+            .roster
+            .admins
+            .iter()
+            .filter(|a| **a != self.me)
+            .take(MAX_ASKED_PER_MEMBER)
+            .cloned()
+            .collect();
+        let mut send = Vec::new();
+        for admin in admins {
+            // The user asks them: an invitation of theirs declined before is
+            // wanted now.
+            self.declined.retain(|(g, f, _)| !(g == id && *f == admin));
+            if self.ask(id, &admin).is_ok() {
+                send.push(control(
+                    *id,
+                    &admin,
+                    0,
+                    group_control::Kind::RequestDistribution(v1::GroupRequestDistribution {
+                        need_state: true,
+                    }),
+                ));
+            }
+        }
+        Ok(send)
     }
 }
 

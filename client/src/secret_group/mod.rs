@@ -40,8 +40,8 @@ use crate::e2e::{DistributionOutcome, E2eError, OwnSenderKey, SenderKeyRecord};
 use invitation::{Declined, HeldMessage, Invitation, KeptKey};
 pub use invitation::{
     Hold, InvitationInfo, MAX_ASKED_PER_MEMBER, MAX_HELD_BYTES, MAX_HELD_BYTES_PER_SENDER,
-    MAX_HELD_MESSAGES, MAX_INVITATIONS, MAX_INVITATIONS_PER_SENDER, MAX_KEPT_KEYS,
-    MAX_KEPT_KEYS_PER_SENDER,
+    MAX_HELD_MESSAGES, MAX_HELD_MESSAGES_PER_SENDER, MAX_INVITATIONS, MAX_INVITATIONS_PER_SENDER,
+    MAX_KEPT_KEYS, MAX_KEPT_KEYS_PER_SENDER,
 };
 use roster::{Roster, distinct_names};
 
@@ -106,6 +106,12 @@ pub enum SecretGroupError {
          name on this device, so two of one name could not be told apart)"
     )]
     NameTaken(String),
+    #[error(
+        "this answer comes from a member who is no admin of the group: the admins it names \
+         ({}) are asked to confirm it, and their answer is the invitation to accept",
+        .0.join(", ")
+    )]
+    Unconfirmed(Vec<String>),
     #[error("this device asked that member about that group already: waiting for the answer")]
     AlreadyAsked,
     #[error("an invitation to that secret group waits for your answer (`sotto group invitations`)")]
@@ -441,8 +447,10 @@ fn control(id: GroupId, to: &str, epoch: u64, kind: group_control::Kind) -> Outg
     }
 }
 
-/// Every secret group of this device's user. Kept in the vault (serde).
+/// Every secret group of this device's user. Kept in the vault (serde;
+/// read through [`Stored`], which moves the first version's layout on).
 #[derive(Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct SecretGroups {
     me: String,
     groups: BTreeMap<GroupId, SecretGroup>,
@@ -467,6 +475,43 @@ pub struct SecretGroups {
     /// Sender keys kept until an invitation to their group is answered.
     #[serde(default)]
     kept_keys: Vec<KeptKey>,
+}
+
+/// [`SecretGroups`] as the vault holds it, of any version.
+#[derive(Deserialize)]
+struct Stored {
+    me: String,
+    groups: BTreeMap<GroupId, SecretGroup>,
+    asked: VecDeque<(GroupId, String)>,
+    gone: VecDeque<(GroupId, u64)>,
+    #[serde(default)]
+    invitations: Vec<Invitation>,
+    #[serde(default)]
+    invitation_seq: u64,
+    #[serde(default)]
+    declined: Declined,
+    #[serde(default)]
+    held: Vec<HeldMessage>,
+    #[serde(default)]
+    kept_keys: Vec<KeptKey>,
+}
+
+impl From<Stored> for SecretGroups {
+    fn from(s: Stored) -> Self {
+        let mut groups = SecretGroups {
+            me: s.me,
+            groups: s.groups,
+            asked: s.asked,
+            gone: s.gone,
+            invitations: s.invitations,
+            invitation_seq: s.invitation_seq,
+            declined: s.declined,
+            held: s.held,
+            kept_keys: s.kept_keys,
+        };
+        groups.migrate();
+        groups
+    }
 }
 
 impl SecretGroups {
