@@ -1799,3 +1799,220 @@ fn malicious_relay_forging_group_senders_only_delays_a_recovery_question() {
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     assert_eq!(net.device("dave").invitations().len(), 1);
 }
+
+// ---- Third review (of e11f550) ----
+
+/// A reinstalled `user` (undecided) asks `member` about `id`; the answer
+/// arrives over the net and waits as an invitation.
+fn reinstall_and_ask(net: &mut Net, user: &str, id: GroupId, member: &str) {
+    net.devices.insert(user.into(), SecretGroups::new(user));
+    net.undecided.push(user.into());
+    let ask = net.device(user).request_distribution(&id, member).unwrap();
+    net.post(user, vec![ask]);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+}
+
+// The supersede rule in `invite` trusts the roster the sender itself wrote:
+// anyone who names itself admin of the group id is "an admin". A removed
+// member (erin knows the id) sends the reinstalled device one unsolicited
+// state naming herself admin and bob a member: bob's honest answer to the
+// device's question is deleted, and because erin's invitation names bob,
+// bob's later messages are held under it and bob is never asked again
+// (InvitationWaits). All that is left is erin's invitation, which looks
+// "confirmed" and can be accepted.
+#[test]
+#[ignore = "review3: a self-declared admin's invitation deletes an honest answer"]
+fn a_hijackers_self_declared_admin_invitation_deletes_an_honest_answer() {
+    let (mut net, id) = Net::five();
+    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
+    net.post("alice", send);
+    net.run();
+    reinstall_and_ask(&mut net, "dave", id, "bob");
+    assert!(
+        net.device("dave")
+            .invitations()
+            .iter()
+            .any(|i| i.from == "bob")
+    );
+    let hijack = forged_state(id, 99, &["bob", "dave", "erin"], &["erin"]);
+    net.device("dave").receive_control("erin", &hijack).unwrap();
+    let waiting = net.device("dave").invitations();
+    assert!(
+        waiting.iter().any(|i| i.from == "bob"),
+        "bob's honest answer was deleted by erin's self-declared admin invitation; left: {:?}",
+        waiting
+            .iter()
+            .map(|i| (&i.from, i.confirmed))
+            .collect::<Vec<_>>()
+    );
+    net.device("dave")
+        .request_distribution(&id, "bob")
+        .expect("bob is asked again");
+}
+
+// The fix for "a removed member answering a recovery question dictates the
+// group" binds only an honest one: `confirmed` is `roster.admins.contains(
+// from)` on the roster the answerer wrote. erin, removed, answers naming
+// herself admin: the answer is "confirmed", shown as "sent it back when
+// this device asked about the group", and accept joins her roster at her
+// epoch, sending the device's sender key to her puppet.
+#[test]
+#[ignore = "review3: an answerer naming itself admin is 'confirmed'"]
+fn a_removed_member_naming_herself_admin_in_her_answer_is_not_confirmed() {
+    let (mut net, id) = Net::five();
+    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
+    net.post("alice", send);
+    net.run();
+    net.devices.insert("dave".into(), SecretGroups::new("dave"));
+    let dave = net.device("dave");
+    dave.request_distribution(&id, "erin").unwrap();
+    let answer = forged_state(
+        id,
+        u64::MAX - 1,
+        &["alice", "bob", "carol", "dave", "erin", "eve"],
+        &["erin"],
+    );
+    dave.receive_control("erin", &answer).unwrap();
+    let waiting = dave.invitations();
+    assert!(
+        !waiting[0].confirmed,
+        "erin's own word makes her answer confirmed (recovered: {})",
+        waiting[0].recovered
+    );
+    assert!(dave.accept(&id, "erin").is_err(), "accepted erin's roster");
+}
+
+// The group's only admin reinstalls. bob answers honestly: admins {alice}.
+// bob is no admin, so the answer cannot be accepted; `confirm` leaves the
+// device itself out of the admins it asks, so it asks nobody (the CLI
+// prints "asked its admins () to confirm it"). No answer ever comes: the
+// admin can never get its own group back (before e11f550 it could).
+#[test]
+#[ignore = "review3: a reinstalled sole admin can never recover its group"]
+fn a_reinstalled_sole_admin_can_recover_its_group() {
+    let (mut net, id) = Net::five();
+    reinstall_and_ask(&mut net, "alice", id, "bob");
+    let send = net.device("alice").confirm(&id, "bob").unwrap();
+    net.post("alice", send);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    let waiting = net.device("alice").invitations();
+    assert!(
+        waiting.iter().any(|i| i.group == id && i.confirmed)
+            || net.device("alice").accept(&id, "bob").is_ok(),
+        "nothing alice can accept: {:?}",
+        waiting
+            .iter()
+            .map(|i| (&i.from, i.confirmed))
+            .collect::<Vec<_>>()
+    );
+}
+
+// `sotto group accept` saves the questions `confirm` records before it
+// connects; if connecting or sending fails (or the admin's answer is
+// refused), running accept again asks nobody: `ask` says AlreadyAsked and
+// `confirm` silently leaves that admin out. The user is stuck until the
+// question is pushed out by others.
+#[test]
+#[ignore = "review3: a confirmation request lost once is never sent again"]
+fn a_confirmation_request_that_was_lost_is_sent_again() {
+    let (mut net, id) = Net::five();
+    reinstall_and_ask(&mut net, "dave", id, "bob");
+    let lost = net.device("dave").confirm(&id, "bob").unwrap();
+    assert_eq!(lost.len(), 1, "alice is asked");
+    drop(lost); // the connection failed after the vault was saved
+    let again = net.device("dave").confirm(&id, "bob").unwrap();
+    assert_eq!(
+        again.iter().map(|o| o.to.as_str()).collect::<Vec<_>>(),
+        vec!["alice"],
+        "accepting again asks nobody"
+    );
+}
+
+// The admin's answer the user asked for with `confirm` is not 'known'
+// (e11f550 made answers unknown), so 63 strangers with one invitation each
+// keep it out: make_room_for pushes out only a stranger holding more than
+// one. The refusal also leaves (id, alice) asked, so confirming again sends
+// nothing (see above).
+#[test]
+#[ignore = "review3: strangers keep out the admin's answer the user asked for"]
+fn strangers_filling_the_invitations_cannot_refuse_the_admins_confirmation() {
+    let (mut net, id) = Net::five();
+    reinstall_and_ask(&mut net, "dave", id, "bob");
+    for s in 0..MAX_INVITATIONS - 1 {
+        invite_many(net.device("dave"), &format!("stranger{s:02}"), 1);
+    }
+    let send = net.device("dave").confirm(&id, "bob").unwrap();
+    net.post("dave", send);
+    net.run();
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+    assert!(
+        net.device("dave")
+            .invitations()
+            .iter()
+            .any(|i| i.group == id && i.from == "alice"),
+        "alice's confirmation was refused"
+    );
+}
+
+// The first version kept up to 64 messages per invitation; `migrate` moves
+// them through `hold_message`, whose new per-sender share (32) silently
+// drops the rest of a busy member's messages on the first load.
+#[test]
+#[ignore = "review3: migration drops held messages beyond the new per-sender share"]
+fn an_old_vault_keeps_every_message_held_with_its_invitation() {
+    let id = GroupId::random();
+    let held: Vec<serde_json::Value> = (0..40)
+        .map(
+            |e| serde_json::json!({"from": "alice", "envelope_id": e + 1, "ciphertext": [1, 2, 3]}),
+        )
+        .collect();
+    let old = serde_json::json!({
+        "me": "bob",
+        "groups": {},
+        "asked": [],
+        "gone": [],
+        "invitations": [{
+            "group": id.to_string(),
+            "from": "alice",
+            "roster": {"name": "climbers", "members": ["alice", "bob"], "admins": ["alice"]},
+            "epoch": 1, "last_removal": 0, "recovered": false, "seq": 1,
+            "keys": {},
+            "held": held,
+        }],
+        "invitation_seq": 1,
+    });
+    let bob: SecretGroups = serde_json::from_value(old).expect("the old vault loads");
+    assert_eq!(bob.invitations()[0].held, 40, "messages lost on upgrade");
+}
+
+// `confirm` clears the user's declines of every admin the answer names, and
+// asks them. The user declined erin's hijack (self-declared admin, epoch
+// 99). A puppet of hers (oscar: any account, no member) sends one group
+// message under the id, is asked, and answers naming erin admin; the user
+// "accepts" (the sync notice says accept joins it), which un-declines erin
+// and asks her: the same hijack at the same epoch comes back, now marked
+// recovered and confirmed ("sent it back when this device asked").
+#[test]
+#[ignore = "review3: a puppet's answer makes confirm bring back a declined hijack"]
+fn a_puppets_answer_cannot_bring_back_a_declined_hijack() {
+    let (_net, id) = Net::five();
+    let mut dave = SecretGroups::new("dave");
+    let hijack = forged_state(id, 99, &["dave", "erin"], &["erin"]);
+    dave.receive_control("erin", &hijack).unwrap();
+    dave.decline(&id, "erin").unwrap();
+    dave.request_distribution(&id, "oscar").unwrap();
+    let answer = forged_state(id, 5, &["dave", "erin", "oscar"], &["erin"]);
+    dave.receive_control("oscar", &answer).unwrap();
+    let asked = dave.confirm(&id, "oscar").unwrap();
+    assert_eq!(asked[0].to, "erin");
+    assert!(
+        dave.receive_control("erin", &hijack).is_err(),
+        "the declined hijack is back: {:?}",
+        dave.invitations()
+            .iter()
+            .map(|i| (&i.from, i.recovered, i.confirmed))
+            .collect::<Vec<_>>()
+    );
+}
