@@ -977,20 +977,27 @@ fn group_notice(profile: &Profile, event: &crate::secret_group::GroupEvent) -> O
             by,
             recovered,
         } => {
-            let members = profile
+            let waiting = profile
                 .secret_groups
                 .invitations()
                 .into_iter()
-                .find(|i| i.group == *group && i.from == *by)
+                .find(|i| i.group == *group && i.from == *by);
+            let members = waiting
+                .as_ref()
                 .map(|i| i.members.join(", "))
                 .unwrap_or_default();
-            let what = if *recovered {
-                format!(
+            let acceptable = waiting.as_ref().is_none_or(|i| i.acceptable);
+            let what = match (*recovered, acceptable) {
+                (false, _) => format!("{by} invites you to the secret group {n}"),
+                (true, true) => format!(
                     "{by} sent back the secret group {n} when this device asked about it (lost \
                      in a reinstall?)"
-                )
-            } else {
-                format!("{by} invites you to the secret group {n}")
+                ),
+                (true, false) => format!(
+                    "{by} sent back the secret group {n} when this device asked about it, but \
+                     is no admin of it: accepting asks its admins ({}) for it",
+                    waiting.map(|i| i.admins.join(", ")).unwrap_or_default()
+                ),
             };
             Some(format!(
                 "{what} (members: {members}): `sotto group accept --secret {n}` joins it, \

@@ -439,10 +439,11 @@ mod end_to_end {
         }
     }
 
-    // bob declined ann's invitation, then changes his mind: cyd's next
-    // message makes bob's device ask cyd about the group; cyd is no admin,
-    // so accepting her answer asks ann, whose answer is the invitation bob
-    // accepts. Nothing is joined on a member's word alone.
+    // bob's device lost the group (its vault's groups replaced by empty
+    // ones, as a restored old backup would): cyd's next message makes it
+    // ask cyd about the group; cyd is no admin, so accepting her answer
+    // asks ann, whose answer is the invitation bob accepts. Nothing is
+    // joined on a member's word alone.
     #[tokio::test]
     async fn a_members_answer_is_joined_only_once_an_admin_confirms_it() {
         let relay = TestRelay::start().await;
@@ -460,12 +461,14 @@ mod end_to_end {
                 .unwrap();
         }
         settle(&[&ann, &bob, &cyd]).await;
+        accept(&bob).await;
+        accept(&cyd).await;
+        settle(&[&ann, &bob, &cyd]).await;
         {
             let mut profile = Profile::open(&bob, PASSPHRASE).unwrap();
-            commands::group::decline(&mut profile, NAME, None, &mut Vec::new()).unwrap();
+            profile.secret_groups = sotto_client::secret_group::SecretGroups::new("bob");
+            profile.save().unwrap();
         }
-        accept(&cyd).await;
-        settle(&[&ann, &cyd]).await;
         send(&cyd, "anyone there").await;
         sync(&bob).await; // asks cyd
         sync(&cyd).await; // answers
@@ -473,7 +476,7 @@ mod end_to_end {
         let mut profile = Profile::open(&bob, PASSPHRASE).unwrap();
         let waiting = profile.secret_groups.invitations();
         assert_eq!(waiting.len(), 1);
-        assert!(waiting[0].from == "cyd" && waiting[0].recovered && !waiting[0].confirmed);
+        assert!(waiting[0].from == "cyd" && waiting[0].recovered && !waiting[0].acceptable);
         let mut out = Vec::new();
         commands::group::accept(&mut profile, NAME, None, None, &mut out)
             .await
@@ -492,7 +495,7 @@ mod end_to_end {
             .secret_groups
             .invitations();
         assert_eq!(waiting.len(), 1);
-        assert!(waiting[0].from == "ann" && waiting[0].confirmed);
+        assert!(waiting[0].from == "ann" && waiting[0].acceptable);
         accept(&bob).await;
         settle(&[&ann, &bob, &cyd]).await;
         send(&ann, "welcome back").await;

@@ -154,13 +154,19 @@ pub fn invitations(profile: &Profile, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "no invitations to secret groups wait")?;
     }
     for i in waiting {
-        let what = match (i.recovered, i.confirmed) {
-            (true, true) => "sent it back when this device asked about the group",
-            (true, false) => {
-                "sent it back when this device asked about their message in a group it does \
-                 not hold; no admin of it: accepting asks its admins to confirm"
+        let what = match (i.recovered, i.from_admin, i.acceptable) {
+            (false, _, _) => "invited you",
+            (true, true, _) => {
+                "sent it back when this device asked about their message, naming themselves \
+                 its admin (their word: compare the members with what you know)"
             }
-            _ => "invited you",
+            (true, false, true) => {
+                "sent it back when this device asked about their message; you are its admin"
+            }
+            (true, false, false) => {
+                "sent it back when this device asked about their message; they are no admin \
+                 of it: accepting asks its admins for the group"
+            }
         };
         writeln!(
             out,
@@ -189,7 +195,7 @@ pub async fn accept(
     out: &mut dyn Write,
 ) -> Result<()> {
     let invitation = invitation_named(profile, name, from)?;
-    if !invitation.confirmed {
+    if !invitation.acceptable {
         // An answer from a member who is no admin: its admins are asked,
         // and their answer is the invitation to accept.
         let ask = profile

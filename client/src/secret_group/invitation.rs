@@ -65,10 +65,14 @@ pub struct InvitationInfo {
     /// a group this device does not hold (a reinstall, or whatever `from`
     /// says), not an admin's invitation.
     pub recovered: bool,
-    /// Sent by an admin of the group it names. An answer from a member who
-    /// is no admin cannot be accepted: accepting it asks its admins
-    /// ([`SecretGroups::confirm`]), whose answer is the invitation to take.
-    pub confirmed: bool,
+    /// Its sender names itself an admin of the group (its own word: this
+    /// device cannot check it, the user judges by the members and admins).
+    pub from_admin: bool,
+    /// It can be accepted as it is: its sender, or this device's user,
+    /// is an admin in it. An answer from a member who is no admin cannot
+    /// be: accepting it asks its admins ([`SecretGroups::confirm`]), whose
+    /// answer is the invitation to take.
+    pub acceptable: bool,
     /// Group messages from its members kept until the user answers.
     pub held: usize,
 }
@@ -181,6 +185,8 @@ impl SecretGroups {
         known: bool,
     ) -> Result<Outcome> {
         let recovered = self.asked.contains(&(id, from.to_owned()));
+        // An admin the user asked to confirm an answer: the user wants this.
+        let confirming = self.confirming.contains(&(id, from.to_owned()));
         if let Some(at) = self.invitation_at(&id, from) {
             let held = &self.invitations[at];
             if epoch <= held.epoch {
@@ -215,6 +221,7 @@ impl SecretGroups {
                 held: *left_at,
             });
         }
+        let known = known || confirming;
         if let Some((_, _, declined_at)) =
             self.declined.iter().find(|(g, f, _)| *g == id && f == from)
             && epoch <= *declined_at
@@ -259,15 +266,19 @@ impl SecretGroups {
             }
         }
         self.asked.retain(|(g, m)| !(*g == id && m == from));
-        if self
-            .invitations
-            .iter()
-            .any(|i| i.group == id && i.from == from && i.roster.admins.contains(from))
-        {
-            // An admin's invitation supersedes the unconfirmed answers of
-            // members who are no admins (it is what they asked for).
-            self.invitations
-                .retain(|i| !(i.group == id && i.recovered && !i.roster.admins.contains(&i.from)));
+        self.confirming.retain(|(g, m)| !(*g == id && m == from));
+        if confirming {
+            // The user asked this admin to confirm the answers that name it
+            // admin (from members who are none): this is the confirmation.
+            let me = self.me.clone();
+            self.invitations.retain(|i| {
+                !(i.group == id
+                    && i.from != from
+                    && i.recovered
+                    && !i.roster.admins.contains(&i.from)
+                    && !i.roster.admins.contains(&me)
+                    && i.roster.admins.contains(from))
+            });
         }
         Ok(Outcome {
             event: GroupEvent::Invited {
@@ -287,8 +298,21 @@ impl SecretGroups {
         for at in 0..self.invitations.len() {
             let group = self.invitations[at].group;
             let epoch = self.invitations[at].epoch;
+            // Bounded by the first version's own limits: kept whole, not
+            // cut to today's shares.
             for old in std::mem::take(&mut self.invitations[at].legacy_held) {
-                let _ = self.hold_message(&old.from, &group, old.envelope_id, &old.ciphertext);
+                if !self
+                    .held
+                    .iter()
+                    .any(|h| h.group == group && h.envelope_id == old.envelope_id)
+                {
+                    self.held.push(HeldMessage {
+                        group,
+                        from: old.from,
+                        envelope_id: old.envelope_id,
+                        ciphertext: old.ciphertext,
+                    });
+                }
             }
             for (from, key) in std::mem::take(&mut self.invitations[at].legacy_keys) {
                 let _ = self.keep_for_invitation(&from, group, epoch, &key.0);
@@ -362,7 +386,8 @@ impl SecretGroups {
                 members: i.roster.members.iter().cloned().collect(),
                 admins: i.roster.admins.iter().cloned().collect(),
                 recovered: i.recovered,
-                confirmed: i.roster.admins.contains(&i.from),
+                from_admin: i.roster.admins.contains(&i.from),
+                acceptable: i.roster.admins.contains(&i.from) || i.roster.admins.contains(&self.me),
                 held: self
                     .held
                     .iter()
@@ -417,7 +442,7 @@ impl SecretGroups {
             .invitation_at(id, from)
             .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
         let roster = &self.invitations[at].roster;
-        if !roster.admins.contains(from) {
+        if !roster.admins.contains(from) && !roster.admins.contains(&self.me) {
             return Err(SecretGroupError::Unconfirmed(
                 roster.admins.iter().cloned().collect(),
             ));
@@ -684,9 +709,11 @@ impl SecretGroups {
     }
 
     /// The user accepts an answer from a member who is no admin (see
-    /// [`InvitationInfo::confirmed`]): the admins it names (at most
-    /// [`MAX_ASKED_PER_MEMBER`]) are asked for the group; their answer comes
-    /// as an invitation of its own, which replaces this one. Nothing is
+    /// [`InvitationInfo::acceptable`]): the admins it names (at most
+    /// [`MAX_ASKED_PER_MEMBER`], none whose invitation to the group the
+    /// user declined) are asked for the group, again if asked before (a
+    /// question lost on its way); their answer comes as an invitation of
+    /// its own, from someone the user asked for, to accept. Nothing is
     /// joined. Asking is the user's choice: the answer named those people.
     pub fn confirm(&mut self, id: &GroupId, from: &str) -> Result<Vec<Outgoing>> {
         let at = self
@@ -697,24 +724,31 @@ impl SecretGroups {
             .admins
             .iter()
             .filter(|a| **a != self.me)
+            .filter(|a| !self.declined.iter().any(|(g, f, _)| g == id && f == *a))
             .take(MAX_ASKED_PER_MEMBER)
             .cloned()
             .collect();
+        if admins.is_empty() {
+            return Err(SecretGroupError::NobodyToAsk);
+        }
         let mut send = Vec::new();
         for admin in admins {
-            // The user asks them: an invitation of theirs declined before is
-            // wanted now.
-            self.declined.retain(|(g, f, _)| !(g == id && *f == admin));
-            if self.ask(id, &admin).is_ok() {
-                send.push(control(
-                    *id,
-                    &admin,
-                    0,
-                    group_control::Kind::RequestDistribution(v1::GroupRequestDistribution {
-                        need_state: true,
-                    }),
-                ));
+            let question = (*id, admin.clone());
+            self.asked.retain(|q| *q != question);
+            self.ask(id, &admin)?;
+            self.confirming.retain(|q| *q != question);
+            while self.confirming.len() >= super::MAX_ASKED {
+                self.confirming.pop_front();
             }
+            self.confirming.push_back(question);
+            send.push(control(
+                *id,
+                &admin,
+                0,
+                group_control::Kind::RequestDistribution(v1::GroupRequestDistribution {
+                    need_state: true,
+                }),
+            ));
         }
         Ok(send)
     }

@@ -112,6 +112,11 @@ pub enum SecretGroupError {
         .0.join(", ")
     )]
     Unconfirmed(Vec<String>),
+    #[error(
+        "nobody to ask: the admins this answer names are this device's user, or people whose \
+         invitation to the group you declined"
+    )]
+    NobodyToAsk,
     #[error("this device asked that member about that group already: waiting for the answer")]
     AlreadyAsked,
     #[error("an invitation to that secret group waits for your answer (`sotto group invitations`)")]
@@ -475,6 +480,9 @@ pub struct SecretGroups {
     /// Sender keys kept until an invitation to their group is answered.
     #[serde(default)]
     kept_keys: Vec<KeptKey>,
+    /// Admins the user asked to confirm an answer ([`SecretGroups::confirm`]).
+    #[serde(default)]
+    confirming: VecDeque<(GroupId, String)>,
 }
 
 /// [`SecretGroups`] as the vault holds it, of any version.
@@ -494,6 +502,8 @@ struct Stored {
     held: Vec<HeldMessage>,
     #[serde(default)]
     kept_keys: Vec<KeptKey>,
+    #[serde(default)]
+    confirming: VecDeque<(GroupId, String)>,
 }
 
 impl From<Stored> for SecretGroups {
@@ -508,6 +518,7 @@ impl From<Stored> for SecretGroups {
             declined: s.declined,
             held: s.held,
             kept_keys: s.kept_keys,
+            confirming: s.confirming,
         };
         groups.migrate();
         groups
@@ -527,6 +538,7 @@ impl SecretGroups {
             declined: VecDeque::new(),
             held: Vec::new(),
             kept_keys: Vec::new(),
+            confirming: VecDeque::new(),
         }
     }
 
