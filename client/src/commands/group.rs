@@ -218,6 +218,14 @@ pub async fn accept(
     let accepted = profile
         .secret_groups
         .accept(&invitation.group, &invitation.from)?;
+    // The group's name as joined: a change of its admin's applied on
+    // accepting may have renamed it since the invitation.
+    let joined = profile
+        .secret_groups
+        .info(&accepted.group)
+        .map(|i| i.name)
+        .unwrap_or_else(|| name.to_owned());
+    let name = joined.as_str();
     let mut entries = Vec::new();
     let mut notices = Vec::new();
     for held in accepted.messages {
