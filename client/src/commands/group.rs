@@ -161,7 +161,8 @@ pub fn invitations(profile: &Profile, out: &mut dyn Write) -> Result<()> {
                  its admin (their word: compare the members with what you know)"
             }
             (true, false, true) => {
-                "sent it back when this device asked about their message; you are its admin"
+                "sent it back when this device asked about their message, naming you its sole \
+                 admin (their word: compare the members with what you know)"
             }
             (true, false, false) => {
                 "sent it back when this device asked about their message; they are no admin \

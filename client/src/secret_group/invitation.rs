@@ -387,7 +387,7 @@ impl SecretGroups {
                 admins: i.roster.admins.iter().cloned().collect(),
                 recovered: i.recovered,
                 from_admin: i.roster.admins.contains(&i.from),
-                acceptable: i.roster.admins.contains(&i.from) || i.roster.admins.contains(&self.me),
+                acceptable: acceptable(&i.roster, &i.from, &self.me),
                 held: self
                     .held
                     .iter()
@@ -415,7 +415,11 @@ impl SecretGroups {
         while self.declined.len() > MAX_DECLINED {
             self.declined.pop_front();
         }
-        self.asked.retain(|(g, _)| g != id);
+        // The questions to other members stand (an honest answer may be on
+        // its way); the admins the user asked to confirm answers about the
+        // group are no longer someone the user wants to hear from.
+        self.asked.retain(|(g, m)| !(g == id && m == from));
+        self.confirming.retain(|(g, _)| g != id);
         self.drop_kept_if_uninvited(id);
         Ok(())
     }
@@ -442,7 +446,7 @@ impl SecretGroups {
             .invitation_at(id, from)
             .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
         let roster = &self.invitations[at].roster;
-        if !roster.admins.contains(from) && !roster.admins.contains(&self.me) {
+        if !acceptable(roster, from, &self.me) {
             return Err(SecretGroupError::Unconfirmed(
                 roster.admins.iter().cloned().collect(),
             ));
@@ -460,6 +464,7 @@ impl SecretGroups {
                 .partition(|i| i.group == *id);
         self.invitations = rest;
         self.asked.retain(|(g, _)| g != id);
+        self.confirming.retain(|(g, _)| g != id);
         self.gone.retain(|(g, _)| g != id);
         self.declined.retain(|(g, _, _)| g != id);
         let (kept_keys, rest): (Vec<KeptKey>, Vec<KeptKey>) = std::mem::take(&mut self.kept_keys)
@@ -752,6 +757,16 @@ impl SecretGroups {
         }
         Ok(send)
     }
+}
+
+/// Whether an invitation in `roster` from `from` can be accepted as it is,
+/// by `me`: its sender names itself admin (its word, as any invitation's),
+/// or it names `me` its sole admin (a reinstalled admin's own group). An
+/// answer naming `me` beside another admin is confirmed by that admin: an
+/// honest state never names two (only the creator is admin, or the member
+/// promoted when it leaves).
+fn acceptable(roster: &Roster, from: &str, me: &str) -> bool {
+    roster.admins.contains(from) || (roster.admins.len() == 1 && roster.admins.contains(me))
 }
 
 /// The most open questions to one member about groups we do not hold.

@@ -2030,7 +2030,6 @@ fn a_puppets_answer_cannot_bring_back_a_declined_hijack() {
 // asked, is not), accepting sends dave's sender key to erin and eve, and
 // alice's real changes are stale on dave's device for ever.
 #[test]
-#[ignore = "review4: naming the user admin beside another admin skips that admin's confirmation"]
 fn naming_the_user_admin_beside_the_real_admin_skips_the_confirmation() {
     let (mut net, id) = Net::five();
     let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
@@ -2067,7 +2066,6 @@ fn naming_the_user_admin_beside_the_real_admin_skips_the_confirmation() {
 // vouches for it, and accepting needs no confirmation. Once accepted, the
 // friends' own invitations to it come from dave (an admin, "invited you").
 #[test]
-#[ignore = "review4: the CLI states a stranger's 'you are its admin' as fact"]
 fn a_strangers_answer_naming_the_user_admin_is_shown_as_her_word() {
     let dir = tempfile::tempdir().unwrap();
     let mut profile = crate::profile::test_profile(dir.path(), "dave");
@@ -2106,7 +2104,6 @@ fn a_strangers_answer_naming_the_user_admin_is_shown_as_her_word() {
 // knows: never pushed out by strangers (four per confirm; sixteen such
 // confirms and no stranger, not even the real admin, gets in).
 #[test]
-#[ignore = "review4: confirming outlives the decline of the answer that named the admins"]
 fn declining_the_answer_forgets_the_admins_it_made_the_user_ask() {
     let mut dave = SecretGroups::new("dave");
     let id = GroupId::random();
@@ -2142,7 +2139,6 @@ fn declining_the_answer_forgets_the_admins_it_made_the_user_ask() {
 // refused (bob is no admin, and no longer "asked"). The message that made
 // the device ask is lost; the next one asks again.
 #[test]
-#[ignore = "review4: declining one sender's invitation cancels the questions to every member"]
 fn declining_a_hijackers_invitation_keeps_the_question_to_a_member() {
     let (mut net, id) = Net::five();
     let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
