@@ -275,8 +275,7 @@ impl SecretGroups {
                 !(i.group == id
                     && i.from != from
                     && i.recovered
-                    && !i.roster.admins.contains(&i.from)
-                    && !i.roster.admins.contains(&me)
+                    && !acceptable(&i.roster, &i.from, &me)
                     && i.roster.admins.contains(from))
             });
         }
@@ -416,10 +415,12 @@ impl SecretGroups {
             self.declined.pop_front();
         }
         // The questions to other members stand (an honest answer may be on
-        // its way); the admins the user asked to confirm answers about the
-        // group are no longer someone the user wants to hear from.
+        // its way); the admins this invitation named, which the user may
+        // have asked to confirm it, are no longer someone the user wants to
+        // hear from (the admins other answers named still are).
         self.asked.retain(|(g, m)| !(g == id && m == from));
-        self.confirming.retain(|(g, _)| g != id);
+        self.confirming
+            .retain(|(g, a)| !(g == id && invitation.roster.admins.contains(a)));
         self.drop_kept_if_uninvited(id);
         Ok(())
     }

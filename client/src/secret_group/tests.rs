@@ -2176,7 +2176,6 @@ fn declining_a_hijackers_invitation_keeps_the_question_to_a_member() {
 // strangers with one invitation each keep it out (the third review's fix,
 // undone by declining someone else), and it no longer replaces bob's.
 #[test]
-#[ignore = "review5: declining a rival's invitation forgets the admin the user asked to confirm"]
 fn declining_a_hijack_keeps_the_admin_the_user_asked_to_confirm() {
     let (mut net, id) = Net::five();
     let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
@@ -2213,7 +2212,6 @@ fn declining_a_hijack_keeps_the_admin_the_user_asked_to_confirm() {
 // unacceptable, with erin still never asked again (InvitationWaits) and her
 // roster still listed, although the admin it named has answered.
 #[test]
-#[ignore = "review5: the admin's confirmation does not replace an answer naming the user co-admin"]
 fn the_admins_confirmation_replaces_an_answer_naming_the_user_co_admin() {
     let (mut net, id) = Net::five();
     let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
@@ -2221,7 +2219,9 @@ fn the_admins_confirmation_replaces_an_answer_naming_the_user_co_admin() {
     net.run();
     net.devices.insert("dave".into(), SecretGroups::new("dave"));
     net.undecided.push("dave".into());
-    net.device("dave").request_distribution(&id, "erin").unwrap();
+    net.device("dave")
+        .request_distribution(&id, "erin")
+        .unwrap();
     let answer = forged_state(
         id,
         u64::MAX - 1,
