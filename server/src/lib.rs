@@ -36,6 +36,7 @@ pub mod admin;
 mod admission;
 pub mod archive;
 mod clock;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod datadir;

@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod echo;
 pub mod loadgen;
+pub mod nats;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,115 @@
+//! The relay past one machine (#18), first piece: the layout of sotto's data
+//! on a NATS JetStream cluster, and the engine's permissions that draw the
+//! warrant boundary a second time, below the relay's own code.
+//!
+//! Relay nodes connect as the `relay` user, which may do anything. The
+//! warrant desk connects as the `warrant` user, which may read the normal
+//! history ([`HIST`]) and the warrant buckets, and nothing else: the secret
+//! queue ([`SECRET`]) is refused by the NATS server itself, whatever the
+//! desk's code asks for (tested against a real cluster in
+//! `tests/tests/cluster.rs`).
+//!
+//! Not yet here: the relay storing through this layout (`store = "nats"`).
+
+use std::fmt::Write as _;
+
+/// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.
+pub const HIST: &str = "HIST";
+/// The secret queue: `secret.<recipient blind>`; an acknowledgement deletes.
+pub const SECRET: &str = "SECRET";
+/// One-time prekeys: `prekey.<user blind>.<id>`; a take deletes.
+pub const PREKEYS: &str = "PREKEYS";
+/// The transparency log, appended with an expected last sequence.
+pub const AUDIT: &str = "AUDIT";
+/// The key-value buckets the warrant desk keeps its state in.
+pub const WARRANT_BUCKETS: [&str; 2] = ["warrants", "warrant_grants"];
+
+/// Every stream the relay uses, with the subjects it holds.
+pub const STREAMS: [(&str, &str); 4] = [
+    (HIST, "hist.>"),
+    (SECRET, "secret.>"),
+    (PREKEYS, "prekey.>"),
+    (AUDIT, "audit"),
+];
+
+/// The NATS user names.
+pub const RELAY_USER: &str = "relay";
+pub const WARRANT_USER: &str = "warrant";
+
+/// The subjects the warrant desk may publish to: JetStream API requests
+/// that read [`HIST`] and the warrant buckets (stream info, direct gets,
+/// message gets), and nothing that reads, lists or changes another stream.
+pub fn warrant_publish_allowed() -> Vec<String> {
+    let mut readable: Vec<String> = vec![HIST.to_owned()];
+    readable.extend(WARRANT_BUCKETS.iter().map(|b| format!("KV_{b}")));
+    let mut allowed = vec!["$JS.API.INFO".to_owned()];
+    for stream in readable {
+        allowed.push(format!("$JS.API.STREAM.INFO.{stream}"));
+        allowed.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
+        allowed.push(format!("$JS.API.DIRECT.GET.{stream}"));
+        allowed.push(format!("$JS.API.DIRECT.GET.{stream}.>"));
+    }
+    allowed
+}
+
+/// The `authorization` block of a NATS server's configuration: the relay's
+/// user, and the warrant desk's read-only one. Passwords are written as
+/// given (quoted); give each node the same block.
+pub fn nats_authorization(relay_password: &str, warrant_password: &str) -> String {
+    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|s| quoted(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "authorization {{");
+    let _ = writeln!(out, "  users: [");
+    let _ = writeln!(
+        out,
+        "    {{ user: {}, password: {} }}",
+        quoted(RELAY_USER),
+        quoted(relay_password)
+    );
+    let _ = writeln!(
+        out,
+        "    {{ user: {}, password: {}, permissions: {{ publish: {{ allow: [{}] }}, \
+         subscribe: {{ allow: [\"_INBOX.>\"] }} }} }}",
+        quoted(WARRANT_USER),
+        quoted(warrant_password),
+        list(&warrant_publish_allowed())
+    );
+    let _ = writeln!(out, "  ]");
+    let _ = writeln!(out, "}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warrant_desk_may_name_no_stream_but_the_history_and_its_buckets() {
+        for subject in warrant_publish_allowed() {
+            assert!(!subject.contains(SECRET), "{subject}");
+            assert!(!subject.contains(PREKEYS), "{subject}");
+            assert!(!subject.contains(AUDIT), "{subject}");
+            assert!(
+                !subject.contains('*'),
+                "no wildcard over streams: {subject}"
+            );
+            if let Some(rest) = subject.strip_suffix(".>") {
+                assert!(rest.starts_with("$JS.API.DIRECT.GET."), "{subject}");
+            }
+        }
+    }
+
+    #[test]
+    fn passwords_cannot_break_out_of_their_quotes() {
+        let block = nats_authorization("a\"b", "c\\\"}, { user: x }");
+        assert!(block.contains("\"a\\\"b\""));
+        assert!(block.contains("\"c\\\\\\\"}, { user: x }\""));
+    }
+}

@@ -1,0 +1,144 @@
+//! Past one machine (#18), first piece: sotto's layout on a real 3-node NATS
+//! JetStream cluster (`nats-server` from the distribution, started by
+//! [`sotto_tests::nats::NatsCluster`]), and the warrant boundary drawn a
+//! second time by the engine's permissions: the warrant desk's NATS user
+//! reads the normal history and nothing of the secret queue, whatever it
+//! asks for.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::{ConnectOptions, Event};
+use sotto_server::cluster::{HIST, RELAY_USER, SECRET, STREAMS, WARRANT_USER};
+use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
+
+/// A client as `user`, on every node of the cluster; the server's errors
+/// (permission violations among them) are collected in the returned list.
+async fn connect(
+    cluster: &NatsCluster,
+    user: &str,
+    password: &str,
+) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let client = ConnectOptions::with_user_and_password(user.into(), password.into())
+        .request_timeout(Some(Duration::from_secs(2)))
+        .event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let Event::ServerError(e) = event {
+                    seen.lock().unwrap().push(e.to_string());
+                }
+            }
+        })
+        .connect(cluster.urls())
+        .await
+        .expect("connects to the cluster");
+    (client, errors)
+}
+
+/// Waits (boundedly) until the server has told the client of an error that
+/// contains `what`.
+async fn told(errors: &Arc<Mutex<Vec<String>>>, what: &str) -> bool {
+    for _ in 0..100 {
+        if errors.lock().unwrap().iter().any(|e| e.contains(what)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_warrant_desks_nats_user_reads_the_history_and_is_refused_the_secret_queue() {
+    let cluster = NatsCluster::start();
+    // The relay makes every stream, replicated on all three nodes, and
+    // stores a normal record and a secret envelope (sealed bytes here: the
+    // engine's permissions are what is tested).
+    let (relay, _) = connect(&cluster, RELAY_USER, RELAY_PASSWORD).await;
+    let js = jetstream::new(relay);
+    for (name, subjects) in STREAMS {
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            num_replicas: 3,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("stream {name} is made: {e}"));
+    }
+    js.publish("hist.owner1.conv1", "sealed normal record".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the normal record is acknowledged by a majority");
+    js.publish("secret.recipient1", "sealed secret envelope".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the secret envelope is acknowledged by a majority");
+
+    let (desk, errors) = connect(&cluster, WARRANT_USER, WARRANT_PASSWORD).await;
+    let desk_js = jetstream::new(desk.clone());
+    // The history: readable.
+    let mut hist = desk_js.get_stream(HIST).await.expect("HIST's info");
+    assert_eq!(hist.info().await.unwrap().state.messages, 1);
+    let record = hist
+        .direct_get_last_for_subject("hist.owner1.conv1")
+        .await
+        .expect("the desk reads a normal record");
+    assert_eq!(record.payload.as_ref(), b"sealed normal record");
+
+    // The secret queue: refused by the server, by every way in.
+    assert!(desk_js.get_stream(SECRET).await.is_err());
+    assert!(
+        told(&errors, "Permissions Violation").await,
+        "the server did not refuse: {:?}",
+        errors.lock().unwrap()
+    );
+    errors.lock().unwrap().clear();
+    let direct = desk
+        .request(
+            format!("$JS.API.DIRECT.GET.{SECRET}.secret.recipient1"),
+            "".into(),
+        )
+        .await;
+    assert!(direct.is_err(), "a direct get of the secret queue answered");
+    assert!(told(&errors, "Permissions Violation").await);
+    errors.lock().unwrap().clear();
+    // Nor by listening to the subjects, nor by making a consumer of it.
+    let mut listening = desk.subscribe("secret.>").await.unwrap();
+    assert!(told(&errors, "Permissions Violation").await);
+    let relay_again = connect(&cluster, RELAY_USER, RELAY_PASSWORD).await.0;
+    jetstream::new(relay_again)
+        .publish("secret.recipient1", "another envelope".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            futures_util::StreamExt::next(&mut listening)
+        )
+        .await
+        .is_err(),
+        "the desk heard a secret envelope"
+    );
+    errors.lock().unwrap().clear();
+    let consumer = desk
+        .request(format!("$JS.API.CONSUMER.CREATE.{SECRET}"), "{}".into())
+        .await;
+    assert!(
+        consumer.is_err(),
+        "the desk made a consumer of the secret queue"
+    );
+    assert!(told(&errors, "Permissions Violation").await);
+    // And it cannot write the history either: read only.
+    errors.lock().unwrap().clear();
+    let _ = desk_js.publish("hist.owner1.conv1", "forged".into()).await;
+    assert!(told(&errors, "Permissions Violation").await);
+    assert_eq!(hist.info().await.unwrap().state.messages, 1);
+}
