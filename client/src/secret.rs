@@ -1325,4 +1325,66 @@ mod tests {
             "{from_mallory}"
         );
     }
+
+    // A hostile admin's invitation names the largest timer there is, and a
+    // member's message a short one: accepting takes the group's timer
+    // without overflow, a message disappears after the shorter of the two
+    // (a member cannot lengthen it), and the history's expiry arithmetic
+    // holds at the extremes.
+    #[test]
+    fn hostile_admin_with_an_extreme_group_timer_cannot_overflow_or_lengthen_expiry() {
+        use sotto_proto::v1::group_control;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut profile = crate::profile::test_profile(dir.path(), "frank");
+        let id = crate::secret_group::GroupId::from_bytes(&[7; 16]).unwrap();
+        let mut state = crate::secret_group::forged_state(
+            id,
+            1,
+            "climbers",
+            &["frank", "mallory"],
+            &["mallory"],
+        );
+        if let Some(group_control::Kind::State(s)) = &mut state.kind {
+            s.timer_secs = u32::MAX;
+        }
+        profile
+            .secret_groups
+            .receive_control("mallory", &state)
+            .unwrap();
+        profile.secret_groups.accept(&id, "mallory").unwrap();
+        assert_eq!(profile.secret_groups.timer(&id), Some(u32::MAX));
+        let said = |text: &str, expire_secs: u32| {
+            v1::SecretContent {
+                text: text.into(),
+                expire_secs,
+                client_id: text.as_bytes().to_vec().into(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let mut expiries = Vec::new();
+        for (n, (text, secs)) in [("no timer of its own", 0), ("thirty", 30)]
+            .iter()
+            .enumerate()
+        {
+            match read_group_plaintext(
+                &mut profile,
+                &id,
+                "climbers",
+                "mallory",
+                n as u64 + 1,
+                &said(text, *secs),
+            ) {
+                Received::Message(entry) => expiries.push(entry.expire_secs),
+                _ => panic!("not read"),
+            }
+        }
+        assert_eq!(expiries, [Some(u32::MAX), Some(30)]);
+        let mut entry = profile.history().last().unwrap().clone();
+        entry.expire_secs = Some(u32::MAX);
+        entry.shown_at = Some(i64::MAX - 1);
+        assert!(!entry.expired(i64::MAX - 2));
+        assert!(entry.expired(i64::MAX));
+    }
 }

@@ -80,6 +80,16 @@ async fn the_warrant_desks_nats_user_reads_the_history_and_is_refused_the_secret
         .await
         .expect("the secret envelope is acknowledged by a majority");
 
+    // Someone who guesses the desk's user but not its password gets nowhere,
+    // nor does one who names the relay's user with the desk's password.
+    for (user, password) in [(WARRANT_USER, "guessed"), (RELAY_USER, WARRANT_PASSWORD)] {
+        let refused = ConnectOptions::with_user_and_password(user.into(), password.into())
+            .connect(cluster.urls())
+            .await
+            .is_err();
+        assert!(refused, "{user} with a wrong password was let in");
+    }
+
     let (desk, errors) = connect(&cluster, WARRANT_USER, WARRANT_PASSWORD).await;
     let desk_js = jetstream::new(desk.clone());
     // The history: readable.
