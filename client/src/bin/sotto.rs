@@ -151,7 +151,8 @@ enum GroupCommand {
     /// accept one.
     Invitations,
     /// Join the secret group GROUP you were invited to (and read what its
-    /// members wrote to you meanwhile).
+    /// members wrote to you meanwhile); for an answer from a member who is
+    /// no admin of it, ask its admins to confirm it instead.
     Accept {
         #[arg(long, required = true)]
         secret: bool,
