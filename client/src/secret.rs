@@ -687,11 +687,17 @@ pub fn receive(
         warnings.push(format!("{from} started a fresh secret session"));
     }
     if let Some(control) = &content.group {
-        let me = profile.config.username.clone();
-        let known = profile
-            .history()
-            .iter()
-            .any(|e| e.from == me && e.peer.as_deref() == Some(from));
+        // Whether the user wrote to `from` matters only to an invitation (a
+        // state for a group not held here): the history is read only then.
+        let invitation = matches!(control.kind, Some(v1::group_control::Kind::State(_)))
+            && crate::secret_group::GroupId::from_bytes(&control.group_id)
+                .is_ok_and(|id| profile.secret_groups.info(&id).is_none());
+        let me = &profile.config.username;
+        let known = invitation
+            && profile
+                .history()
+                .iter()
+                .any(|e| e.from == *me && e.peer.as_deref() == Some(from));
         return match profile
             .secret_groups
             .receive_control_known(from, control, known)
@@ -1277,28 +1283,11 @@ mod tests {
     // invitations whose members include the sender, with who sent each.
     #[test]
     fn a_kept_group_message_names_only_the_invitations_its_sender_is_in() {
-        use crate::secret_group::SecretGroups;
-
         let dir = tempfile::tempdir().unwrap();
         let mut profile = crate::profile::test_profile(dir.path(), "frank");
-        let mut alice = SecretGroups::new("alice");
-        let (id, send) = alice
-            .create("climbers", &["frank".to_owned(), "bob".to_owned()])
-            .unwrap();
-        for out in send.into_iter().filter(|o| o.to == "frank") {
-            let _ = profile.secret_groups.receive_control("alice", &out.control);
-        }
-        let hijack = crate::secret_group::forged_state(
-            id,
-            9,
-            "climbers-club",
-            &["frank", "mallory"],
-            &["mallory"],
-        );
-        profile
-            .secret_groups
-            .receive_control("mallory", &hijack)
-            .unwrap();
+        let id =
+            crate::secret_group::invited_by_alice(&mut profile.secret_groups, &["frank", "bob"]);
+        crate::secret_group::hijacked_by_mallory(&mut profile.secret_groups, id);
         let notice = |profile: &mut Profile, from: &str, envelope: u64| {
             let envelope = v1::SecretEnvelope {
                 id: envelope,

@@ -11,8 +11,6 @@
 //!
 //! Not yet here: the relay storing through this layout (`store = "nats"`).
 
-use std::fmt::Write as _;
-
 /// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.
 pub const HIST: &str = "HIST";
 /// The secret queue: `secret.<recipient blind>`; an acknowledgement deletes.
@@ -64,26 +62,16 @@ pub fn nats_authorization(relay_password: &str, warrant_password: &str) -> Strin
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut out = String::new();
-    let _ = writeln!(out, "authorization {{");
-    let _ = writeln!(out, "  users: [");
-    let _ = writeln!(
-        out,
-        "    {{ user: {}, password: {} }}",
+    format!(
+        "authorization {{\n  users: [\n    {{ user: {}, password: {} }}\n    {{ user: {}, \
+         password: {}, permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: \
+         [\"_INBOX.>\"] }} }} }}\n  ]\n}}\n",
         quoted(RELAY_USER),
-        quoted(relay_password)
-    );
-    let _ = writeln!(
-        out,
-        "    {{ user: {}, password: {}, permissions: {{ publish: {{ allow: [{}] }}, \
-         subscribe: {{ allow: [\"_INBOX.>\"] }} }} }}",
+        quoted(relay_password),
         quoted(WARRANT_USER),
         quoted(warrant_password),
         list(&warrant_publish_allowed())
-    );
-    let _ = writeln!(out, "  ]");
-    let _ = writeln!(out, "}}");
-    out
+    )
 }
 
 #[cfg(test)]

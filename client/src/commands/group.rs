@@ -380,7 +380,6 @@ pub async fn send_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret_group::SecretGroups;
 
     // The review: with a hijacker's invitation to the same group id under
     // another name beside the real one, `sotto group accept --secret NAME`
@@ -391,26 +390,12 @@ mod tests {
     fn a_rival_invitation_to_the_same_group_makes_the_user_say_whose() {
         let dir = tempfile::tempdir().unwrap();
         let mut profile = crate::profile::test_profile(dir.path(), "frank");
-        let mut alice = SecretGroups::new("alice");
-        let (id, send) = alice.create("climbers", &["frank".to_owned()]).unwrap();
-        for out in send {
-            let _ = profile.secret_groups.receive_control("alice", &out.control);
-        }
+        let id = crate::secret_group::invited_by_alice(&mut profile.secret_groups, &["frank"]);
         assert_eq!(
             invitation_named(&profile, "climbers", None).unwrap().from,
             "alice"
         );
-        let hijack = crate::secret_group::forged_state(
-            id,
-            9,
-            "climbers-club",
-            &["frank", "mallory"],
-            &["mallory"],
-        );
-        profile
-            .secret_groups
-            .receive_control("mallory", &hijack)
-            .unwrap();
+        crate::secret_group::hijacked_by_mallory(&mut profile.secret_groups, id);
         for name in ["climbers", "climbers-club"] {
             let why = invitation_named(&profile, name, None).unwrap_err();
             assert!(format!("{why}").contains("--from"), "{why}");

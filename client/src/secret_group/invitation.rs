@@ -322,6 +322,19 @@ impl SecretGroups {
         self.kept_keys.retain(|k| invited.contains(&k.group));
     }
 
+    /// Where `from`'s invitation to group `id` is, or why there is none.
+    fn invitation_of(&self, id: &GroupId, from: &str) -> Result<usize> {
+        self.invitation_at(id, from)
+            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))
+    }
+
+    /// Whether an invitation to group `id` that names `member` waits.
+    pub(super) fn invited_with(&self, id: &GroupId, member: &str) -> bool {
+        self.invitations
+            .iter()
+            .any(|i| i.group == *id && i.roster.members.contains(member))
+    }
+
     fn invitation_at(&self, id: &GroupId, from: &str) -> Option<usize> {
         self.invitations
             .iter()
@@ -334,18 +347,9 @@ impl SecretGroups {
     /// holding more than itself would, so many accounts cannot keep a new
     /// sender out, and nobody the user knows is pushed out by strangers).
     fn make_room_for(&mut self, from: &str, known: bool) -> Result<()> {
-        let count =
-            |this: &Self, who: &str| this.invitations.iter().filter(|i| i.from == who).count();
-        let oldest_of = |this: &Self, who: &str| {
-            (0..this.invitations.len())
-                .filter(|&i| this.invitations[i].from == who)
-                .min_by_key(|&i| this.invitations[i].seq)
-        };
-        let own = count(self, from);
+        let own = self.invitations.iter().filter(|i| i.from == from).count();
         if own >= MAX_INVITATIONS_PER_SENDER {
-            let oldest = oldest_of(self, from).expect("it holds some");
-            let gone = self.invitations.remove(oldest);
-            self.drop_kept_if_uninvited(&gone.group);
+            self.push_out_oldest(from, false);
             return Ok(());
         }
         if self.invitations.len() < MAX_INVITATIONS {
@@ -361,15 +365,26 @@ impl SecretGroups {
             .map(|(who, n)| (who.to_owned(), n));
         match most {
             Some((who, n)) if known || n > own + 1 => {
-                let at = (0..self.invitations.len())
-                    .filter(|&i| self.invitations[i].from == who && !self.invitations[i].known)
-                    .min_by_key(|&i| self.invitations[i].seq)
-                    .expect("it holds some");
-                let gone = self.invitations.remove(at);
-                self.drop_kept_if_uninvited(&gone.group);
+                self.push_out_oldest(&who, true);
                 Ok(())
             }
             _ => Err(SecretGroupError::TooManyInvitations),
+        }
+    }
+
+    /// Drops `who`'s oldest invitation (of those from a stranger, if
+    /// `strangers_only`), and what was kept for its group if no other
+    /// invitation to it waits.
+    fn push_out_oldest(&mut self, who: &str, strangers_only: bool) {
+        let oldest = (0..self.invitations.len())
+            .filter(|&i| {
+                let invitation = &self.invitations[i];
+                invitation.from == who && !(strangers_only && invitation.known)
+            })
+            .min_by_key(|&i| self.invitations[i].seq);
+        if let Some(at) = oldest {
+            let gone = self.invitations.remove(at);
+            self.drop_kept_if_uninvited(&gone.group);
         }
     }
 
@@ -404,9 +419,7 @@ impl SecretGroups {
     /// Another sender's invitation to the group is not touched: the epoch a
     /// hijacker names cannot keep the real group's admin out.
     pub fn decline(&mut self, id: &GroupId, from: &str) -> Result<()> {
-        let at = self
-            .invitation_at(id, from)
-            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let at = self.invitation_of(id, from)?;
         let invitation = self.invitations.remove(at);
         self.declined.retain(|(g, f, _)| !(g == id && *f == from));
         self.declined
@@ -443,9 +456,7 @@ impl SecretGroups {
     /// sender key goes to every other member; each member whose key did not
     /// arrive meanwhile is asked for it. On error nothing changed.
     pub fn accept(&mut self, id: &GroupId, from: &str) -> Result<Accepted> {
-        let at = self
-            .invitation_at(id, from)
-            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let at = self.invitation_of(id, from)?;
         let roster = &self.invitations[at].roster;
         if !acceptable(roster, from, &self.me) {
             return Err(SecretGroupError::Unconfirmed(
@@ -573,10 +584,7 @@ impl SecretGroups {
         envelope_id: u64,
         ciphertext: &[u8],
     ) -> Hold {
-        let invited = self
-            .invitations
-            .iter()
-            .any(|i| i.group == *id && i.roster.members.contains(from));
+        let invited = self.invited_with(id, from);
         if !invited {
             return Hold::NoInvitation;
         }
@@ -620,10 +628,7 @@ impl SecretGroups {
         epoch: u64,
         distribution: &[u8],
     ) -> Result<Outcome> {
-        let invited = self
-            .invitations
-            .iter()
-            .any(|i| i.group == id && i.roster.members.contains(from));
+        let invited = self.invited_with(&id, from);
         if !invited {
             return Err(SecretGroupError::UnknownGroup);
         }
@@ -683,11 +688,7 @@ impl SecretGroups {
         {
             return Err(SecretGroupError::Gone);
         }
-        if self
-            .invitations
-            .iter()
-            .any(|i| i.group == *id && i.roster.members.contains(member))
-        {
+        if self.invited_with(id, member) {
             return Err(SecretGroupError::InvitationWaits);
         }
         self.ask(id, member)
@@ -722,9 +723,7 @@ impl SecretGroups {
     /// its own, from someone the user asked for, to accept. Nothing is
     /// joined. Asking is the user's choice: the answer named those people.
     pub fn confirm(&mut self, id: &GroupId, from: &str) -> Result<Vec<Outgoing>> {
-        let at = self
-            .invitation_at(id, from)
-            .ok_or_else(|| SecretGroupError::NoInvitation(from.to_owned()))?;
+        let at = self.invitation_of(id, from)?;
         let admins: Vec<String> = self.invitations[at]
             .roster
             .admins

@@ -928,12 +928,7 @@ impl SecretGroups {
     /// A member asks for our current sender key (and the state): what it
     /// gets reads our messages from now on, nothing before.
     fn receive_request(&mut self, from: &str, id: GroupId, need_state: bool) -> Result<Outcome> {
-        if !self.groups.contains_key(&id)
-            && self
-                .invitations
-                .iter()
-                .any(|i| i.group == id && i.roster.members.contains(from))
-        {
+        if !self.groups.contains_key(&id) && self.invited_with(&id, from) {
             // Our key goes to every member once the user accepts.
             return Ok(Outcome {
                 event: GroupEvent::Requested {
@@ -990,6 +985,30 @@ pub(crate) fn forged_state(
             timer_secs: 0,
         })),
     }
+}
+
+/// `groups`' user invited to alice's group "climbers", made with `members`
+/// (the user among them). Returns the group's id.
+#[cfg(test)]
+pub(crate) fn invited_by_alice(groups: &mut SecretGroups, members: &[&str]) -> GroupId {
+    let me = groups.me().to_owned();
+    let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+    let (id, send) = SecretGroups::new("alice")
+        .create("climbers", &members)
+        .unwrap();
+    for out in send.into_iter().filter(|o| o.to == me) {
+        let _ = groups.receive_control("alice", &out.control);
+    }
+    id
+}
+
+/// `groups`' user invited by mallory to a hijack of group `id` named
+/// "climbers-club" (epoch 9, only the user and mallory in it).
+#[cfg(test)]
+pub(crate) fn hijacked_by_mallory(groups: &mut SecretGroups, id: GroupId) {
+    let me = groups.me().to_owned();
+    let hijack = forged_state(id, 9, "climbers-club", &[&me, "mallory"], &["mallory"]);
+    groups.receive_control("mallory", &hijack).unwrap();
 }
 
 /// For each other member of a group we just made: the state, then our sender key.

@@ -86,6 +86,28 @@ impl Net {
         }
     }
 
+    /// `admin` removes `users` from group `id`; everything it causes is
+    /// delivered.
+    fn remove(&mut self, admin: &str, id: &GroupId, users: &[String]) {
+        let send = self.device(admin).remove(id, users).unwrap();
+        self.post(admin, send);
+        self.run();
+    }
+
+    /// `admin` adds `users` to group `id`; everything it causes is delivered.
+    fn add(&mut self, admin: &str, id: &GroupId, users: &[String]) {
+        let send = self.device(admin).add(id, users).unwrap();
+        self.post(admin, send);
+        self.run();
+    }
+
+    /// A device of `user` that holds nothing (new, or reinstalled) and
+    /// leaves its invitations unanswered.
+    fn newcomer(&mut self, user: &str) {
+        self.devices.insert(user.into(), SecretGroups::new(user));
+        self.undecided.push(user.into());
+    }
+
     /// What a user who accepts every invitation does: accepts, or for an
     /// answer from a member who is no admin, asks its admins to confirm.
     fn accept_or_confirm(&mut self, user: &str, group: GroupId, from: &str) {
@@ -342,9 +364,7 @@ fn removed_member_who_keeps_listening_reads_nothing_after() {
 
     // erin's client ignores its removal and keeps every key it had.
     net.deaf.push("erin".into());
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
 
     let remaining = ["alice", "bob", "carol", "dave"];
@@ -438,9 +458,7 @@ fn newcomer_cannot_read_what_came_before_and_reads_what_follows() {
         }
     }
     net.run();
-    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.add("alice", &id, &names(&["frank"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     for (from, ciphertext) in &before {
         net.hand(from, "frank", id, ciphertext);
@@ -572,9 +590,7 @@ fn replayed_old_states_do_not_undo_a_removal() {
     net.post("alice", send);
     record(&net, &mut recorded);
     net.run();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     assert!(net.device("erin").info(&id).is_none());
     let after_removal = net.device("carol").info(&id).unwrap();
@@ -957,9 +973,7 @@ fn hostile_member_leaving_at_a_far_epoch_cannot_keep_a_removed_member_reading() 
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     // erin's client ignores its removal from now on and keeps its keys.
     net.deaf.push("erin".into());
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     let bob = net.device("bob").info(&id).unwrap();
     assert!(
         !bob.members.contains("erin"),
@@ -985,9 +999,7 @@ fn hostile_member_leaving_at_the_last_epoch_cannot_freeze_the_group() {
     );
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     // The admin can still remove and add.
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     for member in ["alice", "bob", "carol"] {
         let info = net.device(member).info(&id).unwrap();
@@ -1029,9 +1041,7 @@ fn malicious_relay_with_an_account_cannot_hijack_a_newcomers_view_of_a_real_grou
     net.run();
     assert!(net.queue.is_empty(), "an invitation sends nothing");
     assert!(net.device("frank").ids().next().is_none());
-    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.add("alice", &id, &names(&["frank"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     // frank is shown both, with who sent each.
     let offered: Vec<(String, Vec<String>)> = net
@@ -1313,8 +1323,7 @@ fn unasked_messages_and_keys_kept_for_invitations_stay_within_their_room() {
 #[test]
 fn bogus_group_ids_cannot_stop_a_reinstalled_device_from_asking_about_its_group() {
     let (mut net, id) = Net::five();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.newcomer("dave");
     let dave = net.device("dave");
     let mut asked = 0;
     for s in 0..200 {
@@ -1369,9 +1378,7 @@ fn bogus_group_ids_cannot_stop_a_reinstalled_device_from_asking_about_its_group(
 #[test]
 fn declining_a_hijackers_invitation_keeps_out_neither_the_real_admin_nor_brings_it_back() {
     let (mut net, id) = Net::five();
-    net.devices
-        .insert("frank".into(), SecretGroups::new("frank"));
-    net.undecided.push("frank".into());
+    net.newcomer("frank");
     let hijack = forged_state(id, u64::MAX - 1, &["mallory", "frank"], &["mallory"]);
     net.device("frank")
         .receive_control("mallory", &hijack)
@@ -1387,9 +1394,7 @@ fn declining_a_hijackers_invitation_keeps_out_neither_the_real_admin_nor_brings_
         },
         "a declined invitation is not offered again"
     );
-    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.add("alice", &id, &names(&["frank"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     let waiting = net.device("frank").invitations();
     assert_eq!(waiting.len(), 1);
@@ -1413,12 +1418,8 @@ fn declining_a_hijackers_invitation_keeps_out_neither_the_real_admin_nor_brings_
 fn a_newcomer_takes_the_timer_and_no_key_from_before_the_last_removal() {
     let (mut net, id) = Net::five();
     net.device("alice").set_timer(&id, Some(3600)).unwrap();
-    net.devices
-        .insert("frank".into(), SecretGroups::new("frank"));
-    net.undecided.push("frank".into());
-    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.newcomer("frank");
+    net.add("alice", &id, &names(&["frank"]));
     // bob's key at this epoch reaches frank; then erin is removed, and
     // bob's rotated key is lost on its way to frank.
     let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
@@ -1468,12 +1469,7 @@ fn messages_written_before_the_answer_are_read_on_accept_and_gone_on_decline() {
     net.devices.insert("gina".into(), SecretGroups::new("gina"));
     net.undecided
         .extend(["frank".to_owned(), "gina".to_owned()]);
-    let send = net
-        .device("alice")
-        .add(&id, &names(&["frank", "gina"]))
-        .unwrap();
-    net.post("alice", send);
-    net.run();
+    net.add("alice", &id, &names(&["frank", "gina"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     let texts = everyone_says(&mut net, id, &FIVE, "while frank decides");
     net.shuffle(3);
@@ -1502,16 +1498,10 @@ fn messages_written_before_the_answer_are_read_on_accept_and_gone_on_decline() {
 #[test]
 fn an_invitation_withdrawn_before_the_answer_is_gone() {
     let (mut net, id) = Net::five();
-    net.devices
-        .insert("frank".into(), SecretGroups::new("frank"));
-    net.undecided.push("frank".into());
-    let send = net.device("alice").add(&id, &names(&["frank"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.newcomer("frank");
+    net.add("alice", &id, &names(&["frank"]));
     assert_eq!(net.device("frank").invitations().len(), 1);
-    let send = net.device("alice").remove(&id, &names(&["frank"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["frank"]));
     assert!(net.refused.is_empty(), "{:?}", net.refused);
     assert!(net.device("frank").invitations().is_empty());
     assert_eq!(
@@ -1667,8 +1657,7 @@ fn a_senders_own_eviction_leaves_what_was_held_for_it_in_the_vault_for_ever() {
 #[test]
 fn declining_a_hijackers_invitation_stops_recovery_of_the_real_group() {
     let (mut net, id) = Net::five();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.newcomer("dave");
     let hijack = forged_state(id, 2, &["mallory", "dave"], &["mallory"]);
     net.device("dave")
         .receive_control("mallory", &hijack)
@@ -1692,11 +1681,8 @@ fn declining_a_hijackers_invitation_stops_recovery_of_the_real_group() {
 #[test]
 fn a_removed_member_answering_a_recovery_question_cannot_dictate_the_group() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.remove("alice", &id, &names(&["erin"]));
+    net.newcomer("dave");
     let dave = net.device("dave");
     dave.request_distribution(&id, "erin").unwrap();
     let answer = forged_state(
@@ -1772,8 +1758,7 @@ fn an_old_vault_keeps_the_messages_held_with_its_invitations() {
 #[test]
 fn malicious_relay_forging_group_senders_only_delays_a_recovery_question() {
     let (mut net, id) = Net::five();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.newcomer("dave");
     let ask = net.device("dave").request_distribution(&id, "bob").unwrap();
     for _ in 0..MAX_ASKED_PER_MEMBER {
         net.device("dave")
@@ -1805,8 +1790,7 @@ fn malicious_relay_forging_group_senders_only_delays_a_recovery_question() {
 /// A reinstalled `user` (undecided) asks `member` about `id`; the answer
 /// arrives over the net and waits as an invitation.
 fn reinstall_and_ask(net: &mut Net, user: &str, id: GroupId, member: &str) {
-    net.devices.insert(user.into(), SecretGroups::new(user));
-    net.undecided.push(user.into());
+    net.newcomer(user);
     let ask = net.device(user).request_distribution(&id, member).unwrap();
     net.post(user, vec![ask]);
     net.run();
@@ -1824,9 +1808,7 @@ fn reinstall_and_ask(net: &mut Net, user: &str, id: GroupId, member: &str) {
 #[test]
 fn a_hijackers_self_declared_admin_invitation_deletes_an_honest_answer() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     reinstall_and_ask(&mut net, "dave", id, "bob");
     assert!(
         net.device("dave")
@@ -1862,9 +1844,7 @@ fn a_hijackers_self_declared_admin_invitation_deletes_an_honest_answer() {
 #[test]
 fn a_removed_member_naming_herself_admin_in_her_answer_is_shown_as_her_own_word() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     net.devices.insert("dave".into(), SecretGroups::new("dave"));
     let dave = net.device("dave");
     dave.request_distribution(&id, "erin").unwrap();
@@ -2032,11 +2012,8 @@ fn a_puppets_answer_cannot_bring_back_a_declined_hijack() {
 #[test]
 fn naming_the_user_admin_beside_the_real_admin_skips_the_confirmation() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.remove("alice", &id, &names(&["erin"]));
+    net.newcomer("dave");
     let dave = net.device("dave");
     dave.request_distribution(&id, "erin").unwrap();
     let answer = forged_state(
@@ -2141,11 +2118,8 @@ fn declining_the_answer_forgets_the_admins_it_made_the_user_ask() {
 #[test]
 fn declining_a_hijackers_invitation_keeps_the_question_to_a_member() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.remove("alice", &id, &names(&["erin"]));
+    net.newcomer("dave");
     let ask = net.device("dave").request_distribution(&id, "bob").unwrap();
     let hijack = forged_state(id, 99, &["dave", "erin"], &["erin"]);
     net.device("dave").receive_control("erin", &hijack).unwrap();
@@ -2178,9 +2152,7 @@ fn declining_a_hijackers_invitation_keeps_the_question_to_a_member() {
 #[test]
 fn declining_a_hijack_keeps_the_admin_the_user_asked_to_confirm() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
+    net.remove("alice", &id, &names(&["erin"]));
     reinstall_and_ask(&mut net, "dave", id, "bob");
     let ask_alice = net.device("dave").confirm(&id, "bob").unwrap();
     let hijack = forged_state(id, 99, &["dave", "erin"], &["erin"]);
@@ -2214,11 +2186,8 @@ fn declining_a_hijack_keeps_the_admin_the_user_asked_to_confirm() {
 #[test]
 fn the_admins_confirmation_replaces_an_answer_naming_the_user_co_admin() {
     let (mut net, id) = Net::five();
-    let send = net.device("alice").remove(&id, &names(&["erin"])).unwrap();
-    net.post("alice", send);
-    net.run();
-    net.devices.insert("dave".into(), SecretGroups::new("dave"));
-    net.undecided.push("dave".into());
+    net.remove("alice", &id, &names(&["erin"]));
+    net.newcomer("dave");
     net.device("dave")
         .request_distribution(&id, "erin")
         .unwrap();
