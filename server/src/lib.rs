@@ -51,7 +51,7 @@ mod handlers;
 mod hub;
 pub mod metrics;
 pub mod migrate;
-mod prekeys;
+pub mod prekeys;
 mod quotas;
 mod ratelimit;
 pub mod records;

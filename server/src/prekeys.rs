@@ -4,9 +4,11 @@
 //! kind) is handed out once; when none are left, a bundle carries the signed
 //! prekey and the last-resort PQ prekey alone.
 //!
-//! A one-time PQ prekey is 1.6 KiB, so each is sealed as a record of its own
-//! under a keyed blind of (user, id), and the set lists their ids: taking one
-//! rewrites the small set and deletes one record, in one batch.
+//! In the relay's own store, a one-time PQ prekey (1.6 KiB) is sealed as a
+//! record of its own under a keyed blind of (user, id), and the set lists
+//! their ids: taking one rewrites the small set and deletes one record, in
+//! one batch. On a cluster, see [`ClusterPrekeys`]: the same engine, the
+//! checks made here either way.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +18,7 @@ use sotto_proto::v1;
 
 use crate::RelayError;
 use crate::accounts::blind_user;
+use crate::cluster::ClusterPrekeys;
 use crate::records::PrekeySetRecord;
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
@@ -37,10 +40,34 @@ pub enum UploadRefused {
 }
 
 pub struct Prekeys {
+    backing: Backing,
+}
+
+/// Where the prekeys are kept.
+enum Backing {
+    /// The relay's own store.
+    Local(Local),
+    /// The cluster, shared by every relay node (see [`ClusterPrekeys`]).
+    Cluster(Box<ClusterPrekeys>),
+}
+
+/// Prekeys in the relay's own store: each set one record with its curve
+/// one-time prekeys inside, each one-time PQ prekey a record of its own.
+struct Local {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
     /// Serialises read-modify-write of one set, so a one-time key goes out once.
     update: Mutex<()>,
+}
+
+/// What a take found: the published set, the one-time prekeys it took, and
+/// what is left.
+struct Taken {
+    set: PrekeySetRecord,
+    one_time: Option<v1::OneTimePrekey>,
+    pq_one_time: Option<v1::PqPrekey>,
+    left: Left,
+    took_one_time: bool,
 }
 
 /// An ML-KEM-1024 encapsulation key that passes FIPS 203's input check (its
@@ -56,14 +83,182 @@ fn verify(identity: &VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
 }
 
 impl Prekeys {
+    /// Prekeys in the relay's own store.
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
         Prekeys {
-            store,
-            sealer,
-            update: Mutex::new(()),
+            backing: Backing::Local(Local {
+                store,
+                sealer,
+                update: Mutex::new(()),
+            }),
         }
     }
 
+    /// Prekeys on the cluster, shared with the other relay nodes.
+    pub fn on_cluster(cluster: ClusterPrekeys) -> Self {
+        Prekeys {
+            backing: Backing::Cluster(Box::new(cluster)),
+        }
+    }
+
+    /// Stores an upload after checking that `identity` signed its keys; returns
+    /// how many one-time prekeys (curve, PQ) the relay now holds. Not yet
+    /// durable in the relay's own store (on the cluster: held by a majority).
+    pub async fn upload(
+        &self,
+        user: &str,
+        identity: &VerifyingKey,
+        upload: v1::UploadPrekeys,
+    ) -> Result<Result<(usize, usize), UploadRefused>, RelayError> {
+        if upload.identity_dh_key.len() != 32 {
+            return Ok(Err(UploadRefused::Malformed(
+                "an identity DH key is 32 bytes",
+            )));
+        }
+        if !verify(
+            identity,
+            &sotto_proto::transcript::identity_dh(&upload.identity_dh_key),
+            &upload.identity_dh_signature,
+        ) {
+            return Ok(Err(UploadRefused::BadSignature(
+                "the identity DH key's signature",
+            )));
+        }
+        let Some(signed) = upload.signed_prekey else {
+            return Ok(Err(UploadRefused::Malformed(
+                "an upload needs a signed prekey",
+            )));
+        };
+        if signed.public_key.len() != 32
+            || !verify(
+                identity,
+                &sotto_proto::transcript::signed_prekey(&signed.public_key),
+                &signed.signature,
+            )
+        {
+            return Ok(Err(UploadRefused::BadSignature(
+                "the signed prekey's signature",
+            )));
+        }
+        if upload.one_time.iter().any(|k| k.public_key.len() != 32) {
+            return Ok(Err(UploadRefused::Malformed(
+                "a one-time prekey is 32 bytes",
+            )));
+        }
+        let Some(last_resort) = upload.pq_last_resort else {
+            return Ok(Err(UploadRefused::Malformed(
+                "an upload needs a signed ML-KEM-1024 last-resort prekey",
+            )));
+        };
+        for pq in std::iter::once(&last_resort).chain(&upload.pq_one_time) {
+            if pq.public_key.len() != PQ_PUBLIC_KEY_LEN {
+                return Ok(Err(UploadRefused::Malformed(
+                    "an ML-KEM-1024 prekey is 1568 bytes",
+                )));
+            }
+            if !valid_kem_key(&pq.public_key) {
+                return Ok(Err(UploadRefused::Malformed(
+                    "an ML-KEM-1024 prekey fails FIPS 203's encapsulation key check",
+                )));
+            }
+            if !verify(
+                identity,
+                &sotto_proto::transcript::pq_prekey(pq.id, &pq.public_key),
+                &pq.signature,
+            ) {
+                return Ok(Err(UploadRefused::BadSignature(
+                    "an ML-KEM-1024 prekey's signature",
+                )));
+            }
+        }
+        let published = PrekeySetRecord {
+            identity_dh_key: upload.identity_dh_key.to_vec(),
+            identity_dh_signature: upload.identity_dh_signature.to_vec(),
+            signed_prekey: Some(signed),
+            pq_last_resort: Some(last_resort),
+            ..Default::default()
+        };
+        let left = match &self.backing {
+            Backing::Local(local) => {
+                local.publish(user, published, upload.one_time, upload.pq_one_time)?
+            }
+            Backing::Cluster(cluster) => {
+                cluster
+                    .publish(user, &published, upload.one_time, upload.pq_one_time)
+                    .await?
+            }
+        };
+        Ok(Ok((left.one_time, left.pq_one_time)))
+    }
+
+    /// A bundle for `user` with `identity_key`, taking one one-time prekey of
+    /// each kind if `with_one_time` and any is left (else the PQ prekey is the
+    /// last-resort one); and how many one-time prekeys of each kind remain.
+    /// `None` when the user published none.
+    pub async fn take_bundle(
+        &self,
+        user: &str,
+        identity_key: &VerifyingKey,
+        with_one_time: bool,
+    ) -> Result<Option<Handed>, RelayError> {
+        let taken = match &self.backing {
+            Backing::Local(local) => local.take(user, with_one_time)?,
+            Backing::Cluster(cluster) => {
+                let Some(set) = cluster.published(user).await? else {
+                    return Ok(None);
+                };
+                let (one_time, pq_one_time) = if with_one_time {
+                    (
+                        cluster.take_one_time(user).await?,
+                        cluster.take_pq_one_time(user).await?,
+                    )
+                } else {
+                    (None, None)
+                };
+                Some(Taken {
+                    set,
+                    took_one_time: one_time.is_some() || pq_one_time.is_some(),
+                    one_time,
+                    pq_one_time,
+                    left: cluster.left(user).await?,
+                })
+            }
+        };
+        let Some(taken) = taken else { return Ok(None) };
+        let set = taken.set;
+        Ok(Some(Handed {
+            bundle: v1::PrekeyBundle {
+                user: user.to_owned(),
+                identity_key: identity_key.to_bytes().to_vec().into(),
+                identity_dh_key: set.identity_dh_key.into(),
+                identity_dh_signature: set.identity_dh_signature.into(),
+                signed_prekey: set.signed_prekey,
+                one_time: taken.one_time,
+                pq_prekey: taken.pq_one_time.or(set.pq_last_resort),
+            },
+            left: taken.left,
+            took_one_time: taken.took_one_time,
+        }))
+    }
+
+    /// How many one-time prekeys of each kind `user` has left.
+    pub async fn left(&self, user: &str) -> Result<Left, RelayError> {
+        match &self.backing {
+            Backing::Local(local) => local.left(user),
+            Backing::Cluster(cluster) => cluster.left(user).await,
+        }
+    }
+
+    #[cfg(test)]
+    fn local(&self) -> &Local {
+        match &self.backing {
+            Backing::Local(local) => local,
+            Backing::Cluster(_) => panic!("these prekeys are on the cluster"),
+        }
+    }
+}
+
+impl Local {
     /// The key of `user`'s prekey set (see `Sealer::tree_key`).
     fn key(&self, user: &str) -> [u8; 16] {
         self.sealer
@@ -132,82 +327,22 @@ impl Prekeys {
         Ok(())
     }
 
-    /// Stores an upload after checking that `identity` signed its keys; returns
-    /// how many one-time prekeys (curve, PQ) the relay now holds. Not yet durable.
-    pub fn upload(
+    /// Replaces `user`'s published keys with `published`'s and adds the
+    /// one-time prekeys not held yet, up to [`MAX_ONE_TIME`] of each kind.
+    fn publish(
         &self,
         user: &str,
-        identity: &VerifyingKey,
-        upload: v1::UploadPrekeys,
-    ) -> Result<Result<(usize, usize), UploadRefused>, RelayError> {
-        if upload.identity_dh_key.len() != 32 {
-            return Ok(Err(UploadRefused::Malformed(
-                "an identity DH key is 32 bytes",
-            )));
-        }
-        if !verify(
-            identity,
-            &sotto_proto::transcript::identity_dh(&upload.identity_dh_key),
-            &upload.identity_dh_signature,
-        ) {
-            return Ok(Err(UploadRefused::BadSignature(
-                "the identity DH key's signature",
-            )));
-        }
-        let Some(signed) = upload.signed_prekey else {
-            return Ok(Err(UploadRefused::Malformed(
-                "an upload needs a signed prekey",
-            )));
-        };
-        if signed.public_key.len() != 32
-            || !verify(
-                identity,
-                &sotto_proto::transcript::signed_prekey(&signed.public_key),
-                &signed.signature,
-            )
-        {
-            return Ok(Err(UploadRefused::BadSignature(
-                "the signed prekey's signature",
-            )));
-        }
-        if upload.one_time.iter().any(|k| k.public_key.len() != 32) {
-            return Ok(Err(UploadRefused::Malformed(
-                "a one-time prekey is 32 bytes",
-            )));
-        }
-        let Some(last_resort) = upload.pq_last_resort else {
-            return Ok(Err(UploadRefused::Malformed(
-                "an upload needs a signed ML-KEM-1024 last-resort prekey",
-            )));
-        };
-        for pq in std::iter::once(&last_resort).chain(&upload.pq_one_time) {
-            if pq.public_key.len() != PQ_PUBLIC_KEY_LEN {
-                return Ok(Err(UploadRefused::Malformed(
-                    "an ML-KEM-1024 prekey is 1568 bytes",
-                )));
-            }
-            if !valid_kem_key(&pq.public_key) {
-                return Ok(Err(UploadRefused::Malformed(
-                    "an ML-KEM-1024 prekey fails FIPS 203's encapsulation key check",
-                )));
-            }
-            if !verify(
-                identity,
-                &sotto_proto::transcript::pq_prekey(pq.id, &pq.public_key),
-                &pq.signature,
-            ) {
-                return Ok(Err(UploadRefused::BadSignature(
-                    "an ML-KEM-1024 prekey's signature",
-                )));
-            }
-        }
+        published: PrekeySetRecord,
+        one_time: Vec<v1::OneTimePrekey>,
+        pq_one_time: Vec<v1::PqPrekey>,
+    ) -> Result<Left, RelayError> {
         let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
         let mut set = self.load(user)?.unwrap_or_default();
-        set.identity_dh_key = upload.identity_dh_key.to_vec();
-        set.identity_dh_signature = upload.identity_dh_signature.to_vec();
-        set.signed_prekey = Some(signed);
-        set.pq_last_resort = Some(last_resort);
-        for otk in upload.one_time {
+        set.identity_dh_key = published.identity_dh_key;
+        set.identity_dh_signature = published.identity_dh_signature;
+        set.signed_prekey = published.signed_prekey;
+        set.pq_last_resort = published.pq_last_resort;
+        for otk in one_time {
             if set.one_time.len() >= MAX_ONE_TIME {
                 break;
             }
@@ -216,7 +351,7 @@ impl Prekeys {
             }
         }
         let mut batch = Batch::default();
-        for pq in upload.pq_one_time {
+        for pq in pq_one_time {
             if set.pq_one_time.len() >= MAX_ONE_TIME {
                 break;
             }
@@ -230,19 +365,13 @@ impl Prekeys {
             }
         }
         self.save_with(user, &set, batch)?;
-        Ok(Ok((set.one_time.len(), set.pq_one_time.len())))
+        Ok(Left {
+            one_time: set.one_time.len(),
+            pq_one_time: set.pq_one_time.len(),
+        })
     }
 
-    /// A bundle for `user` with `identity_key`, taking one one-time prekey of
-    /// each kind if `with_one_time` and any is left (else the PQ prekey is the
-    /// last-resort one); and how many one-time prekeys of each kind remain.
-    /// `None` when the user published none.
-    pub fn take_bundle(
-        &self,
-        user: &str,
-        identity_key: &VerifyingKey,
-        with_one_time: bool,
-    ) -> Result<Option<Handed>, RelayError> {
+    fn take(&self, user: &str, with_one_time: bool) -> Result<Option<Taken>, RelayError> {
         let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut set) = self.load(user)? else {
             return Ok(None);
@@ -264,23 +393,16 @@ impl Prekeys {
             one_time: set.one_time.len(),
             pq_one_time: set.pq_one_time.len(),
         };
-        Ok(Some(Handed {
-            bundle: v1::PrekeyBundle {
-                user: user.to_owned(),
-                identity_key: identity_key.to_bytes().to_vec().into(),
-                identity_dh_key: set.identity_dh_key.into(),
-                identity_dh_signature: set.identity_dh_signature.into(),
-                signed_prekey: set.signed_prekey,
-                one_time,
-                pq_prekey: pq_one_time.or(set.pq_last_resort),
-            },
+        Ok(Some(Taken {
+            set,
+            one_time,
+            pq_one_time,
             left,
             took_one_time,
         }))
     }
 
-    /// How many one-time prekeys of each kind `user` has left.
-    pub fn left(&self, user: &str) -> Result<Left, RelayError> {
+    fn left(&self, user: &str) -> Result<Left, RelayError> {
         Ok(self.load(user)?.map_or(Left::default(), |s| Left {
             one_time: s.one_time.len(),
             pq_one_time: s.pq_one_time.len(),
@@ -328,6 +450,15 @@ mod tests {
     use crate::store::TestDir;
     use crate::store::faulty::Faulty;
 
+    /// Runs `work` to its end on a runtime of its own (the local backing
+    /// never waits on anything but its store).
+    fn now<T>(work: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(work)
+    }
+
     /// An upload signed by `identity` with two one-time prekeys of each kind.
     fn upload(identity: &SigningKey) -> v1::UploadPrekeys {
         let sign = |m: Vec<u8>| identity.sign(&m).to_bytes().to_vec().into();
@@ -370,14 +501,24 @@ mod tests {
         let identity = SigningKey::from_bytes(&[9; 32]);
         let bob = identity.verifying_key();
         assert_eq!(
-            prekeys.upload("bob", &bob, upload(&identity)).unwrap().ok(),
+            now(prekeys.upload("bob", &bob, upload(&identity)))
+                .unwrap()
+                .ok(),
             Some((2, 2))
         );
         disk.hold_reads(true);
         let handed = std::thread::scope(|s| {
-            let first = s.spawn(|| prekeys.take_bundle("bob", &bob, true).unwrap().unwrap());
+            let first = s.spawn(|| {
+                now(prekeys.take_bundle("bob", &bob, true))
+                    .unwrap()
+                    .unwrap()
+            });
             assert_eq!(disk.wait_for_held_reads(1, Duration::from_secs(30)), 1);
-            let second = s.spawn(|| prekeys.take_bundle("bob", &bob, true).unwrap().unwrap());
+            let second = s.spawn(|| {
+                now(prekeys.take_bundle("bob", &bob, true))
+                    .unwrap()
+                    .unwrap()
+            });
             // Were the second let through to the store, it would be held too.
             let held = disk.wait_for_held_reads(2, Duration::from_millis(300));
             disk.hold_reads(false);
@@ -399,7 +540,9 @@ mod tests {
         assert_eq!(handed[1].left, Left::default());
         // None left: the last-resort PQ prekey, which stays.
         for _ in 0..2 {
-            let h = prekeys.take_bundle("bob", &bob, true).unwrap().unwrap();
+            let h = now(prekeys.take_bundle("bob", &bob, true))
+                .unwrap()
+                .unwrap();
             assert!(!h.took_one_time && h.bundle.one_time.is_none());
             assert_eq!(h.bundle.pq_prekey.unwrap().id, 5);
         }
@@ -417,11 +560,9 @@ mod tests {
             .to_bytes()
             .to_vec()
             .into();
-        let refused = prekeys
-            .upload("bob", &identity.verifying_key(), bad)
-            .unwrap();
+        let refused = now(prekeys.upload("bob", &identity.verifying_key(), bad)).unwrap();
         assert!(matches!(refused, Err(UploadRefused::BadSignature(_))));
-        assert_eq!(prekeys.left("bob").unwrap(), Left::default());
+        assert_eq!(now(prekeys.left("bob")).unwrap(), Left::default());
     }
 
     #[test]
@@ -438,9 +579,9 @@ mod tests {
         batch.put(Tree::Prekeys, old.to_vec(), sealed);
         store.apply(batch).unwrap();
         let prekeys = Prekeys::new(store.clone(), f.sealer.clone());
-        assert_eq!(prekeys.load("bob").unwrap(), Some(set.clone()));
-        prekeys.save("bob", &set).unwrap();
+        assert_eq!(prekeys.local().load("bob").unwrap(), Some(set.clone()));
+        prekeys.local().save("bob", &set).unwrap();
         assert!(store.get(Tree::Prekeys, &old).unwrap().is_none(), "moved");
-        assert_eq!(prekeys.load("bob").unwrap(), Some(set));
+        assert_eq!(prekeys.local().load("bob").unwrap(), Some(set));
     }
 }

@@ -54,13 +54,13 @@ impl RelayState {
     }
 
     /// How many one-time (curve) prekeys `user` has left to hand out.
-    pub fn one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
-        Ok(self.prekeys.left(user)?.one_time)
+    pub async fn one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
+        Ok(self.prekeys.left(user).await?.one_time)
     }
 
     /// How many one-time ML-KEM-1024 prekeys `user` has left to hand out.
-    pub fn pq_one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
-        Ok(self.prekeys.left(user)?.pq_one_time)
+    pub async fn pq_one_time_prekeys_left(&self, user: &str) -> Result<usize, crate::RelayError> {
+        Ok(self.prekeys.left(user).await?.pq_one_time)
     }
 
     /// Entries in one of the store's trees (for tests that prove nothing is left).

@@ -47,7 +47,7 @@ async fn one_time_pq_prekeys_go_out_once_to_concurrent_takers_run_low_and_are_to
     let bob = dir.path().join("bob");
     init_profile(&relay, &bob, "bob").await;
     let state = relay.running().state();
-    assert_eq!(state.pq_one_time_prekeys_left("bob").unwrap(), 100);
+    assert_eq!(state.pq_one_time_prekeys_left("bob").await.unwrap(), 100);
 
     // 81 takers, each on its own connection, all asking at once.
     let mut takers = Vec::new();
@@ -73,7 +73,7 @@ async fn one_time_pq_prekeys_go_out_once_to_concurrent_takers_run_low_and_are_to
     }
     assert_eq!(ids.len(), 81, "every taker got a one-time PQ prekey");
     assert!(last_resort.is_empty());
-    assert_eq!(state.pq_one_time_prekeys_left("bob").unwrap(), 19);
+    assert_eq!(state.pq_one_time_prekeys_left("bob").await.unwrap(), 19);
 
     // bob is told they run low, and his next sync tops them up.
     let profile = Profile::open(&bob, PASSPHRASE).unwrap();
@@ -82,7 +82,7 @@ async fn one_time_pq_prekeys_go_out_once_to_concurrent_takers_run_low_and_are_to
     assert_eq!(low.pq_remaining, 19);
     drop((owner, profile));
     sync_texts(&bob).await;
-    assert!(state.pq_one_time_prekeys_left("bob").unwrap() >= 100);
+    assert!(state.pq_one_time_prekeys_left("bob").await.unwrap() >= 100);
 
     // A taker's second bundle the same day gets the last-resort PQ prekey,
     // and a session over it works.
@@ -252,6 +252,7 @@ async fn the_relay_refuses_pq_prekeys_not_signed_as_pq_prekeys() {
         .running()
         .state()
         .pq_one_time_prekeys_left("bob")
+        .await
         .unwrap();
     client.upload_prekeys(good).await.unwrap();
     assert_eq!(
@@ -259,6 +260,7 @@ async fn the_relay_refuses_pq_prekeys_not_signed_as_pq_prekeys() {
             .running()
             .state()
             .pq_one_time_prekeys_left("bob")
+            .await
             .unwrap(),
         before + 1
     );

@@ -299,7 +299,7 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
     let bob = dir.path().join("bob");
     init(&relay, &bob, "bob").await;
     let state = relay.running().state();
-    assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 100);
+    assert_eq!(state.one_time_prekeys_left("bob").await.unwrap(), 100);
 
     // 81 bundles: a requester gets one of bob's one-time prekeys a day, so 81 requesters.
     let mut seen_ids = std::collections::HashSet::new();
@@ -312,7 +312,7 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
         let again = fetcher.client.fetch_bundle("bob").await.unwrap();
         assert!(again.one_time.is_none() && again.signed_prekey.is_some());
     }
-    assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 19);
+    assert_eq!(state.one_time_prekeys_left("bob").await.unwrap(), 19);
     let bob_profile = Profile::open(&bob, PASS).unwrap();
     let owner = relay.login_as("bob", bob_profile.identity()).await;
     let low = owner
@@ -327,11 +327,11 @@ async fn one_time_prekeys_go_out_once_run_low_get_topped_up_and_fall_back_to_the
 
     // bob's next sync tops them up.
     sync(&bob).await;
-    assert!(state.one_time_prekeys_left("bob").unwrap() >= 100);
+    assert!(state.one_time_prekeys_left("bob").await.unwrap() >= 100);
 
     // With none left, a bundle carries the signed prekey alone, and X3DH still works.
     let mut n = 0;
-    while state.one_time_prekeys_left("bob").unwrap() > 0 {
+    while state.one_time_prekeys_left("bob").await.unwrap() > 0 {
         let drainer = relay.register(&format!("drainer-{n}")).await;
         drainer.client.fetch_bundle("bob").await.unwrap();
         n += 1;
@@ -367,7 +367,7 @@ async fn a_prekey_drain_by_throwaway_accounts_denies_no_new_contact() {
         with_one_time, 100,
         "all of bob's one-time prekeys, and no more"
     );
-    assert_eq!(state.one_time_prekeys_left("bob").unwrap(), 0);
+    assert_eq!(state.one_time_prekeys_left("bob").await.unwrap(), 0);
 
     let alice = dir.path().join("alice");
     init(&relay, &alice, "alice").await;
@@ -397,6 +397,7 @@ async fn an_accounts_one_time_prekeys_go_no_faster_than_its_limit_and_nobody_is_
             .running()
             .state()
             .one_time_prekeys_left("bob")
+            .await
             .unwrap(),
         95
     );

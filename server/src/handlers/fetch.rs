@@ -43,7 +43,7 @@ pub async fn handle(state: &RelayState, user: &str, fetch: Fetch) -> Handled {
     if !normal.is_empty() || !secret.is_empty() || !notices.is_empty() {
         state.writer.durable().await?;
     }
-    let left = state.prekeys.left(user)?;
+    let left = state.prekeys.left(user).await?;
     Ok(response::Kind::Batch(Batch {
         normal,
         secret,

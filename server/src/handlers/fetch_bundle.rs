@@ -32,7 +32,8 @@ pub async fn handle(
     let with_one_time = state.quotas.one_time_prekey(requester, &fetch.user);
     let handed = state
         .prekeys
-        .take_bundle(&fetch.user, &account.identity_key, with_one_time)?
+        .take_bundle(&fetch.user, &account.identity_key, with_one_time)
+        .await?
         .ok_or_else(|| {
             RequestError::new(
                 ErrorCode::NoPrekeys,

@@ -28,7 +28,11 @@ pub async fn handle(state: &RelayState, user: &str, upload: UploadPrekeys) -> Ha
     let account = state.accounts.get(user)?.ok_or_else(|| {
         RequestError::new(ErrorCode::UnknownUser, "this account no longer exists")
     })?;
-    match state.prekeys.upload(user, &account.identity_key, upload)? {
+    match state
+        .prekeys
+        .upload(user, &account.identity_key, upload)
+        .await?
+    {
         Ok((count, pq_count)) => {
             state.writer.durable().await?;
             Ok(response::Kind::PrekeysStored(PrekeysStored {

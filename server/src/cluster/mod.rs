@@ -9,7 +9,17 @@
 //! desk's code asks for (tested against a real cluster in
 //! `tests/tests/cluster.rs`).
 //!
-//! Not yet here: the relay storing through this layout (`store = "nats"`).
+//! Storage through this layout, one function at a time (each beside the
+//! embedded store's, behind the same engine):
+//! - [`prekeys`]: published prekeys; one-time prekeys taken by delete.
+//!
+//! Not yet here: the rest of the relay storing through it (`store = "nats"`).
+
+pub mod jetstream;
+pub mod prekeys;
+
+pub use jetstream::{Cluster, ClusterError, ClusterOptions};
+pub use prekeys::ClusterPrekeys;
 
 /// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.
 pub const HIST: &str = "HIST";

@@ -1,0 +1,184 @@
+//! A relay node's connection to the NATS JetStream cluster: it checks the
+//! server is one whose behaviour this module relies on, and makes the
+//! streams and key-value buckets it stores in (each once, replicated on
+//! `replicas` nodes: an acknowledged write is then held by a majority).
+//!
+//! Know the 2.9 server: `async-nats`' `create_key_value` fails against it,
+//! so a bucket's stream is made here by hand with the settings a bucket
+//! needs, and then opened with `get_key_value`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::store::StoreError;
+
+/// The oldest server this module works with: direct gets (any replica
+/// answers a read) came with 2.9.
+const OLDEST_SERVER: (u64, u64) = (2, 9);
+
+/// How long one request to the cluster may take.
+const REQUEST_TIME: Duration = Duration::from_secs(5);
+
+/// How to reach the cluster.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// Any of the cluster's client URLs (`nats://127.0.0.1:4222`); the client
+    /// moves to another when one goes away.
+    pub urls: Vec<String>,
+    pub user: String,
+    pub password: Zeroizing<String>,
+    /// On how many nodes each stream and bucket is kept (3 in production).
+    pub replicas: usize,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("urls", &self.urls)
+            .field("user", &self.user)
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("cannot reach the NATS cluster at {urls}: {why}")]
+    Connect { urls: String, why: String },
+    #[error(
+        "the NATS server at {url} is version {version}; sotto needs {}.{} or newer",
+        OLDEST_SERVER.0, OLDEST_SERVER.1
+    )]
+    TooOld { url: String, version: String },
+    #[error("the NATS server at {0} runs without JetStream; start it with `jetstream` enabled")]
+    NoJetStream(String),
+    #[error("cannot make the {what} on the NATS cluster: {why}")]
+    Provision { what: String, why: String },
+}
+
+/// A connection to the cluster, as the relay's NATS user.
+#[derive(Clone)]
+pub struct Cluster {
+    js: jetstream::Context,
+    replicas: usize,
+}
+
+/// Whether a server's `major.minor.patch` version is at least `oldest`.
+fn at_least(version: &str, oldest: (u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= oldest
+}
+
+pub(crate) fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("NATS {what}: {e}"))
+}
+
+impl Cluster {
+    /// Connects, and checks the server it reached.
+    pub async fn connect(options: &ClusterOptions) -> Result<Cluster, ClusterError> {
+        let urls = options.urls.join(", ");
+        let client = async_nats::ConnectOptions::with_user_and_password(
+            options.user.clone(),
+            options.password.to_string(),
+        )
+        .request_timeout(Some(REQUEST_TIME))
+        .connect(options.urls.clone())
+        .await
+        .map_err(|e| ClusterError::Connect {
+            urls: urls.clone(),
+            why: e.to_string(),
+        })?;
+        let info = client.server_info();
+        if !at_least(&info.version, OLDEST_SERVER) {
+            return Err(ClusterError::TooOld {
+                url: urls,
+                version: info.version,
+            });
+        }
+        // Asked by hand: `query_account` does not parse a 2.9 server's answer.
+        let answer = client
+            .request("$JS.API.INFO", bytes::Bytes::new())
+            .await
+            .map_err(|e| ClusterError::Connect {
+                urls: urls.clone(),
+                why: e.to_string(),
+            })?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
+        if !answer["error"].is_null() || answer.get("type").is_none() {
+            return Err(ClusterError::NoJetStream(urls));
+        }
+        let js = jetstream::new(client);
+        Ok(Cluster {
+            js,
+            replicas: options.replicas.max(1),
+        })
+    }
+
+    /// Makes a stream unless it exists (its settings are then left as found).
+    pub(crate) async fn stream(
+        &self,
+        config: stream::Config,
+    ) -> Result<stream::Stream, ClusterError> {
+        let name = config.name.clone();
+        self.js
+            .get_or_create_stream(stream::Config {
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                ..config
+            })
+            .await
+            .map_err(|e| ClusterError::Provision {
+                what: format!("stream {name}"),
+                why: e.to_string(),
+            })
+    }
+
+    /// Makes a key-value bucket unless it exists, and opens it: one value
+    /// per key, deletes kept as markers, readable from any replica.
+    pub(crate) async fn bucket(&self, name: &str) -> Result<kv::Store, ClusterError> {
+        self.stream(stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await?;
+        self.js
+            .get_key_value(name)
+            .await
+            .map_err(|e| ClusterError::Provision {
+                what: format!("bucket {name}"),
+                why: e.to_string(),
+            })
+    }
+
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_are_compared_by_number_not_by_text() {
+        assert!(at_least("2.9.10", (2, 9)));
+        assert!(at_least("2.10.1", (2, 9)), "2.10 is newer than 2.9");
+        assert!(at_least("v3.0.0-beta", (2, 9)));
+        assert!(!at_least("2.8.4", (2, 9)));
+        assert!(!at_least("garbage", (2, 9)));
+    }
+}

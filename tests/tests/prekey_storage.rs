@@ -1,0 +1,428 @@
+//! One suite for the prekeys' storage, run on each place they can be kept:
+//! the relay's own store (fjall, in a temp dir) and a real 3-node NATS
+//! JetStream cluster (`nats-server` from the distribution) with two relay
+//! nodes, each connected to a different server. Same engine, same checks,
+//! same answers; what differs is where the one-time prekeys live and what
+//! decides who took one (a lock in one process; the stream's delete on the
+//! cluster).
+//!
+//! Then what only the cluster can be attacked with: its operator reading the
+//! streams, and records moved between users' subjects.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use sotto_proto::v1;
+use sotto_server::cluster::{Cluster, ClusterOptions, ClusterPrekeys, PREKEYS, RELAY_USER};
+use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
+use sotto_server::seal::{MasterKey, Sealer};
+use sotto_server::store::{FjallStore, Store};
+use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD};
+use zeroize::Zeroizing;
+
+/// Where the prekeys are kept, and a way to reach them as a relay node.
+enum Backing {
+    Local {
+        _dir: tempfile::TempDir,
+        prekeys: Arc<Prekeys>,
+    },
+    Cluster {
+        cluster: NatsCluster,
+        sealer: Arc<Sealer>,
+    },
+}
+
+fn sealer() -> Arc<Sealer> {
+    let master = MasterKey::generate();
+    Arc::new(master.unwrap_data_key(&master.wrap_new_data_key()).unwrap())
+}
+
+impl Backing {
+    fn local() -> Backing {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(&dir.path().join("db")).unwrap());
+        Backing::Local {
+            prekeys: Arc::new(Prekeys::new(store, sealer())),
+            _dir: dir,
+        }
+    }
+
+    fn cluster() -> Backing {
+        Backing::Cluster {
+            cluster: NatsCluster::start(),
+            sealer: sealer(),
+        }
+    }
+
+    /// Relay node `n`: on the cluster a node of its own, connected to
+    /// server `n`; locally the relay's one engine.
+    async fn node(&self, n: usize) -> Arc<Prekeys> {
+        match self {
+            Backing::Local { prekeys, .. } => prekeys.clone(),
+            Backing::Cluster { cluster, sealer } => {
+                let urls = cluster.urls();
+                let options = ClusterOptions {
+                    urls: vec![urls[n % urls.len()].clone()],
+                    user: RELAY_USER.to_owned(),
+                    password: Zeroizing::new(RELAY_PASSWORD.to_owned()),
+                    replicas: 3,
+                };
+                let cluster = Cluster::connect(&options).await.expect("connects");
+                let prekeys = ClusterPrekeys::open(&cluster, sealer.clone())
+                    .await
+                    .expect("the stream and bucket are made");
+                Arc::new(Prekeys::on_cluster(prekeys))
+            }
+        }
+    }
+}
+
+/// A valid ML-KEM-1024 encapsulation key's bytes (small coefficients).
+fn pq_key_bytes(id: u32) -> Vec<u8> {
+    vec![(id % 8) as u8 + 1; PQ_PUBLIC_KEY_LEN]
+}
+
+/// An upload signed by `identity`: one-time prekeys `curve` and `pq` (ids),
+/// last-resort PQ prekey id 0.
+fn upload(identity: &SigningKey, curve: &[u32], pq: &[u32]) -> v1::UploadPrekeys {
+    let sign = |m: Vec<u8>| identity.sign(&m).to_bytes().to_vec().into();
+    let pq_key = |id: u32| v1::PqPrekey {
+        id,
+        public_key: pq_key_bytes(id).into(),
+        signature: sign(sotto_proto::transcript::pq_prekey(id, &pq_key_bytes(id))),
+        created_at: 1,
+    };
+    v1::UploadPrekeys {
+        identity_dh_key: vec![1; 32].into(),
+        identity_dh_signature: sign(sotto_proto::transcript::identity_dh(&[1; 32])),
+        signed_prekey: Some(v1::SignedPrekey {
+            id: 1,
+            public_key: vec![2; 32].into(),
+            signature: sign(sotto_proto::transcript::signed_prekey(&[2; 32])),
+            created_at: 1,
+        }),
+        one_time: curve
+            .iter()
+            .map(|&id| v1::OneTimePrekey {
+                id,
+                public_key: curve_key(id).into(),
+            })
+            .collect(),
+        pq_last_resort: Some(pq_key(0)),
+        pq_one_time: pq.iter().map(|&id| pq_key(id)).collect(),
+    }
+}
+
+/// A one-time curve prekey's public key, recognisable in raw bytes.
+fn curve_key(id: u32) -> Vec<u8> {
+    let mut key = b"ONE-TIME-CURVE-PREKEY-PUBLIC-".to_vec();
+    key.extend_from_slice(&id.to_be_bytes()[1..]);
+    key
+}
+
+struct Bob {
+    identity: SigningKey,
+}
+
+impl Bob {
+    fn new() -> Bob {
+        Bob {
+            identity: SigningKey::from_bytes(&[9; 32]),
+        }
+    }
+
+    fn key(&self) -> VerifyingKey {
+        self.identity.verifying_key()
+    }
+
+    async fn publish(&self, node: &Prekeys, curve: &[u32], pq: &[u32]) -> (usize, usize) {
+        node.upload("bob", &self.key(), upload(&self.identity, curve, pq))
+            .await
+            .expect("the upload is stored")
+            .expect("the upload is accepted")
+    }
+}
+
+fn ids(range: std::ops::Range<u32>) -> Vec<u32> {
+    range.collect()
+}
+
+async fn each_goes_out_once_then_the_last_resort_stays(backing: Backing) {
+    let bob = Bob::new();
+    let (a, b) = (backing.node(0).await, backing.node(1).await);
+    assert!(
+        a.take_bundle("bob", &bob.key(), true)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing published yet"
+    );
+    assert_eq!(bob.publish(&a, &ids(10..13), &ids(20..23)).await, (3, 3));
+    let mut handed = Vec::new();
+    for (i, node) in [&a, &b, &a].into_iter().enumerate() {
+        let h = node
+            .take_bundle("bob", &bob.key(), true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(h.took_one_time);
+        assert_eq!(
+            h.left,
+            Left {
+                one_time: 2 - i,
+                pq_one_time: 2 - i
+            }
+        );
+        assert_eq!(h.bundle.signed_prekey.unwrap().public_key.as_ref(), [2; 32]);
+        handed.push((
+            h.bundle.one_time.unwrap().id,
+            h.bundle.pq_prekey.unwrap().id,
+        ));
+    }
+    assert_eq!(
+        handed,
+        vec![(10, 20), (11, 21), (12, 22)],
+        "oldest first, each once"
+    );
+    // A bundle without one-time prekeys (past the quotas) takes none.
+    let h = b
+        .take_bundle("bob", &bob.key(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!h.took_one_time && h.bundle.one_time.is_none());
+    // None left: the last-resort PQ prekey, which stays.
+    for node in [&a, &b] {
+        let h = node
+            .take_bundle("bob", &bob.key(), true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!h.took_one_time && h.bundle.one_time.is_none());
+        assert_eq!(h.bundle.pq_prekey.unwrap().id, 0);
+        assert_eq!(h.left, Left::default());
+    }
+}
+
+async fn twenty_takes_at_once_hand_each_one_time_prekey_out_once(backing: Backing) {
+    let bob = Bob::new();
+    let nodes = [backing.node(0).await, backing.node(1).await];
+    bob.publish(&nodes[0], &ids(100..125), &ids(200..225)).await;
+    let takes: Vec<_> = (0..20)
+        .map(|i| {
+            let node = nodes[i % 2].clone();
+            let key = bob.key();
+            tokio::spawn(async move { node.take_bundle("bob", &key, true).await })
+        })
+        .collect();
+    let (mut curve, mut pq) = (HashSet::new(), HashSet::new());
+    for take in takes {
+        let h = take.await.unwrap().expect("a take").expect("a bundle");
+        assert!(
+            curve.insert(h.bundle.one_time.expect("a curve one-time prekey").id),
+            "a curve one-time prekey went out twice"
+        );
+        assert!(
+            pq.insert(h.bundle.pq_prekey.expect("a PQ prekey").id),
+            "a PQ one-time prekey went out twice"
+        );
+    }
+    assert_eq!((curve.len(), pq.len()), (20, 20));
+    assert!(curve.iter().all(|id| (100..125).contains(id)));
+    assert!(pq.iter().all(|id| (200..225).contains(id)), "{pq:?}");
+    for node in &nodes {
+        assert_eq!(
+            node.left("bob").await.unwrap(),
+            Left {
+                one_time: 5,
+                pq_one_time: 5
+            }
+        );
+    }
+}
+
+async fn an_upload_keeps_at_most_the_limit_and_skips_keys_held(backing: Backing) {
+    let bob = Bob::new();
+    let (a, b) = (backing.node(0).await, backing.node(1).await);
+    assert_eq!(bob.publish(&a, &ids(0..3), &ids(0..2)).await, (3, 2));
+    // The same ids again, and some new: only the new ones count.
+    assert_eq!(bob.publish(&b, &ids(1..5), &ids(1..3)).await, (5, 3));
+    let limit = MAX_ONE_TIME as u32;
+    assert_eq!(
+        bob.publish(&a, &ids(0..limit + 10), &[]).await,
+        (MAX_ONE_TIME, 3)
+    );
+    assert_eq!(
+        b.left("bob").await.unwrap(),
+        Left {
+            one_time: MAX_ONE_TIME,
+            pq_one_time: 3
+        }
+    );
+    // A refused upload changes nothing.
+    let mut forged = upload(&bob.identity, &ids(9000..9010), &[]);
+    forged.signed_prekey.as_mut().unwrap().public_key = vec![3; 32].into();
+    assert!(a.upload("bob", &bob.key(), forged).await.unwrap().is_err());
+    assert_eq!(b.left("bob").await.unwrap().one_time, MAX_ONE_TIME);
+    let h = b
+        .take_bundle("bob", &bob.key(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.bundle.signed_prekey.unwrap().public_key.as_ref(), [2; 32]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_each_goes_out_once_then_the_last_resort_stays() {
+    each_goes_out_once_then_the_last_resort_stays(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_each_goes_out_once_then_the_last_resort_stays() {
+    each_goes_out_once_then_the_last_resort_stays(Backing::cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_twenty_takes_at_once_hand_each_one_time_prekey_out_once() {
+    twenty_takes_at_once_hand_each_one_time_prekey_out_once(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_twenty_takes_at_once_on_two_nodes_hand_each_one_time_prekey_out_once() {
+    twenty_takes_at_once_hand_each_one_time_prekey_out_once(Backing::cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_an_upload_keeps_at_most_the_limit_and_skips_keys_held() {
+    an_upload_keeps_at_most_the_limit_and_skips_keys_held(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_an_upload_keeps_at_most_the_limit_and_skips_keys_held() {
+    an_upload_keeps_at_most_the_limit_and_skips_keys_held(Backing::cluster()).await;
+}
+
+/// Every raw message of `stream`, as the cluster's operator reads it.
+async fn raw_messages(js: &jetstream::Context, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let stream = js.get_stream(stream).await.unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push((m.subject.to_string(), m.payload.to_vec()));
+        }
+    }
+    out
+}
+
+async fn operator(cluster: &NatsCluster) -> jetstream::Context {
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        RELAY_USER.into(),
+        RELAY_PASSWORD.into(),
+    )
+    .connect(cluster.urls())
+    .await
+    .unwrap();
+    jetstream::new(client)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_operator_reads_neither_a_key_nor_a_name() {
+    let backing = Backing::cluster();
+    let bob = Bob::new();
+    let node = backing.node(0).await;
+    bob.publish(&node, &ids(1..4), &ids(1..4)).await;
+    let Backing::Cluster { cluster, .. } = &backing else {
+        unreachable!()
+    };
+    let js = operator(cluster).await;
+    let mut seen = raw_messages(&js, PREKEYS).await;
+    seen.extend(raw_messages(&js, "KV_prekey_sets").await);
+    assert_eq!(seen.len(), 7, "six one-time prekeys and bob's set");
+    for (subject, payload) in &seen {
+        assert!(!subject.contains("bob"), "{subject} names bob");
+        assert!(!contains(payload, b"bob"));
+        for id in 1..4 {
+            assert!(
+                !contains(payload, &curve_key(id)),
+                "a curve key in the clear"
+            );
+            assert!(
+                !contains(payload, &pq_key_bytes(id)[..64]),
+                "a PQ key in the clear"
+            );
+        }
+        assert!(!contains(payload, &bob.key().to_bytes()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prekey_moved_to_another_users_subject_is_not_handed_out_as_theirs() {
+    let backing = Backing::cluster();
+    let bob = Bob::new();
+    let node = backing.node(0).await;
+    bob.publish(&node, &ids(1..2), &[]).await;
+    // Carol publishes too, and has none left; the operator copies bob's
+    // one-time prekey record onto carol's curve subject, under the same id.
+    let carol = SigningKey::from_bytes(&[7; 32]);
+    node.upload("carol", &carol.verifying_key(), upload(&carol, &[], &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let Backing::Cluster { cluster, .. } = &backing else {
+        unreachable!()
+    };
+    let js = operator(cluster).await;
+    let (bobs_subject, record) = raw_messages(&js, PREKEYS)
+        .await
+        .into_iter()
+        .find(|(s, _)| s.ends_with(".c.1"))
+        .expect("bob's curve prekey 1");
+    // carol's token: publish one of her own and read its subject.
+    node.upload("carol", &carol.verifying_key(), upload(&carol, &[77], &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let carols_subject = raw_messages(&js, PREKEYS)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .find(|s| s.ends_with(".c.77"))
+        .expect("carol's curve prekey 77");
+    assert_ne!(bobs_subject, carols_subject);
+    let moved = carols_subject.replace(".c.77", ".c.1");
+    js.publish(moved, record.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Carol's oldest is 77, then the moved one: 77 goes out, the moved one
+    // does not open as hers.
+    let h = node
+        .take_bundle("carol", &carol.verifying_key(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.bundle.one_time.unwrap().id, 77);
+    let refused = node
+        .take_bundle("carol", &carol.verifying_key(), true)
+        .await;
+    assert!(
+        refused.is_err(),
+        "bob's prekey was handed out as carol's: {:?}",
+        refused.map(|h| h.map(|h| h.bundle.one_time))
+    );
+    // Bob's own is still his.
+    let h = node
+        .take_bundle("bob", &bob.key(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.bundle.one_time.unwrap().public_key.as_ref(), curve_key(1));
+}
