@@ -7,9 +7,10 @@ use std::sync::{Arc, RwLock};
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
+use crate::cluster::{ClusterBucket, Created};
 use crate::records::AccountRecord;
 use crate::seal::Sealer;
-use crate::store::{Applied, Batch, Store, Tree};
+use crate::store::{Applied, Batch, Store, StoreError, Tree};
 use crate::{RelayError, now_ms};
 
 const BLIND_DOMAIN: &str = "user";
@@ -30,7 +31,7 @@ pub fn user_scoped_key(user: &[u8; 16], n: u64) -> Vec<u8> {
 
 #[derive(Clone)]
 pub struct Accounts {
-    store: Arc<dyn Store>,
+    records: Records,
     sealer: Arc<Sealer>,
     /// Names known to exist (accounts are never removed), so that checking a
     /// recipient on every send costs no store read. Bounded: emptied when full.
@@ -65,10 +66,55 @@ pub enum Registration {
     Taken,
 }
 
+/// Where the accounts are kept.
+#[derive(Clone)]
+enum Records {
+    /// The relay's own store.
+    Local(Arc<dyn Store>),
+    /// The cluster's bucket, shared by every relay node.
+    Cluster(Arc<ClusterBucket>),
+}
+
+impl Records {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Records::Local(store) => store.get(Tree::Accounts, key),
+            Records::Cluster(bucket) => bucket.get(key),
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        match self {
+            Records::Local(store) => Ok(store.read(Tree::Accounts, key, |_| ())?.is_some()),
+            Records::Cluster(bucket) => Ok(bucket.get(key)?.is_some()),
+        }
+    }
+
+    /// Writes `sealed` under `key` unless the key is taken; whether it did.
+    fn create(&self, key: Vec<u8>, sealed: Vec<u8>) -> Result<bool, StoreError> {
+        match self {
+            Records::Local(store) => Ok(matches!(
+                store.apply(Batch::guarded(Tree::Accounts, key, sealed))?,
+                Applied::Written
+            )),
+            Records::Cluster(bucket) => Ok(bucket.create(&key, sealed)? == Created::Written),
+        }
+    }
+}
+
 impl Accounts {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
         Accounts {
-            store,
+            records: Records::Local(store),
+            sealer,
+            known: Arc::default(),
+        }
+    }
+
+    /// Accounts in the cluster's bucket, shared with the other relay nodes.
+    pub fn on_cluster(bucket: ClusterBucket, sealer: Arc<Sealer>) -> Self {
+        Accounts {
+            records: Records::Cluster(Arc::new(bucket)),
             sealer,
             known: Arc::default(),
         }
@@ -98,18 +144,15 @@ impl Accounts {
         let sealed = self
             .sealer
             .seal_padded(Tree::Accounts, &key, &record.encode_to_vec());
-        match self
-            .store
-            .apply(Batch::guarded(Tree::Accounts, key, sealed))?
-        {
-            Applied::Written => Ok(Registration::Created),
-            Applied::GuardExists(_) => Ok(Registration::Taken),
-        }
+        Ok(match self.records.create(key, sealed)? {
+            true => Registration::Created,
+            false => Registration::Taken,
+        })
     }
 
     pub fn get(&self, username: &str) -> Result<Option<Account>, RelayError> {
         let key = self.blind(username);
-        let Some(sealed) = self.store.get(Tree::Accounts, &key)? else {
+        let Some(sealed) = self.records.get(&key)? else {
             return Ok(None);
         };
         let record = AccountRecord::decode(
@@ -139,10 +182,7 @@ impl Accounts {
         if known(&self.known) {
             return Ok(true);
         }
-        let exists = self
-            .store
-            .read(Tree::Accounts, &self.blind(username), |_| ())?
-            .is_some();
+        let exists = self.records.contains(&self.blind(username))?;
         if exists {
             let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
             if known.len() >= KNOWN_NAMES {

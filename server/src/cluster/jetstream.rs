@@ -64,6 +64,9 @@ pub enum ClusterError {
 pub struct Cluster {
     js: jetstream::Context,
     replicas: usize,
+    /// The runtime the connection runs on, for [`Cluster::wait`] from
+    /// threads outside it (the relay's writer).
+    runtime: tokio::runtime::Handle,
 }
 
 /// Whether a server's `major.minor.patch` version is at least `oldest`.
@@ -119,7 +122,28 @@ impl Cluster {
         Ok(Cluster {
             js,
             replicas: options.replicas.max(1),
+            runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// Waits for `work` from synchronous code. The relay's engines were
+    /// written for an embedded store and wait for it in place (off the async
+    /// workers, as for a flush); on a cluster they wait for it the same way.
+    ///
+    /// Needs the multi-threaded runtime the relay runs on: a current-thread
+    /// runtime has no other thread to drive the connection meanwhile.
+    pub fn wait<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(work))
+            }
+            Ok(_) => panic!(
+                "waiting for the NATS cluster in place needs a multi-threaded runtime \
+                 (#[tokio::test(flavor = \"multi_thread\")] in a test)"
+            ),
+            Err(_) => self.runtime.block_on(work),
+        }
     }
 
     /// Makes a stream unless it exists (its settings are then left as found).

@@ -12,12 +12,15 @@
 //! Storage through this layout, one function at a time (each beside the
 //! embedded store's, behind the same engine):
 //! - [`prekeys`]: published prekeys; one-time prekeys taken by delete.
+//! - [`bucket`]: records created once (accounts), by compare-and-set.
 //!
 //! Not yet here: the rest of the relay storing through it (`store = "nats"`).
 
+pub mod bucket;
 pub mod jetstream;
 pub mod prekeys;
 
+pub use bucket::{ClusterBucket, Created};
 pub use jetstream::{Cluster, ClusterError, ClusterOptions};
 pub use prekeys::ClusterPrekeys;
 
@@ -29,6 +32,8 @@ pub const SECRET: &str = "SECRET";
 pub const PREKEYS: &str = "PREKEYS";
 /// The transparency log, appended with an expected last sequence.
 pub const AUDIT: &str = "AUDIT";
+/// The accounts: blind(username) → sealed account, created once.
+pub const ACCOUNTS: &str = "accounts";
 /// The key-value buckets the warrant desk keeps its state in.
 pub const WARRANT_BUCKETS: [&str; 2] = ["warrants", "warrant_grants"];
 

@@ -1,13 +1,16 @@
-//! One suite for the prekeys' storage, run on each place they can be kept:
-//! the relay's own store (fjall, in a temp dir) and a real 3-node NATS
-//! JetStream cluster (`nats-server` from the distribution) with two relay
-//! nodes, each connected to a different server. Same engine, same checks,
-//! same answers; what differs is where the one-time prekeys live and what
-//! decides who took one (a lock in one process; the stream's delete on the
-//! cluster).
+//! The relay's storage, one function at a time, each with one suite run on
+//! each place it can be kept: the relay's own store (fjall, in a temp dir)
+//! and a real 3-node NATS JetStream cluster (`nats-server` from the
+//! distribution) with two relay nodes, each connected to a different
+//! server. Same engine, same checks, same answers; what differs is where the
+//! records live and what decides a race (a lock or a guarded batch in one
+//! process; a delete or a compare-and-set on the cluster).
+//!
+//! - prekeys: each one-time prekey goes out once;
+//! - accounts: a name is registered once.
 //!
 //! Then what only the cluster can be attacked with: its operator reading the
-//! streams, and records moved between users' subjects.
+//! streams and buckets, and records moved between users' subjects.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,18 +18,22 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sotto_proto::v1;
-use sotto_server::cluster::{Cluster, ClusterOptions, ClusterPrekeys, PREKEYS, RELAY_USER};
+use sotto_server::accounts::{Accounts, Registration};
+use sotto_server::cluster::{
+    ACCOUNTS, Cluster, ClusterBucket, ClusterOptions, ClusterPrekeys, PREKEYS, RELAY_USER,
+};
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
 use sotto_server::seal::{MasterKey, Sealer};
 use sotto_server::store::{FjallStore, Store};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD};
 use zeroize::Zeroizing;
 
-/// Where the prekeys are kept, and a way to reach them as a relay node.
+/// Where the records are kept, and a way to reach them as a relay node.
 enum Backing {
     Local {
         _dir: tempfile::TempDir,
         prekeys: Arc<Prekeys>,
+        accounts: Accounts,
     },
     Cluster {
         cluster: NatsCluster,
@@ -43,8 +50,10 @@ impl Backing {
     fn local() -> Backing {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(&dir.path().join("db")).unwrap());
+        let sealer = sealer();
         Backing::Local {
-            prekeys: Arc::new(Prekeys::new(store, sealer())),
+            prekeys: Arc::new(Prekeys::new(store.clone(), sealer.clone())),
+            accounts: Accounts::new(store, sealer),
             _dir: dir,
         }
     }
@@ -56,24 +65,42 @@ impl Backing {
         }
     }
 
-    /// Relay node `n`: on the cluster a node of its own, connected to
-    /// server `n`; locally the relay's one engine.
+    /// Relay node `n`'s connection, connected to server `n`.
+    async fn connect(cluster: &NatsCluster, n: usize) -> Cluster {
+        let urls = cluster.urls();
+        let options = ClusterOptions {
+            urls: vec![urls[n % urls.len()].clone()],
+            user: RELAY_USER.to_owned(),
+            password: Zeroizing::new(RELAY_PASSWORD.to_owned()),
+            replicas: 3,
+        };
+        Cluster::connect(&options).await.expect("connects")
+    }
+
+    /// Relay node `n`'s prekeys: on the cluster a node of its own,
+    /// connected to server `n`; locally the relay's one engine.
     async fn node(&self, n: usize) -> Arc<Prekeys> {
         match self {
             Backing::Local { prekeys, .. } => prekeys.clone(),
             Backing::Cluster { cluster, sealer } => {
-                let urls = cluster.urls();
-                let options = ClusterOptions {
-                    urls: vec![urls[n % urls.len()].clone()],
-                    user: RELAY_USER.to_owned(),
-                    password: Zeroizing::new(RELAY_PASSWORD.to_owned()),
-                    replicas: 3,
-                };
-                let cluster = Cluster::connect(&options).await.expect("connects");
-                let prekeys = ClusterPrekeys::open(&cluster, sealer.clone())
-                    .await
-                    .expect("the stream and bucket are made");
+                let prekeys =
+                    ClusterPrekeys::open(&Self::connect(cluster, n).await, sealer.clone())
+                        .await
+                        .expect("the stream and bucket are made");
                 Arc::new(Prekeys::on_cluster(prekeys))
+            }
+        }
+    }
+
+    /// Relay node `n`'s accounts.
+    async fn accounts(&self, n: usize) -> Accounts {
+        match self {
+            Backing::Local { accounts, .. } => accounts.clone(),
+            Backing::Cluster { cluster, sealer } => {
+                let bucket = ClusterBucket::open(&Self::connect(cluster, n).await, ACCOUNTS)
+                    .await
+                    .expect("the bucket is made");
+                Accounts::on_cluster(bucket, sealer.clone())
             }
         }
     }
@@ -304,6 +331,52 @@ async fn cluster_an_upload_keeps_at_most_the_limit_and_skips_keys_held() {
     an_upload_keeps_at_most_the_limit_and_skips_keys_held(Backing::cluster()).await;
 }
 
+async fn a_name_is_registered_once_of_twenty_at_once(backing: Backing) {
+    let nodes = [backing.accounts(0).await, backing.accounts(1).await];
+    assert!(!nodes[0].exists("carol").unwrap());
+    assert!(nodes[1].get("carol").unwrap().is_none());
+    let tries: Vec<_> = (0..20u8)
+        .map(|i| {
+            let node = nodes[usize::from(i) % 2].clone();
+            let key = SigningKey::from_bytes(&[i + 1; 32]).verifying_key();
+            // Registration waits for the store in place, as on the relay.
+            tokio::spawn(async move { (key, node.register("carol", &key).unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for attempt in tries {
+        let (key, registered) = attempt.await.unwrap();
+        if registered == Registration::Created {
+            winners.push(key);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "carol was registered {} times",
+        winners.len()
+    );
+    for node in &nodes {
+        assert!(node.exists("carol").unwrap());
+        assert_eq!(
+            node.get("carol").unwrap().expect("carol").identity_key,
+            winners[0],
+            "every node knows carol by the key that won"
+        );
+    }
+    assert!(!nodes[1].exists("carol2").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_name_is_registered_once_of_twenty_at_once() {
+    a_name_is_registered_once_of_twenty_at_once(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_name_is_registered_once_of_twenty_at_once_on_two_nodes() {
+    a_name_is_registered_once_of_twenty_at_once(Backing::cluster()).await;
+}
+
 /// Every raw message of `stream`, as the cluster's operator reads it.
 async fn raw_messages(js: &jetstream::Context, stream: &str) -> Vec<(String, Vec<u8>)> {
     let stream = js.get_stream(stream).await.unwrap();
@@ -338,13 +411,16 @@ async fn the_clusters_operator_reads_neither_a_key_nor_a_name() {
     let bob = Bob::new();
     let node = backing.node(0).await;
     bob.publish(&node, &ids(1..4), &ids(1..4)).await;
+    let registered = backing.accounts(1).await.register("bob", &bob.key());
+    assert_eq!(registered.unwrap(), Registration::Created);
     let Backing::Cluster { cluster, .. } = &backing else {
         unreachable!()
     };
     let js = operator(cluster).await;
     let mut seen = raw_messages(&js, PREKEYS).await;
     seen.extend(raw_messages(&js, "KV_prekey_sets").await);
-    assert_eq!(seen.len(), 7, "six one-time prekeys and bob's set");
+    seen.extend(raw_messages(&js, &format!("KV_{ACCOUNTS}")).await);
+    assert_eq!(seen.len(), 8, "six one-time prekeys, bob's set and account");
     for (subject, payload) in &seen {
         assert!(!subject.contains("bob"), "{subject} names bob");
         assert!(!contains(payload, b"bob"));
