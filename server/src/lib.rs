@@ -48,7 +48,7 @@ mod files;
 pub mod fuzzing;
 mod groups;
 mod handlers;
-mod hub;
+pub mod hub;
 pub mod metrics;
 pub mod migrate;
 pub mod prekeys;

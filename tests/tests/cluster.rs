@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event};
+use futures_util::StreamExt;
+use sotto_proto::v1::{self, Push, push};
 use sotto_server::cluster::{HIST, RELAY_USER, SECRET, STREAMS, WARRANT_USER};
+use sotto_server::hub::Hub;
+use sotto_server::seal::{MasterKey, Sealer};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
 
 /// A client as `user`, on every node of the cluster; the server's errors
@@ -151,4 +155,110 @@ async fn the_warrant_desks_nats_user_reads_the_history_and_is_refused_the_secret
     let _ = desk_js.publish("hist.owner1.conv1", "forged".into()).await;
     assert!(told(&errors, "Permissions Violation").await);
     assert_eq!(hist.info().await.unwrap().state.messages, 1);
+}
+
+/// A relay node's hub, linked to the others through server `n`.
+async fn hub_on(cluster: &NatsCluster, n: usize, sealer: &Arc<Sealer>) -> Hub {
+    let client = ConnectOptions::with_user_and_password(RELAY_USER.into(), RELAY_PASSWORD.into())
+        .connect(cluster.urls()[n].clone())
+        .await
+        .expect("connects");
+    Hub::on_cluster(4, client, sealer.clone())
+}
+
+fn text_push(text: &str) -> Push {
+    Push {
+        kind: Some(push::Kind::Normal(v1::NormalMessage {
+            id: 1,
+            from: "alice".into(),
+            text: text.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn next_push(rx: &mut tokio::sync::mpsc::Receiver<Push>) -> Option<Push> {
+    tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_reaches_a_user_connected_to_another_relay_node_once_and_sealed() {
+    let cluster = NatsCluster::start();
+    let master = MasterKey::generate();
+    let sealer = Arc::new(master.unwrap_data_key(&master.wrap_new_data_key()).unwrap());
+    let (a, b) = (
+        hub_on(&cluster, 0, &sealer).await,
+        hub_on(&cluster, 1, &sealer).await,
+    );
+    // The cluster's operator listens to every live subject.
+    let (operator, _) = connect(&cluster, RELAY_USER, RELAY_PASSWORD).await;
+    let mut sniffed = operator.subscribe("live.>").await.unwrap();
+    operator.flush().await.unwrap();
+
+    // Bob is connected to node B, alice to node A.
+    let mut bob = b.subscribe("bob", 1).expect("bob subscribes at B");
+    let mut alice = a.subscribe("alice", 2).expect("alice subscribes at A");
+    b.settled().await;
+    a.settled().await;
+    a.push("bob", &text_push("hello bob, from node A"));
+    assert_eq!(
+        next_push(&mut bob).await,
+        Some(text_push("hello bob, from node A"))
+    );
+    // A push made at bob's own node reaches him once, not again by the
+    // cluster; nobody else gets either.
+    b.push("bob", &text_push("second"));
+    assert_eq!(next_push(&mut bob).await, Some(text_push("second")));
+    assert_eq!(next_push(&mut bob).await, None, "a push came twice");
+    assert_eq!(next_push(&mut alice).await, None, "alice got bob's push");
+
+    // What crossed the cluster's network: neither text nor names.
+    let mut crossed = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), sniffed.next()).await {
+        crossed.push(m);
+    }
+    assert_eq!(crossed.len(), 2, "both pushes crossed the cluster");
+    for m in &crossed {
+        let raw = [m.subject.as_bytes(), m.payload.as_ref()].concat();
+        for secret in [&b"hello bob"[..], b"second", b"bob", b"alice"] {
+            assert!(
+                !raw.windows(secret.len()).any(|w| w == secret),
+                "{:?} crossed the cluster in the clear",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+
+    // Moved to alice's subject by the operator, bob's push is not hers.
+    let alices_subject = {
+        let (watch, _) = connect(&cluster, RELAY_USER, RELAY_PASSWORD).await;
+        let mut s = watch.subscribe("live.>").await.unwrap();
+        watch.flush().await.unwrap();
+        b.push("alice", &text_push("to alice"));
+        let m = tokio::time::timeout(Duration::from_secs(2), s.next())
+            .await
+            .unwrap()
+            .unwrap();
+        m.subject.to_string()
+    };
+    assert_eq!(next_push(&mut alice).await, Some(text_push("to alice")));
+    operator
+        .publish(alices_subject, crossed[0].payload.clone())
+        .await
+        .unwrap();
+    operator.flush().await.unwrap();
+    assert_eq!(
+        next_push(&mut alice).await,
+        None,
+        "a moved push was delivered"
+    );
+
+    // Bob leaves node B: B stops listening for him.
+    b.unsubscribe("bob", 1);
+    b.settled().await;
+    a.push("bob", &text_push("after he left"));
+    assert_eq!(next_push(&mut bob).await, None);
 }

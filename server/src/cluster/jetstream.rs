@@ -62,6 +62,7 @@ pub enum ClusterError {
 /// A connection to the cluster, as the relay's NATS user.
 #[derive(Clone)]
 pub struct Cluster {
+    client: async_nats::Client,
     js: jetstream::Context,
     replicas: usize,
     /// The runtime the connection runs on, for [`Cluster::wait`] from
@@ -118,8 +119,9 @@ impl Cluster {
         if !answer["error"].is_null() || answer.get("type").is_none() {
             return Err(ClusterError::NoJetStream(urls));
         }
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         Ok(Cluster {
+            client,
             js,
             replicas: options.replicas.max(1),
             runtime: tokio::runtime::Handle::current(),
@@ -186,6 +188,11 @@ impl Cluster {
                 what: format!("bucket {name}"),
                 why: e.to_string(),
             })
+    }
+
+    /// The plain NATS client (live delivery).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     pub(crate) fn context(&self) -> &jetstream::Context {

@@ -13,15 +13,18 @@
 //! embedded store's, behind the same engine):
 //! - [`prekeys`]: published prekeys; one-time prekeys taken by delete.
 //! - [`bucket`]: records created once (accounts), by compare-and-set.
+//! - [`live`]: pushes to users connected to other relay nodes (core NATS).
 //!
 //! Not yet here: the rest of the relay storing through it (`store = "nats"`).
 
 pub mod bucket;
 pub mod jetstream;
+pub mod live;
 pub mod prekeys;
 
 pub use bucket::{ClusterBucket, Created};
 pub use jetstream::{Cluster, ClusterError, ClusterOptions};
+pub use live::LiveLink;
 pub use prekeys::ClusterPrekeys;
 
 /// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.

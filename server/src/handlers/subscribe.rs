@@ -57,6 +57,9 @@ pub async fn serve(state: &RelayState, session: &Session, mut send: quinn::SendS
         }
         return;
     };
+    // On a cluster: once answered, pushes from the other relay nodes arrive
+    // too (what came before is in the inbox, fetched after this answer).
+    state.hub.settled().await;
     let subscribed = Response {
         kind: Some(response::Kind::Subscribed(Subscribed {})),
         receipt: None,

@@ -1,0 +1,224 @@
+//! Live delivery between relay nodes: a push for a user goes to the
+//! connections this node holds for them, and on core NATS to the subject
+//! `live.<user token>`, which each node listens on while it holds a
+//! connection of that user. Nothing is stored: a push is a courtesy on top
+//! of the inbox and the secret queue (see `crate::hub`), and one that does
+//! not arrive is fetched from there.
+//!
+//! A push crosses the cluster's network sealed by the relay, padded, with
+//! its subject in the associated data: the cluster's operator sees that a
+//! user (a keyed blind) was sent something, not what or by whom, and cannot
+//! redirect a push to another user's subject.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use prost::Message;
+use sotto_proto::v1::Push;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::accounts::blind_user;
+use crate::seal::Sealer;
+use crate::store::Tree;
+
+/// Domain of the keyed blind that names a user's live subject.
+const SUBJECT_DOMAIN: &str = "cluster/live subject";
+
+/// Pushes and subscription changes waiting for the link's task; past this,
+/// pushes to other nodes are dropped (as a slow connection's are).
+const COMMANDS: usize = 4096;
+
+/// Where a push received from another node is delivered on this one.
+pub type Deliver = Arc<dyn Fn(&str, Push) + Send + Sync>;
+
+enum Command {
+    Listen(String),
+    Stop(String),
+    Publish(String, Vec<u8>),
+    /// Answered once every command before it is done.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// This node's link to the others.
+pub struct LiveLink {
+    commands: mpsc::Sender<Command>,
+    sealer: Arc<Sealer>,
+    /// This node, in every push it sends: its own come back to it, and are
+    /// dropped (they were delivered here already).
+    origin: u64,
+}
+
+fn subject(sealer: &Sealer, user: &str) -> String {
+    format!(
+        "live.{}",
+        hex::encode(sealer.blind(SUBJECT_DOMAIN, &blind_user(sealer, user)))
+    )
+}
+
+/// origin (8) ‖ user length (2) ‖ user ‖ push.
+fn encode(origin: u64, user: &str, push: &Push) -> Vec<u8> {
+    let mut out = origin.to_be_bytes().to_vec();
+    out.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    out.extend_from_slice(user.as_bytes());
+    push.encode(&mut out).expect("a Vec grows");
+    out
+}
+
+fn decode(plain: &[u8]) -> Option<(u64, String, Push)> {
+    let origin = u64::from_be_bytes(plain.get(..8)?.try_into().ok()?);
+    let len = u16::from_be_bytes(plain.get(8..10)?.try_into().ok()?) as usize;
+    let user = std::str::from_utf8(plain.get(10..10 + len)?)
+        .ok()?
+        .to_owned();
+    let push = Push::decode(plain.get(10 + len..)?).ok()?;
+    Some((origin, user, push))
+}
+
+impl LiveLink {
+    /// Starts the link's task on the current runtime.
+    pub fn start(client: async_nats::Client, sealer: Arc<Sealer>, deliver: Deliver) -> LiveLink {
+        let (commands, rx) = mpsc::channel(COMMANDS);
+        let origin = rand::random::<u64>();
+        tokio::spawn(run(client, sealer.clone(), origin, deliver, rx));
+        LiveLink {
+            commands,
+            sealer,
+            origin,
+        }
+    }
+
+    /// Listens for `user`'s pushes from other nodes (the first connection
+    /// of theirs here).
+    pub fn listen(&self, user: &str) {
+        self.send(Command::Listen(user.to_owned()));
+    }
+
+    /// Stops listening for `user` (their last connection here went).
+    pub fn stop(&self, user: &str) {
+        self.send(Command::Stop(user.to_owned()));
+    }
+
+    /// Sends `push` for `user` to the other nodes.
+    pub fn publish(&self, user: &str, push: &Push) {
+        let subject = subject(&self.sealer, user);
+        let sealed = self.sealer.seal_padded(
+            Tree::Meta,
+            subject.as_bytes(),
+            &encode(self.origin, user, push),
+        );
+        self.send(Command::Publish(subject, sealed));
+    }
+
+    /// Waits until every listen asked for before is in place at the cluster
+    /// (a push sent by another node from then on reaches this one).
+    pub async fn settled(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Barrier(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    fn send(&self, command: Command) {
+        if let Err(e) = self.commands.try_send(command) {
+            match e {
+                mpsc::error::TrySendError::Full(Command::Publish(..)) => {
+                    debug!("the link to the other relay nodes is behind: a push was dropped");
+                }
+                _ => warn!("the link to the other relay nodes is behind or gone"),
+            }
+        }
+    }
+}
+
+async fn run(
+    client: async_nats::Client,
+    sealer: Arc<Sealer>,
+    origin: u64,
+    deliver: Deliver,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut listening: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Listen(user) => {
+                let subject = subject(&sealer, &user);
+                let subscriber = match client.subscribe(subject.clone()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "cannot listen for a user's pushes from other nodes");
+                        continue;
+                    }
+                };
+                let (sealer, deliver) = (sealer.clone(), deliver.clone());
+                let task = tokio::spawn(forward(subscriber, subject, sealer, origin, deliver));
+                if let Some(old) = listening.insert(user, task) {
+                    old.abort();
+                }
+            }
+            Command::Stop(user) => {
+                if let Some(task) = listening.remove(&user) {
+                    task.abort();
+                }
+            }
+            Command::Publish(subject, sealed) => {
+                if let Err(e) = client.publish(subject, sealed.into()).await {
+                    debug!(error = %e, "a push to the other nodes was not sent");
+                }
+            }
+            Command::Barrier(done) => {
+                // The server has every subscription made before once it
+                // answered a round trip after them.
+                if let Err(e) = client.flush().await {
+                    warn!(error = %e, "the cluster did not answer a flush");
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+    for task in listening.into_values() {
+        task.abort();
+    }
+}
+
+async fn forward(
+    mut subscriber: async_nats::Subscriber,
+    subject: String,
+    sealer: Arc<Sealer>,
+    origin: u64,
+    deliver: Deliver,
+) {
+    while let Some(message) = subscriber.next().await {
+        let opened = sealer.open_padded(Tree::Meta, subject.as_bytes(), &message.payload);
+        let Some((from, user, push)) = opened.ok().and_then(|plain| decode(&plain)) else {
+            warn!("a push from the cluster did not open: dropped");
+            continue;
+        };
+        if from != origin && subject == self::subject(&sealer, &user) {
+            deliver(&user, push);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_decodes_as_encoded_and_truncations_do_not() {
+        let push = Push {
+            kind: Some(sotto_proto::v1::push::Kind::PrekeysLow(
+                sotto_proto::v1::PrekeysLow {
+                    remaining: 3,
+                    pq_remaining: 4,
+                },
+            )),
+        };
+        let bytes = encode(7, "bob", &push);
+        assert_eq!(decode(&bytes), Some((7, "bob".to_owned(), push)));
+        for cut in 0..10 + 3 {
+            assert!(decode(&bytes[..cut]).is_none(), "cut at {cut}");
+        }
+    }
+}
