@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
-use crate::cluster::{ClusterBucket, Created};
+use crate::cluster::{ClusterRecords, Created};
 use crate::records::AccountRecord;
 use crate::seal::Sealer;
 use crate::store::{Applied, Batch, Store, StoreError, Tree};
@@ -71,22 +71,22 @@ pub enum Registration {
 enum Records {
     /// The relay's own store.
     Local(Arc<dyn Store>),
-    /// The cluster's bucket, shared by every relay node.
-    Cluster(Arc<ClusterBucket>),
+    /// The cluster's, shared by every relay node.
+    Cluster(Arc<ClusterRecords>),
 }
 
 impl Records {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Records::Local(store) => store.get(Tree::Accounts, key),
-            Records::Cluster(bucket) => bucket.get(key),
+            Records::Cluster(records) => records.get(key),
         }
     }
 
     fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
         match self {
             Records::Local(store) => Ok(store.read(Tree::Accounts, key, |_| ())?.is_some()),
-            Records::Cluster(bucket) => Ok(bucket.get(key)?.is_some()),
+            Records::Cluster(records) => Ok(records.get(key)?.is_some()),
         }
     }
 
@@ -97,7 +97,7 @@ impl Records {
                 store.apply(Batch::guarded(Tree::Accounts, key, sealed))?,
                 Applied::Written
             )),
-            Records::Cluster(bucket) => Ok(bucket.create(&key, sealed)? == Created::Written),
+            Records::Cluster(records) => Ok(records.create(&key, sealed)? == Created::Written),
         }
     }
 }
@@ -111,10 +111,11 @@ impl Accounts {
         }
     }
 
-    /// Accounts in the cluster's bucket, shared with the other relay nodes.
-    pub fn on_cluster(bucket: ClusterBucket, sealer: Arc<Sealer>) -> Self {
+    /// Accounts on the cluster, shared with the other relay nodes (see
+    /// [`ClusterRecords`]).
+    pub fn on_cluster(records: ClusterRecords, sealer: Arc<Sealer>) -> Self {
         Accounts {
-            records: Records::Cluster(Arc::new(bucket)),
+            records: Records::Cluster(Arc::new(records)),
             sealer,
             known: Arc::default(),
         }

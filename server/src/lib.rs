@@ -57,7 +57,7 @@ mod ratelimit;
 pub mod records;
 pub mod relay;
 pub mod seal;
-mod secret_queue;
+pub mod secret_queue;
 mod session;
 mod state;
 pub mod store;

@@ -865,12 +865,12 @@ impl SecretQueue {
 
     /// How many envelopes wait in the whole queue (for tests and metrics;
     /// a group message's body is not one).
-    pub fn len(&self) -> Result<usize, RelayError> {
+    pub fn envelopes(&self) -> Result<usize, RelayError> {
         Ok(self.index().by_key.len())
     }
 }
 
-fn envelope(record: &SecretEnvelopeRecord) -> v1::SecretEnvelope {
+pub(crate) fn envelope(record: &SecretEnvelopeRecord) -> v1::SecretEnvelope {
     v1::SecretEnvelope {
         id: record.id,
         from: record.from.clone(),
@@ -989,7 +989,7 @@ mod tests {
         store.apply_each(envelopes).unwrap();
         drop(q);
         let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
-        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(q.envelopes().unwrap(), 0);
         assert_eq!(store.count(Tree::SecretQueue).unwrap(), 0);
     }
 
@@ -1025,7 +1025,7 @@ mod tests {
         // The body is written, the disk is full for the next write, then not.
         faulty.fail_once_after(1);
         assert!(q.enqueue_group(group_to(&["bob", "cyd"], 2)).is_err());
-        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(q.envelopes().unwrap(), 0);
         assert_eq!(store.count(Tree::SecretQueue).unwrap(), 0);
         // The retry is queued, once for each.
         assert!(matches!(
@@ -1063,9 +1063,9 @@ mod tests {
         let q = f.queue();
         let id = queued(&q, envelope_to("bob", 1, 60_000));
         assert_eq!(q.acknowledge("eve", &[id]).unwrap(), 0);
-        assert_eq!(q.len().unwrap(), 1);
+        assert_eq!(q.envelopes().unwrap(), 1);
         assert_eq!(q.acknowledge("bob", &[id, id + 1000]).unwrap(), 1);
-        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(q.envelopes().unwrap(), 0);
         // Gone, so the same client id may be queued again.
         queued(&q, envelope_to("bob", 1, 60_000));
     }

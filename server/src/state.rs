@@ -45,7 +45,7 @@ pub struct RelayState {
 impl RelayState {
     /// Secret envelopes waiting for their recipients, relay-wide.
     pub fn secret_envelopes_waiting(&self) -> Result<usize, crate::RelayError> {
-        self.secret_queue.len()
+        self.secret_queue.envelopes()
     }
 
     /// Deletes the secret envelopes whose time-to-live ended by `now_ms`.

@@ -61,8 +61,21 @@ fn nats_server() -> PathBuf {
 
 impl NatsCluster {
     /// Three nodes, routed to each other, JetStream on, waited for until
-    /// their JetStream has a leader.
+    /// every node knows the JetStream leader. A node that could not start
+    /// (another process took a port between the harness finding it free and
+    /// the node binding it) means a fresh start on other ports, up to three.
     pub fn start() -> NatsCluster {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the NATS cluster did not start: {failures:#?}");
+    }
+
+    fn try_start() -> Result<NatsCluster, String> {
         let dir = tempfile::tempdir().expect("a temp dir");
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -98,31 +111,65 @@ impl NatsCluster {
                 child: Some(child),
             });
         }
-        let cluster = NatsCluster { nodes, _dir: dir };
-        cluster.wait_for_leader();
-        cluster
+        let mut cluster = NatsCluster { nodes, _dir: dir };
+        match cluster.settle() {
+            Ok(()) => Ok(cluster),
+            Err(why) => {
+                let logs: Vec<String> = cluster
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let log = cluster._dir.path().join(format!("{}.log", n.name));
+                        let text = std::fs::read_to_string(log).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                        format!("{}: {}", n.name, tail.join(" | "))
+                    })
+                    .collect();
+                for node in &mut cluster.nodes {
+                    node.kill();
+                }
+                Err(format!("{why}; logs: {logs:?}"))
+            }
+        }
     }
 
-    /// Waits until a node's monitoring endpoint names a JetStream meta
-    /// leader and three peers; panics, with the nodes' logs, after
-    /// [`LEADER_WAIT`].
-    pub fn wait_for_leader(&self) {
+    /// Waits until every running node names the same JetStream meta leader
+    /// of three peers; panics after [`LEADER_WAIT`].
+    pub fn wait_for_leader(&mut self) {
+        if let Err(why) = self.settle() {
+            panic!("{why}");
+        }
+    }
+
+    fn settle(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-                if let Some(jsz) = http_get(node.monitor_port, "/jsz")
-                    && let Ok(json) = serde_json::from_str::<serde_json::Value>(&jsz)
+            for node in &mut self.nodes {
+                if let Some(child) = &mut node.child
+                    && let Ok(Some(status)) = child.try_wait()
                 {
-                    let meta = &json["meta_cluster"];
-                    let leader = meta["leader"].as_str().unwrap_or("");
-                    let peers = meta["cluster_size"].as_u64().unwrap_or(0);
-                    if !leader.is_empty() && peers == 3 {
-                        return;
-                    }
+                    return Err(format!("node {} exited ({status})", node.name));
                 }
             }
+            let leaders: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .map(|node| {
+                    http_get(node.monitor_port, "/jsz")
+                        .and_then(|jsz| serde_json::from_str::<serde_json::Value>(&jsz).ok())
+                        .filter(|json| json["meta_cluster"]["cluster_size"].as_u64() == Some(3))
+                        .and_then(|json| json["meta_cluster"]["leader"].as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                })
+                .collect();
+            if !leaders[0].is_empty() && leaders.iter().all(|l| *l == leaders[0]) {
+                return Ok(());
+            }
             if Instant::now() > deadline {
-                panic!("the NATS cluster elected no JetStream leader in {LEADER_WAIT:?}");
+                return Err(format!(
+                    "the NATS cluster agreed on no JetStream leader in {LEADER_WAIT:?} ({leaders:?})"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -7,7 +7,9 @@
 //! process; a delete or a compare-and-set on the cluster).
 //!
 //! - prekeys: each one-time prekey goes out once;
-//! - accounts: a name is registered once.
+//! - accounts: a name is registered once;
+//! - the secret queue: an envelope waits for its recipient alone, once,
+//!   until acknowledged.
 //!
 //! Then what only the cluster can be attacked with: its operator reading the
 //! streams and buckets, and records moved between users' subjects.
@@ -19,11 +21,15 @@ use async_nats::jetstream;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sotto_proto::v1;
 use sotto_server::accounts::{Accounts, Registration};
+use std::time::Duration;
+
 use sotto_server::cluster::{
-    ACCOUNTS, Cluster, ClusterBucket, ClusterOptions, ClusterPrekeys, PREKEYS, RELAY_USER,
+    ACCOUNTS, Cluster, ClusterOptions, ClusterPrekeys, ClusterRecords, ClusterSecretQueue, PREKEYS,
+    RELAY_USER, SECRET,
 };
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
 use sotto_server::seal::{MasterKey, Sealer};
+use sotto_server::secret_queue::{Full, NewSecret, Queued, SecretQueue};
 use sotto_server::store::{FjallStore, Store};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD};
 use zeroize::Zeroizing;
@@ -34,6 +40,9 @@ enum Backing {
         _dir: tempfile::TempDir,
         prekeys: Arc<Prekeys>,
         accounts: Accounts,
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        queue: std::sync::OnceLock<Arc<dyn Queue>>,
     },
     Cluster {
         cluster: NatsCluster,
@@ -53,7 +62,10 @@ impl Backing {
         let sealer = sealer();
         Backing::Local {
             prekeys: Arc::new(Prekeys::new(store.clone(), sealer.clone())),
-            accounts: Accounts::new(store, sealer),
+            accounts: Accounts::new(store.clone(), sealer.clone()),
+            store,
+            sealer,
+            queue: std::sync::OnceLock::new(),
             _dir: dir,
         }
     }
@@ -92,15 +104,47 @@ impl Backing {
         }
     }
 
+    /// Relay node `n`'s secret queue, with room for `per_recipient` envelopes
+    /// a recipient (on one node, the relay's one queue: opened once).
+    async fn secret_queue(&self, n: usize, per_recipient: u32) -> Arc<dyn Queue> {
+        let quota = sotto_server::config::Limits {
+            secret_queue_envelopes: per_recipient,
+            ..Default::default()
+        }
+        .secret_quota();
+        match self {
+            Backing::Local {
+                store,
+                sealer,
+                queue,
+                ..
+            } => queue
+                .get_or_init(|| {
+                    Arc::new(SecretQueue::open(store.clone(), sealer.clone(), quota).unwrap())
+                })
+                .clone(),
+            Backing::Cluster { cluster, sealer } => Arc::new(
+                ClusterSecretQueue::open(
+                    &Self::connect(cluster, n).await,
+                    sealer.clone(),
+                    quota,
+                    Duration::from_secs(3600),
+                )
+                .await
+                .expect("the stream and buckets are made"),
+            ),
+        }
+    }
+
     /// Relay node `n`'s accounts.
     async fn accounts(&self, n: usize) -> Accounts {
         match self {
             Backing::Local { accounts, .. } => accounts.clone(),
             Backing::Cluster { cluster, sealer } => {
-                let bucket = ClusterBucket::open(&Self::connect(cluster, n).await, ACCOUNTS)
+                let records = ClusterRecords::open(&Self::connect(cluster, n).await, ACCOUNTS)
                     .await
-                    .expect("the bucket is made");
-                Accounts::on_cluster(bucket, sealer.clone())
+                    .expect("the stream is made");
+                Accounts::on_cluster(records, sealer.clone())
             }
         }
     }
@@ -335,34 +379,39 @@ async fn a_name_is_registered_once_of_twenty_at_once(backing: Backing) {
     let nodes = [backing.accounts(0).await, backing.accounts(1).await];
     assert!(!nodes[0].exists("carol").unwrap());
     assert!(nodes[1].get("carol").unwrap().is_none());
-    let tries: Vec<_> = (0..20u8)
-        .map(|i| {
-            let node = nodes[usize::from(i) % 2].clone();
-            let key = SigningKey::from_bytes(&[i + 1; 32]).verifying_key();
-            // Registration waits for the store in place, as on the relay.
-            tokio::spawn(async move { (key, node.register("carol", &key).unwrap()) })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for attempt in tries {
-        let (key, registered) = attempt.await.unwrap();
-        if registered == Registration::Created {
-            winners.push(key);
+    // Several names, each raced for by twenty registrations over two nodes:
+    // a race that one name's twenty may miss, several show.
+    for name in ["carol", "dave", "erin", "frank", "grace"] {
+        let tries: Vec<_> = (0..20u8)
+            .map(|i| {
+                let node = nodes[usize::from(i) % 2].clone();
+                let key = SigningKey::from_bytes(&[i + 1; 32]).verifying_key();
+                // Registration waits for the store in place, as on the relay:
+                // each on a thread of its own, all twenty at once.
+                tokio::task::spawn_blocking(move || (key, node.register(name, &key).unwrap()))
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for attempt in tries {
+            let (key, registered) = attempt.await.unwrap();
+            if registered == Registration::Created {
+                winners.push(key);
+            }
         }
-    }
-    assert_eq!(
-        winners.len(),
-        1,
-        "carol was registered {} times",
-        winners.len()
-    );
-    for node in &nodes {
-        assert!(node.exists("carol").unwrap());
         assert_eq!(
-            node.get("carol").unwrap().expect("carol").identity_key,
-            winners[0],
-            "every node knows carol by the key that won"
+            winners.len(),
+            1,
+            "{name} was registered {} times",
+            winners.len()
         );
+        for node in &nodes {
+            assert!(node.exists(name).unwrap());
+            assert_eq!(
+                node.get(name).unwrap().expect("registered").identity_key,
+                winners[0],
+                "every node knows {name} by the key that won"
+            );
+        }
     }
     assert!(!nodes[1].exists("carol2").unwrap());
 }
@@ -375,6 +424,185 @@ async fn local_a_name_is_registered_once_of_twenty_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_a_name_is_registered_once_of_twenty_at_once_on_two_nodes() {
     a_name_is_registered_once_of_twenty_at_once(Backing::cluster()).await;
+}
+
+/// The secret queue, as the relay's handlers use it, on either backing.
+trait Queue: Send + Sync {
+    fn enqueue(&self, new: NewSecret) -> Queued;
+    fn pending(&self, user: &str, limit: usize) -> (Vec<v1::SecretEnvelope>, bool);
+    fn acknowledge(&self, user: &str, ids: &[u64]) -> usize;
+}
+
+macro_rules! queue_on {
+    ($t:ty) => {
+        impl Queue for $t {
+            fn enqueue(&self, new: NewSecret) -> Queued {
+                self.enqueue_many(vec![new]).pop().unwrap().expect("queued")
+            }
+            fn pending(&self, user: &str, limit: usize) -> (Vec<v1::SecretEnvelope>, bool) {
+                <$t>::pending(self, user, limit).expect("read")
+            }
+            fn acknowledge(&self, user: &str, ids: &[u64]) -> usize {
+                <$t>::acknowledge(self, user, ids).expect("deleted")
+            }
+        }
+    };
+}
+queue_on!(SecretQueue);
+queue_on!(ClusterSecretQueue);
+
+fn secret(from: &str, to: &str, client_id: u8, text: &str) -> NewSecret {
+    NewSecret {
+        from: from.into(),
+        to: to.into(),
+        client_id: [client_id; 16],
+        ciphertext: text.as_bytes().to_vec(),
+        ttl_ms: 3_600_000,
+    }
+}
+
+fn new_id(queued: Queued) -> u64 {
+    match queued {
+        Queued::New(envelope) => envelope.id,
+        Queued::Duplicate(_) => panic!("queued as a duplicate"),
+        Queued::Full(full) => panic!("refused as full: {full:?}"),
+    }
+}
+
+fn texts(envelopes: &[v1::SecretEnvelope]) -> Vec<String> {
+    envelopes
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.ciphertext).into_owned())
+        .collect()
+}
+
+async fn an_envelope_waits_for_its_recipient_alone_until_acknowledged(backing: Backing) {
+    let (a, b) = (
+        backing.secret_queue(0, 100).await,
+        backing.secret_queue(1, 100).await,
+    );
+    let first = new_id(a.enqueue(secret("alice", "bob", 1, "one")));
+    let to_carol = new_id(b.enqueue(secret("alice", "carol", 2, "for carol")));
+    let second = new_id(b.enqueue(secret("alice", "bob", 3, "two")));
+    let third = new_id(a.enqueue(secret("dave", "bob", 1, "three")));
+    // Ids are bob's own: none repeats (they are not a relay-wide count).
+    assert_eq!(HashSet::from([first, second, third]).len(), 3);
+    let (waiting, more) = b.pending("bob", 10);
+    assert_eq!(texts(&waiting), ["one", "two", "three"]);
+    assert_eq!(waiting[2].from, "dave");
+    assert!(!more);
+    let (two, more) = a.pending("bob", 2);
+    assert_eq!(
+        (texts(&two), more),
+        (vec!["one".into(), "two".into()], true)
+    );
+    // Nobody else acknowledges bob's envelopes, not even with their ids.
+    let not_carols: Vec<u64> = [first, second, third]
+        .into_iter()
+        .filter(|id| *id != to_carol)
+        .collect();
+    assert_eq!(a.acknowledge("carol", &not_carols), 0);
+    assert_eq!(b.pending("bob", 10).0.len(), 3);
+    assert_eq!(b.acknowledge("bob", &[first, third, 999_999]), 2);
+    assert_eq!(texts(&a.pending("bob", 10).0), ["two"]);
+    assert_eq!(a.acknowledge("bob", &[first]), 0, "acknowledged twice");
+    assert_eq!(texts(&a.pending("carol", 10).0), ["for carol"]);
+    assert_eq!(a.pending("carol", 10).0[0].id, to_carol);
+}
+
+async fn a_retry_is_queued_once_and_a_full_queue_refuses(backing: Backing) {
+    let (a, b) = (
+        backing.secret_queue(0, 3).await,
+        backing.secret_queue(1, 3).await,
+    );
+    let id = new_id(a.enqueue(secret("alice", "bob", 7, "once")));
+    // The sender retries on another node (the answer was lost).
+    match b.enqueue(secret("alice", "bob", 7, "once")) {
+        Queued::Duplicate(again) => assert_eq!(again, id),
+        _ => panic!("a retry was queued again"),
+    }
+    // The same client id from someone else is their own message.
+    new_id(b.enqueue(secret("carol", "bob", 7, "carol's")));
+    new_id(a.enqueue(secret("alice", "bob", 8, "third")));
+    assert!(matches!(
+        b.enqueue(secret("alice", "bob", 9, "fourth")),
+        Queued::Full(Full::Recipient)
+    ));
+    assert_eq!(texts(&a.pending("bob", 10).0), ["once", "carol's", "third"]);
+}
+
+async fn twenty_sends_at_once_get_twenty_ids(backing: Backing) {
+    let nodes = [
+        backing.secret_queue(0, 100).await,
+        backing.secret_queue(1, 100).await,
+    ];
+    let sends: Vec<_> = (0..20u8)
+        .map(|i| {
+            let node = nodes[usize::from(i) % 2].clone();
+            tokio::spawn(async move { new_id(node.enqueue(secret("alice", "bob", i, "x"))) })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for send in sends {
+        let id = send.await.unwrap();
+        assert!(ids.insert(id), "id {id} was given twice: {ids:?}");
+    }
+    let waiting = nodes[1].pending("bob", 100).0;
+    assert_eq!(waiting.len(), 20);
+    assert_eq!(waiting.iter().map(|e| e.id).collect::<HashSet<_>>(), ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_an_envelope_waits_for_its_recipient_alone_until_acknowledged() {
+    an_envelope_waits_for_its_recipient_alone_until_acknowledged(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_an_envelope_waits_for_its_recipient_alone_until_acknowledged() {
+    an_envelope_waits_for_its_recipient_alone_until_acknowledged(Backing::cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_retry_is_queued_once_and_a_full_queue_refuses() {
+    a_retry_is_queued_once_and_a_full_queue_refuses(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_retry_is_queued_once_and_a_full_queue_refuses() {
+    a_retry_is_queued_once_and_a_full_queue_refuses(Backing::cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_twenty_sends_at_once_get_twenty_ids() {
+    twenty_sends_at_once_get_twenty_ids(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_twenty_sends_at_once_on_two_nodes_get_twenty_ids() {
+    twenty_sends_at_once_get_twenty_ids(Backing::cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_envelope_is_gone_from_the_cluster_and_never_was_readable() {
+    let backing = Backing::cluster();
+    let queue = backing.secret_queue(0, 100).await;
+    let id = new_id(queue.enqueue(secret("alice", "bob", 1, "CIPHERTEXT-FROM-ALICE")));
+    let Backing::Cluster { cluster, .. } = &backing else {
+        unreachable!()
+    };
+    let js = operator(cluster).await;
+    let seen = raw_messages(&js, SECRET).await;
+    assert_eq!(seen.len(), 1);
+    for (subject, payload) in &seen {
+        for clear in [&b"CIPHERTEXT-FROM-ALICE"[..], b"alice", b"bob"] {
+            assert!(!contains(subject.as_bytes(), clear) && !contains(payload, clear));
+        }
+    }
+    assert_eq!(queue.acknowledge("bob", &[id]), 1);
+    assert!(
+        raw_messages(&js, SECRET).await.is_empty(),
+        "the stream still holds an acknowledged envelope"
+    );
 }
 
 /// Every raw message of `stream`, as the cluster's operator reads it.
@@ -419,7 +647,7 @@ async fn the_clusters_operator_reads_neither_a_key_nor_a_name() {
     let js = operator(cluster).await;
     let mut seen = raw_messages(&js, PREKEYS).await;
     seen.extend(raw_messages(&js, "KV_prekey_sets").await);
-    seen.extend(raw_messages(&js, &format!("KV_{ACCOUNTS}")).await);
+    seen.extend(raw_messages(&js, ACCOUNTS).await);
     assert_eq!(seen.len(), 8, "six one-time prekeys, bob's set and account");
     for (subject, payload) in &seen {
         assert!(!subject.contains("bob"), "{subject} names bob");
@@ -501,4 +729,31 @@ async fn a_prekey_moved_to_another_users_subject_is_not_handed_out_as_theirs() {
         .unwrap()
         .unwrap();
     assert_eq!(h.bundle.one_time.unwrap().public_key.as_ref(), curve_key(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_stream_that_would_take_a_second_message_is_refused() {
+    // Made by hand (or by a server that dropped the setting): a stream
+    // that keeps the last message of a subject, so a second create would
+    // replace the first account instead of being refused.
+    let backing = Backing::cluster();
+    let Backing::Cluster { cluster, .. } = &backing else {
+        unreachable!()
+    };
+    operator(cluster)
+        .await
+        .create_stream(jetstream::stream::Config {
+            name: ACCOUNTS.into(),
+            subjects: vec!["accounts.*".into()],
+            max_messages_per_subject: 1,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refused = ClusterRecords::open(&Backing::connect(cluster, 0).await, ACCOUNTS).await;
+    let Err(e) = refused else {
+        panic!("the relay took a stream that lets a record be created twice")
+    };
+    assert!(e.to_string().contains("discard_new_per_subject"), "{e}");
 }

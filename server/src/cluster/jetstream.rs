@@ -57,6 +57,11 @@ pub enum ClusterError {
     NoJetStream(String),
     #[error("cannot make the {what} on the NATS cluster: {why}")]
     Provision { what: String, why: String },
+    #[error(
+        "the NATS server ignores a setting sotto relies on ({0}); run nats-server 2.9 or newer, \
+         and let sotto make its streams"
+    )]
+    Unsupported(String),
 }
 
 /// A connection to the cluster, as the relay's NATS user.
@@ -79,6 +84,20 @@ fn at_least(version: &str, oldest: (u64, u64)) -> bool {
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     (major, minor) >= oldest
+}
+
+/// Whether a failed delete says the message was gone already (another
+/// node's delete came first), rather than that the delete failed.
+pub(crate) fn already_gone(e: &stream::DeleteMessageError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    match e.kind() {
+        stream::DeleteMessageErrorKind::JetStream(e) => {
+            e.error_code() == ErrorCode::SEQUENCE_NOT_FOUND
+                || e.error_code() == ErrorCode::NO_MESSAGE_FOUND
+                || e.to_string().contains("no message found")
+        }
+        _ => false,
+    }
 }
 
 pub(crate) fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -170,7 +189,17 @@ impl Cluster {
     /// Makes a key-value bucket unless it exists, and opens it: one value
     /// per key, deletes kept as markers, readable from any replica.
     pub(crate) async fn bucket(&self, name: &str) -> Result<kv::Store, ClusterError> {
+        self.aging_bucket(name, Duration::ZERO).await
+    }
+
+    /// A bucket whose values go `max_age` after they were written (never, if zero).
+    pub(crate) async fn aging_bucket(
+        &self,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<kv::Store, ClusterError> {
         self.stream(stream::Config {
+            max_age,
             name: format!("KV_{name}"),
             subjects: vec![format!("$KV.{name}.>")],
             max_messages_per_subject: 1,
@@ -193,6 +222,34 @@ impl Cluster {
     /// The plain NATS client (live delivery).
     pub fn client(&self) -> async_nats::Client {
         self.client.clone()
+    }
+
+    /// Checks that `stream` refuses a second message on a subject, as it
+    /// was made to (a server that dropped the setting would take it, and
+    /// two nodes could then both create one record).
+    pub(crate) fn refuses_second_message(
+        &self,
+        stream: &stream::Stream,
+    ) -> Result<(), ClusterError> {
+        let config = &stream.cached_info().config;
+        if config.discard_new_per_subject && config.max_messages_per_subject == 1 {
+            Ok(())
+        } else {
+            Err(ClusterError::Unsupported(format!(
+                "discard_new_per_subject on stream {}",
+                config.name
+            )))
+        }
+    }
+
+    /// Publishes to a stream and waits for its acknowledgement (a majority
+    /// of the stream's replicas hold the message), or its refusal.
+    pub(crate) async fn publish(
+        &self,
+        subject: String,
+        payload: Vec<u8>,
+    ) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+        self.js.publish(subject, payload.into()).await?.await
     }
 
     pub(crate) fn context(&self) -> &jetstream::Context {

@@ -12,20 +12,23 @@
 //! Storage through this layout, one function at a time (each beside the
 //! embedded store's, behind the same engine):
 //! - [`prekeys`]: published prekeys; one-time prekeys taken by delete.
-//! - [`bucket`]: records created once (accounts), by compare-and-set.
+//! - [`records`]: records created once (accounts); the stream refuses a second.
 //! - [`live`]: pushes to users connected to other relay nodes (core NATS).
+//! - [`secret_queue`]: secret envelopes; an acknowledgement deletes.
 //!
 //! Not yet here: the rest of the relay storing through it (`store = "nats"`).
 
-pub mod bucket;
 pub mod jetstream;
 pub mod live;
 pub mod prekeys;
+pub mod records;
+pub mod secret_queue;
 
-pub use bucket::{ClusterBucket, Created};
 pub use jetstream::{Cluster, ClusterError, ClusterOptions};
 pub use live::LiveLink;
 pub use prekeys::ClusterPrekeys;
+pub use records::{ClusterRecords, Created};
+pub use secret_queue::ClusterSecretQueue;
 
 /// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.
 pub const HIST: &str = "HIST";
@@ -35,8 +38,8 @@ pub const SECRET: &str = "SECRET";
 pub const PREKEYS: &str = "PREKEYS";
 /// The transparency log, appended with an expected last sequence.
 pub const AUDIT: &str = "AUDIT";
-/// The accounts: blind(username) → sealed account, created once.
-pub const ACCOUNTS: &str = "accounts";
+/// The accounts: `accounts.<blind(username)>` → sealed account, created once.
+pub const ACCOUNTS: &str = "ACCOUNTS";
 /// The key-value buckets the warrant desk keeps its state in.
 pub const WARRANT_BUCKETS: [&str; 2] = ["warrants", "warrant_grants"];
 

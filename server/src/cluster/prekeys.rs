@@ -29,7 +29,7 @@ use prost::Message;
 use sotto_proto::v1;
 
 use super::PREKEYS;
-use super::jetstream::{Cluster, ClusterError, backend};
+use super::jetstream::{Cluster, ClusterError, already_gone, backend};
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::prekeys::{Left, MAX_ONE_TIME};
@@ -67,20 +67,6 @@ pub struct ClusterPrekeys {
     stream: stream::Stream,
     sets: kv::Store,
     context: async_nats::jetstream::Context,
-}
-
-/// Whether a failed delete says the message was already gone (another
-/// taker's delete came first), rather than that the delete failed.
-fn already_gone(e: &stream::DeleteMessageError) -> bool {
-    use async_nats::jetstream::ErrorCode;
-    match e.kind() {
-        stream::DeleteMessageErrorKind::JetStream(e) => {
-            e.error_code() == ErrorCode::SEQUENCE_NOT_FOUND
-                || e.error_code() == ErrorCode::NO_MESSAGE_FOUND
-                || e.to_string().contains("no message found")
-        }
-        _ => false,
-    }
 }
 
 impl ClusterPrekeys {

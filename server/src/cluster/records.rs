@@ -1,0 +1,99 @@
+//! Records created once and read often (accounts), on the cluster: each is
+//! the one message of its own subject in a stream that keeps at most one
+//! message a subject and **refuses** a second one (`discard_new_per_subject`).
+//! The refusal is decided when the stream's Raft log applies the write, so
+//! of two relay nodes creating one record at once exactly one succeeds.
+//!
+//! Not a key-value bucket's compare-and-set: on nats-server before 2.9.21
+//! its expected-sequence check runs before the Raft log orders the writes,
+//! and two concurrent writers may both succeed (nats-server issue #4320;
+//! seen here too, on Debian's 2.9.10, with three replicas).
+//!
+//! Subjects are the relay's keyed blinds (hex), values are sealed by the
+//! relay: the cluster's operator learns how many records there are, nothing
+//! of what or whose they are.
+
+use async_nats::jetstream::stream;
+
+use super::jetstream::{Cluster, ClusterError, backend};
+use crate::store::StoreError;
+
+/// What creating a record did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    Written,
+    /// The key was taken: nothing was written.
+    Exists,
+}
+
+pub struct ClusterRecords {
+    cluster: Cluster,
+    stream: stream::Stream,
+    /// Subjects are `<prefix>.<key>`.
+    prefix: String,
+}
+
+/// Whether a refused publish says the subject holds its one message.
+pub(crate) fn subject_taken(e: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::context::PublishErrorKind;
+    // The stream's answer: "maximum messages per subject exceeded".
+    e.kind() == PublishErrorKind::Other
+        && std::error::Error::source(e).is_some_and(|s| {
+            s.to_string()
+                .contains("maximum messages per subject exceeded")
+        })
+}
+
+impl ClusterRecords {
+    /// Makes (or finds) the stream `name` (`ACCOUNTS`), holding the subjects
+    /// `<name in lower case>.*` (`accounts.<key>`), and opens it.
+    pub async fn open(cluster: &Cluster, name: &str) -> Result<Self, ClusterError> {
+        let prefix = name.to_lowercase();
+        let stream = cluster
+            .stream(stream::Config {
+                name: name.to_owned(),
+                subjects: vec![format!("{prefix}.*")],
+                max_messages_per_subject: 1,
+                discard: stream::DiscardPolicy::New,
+                discard_new_per_subject: true,
+                allow_direct: true,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await?;
+        cluster.refuses_second_message(&stream)?;
+        Ok(ClusterRecords {
+            cluster: cluster.clone(),
+            stream,
+            prefix,
+        })
+    }
+
+    fn subject(&self, key: &[u8]) -> String {
+        format!("{}.{}", self.prefix, hex::encode(key))
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let subject = self.subject(key);
+        match self
+            .cluster
+            .wait(self.stream.direct_get_last_for_subject(subject))
+        {
+            Ok(message) => Ok(Some(message.payload.to_vec())),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(&format!("read from {}", self.prefix), e)),
+        }
+    }
+
+    /// Writes `value` under `key` unless the key holds a value; acknowledged
+    /// by a majority of the replicas when it returns.
+    pub fn create(&self, key: &[u8], value: Vec<u8>) -> Result<Created, StoreError> {
+        let subject = self.subject(key);
+        match self.cluster.wait(self.cluster.publish(subject, value)) {
+            Ok(_) => Ok(Created::Written),
+            Err(e) if subject_taken(&e) => Ok(Created::Exists),
+            Err(e) => Err(backend(&format!("create in {}", self.prefix), e)),
+        }
+    }
+}

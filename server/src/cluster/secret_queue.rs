@@ -1,0 +1,326 @@
+//! The secret queue on the cluster: end-to-end encrypted envelopes waiting
+//! for their recipient, shared by every relay node.
+//!
+//! - Each envelope is one message in the stream [`SECRET`](super::SECRET),
+//!   on the subject `secret.<recipient token>.<id>`, sealed by the relay with
+//!   its subject in the associated data. The token is a keyed blind: the
+//!   cluster's operator sees that someone has envelopes waiting, not who.
+//! - An acknowledgement **deletes** the message (JetStream's default delete
+//!   overwrites it in the stream's files); the stream's `max_age` is the
+//!   relay's time-to-live, so what nobody fetched goes by itself too.
+//! - Envelope ids are random (63 bits), never the stream's sequence: nobody
+//!   learns the relay's volume from them. The stream refuses a second
+//!   message on a subject, so an id is never given to two envelopes waiting
+//!   for one recipient (that is decided in the stream's Raft log; a
+//!   compare-and-set on a counter is not, on servers before 2.9.21: see
+//!   [`super::records`]).
+//! - A retry (same sender, same client id) is recognised by the stream
+//!   [`SECRET_SENT`]: the first attempt records its id there (the stream
+//!   refuses a second record) before it publishes the envelope, and a retry
+//!   publishes the same envelope again, which the stream refuses if the
+//!   first one still waits. Records age out with the time-to-live.
+//!
+//! The warrant desk's NATS user is refused this stream by the server
+//! (see [`super::warrant_publish_allowed`]).
+//!
+//! Not yet here: group messages (one body for many recipients), and the
+//! per-sender and byte quotas, which the embedded queue keeps in its
+//! in-memory index; on the cluster a recipient's envelope count and the
+//! stream's totals are checked, each at the moment of the send (two nodes
+//! sending at once may pass a limit by one each).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::stream;
+use futures_util::TryStreamExt;
+use prost::Message;
+use sotto_proto::v1;
+
+use super::SECRET;
+use super::jetstream::{Cluster, ClusterError, already_gone, backend};
+use super::records::subject_taken;
+use crate::accounts::blind_user;
+use crate::records::SecretEnvelopeRecord;
+use crate::seal::Sealer;
+use crate::secret_queue::{Full, NewSecret, Queued, Quota, envelope};
+use crate::store::Tree;
+use crate::{RelayError, now_ms};
+
+/// `sent.<blind(sender, client id)>` → the sealed id that send was given.
+pub const SECRET_SENT: &str = "SECRET_SENT";
+
+const SUBJECT_DOMAIN: &str = "cluster/secret subject";
+const SENT_DOMAIN: &str = "cluster/secret sent";
+
+pub struct ClusterSecretQueue {
+    cluster: Cluster,
+    sealer: Arc<Sealer>,
+    stream: stream::Stream,
+    sent: stream::Stream,
+    quota: Quota,
+}
+
+/// A stream of one message a subject that refuses a second, whose
+/// messages go after `ttl`.
+fn once_per_subject(name: &str, subjects: &str, ttl: Duration) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        max_age: ttl,
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::New,
+        discard_new_per_subject: true,
+        allow_direct: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
+impl ClusterSecretQueue {
+    /// Makes (or finds) the streams; envelopes live at most `ttl`.
+    pub async fn open(
+        cluster: &Cluster,
+        sealer: Arc<Sealer>,
+        quota: Quota,
+        ttl: Duration,
+    ) -> Result<Self, ClusterError> {
+        let stream = cluster
+            .stream(once_per_subject(SECRET, "secret.>", ttl))
+            .await?;
+        let sent = cluster
+            .stream(once_per_subject(SECRET_SENT, "sent.*", ttl))
+            .await?;
+        for s in [&stream, &sent] {
+            cluster.refuses_second_message(s)?;
+        }
+        Ok(ClusterSecretQueue {
+            cluster: cluster.clone(),
+            sealer,
+            stream,
+            sent,
+            quota,
+        })
+    }
+
+    fn token(&self, user: &str) -> String {
+        hex::encode(
+            self.sealer
+                .blind(SUBJECT_DOMAIN, &blind_user(&self.sealer, user)),
+        )
+    }
+
+    fn subject(&self, user: &str, id: u64) -> String {
+        format!("secret.{}.{id}", self.token(user))
+    }
+
+    fn sent_subject(&self, dedup: &[u8]) -> String {
+        format!(
+            "sent.{}",
+            hex::encode(self.sealer.blind(SENT_DOMAIN, dedup))
+        )
+    }
+
+    /// The id a send with `dedup` was given before, if any.
+    async fn sent_before(&self, dedup: &[u8]) -> Result<Option<u64>, RelayError> {
+        let subject = self.sent_subject(dedup);
+        let message = match self.sent.direct_get_last_for_subject(subject.clone()).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(backend("read of a sent envelope", e).into()),
+        };
+        let plain = self
+            .sealer
+            .open(Tree::SecretQueue, subject.as_bytes(), &message.payload)?;
+        Ok(Some(crate::records::read_u64(
+            &plain,
+            "a sent envelope's id",
+        )?))
+    }
+
+    /// A new id for a send with `dedup`, recorded for its retries; or, when
+    /// a retry on another node recorded one first, that one (and `true`).
+    async fn id_for(&self, dedup: &[u8]) -> Result<(u64, bool), RelayError> {
+        let id = rand::random::<u64>() >> 1 | 1;
+        let subject = self.sent_subject(dedup);
+        let sealed = self
+            .sealer
+            .seal(Tree::SecretQueue, subject.as_bytes(), &id.to_be_bytes());
+        match self.cluster.publish(subject, sealed).await {
+            Ok(_) => Ok((id, false)),
+            Err(e) if subject_taken(&e) => {
+                let id = self
+                    .sent_before(dedup)
+                    .await?
+                    .ok_or(RelayError::Corrupt("a sent envelope's id vanished"))?;
+                Ok((id, true))
+            }
+            Err(e) => Err(backend("record of a sent envelope", e).into()),
+        }
+    }
+
+    /// Whether one more envelope fits: `to`'s count and the stream's totals.
+    async fn fits(&self, to: &str, bytes: u64) -> Result<Option<Full>, RelayError> {
+        let waiting = self.waiting(to).await?;
+        if waiting >= self.quota.recipient.envelopes {
+            return Ok(Some(Full::Recipient));
+        }
+        let state = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| backend("the secret queue's totals", e))?
+            .state;
+        if state.messages >= self.quota.total.envelopes
+            || state.bytes + bytes > self.quota.total.bytes
+        {
+            return Ok(Some(Full::Relay));
+        }
+        Ok(None)
+    }
+
+    /// How many envelopes wait for `user`.
+    async fn waiting(&self, user: &str) -> Result<u64, RelayError> {
+        let subjects: Vec<(String, usize)> = self
+            .stream
+            .info_with_subjects(format!("secret.{}.*", self.token(user)))
+            .await
+            .map_err(|e| backend("count of envelopes", e))?
+            .try_collect()
+            .await
+            .map_err(|e| backend("count of envelopes", e))?;
+        Ok(subjects.len() as u64)
+    }
+
+    async fn enqueue_one(&self, new: NewSecret) -> Result<Queued, RelayError> {
+        let mut dedup = blind_user(&self.sealer, &new.from).to_vec();
+        dedup.extend_from_slice(&new.client_id);
+        let (id, retry) = match self.sent_before(&dedup).await? {
+            Some(id) => (id, true),
+            None => {
+                if let Some(full) = self.fits(&new.to, new.ciphertext.len() as u64).await? {
+                    return Ok(Queued::Full(full));
+                }
+                self.id_for(&dedup).await?
+            }
+        };
+        let queued_at = now_ms();
+        let record = SecretEnvelopeRecord {
+            id,
+            from: new.from,
+            ciphertext: new.ciphertext,
+            queued_at,
+            expires_at: queued_at.saturating_add(new.ttl_ms),
+            dedup_key: dedup,
+            ..Default::default()
+        };
+        let subject = self.subject(&new.to, id);
+        let sealed = self.sealer.seal_padded(
+            Tree::SecretQueue,
+            subject.as_bytes(),
+            &record.encode_to_vec(),
+        );
+        match self.cluster.publish(subject, sealed).await {
+            // Written now: the first time, or again after the first
+            // attempt's envelope was fetched and acknowledged (the
+            // recipient's client knows its id) or never written.
+            Ok(_) => Ok(Queued::New(envelope(&record))),
+            // The first attempt's envelope still waits.
+            Err(e) if retry && subject_taken(&e) => Ok(Queued::Duplicate(id)),
+            Err(e) if subject_taken(&e) => Err(RelayError::Corrupt(
+                "a new envelope's random id was taken; the sender may retry",
+            )),
+            Err(e) => Err(backend("publish of an envelope", e).into()),
+        }
+    }
+
+    /// Queues envelopes; each is held by a majority of the replicas when
+    /// this returns. A retry with the same client id is not queued twice.
+    pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
+        self.cluster.wait(async {
+            let mut out = Vec::with_capacity(envelopes.len());
+            for new in envelopes {
+                out.push(self.enqueue_one(new).await);
+            }
+            out
+        })
+    }
+
+    /// Envelopes waiting for `user`, oldest first; `more` when the limit cut it.
+    pub fn pending(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<(Vec<v1::SecretEnvelope>, bool), RelayError> {
+        let filter = format!("secret.{}.*", self.token(user));
+        let now = now_ms();
+        self.cluster.wait(async {
+            let mut out = Vec::new();
+            let mut from = 1;
+            loop {
+                let message = match self
+                    .stream
+                    .direct_get_next_for_subject(filter.clone(), Some(from))
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
+                        return Ok((out, false));
+                    }
+                    Err(e) => return Err(backend("read of an envelope", e).into()),
+                };
+                from = message.sequence + 1;
+                let record = SecretEnvelopeRecord::decode(
+                    self.sealer
+                        .open_padded(
+                            Tree::SecretQueue,
+                            message.subject.as_bytes(),
+                            &message.payload,
+                        )?
+                        .as_slice(),
+                )?;
+                if record.expires_at < now {
+                    continue;
+                }
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(envelope(&record));
+            }
+        })
+    }
+
+    /// Deletes (erases) `user`'s envelopes named in `ids`; others' are out
+    /// of reach, as their subjects are. Returns how many were deleted.
+    pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<usize, RelayError> {
+        self.cluster.wait(async {
+            let mut deleted = 0;
+            for id in ids {
+                let subject = self.subject(user, *id);
+                let message = match self.stream.direct_get_last_for_subject(subject).await {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => continue,
+                    Err(e) => return Err(backend("read of an envelope", e).into()),
+                };
+                match self.stream.delete_message(message.sequence).await {
+                    Ok(_) => deleted += 1,
+                    Err(e) if already_gone(&e) => {}
+                    Err(e) => return Err(backend("delete of an envelope", e).into()),
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
+    /// How many envelopes wait in the whole queue.
+    pub fn envelopes(&self) -> Result<usize, RelayError> {
+        self.cluster.wait(async {
+            let info = self
+                .stream
+                .get_info()
+                .await
+                .map_err(|e| backend("the secret queue's totals", e))?;
+            Ok(info.state.messages as usize)
+        })
+    }
+}
