@@ -9,7 +9,11 @@
 //! - prekeys: each one-time prekey goes out once;
 //! - accounts: a name is registered once;
 //! - the secret queue: an envelope waits for its recipient alone, once,
-//!   until acknowledged.
+//!   until acknowledged;
+//! - the normal archive: a message reaches each participant's inbox once,
+//!   stays gone once acknowledged, and the warrant desk's view reads a
+//!   person's records in a window (on the cluster, as the desk's own NATS
+//!   user).
 //!
 //! Then what only the cluster can be attacked with: its operator reading the
 //! streams and buckets, and records moved between users' subjects.
@@ -23,15 +27,17 @@ use sotto_proto::v1;
 use sotto_server::accounts::{Accounts, Registration};
 use std::time::Duration;
 
+use sotto_server::archive::{Appended, Destination, InboxEntry, NewNormal, NormalArchive};
 use sotto_server::cluster::{
-    ACCOUNTS, Cluster, ClusterOptions, ClusterPrekeys, ClusterRecords, ClusterSecretQueue, PREKEYS,
-    RELAY_USER, SECRET,
+    ACCOUNTS, Cluster, ClusterArchive, ClusterArchiveReader, ClusterOptions, ClusterPrekeys,
+    ClusterRecords, ClusterSecretQueue, HIST, PREKEYS, RELAY_USER, SECRET, WARRANT_USER,
 };
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
+use sotto_server::records::{GroupRecord, NormalRecord};
 use sotto_server::seal::{MasterKey, Sealer};
 use sotto_server::secret_queue::{Full, NewSecret, Queued, SecretQueue};
 use sotto_server::store::{FjallStore, Store};
-use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD};
+use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
 use zeroize::Zeroizing;
 
 /// Where the records are kept, and a way to reach them as a relay node.
@@ -43,6 +49,7 @@ enum Backing {
         store: Arc<dyn Store>,
         sealer: Arc<Sealer>,
         queue: std::sync::OnceLock<Arc<dyn Queue>>,
+        archive: std::sync::OnceLock<Arc<NormalArchive>>,
     },
     Cluster {
         cluster: NatsCluster,
@@ -66,6 +73,7 @@ impl Backing {
             store,
             sealer,
             queue: std::sync::OnceLock::new(),
+            archive: std::sync::OnceLock::new(),
             _dir: dir,
         }
     }
@@ -133,6 +141,42 @@ impl Backing {
                 .await
                 .expect("the stream and buckets are made"),
             ),
+        }
+    }
+
+    /// Relay node `n`'s normal archive (locally the relay's one archive).
+    async fn archive(&self, n: usize) -> Arc<dyn Archive> {
+        match self {
+            Backing::Local {
+                store,
+                sealer,
+                archive,
+                ..
+            } => Arc::new(LocalArchive(
+                archive
+                    .get_or_init(|| {
+                        Arc::new(NormalArchive::open(store.clone(), sealer.clone()).unwrap())
+                    })
+                    .clone(),
+            )),
+            Backing::Cluster { cluster, sealer } => {
+                let node = Self::connect(cluster, n).await;
+                let archive = ClusterArchive::open(&node, sealer.clone())
+                    .await
+                    .expect("the stream and bucket are made");
+                let desk = Cluster::connect(&ClusterOptions {
+                    urls: cluster.urls(),
+                    user: WARRANT_USER.to_owned(),
+                    password: Zeroizing::new(WARRANT_PASSWORD.to_owned()),
+                    replicas: 3,
+                })
+                .await
+                .expect("the desk connects as its own user");
+                let reader = ClusterArchive::reader(&desk, sealer.clone())
+                    .await
+                    .expect("the desk reads the history");
+                Arc::new((archive, reader))
+            }
         }
     }
 
@@ -605,6 +649,182 @@ async fn an_acknowledged_envelope_is_gone_from_the_cluster_and_never_was_readabl
     );
 }
 
+/// The normal archive, as the relay's handlers and the warrant desk use it.
+trait Archive: Send + Sync {
+    fn append(&self, msg: NewNormal) -> Appended;
+    fn inbox(&self, user: &str, limit: usize) -> (Vec<InboxEntry>, bool);
+    fn ack(&self, user: &str, upto: u64);
+    /// Through the warrant desk's view.
+    fn records_of(&self, user: &str, from_ms: i64, until_ms: i64) -> Vec<NormalRecord>;
+}
+
+struct LocalArchive(Arc<NormalArchive>);
+
+impl Archive for LocalArchive {
+    fn append(&self, msg: NewNormal) -> Appended {
+        self.0
+            .append_many(vec![msg])
+            .pop()
+            .unwrap()
+            .expect("stored")
+    }
+    fn inbox(&self, user: &str, limit: usize) -> (Vec<InboxEntry>, bool) {
+        self.0.inbox(user, limit).expect("read")
+    }
+    fn ack(&self, user: &str, upto: u64) {
+        self.0.ack(user, upto).expect("acknowledged")
+    }
+    fn records_of(&self, user: &str, from_ms: i64, until_ms: i64) -> Vec<NormalRecord> {
+        self.0
+            .reader()
+            .records_of(user, from_ms, until_ms)
+            .expect("read")
+    }
+}
+
+impl Archive for (ClusterArchive, ClusterArchiveReader) {
+    fn append(&self, msg: NewNormal) -> Appended {
+        self.0
+            .append_many(vec![msg])
+            .pop()
+            .unwrap()
+            .expect("stored")
+    }
+    fn inbox(&self, user: &str, limit: usize) -> (Vec<InboxEntry>, bool) {
+        self.0.inbox(user, limit).expect("read")
+    }
+    fn ack(&self, user: &str, upto: u64) {
+        self.0.ack(user, upto).expect("acknowledged")
+    }
+    fn records_of(&self, user: &str, from_ms: i64, until_ms: i64) -> Vec<NormalRecord> {
+        self.1.records_of(user, from_ms, until_ms).expect("read")
+    }
+}
+
+fn normal(from: &str, to: Destination, client_id: u8, text: &str) -> NewNormal {
+    NewNormal {
+        from: from.into(),
+        to,
+        text: text.into(),
+        client_id: [client_id; 16],
+    }
+}
+
+fn dm(to: &str) -> Destination {
+    Destination::User(to.into())
+}
+
+fn stored(appended: Appended) -> NormalRecord {
+    match appended {
+        Appended::New { record, .. } => record,
+        Appended::Duplicate(_) => panic!("stored as a duplicate"),
+    }
+}
+
+fn inbox_texts(entries: &[InboxEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.record.text.clone()).collect()
+}
+
+async fn a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged(backing: Backing) {
+    let (a, b) = (backing.archive(0).await, backing.archive(1).await);
+    let team = GroupRecord {
+        name: "team".into(),
+        members: vec!["alice".into(), "bob".into(), "carol".into()],
+        created_by: "carol".into(),
+        created_at: 1,
+    };
+    let hi = stored(a.append(normal("alice", dm("bob"), 1, "hi bob")));
+    let back = stored(b.append(normal("bob", dm("alice"), 1, "hi alice")));
+    let standup = match b.append(normal("carol", Destination::Group(team), 1, "standup")) {
+        Appended::New { record, recipients } => {
+            assert_eq!(recipients.len(), 2, "{recipients:?}");
+            assert!(
+                recipients.contains(&"alice".to_owned()) && recipients.contains(&"bob".to_owned())
+            );
+            record
+        }
+        Appended::Duplicate(_) => panic!("a new message taken for a retry"),
+    };
+    assert_eq!(HashSet::from([hi.id, back.id, standup.id]).len(), 3);
+    assert_eq!(
+        hi.conversation, back.conversation,
+        "one conversation, both ways"
+    );
+    // Each sees what others sent them, on either node, never their own.
+    let (bobs, more) = a.inbox("bob", 10);
+    assert_eq!(
+        (inbox_texts(&bobs), more),
+        (vec!["hi bob".into(), "standup".into()], false)
+    );
+    assert_eq!(bobs[0].record.id, hi.id);
+    assert_eq!(bobs[1].record.from, "carol");
+    assert_eq!(
+        inbox_texts(&b.inbox("alice", 10).0),
+        ["hi alice", "standup"]
+    );
+    assert!(
+        b.inbox("carol", 10).0.is_empty(),
+        "carol sent, and got nothing"
+    );
+    let (first, more) = b.inbox("bob", 1);
+    assert_eq!((inbox_texts(&first), more), (vec!["hi bob".into()], true));
+    // Acknowledged on one node, gone on the other; what came after stays.
+    b.ack("bob", bobs[0].seq);
+    assert_eq!(inbox_texts(&a.inbox("bob", 10).0), ["standup"]);
+    a.ack("bob", bobs[1].seq);
+    assert!(b.inbox("bob", 10).0.is_empty());
+    // A cursor never goes back.
+    a.ack("bob", bobs[0].seq);
+    assert!(b.inbox("bob", 10).0.is_empty());
+    let later = stored(a.append(normal("alice", dm("bob"), 2, "later")));
+    assert_eq!(inbox_texts(&b.inbox("bob", 10).0), ["later"]);
+    assert_eq!(b.inbox("bob", 10).0[0].record.id, later.id);
+}
+
+async fn a_retry_is_stored_once_and_the_desk_reads_a_window(backing: Backing) {
+    let (a, b) = (backing.archive(0).await, backing.archive(1).await);
+    let before = sotto_server::now_ms();
+    let first = stored(a.append(normal("alice", dm("bob"), 9, "once")));
+    match b.append(normal("alice", dm("bob"), 9, "once")) {
+        Appended::Duplicate(receipt) => {
+            assert_eq!((receipt.id, receipt.sent_at), (first.id, first.sent_at));
+        }
+        Appended::New { .. } => panic!("a retry was stored again"),
+    }
+    stored(b.append(normal("carol", dm("dave"), 9, "not alice's")));
+    stored(a.append(normal("bob", dm("alice"), 3, "reply")));
+    assert_eq!(inbox_texts(&a.inbox("bob", 10).0), ["once"]);
+    let after = sotto_server::now_ms() + 1;
+    let alices: Vec<String> = b
+        .records_of("alice", before, after)
+        .into_iter()
+        .map(|r| r.text)
+        .collect();
+    assert_eq!(alices, ["once", "reply"]);
+    assert!(a.records_of("alice", after, after + 60_000).is_empty());
+    assert!(a.records_of("alice", before - 60_000, before).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged() {
+    a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged() {
+    a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged(Backing::cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_retry_is_stored_once_and_the_desk_reads_a_window() {
+    a_retry_is_stored_once_and_the_desk_reads_a_window(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_retry_is_stored_once_and_the_desk_reads_a_window() {
+    a_retry_is_stored_once_and_the_desk_reads_a_window(Backing::cluster()).await;
+}
+
 /// Every raw message of `stream`, as the cluster's operator reads it.
 async fn raw_messages(js: &jetstream::Context, stream: &str) -> Vec<(String, Vec<u8>)> {
     let stream = js.get_stream(stream).await.unwrap();
@@ -756,4 +976,32 @@ async fn a_records_stream_that_would_take_a_second_message_is_refused() {
         panic!("the relay took a stream that lets a record be created twice")
     };
     assert!(e.to_string().contains("discard_new_per_subject"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_operator_reads_no_normal_message_nor_who_wrote_to_whom() {
+    let backing = Backing::cluster();
+    let archive = backing.archive(0).await;
+    stored(archive.append(normal("alice", dm("bob"), 1, "MEET-AT-NOON")));
+    stored(archive.append(normal("alice", dm("carol"), 2, "MEET-AT-ONE")));
+    archive.ack("bob", u64::MAX);
+    let Backing::Cluster { cluster, .. } = &backing else {
+        unreachable!()
+    };
+    let js = operator(cluster).await;
+    let mut seen = raw_messages(&js, HIST).await;
+    assert_eq!(seen.len(), 4, "two copies of each message");
+    seen.extend(raw_messages(&js, "KV_cursors").await);
+    for (subject, payload) in &seen {
+        for clear in [&b"MEET-AT"[..], b"alice", b"bob", b"carol"] {
+            assert!(!contains(subject.as_bytes(), clear) && !contains(payload, clear));
+        }
+    }
+    // Tokens, not names: alice's two copies share hers, bob's and carol's
+    // are their own. The operator can count a token's copies, nothing more.
+    let owners: HashSet<&str> = seen[..4]
+        .iter()
+        .map(|(s, _)| s.split('.').nth(1).unwrap())
+        .collect();
+    assert_eq!(owners.len(), 3);
 }

@@ -13,7 +13,40 @@ use super::{Appended, Destination, NewNormal, NormalArchive, SEGMENT_TEXT_BYTES}
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::records::{NormalRecord, SegmentRecord, StoredReceipt};
+use crate::seal::Sealer;
 use crate::store::{Batch, Tree};
+
+/// Where a message goes, as the archive keeps it: its conversation's blind,
+/// its recipient (1:1) or its group, and everyone in it, sender included.
+pub(crate) fn addressed(
+    sealer: &Sealer,
+    from: &str,
+    to: Destination,
+) -> ([u8; 16], String, String, Vec<String>) {
+    match to {
+        Destination::User(to) => {
+            let (lo, hi) = if from <= to.as_str() {
+                (from, to.as_str())
+            } else {
+                (to.as_str(), from)
+            };
+            let mut pair = Vec::with_capacity(lo.len() + hi.len() + 1);
+            pair.extend_from_slice(lo.as_bytes());
+            pair.push(0);
+            pair.extend_from_slice(hi.as_bytes());
+            let conversation = sealer.blind("dm", &pair);
+            let mut participants = vec![from.to_owned(), to.clone()];
+            participants.dedup();
+            (conversation, to, String::new(), participants)
+        }
+        Destination::Group(group) => (
+            sealer.blind("group", group.name.as_bytes()),
+            String::new(),
+            group.name,
+            group.members,
+        ),
+    }
+}
 
 /// The writes of one segment, staged before they are applied.
 #[derive(Default)]
@@ -25,15 +58,6 @@ pub(super) struct Staged {
 }
 
 impl NormalArchive {
-    fn dm_conversation(&self, a: &str, b: &str) -> [u8; 16] {
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let mut pair = Vec::with_capacity(lo.len() + hi.len() + 1);
-        pair.extend_from_slice(lo.as_bytes());
-        pair.push(0);
-        pair.extend_from_slice(hi.as_bytes());
-        self.sealer.blind("dm", &pair)
-    }
-
     pub(super) fn dedup_key(&self, from: &str, client_id: &[u8]) -> Vec<u8> {
         let mut key = blind_user(&self.sealer, from).to_vec();
         key.extend_from_slice(client_id);
@@ -135,20 +159,7 @@ impl NormalArchive {
                 sent_at: sent_at_of(id),
             }));
         }
-        let (conversation, to, group, participants) = match msg.to {
-            Destination::User(to) => {
-                let conversation = self.dm_conversation(&msg.from, &to);
-                let mut participants = vec![msg.from.clone(), to.clone()];
-                participants.dedup();
-                (conversation, to, String::new(), participants)
-            }
-            Destination::Group(group) => (
-                self.sealer.blind("group", group.name.as_bytes()),
-                String::new(),
-                group.name,
-                group.members,
-            ),
-        };
+        let (conversation, to, group, participants) = addressed(&self.sealer, &msg.from, msg.to);
         let index = u16::try_from(staged.sealed.len())
             .map_err(|_| RelayError::Corrupt("a segment is full"))?;
         let id = first + u64::from(index);

@@ -52,6 +52,7 @@ mod posting;
 mod segment;
 mod upgrade;
 
+pub(crate) use append::addressed;
 pub use checkpoint::CHECKPOINT_EVERY;
 use checkpoint::Recent;
 pub use dedup::DEDUP_WINDOW;

@@ -100,6 +100,24 @@ pub(crate) fn already_gone(e: &stream::DeleteMessageError) -> bool {
     }
 }
 
+/// The first message on `filter` at or after sequence `from` (`None`: there
+/// is none), read from any replica.
+pub(crate) async fn next_on(
+    stream: &stream::Stream,
+    filter: &str,
+    from: u64,
+    what: &str,
+) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
+    match stream
+        .direct_get_next_for_subject(filter.to_owned(), Some(from))
+        .await
+    {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) => Err(backend(what, e)),
+    }
+}
+
 pub(crate) fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("NATS {what}: {e}"))
 }

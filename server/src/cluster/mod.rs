@@ -15,15 +15,18 @@
 //! - [`records`]: records created once (accounts); the stream refuses a second.
 //! - [`live`]: pushes to users connected to other relay nodes (core NATS).
 //! - [`secret_queue`]: secret envelopes; an acknowledgement deletes.
+//! - [`archive`]: the normal archive, one copy per participant, and inboxes.
 //!
 //! Not yet here: the rest of the relay storing through it (`store = "nats"`).
 
+pub mod archive;
 pub mod jetstream;
 pub mod live;
 pub mod prekeys;
 pub mod records;
 pub mod secret_queue;
 
+pub use archive::{ClusterArchive, ClusterArchiveReader};
 pub use jetstream::{Cluster, ClusterError, ClusterOptions};
 pub use live::LiveLink;
 pub use prekeys::ClusterPrekeys;

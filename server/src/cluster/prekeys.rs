@@ -29,7 +29,7 @@ use prost::Message;
 use sotto_proto::v1;
 
 use super::PREKEYS;
-use super::jetstream::{Cluster, ClusterError, already_gone, backend};
+use super::jetstream::{Cluster, ClusterError, already_gone, backend, next_on};
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::prekeys::{Left, MAX_ONE_TIME};
@@ -240,14 +240,9 @@ impl ClusterPrekeys {
         let mut from = 1;
         // Each round moves past a message: a taker never waits on another.
         for _ in 0..=2 * MAX_ONE_TIME {
-            let message = match self
-                .stream
-                .direct_get_next_for_subject(filter.clone(), Some(from))
-                .await
-            {
-                Ok(message) => message,
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(backend("read of a prekey", e).into()),
+            let Some(message) = next_on(&self.stream, &filter, from, "read of a prekey").await?
+            else {
+                return Ok(None);
             };
             from = message.sequence + 1;
             match self.stream.delete_message(message.sequence).await {

@@ -38,7 +38,7 @@ use prost::Message;
 use sotto_proto::v1;
 
 use super::SECRET;
-use super::jetstream::{Cluster, ClusterError, already_gone, backend};
+use super::jetstream::{Cluster, ClusterError, already_gone, backend, next_on};
 use super::records::subject_taken;
 use crate::accounts::blind_user;
 use crate::records::SecretEnvelopeRecord;
@@ -258,16 +258,10 @@ impl ClusterSecretQueue {
             let mut out = Vec::new();
             let mut from = 1;
             loop {
-                let message = match self
-                    .stream
-                    .direct_get_next_for_subject(filter.clone(), Some(from))
-                    .await
-                {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
-                        return Ok((out, false));
-                    }
-                    Err(e) => return Err(backend("read of an envelope", e).into()),
+                let Some(message) =
+                    next_on(&self.stream, &filter, from, "read of an envelope").await?
+                else {
+                    return Ok((out, false));
                 };
                 from = message.sequence + 1;
                 let record = SecretEnvelopeRecord::decode(

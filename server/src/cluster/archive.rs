@@ -1,0 +1,413 @@
+//! The normal archive on the cluster: every normal message, sealed, one copy
+//! per participant in the stream [`HIST`](super::HIST), on the subject
+//! `hist.<owner token>.<conversation token>` (keyed blinds: the cluster's
+//! operator sees how many copies someone holds, never whose or with whom).
+//!
+//! - A message's **id** is the stream sequence of its sender's copy, which
+//!   the stream's Raft log hands out in commit order across every node; the
+//!   other copies carry it in their record. An id says nothing of the time
+//!   (the record's `sent_at` does).
+//! - A user's **inbox** is their copies after their cursor that they did not
+//!   send; an entry's delivery sequence is its copy's stream sequence, so an
+//!   acknowledgement never skips a copy committed later, whichever node wrote
+//!   it. The cursor is a sealed value in the bucket [`CURSORS`]; two nodes
+//!   moving one user's cursor at once may leave the lower value (the
+//!   compare-and-set that would prevent it is unsound on servers before
+//!   2.9.21, see [`super::records`]): then messages are handed out again,
+//!   and the client, which knows their ids, drops them. Never lost.
+//! - A **retry** of a send (same sender, same client id) is recognised by the
+//!   stream's duplicate window ([`DEDUP_WINDOW`]), which answers with the first
+//!   copy's sequence; the other copies are published again under message ids
+//!   of their own, so a relay node that stopped between two copies leaves
+//!   nothing missing once the sender retries.
+//! - The warrant desk reads through [`ClusterArchiveReader`], made on the
+//!   desk's own NATS user, whom the server lets read this stream and nothing
+//!   of the secret queue.
+//!
+//! Not yet here: the delivery receipts' reads (`received_between`,
+//! `sent_among`), and a faster way to a window of a long history than
+//! reading the target's copies from the first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{kv, stream};
+use prost::Message;
+
+use super::HIST;
+use super::jetstream::{Cluster, ClusterError, backend, next_on};
+use crate::accounts::blind_user;
+use crate::archive::{Appended, InboxEntry, NewNormal, addressed};
+use crate::records::{NormalRecord, StoredReceipt, read_u64};
+use crate::seal::Sealer;
+use crate::store::Tree;
+use crate::{Clock, RelayError};
+
+/// user token → sealed stream sequence up to which they acknowledged.
+pub const CURSORS: &str = "cursors";
+/// How long the stream recognises a retried send.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(600);
+
+const OWNER_DOMAIN: &str = "cluster/hist owner";
+const CONVERSATION_DOMAIN: &str = "cluster/hist conversation";
+const SENT_DOMAIN: &str = "cluster/hist sent";
+const COPY_DOMAIN: &str = "cluster/hist copy";
+const CURSOR_DOMAIN: &str = "cluster/cursor";
+
+/// What reads a user's copies: the sealer and the stream, on whichever NATS
+/// user (the relay's, or the warrant desk's).
+#[derive(Clone)]
+struct Copies {
+    cluster: Cluster,
+    sealer: Arc<Sealer>,
+    hist: stream::Stream,
+}
+
+impl Copies {
+    fn owner(&self, user: &str) -> String {
+        hex::encode(
+            self.sealer
+                .blind(OWNER_DOMAIN, &blind_user(&self.sealer, user)),
+        )
+    }
+
+    fn subject(&self, owner: &str, conversation: &[u8]) -> String {
+        format!(
+            "hist.{}.{}",
+            self.owner(owner),
+            hex::encode(self.sealer.blind(CONVERSATION_DOMAIN, conversation))
+        )
+    }
+
+    /// A copy as stored: whether its owner sent it, and the record.
+    fn seal(&self, subject: &str, sent: bool, record: &NormalRecord) -> Vec<u8> {
+        let mut plain = vec![u8::from(sent)];
+        record.encode(&mut plain).expect("a Vec grows");
+        self.sealer
+            .seal_padded(Tree::Messages, subject.as_bytes(), &plain)
+    }
+
+    /// Opens a copy read at `sequence`: whether its owner sent it, and the
+    /// record, with its id (a sender's copy's is its own sequence).
+    fn open(
+        &self,
+        subject: &str,
+        sequence: u64,
+        sealed: &[u8],
+    ) -> Result<(bool, NormalRecord), RelayError> {
+        let plain = self
+            .sealer
+            .open_padded(Tree::Messages, subject.as_bytes(), sealed)?;
+        let (&sent, record) = plain
+            .split_first()
+            .ok_or(RelayError::Corrupt("an empty copy of a normal message"))?;
+        let mut record = NormalRecord::decode(record)?;
+        if sent == 1 {
+            record.id = sequence;
+        }
+        Ok((sent == 1, record))
+    }
+
+    /// `user`'s copies after stream sequence `after`, oldest first, for as
+    /// long as `take` wants more: `take` gets (sequence, sent, record).
+    async fn scan(
+        &self,
+        user: &str,
+        after: u64,
+        mut take: impl FnMut(u64, bool, NormalRecord) -> bool,
+    ) -> Result<(), RelayError> {
+        let filter = format!("hist.{}.*", self.owner(user));
+        let mut from = after.saturating_add(1);
+        loop {
+            let Some(message) =
+                next_on(&self.hist, &filter, from, "read of a normal message").await?
+            else {
+                return Ok(());
+            };
+            from = message.sequence + 1;
+            let (sent, record) = self.open(&message.subject, message.sequence, &message.payload)?;
+            if !take(message.sequence, sent, record) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+pub struct ClusterArchive {
+    copies: Copies,
+    cursors: kv::Store,
+    clock: Clock,
+}
+
+impl ClusterArchive {
+    /// Makes (or finds) the stream and the cursors' bucket.
+    pub async fn open(cluster: &Cluster, sealer: Arc<Sealer>) -> Result<Self, ClusterError> {
+        let hist = cluster
+            .stream(stream::Config {
+                name: HIST.to_owned(),
+                subjects: vec!["hist.>".to_owned()],
+                duplicate_window: DEDUP_WINDOW,
+                allow_direct: true,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await?;
+        Ok(ClusterArchive {
+            cursors: cluster.bucket(CURSORS).await?,
+            copies: Copies {
+                cluster: cluster.clone(),
+                sealer,
+                hist,
+            },
+            clock: Clock::system(),
+        })
+    }
+
+    /// The archive with its records' times read from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn sealer(&self) -> &Sealer {
+        &self.copies.sealer
+    }
+
+    /// Publishes a copy under message id `id` (deduplicated by the stream).
+    async fn publish(
+        &self,
+        subject: String,
+        sealed: Vec<u8>,
+        id: [u8; 16],
+    ) -> Result<async_nats::jetstream::publish::PublishAck, RelayError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", hex::encode(id).as_str());
+        self.copies
+            .cluster
+            .context()
+            .publish_with_headers(subject, headers, sealed.into())
+            .await
+            .map_err(|e| backend("publish of a normal message", e))?
+            .await
+            .map_err(|e| backend("acknowledgement of a normal message", e).into())
+    }
+
+    async fn append(&self, msg: NewNormal) -> Result<Appended, RelayError> {
+        let sender = blind_user(self.sealer(), &msg.from);
+        let (conversation, to, group, participants) = addressed(self.sealer(), &msg.from, msg.to);
+        let mut record = NormalRecord {
+            id: 0,
+            conversation: conversation.to_vec(),
+            from: msg.from,
+            to,
+            group,
+            participants,
+            text: msg.text,
+            sent_at: self.clock.now_ms(),
+            client_id: msg.client_id.to_vec(),
+        };
+        // The sender's copy first: its sequence is the message's id.
+        let subject = self.copies.subject(&record.from, &conversation);
+        let sealed = self.copies.seal(&subject, true, &record);
+        let sent_id = self
+            .sealer()
+            .blind(SENT_DOMAIN, &[sender.as_slice(), &msg.client_id].concat());
+        let ack = self.publish(subject.clone(), sealed, sent_id).await?;
+        record.id = ack.sequence;
+        if ack.duplicate {
+            // A retry: the first attempt's record is the one that stands.
+            let first = self
+                .copies
+                .hist
+                .direct_get(ack.sequence)
+                .await
+                .map_err(|e| backend("read of a retried message", e))?;
+            let (_, first) = self
+                .copies
+                .open(&first.subject, first.sequence, &first.payload)?;
+            record = first;
+        }
+        // One copy for each other participant, each deduplicated on its own.
+        let mut recipients = Vec::new();
+        for person in record.participants.clone() {
+            if person == record.from {
+                continue;
+            }
+            let subject = self.copies.subject(&person, &conversation);
+            let sealed = self.copies.seal(&subject, false, &record);
+            let copy_id = self.sealer().blind(
+                COPY_DOMAIN,
+                &[
+                    blind_user(self.sealer(), &person).as_slice(),
+                    &record.id.to_be_bytes(),
+                ]
+                .concat(),
+            );
+            self.publish(subject, sealed, copy_id).await?;
+            recipients.push(person);
+        }
+        Ok(match ack.duplicate {
+            true => Appended::Duplicate(StoredReceipt {
+                id: record.id,
+                sent_at: record.sent_at,
+            }),
+            false => Appended::New { record, recipients },
+        })
+    }
+
+    /// Appends messages in order; each is held by a majority of the replicas
+    /// (every copy) when this returns.
+    pub fn append_many(&self, msgs: Vec<NewNormal>) -> Vec<Result<Appended, RelayError>> {
+        self.copies.cluster.wait(async {
+            let mut out = Vec::with_capacity(msgs.len());
+            for msg in msgs {
+                out.push(self.append(msg).await);
+            }
+            out
+        })
+    }
+
+    fn cursor_key(&self, user: &str) -> String {
+        hex::encode(
+            self.sealer()
+                .blind(CURSOR_DOMAIN, &blind_user(self.sealer(), user)),
+        )
+    }
+
+    async fn cursor(&self, user: &str) -> Result<u64, RelayError> {
+        let key = self.cursor_key(user);
+        match self
+            .cursors
+            .get(key.clone())
+            .await
+            .map_err(|e| backend("read of an inbox cursor", e))?
+        {
+            Some(sealed) => read_u64(
+                &self.sealer().open(Tree::Inbox, key.as_bytes(), &sealed)?,
+                "an inbox cursor",
+            ),
+            None => Ok(0),
+        }
+    }
+
+    async fn move_cursor(&self, user: &str, upto: u64) -> Result<(), RelayError> {
+        if upto <= self.cursor(user).await? {
+            return Ok(());
+        }
+        let key = self.cursor_key(user);
+        let sealed = self
+            .sealer()
+            .seal(Tree::Inbox, key.as_bytes(), &upto.to_be_bytes());
+        self.cursors
+            .put(key, sealed.into())
+            .await
+            .map_err(|e| backend("write of an inbox cursor", e))?;
+        Ok(())
+    }
+
+    /// The stream sequence up to which `user` acknowledged (0: nothing yet).
+    pub fn acknowledged(&self, user: &str) -> Result<u64, RelayError> {
+        self.copies.cluster.wait(self.cursor(user))
+    }
+
+    /// What `user` has not acknowledged yet, oldest first; `more` when the limit cut it.
+    pub fn inbox(&self, user: &str, limit: usize) -> Result<(Vec<InboxEntry>, bool), RelayError> {
+        self.copies.cluster.wait(async {
+            let after = self.cursor(user).await?;
+            let (mut entries, mut sent_to, mut more) = (Vec::new(), after, false);
+            self.copies
+                .scan(user, after, |seq, sent, record| {
+                    if sent {
+                        // What they sent right after their cursor: passed over for good.
+                        if entries.is_empty() {
+                            sent_to = seq;
+                        }
+                        return true;
+                    }
+                    if entries.len() == limit {
+                        more = true;
+                        return false;
+                    }
+                    entries.push(InboxEntry { seq, record });
+                    true
+                })
+                .await?;
+            if sent_to > after {
+                self.move_cursor(user, sent_to).await?;
+            }
+            Ok((entries, more))
+        })
+    }
+
+    /// Marks `user`'s copies up to and including `upto` as delivered (never
+    /// past the newest copy stored, so nothing later is skipped).
+    pub fn ack(&self, user: &str, upto: u64) -> Result<(), RelayError> {
+        self.copies.cluster.wait(async {
+            let last = self
+                .copies
+                .hist
+                .get_info()
+                .await
+                .map_err(|e| backend("the archive's last sequence", e))?
+                .state
+                .last_sequence;
+            self.move_cursor(user, upto.min(last)).await
+        })
+    }
+
+    /// The read-only view the warrant desk is given, reading through `desk`
+    /// (a connection as the desk's own NATS user).
+    pub async fn reader(
+        desk: &Cluster,
+        sealer: Arc<Sealer>,
+    ) -> Result<ClusterArchiveReader, ClusterError> {
+        let hist = desk
+            .context()
+            .get_stream(HIST)
+            .await
+            .map_err(|e| ClusterError::Provision {
+                what: format!("stream {HIST}, as the warrant desk"),
+                why: e.to_string(),
+            })?;
+        Ok(ClusterArchiveReader {
+            copies: Copies {
+                cluster: desk.clone(),
+                sealer,
+                hist,
+            },
+        })
+    }
+}
+
+/// A read-only view of the archive on the cluster: records by participant
+/// and time. It holds no handle on anything but the history.
+#[derive(Clone)]
+pub struct ClusterArchiveReader {
+    copies: Copies,
+}
+
+impl ClusterArchiveReader {
+    /// Every normal record `user` took part in with `from_ms <= sent_at <
+    /// until_ms`, oldest first (their copies, read from their first).
+    pub fn records_of(
+        &self,
+        user: &str,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<NormalRecord>, RelayError> {
+        self.copies.cluster.wait(async {
+            let mut out = Vec::new();
+            self.copies
+                .scan(user, 0, |_, _, record| {
+                    if (from_ms..until_ms).contains(&record.sent_at) {
+                        out.push(record);
+                    }
+                    true
+                })
+                .await?;
+            Ok(out)
+        })
+    }
+}
