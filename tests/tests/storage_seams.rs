@@ -998,10 +998,14 @@ async fn the_clusters_operator_reads_no_normal_message_nor_who_wrote_to_whom() {
         }
     }
     // Tokens, not names: alice's two copies share hers, bob's and carol's
-    // are their own. The operator can count a token's copies, nothing more.
-    let owners: HashSet<&str> = seen[..4]
-        .iter()
-        .map(|(s, _)| s.split('.').nth(1).unwrap())
-        .collect();
-    assert_eq!(owners.len(), 3);
+    // are their own; and no two copies share a conversation token, so the
+    // operator cannot match alice's copy of a conversation to bob's.
+    let token = |n: usize| -> HashSet<&str> {
+        seen[..4]
+            .iter()
+            .map(|(s, _)| s.split('.').nth(n).unwrap())
+            .collect()
+    };
+    assert_eq!(token(1).len(), 3, "three people");
+    assert_eq!(token(2).len(), 4, "a conversation token matched two copies");
 }

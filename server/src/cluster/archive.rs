@@ -1,7 +1,8 @@
 //! The normal archive on the cluster: every normal message, sealed, one copy
 //! per participant in the stream [`HIST`](super::HIST), on the subject
-//! `hist.<owner token>.<conversation token>` (keyed blinds: the cluster's
-//! operator sees how many copies someone holds, never whose or with whom).
+//! `hist.<owner token>.<conversation token>` (keyed blinds, the second one
+//! per owner: the cluster's operator sees how many copies someone holds,
+//! never whose, and cannot match two people's copies of one conversation).
 //!
 //! - A message's **id** is the stream sequence of its sender's copy, which
 //!   the stream's Raft log hands out in commit order across every node; the
@@ -72,11 +73,18 @@ impl Copies {
         )
     }
 
+    /// Where `owner`'s copies of a conversation go. The conversation's
+    /// token is the owner's own: two people's copies of one message share
+    /// nothing the operator could match (but the moment they were written).
     fn subject(&self, owner: &str, conversation: &[u8]) -> String {
+        let owner_blind = blind_user(&self.sealer, owner);
         format!(
             "hist.{}.{}",
             self.owner(owner),
-            hex::encode(self.sealer.blind(CONVERSATION_DOMAIN, conversation))
+            hex::encode(self.sealer.blind(
+                CONVERSATION_DOMAIN,
+                &[owner_blind.as_slice(), conversation].concat()
+            ))
         )
     }
 
