@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
-use crate::cluster::{ClusterRecords, Created};
+use crate::cluster::{ClusterRecords, OnceRecords};
 use crate::records::AccountRecord;
 use crate::seal::Sealer;
-use crate::store::{Applied, Batch, Store, StoreError, Tree};
+use crate::store::{Store, Tree};
 use crate::{RelayError, now_ms};
 
 const BLIND_DOMAIN: &str = "user";
@@ -31,7 +31,7 @@ pub fn user_scoped_key(user: &[u8; 16], n: u64) -> Vec<u8> {
 
 #[derive(Clone)]
 pub struct Accounts {
-    records: Records,
+    records: OnceRecords,
     sealer: Arc<Sealer>,
     /// Names known to exist (accounts are never removed), so that checking a
     /// recipient on every send costs no store read. Bounded: emptied when full.
@@ -66,46 +66,10 @@ pub enum Registration {
     Taken,
 }
 
-/// Where the accounts are kept.
-#[derive(Clone)]
-enum Records {
-    /// The relay's own store.
-    Local(Arc<dyn Store>),
-    /// The cluster's, shared by every relay node.
-    Cluster(Arc<ClusterRecords>),
-}
-
-impl Records {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
-            Records::Local(store) => store.get(Tree::Accounts, key),
-            Records::Cluster(records) => records.get(key),
-        }
-    }
-
-    fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
-        match self {
-            Records::Local(store) => Ok(store.read(Tree::Accounts, key, |_| ())?.is_some()),
-            Records::Cluster(records) => Ok(records.get(key)?.is_some()),
-        }
-    }
-
-    /// Writes `sealed` under `key` unless the key is taken; whether it did.
-    fn create(&self, key: Vec<u8>, sealed: Vec<u8>) -> Result<bool, StoreError> {
-        match self {
-            Records::Local(store) => Ok(matches!(
-                store.apply(Batch::guarded(Tree::Accounts, key, sealed))?,
-                Applied::Written
-            )),
-            Records::Cluster(records) => Ok(records.create(&key, sealed)? == Created::Written),
-        }
-    }
-}
-
 impl Accounts {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
         Accounts {
-            records: Records::Local(store),
+            records: OnceRecords::Local(store, Tree::Accounts),
             sealer,
             known: Arc::default(),
         }
@@ -115,7 +79,7 @@ impl Accounts {
     /// [`ClusterRecords`]).
     pub fn on_cluster(records: ClusterRecords, sealer: Arc<Sealer>) -> Self {
         Accounts {
-            records: Records::Cluster(Arc::new(records)),
+            records: OnceRecords::Cluster(Arc::new(records)),
             sealer,
             known: Arc::default(),
         }

@@ -5,22 +5,34 @@ use std::sync::Arc;
 
 use prost::Message;
 
+use crate::cluster::{ClusterRecords, OnceRecords};
 use crate::records::GroupRecord;
 use crate::seal::Sealer;
-use crate::store::{Applied, Batch, Store, Tree};
+use crate::store::{Store, Tree};
 use crate::{RelayError, now_ms};
 
 const BLIND_DOMAIN: &str = "group";
 
 #[derive(Clone)]
 pub struct Groups {
-    store: Arc<dyn Store>,
+    records: OnceRecords,
     sealer: Arc<Sealer>,
 }
 
 impl Groups {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        Groups { store, sealer }
+        Groups {
+            records: OnceRecords::Local(store, Tree::Groups),
+            sealer,
+        }
+    }
+
+    /// Groups on the cluster, shared with the other relay nodes.
+    pub fn on_cluster(records: ClusterRecords, sealer: Arc<Sealer>) -> Self {
+        Groups {
+            records: OnceRecords::Cluster(Arc::new(records)),
+            sealer,
+        }
     }
 
     /// The group's conversation id and blinded key.
@@ -50,18 +62,12 @@ impl Groups {
         let sealed = self
             .sealer
             .seal_padded(Tree::Groups, &key, &record.encode_to_vec());
-        match self
-            .store
-            .apply(Batch::guarded(Tree::Groups, key, sealed))?
-        {
-            Applied::Written => Ok(Some(record)),
-            Applied::GuardExists(_) => Ok(None),
-        }
+        Ok(self.records.create(key, sealed)?.then_some(record))
     }
 
     pub fn get(&self, name: &str) -> Result<Option<GroupRecord>, RelayError> {
         let key = self.blind(name);
-        let Some(sealed) = self.store.get(Tree::Groups, &key)? else {
+        let Some(sealed) = self.records.get(&key)? else {
             return Ok(None);
         };
         Ok(Some(GroupRecord::decode(

@@ -46,7 +46,7 @@ mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod groups;
+pub mod groups;
 mod handlers;
 pub mod hub;
 pub mod metrics;

@@ -7,7 +7,7 @@
 //! process; a delete or a compare-and-set on the cluster).
 //!
 //! - prekeys: each one-time prekey goes out once;
-//! - accounts: a name is registered once;
+//! - accounts and groups: a name is registered, or a group made, once;
 //! - the secret queue: an envelope waits for its recipient alone, once,
 //!   until acknowledged;
 //! - the normal archive: a message reaches each participant's inbox once,
@@ -30,8 +30,9 @@ use std::time::Duration;
 use sotto_server::archive::{Appended, Destination, InboxEntry, NewNormal, NormalArchive};
 use sotto_server::cluster::{
     ACCOUNTS, Cluster, ClusterArchive, ClusterArchiveReader, ClusterOptions, ClusterPrekeys,
-    ClusterRecords, ClusterSecretQueue, HIST, PREKEYS, RELAY_USER, SECRET, WARRANT_USER,
+    ClusterRecords, ClusterSecretQueue, GROUPS, HIST, PREKEYS, RELAY_USER, SECRET, WARRANT_USER,
 };
+use sotto_server::groups::Groups;
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
 use sotto_server::records::{GroupRecord, NormalRecord};
 use sotto_server::seal::{MasterKey, Sealer};
@@ -176,6 +177,19 @@ impl Backing {
                     .await
                     .expect("the desk reads the history");
                 Arc::new((archive, reader))
+            }
+        }
+    }
+
+    /// Relay node `n`'s normal groups.
+    async fn groups(&self, n: usize) -> Groups {
+        match self {
+            Backing::Local { store, sealer, .. } => Groups::new(store.clone(), sealer.clone()),
+            Backing::Cluster { cluster, sealer } => {
+                let records = ClusterRecords::open(&Self::connect(cluster, n).await, GROUPS)
+                    .await
+                    .expect("the stream is made");
+                Groups::on_cluster(records, sealer.clone())
             }
         }
     }
@@ -468,6 +482,38 @@ async fn local_a_name_is_registered_once_of_twenty_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_a_name_is_registered_once_of_twenty_at_once_on_two_nodes() {
     a_name_is_registered_once_of_twenty_at_once(Backing::cluster()).await;
+}
+
+async fn a_group_is_made_once_of_twenty_at_once(backing: Backing) {
+    let nodes = [backing.groups(0).await, backing.groups(1).await];
+    let tries: Vec<_> = (0..20u8)
+        .map(|i| {
+            let node = nodes[usize::from(i) % 2].clone();
+            let creator = format!("user{i}");
+            tokio::task::spawn_blocking(move || node.create("team", &creator, &["zoe".into()]))
+        })
+        .collect();
+    let mut made = Vec::new();
+    for attempt in tries {
+        if let Some(group) = attempt.await.unwrap().unwrap() {
+            made.push(group);
+        }
+    }
+    assert_eq!(made.len(), 1, "the group was made {} times", made.len());
+    for node in &nodes {
+        assert_eq!(node.get("team").unwrap().as_ref(), Some(&made[0]));
+    }
+    assert!(nodes[0].get("other").unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_group_is_made_once_of_twenty_at_once() {
+    a_group_is_made_once_of_twenty_at_once(Backing::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_group_is_made_once_of_twenty_at_once_on_two_nodes() {
+    a_group_is_made_once_of_twenty_at_once(Backing::cluster()).await;
 }
 
 /// The secret queue, as the relay's handlers use it, on either backing.

@@ -12,7 +12,7 @@
 //! Storage through this layout, one function at a time (each beside the
 //! embedded store's, behind the same engine):
 //! - [`prekeys`]: published prekeys; one-time prekeys taken by delete.
-//! - [`records`]: records created once (accounts); the stream refuses a second.
+//! - [`records`]: records created once (accounts, groups); the stream refuses a second.
 //! - [`live`]: pushes to users connected to other relay nodes (core NATS).
 //! - [`secret_queue`]: secret envelopes; an acknowledgement deletes.
 //! - [`archive`]: the normal archive, one copy per participant, and inboxes.
@@ -30,7 +30,7 @@ pub use archive::{ClusterArchive, ClusterArchiveReader};
 pub use jetstream::{Cluster, ClusterError, ClusterOptions};
 pub use live::LiveLink;
 pub use prekeys::ClusterPrekeys;
-pub use records::{ClusterRecords, Created};
+pub use records::{ClusterRecords, Created, OnceRecords};
 pub use secret_queue::ClusterSecretQueue;
 
 /// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.
@@ -43,6 +43,8 @@ pub const PREKEYS: &str = "PREKEYS";
 pub const AUDIT: &str = "AUDIT";
 /// The accounts: `accounts.<blind(username)>` → sealed account, created once.
 pub const ACCOUNTS: &str = "ACCOUNTS";
+/// The normal groups: `groups.<blind(name)>` → sealed group, created once.
+pub const GROUPS: &str = "GROUPS";
 /// The key-value buckets the warrant desk keeps its state in.
 pub const WARRANT_BUCKETS: [&str; 2] = ["warrants", "warrant_grants"];
 

@@ -13,10 +13,48 @@
 //! relay: the cluster's operator learns how many records there are, nothing
 //! of what or whose they are.
 
+use std::sync::Arc;
+
 use async_nats::jetstream::stream;
 
 use super::jetstream::{Cluster, ClusterError, backend};
-use crate::store::StoreError;
+use crate::store::{Applied, Batch, Store, StoreError, Tree};
+
+/// Records created once (accounts, groups), wherever they are kept.
+#[derive(Clone)]
+pub enum OnceRecords {
+    /// A tree of the relay's own store (a guarded batch creates).
+    Local(Arc<dyn Store>, Tree),
+    /// The cluster's, shared by every relay node.
+    Cluster(Arc<ClusterRecords>),
+}
+
+impl OnceRecords {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            OnceRecords::Local(store, tree) => store.get(*tree, key),
+            OnceRecords::Cluster(records) => records.get(key),
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        match self {
+            OnceRecords::Local(store, tree) => Ok(store.read(*tree, key, |_| ())?.is_some()),
+            OnceRecords::Cluster(records) => Ok(records.get(key)?.is_some()),
+        }
+    }
+
+    /// Writes `sealed` under `key` unless the key is taken; whether it did.
+    pub fn create(&self, key: Vec<u8>, sealed: Vec<u8>) -> Result<bool, StoreError> {
+        match self {
+            OnceRecords::Local(store, tree) => Ok(matches!(
+                store.apply(Batch::guarded(*tree, key, sealed))?,
+                Applied::Written
+            )),
+            OnceRecords::Cluster(records) => Ok(records.create(&key, sealed)? == Created::Written),
+        }
+    }
+}
 
 /// What creating a record did.
 #[derive(Debug, PartialEq, Eq)]
