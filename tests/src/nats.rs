@@ -96,7 +96,7 @@ impl NatsCluster {
                     "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\n\
                      http: \"127.0.0.1:{monitor}\"\n\
                      jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, \
-                     max_file_store: 1GB }}\n\
+                     max_file_store: 64GB }}\n\
                      cluster {{ name: sotto, listen: \"127.0.0.1:{cluster}\", \
                      routes: [{}] }}\n{auth}",
                     routes.join(", ")
@@ -173,6 +173,11 @@ impl NatsCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// What node `n`'s monitoring endpoint answers at `path` (`/connz?subs=1`).
+    pub fn monitor(&self, n: usize, path: &str) -> Option<serde_json::Value> {
+        http_get(self.nodes[n].monitor_port, path).and_then(|body| serde_json::from_str(&body).ok())
     }
 
     /// Every node's client URL, for a client that may use any of them.

@@ -12,7 +12,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event};
 use futures_util::StreamExt;
 use sotto_proto::v1::{self, Push, push};
-use sotto_server::cluster::{HIST, RELAY_USER, SECRET, STREAMS, WARRANT_USER};
+use sotto_server::cluster::{HIST, RELAY_USER, SECRET, STREAMS, WARRANT_USER, inbox_prefix};
 use sotto_server::hub::Hub;
 use sotto_server::seal::{MasterKey, Sealer};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
@@ -28,6 +28,7 @@ async fn connect(
     let seen = errors.clone();
     let client = ConnectOptions::with_user_and_password(user.into(), password.into())
         .request_timeout(Some(Duration::from_secs(2)))
+        .custom_inbox_prefix(inbox_prefix(user))
         .event_callback(move |event| {
             let seen = seen.clone();
             async move {
@@ -150,6 +151,37 @@ async fn the_warrant_desks_nats_user_reads_the_history_and_is_refused_the_secret
         "the desk made a consumer of the secret queue"
     );
     assert!(told(&errors, "Permissions Violation").await);
+    // Nor by listening for the answers the relay's own reads get: every
+    // user shares the server's one account, and the relay's reads of the
+    // secret queue come back on its inbox subjects.
+    errors.lock().unwrap().clear();
+    let mut overhearing = desk.subscribe("_INBOX.>").await.unwrap();
+    assert!(told(&errors, "Permissions Violation").await);
+    let mut relays_inbox = desk
+        .subscribe(format!("{}.>", inbox_prefix(RELAY_USER)))
+        .await
+        .unwrap();
+    let (relay_reads, _) = connect(&cluster, RELAY_USER, RELAY_PASSWORD).await;
+    let secret = jetstream::new(relay_reads)
+        .get_stream(SECRET)
+        .await
+        .unwrap();
+    let read = secret
+        .direct_get_last_for_subject("secret.recipient1")
+        .await
+        .expect("the relay reads the secret queue");
+    assert_eq!(read.payload.as_ref(), b"another envelope");
+    for heard in [&mut overhearing, &mut relays_inbox] {
+        let answer = tokio::time::timeout(
+            Duration::from_millis(500),
+            futures_util::StreamExt::next(heard),
+        )
+        .await;
+        assert!(
+            answer.is_err(),
+            "the desk overheard the relay's read of the secret queue"
+        );
+    }
     // And it cannot write the history either: read only.
     errors.lock().unwrap().clear();
     let _ = desk_js.publish("hist.owner1.conv1", "forged".into()).await;
@@ -256,9 +288,38 @@ async fn a_push_reaches_a_user_connected_to_another_relay_node_once_and_sealed()
         "a moved push was delivered"
     );
 
-    // Bob leaves node B: B stops listening for him.
+    // Bob leaves node B: B stops listening for him (asked of B's server:
+    // his receiver is closed either way).
+    assert_eq!(live_subscriptions(&cluster, 1), 1, "B listens for bob");
     b.unsubscribe("bob", 1);
     b.settled().await;
-    a.push("bob", &text_push("after he left"));
-    assert_eq!(next_push(&mut bob).await, None);
+    assert_eq!(
+        live_subscriptions(&cluster, 1),
+        0,
+        "B still listens for bob"
+    );
+    assert_eq!(live_subscriptions(&cluster, 0), 1, "A listens for alice");
+}
+
+/// How many users' live subjects the clients of server `n` listen on
+/// (the operator's `live.>` aside).
+fn live_subscriptions(cluster: &NatsCluster, n: usize) -> usize {
+    let connz = cluster
+        .monitor(n, "/connz?subs=1")
+        .expect("the monitoring endpoint");
+    connz["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c["subscriptions_list"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|s| {
+            s.as_str()
+                .is_some_and(|s| s.starts_with("live.") && s != "live.>")
+        })
+        .count()
 }

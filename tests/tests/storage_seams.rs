@@ -611,6 +611,13 @@ async fn a_retry_is_queued_once_and_a_full_queue_refuses(backing: Backing) {
         Queued::Duplicate(again) => assert_eq!(again, id),
         _ => panic!("a retry was queued again"),
     }
+    // The same client id to someone else: the first send stands, and
+    // nothing is queued for them (nor is a quota passed that way).
+    assert!(matches!(
+        a.enqueue(secret("alice", "erin", 7, "once")),
+        Queued::Duplicate(again) if again == id
+    ));
+    assert!(b.pending("erin", 10).0.is_empty());
     // The same client id from someone else is their own message.
     new_id(b.enqueue(secret("carol", "bob", 7, "carol's")));
     new_id(a.enqueue(secret("alice", "bob", 8, "third")));
@@ -688,10 +695,57 @@ async fn an_acknowledged_envelope_is_gone_from_the_cluster_and_never_was_readabl
             assert!(!contains(subject.as_bytes(), clear) && !contains(payload, clear));
         }
     }
+    let stream = js.get_stream(SECRET).await.unwrap();
+    let seq = stream.get_info().await.unwrap().state.last_sequence;
+    assert!(stream.get_raw_message(seq).await.is_ok());
     assert_eq!(queue.acknowledge("bob", &[id]), 1);
-    assert!(
-        raw_messages(&js, SECRET).await.is_empty(),
+    assert_eq!(
+        stream.get_info().await.unwrap().state.messages,
+        0,
         "the stream still holds an acknowledged envelope"
+    );
+    let gone = stream.get_raw_message(seq).await;
+    assert!(
+        gone.as_ref()
+            .is_err_and(|e| format!("{e:?}").contains("NoMessageFound")),
+        "{:?}",
+        gone.map(|m| m.sequence)
+    );
+    assert_eq!(queue.acknowledge("bob", &[id]), 0, "acknowledged twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_queue_kept_past_the_time_to_live_is_set_back() {
+    // Made by hand to keep envelopes forever: a relay node sets it back to
+    // the relay's time-to-live when it opens the queue.
+    let backing = Backing::cluster();
+    let Backing::Cluster { cluster, .. } = &backing else {
+        unreachable!()
+    };
+    let js = operator(cluster).await;
+    js.create_stream(jetstream::stream::Config {
+        name: SECRET.into(),
+        subjects: vec!["secret.>".into()],
+        max_messages_per_subject: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        discard_new_per_subject: true,
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    backing.secret_queue(0, 100).await;
+    let config = js
+        .get_stream(SECRET)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(config.max_age, Duration::from_secs(3600));
+    assert!(
+        config.max_messages > 0 && config.max_bytes > 0,
+        "{config:?}"
     );
 }
 

@@ -118,6 +118,20 @@ pub(crate) async fn next_on(
     }
 }
 
+/// The last message on `subject`, read from the stream's leader (a replica
+/// that lags would not have it yet); `None`: there is none.
+pub(crate) async fn last_on(
+    stream: &stream::Stream,
+    subject: &str,
+    what: &str,
+) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(backend(what, e)),
+    }
+}
+
 pub(crate) fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("NATS {what}: {e}"))
 }
@@ -131,6 +145,7 @@ impl Cluster {
             options.password.to_string(),
         )
         .request_timeout(Some(REQUEST_TIME))
+        .custom_inbox_prefix(super::inbox_prefix(&options.user))
         .connect(options.urls.clone())
         .await
         .map_err(|e| ClusterError::Connect {
@@ -191,17 +206,37 @@ impl Cluster {
         config: stream::Config,
     ) -> Result<stream::Stream, ClusterError> {
         let name = config.name.clone();
-        self.js
-            .get_or_create_stream(stream::Config {
-                num_replicas: self.replicas,
-                storage: stream::StorageType::File,
-                ..config
-            })
+        let failed = |e: &dyn std::fmt::Display| ClusterError::Provision {
+            what: format!("stream {name}"),
+            why: e.to_string(),
+        };
+        let wanted = stream::Config {
+            num_replicas: self.replicas,
+            storage: stream::StorageType::File,
+            ..config
+        };
+        let mut found = self
+            .js
+            .get_or_create_stream(wanted.clone())
             .await
-            .map_err(|e| ClusterError::Provision {
-                what: format!("stream {name}"),
-                why: e.to_string(),
-            })
+            .map_err(|e| failed(&e))?;
+        // Limits an operator (or an older relay) set otherwise are set back:
+        // a secret queue kept longer than the relay's time-to-live would
+        // keep envelopes nobody fetched.
+        let have = &found.cached_info().config;
+        let differs = have.max_age != wanted.max_age
+            || (wanted.max_messages > 0 && have.max_messages != wanted.max_messages)
+            || (wanted.max_bytes > 0 && have.max_bytes != wanted.max_bytes)
+            || (!wanted.duplicate_window.is_zero()
+                && have.duplicate_window != wanted.duplicate_window);
+        if differs {
+            self.js
+                .update_stream(wanted.clone())
+                .await
+                .map_err(|e| failed(&e))?;
+            found = self.js.get_stream(&name).await.map_err(|e| failed(&e))?;
+        }
+        Ok(found)
     }
 
     /// Makes a key-value bucket unless it exists, and opens it: one value

@@ -8,7 +8,8 @@
 //! A push crosses the cluster's network sealed by the relay, padded, with
 //! its subject in the associated data: the cluster's operator sees that a
 //! user (a keyed blind) was sent something, not what or by whom, and cannot
-//! redirect a push to another user's subject.
+//! redirect a push to another user's subject. It can publish a push it saw
+//! again: the client drops a message or envelope whose id it has seen.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +27,10 @@ use crate::store::Tree;
 /// Domain of the keyed blind that names a user's live subject.
 const SUBJECT_DOMAIN: &str = "cluster/live subject";
 
-/// Pushes and subscription changes waiting for the link's task; past this,
-/// pushes to other nodes are dropped (as a slow connection's are).
-const COMMANDS: usize = 4096;
+/// Pushes waiting for the link's task; past this, pushes to other nodes are
+/// dropped (as a slow connection's are). Subscription changes are never
+/// dropped: they wait on a channel of their own.
+const PUSHES: usize = 4096;
 
 /// Where a push received from another node is delivered on this one.
 pub type Deliver = Arc<dyn Fn(&str, Push) + Send + Sync>;
@@ -36,14 +38,14 @@ pub type Deliver = Arc<dyn Fn(&str, Push) + Send + Sync>;
 enum Command {
     Listen(String),
     Stop(String),
-    Publish(String, Vec<u8>),
     /// Answered once every command before it is done.
     Barrier(oneshot::Sender<()>),
 }
 
 /// This node's link to the others.
 pub struct LiveLink {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::UnboundedSender<Command>,
+    pushes: mpsc::Sender<(String, Vec<u8>)>,
     sealer: Arc<Sealer>,
     /// This node, in every push it sends: its own come back to it, and are
     /// dropped (they were delivered here already).
@@ -79,11 +81,20 @@ fn decode(plain: &[u8]) -> Option<(u64, String, Push)> {
 impl LiveLink {
     /// Starts the link's task on the current runtime.
     pub fn start(client: async_nats::Client, sealer: Arc<Sealer>, deliver: Deliver) -> LiveLink {
-        let (commands, rx) = mpsc::channel(COMMANDS);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (pushes, push_rx) = mpsc::channel(PUSHES);
         let origin = rand::random::<u64>();
-        tokio::spawn(run(client, sealer.clone(), origin, deliver, rx));
+        tokio::spawn(run(
+            client.clone(),
+            sealer.clone(),
+            origin,
+            deliver,
+            command_rx,
+        ));
+        tokio::spawn(publish(client, push_rx));
         LiveLink {
             commands,
+            pushes,
             sealer,
             origin,
         }
@@ -108,26 +119,31 @@ impl LiveLink {
             subject.as_bytes(),
             &encode(self.origin, user, push),
         );
-        self.send(Command::Publish(subject, sealed));
+        if self.pushes.try_send((subject, sealed)).is_err() {
+            debug!("the link to the other relay nodes is behind: a push was dropped");
+        }
     }
 
     /// Waits until every listen asked for before is in place at the cluster
     /// (a push sent by another node from then on reaches this one).
     pub async fn settled(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Barrier(tx)).await.is_ok() {
+        if self.commands.send(Command::Barrier(tx)).is_ok() {
             let _ = rx.await;
         }
     }
 
     fn send(&self, command: Command) {
-        if let Err(e) = self.commands.try_send(command) {
-            match e {
-                mpsc::error::TrySendError::Full(Command::Publish(..)) => {
-                    debug!("the link to the other relay nodes is behind: a push was dropped");
-                }
-                _ => warn!("the link to the other relay nodes is behind or gone"),
-            }
+        if self.commands.send(command).is_err() {
+            warn!("the link to the other relay nodes is gone");
+        }
+    }
+}
+
+async fn publish(client: async_nats::Client, mut pushes: mpsc::Receiver<(String, Vec<u8>)>) {
+    while let Some((subject, sealed)) = pushes.recv().await {
+        if let Err(e) = client.publish(subject, sealed.into()).await {
+            debug!(error = %e, "a push to the other nodes was not sent");
         }
     }
 }
@@ -137,7 +153,7 @@ async fn run(
     sealer: Arc<Sealer>,
     origin: u64,
     deliver: Deliver,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut listening: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
@@ -160,11 +176,6 @@ async fn run(
             Command::Stop(user) => {
                 if let Some(task) = listening.remove(&user) {
                     task.abort();
-                }
-            }
-            Command::Publish(subject, sealed) => {
-                if let Err(e) = client.publish(subject, sealed.into()).await {
-                    debug!(error = %e, "a push to the other nodes was not sent");
                 }
             }
             Command::Barrier(done) => {

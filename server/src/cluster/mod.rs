@@ -60,6 +60,14 @@ pub const STREAMS: [(&str, &str); 4] = [
 pub const RELAY_USER: &str = "relay";
 pub const WARRANT_USER: &str = "warrant";
 
+/// Where `user`'s answers come back (request replies): a prefix of its own,
+/// so that no user's permission to hear its own answers lets it hear
+/// another's (all users share one NATS account, and `_INBOX.>` would catch
+/// the relay's reads of the secret queue).
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{user}")
+}
+
 /// The subjects the warrant desk may publish to: JetStream API requests
 /// that read [`HIST`] and the warrant buckets (stream info, direct gets,
 /// message gets), and nothing that reads, lists or changes another stream.
@@ -91,12 +99,13 @@ pub fn nats_authorization(relay_password: &str, warrant_password: &str) -> Strin
     format!(
         "authorization {{\n  users: [\n    {{ user: {}, password: {} }}\n    {{ user: {}, \
          password: {}, permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: \
-         [\"_INBOX.>\"] }} }} }}\n  ]\n}}\n",
+         [{}] }} }} }}\n  ]\n}}\n",
         quoted(RELAY_USER),
         quoted(relay_password),
         quoted(WARRANT_USER),
         quoted(warrant_password),
-        list(&warrant_publish_allowed())
+        list(&warrant_publish_allowed()),
+        quoted(&format!("{}.>", inbox_prefix(WARRANT_USER)))
     )
 }
 

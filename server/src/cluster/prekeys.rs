@@ -19,6 +19,13 @@
 //! Every value is sealed by the relay before it leaves the node, with the
 //! user, the kind and the id in its associated data: a record moved to
 //! another user's subject, or to another id, does not open.
+//!
+//! Limits: [`MAX_ONE_TIME`] is checked against what a user holds when an
+//! upload starts, so two uploads at once on two nodes may leave up to twice
+//! as many. And the cluster's operator, without the relay's keys, can
+//! publish again a record it saw taken, so that one-time prekey goes out
+//! twice, as a copy of an embedded store put back would; X3DH then loses
+//! that key's one-time property for the second session, not its secrecy.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -238,8 +245,9 @@ impl ClusterPrekeys {
         let prefix = format!("prekey.{}.{}.", self.user_token(user), kind.token());
         let filter = format!("{prefix}*");
         let mut from = 1;
-        // Each round moves past a message: a taker never waits on another.
-        for _ in 0..=2 * MAX_ONE_TIME {
+        // Each round moves past a message of the user's: it ends, at the
+        // latest past their last one, and a taker never waits on another.
+        loop {
             let Some(message) = next_on(&self.stream, &filter, from, "read of a prekey").await?
             else {
                 return Ok(None);
@@ -263,9 +271,6 @@ impl ClusterPrekeys {
             )?;
             return Ok(Some((id, plain.to_vec())));
         }
-        Err(RelayError::Corrupt(
-            "more prekeys were taken meanwhile than a user can hold",
-        ))
     }
 
     /// Takes `user`'s oldest one-time prekey of `kind`, decoded as `T`,

@@ -82,6 +82,15 @@ pub(crate) fn subject_taken(e: &async_nats::jetstream::context::PublishError) ->
         })
 }
 
+/// Whether a refused publish says the stream is at its own limits (the
+/// relay-wide quota kept by the stream).
+pub(crate) fn stream_full(e: &async_nats::jetstream::context::PublishError) -> bool {
+    std::error::Error::source(e).is_some_and(|s| {
+        let s = s.to_string();
+        s.contains("maximum messages exceeded") || s.contains("maximum bytes exceeded")
+    })
+}
+
 impl ClusterRecords {
     /// Makes (or finds) the stream `name` (`ACCOUNTS`), holding the subjects
     /// `<name in lower case>.*` (`accounts.<key>`), and opens it.

@@ -6,8 +6,9 @@
 //!   its subject in the associated data. The token is a keyed blind: the
 //!   cluster's operator sees that someone has envelopes waiting, not who.
 //! - An acknowledgement **deletes** the message (JetStream's default delete
-//!   overwrites it in the stream's files); the stream's `max_age` is the
-//!   relay's time-to-live, so what nobody fetched goes by itself too.
+//!   overwrites it in the stream's message files; each replica's Raft log
+//!   keeps the sealed entry until it is compacted); the stream's `max_age`
+//!   is the relay's time-to-live, so what nobody fetched goes by itself too.
 //! - Envelope ids are random (63 bits), never the stream's sequence: nobody
 //!   learns the relay's volume from them. The stream refuses a second
 //!   message on a subject, so an id is never given to two envelopes waiting
@@ -23,11 +24,20 @@
 //! The warrant desk's NATS user is refused this stream by the server
 //! (see [`super::warrant_publish_allowed`]).
 //!
+//! Quotas: a recipient's envelope count and the queue's totals are checked
+//! at each send; sends checked at the same moment on several nodes may
+//! together pass a recipient's limit, never the queue's totals, which the
+//! stream keeps itself (`max_messages`, `max_bytes`, refusing what is over).
+//!
+//! What the cluster's operator can still do without the relay's keys, as
+//! with a copy of an embedded store put back: publish again a sealed
+//! envelope it saved (the recipient's client drops an id it has seen, and
+//! the ratchet a message it has read), or delete envelopes (lost messages:
+//! an operator can always refuse service).
+//!
 //! Not yet here: group messages (one body for many recipients), and the
-//! per-sender and byte quotas, which the embedded queue keeps in its
-//! in-memory index; on the cluster a recipient's envelope count and the
-//! stream's totals are checked, each at the moment of the send (two nodes
-//! sending at once may pass a limit by one each).
+//! per-sender and byte quotas per recipient, which the embedded queue keeps
+//! in its in-memory index.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +48,8 @@ use prost::Message;
 use sotto_proto::v1;
 
 use super::SECRET;
-use super::jetstream::{Cluster, ClusterError, already_gone, backend, next_on};
-use super::records::subject_taken;
+use super::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
+use super::records::{stream_full, subject_taken};
 use crate::accounts::blind_user;
 use crate::records::SecretEnvelopeRecord;
 use crate::seal::Sealer;
@@ -85,8 +95,14 @@ impl ClusterSecretQueue {
         quota: Quota,
         ttl: Duration,
     ) -> Result<Self, ClusterError> {
+        // The relay-wide quota, kept by the stream itself too: a limit
+        // checked by several nodes at once may be passed, this one not.
         let stream = cluster
-            .stream(once_per_subject(SECRET, "secret.>", ttl))
+            .stream(stream::Config {
+                max_messages: i64::try_from(quota.total.envelopes).unwrap_or(i64::MAX),
+                max_bytes: i64::try_from(quota.total.bytes).unwrap_or(i64::MAX),
+                ..once_per_subject(SECRET, "secret.>", ttl)
+            })
             .await?;
         let sent = cluster
             .stream(once_per_subject(SECRET_SENT, "sent.*", ttl))
@@ -121,39 +137,48 @@ impl ClusterSecretQueue {
         )
     }
 
-    /// The id a send with `dedup` was given before, if any.
-    async fn sent_before(&self, dedup: &[u8]) -> Result<Option<u64>, RelayError> {
+    /// The id a send with `dedup` was given before, and its recipient's
+    /// blind, if there was one (read from the stream's leader).
+    async fn sent_before(&self, dedup: &[u8]) -> Result<Option<(u64, [u8; 16])>, RelayError> {
         let subject = self.sent_subject(dedup);
-        let message = match self.sent.direct_get_last_for_subject(subject.clone()).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(backend("read of a sent envelope", e).into()),
+        let Some(message) = last_on(&self.sent, &subject, "read of a sent envelope").await? else {
+            return Ok(None);
         };
         let plain = self
             .sealer
             .open(Tree::SecretQueue, subject.as_bytes(), &message.payload)?;
-        Ok(Some(crate::records::read_u64(
-            &plain,
-            "a sent envelope's id",
-        )?))
+        let (id, to) = plain
+            .split_at_checked(8)
+            .ok_or(RelayError::Corrupt("a sent envelope's record"))?;
+        Ok(Some((
+            crate::records::read_u64(id, "a sent envelope's id")?,
+            to.try_into()
+                .map_err(|_| RelayError::Corrupt("a sent envelope's recipient"))?,
+        )))
     }
 
-    /// A new id for a send with `dedup`, recorded for its retries; or, when
-    /// a retry on another node recorded one first, that one (and `true`).
-    async fn id_for(&self, dedup: &[u8]) -> Result<(u64, bool), RelayError> {
+    /// A new id for a send with `dedup` to `to`, recorded for its retries;
+    /// or, when a retry on another node recorded one first, that record.
+    async fn id_for(
+        &self,
+        dedup: &[u8],
+        to: [u8; 16],
+    ) -> Result<(u64, [u8; 16], bool), RelayError> {
         let id = rand::random::<u64>() >> 1 | 1;
         let subject = self.sent_subject(dedup);
-        let sealed = self
-            .sealer
-            .seal(Tree::SecretQueue, subject.as_bytes(), &id.to_be_bytes());
+        let sealed = self.sealer.seal(
+            Tree::SecretQueue,
+            subject.as_bytes(),
+            &[id.to_be_bytes().as_slice(), &to].concat(),
+        );
         match self.cluster.publish(subject, sealed).await {
-            Ok(_) => Ok((id, false)),
+            Ok(_) => Ok((id, to, false)),
             Err(e) if subject_taken(&e) => {
-                let id = self
+                let (id, to) = self
                     .sent_before(dedup)
                     .await?
-                    .ok_or(RelayError::Corrupt("a sent envelope's id vanished"))?;
-                Ok((id, true))
+                    .ok_or(RelayError::Corrupt("a sent envelope's record vanished"))?;
+                Ok((id, to, true))
             }
             Err(e) => Err(backend("record of a sent envelope", e).into()),
         }
@@ -195,15 +220,34 @@ impl ClusterSecretQueue {
     async fn enqueue_one(&self, new: NewSecret) -> Result<Queued, RelayError> {
         let mut dedup = blind_user(&self.sealer, &new.from).to_vec();
         dedup.extend_from_slice(&new.client_id);
-        let (id, retry) = match self.sent_before(&dedup).await? {
-            Some(id) => (id, true),
+        let recipient = blind_user(&self.sealer, &new.to);
+        let (id, first_to, retry) = match self.sent_before(&dedup).await? {
+            Some((id, to)) => (id, to, true),
             None => {
                 if let Some(full) = self.fits(&new.to, new.ciphertext.len() as u64).await? {
                     return Ok(Queued::Full(full));
                 }
-                self.id_for(&dedup).await?
+                self.id_for(&dedup, recipient).await?
             }
         };
+        let subject = self.subject(&new.to, id);
+        if retry {
+            // The first send of this client id stands, as on one relay: one
+            // to someone else is not queued again (nor for them), and one
+            // that still waits is not queued twice.
+            if first_to != recipient
+                || last_on(&self.stream, &subject, "read of an envelope")
+                    .await?
+                    .is_some()
+            {
+                return Ok(Queued::Duplicate(id));
+            }
+            // Gone: fetched and acknowledged, or never written (the node that
+            // recorded its id stopped first). Queued again, within the quotas.
+            if let Some(full) = self.fits(&new.to, new.ciphertext.len() as u64).await? {
+                return Ok(Queued::Full(full));
+            }
+        }
         let queued_at = now_ms();
         let record = SecretEnvelopeRecord {
             id,
@@ -214,22 +258,20 @@ impl ClusterSecretQueue {
             dedup_key: dedup,
             ..Default::default()
         };
-        let subject = self.subject(&new.to, id);
         let sealed = self.sealer.seal_padded(
             Tree::SecretQueue,
             subject.as_bytes(),
             &record.encode_to_vec(),
         );
         match self.cluster.publish(subject, sealed).await {
-            // Written now: the first time, or again after the first
-            // attempt's envelope was fetched and acknowledged (the
-            // recipient's client knows its id) or never written.
             Ok(_) => Ok(Queued::New(envelope(&record))),
-            // The first attempt's envelope still waits.
+            // Another node's retry of the same send wrote it first.
             Err(e) if retry && subject_taken(&e) => Ok(Queued::Duplicate(id)),
             Err(e) if subject_taken(&e) => Err(RelayError::Corrupt(
                 "a new envelope's random id was taken; the sender may retry",
             )),
+            // The stream's own limits (the relay-wide quota, as a backstop).
+            Err(e) if stream_full(&e) => Ok(Queued::Full(Full::Relay)),
             Err(e) => Err(backend("publish of an envelope", e).into()),
         }
     }
@@ -291,13 +333,13 @@ impl ClusterSecretQueue {
             let mut deleted = 0;
             for id in ids {
                 let subject = self.subject(user, *id);
-                let message = match self.stream.direct_get_last_for_subject(subject).await {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => continue,
-                    Err(e) => return Err(backend("read of an envelope", e).into()),
+                let Some(message) = last_on(&self.stream, &subject, "read of an envelope").await?
+                else {
+                    continue;
                 };
                 match self.stream.delete_message(message.sequence).await {
-                    Ok(_) => deleted += 1,
+                    Ok(true) => deleted += 1,
+                    Ok(false) => {}
                     Err(e) if already_gone(&e) => {}
                     Err(e) => return Err(backend("delete of an envelope", e).into()),
                 }
