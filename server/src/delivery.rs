@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use sotto_proto::v1::Delivered;
 
 use crate::RelayError;
-use crate::archive::{NormalArchive, Posted};
+use crate::archive::{Archive, Posted};
 use crate::groups::Groups;
 use crate::records::NormalRecord;
 
@@ -54,14 +54,14 @@ impl Conversation {
 
 /// Cursors and group members, each read once per reckoning.
 struct Ledger<'a> {
-    archive: &'a NormalArchive,
+    archive: &'a Archive,
     groups: &'a Groups,
     cursors: HashMap<String, u64>,
     members: HashMap<String, Option<Vec<String>>>,
 }
 
 impl<'a> Ledger<'a> {
-    fn new(archive: &'a NormalArchive, groups: &'a Groups) -> Self {
+    fn new(archive: &'a Archive, groups: &'a Groups) -> Self {
         Ledger {
             archive,
             groups,
@@ -120,7 +120,7 @@ impl<'a> Ledger<'a> {
 /// push them). A record is read only to name the sender and conversation and
 /// to check a group's other members: in a 1:1 chat, one per conversation.
 pub fn on_ack(
-    archive: &NormalArchive,
+    archive: &Archive,
     groups: &Groups,
     acked: &[Posted],
 ) -> Result<Vec<(String, Delivered)>, RelayError> {
@@ -140,7 +140,7 @@ pub fn on_ack(
 /// the newest of them. An id `sender` did not send is passed over, as if it
 /// were not delivered.
 pub fn status(
-    archive: &NormalArchive,
+    archive: &Archive,
     groups: &Groups,
     sender: &str,
     ids: &[u64],
@@ -195,12 +195,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::archive::{Appended, Destination, NewNormal};
+    use crate::archive::{Appended, Destination, NewNormal, NormalArchive};
     use crate::store::TestDir;
 
     struct Relay {
         _dir: TestDir,
-        archive: NormalArchive,
+        archive: Archive,
         groups: Groups,
         next: u8,
     }
@@ -210,7 +210,9 @@ mod tests {
             let dir = TestDir::new();
             let store = dir.store();
             Relay {
-                archive: NormalArchive::open(store.clone(), dir.sealer.clone()).unwrap(),
+                archive: Archive::Local(Arc::new(
+                    NormalArchive::open(store.clone(), dir.sealer.clone()).unwrap(),
+                )),
                 groups: Groups::new(store, Arc::clone(&dir.sealer)),
                 _dir: dir,
                 next: 0,

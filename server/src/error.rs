@@ -14,6 +14,9 @@ pub enum RelayError {
     Decode(#[from] prost::DecodeError),
     #[error("stored data is damaged: {0}")]
     Corrupt(&'static str),
+    /// What a relay node on a cluster does not serve yet.
+    #[error("{0} is not served by a relay on a cluster yet")]
+    NotOnCluster(&'static str),
 }
 
 /// The answers of requests whose staged writes failed to apply: every request

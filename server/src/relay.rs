@@ -14,14 +14,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::accounts::Accounts;
 use crate::admission::{Admission, Decision};
-use crate::archive::NormalArchive;
+use crate::archive::{Archive, NormalArchive};
 use crate::config::RelayConfig;
 use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::prekeys::Prekeys;
 use crate::quotas::Quotas;
-use crate::secret_queue::SecretQueue;
+use crate::secret_queue::{Queue, SecretQueue};
 use crate::state::RelayState;
 use crate::store::Store;
 use crate::warrant::anchor::StoredAnchor;
@@ -138,15 +138,15 @@ pub(crate) fn assemble(
     disclosure_key: &ed25519_dalek::SigningKey,
     audit_key: &ed25519_dalek::SigningKey,
 ) -> Result<(Arc<RelayState>, std::thread::JoinHandle<()>)> {
-    let archive = Arc::new(
+    let archive = Arc::new(Archive::Local(Arc::new(
         NormalArchive::open(store.clone(), sealer.clone())
             .context("cannot open the normal archive")?
             .with_clock(clock.clone()),
-    );
-    let secret_queue = Arc::new(
+    )));
+    let secret_queue = Arc::new(Queue::Local(
         SecretQueue::open(store.clone(), sealer.clone(), config.limits.secret_quota())
             .context("cannot open the secret queue")?,
-    );
+    ));
     let metrics = Arc::new(Metrics::new());
     let (writer, writer_thread) = Writer::start(
         store.clone(),

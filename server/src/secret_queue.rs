@@ -13,6 +13,7 @@ use prost::Message;
 use sotto_proto::v1;
 
 use crate::accounts::blind_user;
+use crate::cluster::ClusterSecretQueue;
 use crate::records::{SecretBodyRecord, SecretEnvelopeRecord};
 use crate::seal::Sealer;
 use crate::store::{Applied, Batch, Op, Store, Tree};
@@ -867,6 +868,74 @@ impl SecretQueue {
     /// a group message's body is not one).
     pub fn envelopes(&self) -> Result<usize, RelayError> {
         Ok(self.index().by_key.len())
+    }
+}
+
+/// Where the secret queue is kept: the relay's own store ([`SecretQueue`])
+/// or the cluster ([`ClusterSecretQueue`]). The relay's handlers and its
+/// writer use [`Queue`] and never ask which.
+// One of them per relay, behind an `Arc`: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Queue {
+    Local(SecretQueue),
+    Cluster(ClusterSecretQueue),
+}
+
+impl Queue {
+    pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
+        match self {
+            Queue::Local(q) => q.enqueue_many(envelopes),
+            Queue::Cluster(q) => q.enqueue_many(envelopes),
+        }
+    }
+
+    pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
+        match self {
+            Queue::Local(q) => q.enqueue_group(new),
+            Queue::Cluster(_) => Err(RelayError::NotOnCluster("a secret group message")),
+        }
+    }
+
+    pub fn pending(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<(Vec<v1::SecretEnvelope>, bool), RelayError> {
+        match self {
+            Queue::Local(q) => q.pending(user, limit),
+            Queue::Cluster(q) => q.pending(user, limit),
+        }
+    }
+
+    pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<usize, RelayError> {
+        match self {
+            Queue::Local(q) => q.acknowledge(user, ids),
+            Queue::Cluster(q) => q.acknowledge(user, ids),
+        }
+    }
+
+    /// Deletes what outlived its time-to-live (on a cluster the stream
+    /// does, by its `max_age`).
+    pub fn expire(&self, now: i64) -> Result<usize, RelayError> {
+        match self {
+            Queue::Local(q) => q.expire(now),
+            Queue::Cluster(_) => Ok(0),
+        }
+    }
+
+    /// Envelopes, and their bytes, waiting in the whole queue.
+    pub fn totals(&self) -> (u64, u64) {
+        match self {
+            Queue::Local(q) => q.totals(),
+            Queue::Cluster(q) => q.totals(),
+        }
+    }
+
+    pub fn envelopes(&self) -> Result<usize, RelayError> {
+        match self {
+            Queue::Local(q) => q.envelopes(),
+            Queue::Cluster(q) => q.envelopes(),
+        }
     }
 }
 

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::accounts::Accounts;
 use crate::admission::Admission;
-use crate::archive::NormalArchive;
+use crate::archive::Archive;
 use crate::config::RelayConfig;
 use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::prekeys::Prekeys;
 use crate::quotas::Quotas;
-use crate::secret_queue::SecretQueue;
+use crate::secret_queue::Queue;
 use crate::store::Store;
 use crate::warrant::WarrantDesk;
 use crate::warrant::notices::Notices;
@@ -25,10 +25,10 @@ pub struct RelayState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) accounts: Accounts,
     pub(crate) groups: Groups,
-    pub(crate) archive: Arc<NormalArchive>,
+    pub(crate) archive: Arc<Archive>,
     pub(crate) writer: Writer,
     pub(crate) prekeys: Prekeys,
-    pub(crate) secret_queue: Arc<SecretQueue>,
+    pub(crate) secret_queue: Arc<Queue>,
     /// Serves warrants and unmask requests; holds no handle on the secret queue.
     pub(crate) warrants: WarrantDesk,
     /// Warrant notices waiting for the people they tell.

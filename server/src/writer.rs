@@ -19,9 +19,9 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::RelayError;
-use crate::archive::{Appended, NewNormal, NormalArchive};
+use crate::archive::{Appended, Archive, NewNormal};
 use crate::metrics::Metrics;
-use crate::secret_queue::{NewSecret, Queued, SecretQueue};
+use crate::secret_queue::{NewSecret, Queue, Queued};
 use crate::store::{Store, StoreError};
 
 /// The most requests written in one round (and, give or take one round, served by one flush).
@@ -105,7 +105,7 @@ impl Round {
     }
 
     /// Writes the round (not yet durable); its answers wait for the flush.
-    fn write(self, archive: &NormalArchive, secrets: &SecretQueue) -> Written {
+    fn write(self, archive: &Archive, secrets: &Queue) -> Written {
         let (n, s) = (self.normal.len(), self.secret.len());
         let normal = if n > 0 {
             guarded(n, || archive.append_many(self.normal))
@@ -138,8 +138,8 @@ fn commit(
     first: Job,
     jobs: &mpsc::Receiver<Job>,
     store: &dyn Store,
-    archive: &NormalArchive,
-    secrets: &SecretQueue,
+    archive: &Archive,
+    secrets: &Queue,
     metrics: &Metrics,
 ) {
     let started = std::time::Instant::now();
@@ -179,7 +179,7 @@ fn commit(
     );
 }
 
-fn checkpoint(archive: &NormalArchive) {
+fn checkpoint(archive: &Archive) {
     let started = std::time::Instant::now();
     match archive.checkpoint() {
         Ok(0) => {}
@@ -198,8 +198,8 @@ impl Writer {
     /// returned thread to know the store is no longer used.
     pub(crate) fn start(
         store: Arc<dyn Store>,
-        archive: Arc<NormalArchive>,
-        secrets: Arc<SecretQueue>,
+        archive: Arc<Archive>,
+        secrets: Arc<Queue>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Job>();
@@ -263,8 +263,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::archive::Destination;
+    use crate::archive::{Destination, NormalArchive};
     use crate::seal::{MasterKey, Sealer};
+    use crate::secret_queue::SecretQueue;
     use crate::store::{PowerCut, implementations};
 
     const SENDERS: usize = 8;
@@ -339,9 +340,12 @@ mod tests {
             let sealer = sealer();
             let cut_store = Arc::new(PowerCut::new(open(&dir.path().join("db"))));
             let store: Arc<dyn Store> = cut_store.clone();
-            let archive = Arc::new(NormalArchive::open(store.clone(), sealer.clone()).unwrap());
-            let secrets =
-                Arc::new(SecretQueue::open(store.clone(), sealer.clone(), quota()).unwrap());
+            let archive = Arc::new(Archive::Local(Arc::new(
+                NormalArchive::open(store.clone(), sealer.clone()).unwrap(),
+            )));
+            let secrets = Arc::new(Queue::Local(
+                SecretQueue::open(store.clone(), sealer.clone(), quota()).unwrap(),
+            ));
             let (writer, thread) =
                 Writer::start(store, archive, secrets, Arc::new(Metrics::new())).unwrap();
 

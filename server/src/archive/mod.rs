@@ -38,12 +38,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use prost::Message;
 
 use crate::accounts::blind_user;
+use crate::cluster::ClusterArchiveReader;
 use crate::records::{GroupRecord, NormalRecord, StoredReceipt, read_u64};
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
 use crate::{Clock, RelayError};
 
 mod append;
+mod backing;
 mod checkpoint;
 mod dedup;
 mod delivery;
@@ -53,6 +55,7 @@ mod segment;
 mod upgrade;
 
 pub(crate) use append::addressed;
+pub use backing::Archive;
 pub use checkpoint::CHECKPOINT_EVERY;
 use checkpoint::Recent;
 pub use dedup::DEDUP_WINDOW;
@@ -235,7 +238,7 @@ impl NormalArchive {
 
     pub fn reader(self: &Arc<Self>) -> ArchiveReader {
         ArchiveReader {
-            archive: self.clone(),
+            of: ReaderOf::Local(self.clone()),
         }
     }
 }
@@ -244,10 +247,28 @@ impl NormalArchive {
 /// It can read normal records and nothing else; it cannot write.
 #[derive(Clone)]
 pub struct ArchiveReader {
-    archive: Arc<NormalArchive>,
+    of: ReaderOf,
 }
 
+#[derive(Clone)]
+enum ReaderOf {
+    Local(Arc<NormalArchive>),
+    /// On a cluster: through the warrant desk's own NATS user.
+    Cluster(ClusterArchiveReader),
+}
+
+/// How far behind the clock a cluster's archive is taken to be settled:
+/// records are stamped by each node's clock as it publishes them.
+const CLUSTER_SETTLING_MS: i64 = 10_000;
+
 impl ArchiveReader {
+    /// The view of an archive on the cluster.
+    pub fn on_cluster(reader: ClusterArchiveReader) -> Self {
+        ArchiveReader {
+            of: ReaderOf::Cluster(reader),
+        }
+    }
+
     /// Every normal record `user` took part in with `from_ms <= sent_at < until_ms`,
     /// oldest first. Costs what those records cost: that user's postings in the window.
     pub fn records_of(
@@ -256,7 +277,10 @@ impl ArchiveReader {
         from_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<NormalRecord>, RelayError> {
-        let a = &self.archive;
+        let a = match &self.of {
+            ReaderOf::Local(a) => a,
+            ReaderOf::Cluster(reader) => return reader.records_of(user, from_ms, until_ms),
+        };
         let blind = blind_user(&a.sealer, user);
         let lo = first_id_of(from_ms);
         let hi = first_id_of(until_ms);
@@ -270,14 +294,17 @@ impl ArchiveReader {
     /// A time before which the archive already holds every record it ever
     /// will: no append is under way (it waits for the writer's turn), and
     /// every later one is stamped at or after it (ids never go back, and the
-    /// clock is read before the writer is free again).
+    /// clock is read before the writer is free again). On a cluster, a
+    /// margin behind the clock ([`CLUSTER_SETTLING_MS`]): no node holds a
+    /// turn the others wait for.
     pub fn settled_before(&self) -> i64 {
-        let _no_append = self
-            .archive
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        self.archive.clock.now_ms()
+        match &self.of {
+            ReaderOf::Local(archive) => {
+                let _no_append = archive.writer.lock().unwrap_or_else(|p| p.into_inner());
+                archive.clock.now_ms()
+            }
+            ReaderOf::Cluster(_) => crate::now_ms() - CLUSTER_SETTLING_MS,
+        }
     }
 }
 

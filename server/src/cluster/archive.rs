@@ -380,11 +380,11 @@ impl ClusterArchive {
                 why: e.to_string(),
             })?;
         Ok(ClusterArchiveReader {
-            copies: Copies {
+            copies: Arc::new(Copies {
                 cluster: desk.clone(),
                 sealer,
                 hist,
-            },
+            }),
         })
     }
 }
@@ -393,7 +393,7 @@ impl ClusterArchive {
 /// and time. It holds no handle on anything but the history.
 #[derive(Clone)]
 pub struct ClusterArchiveReader {
-    copies: Copies,
+    copies: Arc<Copies>,
 }
 
 impl ClusterArchiveReader {

@@ -348,6 +348,15 @@ impl ClusterSecretQueue {
         })
     }
 
+    /// Envelopes, and their bytes, waiting in the whole queue (zero when the
+    /// cluster does not answer: a gauge, not a decision).
+    pub fn totals(&self) -> (u64, u64) {
+        self.cluster
+            .wait(self.stream.get_info())
+            .map(|info| (info.state.messages, info.state.bytes))
+            .unwrap_or_default()
+    }
+
     /// How many envelopes wait in the whole queue.
     pub fn envelopes(&self) -> Result<usize, RelayError> {
         self.cluster.wait(async {
