@@ -13,11 +13,9 @@ use crate::seal::Sealer;
 use crate::store::{Store, Tree};
 use crate::{RelayError, now_ms};
 
-const BLIND_DOMAIN: &str = "user";
-
 /// The blinded index key of a username, for every tree keyed by user.
 pub fn blind_user(sealer: &Sealer, username: &str) -> [u8; 16] {
-    sealer.blind(BLIND_DOMAIN, username.as_bytes())
+    sealer.blind_user(username)
 }
 
 /// A key under a user's blind: blind(16) ‖ n (u64 big-endian), so one user's

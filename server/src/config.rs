@@ -11,6 +11,7 @@ impl std::fmt::Display for StoreKind {
         f.write_str(match self {
             StoreKind::Fjall => "fjall",
             StoreKind::Sled => "sled",
+            StoreKind::Nats => "nats",
         })
     }
 }
@@ -23,6 +24,20 @@ pub enum StoreKind {
     Fjall,
     /// sled 0.34: flushed, then its files fdatasynced.
     Sled,
+    /// A NATS JetStream cluster shared by several relay nodes (`nats_urls`):
+    /// users' records live there; the node keeps its own keys in a local
+    /// fjall store.
+    Nats,
+}
+
+impl StoreKind {
+    /// The embedded store a data directory of this kind holds.
+    pub fn local(self) -> StoreKind {
+        match self {
+            StoreKind::Nats => StoreKind::Fjall,
+            kind => kind,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +64,20 @@ pub struct RelayConfig {
     /// Where to serve Prometheus metrics (`GET /metrics`); off when unset.
     /// They carry no names, but keep them on loopback or behind a proxy.
     pub metrics_listen: Option<SocketAddr>,
+    /// With `store = "nats"`: the cluster's client URLs (any number of them;
+    /// the node moves to another when one goes away).
+    pub nats_urls: Vec<String>,
+    /// The NATS user relay nodes connect as.
+    pub nats_user: String,
+    /// Its password, in a file (relative paths are inside the data
+    /// directory); `SOTTO_NATS_PASSWORD` overrides the file.
+    pub nats_password_file: PathBuf,
+    /// The warrant desk's NATS user's password (it reads the history and
+    /// nothing else); `SOTTO_NATS_WARRANT_PASSWORD` overrides the file.
+    pub nats_warrant_password_file: PathBuf,
+    /// On how many cluster nodes each stream is kept (a majority holds
+    /// every acknowledged write).
+    pub nats_replicas: usize,
     pub limits: Limits,
     pub warrant: WarrantConfig,
 }
@@ -148,6 +177,11 @@ impl Default for RelayConfig {
             max_concurrent_requests: 64,
             prekey_bundles_per_minute: 120,
             metrics_listen: None,
+            nats_urls: Vec::new(),
+            nats_user: crate::cluster::RELAY_USER.to_owned(),
+            nats_password_file: PathBuf::from("nats.password"),
+            nats_warrant_password_file: PathBuf::from("nats-warrant.password"),
+            nats_replicas: 3,
             limits: Limits::default(),
             warrant: WarrantConfig::default(),
         }
@@ -228,6 +262,10 @@ impl RelayConfig {
             64 << 20,
         )?;
         within("secret_ttl_secs", self.secret_ttl_secs, 60, 365 * 86_400)?;
+        if self.store == StoreKind::Nats && self.nats_urls.is_empty() {
+            return Err("store = \"nats\" needs nats_urls, the cluster's client URLs".into());
+        }
+        within("nats_replicas", self.nats_replicas as u64, 1, 5)?;
         within("idle_timeout_secs", self.idle_timeout_secs, 5, 3_600)?;
         within(
             "max_concurrent_requests",
@@ -419,6 +457,13 @@ impl RelayConfig {
              prekey_bundles_per_minute = {bundles}\n\
              # Prometheus metrics (GET /metrics), off unless set; keep them on loopback.\n\
              # metrics_listen = \"127.0.0.1:9464\"\n\
+             # Several relay nodes on one NATS JetStream cluster (see the README's\n\
+             # \"Operating a cluster\"): store = \"nats\", and\n\
+             # nats_urls = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n\
+             # nats_user = \"relay\"\n\
+             # nats_password_file = \"nats.password\"                  # or SOTTO_NATS_PASSWORD\n\
+             # nats_warrant_password_file = \"nats-warrant.password\"  # or SOTTO_NATS_WARRANT_PASSWORD\n\
+             # nats_replicas = 3\n\
              \n\
              [limits]\n\
              # Connections held at once, from everyone, and from one IPv4 address or IPv6 /64.\n\

@@ -9,12 +9,16 @@
 //! audit.heads       the tree heads the relay signed with its audit key, one a line
 //! master.key        the at-rest master key (0600) unless kept elsewhere
 //! lock              held by the relay (or a migration) using the directory
+//! cluster.keys      on a cluster's node (`store = "nats"`): the relay's keys as
+//!                   its store holds them (the data key wrapped by the master key,
+//!                   the disclosure and audit keys sealed), so that a new node
+//!                   joins with `init --join` while this one runs (0600)
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
@@ -115,6 +119,10 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     let master = master_key(root, config, &mut warnings)?;
     let store = open_store(&root.join("db"), config.store, &mut warnings)
         .with_context(|| format!("cannot open the store in {}", root.display()))?;
+    let on_cluster = config.store == StoreKind::Nats;
+    if on_cluster {
+        import_cluster_keys(root, &*store)?;
+    }
     let wrapped = match store.get(Tree::Meta, DATA_KEY)? {
         Some(wrapped) => wrapped,
         None => {
@@ -134,6 +142,9 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
     let disclosure_key = signing_key(&*store, &sealer, DISCLOSURE_KEY, "disclosure")?;
     // Made here for a data directory from before the transparency log too.
     let audit_key = signing_key(&*store, &sealer, AUDIT_KEY, "audit")?;
+    if on_cluster {
+        export_cluster_keys(root, &*store)?;
+    }
     Ok(OpenedDir {
         lock,
         store,
@@ -143,6 +154,133 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
         audit_key,
         warnings,
     })
+}
+
+/// The keys every node of a cluster shares, as the store holds them.
+const CLUSTER_KEYS: [&[u8]; 3] = [DATA_KEY, DISCLOSURE_KEY, AUDIT_KEY];
+
+pub fn cluster_keys_path(root: &Path) -> PathBuf {
+    root.join("cluster.keys")
+}
+
+/// Writes `cluster.keys` from the store, unless it is there: one line per
+/// key, its name and its stored (wrapped or sealed) value in hex.
+fn export_cluster_keys(root: &Path, store: &dyn Store) -> Result<()> {
+    let path = cluster_keys_path(root);
+    if path.exists() {
+        return Ok(());
+    }
+    let mut text = String::from(
+        "# The relay's keys as its store holds them (wrapped by the master key, or sealed):\n\
+         # `sotto-relay init --join` gives them to a new node. Useless without the master key.\n",
+    );
+    for name in CLUSTER_KEYS {
+        let value = store
+            .get(Tree::Meta, name)?
+            .with_context(|| format!("the store holds no {}", String::from_utf8_lossy(name)))?;
+        text.push_str(&format!(
+            "{} {}\n",
+            String::from_utf8_lossy(name),
+            hex::encode(value)
+        ));
+    }
+    write_private(&path, text.as_bytes())
+}
+
+/// Puts the keys of `cluster.keys` (a node it joined gave them) into a
+/// store that holds none yet; a store with other keys is refused.
+fn import_cluster_keys(root: &Path, store: &dyn Store) -> Result<()> {
+    let path = cluster_keys_path(root);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (name, value) = line
+            .split_once(' ')
+            .with_context(|| format!("{} is damaged: {line:?}", path.display()))?;
+        ensure!(
+            CLUSTER_KEYS.contains(&name.as_bytes()),
+            "{} names an unknown key {name:?}",
+            path.display()
+        );
+        let value = hex::decode(value.trim())
+            .with_context(|| format!("{} is damaged: the value of {name}", path.display()))?;
+        match store.apply(Batch::guarded(
+            Tree::Meta,
+            name.as_bytes().to_vec(),
+            value.clone(),
+        ))? {
+            Applied::Written => {}
+            Applied::GuardExists(held) if held == value => {}
+            Applied::GuardExists(_) => bail!(
+                "this node's store holds another {name} than {}: it belongs to another relay",
+                path.display()
+            ),
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
+
+/// Lays out a new node's data directory at `root` with what it shares with
+/// the cluster's node at `from`: its configuration, certificate, master key
+/// (when kept there), NATS passwords and keys. `from` may be serving.
+pub fn join(root: &Path, from: &Path) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    ensure!(
+        cluster_keys_path(from).exists(),
+        "{} is not a cluster node's data directory (it has no cluster.keys: is its relay.toml \
+         store = \"nats\", and has it started once?)",
+        from.display()
+    );
+    ensure!(
+        !root.join("db").exists() && !config_path(root).exists(),
+        "{} already holds a relay: --join lays out a new one",
+        root.display()
+    );
+    create_private_dir(root)?;
+    create_private_dir(&root.join("tls"))?;
+    let config = RelayConfig::load(&config_path(from))?;
+    let mut files: Vec<PathBuf> = vec![
+        PathBuf::from("relay.toml"),
+        PathBuf::from("authorities.toml"),
+        PathBuf::from("cluster.keys"),
+        PathBuf::from("tls/cert.der"),
+        PathBuf::from("tls/key.der"),
+    ];
+    for file in [
+        &config.master_key_file,
+        &config.nats_password_file,
+        &config.nats_warrant_password_file,
+    ] {
+        if file.is_relative() {
+            files.push(file.clone());
+        } else {
+            notes.push(format!(
+                "{} is outside the data directory: give the new node the same one",
+                file.display()
+            ));
+        }
+    }
+    for file in files {
+        let source = from.join(&file);
+        if !source.exists() {
+            notes.push(format!(
+                "{} has no {}: give the new node its own (or the environment variable)",
+                from.display(),
+                file.display()
+            ));
+            continue;
+        }
+        let bytes = Zeroizing::new(
+            std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?,
+        );
+        write_private(&root.join(&file), &bytes)?;
+    }
+    Ok(notes)
 }
 
 /// The kind of store `db` holds, if it holds one (sled leaves a `conf`
@@ -157,16 +295,18 @@ pub fn existing_store(db: &Path) -> Result<Option<StoreKind>> {
     })
 }
 
-/// Opens (or makes) a store of `kind` at `db`.
+/// Opens (or makes) a store of `kind` at `db` (for a cluster's node, the
+/// embedded store it keeps its own records in).
 pub fn open_store_of(db: &Path, kind: StoreKind) -> Result<Arc<dyn Store>> {
-    Ok(match kind {
-        StoreKind::Fjall => Arc::new(FjallStore::open(db)?),
+    Ok(match kind.local() {
         StoreKind::Sled => Arc::new(SledStore::open(db)?),
+        _ => Arc::new(FjallStore::open(db)?),
     })
 }
 
 /// The store in `db/`: the one it holds if it exists, else a new one of `wanted`'s kind.
 fn open_store(db: &Path, wanted: StoreKind, warnings: &mut Vec<String>) -> Result<Arc<dyn Store>> {
+    let wanted = wanted.local();
     let existing = existing_store(db)?;
     let kind = existing.unwrap_or(wanted);
     if existing.is_some_and(|e| e != wanted) {

@@ -65,6 +65,7 @@ impl Harness {
             &opened.sealer,
             &opened.disclosure_key,
             &opened.audit_key,
+            None,
         )?;
         let mut keys = Vec::new();
         for (n, user) in USERS.iter().enumerate() {

@@ -57,7 +57,14 @@ mod ratelimit;
 pub mod records;
 pub mod relay;
 pub mod seal;
-pub mod secret_queue;
+mod secret_queue;
+/// The secret queue's two backings, for the tests crate's storage suite
+/// alone (feature `storage-suites`): a relay build cannot name the queue
+/// outside this crate (see `warrant`).
+#[cfg(feature = "storage-suites")]
+pub mod secret_queue_suite {
+    pub use crate::secret_queue::{ClusterSecretQueue, Full, NewSecret, Queued, SecretQueue};
+}
 mod session;
 mod state;
 pub mod store;

@@ -40,7 +40,13 @@ enum Command {
         listen: Option<SocketAddr>,
     },
     /// Lay out the data directory without serving, and print the fingerprint.
-    Init,
+    Init {
+        /// Join a cluster: copy from the data directory of one of its nodes (it may be serving)
+        /// what every node shares: relay.toml, the certificate, the master key and NATS
+        /// passwords kept there, and the relay's keys (cluster.keys). Files are written 0600.
+        #[arg(long, value_name = "DIR")]
+        join: Option<PathBuf>,
+    },
     /// Manage the warrant authorities whose signatures this relay accepts.
     Authority {
         #[command(subcommand)]
@@ -165,7 +171,15 @@ fn run(cli: Cli) -> Result<()> {
     let config = RelayConfig::load(&datadir::config_path(&cli.data))?;
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::Serve { listen } => serve(cli.data, config, listen),
-        Command::Init => init(cli.data, config),
+        Command::Init { join: None } => init(cli.data, config),
+        Command::Init { join: Some(from) } => {
+            for note in datadir::join(&cli.data, &from)? {
+                eprintln!("note: {note}");
+            }
+            println!("joined the cluster of {}", from.display());
+            let config = RelayConfig::load(&datadir::config_path(&cli.data))?;
+            init(cli.data, config)
+        }
         Command::Authority { command } => authority(&cli.data, command),
         Command::Audit {
             command: AuditCommand::Verify { against },

@@ -47,6 +47,12 @@ pub enum Plan {
 
 /// Looks at `data`'s store: its kind, and how many entries a copy moves.
 pub fn plan(data: &Path, to: StoreKind) -> Result<Plan> {
+    if to == StoreKind::Nats {
+        bail!(
+            "migrate copies between the embedded stores (fjall, sled); a relay's records are not \
+             copied onto a cluster yet"
+        );
+    }
     let db = data.join("db");
     let Some(from) = existing_store(&db)? else {
         bail!("there is no store in {} to migrate", db.display());
@@ -72,6 +78,11 @@ pub fn migrate(data: &Path, to: StoreKind, mut progress: impl FnMut(u64)) -> Res
     let Some(from) = existing_store(&db)? else {
         bail!("there is no store in {} to migrate", db.display());
     };
+    ensure!(
+        to != StoreKind::Nats,
+        "migrate copies between the embedded stores (fjall, sled); a relay's records are not \
+         copied onto a cluster yet"
+    );
     ensure!(from != to, "{} already holds a {to} store", db.display());
     let target_path = data.join(format!("db.{to}-migrating"));
     ensure!(

@@ -15,12 +15,17 @@ use tracing::{debug, error, info, warn};
 use crate::accounts::Accounts;
 use crate::admission::{Admission, Decision};
 use crate::archive::{Archive, NormalArchive};
+use crate::archive::{ClusterArchive, ClusterArchiveReader};
+use crate::cluster::{ACCOUNTS, Cluster, ClusterOptions, ClusterRecords, GROUPS};
 use crate::config::RelayConfig;
+use crate::config::StoreKind;
 use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::prekeys::ClusterPrekeys;
 use crate::prekeys::Prekeys;
 use crate::quotas::Quotas;
+use crate::secret_queue::ClusterSecretQueue;
 use crate::secret_queue::{Queue, SecretQueue};
 use crate::state::RelayState;
 use crate::store::Store;
@@ -72,6 +77,10 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
     let clock = crate::Clock::system();
+    let cluster = match config.store {
+        StoreKind::Nats => Some(open_cluster(root, &config, &opened.sealer, &clock).await?),
+        _ => None,
+    };
     let (state, writer_thread) = assemble(
         root,
         config,
@@ -80,6 +89,7 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         &opened.sealer,
         &opened.disclosure_key,
         &opened.audit_key,
+        cluster,
     )?;
     let metrics = state.metrics.clone();
     let mut warnings = opened.warnings;
@@ -127,8 +137,100 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     })
 }
 
+/// A NATS password: from the environment variable `env` if set, else from
+/// `file` (relative paths are inside the data directory `root`).
+fn nats_password(root: &Path, file: &Path, env: &str) -> Result<zeroize::Zeroizing<String>> {
+    if let Ok(password) = std::env::var(env) {
+        return Ok(zeroize::Zeroizing::new(password));
+    }
+    let path = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        root.join(file)
+    };
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "store = \"nats\" needs the NATS password: set {env}, or write it to {} (0600)",
+            path.display()
+        )
+    })?);
+    Ok(zeroize::Zeroizing::new(text.trim().to_owned()))
+}
+
+/// Everything a relay node keeps on the cluster, opened (streams and
+/// buckets made where missing): its connection as the relay's user, and
+/// the warrant desk's view of the history through the desk's own user.
+pub(crate) struct ClusterParts {
+    client: async_nats::Client,
+    accounts: ClusterRecords,
+    groups: ClusterRecords,
+    prekeys: ClusterPrekeys,
+    secret_queue: ClusterSecretQueue,
+    archive: ClusterArchive,
+    desk_view: ClusterArchiveReader,
+}
+
+/// Connects a relay node to its cluster and opens what it keeps there.
+async fn open_cluster(
+    root: &Path,
+    config: &RelayConfig,
+    sealer: &Arc<crate::seal::Sealer>,
+    clock: &crate::Clock,
+) -> Result<ClusterParts> {
+    let options = |user: &str, file: &Path, env: &str| -> Result<ClusterOptions> {
+        Ok(ClusterOptions {
+            urls: config.nats_urls.clone(),
+            user: user.to_owned(),
+            password: nats_password(root, file, env)?,
+            replicas: config.nats_replicas,
+        })
+    };
+    let relay = options(
+        &config.nats_user,
+        &config.nats_password_file,
+        "SOTTO_NATS_PASSWORD",
+    )?;
+    let desk = options(
+        crate::cluster::WARRANT_USER,
+        &config.nats_warrant_password_file,
+        "SOTTO_NATS_WARRANT_PASSWORD",
+    )?;
+    let ttl = std::time::Duration::from_secs(config.secret_ttl_secs);
+    let opened = async {
+        let cluster = Cluster::connect(&relay).await?;
+        let desk = Cluster::connect(&desk).await?;
+        anyhow::Ok(ClusterParts {
+            client: cluster.client(),
+            accounts: ClusterRecords::open(&cluster, ACCOUNTS).await?,
+            groups: ClusterRecords::open(&cluster, GROUPS).await?,
+            prekeys: ClusterPrekeys::open(&cluster, sealer.clone()).await?,
+            secret_queue: ClusterSecretQueue::open(
+                &cluster,
+                sealer.clone(),
+                config.limits.secret_quota(),
+                ttl,
+            )
+            .await?,
+            archive: ClusterArchive::open(&cluster, sealer.clone())
+                .await?
+                .with_clock(clock.clone()),
+            desk_view: ClusterArchive::reader(&desk, sealer.clone()).await?,
+        })
+    };
+    opened
+        .await
+        .context("cannot open the relay's records on the NATS cluster")
+}
+
+/// Why a relay node on a cluster refuses warrants (for now).
+const NO_WARRANTS_ON_A_CLUSTER: &str = "warrants are not served by a relay node on a cluster yet: \
+     its warrant records and transparency log are still its own, and a warrant must be checked \
+     against all of them";
+
 /// The state every connection shares, made from the opened data directory
-/// at `root`, and the writing thread's handle.
+/// at `root` (and, on a cluster, from what the node keeps there), and the
+/// writing thread's handle.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     root: &Path,
     config: RelayConfig,
@@ -137,16 +239,39 @@ pub(crate) fn assemble(
     sealer: &Arc<crate::seal::Sealer>,
     disclosure_key: &ed25519_dalek::SigningKey,
     audit_key: &ed25519_dalek::SigningKey,
+    cluster: Option<ClusterParts>,
 ) -> Result<(Arc<RelayState>, std::thread::JoinHandle<()>)> {
-    let archive = Arc::new(Archive::Local(Arc::new(
-        NormalArchive::open(store.clone(), sealer.clone())
-            .context("cannot open the normal archive")?
-            .with_clock(clock.clone()),
-    )));
-    let secret_queue = Arc::new(Queue::Local(
-        SecretQueue::open(store.clone(), sealer.clone(), config.limits.secret_quota())
-            .context("cannot open the secret queue")?,
-    ));
+    let on_cluster = cluster.is_some();
+    let (archive, secret_queue, accounts, groups, prekeys, hub) = match cluster {
+        None => (
+            Archive::Local(Arc::new(
+                NormalArchive::open(store.clone(), sealer.clone())
+                    .context("cannot open the normal archive")?
+                    .with_clock(clock.clone()),
+            )),
+            Queue::Local(
+                SecretQueue::open(store.clone(), sealer.clone(), config.limits.secret_quota())
+                    .context("cannot open the secret queue")?,
+            ),
+            Accounts::new(store.clone(), sealer.clone()),
+            Groups::new(store.clone(), sealer.clone()),
+            Prekeys::new(store.clone(), sealer.clone()),
+            Hub::new(config.limits.subscriptions_per_account),
+        ),
+        Some(parts) => (
+            Archive::Cluster(Arc::new(parts.archive), parts.desk_view),
+            Queue::Cluster(parts.secret_queue),
+            Accounts::on_cluster(parts.accounts, sealer.clone()),
+            Groups::on_cluster(parts.groups, sealer.clone()),
+            Prekeys::on_cluster(parts.prekeys),
+            Hub::on_cluster(
+                config.limits.subscriptions_per_account,
+                parts.client,
+                sealer.clone(),
+            ),
+        ),
+    };
+    let (archive, secret_queue) = (Arc::new(archive), Arc::new(secret_queue));
     let metrics = Arc::new(Metrics::new());
     let (writer, writer_thread) = Writer::start(
         store.clone(),
@@ -155,13 +280,16 @@ pub(crate) fn assemble(
         metrics.clone(),
     )
     .context("cannot start the writing thread")?;
-    let accounts = Accounts::new(store.clone(), sealer.clone());
     let notices = Notices::new(store.clone(), sealer.clone());
+    let audit = match on_cluster {
+        false => open_audit_log(root, &store, sealer, audit_key, clock)?,
+        true => Err(NO_WARRANTS_ON_A_CLUSTER.to_owned()),
+    };
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),
         accounts: accounts.names(),
         grants: Grants::new(store.clone(), sealer.clone()),
-        audit: open_audit_log(root, &store, sealer, audit_key, clock)?,
+        audit,
         authorities_path: datadir::authorities_path(root),
         limits: sotto_warrant::Limits::new(
             config.warrant.max_window_days,
@@ -183,16 +311,16 @@ pub(crate) fn assemble(
     });
     let state = Arc::new(RelayState {
         accounts,
-        groups: Groups::new(store.clone(), sealer.clone()),
+        groups,
         archive,
         writer,
-        prekeys: Prekeys::new(store.clone(), sealer.clone()),
+        prekeys,
         secret_queue,
         warrants,
         notices,
         quotas: Quotas::new(&config),
         admission: Admission::new(&config.limits),
-        hub: Hub::new(config.limits.subscriptions_per_account),
+        hub,
         metrics: metrics.clone(),
         store,
         config,

@@ -177,6 +177,12 @@ impl Sealer {
         self.blind(tree.name(), user_blind)
     }
 
+    /// A user's blind: the stand-in for their name in every index and
+    /// subject (its domain, `user`, is part of every stored key: never change it).
+    pub fn blind_user(&self, username: &str) -> [u8; 16] {
+        self.blind("user", username.as_bytes())
+    }
+
     /// A stable, unreadable 16-byte stand-in for `value` in an index key.
     /// `domain` keeps blinds of different kinds of names apart.
     pub fn blind(&self, domain: &str, value: &[u8]) -> [u8; 16] {

@@ -355,8 +355,8 @@ async fn run(store: StoreKind) {
     relay.stop().await;
     let db = relay.data_dir().join("db");
     let dump = match store {
-        StoreKind::Fjall => dump_fjall(&db),
         StoreKind::Sled => dump_sled(&db),
+        _ => dump_fjall(&db),
     };
     check(&dump, &secrets);
 }

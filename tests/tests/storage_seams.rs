@@ -28,15 +28,17 @@ use sotto_server::accounts::{Accounts, Registration};
 use std::time::Duration;
 
 use sotto_server::archive::{Appended, Destination, InboxEntry, NewNormal, NormalArchive};
+use sotto_server::archive::{ClusterArchive, ClusterArchiveReader};
 use sotto_server::cluster::{
-    ACCOUNTS, Cluster, ClusterArchive, ClusterArchiveReader, ClusterOptions, ClusterPrekeys,
-    ClusterRecords, ClusterSecretQueue, GROUPS, HIST, PREKEYS, RELAY_USER, SECRET, WARRANT_USER,
+    ACCOUNTS, Cluster, ClusterOptions, ClusterRecords, GROUPS, HIST, PREKEYS, RELAY_USER, SECRET,
+    WARRANT_USER,
 };
 use sotto_server::groups::Groups;
+use sotto_server::prekeys::ClusterPrekeys;
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
 use sotto_server::records::{GroupRecord, NormalRecord};
 use sotto_server::seal::{MasterKey, Sealer};
-use sotto_server::secret_queue::{Full, NewSecret, Queued, SecretQueue};
+use sotto_server::secret_queue_suite::{ClusterSecretQueue, Full, NewSecret, Queued, SecretQueue};
 use sotto_server::store::{FjallStore, Store};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
 use zeroize::Zeroizing;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use super::cluster::{ClusterArchive, ClusterArchiveReader};
 use super::{Appended, ArchiveReader, InboxEntry, NewNormal, NormalArchive, Posted};
 use crate::RelayError;
-use crate::cluster::{ClusterArchive, ClusterArchiveReader};
 use crate::records::NormalRecord;
 
 pub enum Archive {

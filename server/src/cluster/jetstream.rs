@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::store::StoreError;
 
-/// The oldest server this module works with: direct gets (any replica
-/// answers a read) came with 2.9.
+/// The oldest server this module works with: a stream that refuses a
+/// second message on a subject (`discard_new_per_subject`) came with 2.9.
 const OLDEST_SERVER: (u64, u64) = (2, 9);
 
 /// How long one request to the cluster may take.
@@ -101,7 +101,8 @@ pub(crate) fn already_gone(e: &stream::DeleteMessageError) -> bool {
 }
 
 /// The first message on `filter` at or after sequence `from` (`None`: there
-/// is none), read from any replica.
+/// is none), read from the stream's leader: a replica that lags would miss
+/// what another node wrote a moment ago.
 pub(crate) async fn next_on(
     stream: &stream::Stream,
     filter: &str,
@@ -109,11 +110,14 @@ pub(crate) async fn next_on(
     what: &str,
 ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, StoreError> {
     match stream
-        .direct_get_next_for_subject(filter.to_owned(), Some(from))
+        .raw_message_builder()
+        .sequence(from)
+        .next_by_subject(filter)
+        .send()
         .await
     {
         Ok(message) => Ok(Some(message)),
-        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(backend(what, e)),
     }
 }
@@ -240,7 +244,7 @@ impl Cluster {
     }
 
     /// Makes a key-value bucket unless it exists, and opens it: one value
-    /// per key, deletes kept as markers, readable from any replica.
+    /// per key, deletes kept as markers, read from the stream's leader.
     pub(crate) async fn bucket(&self, name: &str) -> Result<kv::Store, ClusterError> {
         self.aging_bucket(name, Duration::ZERO).await
     }
@@ -259,7 +263,9 @@ impl Cluster {
             discard: stream::DiscardPolicy::New,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            // Read from the leader: a value another node wrote a moment ago
+            // is never missed.
+            allow_direct: false,
             ..Default::default()
         })
         .await?;

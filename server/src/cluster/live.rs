@@ -20,7 +20,6 @@ use sotto_proto::v1::Push;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::accounts::blind_user;
 use crate::seal::Sealer;
 use crate::store::Tree;
 
@@ -55,7 +54,7 @@ pub struct LiveLink {
 fn subject(sealer: &Sealer, user: &str) -> String {
     format!(
         "live.{}",
-        hex::encode(sealer.blind(SUBJECT_DOMAIN, &blind_user(sealer, user)))
+        hex::encode(sealer.blind(SUBJECT_DOMAIN, &sealer.blind_user(user)))
     )
 }
 

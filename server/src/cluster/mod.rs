@@ -11,27 +11,21 @@
 //!
 //! Storage through this layout, one function at a time (each beside the
 //! embedded store's, behind the same engine):
-//! - [`prekeys`]: published prekeys; one-time prekeys taken by delete.
+//! - `crate::prekeys::cluster`: published prekeys; one-time prekeys taken by delete.
 //! - [`records`]: records created once (accounts, groups); the stream refuses a second.
 //! - [`live`]: pushes to users connected to other relay nodes (core NATS).
-//! - [`secret_queue`]: secret envelopes; an acknowledgement deletes.
-//! - [`archive`]: the normal archive, one copy per participant, and inboxes.
+//! - `crate::secret_queue::cluster`: secret envelopes; an acknowledgement deletes.
+//! - `crate::archive::cluster`: the normal archive, one copy per participant, and inboxes.
 //!
 //! Not yet here: the rest of the relay storing through it (`store = "nats"`).
 
-pub mod archive;
 pub mod jetstream;
 pub mod live;
-pub mod prekeys;
 pub mod records;
-pub mod secret_queue;
 
-pub use archive::{ClusterArchive, ClusterArchiveReader};
 pub use jetstream::{Cluster, ClusterError, ClusterOptions};
 pub use live::LiveLink;
-pub use prekeys::ClusterPrekeys;
 pub use records::{ClusterRecords, Created, OnceRecords};
-pub use secret_queue::ClusterSecretQueue;
 
 /// The normal archive and inboxes: `hist.<owner blind>.<conversation blind>`.
 pub const HIST: &str = "HIST";

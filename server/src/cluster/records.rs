@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::stream;
 
-use super::jetstream::{Cluster, ClusterError, backend};
+use super::jetstream::{Cluster, ClusterError, backend, last_on};
 use crate::store::{Applied, Batch, Store, StoreError, Tree};
 
 /// Records created once (accounts, groups), wherever they are kept.
@@ -123,14 +123,11 @@ impl ClusterRecords {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let subject = self.subject(key);
-        match self
+        let what = format!("read from {}", self.prefix);
+        Ok(self
             .cluster
-            .wait(self.stream.direct_get_last_for_subject(subject))
-        {
-            Ok(message) => Ok(Some(message.payload.to_vec())),
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(backend(&format!("read from {}", self.prefix), e)),
-        }
+            .wait(last_on(&self.stream, &subject, &what))?
+            .map(|message| message.payload.to_vec()))
     }
 
     /// Writes `value` under `key` unless the key holds a value; acknowledged

@@ -395,6 +395,7 @@ mod tests {
             &opened.sealer,
             &opened.disclosure_key,
             &opened.audit_key,
+            None,
         )
         .unwrap();
         for (n, user) in ["ann", "bob", "cyd", "dee"].iter().enumerate() {

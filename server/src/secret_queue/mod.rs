@@ -13,11 +13,13 @@ use prost::Message;
 use sotto_proto::v1;
 
 use crate::accounts::blind_user;
-use crate::cluster::ClusterSecretQueue;
 use crate::records::{SecretBodyRecord, SecretEnvelopeRecord};
 use crate::seal::Sealer;
 use crate::store::{Applied, Batch, Op, Store, Tree};
+
+pub mod cluster;
 use crate::{RelayError, now_ms};
+pub use cluster::ClusterSecretQueue;
 
 pub struct SecretQueue {
     store: Arc<dyn Store>,

@@ -1,5 +1,5 @@
 //! The normal archive on the cluster: every normal message, sealed, one copy
-//! per participant in the stream [`HIST`](super::HIST), on the subject
+//! per participant in the stream [`HIST`](crate::cluster::HIST), on the subject
 //! `hist.<owner token>.<conversation token>` (keyed blinds, the second one
 //! per owner: the cluster's operator sees how many copies someone holds,
 //! never whose, and cannot match two people's copies of one conversation).
@@ -14,7 +14,7 @@
 //!   it. The cursor is a sealed value in the bucket [`CURSORS`]; two nodes
 //!   moving one user's cursor at once may leave the lower value (the
 //!   compare-and-set that would prevent it is unsound on servers before
-//!   2.9.21, see [`super::records`]): then messages are handed out again,
+//!   2.9.21, see [`crate::cluster::records`]): then messages are handed out again,
 //!   and the client, which knows their ids, drops them. Never lost.
 //! - A **retry** of a send (same sender, same client id) is recognised by the
 //!   stream's duplicate window ([`DEDUP_WINDOW`]), which answers with the first
@@ -36,10 +36,10 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{kv, stream};
 use prost::Message;
 
-use super::HIST;
-use super::jetstream::{Cluster, ClusterError, backend, next_on};
+use super::{Appended, InboxEntry, NewNormal, addressed};
 use crate::accounts::blind_user;
-use crate::archive::{Appended, InboxEntry, NewNormal, addressed};
+use crate::cluster::HIST;
+use crate::cluster::jetstream::{Cluster, ClusterError, backend, next_on};
 use crate::records::{NormalRecord, StoredReceipt, read_u64};
 use crate::seal::Sealer;
 use crate::store::Tree;
@@ -229,7 +229,7 @@ impl ClusterArchive {
             let first = self
                 .copies
                 .hist
-                .direct_get(ack.sequence)
+                .get_raw_message(ack.sequence)
                 .await
                 .map_err(|e| backend("read of a retried message", e))?;
             let (_, first) = self

@@ -18,10 +18,12 @@ use sotto_proto::v1;
 
 use crate::RelayError;
 use crate::accounts::blind_user;
-use crate::cluster::ClusterPrekeys;
 use crate::records::PrekeySetRecord;
 use crate::seal::Sealer;
 use crate::store::{Batch, Store, Tree};
+
+pub mod cluster;
+pub use cluster::ClusterPrekeys;
 
 /// Below this many one-time prekeys, the owner is asked to upload more.
 pub const LOW_WATER: usize = 20;

@@ -4,7 +4,7 @@
 //!   ML-KEM-1024 prekey) is one value in the key-value bucket
 //!   [`PREKEY_SETS`], under the same keyed blind the embedded store uses.
 //! - Each one-time prekey is one message in the stream
-//!   [`PREKEYS`](super::PREKEYS), on the subject
+//!   [`PREKEYS`](crate::cluster::PREKEYS), on the subject
 //!   `prekey.<user token>.<c|q>.<id>` (`c` curve, `q` ML-KEM-1024), at most
 //!   one message a subject. The user token is a keyed blind: the cluster's
 //!   operator sees how many keys someone holds, never whose they are.
@@ -35,11 +35,11 @@ use futures_util::TryStreamExt;
 use prost::Message;
 use sotto_proto::v1;
 
-use super::PREKEYS;
-use super::jetstream::{Cluster, ClusterError, already_gone, backend, next_on};
+use super::{Left, MAX_ONE_TIME};
 use crate::RelayError;
 use crate::accounts::blind_user;
-use crate::prekeys::{Left, MAX_ONE_TIME};
+use crate::cluster::PREKEYS;
+use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, next_on};
 use crate::records::PrekeySetRecord;
 use crate::seal::Sealer;
 use crate::store::Tree;

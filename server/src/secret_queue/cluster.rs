@@ -1,7 +1,7 @@
 //! The secret queue on the cluster: end-to-end encrypted envelopes waiting
 //! for their recipient, shared by every relay node.
 //!
-//! - Each envelope is one message in the stream [`SECRET`](super::SECRET),
+//! - Each envelope is one message in the stream [`SECRET`](crate::cluster::SECRET),
 //!   on the subject `secret.<recipient token>.<id>`, sealed by the relay with
 //!   its subject in the associated data. The token is a keyed blind: the
 //!   cluster's operator sees that someone has envelopes waiting, not who.
@@ -14,7 +14,7 @@
 //!   message on a subject, so an id is never given to two envelopes waiting
 //!   for one recipient (that is decided in the stream's Raft log; a
 //!   compare-and-set on a counter is not, on servers before 2.9.21: see
-//!   [`super::records`]).
+//!   [`crate::cluster::records`]).
 //! - A retry (same sender, same client id) is recognised by the stream
 //!   [`SECRET_SENT`]: the first attempt records its id there (the stream
 //!   refuses a second record) before it publishes the envelope, and a retry
@@ -22,7 +22,7 @@
 //!   first one still waits. Records age out with the time-to-live.
 //!
 //! The warrant desk's NATS user is refused this stream by the server
-//! (see [`super::warrant_publish_allowed`]).
+//! (see [`crate::cluster::warrant_publish_allowed`]).
 //!
 //! Quotas: a recipient's envelope count and the queue's totals are checked
 //! at each send; sends checked at the same moment on several nodes may
@@ -47,13 +47,13 @@ use futures_util::TryStreamExt;
 use prost::Message;
 use sotto_proto::v1;
 
-use super::SECRET;
-use super::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
-use super::records::{stream_full, subject_taken};
+use super::{Full, NewSecret, Queued, Quota, envelope};
 use crate::accounts::blind_user;
+use crate::cluster::SECRET;
+use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
+use crate::cluster::records::{stream_full, subject_taken};
 use crate::records::SecretEnvelopeRecord;
 use crate::seal::Sealer;
-use crate::secret_queue::{Full, NewSecret, Queued, Quota, envelope};
 use crate::store::Tree;
 use crate::{RelayError, now_ms};
 

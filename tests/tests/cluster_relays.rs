@@ -1,0 +1,200 @@
+//! Two relay nodes on one real 3-node NATS JetStream cluster (`nats-server`
+//! from the distribution): the second joined the first with `init --join`'s
+//! `datadir::join`, and both serve the same users. Alice is connected to
+//! node A, bob to node B; they chat, normal and secret (a real PQXDH
+//! session), live and offline, and what one node stored the other hands
+//! out.
+
+use std::path::Path;
+use std::time::Duration;
+
+use prost::Message;
+use sotto_client::e2e::{LocalPrekeys, Session, verify_bundle};
+use sotto_client::identity::Identity;
+use sotto_client::pinning::Fingerprint;
+use sotto_client::relay::{Recipient, RelayClient};
+use sotto_proto::v1::{push, secret_payload};
+use sotto_server::config::StoreKind;
+use sotto_server::{RelayConfig, RunningRelay};
+use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
+
+/// A relay node serving from `data` (laid out first when `join` is none).
+async fn node(nats: &NatsCluster, data: &Path) -> RunningRelay {
+    let config = RelayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreKind::Nats,
+        nats_urls: nats.urls(),
+        nats_replicas: 3,
+        ..RelayConfig::default()
+    };
+    sotto_server::start(data, config)
+        .await
+        .expect("the relay node starts on the cluster")
+}
+
+/// Node A's data directory with the NATS passwords it is given.
+fn first_node_dir(root: &Path) -> std::path::PathBuf {
+    let data = root.join("a");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("nats.password"), RELAY_PASSWORD).unwrap();
+    std::fs::write(data.join("nats-warrant.password"), WARRANT_PASSWORD).unwrap();
+    data
+}
+
+async fn connect(node: &RunningRelay) -> RelayClient {
+    let pin = Fingerprint::parse(&node.fingerprint).unwrap();
+    RelayClient::connect(&node.addr.to_string(), Some(pin))
+        .await
+        .expect("connects to the node")
+}
+
+async fn next_push(pushes: &mut sotto_client::relay::Pushes) -> sotto_proto::v1::Push {
+    tokio::time::timeout(Duration::from_secs(10), pushes.next())
+        .await
+        .expect("a push arrives")
+        .unwrap()
+        .expect("the push stream is open")
+}
+
+fn id(n: u8) -> [u8; 16] {
+    [n; 16]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_on_node_a_and_bob_on_node_b_chat_normal_and_secret_live_and_offline() {
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a_dir = first_node_dir(root.path());
+    let a = node(&nats, &a_dir).await;
+    // Node B joins while A serves.
+    let b_dir = root.path().join("b");
+    let notes = sotto_server::datadir::join(&b_dir, &a_dir).expect("B joins A's cluster");
+    assert!(notes.is_empty(), "{notes:?}");
+    let b = node(&nats, &b_dir).await;
+    assert_eq!(
+        a.fingerprint, b.fingerprint,
+        "one certificate for the cluster"
+    );
+    assert_eq!(a.disclosure_key, b.disclosure_key, "one disclosure key");
+
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let alice = connect(&a).await;
+    alice.register("alice", &alice_id).await.unwrap();
+    let bob = connect(&b).await;
+    bob.register("bob", &bob_id).await.unwrap();
+    // One set of accounts: bob's name is taken at A too.
+    let mallory = connect(&a).await;
+    assert!(
+        mallory
+            .register("bob", &Identity::generate())
+            .await
+            .is_err()
+    );
+
+    // Live: bob listens at B, alice sends at A.
+    let mut pushes = bob.subscribe().await.unwrap();
+    let stored = alice
+        .send_normal(Recipient::User("bob"), "hello bob, from A", id(1))
+        .await
+        .unwrap();
+    let push::Kind::Normal(live) = next_push(&mut pushes).await.kind.unwrap() else {
+        panic!("expected a normal message");
+    };
+    assert_eq!(
+        (live.from.as_str(), live.text.as_str(), live.id),
+        ("alice", "hello bob, from A", stored.id)
+    );
+
+    // Offline: bob gone, alice writes again; bob fetches at A this time.
+    drop(pushes);
+    drop(bob);
+    alice
+        .send_normal(Recipient::User("bob"), "while you were away", id(2))
+        .await
+        .unwrap();
+    let bob_at_a = connect(&a).await;
+    bob_at_a.login("bob", &bob_id).await.unwrap();
+    let batch = bob_at_a.fetch(100).await.unwrap();
+    let texts: Vec<&str> = batch.normal.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hello bob, from A", "while you were away"]);
+    bob_at_a
+        .ack(batch.normal.last().unwrap().seq, vec![])
+        .await
+        .unwrap();
+    let bob = connect(&b).await;
+    bob.login("bob", &bob_id).await.unwrap();
+    assert!(
+        bob.fetch(100).await.unwrap().normal.is_empty(),
+        "acknowledged at A, gone at B"
+    );
+    // A retry of alice's first send, at B: stored once.
+    let alice_at_b = connect(&b).await;
+    alice_at_b.login("alice", &alice_id).await.unwrap();
+    let again = alice_at_b
+        .send_normal(Recipient::User("bob"), "hello bob, from A", id(1))
+        .await
+        .unwrap();
+    assert!(again.duplicate && again.id == stored.id);
+
+    // Secret: bob publishes prekeys at B; alice takes his bundle at A and
+    // starts a PQXDH session; bob, listening at B, gets it live.
+    let mut prekeys = LocalPrekeys::default();
+    prekeys.rotate_signed(&bob_id, sotto_server::now_ms());
+    let otk = prekeys.generate_one_time(3);
+    let pq_otk = prekeys.generate_pq_one_time(&bob_id, 3);
+    bob.upload_prekeys(prekeys.upload(&bob_id, otk, pq_otk).unwrap())
+        .await
+        .unwrap();
+    let mut pushes = bob.subscribe().await.unwrap();
+    let bundle = verify_bundle(&alice.fetch_bundle("bob").await.unwrap()).unwrap();
+    let mut session = Session::initiate(&alice_id, &bundle).unwrap();
+    let first = session.encrypt(b"a secret, from A").unwrap();
+    alice
+        .send_secret("bob", first.encode_to_vec(), id(3))
+        .await
+        .unwrap();
+    // (Bob also hears, from A, that few of his one-time prekeys are left.)
+    let envelope = loop {
+        match next_push(&mut pushes).await.kind.unwrap() {
+            push::Kind::Secret(envelope) => break envelope,
+            push::Kind::PrekeysLow(low) => assert_eq!(low.remaining, 2),
+            other => panic!("expected a secret envelope, got {other:?}"),
+        }
+    };
+    let payload = sotto_proto::v1::SecretPayload::decode(envelope.ciphertext.as_ref()).unwrap();
+    let Some(secret_payload::Kind::Prekey(first)) = payload.kind else {
+        panic!("the first message carries the PQXDH header");
+    };
+    let (mut bobs, plain) = Session::respond(&bob_id, &mut prekeys, &first).unwrap();
+    assert_eq!(plain.as_slice(), b"a secret, from A");
+    bob.ack(0, vec![envelope.id]).await.unwrap();
+    // Offline, the other way: bob replies at B while alice is away; she
+    // fetches at B, and once she acknowledged it, nothing of it is left.
+    drop(alice);
+    let reply = bobs.encrypt(b"a secret reply, from B").unwrap();
+    bob.send_secret("alice", reply.encode_to_vec(), id(4))
+        .await
+        .unwrap();
+    let batch = alice_at_b.fetch(100).await.unwrap();
+    assert_eq!(batch.secret.len(), 1);
+    let payload =
+        sotto_proto::v1::SecretPayload::decode(batch.secret[0].ciphertext.as_ref()).unwrap();
+    let Some(secret_payload::Kind::Message(m)) = payload.kind else {
+        panic!("a reply is a ratchet message");
+    };
+    assert_eq!(
+        session.decrypt(&m).unwrap().as_slice(),
+        b"a secret reply, from B"
+    );
+    alice_at_b.ack(0, vec![batch.secret[0].id]).await.unwrap();
+    let alice = connect(&a).await;
+    alice.login("alice", &alice_id).await.unwrap();
+    assert!(alice.fetch(100).await.unwrap().secret.is_empty());
+    assert_eq!(
+        b.state().secret_envelopes_waiting().unwrap(),
+        0,
+        "the secret queue keeps nothing delivered"
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
