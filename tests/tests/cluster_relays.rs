@@ -198,3 +198,184 @@ async fn alice_on_node_a_and_bob_on_node_b_chat_normal_and_secret_live_and_offli
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// The name of the server that leads stream `name` (asked of every node).
+fn stream_leader(nats: &NatsCluster, name: &str) -> Option<String> {
+    (0..nats.nodes.len()).find_map(|n| {
+        let jsz = nats.monitor(n, "/jsz?accounts=true&streams=true")?;
+        jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["cluster"]["leader"].as_str().map(str::to_owned))
+            .filter(|l| !l.is_empty())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_streams_leader_dies_mid_stream_and_no_acknowledged_message_is_lost_or_doubled()
+{
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a = node(&nats, &first_node_dir(root.path())).await;
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let alice = connect(&a).await;
+    alice.register("alice", &alice_id).await.unwrap();
+    connect(&a).await.register("bob", &bob_id).await.unwrap();
+
+    let mut nats = nats;
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for n in 0..40u8 {
+        if n == 15 {
+            let leader = stream_leader(&nats, "HIST").expect("HIST has a leader");
+            let node = nats.nodes.iter_mut().find(|x| x.name == leader).unwrap();
+            node.kill();
+        }
+        // A client retries a send that got no answer, with the same id.
+        let text = format!("message {n}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match alice
+                .send_normal(Recipient::User("bob"), &text, id(n + 1))
+                .await
+            {
+                Ok(answer) => {
+                    stored.push((text.clone(), answer.id));
+                    break;
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(std::time::Instant::now() < deadline, "never stored: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    let bob = connect(&a).await;
+    bob.login("bob", &bob_id).await.unwrap();
+    eprintln!("{refused} sends were answered with an error and retried");
+    // Reads too may meet a stream electing its leader: the client asks again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    loop {
+        let batch = match bob.fetch(100).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no fetch: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Some(last) = batch.normal.last().map(|m| m.seq) else {
+            break;
+        };
+        while let Err(e) = bob.ack(last, vec![]).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no acknowledgement: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        got.extend(batch.normal.into_iter().map(|m| (m.text, m.id)));
+    }
+    assert_eq!(
+        got, stored,
+        "bob's inbox holds each acknowledged message once, in order ({refused} sends were retried)"
+    );
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
+    use sotto_tests::RelayProcess;
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a_dir = first_node_dir(root.path());
+    let urls: Vec<String> = nats.urls().iter().map(|u| format!("{u:?}")).collect();
+    std::fs::write(
+        a_dir.join("relay.toml"),
+        format!("store = \"nats\"\nnats_urls = [{}]\n", urls.join(", ")),
+    )
+    .unwrap();
+    let mut a = RelayProcess::start(&a_dir, &[]);
+    // Node B joins the serving A, with the operator's command.
+    let b_dir = root.path().join("b");
+    let joined = std::process::Command::new(sotto_tests::bin("sotto-relay"))
+        .arg("--data")
+        .arg(&b_dir)
+        .arg("init")
+        .arg("--join")
+        .arg(&a_dir)
+        .output()
+        .unwrap();
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    #[cfg(unix)]
+    for file in ["master.key", "nats.password", "cluster.keys", "tls/key.der"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(b_dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+    }
+    let b = RelayProcess::start(&b_dir, &[]);
+    assert_eq!(a.fingerprint, b.fingerprint);
+    let pin = Fingerprint::parse(&a.fingerprint).unwrap();
+    let at = |relay: &RelayProcess| {
+        let addr = relay.addr.clone();
+        async move { RelayClient::connect(&addr, Some(pin)).await.unwrap() }
+    };
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    at(&a).await.register("alice", &alice_id).await.unwrap();
+    let bob = at(&a).await;
+    bob.register("bob", &bob_id).await.unwrap();
+    for n in 0..3u8 {
+        bob.send_normal(Recipient::User("alice"), &format!("note {n}"), id(n + 1))
+            .await
+            .unwrap();
+    }
+    a.kill_9();
+    // Alice, who was away, comes back at B: everything sent at A is there.
+    let alice = at(&b).await;
+    alice.login("alice", &alice_id).await.unwrap();
+    let mut pushes = alice.subscribe().await.unwrap();
+    let texts: Vec<String> = alice
+        .fetch(100)
+        .await
+        .unwrap()
+        .normal
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["note 0", "note 1", "note 2"]);
+    let bob = at(&b).await;
+    bob.login("bob", &bob_id).await.unwrap();
+    bob.send_normal(Recipient::User("alice"), "still here", id(9))
+        .await
+        .unwrap();
+    let push::Kind::Normal(live) = next_push(&mut pushes).await.kind.unwrap() else {
+        panic!("expected a normal message");
+    };
+    assert_eq!(live.text, "still here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_cluster_refuses_warrants_and_says_why() {
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a = node(&nats, &first_node_dir(root.path())).await;
+    assert!(
+        a.warnings
+            .iter()
+            .any(|w| w.contains("warrants are not served by a relay node on a cluster")),
+        "{:?}",
+        a.warnings
+    );
+    a.shutdown().await.unwrap();
+}

@@ -108,6 +108,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_shows_the_authorization_block_the_relay_writes() {
+        let readme = include_str!("../../../README.md");
+        for line in nats_authorization("RELAY-PASSWORD", "WARRANT-PASSWORD").lines() {
+            assert!(
+                readme.contains(&format!("   {line}\n")),
+                "the README's \"Operating a cluster\" lacks: {line}"
+            );
+        }
+    }
+
+    #[test]
     fn the_warrant_desk_may_name_no_stream_but_the_history_and_its_buckets() {
         for subject in warrant_publish_allowed() {
             assert!(!subject.contains(SECRET), "{subject}");
