@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use prost::Message;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -53,8 +53,12 @@ pub struct Options {
     pub messages: usize,
     pub size: usize,
     pub idle_clients: usize,
-    /// An existing relay (address, fingerprint) instead of a child process.
-    pub relay: Option<(String, String)>,
+    /// Existing relay nodes (addresses, and their one fingerprint) instead of
+    /// a child process; clients are spread over them in turn.
+    pub relay: Option<(Vec<String>, String)>,
+    /// Start this many relay nodes on a local 3-node NATS JetStream cluster
+    /// (`store = "nats"`) instead of one relay.
+    pub cluster: Option<usize>,
     /// Messages per second for the whole run (open loop); `None` = as fast as it goes.
     pub rate: Option<f64>,
     /// The store of the relay it starts (not of one given, nor of echo).
@@ -66,9 +70,11 @@ pub struct Options {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub mode: Mode,
-    /// The store of the relay it started, as found in its data directory;
-    /// `null` for echo or a relay given.
+    /// The store of the relay it started, as found in its data directory
+    /// (`nats` for a cluster's nodes); `null` for echo or a relay given.
     pub store: Option<StoreKind>,
+    /// Relay nodes the clients were spread over.
+    pub relays: usize,
     pub clients: usize,
     pub idle_clients: usize,
     /// In the group modes: members of each group; `messages` counts deliveries.
@@ -85,19 +91,23 @@ pub struct Report {
     pub idle_kib_per_conn: Option<f64>,
 }
 
-/// The server under load: a child process we started, or one given.
+/// The server under load: child processes we started (one relay, the echo
+/// server, or a cluster's nodes), or relays given.
 struct Target {
-    addr: String,
+    /// Where clients connect, in turn.
+    addrs: Vec<String>,
     fingerprint: Fingerprint,
-    child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+    children: Vec<Child>,
+    _dirs: Vec<tempfile::TempDir>,
     /// The store the started relay's data directory holds, as found on disk.
     store: Option<StoreKind>,
+    /// The NATS cluster the nodes run on (stopped after them).
+    _cluster: Option<crate::nats::NatsCluster>,
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -105,8 +115,13 @@ impl Drop for Target {
 }
 
 impl Target {
+    /// The first child's process id (the relay, or a cluster's first node).
     fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.children.first().map(Child::id)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        self.addrs[i % self.addrs.len()].clone()
     }
 }
 
@@ -148,14 +163,15 @@ fn spawn_server(program: PathBuf, args: &[&str], dir: Option<tempfile::TempDir>)
         }
     }
     Ok(Target {
-        addr: addr.unwrap_or_default(),
+        addrs: vec![addr.unwrap_or_default()],
         fingerprint: fingerprint.context("no fingerprint")?,
         store: match &dir {
             Some(d) => sotto_server::datadir::existing_store(&d.path().join("relay/db"))?,
             None => None,
         },
-        child: Some(child),
-        _dir: dir,
+        children: vec![child],
+        _dirs: dir.into_iter().collect(),
+        _cluster: None,
     })
 }
 
@@ -172,14 +188,23 @@ fn sibling(name: &str) -> Result<PathBuf> {
 }
 
 fn start_target(opts: &Options) -> Result<Target> {
-    if let Some((addr, fingerprint)) = &opts.relay {
+    if let Some((addrs, fingerprint)) = &opts.relay {
+        ensure!(!addrs.is_empty(), "--relay names no relay");
         return Ok(Target {
-            addr: addr.clone(),
+            addrs: addrs.clone(),
             fingerprint: Fingerprint::parse(fingerprint).map_err(anyhow::Error::msg)?,
-            child: None,
-            _dir: None,
+            children: Vec::new(),
+            _dirs: Vec::new(),
             store: None,
+            _cluster: None,
         });
+    }
+    if let Some(nodes) = opts.cluster {
+        ensure!(
+            opts.mode != Mode::Echo,
+            "--cluster starts relays: not with --mode echo"
+        );
+        return start_cluster(nodes);
     }
     match opts.mode {
         Mode::Echo => spawn_server(std::env::current_exe()?, &["echo-server"], None),
@@ -187,20 +212,9 @@ fn start_target(opts: &Options) -> Result<Target> {
             let dir = tempfile::tempdir()?;
             let root = dir.path().join("relay");
             std::fs::create_dir(&root)?;
-            // Every client runs from 127.0.0.1 and sends as fast as it can: the
-            // per-address and per-account limits are raised (still checked on
-            // every request) so that they measure the relay, not the limits.
             std::fs::write(
                 root.join("relay.toml"),
-                format!(
-                    "store = \"{}\"\n\
-                     [limits]\n\
-                     connections = 100000\n\
-                     connections_per_address = 100000\n\
-                     registrations_per_address_per_hour = 1000000\n\
-                     sends_per_minute = 1000000\n",
-                    opts.store
-                ),
+                format!("store = \"{}\"\n{LOAD_LIMITS}", opts.store),
             )?;
             let data = root.to_string_lossy().into_owned();
             spawn_server(
@@ -210,6 +224,73 @@ fn start_target(opts: &Options) -> Result<Target> {
             )
         }
     }
+}
+
+/// The relay's settings for the load generator: every client runs from
+/// 127.0.0.1 and sends as fast as it can, so the per-address and
+/// per-account limits are raised (still checked on every request) to
+/// measure the relay, not the limits.
+const LOAD_LIMITS: &str = "[limits]\n\
+                           connections = 100000\n\
+                           connections_per_address = 100000\n\
+                           registrations_per_address_per_hour = 1000000\n\
+                           sends_per_minute = 1000000\n";
+
+/// A local 3-node NATS JetStream cluster and `nodes` relay nodes on it, the
+/// first laid out, the others joined to it (`sotto-relay init --join`).
+fn start_cluster(nodes: usize) -> Result<Target> {
+    ensure!(
+        (1..=8).contains(&nodes),
+        "--cluster takes 1 to 8 relay nodes"
+    );
+    let cluster = crate::nats::NatsCluster::start();
+    let dir = tempfile::tempdir()?;
+    let first = dir.path().join("node0");
+    std::fs::create_dir(&first)?;
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
+    std::fs::write(
+        first.join("relay.toml"),
+        format!(
+            "store = \"nats\"\nnats_urls = [{}]\n{LOAD_LIMITS}",
+            urls.join(", ")
+        ),
+    )?;
+    std::fs::write(first.join("nats.password"), crate::nats::RELAY_PASSWORD)?;
+    std::fs::write(
+        first.join("nats-warrant.password"),
+        crate::nats::WARRANT_PASSWORD,
+    )?;
+    let relay = sibling("sotto-relay")?;
+    let serve = |data: &std::path::Path| {
+        let data = data.to_string_lossy().into_owned();
+        spawn_server(
+            relay.clone(),
+            &["--data", &data, "serve", "--listen", "127.0.0.1:0"],
+            None,
+        )
+    };
+    let mut target = serve(&first)?;
+    for n in 1..nodes {
+        let data = dir.path().join(format!("node{n}"));
+        let joined = Command::new(&relay)
+            .arg("--data")
+            .arg(&data)
+            .args(["init", "--join"])
+            .arg(&first)
+            .output()?;
+        ensure!(
+            joined.status.success(),
+            "node {n} did not join: {}",
+            String::from_utf8_lossy(&joined.stderr)
+        );
+        let mut node = serve(&data)?;
+        target.addrs.append(&mut node.addrs);
+        target.children.append(&mut node.children);
+    }
+    target.store = Some(StoreKind::Nats);
+    target._dirs.push(dir);
+    target._cluster = Some(cluster);
+    Ok(target)
 }
 
 struct Client {
@@ -230,7 +311,7 @@ async fn register_many(
         let mut set = JoinSet::new();
         for &i in chunk {
             let endpoint = endpoint.clone();
-            let addr = target.addr.clone();
+            let addr = target.addr(i);
             let pin = target.fingerprint;
             let name = format!("{prefix}-{i}");
             set.spawn(async move {
@@ -658,6 +739,7 @@ pub async fn run(opts: &Options, show_progress: bool) -> Result<Report> {
     let report = Report {
         mode: opts.mode,
         store: target.store,
+        relays: target.addrs.len(),
         clients: opts.clients,
         idle_clients: opts.idle_clients,
         group_size: opts.mode.grouped().then_some(opts.group_size),

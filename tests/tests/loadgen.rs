@@ -87,3 +87,25 @@ fn idle_clients_are_held_and_measured() {
     assert_eq!(report["idle_clients"], 20);
     assert!(report["idle_kib_per_conn"].is_number());
 }
+
+#[test]
+fn it_starts_relay_nodes_on_a_local_cluster_and_spreads_the_clients_over_them() {
+    for mode in ["normal", "secret"] {
+        let report = run(&[
+            "--mode",
+            mode,
+            "--cluster",
+            "2",
+            "--clients",
+            "4",
+            "--messages",
+            "40",
+            "--size",
+            "64",
+            "--json",
+        ]);
+        assert_eq!(report["store"], "nats", "{mode}");
+        assert_eq!(report["relays"], 2, "{mode}");
+        assert_eq!(report["messages"], 40, "{mode}: every message arrived");
+    }
+}

@@ -17,7 +17,9 @@ use sotto_tests::loadgen::{self, Mode, Options};
                   Without --relay it starts its own relay (the release sotto-relay beside this binary, \
                   a temporary data directory, port 0). --mode echo measures the ceiling: a bare QUIC \
                   server with the same TLS, transport settings and frame codec, but no accounts, \
-                  storage or flush."
+                  storage or flush. --cluster N starts a local 3-node NATS JetStream cluster \
+                  (nats-server on the path, or NATS_SERVER) and N relay nodes on it, the clients \
+                  spread over them."
 )]
 struct Cli {
     #[arg(long, value_enum, default_value = "normal")]
@@ -41,15 +43,19 @@ struct Cli {
     /// into groups; each message goes to the rest of its sender's group).
     #[arg(long, default_value_t = 10)]
     group_size: usize,
-    /// The store of the relay it starts (ignored with --relay and --mode echo).
+    /// The store of the relay it starts (ignored with --relay, --cluster and --mode echo).
     #[arg(long, value_enum, default_value = "fjall")]
     store: StoreKind,
-    /// An existing relay instead of a child process (needs --fingerprint).
-    #[arg(long, requires = "fingerprint")]
-    relay: Option<String>,
+    /// An existing relay instead of a child process (needs --fingerprint); repeat it for the
+    /// nodes of a cluster (one fingerprint): clients are spread over them in turn.
+    #[arg(long, requires = "fingerprint", conflicts_with = "cluster")]
+    relay: Vec<String>,
     #[arg(long, requires = "relay")]
     fingerprint: Option<String>,
-    /// One JSON line: mode, store, clients, idle_clients, messages, size, seconds,
+    /// Start a local 3-node NATS JetStream cluster and this many relay nodes on it.
+    #[arg(long, value_name = "NODES")]
+    cluster: Option<usize>,
+    /// One JSON line: mode, store, relays, clients, idle_clients, messages, size, seconds,
     /// msgs_per_sec, p50_us, p99_us, relay_rss_mib.
     #[arg(long)]
     json: bool,
@@ -93,7 +99,8 @@ async fn run(cli: Cli) -> Result<()> {
         messages: cli.messages,
         size: cli.size,
         idle_clients: cli.idle_clients,
-        relay: cli.relay.zip(cli.fingerprint),
+        relay: cli.fingerprint.map(|f| (cli.relay, f)),
+        cluster: cli.cluster,
         rate: cli.rate,
         store: cli.store,
         group_size: cli.group_size,
@@ -103,9 +110,13 @@ async fn run(cli: Cli) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{:?} mode{}: {} clients (+{} idle), {} messages of {} bytes in {:.2} s",
+            "{:?} mode{}{}: {} clients (+{} idle), {} messages of {} bytes in {:.2} s",
             report.mode,
             report.store.map(|s| format!(" on {s}")).unwrap_or_default(),
+            match report.relays {
+                1 => String::new(),
+                n => format!(", {n} relay nodes"),
+            },
             report.clients,
             report.idle_clients,
             report.messages,
