@@ -194,13 +194,25 @@ fn import_cluster_keys(root: &Path, store: &dyn Store) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(());
     };
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(n, _)| n))
+        .collect();
+    for name in CLUSTER_KEYS {
+        let name = String::from_utf8_lossy(name);
+        ensure!(
+            names.contains(&name.as_ref()),
+            "{} lacks the {name}: copy it whole from a node of the cluster",
+            path.display()
+        );
+    }
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
         let (name, value) = line
             .split_once(' ')
-            .with_context(|| format!("{} is damaged: {line:?}", path.display()))?;
+            .with_context(|| format!("{} is damaged: a line without a value", path.display()))?;
         ensure!(
             CLUSTER_KEYS.contains(&name.as_bytes()),
             "{} names an unknown key {name:?}",
@@ -241,8 +253,6 @@ pub fn join(root: &Path, from: &Path) -> Result<Vec<String>> {
         "{} already holds a relay: --join lays out a new one",
         root.display()
     );
-    create_private_dir(root)?;
-    create_private_dir(&root.join("tls"))?;
     let config = RelayConfig::load(&config_path(from))?;
     let mut files: Vec<PathBuf> = vec![
         PathBuf::from("relay.toml"),
@@ -265,6 +275,30 @@ pub fn join(root: &Path, from: &Path) -> Result<Vec<String>> {
             ));
         }
     }
+    // Everything checked before anything is written: a refusal leaves no
+    // half a node. Only plain names inside the directory (no `..`), and
+    // nothing reached through a link in the source.
+    for file in &files {
+        ensure!(
+            file.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))),
+            "{} in {}'s relay.toml is not a plain path inside its data directory: \
+             give the new node that file yourself",
+            file.display(),
+            from.display()
+        );
+        let mut walked = from.to_path_buf();
+        for part in file.components() {
+            walked.push(part);
+            ensure!(
+                !std::fs::symlink_metadata(&walked).is_ok_and(|m| m.file_type().is_symlink()),
+                "{} is a link: --join copies only what is in the data directory itself",
+                walked.display()
+            );
+        }
+    }
+    create_private_dir(root)?;
+    create_private_dir(&root.join("tls"))?;
     for file in files {
         let source = from.join(&file);
         if !source.exists() {
@@ -367,4 +401,65 @@ fn signing_key(store: &dyn Store, sealer: &Sealer, name: &[u8], what: &str) -> R
     }
     store.flush()?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster node's data directory, as `join` reads it, with `extra` in its relay.toml.
+    fn node(extra: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            config_path(dir.path()),
+            format!("store = \"nats\"\nnats_urls = [\"nats://127.0.0.1:4222\"]\n{extra}"),
+        )
+        .unwrap();
+        std::fs::write(cluster_keys_path(dir.path()), "data_key 00\n").unwrap();
+        std::fs::write(dir.path().join("master.key"), "k").unwrap();
+        dir
+    }
+
+    #[test]
+    fn hostile_source_cannot_make_join_write_outside_the_new_directory() {
+        let target = tempfile::tempdir().unwrap();
+        for extra in [
+            "nats_password_file = \"../../../tmp/escaped\"\n",
+            "master_key_file = \"tls/../../escaped\"\n",
+        ] {
+            let from = node(extra);
+            let new = target.path().join("new");
+            let refused = join(&new, from.path()).unwrap_err();
+            assert!(
+                refused.to_string().contains("not a plain path"),
+                "{refused}"
+            );
+            assert!(!new.exists(), "a refused join left a half node");
+        }
+        // A link inside the source, to a file elsewhere, is not followed.
+        let from = node("");
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("secret"), "not the relay's").unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("secret"),
+            from.path().join("nats.password"),
+        )
+        .unwrap();
+        let new = target.path().join("linked");
+        let refused = join(&new, from.path()).unwrap_err();
+        assert!(refused.to_string().contains("is a link"), "{refused}");
+        assert!(!new.exists());
+    }
+
+    #[test]
+    fn a_cluster_keys_file_without_every_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(cluster_keys_path(dir.path()), "data_key 00\n").unwrap();
+        let store = FjallStore::open(&dir.path().join("db")).unwrap();
+        let refused = import_cluster_keys(dir.path(), &store).unwrap_err();
+        assert!(
+            refused.to_string().contains("lacks the disclosure_key"),
+            "{refused}"
+        );
+    }
 }

@@ -249,6 +249,14 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         "disclosure key: {}",
         hex::encode(opened.disclosure_key.verifying_key().as_bytes())
     );
+    if config.store == sotto_server::config::StoreKind::Nats {
+        // A cluster's node serves no warrant yet: it signs no log of its own.
+        println!(
+            "audit key: {}",
+            hex::encode(opened.audit_key.verifying_key().as_bytes())
+        );
+        return Ok(());
+    }
     // Migrates a log from before the transparency log, and signs its first head.
     if let Err(why) = sotto_server::relay::open_audit_log(
         &data,

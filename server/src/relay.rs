@@ -78,7 +78,10 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let addr = endpoint.local_addr()?;
     let clock = crate::Clock::system();
     let cluster = match config.store {
-        StoreKind::Nats => Some(open_cluster(root, &config, &opened.sealer, &clock).await?),
+        StoreKind::Nats => {
+            refuse_a_single_relays_data(root, &*store)?;
+            Some(open_cluster(root, &config, &opened.sealer, &clock).await?)
+        }
         _ => None,
     };
     let (state, writer_thread) = assemble(
@@ -135,6 +138,35 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
         dir_lock,
         clock,
     })
+}
+
+/// A data directory that served users or warrants as a single relay does not
+/// become a cluster's node by a change of `store`: its accounts, history and
+/// secret queue would be left behind, its owed warrant notices never sent,
+/// its transparency log no longer served.
+fn refuse_a_single_relays_data(root: &Path, store: &dyn Store) -> Result<()> {
+    use crate::store::Tree;
+    let served = [
+        Tree::Accounts,
+        Tree::Messages,
+        Tree::SecretQueue,
+        Tree::Warrants,
+    ]
+    .into_iter()
+    .map(|tree| store.count(tree))
+    .collect::<Result<Vec<_>, _>>()?
+    .into_iter()
+    .any(|n| n > 0);
+    let logged = std::fs::metadata(datadir::audit_path(root)).is_ok_and(|m| m.len() > 0);
+    if served || logged {
+        anyhow::bail!(
+            "{} has served as a single relay (it holds accounts, messages, warrants or a \
+             transparency log): a cluster's node starts from a new data directory \
+             (`sotto-relay init --join`); its records are not copied onto a cluster yet",
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 /// A NATS password: from the environment variable `env` if set, else from
@@ -222,11 +254,6 @@ async fn open_cluster(
         .context("cannot open the relay's records on the NATS cluster")
 }
 
-/// Why a relay node on a cluster refuses warrants (for now).
-const NO_WARRANTS_ON_A_CLUSTER: &str = "warrants are not served by a relay node on a cluster yet: \
-     its warrant records and transparency log are still its own, and a warrant must be checked \
-     against all of them";
-
 /// The state every connection shares, made from the opened data directory
 /// at `root` (and, on a cluster, from what the node keeps there), and the
 /// writing thread's handle.
@@ -283,7 +310,7 @@ pub(crate) fn assemble(
     let notices = Notices::new(store.clone(), sealer.clone());
     let audit = match on_cluster {
         false => open_audit_log(root, &store, sealer, audit_key, clock)?,
-        true => Err(NO_WARRANTS_ON_A_CLUSTER.to_owned()),
+        true => Err(crate::warrant::NOT_ON_A_CLUSTER.to_owned()),
     };
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),

@@ -255,7 +255,10 @@ async fn the_history_streams_leader_dies_mid_stream_and_no_acknowledged_message_
     }
     let bob = connect(&a).await;
     bob.login("bob", &bob_id).await.unwrap();
-    eprintln!("{refused} sends were answered with an error and retried");
+    assert!(
+        refused > 0,
+        "no send met the election: the test proved nothing"
+    );
     // Reads too may meet a stream electing its leader: the client asks again.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut got = Vec::new();
@@ -316,7 +319,13 @@ async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
         String::from_utf8_lossy(&joined.stderr)
     );
     #[cfg(unix)]
-    for file in ["master.key", "nats.password", "cluster.keys", "tls/key.der"] {
+    for file in [
+        "master.key",
+        "nats.password",
+        "nats-warrant.password",
+        "cluster.keys",
+        "tls/key.der",
+    ] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(b_dir.join(file))
             .unwrap()
@@ -326,6 +335,8 @@ async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
     }
     let b = RelayProcess::start(&b_dir, &[]);
     assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a.disclosure_key, b.disclosure_key);
+    assert_eq!(a.audit_key, b.audit_key);
     let pin = Fingerprint::parse(&a.fingerprint).unwrap();
     let at = |relay: &RelayProcess| {
         let addr = relay.addr.clone();
@@ -367,15 +378,116 @@ async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_a_cluster_refuses_warrants_and_says_why() {
+    use sotto_investigator::relay::RelayConnection;
+    use sotto_investigator::requests;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let a = node(&nats, &first_node_dir(root.path())).await;
+    const WHY: &str = "warrants are not served by a relay node on a cluster";
     assert!(
-        a.warnings
-            .iter()
-            .any(|w| w.contains("warrants are not served by a relay node on a cluster")),
+        a.warnings.iter().any(|w| w.contains(WHY)),
         "{:?}",
         a.warnings
+    );
+    // Asked, it says so: not that its log was tampered with.
+    let pin = Fingerprint::parse(&a.fingerprint).unwrap();
+    let conn = RelayConnection::connect(&a.addr.to_string(), pin)
+        .await
+        .unwrap();
+    let proof = requests::audit_proof(&conn, 0, 1).await.unwrap_err();
+    assert!(proof.to_string().contains(WHY), "{proof}");
+    let unmask = requests::unmask(&conn, Default::default())
+        .await
+        .unwrap_err();
+    assert!(unmask.to_string().contains(WHY), "{unmask}");
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_relays_data_directory_does_not_become_a_node_by_a_change_of_store() {
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let data = first_node_dir(root.path());
+    let single = sotto_server::start(
+        &data,
+        RelayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..RelayConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pin = Fingerprint::parse(&single.fingerprint).unwrap();
+    RelayClient::connect(&single.addr.to_string(), Some(pin))
+        .await
+        .unwrap()
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    single.shutdown().await.unwrap();
+    let config = RelayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreKind::Nats,
+        nats_urls: nats.urls(),
+        ..RelayConfig::default()
+    };
+    let refused = sotto_server::start(&data, config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("has served as a single relay"),
+        "{refused:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_operator_who_deletes_the_accounts_cannot_hand_a_history_to_a_newcomer() {
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a = node(&nats, &first_node_dir(root.path())).await;
+    let bob_id = Identity::generate();
+    let alice = connect(&a).await;
+    alice
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    connect(&a).await.register("bob", &bob_id).await.unwrap();
+    alice
+        .send_normal(Recipient::User("bob"), "for bob only", id(1))
+        .await
+        .unwrap();
+    let operator = async_nats::jetstream::new(
+        async_nats::ConnectOptions::with_user_and_password("relay".into(), RELAY_PASSWORD.into())
+            .connect(nats.urls())
+            .await
+            .unwrap(),
+    );
+    // One way: the stream made to take a second record for a name.
+    let mut accounts = operator.get_stream("ACCOUNTS").await.unwrap();
+    let mut config = accounts.info().await.unwrap().config.clone();
+    config.max_messages_per_subject = 2;
+    config.discard_new_per_subject = false;
+    operator.update_stream(config).await.unwrap();
+    let mallory = connect(&a).await;
+    assert!(
+        mallory
+            .register("bob", &Identity::generate())
+            .await
+            .is_err(),
+        "a second account was made for bob"
+    );
+    // The other: the stream deleted, and made again by a restarted node.
+    operator.delete_stream("ACCOUNTS").await.unwrap();
+    a.shutdown().await.unwrap();
+    let a = node(&nats, &root.path().join("a")).await;
+    let mallory = connect(&a).await;
+    assert!(
+        mallory
+            .register("bob", &Identity::generate())
+            .await
+            .is_err(),
+        "bob's name, and his history, went to the first to ask"
     );
     a.shutdown().await.unwrap();
 }

@@ -44,6 +44,14 @@ impl Archive {
         }
     }
 
+    /// Whether `user` took part in any normal message.
+    pub fn has_history(&self, user: &str) -> Result<bool, RelayError> {
+        match self {
+            Archive::Local(a) => a.has_history(user),
+            Archive::Cluster(a, _) => a.has_history(user),
+        }
+    }
+
     /// See [`NormalArchive::received_between`] (delivery receipts).
     pub fn received_between(
         &self,

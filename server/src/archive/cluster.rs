@@ -315,6 +315,18 @@ impl ClusterArchive {
         Ok(())
     }
 
+    /// Whether `user` has any copy in the history.
+    pub fn has_history(&self, user: &str) -> Result<bool, RelayError> {
+        let filter = format!("hist.{}.*", self.copies.owner(user));
+        let found = self.copies.cluster.wait(next_on(
+            &self.copies.hist,
+            &filter,
+            1,
+            "read of a history",
+        ))?;
+        Ok(found.is_some())
+    }
+
     /// The stream sequence up to which `user` acknowledged (0: nothing yet).
     pub fn acknowledged(&self, user: &str) -> Result<u64, RelayError> {
         self.copies.cluster.wait(self.cursor(user))

@@ -212,6 +212,15 @@ impl NormalArchive {
         Ok((found.out, found.rejected_to))
     }
 
+    /// Whether `user` took part in any normal message.
+    pub fn has_history(&self, user: &str) -> Result<bool, RelayError> {
+        let blind = blind_user(&self.sealer, user);
+        Ok(!self
+            .postings(&blind, 0, u64::MAX, |_| true, 1)?
+            .0
+            .is_empty())
+    }
+
     /// Loads the record a posting points at, copying only it out of its segment.
     fn load(&self, posting: Posting) -> Result<NormalRecord, RelayError> {
         let segment = posting.segment;

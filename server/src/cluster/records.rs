@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::stream;
 
-use super::jetstream::{Cluster, ClusterError, backend, last_on};
+use super::jetstream::{Cluster, ClusterError, backend, next_on};
 use crate::store::{Applied, Batch, Store, StoreError, Tree};
 
 /// Records created once (accounts, groups), wherever they are kept.
@@ -121,18 +121,39 @@ impl ClusterRecords {
         format!("{}.{}", self.prefix, hex::encode(key))
     }
 
+    /// The record under `key`: the subject's **first** message, the one
+    /// whose create succeeded (an operator who made the stream take a
+    /// second cannot put another in its place).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let subject = self.subject(key);
         let what = format!("read from {}", self.prefix);
         Ok(self
             .cluster
-            .wait(last_on(&self.stream, &subject, &what))?
+            .wait(next_on(&self.stream, &subject, 1, &what))?
             .map(|message| message.payload.to_vec()))
     }
 
     /// Writes `value` under `key` unless the key holds a value; acknowledged
     /// by a majority of the replicas when it returns.
     pub fn create(&self, key: &[u8], value: Vec<u8>) -> Result<Created, StoreError> {
+        // The stream's settings, asked again: an operator may have changed
+        // them since this node opened it.
+        let mut stream = self.stream.clone();
+        let info = self
+            .cluster
+            .wait(stream.info())
+            .map_err(|e| backend(&format!("settings of {}", self.prefix), e))?;
+        let (once, one) = (
+            info.config.discard_new_per_subject,
+            info.config.max_messages_per_subject,
+        );
+        if !once || one != 1 {
+            return Err(StoreError::Backend(format!(
+                "the stream of {} takes a second record for a key now: refused until its \
+                 settings are restored",
+                self.prefix
+            )));
+        }
         let subject = self.subject(key);
         match self.cluster.wait(self.cluster.publish(subject, value)) {
             Ok(_) => Ok(Created::Written),

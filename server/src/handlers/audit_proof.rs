@@ -23,10 +23,13 @@ pub async fn handle(state: &Arc<RelayState>, session: &Session, r: AuditProof) -
             "too many consistency proofs asked for: wait a minute",
         ));
     }
-    let log = state.warrants.audit_log().cloned().map_err(|_| {
+    let log = state.warrants.audit_log().cloned().map_err(|why| {
         RequestError::new(
             ErrorCode::Internal,
-            "the relay's transparency log is not the one it signed: it gives no proof until its operator restores it",
+            match why == crate::warrant::NOT_ON_A_CLUSTER {
+                true => crate::warrant::NOT_ON_A_CLUSTER,
+                false => "the relay's transparency log is not the one it signed: it gives no proof until its operator restores it",
+            },
         )
     })?;
     let (proof, head) =

@@ -38,6 +38,21 @@ pub async fn handle(state: &RelayState, session: &Session, register: Register) -
             "too many accounts were made from this address; try again in an hour",
         ));
     }
+    // A name with a history but no account record (an operator deleted
+    // the record, or on a cluster the stream holding it): registering it
+    // again would hand that history to whoever asks first.
+    if state.archive.has_history(&register.username)?
+        && state.accounts.get(&register.username)?.is_none()
+    {
+        tracing::warn!(
+            connection = session.id,
+            "a registration was refused: the name has a history but no account record"
+        );
+        return Err(RequestError::new(
+            ErrorCode::UsernameTaken,
+            format!("the username {} is taken", register.username),
+        ));
+    }
     match state.accounts.register(&register.username, &key)? {
         Registration::Taken => Err(RequestError::new(
             ErrorCode::UsernameTaken,

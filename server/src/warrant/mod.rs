@@ -121,6 +121,11 @@ const REGISTRY_UNREADABLE: &str =
 const LOG_REFUSED: &str = "the relay's transparency log is not the one it signed, so it answers \
      no warrant request until its operator restores it";
 
+/// Why a relay node on a cluster answers no warrant request (for now).
+pub(crate) const NOT_ON_A_CLUSTER: &str = "warrants are not served by a relay node on a cluster yet: \
+     its warrant records and transparency log are still its own, and a warrant must be checked \
+     against all of them";
+
 impl From<Refusal> for Served {
     fn from(r: Refusal) -> Self {
         Served::Refused(r)
@@ -296,7 +301,7 @@ impl WarrantDesk {
         asked: Asked,
     ) -> Answer<WarrantAnswer> {
         if self.audit.is_err() {
-            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+            return Answer::unlogged(DeskError::Failed(self.log_refused()));
         }
         let kind = match asked {
             Asked::Submit => "warrant",
@@ -321,7 +326,7 @@ impl WarrantDesk {
         signed: Option<v1::SignedUnmaskRequest>,
     ) -> Answer<v1::SealedBundle> {
         if self.audit.is_err() {
-            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+            return Answer::unlogged(DeskError::Failed(self.log_refused()));
         }
         let mut entry = AuditEntry::new("unmask", "refused");
         entry.request_sha256 = request_hash(signed.as_ref());
@@ -344,6 +349,14 @@ impl WarrantDesk {
         if let Err(e) = audit.append(entry) {
             warn!(error = %e, count, "cannot write the count of unverifiable requests; keeping it");
             self.budgets.restore_suppressed(count);
+        }
+    }
+
+    /// Why no warrant request is answered, when the log is missing.
+    pub(crate) fn log_refused(&self) -> &'static str {
+        match &self.audit {
+            Err(why) if why == NOT_ON_A_CLUSTER => NOT_ON_A_CLUSTER,
+            _ => LOG_REFUSED,
         }
     }
 
@@ -823,7 +836,7 @@ impl WarrantDesk {
             }
         };
         let Ok(audit) = &self.audit else {
-            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+            return Answer::unlogged(DeskError::Failed(self.log_refused()));
         };
         let logged = match audit.append(entry.clone()) {
             Ok(logged) => logged,

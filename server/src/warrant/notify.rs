@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::audit::AuditEntry;
 use super::held::{HeldWarrant, Stage};
-use super::{Answer, DeskError, LOG_REFUSED, Served, WarrantDesk, clip, describe, now_secs};
+use super::{Answer, DeskError, Served, WarrantDesk, clip, describe, now_secs};
 use crate::RelayError;
 use crate::store::Batch;
 
@@ -228,7 +228,7 @@ impl WarrantDesk {
         signed: Option<v1::SignedNoticeExtension>,
     ) -> Answer<v1::NoticeExtended> {
         if self.audit.is_err() {
-            return Answer::unlogged(DeskError::Failed(LOG_REFUSED));
+            return Answer::unlogged(DeskError::Failed(self.log_refused()));
         }
         let mut entry = AuditEntry::new("extension", "refused");
         entry.request_sha256 = super::request_hash(signed.as_ref());
