@@ -521,6 +521,8 @@ async fn cluster_a_group_is_made_once_of_twenty_at_once_on_two_nodes() {
 /// The secret queue, as the relay's handlers use it, on either backing.
 trait Queue: Send + Sync {
     fn enqueue(&self, new: NewSecret) -> Queued;
+    /// Several at once, as the relay's writer hands them over.
+    fn enqueue_all(&self, new: Vec<NewSecret>) -> Vec<Queued>;
     fn pending(&self, user: &str, limit: usize) -> (Vec<v1::SecretEnvelope>, bool);
     fn acknowledge(&self, user: &str, ids: &[u64]) -> usize;
 }
@@ -530,6 +532,12 @@ macro_rules! queue_on {
         impl Queue for $t {
             fn enqueue(&self, new: NewSecret) -> Queued {
                 self.enqueue_many(vec![new]).pop().unwrap().expect("queued")
+            }
+            fn enqueue_all(&self, new: Vec<NewSecret>) -> Vec<Queued> {
+                self.enqueue_many(new)
+                    .into_iter()
+                    .map(|q| q.expect("queued"))
+                    .collect()
             }
             fn pending(&self, user: &str, limit: usize) -> (Vec<v1::SecretEnvelope>, bool) {
                 <$t>::pending(self, user, limit).expect("read")
@@ -613,6 +621,26 @@ async fn a_retry_is_queued_once_and_a_full_queue_refuses(backing: Backing) {
         Queued::Duplicate(again) => assert_eq!(again, id),
         _ => panic!("a retry was queued again"),
     }
+    // A retry in the same batch as its first attempt: queued once.
+    let both = b.enqueue_all(vec![
+        secret("dave", "bob", 5, "twice in a batch"),
+        secret("dave", "bob", 5, "twice in a batch"),
+    ]);
+    let ids: Vec<u64> = both
+        .iter()
+        .map(|q| match q {
+            Queued::New(e) => e.id,
+            Queued::Duplicate(id) => *id,
+            Queued::Full(full) => panic!("full: {full:?}"),
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(
+        both.iter().filter(|q| matches!(q, Queued::New(_))).count(),
+        1,
+        "a retry in the same batch was queued twice"
+    );
+    assert_eq!(a.acknowledge("bob", &[ids[0]]), 1);
     // The same client id to someone else: the first send stands, and
     // nothing is queued for them (nor is a quota passed that way).
     assert!(matches!(

@@ -265,16 +265,14 @@ impl ClusterArchive {
         })
     }
 
-    /// Appends messages in order; each is held by a majority of the replicas
-    /// (every copy) when this returns.
+    /// Appends messages, all at once (each stands alone: its copies, its
+    /// retry); each is held by a majority of the replicas (every copy) when
+    /// this returns.
     pub fn append_many(&self, msgs: Vec<NewNormal>) -> Vec<Result<Appended, RelayError>> {
-        self.copies.cluster.wait(async {
-            let mut out = Vec::with_capacity(msgs.len());
-            for msg in msgs {
-                out.push(self.append(msg).await);
-            }
-            out
-        })
+        let appends = msgs.into_iter().map(|msg| self.append(msg));
+        self.copies
+            .cluster
+            .wait(futures_util::future::join_all(appends))
     }
 
     fn cursor_key(&self, user: &str) -> String {

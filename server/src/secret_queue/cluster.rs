@@ -265,27 +265,22 @@ impl ClusterSecretQueue {
         );
         match self.cluster.publish(subject, sealed).await {
             Ok(_) => Ok(Queued::New(envelope(&record))),
-            // Another node's retry of the same send wrote it first.
-            Err(e) if retry && subject_taken(&e) => Ok(Queued::Duplicate(id)),
-            Err(e) if subject_taken(&e) => Err(RelayError::Corrupt(
-                "a new envelope's random id was taken; the sender may retry",
-            )),
+            // Another attempt of the same send (a retry on another node, or
+            // in the same batch) wrote it first: ids are random, 63 bits, so
+            // no other send has this one.
+            Err(e) if subject_taken(&e) => Ok(Queued::Duplicate(id)),
             // The stream's own limits (the relay-wide quota, as a backstop).
             Err(e) if stream_full(&e) => Ok(Queued::Full(Full::Relay)),
             Err(e) => Err(backend("publish of an envelope", e).into()),
         }
     }
 
-    /// Queues envelopes; each is held by a majority of the replicas when
-    /// this returns. A retry with the same client id is not queued twice.
+    /// Queues envelopes, all at once; each is held by a majority of the
+    /// replicas when this returns. A retry with the same client id is not
+    /// queued twice.
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
-        self.cluster.wait(async {
-            let mut out = Vec::with_capacity(envelopes.len());
-            for new in envelopes {
-                out.push(self.enqueue_one(new).await);
-            }
-            out
-        })
+        let enqueues = envelopes.into_iter().map(|new| self.enqueue_one(new));
+        self.cluster.wait(futures_util::future::join_all(enqueues))
     }
 
     /// Envelopes waiting for `user`, oldest first; `more` when the limit cut it.
