@@ -894,7 +894,7 @@ impl Queue {
     pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
         match self {
             Queue::Local(q) => q.enqueue_group(new),
-            Queue::Cluster(_) => Err(RelayError::NotOnCluster("a secret group message")),
+            Queue::Cluster(q) => q.enqueue_group(new),
         }
     }
 
