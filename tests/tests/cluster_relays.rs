@@ -135,6 +135,23 @@ async fn alice_on_node_a_and_bob_on_node_b_chat_normal_and_secret_live_and_offli
         .await
         .unwrap();
     assert!(again.duplicate && again.id == stored.id);
+    // Delivery receipts are not served on a cluster yet: said so, as a
+    // request the relay does not serve (not a failure to retry).
+    let refused = alice_at_b
+        .delivery_status(vec![stored.id])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(sotto_proto::v1::ErrorCode::BadRequest),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("not served by a relay on a cluster"),
+        "{refused}"
+    );
 
     // Secret: bob publishes prekeys at B; alice takes his bundle at A and
     // starts a PQXDH session; bob, listening at B, gets it live.

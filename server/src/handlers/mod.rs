@@ -64,6 +64,12 @@ impl RequestError {
 
 impl From<RelayError> for RequestError {
     fn from(e: RelayError) -> Self {
+        // Not a failure: a request a cluster's node does not serve yet, said
+        // as a relay says of any request it does not serve (a client leaves
+        // it be, and does not ask again as it would after a failure).
+        if let RelayError::NotOnCluster(_) = e {
+            return RequestError::bad_request(e.to_string());
+        }
         // The error names a store or sealing failure, never content.
         error!(error = %e, "request failed inside the relay");
         RequestError::new(
