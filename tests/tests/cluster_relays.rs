@@ -508,3 +508,52 @@ async fn hostile_operator_who_deletes_the_accounts_cannot_hand_a_history_to_a_ne
     );
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_at_one_node_hears_of_the_delivery_at_another() {
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a_dir = first_node_dir(root.path());
+    let a = node(&nats, &a_dir).await;
+    let b_dir = root.path().join("b");
+    sotto_server::datadir::join(&b_dir, &a_dir).unwrap();
+    let b = node(&nats, &b_dir).await;
+    let alice = connect(&a).await;
+    alice
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    let bob = connect(&b).await;
+    bob.register("bob", &Identity::generate()).await.unwrap();
+    let mut told = alice.subscribe().await.unwrap();
+    let first = alice
+        .send_normal(Recipient::User("bob"), "one", id(1))
+        .await
+        .unwrap();
+    let second = alice
+        .send_normal(Recipient::User("bob"), "two", id(2))
+        .await
+        .unwrap();
+    let batch = bob.fetch(100).await.unwrap();
+    assert_eq!(batch.normal.len(), 2);
+    // Bob has the first only: alice hears of that one, at node A.
+    bob.ack(batch.normal[0].seq, vec![]).await.unwrap();
+    let delivered = loop {
+        if let push::Kind::Delivered(d) = next_push(&mut told).await.kind.unwrap() {
+            break d;
+        }
+    };
+    assert_eq!((delivered.peer.as_str(), delivered.upto), ("bob", first.id));
+    bob.ack(batch.normal[1].seq, vec![]).await.unwrap();
+    let delivered = loop {
+        if let push::Kind::Delivered(d) = next_push(&mut told).await.kind.unwrap() {
+            break d;
+        }
+    };
+    assert_eq!(
+        (delivered.peer.as_str(), delivered.upto),
+        ("bob", second.id)
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

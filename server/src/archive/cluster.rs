@@ -325,6 +325,54 @@ impl ClusterArchive {
         Ok(found.is_some())
     }
 
+    /// What `user`'s acknowledgement from `before` to `after` (their cursor,
+    /// stream sequences) tells the senders of 1:1 messages: for each sender,
+    /// the newest id up to which every message of theirs to `user` is
+    /// delivered. Copies are in commit order, not id order (two nodes), so a
+    /// message acknowledged counts only below the oldest of the sender's
+    /// still waiting. Group messages tell nobody on a cluster yet.
+    pub fn delivered_one_to_one(
+        &self,
+        user: &str,
+        before: u64,
+        after: u64,
+    ) -> Result<Vec<(String, sotto_proto::v1::Delivered)>, RelayError> {
+        use std::collections::BTreeMap;
+        // sender → (newest id acknowledged now, oldest id still waiting)
+        let mut threads: BTreeMap<String, (Vec<u64>, Option<u64>)> = BTreeMap::new();
+        let mut seen = 0usize;
+        self.copies
+            .cluster
+            .wait(self.copies.scan(user, before, |seq, sent, record| {
+                seen += 1;
+                if !sent && record.group.is_empty() {
+                    let thread = threads.entry(record.from).or_default();
+                    if seq <= after {
+                        thread.0.push(record.id);
+                    } else {
+                        thread.1 = Some(thread.1.map_or(record.id, |w| w.min(record.id)));
+                    }
+                }
+                // What is acknowledged, and a bounded look at what still waits.
+                seq <= after || seen < 4 * sotto_proto::MAX_FETCH as usize
+            }))?;
+        Ok(threads
+            .into_iter()
+            .filter_map(|(sender, (acked, waiting))| {
+                let upto = acked
+                    .into_iter()
+                    .filter(|id| waiting.is_none_or(|w| *id < w))
+                    .max()?;
+                let delivered = sotto_proto::v1::Delivered {
+                    peer: user.to_owned(),
+                    group: String::new(),
+                    upto,
+                };
+                Some((sender, delivered))
+            })
+            .collect())
+    }
+
     /// The stream sequence up to which `user` acknowledged (0: nothing yet).
     pub fn acknowledged(&self, user: &str) -> Result<u64, RelayError> {
         self.copies.cluster.wait(self.cursor(user))
