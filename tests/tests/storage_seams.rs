@@ -38,9 +38,7 @@ use sotto_server::prekeys::ClusterPrekeys;
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
 use sotto_server::records::{GroupRecord, NormalRecord};
 use sotto_server::seal::{MasterKey, Sealer};
-use sotto_server::secret_queue_suite::{
-    ClusterSecretQueue, Full, GroupQueued, NewGroupSecret, NewSecret, Queued, SecretQueue,
-};
+use sotto_server::secret_queue_suite::{ClusterSecretQueue, Full, NewSecret, Queued, SecretQueue};
 use sotto_server::store::{FjallStore, Store};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
 use zeroize::Zeroizing;
@@ -525,7 +523,6 @@ trait Queue: Send + Sync {
     fn enqueue(&self, new: NewSecret) -> Queued;
     /// Several at once, as the relay's writer hands them over.
     fn enqueue_all(&self, new: Vec<NewSecret>) -> Vec<Queued>;
-    fn enqueue_for_group(&self, new: NewGroupSecret) -> GroupQueued;
     fn pending(&self, user: &str, limit: usize) -> (Vec<v1::SecretEnvelope>, bool);
     fn acknowledge(&self, user: &str, ids: &[u64]) -> usize;
 }
@@ -535,9 +532,6 @@ macro_rules! queue_on {
         impl Queue for $t {
             fn enqueue(&self, new: NewSecret) -> Queued {
                 self.enqueue_many(vec![new]).pop().unwrap().expect("queued")
-            }
-            fn enqueue_for_group(&self, new: NewGroupSecret) -> GroupQueued {
-                self.enqueue_group(new).expect("queued")
             }
             fn enqueue_all(&self, new: Vec<NewSecret>) -> Vec<Queued> {
                 self.enqueue_many(new)
@@ -683,61 +677,6 @@ async fn twenty_sends_at_once_get_twenty_ids(backing: Backing) {
     let waiting = nodes[1].pending("bob", 100).0;
     assert_eq!(waiting.len(), 20);
     assert_eq!(waiting.iter().map(|e| e.id).collect::<HashSet<_>>(), ids);
-}
-
-async fn a_secret_group_message_waits_for_each_member_once(backing: Backing) {
-    let (a, b) = (
-        backing.secret_queue(0, 100).await,
-        backing.secret_queue(1, 100).await,
-    );
-    let group = NewGroupSecret {
-        from: "alice".into(),
-        group: vec![7; 16],
-        recipients: vec!["bob".into(), "carol".into()],
-        client_id: [9; 16],
-        ciphertext: b"SENDER-KEY-CIPHERTEXT".to_vec(),
-        ttl_ms: 3_600_000,
-    };
-    let copy = || NewGroupSecret {
-        recipients: group.recipients.clone(),
-        ciphertext: group.ciphertext.clone(),
-        group: group.group.clone(),
-        from: group.from.clone(),
-        ..group
-    };
-    let GroupQueued::New(queued) = a.enqueue_for_group(copy()) else {
-        panic!("a new group message was not queued");
-    };
-    assert_eq!(queued.len(), 2);
-    // A retry at the other node: queued for nobody again.
-    assert!(matches!(
-        b.enqueue_for_group(copy()),
-        GroupQueued::Duplicate
-    ));
-    for member in ["bob", "carol"] {
-        let (waiting, _) = b.pending(member, 10);
-        assert_eq!(texts(&waiting), ["SENDER-KEY-CIPHERTEXT"], "{member}");
-        assert_eq!(waiting[0].group.as_ref(), [7; 16]);
-        assert_eq!(waiting[0].from, "alice");
-    }
-    let bobs = a.pending("bob", 10).0[0].id;
-    assert_eq!(a.acknowledge("bob", &[bobs]), 1);
-    assert!(b.pending("bob", 10).0.is_empty());
-    assert_eq!(
-        b.pending("carol", 10).0.len(),
-        1,
-        "carol's copy stays until she has it"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_a_secret_group_message_waits_for_each_member_once() {
-    a_secret_group_message_waits_for_each_member_once(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_a_secret_group_message_waits_for_each_member_once() {
-    a_secret_group_message_waits_for_each_member_once(Backing::cluster()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

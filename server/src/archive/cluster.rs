@@ -119,24 +119,25 @@ impl Copies {
 
     /// `user`'s copies after stream sequence `after`, oldest first, for as
     /// long as `take` wants more: `take` gets (sequence, sent, record).
+    /// Whether it read them all (`take` never said stop).
     async fn scan(
         &self,
         user: &str,
         after: u64,
         mut take: impl FnMut(u64, bool, NormalRecord) -> bool,
-    ) -> Result<(), RelayError> {
+    ) -> Result<bool, RelayError> {
         let filter = format!("hist.{}.*", self.owner(user));
         let mut from = after.saturating_add(1);
         loop {
             let Some(message) =
                 next_on(&self.hist, &filter, from, "read of a normal message").await?
             else {
-                return Ok(());
+                return Ok(true);
             };
             from = message.sequence + 1;
             let (sent, record) = self.open(&message.subject, message.sequence, &message.payload)?;
             if !take(message.sequence, sent, record) {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
@@ -330,7 +331,8 @@ impl ClusterArchive {
     /// the newest id up to which every message of theirs to `user` is
     /// delivered. Copies are in commit order, not id order (two nodes), so a
     /// message acknowledged counts only below the oldest of the sender's
-    /// still waiting. Group messages tell nobody on a cluster yet.
+    /// still waiting; reads are bounded both ways, and a scan cut short
+    /// tells nobody. Group messages tell nobody on a cluster yet.
     pub fn delivered_one_to_one(
         &self,
         user: &str,
@@ -338,24 +340,37 @@ impl ClusterArchive {
         after: u64,
     ) -> Result<Vec<(String, sotto_proto::v1::Delivered)>, RelayError> {
         use std::collections::BTreeMap;
-        // sender → (newest id acknowledged now, oldest id still waiting)
+        // sender → (ids acknowledged now, oldest id still waiting)
         let mut threads: BTreeMap<String, (Vec<u64>, Option<u64>)> = BTreeMap::new();
-        let mut seen = 0usize;
-        self.copies
-            .cluster
-            .wait(self.copies.scan(user, before, |seq, sent, record| {
-                seen += 1;
-                if !sent && record.group.is_empty() {
-                    let thread = threads.entry(record.from).or_default();
+        // Bounded reads, both ways; a scan cut short tells nobody (a
+        // receipt must never claim what it did not see).
+        let (mut acked_read, mut ahead_read) = (0usize, 0usize);
+        let limit = sotto_proto::MAX_FETCH as usize;
+        let whole =
+            self.copies
+                .cluster
+                .wait(self.copies.scan(user, before, |seq, sent, record| {
                     if seq <= after {
-                        thread.0.push(record.id);
+                        acked_read += 1;
                     } else {
-                        thread.1 = Some(thread.1.map_or(record.id, |w| w.min(record.id)));
+                        ahead_read += 1;
                     }
-                }
-                // What is acknowledged, and a bounded look at what still waits.
-                seq <= after || seen < 4 * sotto_proto::MAX_FETCH as usize
-            }))?;
+                    if acked_read > limit || ahead_read > 4 * limit {
+                        return false;
+                    }
+                    if !sent && record.group.is_empty() {
+                        let thread = threads.entry(record.from).or_default();
+                        if seq <= after {
+                            thread.0.push(record.id);
+                        } else {
+                            thread.1 = Some(thread.1.map_or(record.id, |w| w.min(record.id)));
+                        }
+                    }
+                    true
+                }))?;
+        if !whole {
+            return Ok(Vec::new());
+        }
         Ok(threads
             .into_iter()
             .filter_map(|(sender, (acked, waiting))| {

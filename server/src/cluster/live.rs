@@ -154,7 +154,9 @@ async fn run(
     deliver: Deliver,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut listening: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Per user listened for: how to stop its forwarding task, and the task.
+    let mut listening: HashMap<String, (oneshot::Sender<()>, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
             Command::Listen(user) => {
@@ -167,14 +169,20 @@ async fn run(
                     }
                 };
                 let (sealer, deliver) = (sealer.clone(), deliver.clone());
-                let task = tokio::spawn(forward(subscriber, subject, sealer, origin, deliver));
-                if let Some(old) = listening.insert(user, task) {
-                    old.abort();
+                let (stop, stopped) = oneshot::channel();
+                let task = tokio::spawn(forward(
+                    subscriber, stopped, subject, sealer, origin, deliver,
+                ));
+                if let Some(old) = listening.insert(user, (stop, task)) {
+                    old.1.abort();
                 }
             }
             Command::Stop(user) => {
-                if let Some(task) = listening.remove(&user) {
-                    task.abort();
+                // Waited for: the unsubscription is sent before any later
+                // barrier's round trip, so once settled the server has it.
+                if let Some((stop, task)) = listening.remove(&user) {
+                    let _ = stop.send(());
+                    let _ = task.await;
                 }
             }
             Command::Barrier(done) => {
@@ -187,19 +195,32 @@ async fn run(
             }
         }
     }
-    for task in listening.into_values() {
+    for (_, task) in listening.into_values() {
         task.abort();
     }
 }
 
 async fn forward(
     mut subscriber: async_nats::Subscriber,
+    mut stop: oneshot::Receiver<()>,
     subject: String,
     sealer: Arc<Sealer>,
     origin: u64,
     deliver: Deliver,
 ) {
-    while let Some(message) = subscriber.next().await {
+    loop {
+        let message = tokio::select! {
+            _ = &mut stop => {
+                if let Err(e) = subscriber.unsubscribe().await {
+                    debug!(error = %e, "an unsubscription was not sent");
+                }
+                return;
+            }
+            message = subscriber.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
         let opened = sealer.open_padded(Tree::Meta, subject.as_bytes(), &message.payload);
         let Some((from, user, push)) = opened.ok().and_then(|plain| decode(&plain)) else {
             warn!("a push from the cluster did not open: dropped");

@@ -35,9 +35,9 @@
 //! the ratchet a message it has read), or delete envelopes (lost messages:
 //! an operator can always refuse service).
 //!
-//! Not yet here: one body for a group message's many recipients (each copy
-//! carries the ciphertext), and the per-sender and byte quotas per
-//! recipient, which the embedded queue keeps in its in-memory index.
+//! Not yet here: secret group messages, and the per-sender and byte quotas
+//! per recipient, which the embedded queue keeps in its in-memory index
+//! (without them, one group send could fill up to 255 queues).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +47,7 @@ use futures_util::TryStreamExt;
 use prost::Message;
 use sotto_proto::v1;
 
-use super::{Full, GroupQueued, NewGroupSecret, NewSecret, Queued, Quota, envelope};
+use super::{Full, NewSecret, Queued, Quota, envelope};
 use crate::accounts::blind_user;
 use crate::cluster::SECRET;
 use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
@@ -217,22 +217,10 @@ impl ClusterSecretQueue {
         Ok(subjects.len() as u64)
     }
 
-    /// Queues one envelope; `group` names the secret group of a group
-    /// message's copy (then one client id is one envelope per recipient).
-    async fn enqueue_one(
-        &self,
-        new: NewSecret,
-        group: Option<&[u8]>,
-    ) -> Result<Queued, RelayError> {
+    async fn enqueue_one(&self, new: NewSecret) -> Result<Queued, RelayError> {
         let recipient = blind_user(&self.sealer, &new.to);
         let mut dedup = blind_user(&self.sealer, &new.from).to_vec();
-        match group {
-            None => dedup.extend_from_slice(&new.client_id),
-            Some(_) => dedup.extend_from_slice(&self.sealer.blind(
-                "group copy",
-                &[new.client_id.as_slice(), &recipient].concat(),
-            )),
-        }
+        dedup.extend_from_slice(&new.client_id);
         let (id, first_to, retry) = match self.sent_before(&dedup).await? {
             Some((id, to)) => (id, to, true),
             None => {
@@ -268,7 +256,6 @@ impl ClusterSecretQueue {
             queued_at,
             expires_at: queued_at.saturating_add(new.ttl_ms),
             dedup_key: dedup,
-            group: group.map(<[u8]>::to_vec).unwrap_or_default(),
             ..Default::default()
         };
         let sealed = self.sealer.seal_padded(
@@ -292,43 +279,8 @@ impl ClusterSecretQueue {
     /// replicas when this returns. A retry with the same client id is not
     /// queued twice.
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
-        let enqueues = envelopes.into_iter().map(|new| self.enqueue_one(new, None));
+        let enqueues = envelopes.into_iter().map(|new| self.enqueue_one(new));
         self.cluster.wait(futures_util::future::join_all(enqueues))
-    }
-
-    /// Queues a secret group message for each of `new.recipients`, each
-    /// copy an envelope of its own with the whole ciphertext (the embedded
-    /// queue keeps one body for all; the cluster keeps no such shared record
-    /// yet). A retry queues it only for those it is not queued for. Unlike
-    /// on one relay, a recipient whose queue is full does not keep the
-    /// others from getting theirs: the sender is told, and a retry reaches
-    /// the rest.
-    pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
-        let copies = new.recipients.iter().map(|to| {
-            let one = NewSecret {
-                from: new.from.clone(),
-                to: to.clone(),
-                client_id: new.client_id,
-                ciphertext: new.ciphertext.clone(),
-                ttl_ms: new.ttl_ms,
-            };
-            self.enqueue_one(one, Some(&new.group))
-        });
-        let queued = self.cluster.wait(futures_util::future::join_all(copies));
-        let mut envelopes = Vec::new();
-        let mut full = None;
-        for (to, queued) in new.recipients.iter().zip(queued) {
-            match queued? {
-                Queued::New(envelope) => envelopes.push((to.clone(), envelope)),
-                Queued::Duplicate(_) => {}
-                Queued::Full(f) => full = full.or(Some((f, to.clone()))),
-            }
-        }
-        Ok(match (full, envelopes.is_empty()) {
-            (Some((f, to)), _) => GroupQueued::Full(f, to),
-            (None, true) => GroupQueued::Duplicate,
-            (None, false) => GroupQueued::New(envelopes),
-        })
     }
 
     /// Envelopes waiting for `user`, oldest first; `more` when the limit cut it.
