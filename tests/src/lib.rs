@@ -518,3 +518,18 @@ pub async fn sync_json(dir: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("one JSON value a line"))
         .collect()
 }
+
+/// Runs heavy tests of one test binary one at a time (each holds the guard):
+/// a relay under load, or a NATS cluster with relay nodes, beside another
+/// on 2 cores starves both of keep-alives, and connections time out.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// See [`HEAVY`]: for an async test.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
+}
+
+/// See [`HEAVY`]: for a test outside any runtime.
+pub fn one_at_a_time_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.blocking_lock()
+}

@@ -62,6 +62,7 @@ fn id(n: u8) -> [u8; 16] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_on_node_a_and_bob_on_node_b_chat_normal_and_secret_live_and_offline() {
+    let _heavy = sotto_tests::one_at_a_time().await;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let a_dir = first_node_dir(root.path());
@@ -233,6 +234,7 @@ fn stream_leader(nats: &NatsCluster, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_streams_leader_dies_mid_stream_and_no_acknowledged_message_is_lost_or_doubled()
 {
+    let _heavy = sotto_tests::one_at_a_time().await;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let a = node(&nats, &first_node_dir(root.path())).await;
@@ -309,6 +311,7 @@ async fn the_history_streams_leader_dies_mid_stream_and_no_acknowledged_message_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
+    let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_tests::RelayProcess;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
@@ -395,6 +398,7 @@ async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_a_cluster_refuses_warrants_and_says_why() {
+    let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::relay::RelayConnection;
     use sotto_investigator::requests;
     let nats = NatsCluster::start();
@@ -422,6 +426,7 @@ async fn a_node_on_a_cluster_refuses_warrants_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_relays_data_directory_does_not_become_a_node_by_a_change_of_store() {
+    let _heavy = sotto_tests::one_at_a_time().await;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let data = first_node_dir(root.path());
@@ -460,6 +465,7 @@ async fn a_single_relays_data_directory_does_not_become_a_node_by_a_change_of_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_operator_who_deletes_the_accounts_cannot_hand_a_history_to_a_newcomer() {
+    let _heavy = sotto_tests::one_at_a_time().await;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let a = node(&nats, &first_node_dir(root.path())).await;
@@ -511,6 +517,7 @@ async fn hostile_operator_who_deletes_the_accounts_cannot_hand_a_history_to_a_ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_at_one_node_hears_of_the_delivery_at_another() {
+    let _heavy = sotto_tests::one_at_a_time().await;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let a_dir = first_node_dir(root.path());

@@ -5,6 +5,7 @@ use serde_json::Value;
 use sotto_tests::bin;
 
 fn run(args: &[&str]) -> Value {
+    let _heavy = sotto_tests::one_at_a_time_blocking();
     let out = std::process::Command::new(bin("sotto-loadgen"))
         .args(args)
         .output()
