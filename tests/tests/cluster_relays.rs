@@ -564,3 +564,37 @@ async fn a_sender_at_one_node_hears_of_the_delivery_at_another() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_client_acknowledging_u64_max_skips_no_later_message() {
+    let _heavy = sotto_tests::one_at_a_time().await;
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a = node(&nats, &first_node_dir(root.path())).await;
+    let alice = connect(&a).await;
+    alice
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    let bob = connect(&a).await;
+    bob.register("bob", &Identity::generate()).await.unwrap();
+    alice
+        .send_normal(Recipient::User("bob"), "before", id(1))
+        .await
+        .unwrap();
+    // The cursor stops at the newest copy stored, not at the integer asked for.
+    bob.ack(u64::MAX, vec![u64::MAX, 0]).await.unwrap();
+    assert!(bob.fetch(100).await.unwrap().normal.is_empty());
+    alice
+        .send_normal(Recipient::User("bob"), "after", id(2))
+        .await
+        .unwrap();
+    let later = bob.fetch(100).await.unwrap().normal;
+    assert_eq!(
+        later.len(),
+        1,
+        "a message after an acknowledgement of u64::MAX was skipped"
+    );
+    assert_eq!(later[0].text, "after");
+    a.shutdown().await.unwrap();
+}
