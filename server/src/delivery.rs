@@ -114,12 +114,31 @@ impl<'a> Ledger<'a> {
     }
 }
 
-/// What `acked` (the messages an acknowledgement just moved past, now
-/// durable) tells their senders: for each sender and conversation, the newest
+/// What `user`'s acknowledgement, which moved their cursor from `before` to
+/// `after` (now durable), tells the senders of the messages it moved past:
+/// for each sender and conversation, the newest
 /// of the sender's messages there that is delivered now, as (sender, what to
 /// push them). A record is read only to name the sender and conversation and
 /// to check a group's other members: in a 1:1 chat, one per conversation.
 pub fn on_ack(
+    archive: &Archive,
+    groups: &Groups,
+    user: &str,
+    before: u64,
+    after: u64,
+) -> Result<Vec<(String, Delivered)>, RelayError> {
+    match archive {
+        // Its copies carry what the rule needs (see `delivered_one_to_one`).
+        Archive::Cluster(cluster, _) => cluster.delivered_one_to_one(user, before, after),
+        Archive::Local(_) => {
+            let acked = archive.received_between(user, before, after, ACK_READ_LIMIT)?;
+            told_of(archive, groups, &acked)
+        }
+    }
+}
+
+/// What the messages in `acked` tell their senders (see [`on_ack`]).
+fn told_of(
     archive: &Archive,
     groups: &Groups,
     acked: &[Posted],
@@ -247,11 +266,7 @@ mod tests {
             let before = self.archive.acknowledged(user).unwrap();
             self.archive.ack(user, upto).unwrap();
             let after = self.archive.acknowledged(user).unwrap();
-            let acked = self
-                .archive
-                .received_between(user, before, after, ACK_READ_LIMIT)
-                .unwrap();
-            on_ack(&self.archive, &self.groups, &acked).unwrap()
+            on_ack(&self.archive, &self.groups, user, before, after).unwrap()
         }
 
         fn status(&self, sender: &str, ids: &[u64]) -> Vec<Delivered> {

@@ -210,6 +210,21 @@ impl Backing {
     }
 }
 
+/// One suite's test, run on each backing: `local_…` and `cluster_…`.
+macro_rules! on_both {
+    ($suite:ident: $local:ident, $cluster:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $local() {
+            $suite(Backing::local()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $cluster() {
+            $suite(Backing::cluster()).await;
+        }
+    };
+}
+
 /// A valid ML-KEM-1024 encapsulation key's bytes (small coefficients).
 fn pq_key_bytes(id: u32) -> Vec<u8> {
     vec![(id % 8) as u8 + 1; PQ_PUBLIC_KEY_LEN]
@@ -405,35 +420,23 @@ async fn an_upload_keeps_at_most_the_limit_and_skips_keys_held(backing: Backing)
     assert_eq!(h.bundle.signed_prekey.unwrap().public_key.as_ref(), [2; 32]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_each_goes_out_once_then_the_last_resort_stays() {
-    each_goes_out_once_then_the_last_resort_stays(Backing::local()).await;
-}
+on_both!(
+    each_goes_out_once_then_the_last_resort_stays:
+    local_each_goes_out_once_then_the_last_resort_stays,
+    cluster_each_goes_out_once_then_the_last_resort_stays
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_each_goes_out_once_then_the_last_resort_stays() {
-    each_goes_out_once_then_the_last_resort_stays(Backing::cluster()).await;
-}
+on_both!(
+    twenty_takes_at_once_hand_each_one_time_prekey_out_once:
+    local_twenty_takes_at_once_hand_each_one_time_prekey_out_once,
+    cluster_twenty_takes_at_once_on_two_nodes_hand_each_one_time_prekey_out_once
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_twenty_takes_at_once_hand_each_one_time_prekey_out_once() {
-    twenty_takes_at_once_hand_each_one_time_prekey_out_once(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_twenty_takes_at_once_on_two_nodes_hand_each_one_time_prekey_out_once() {
-    twenty_takes_at_once_hand_each_one_time_prekey_out_once(Backing::cluster()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_an_upload_keeps_at_most_the_limit_and_skips_keys_held() {
-    an_upload_keeps_at_most_the_limit_and_skips_keys_held(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_an_upload_keeps_at_most_the_limit_and_skips_keys_held() {
-    an_upload_keeps_at_most_the_limit_and_skips_keys_held(Backing::cluster()).await;
-}
+on_both!(
+    an_upload_keeps_at_most_the_limit_and_skips_keys_held:
+    local_an_upload_keeps_at_most_the_limit_and_skips_keys_held,
+    cluster_an_upload_keeps_at_most_the_limit_and_skips_keys_held
+);
 
 async fn a_name_is_registered_once_of_twenty_at_once(backing: Backing) {
     let nodes = [backing.accounts(0).await, backing.accounts(1).await];
@@ -476,15 +479,11 @@ async fn a_name_is_registered_once_of_twenty_at_once(backing: Backing) {
     assert!(!nodes[1].exists("carol2").unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_a_name_is_registered_once_of_twenty_at_once() {
-    a_name_is_registered_once_of_twenty_at_once(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_a_name_is_registered_once_of_twenty_at_once_on_two_nodes() {
-    a_name_is_registered_once_of_twenty_at_once(Backing::cluster()).await;
-}
+on_both!(
+    a_name_is_registered_once_of_twenty_at_once:
+    local_a_name_is_registered_once_of_twenty_at_once,
+    cluster_a_name_is_registered_once_of_twenty_at_once_on_two_nodes
+);
 
 async fn a_group_is_made_once_of_twenty_at_once(backing: Backing) {
     let nodes = [backing.groups(0).await, backing.groups(1).await];
@@ -508,15 +507,11 @@ async fn a_group_is_made_once_of_twenty_at_once(backing: Backing) {
     assert!(nodes[0].get("other").unwrap().is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_a_group_is_made_once_of_twenty_at_once() {
-    a_group_is_made_once_of_twenty_at_once(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_a_group_is_made_once_of_twenty_at_once_on_two_nodes() {
-    a_group_is_made_once_of_twenty_at_once(Backing::cluster()).await;
-}
+on_both!(
+    a_group_is_made_once_of_twenty_at_once:
+    local_a_group_is_made_once_of_twenty_at_once,
+    cluster_a_group_is_made_once_of_twenty_at_once_on_two_nodes
+);
 
 /// The secret queue, as the relay's handlers use it, on either backing.
 trait Queue: Send + Sync {
@@ -679,35 +674,23 @@ async fn twenty_sends_at_once_get_twenty_ids(backing: Backing) {
     assert_eq!(waiting.iter().map(|e| e.id).collect::<HashSet<_>>(), ids);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_an_envelope_waits_for_its_recipient_alone_until_acknowledged() {
-    an_envelope_waits_for_its_recipient_alone_until_acknowledged(Backing::local()).await;
-}
+on_both!(
+    an_envelope_waits_for_its_recipient_alone_until_acknowledged:
+    local_an_envelope_waits_for_its_recipient_alone_until_acknowledged,
+    cluster_an_envelope_waits_for_its_recipient_alone_until_acknowledged
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_an_envelope_waits_for_its_recipient_alone_until_acknowledged() {
-    an_envelope_waits_for_its_recipient_alone_until_acknowledged(Backing::cluster()).await;
-}
+on_both!(
+    a_retry_is_queued_once_and_a_full_queue_refuses:
+    local_a_retry_is_queued_once_and_a_full_queue_refuses,
+    cluster_a_retry_is_queued_once_and_a_full_queue_refuses
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_a_retry_is_queued_once_and_a_full_queue_refuses() {
-    a_retry_is_queued_once_and_a_full_queue_refuses(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_a_retry_is_queued_once_and_a_full_queue_refuses() {
-    a_retry_is_queued_once_and_a_full_queue_refuses(Backing::cluster()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_twenty_sends_at_once_get_twenty_ids() {
-    twenty_sends_at_once_get_twenty_ids(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_twenty_sends_at_once_on_two_nodes_get_twenty_ids() {
-    twenty_sends_at_once_get_twenty_ids(Backing::cluster()).await;
-}
+on_both!(
+    twenty_sends_at_once_get_twenty_ids:
+    local_twenty_sends_at_once_get_twenty_ids,
+    cluster_twenty_sends_at_once_on_two_nodes_get_twenty_ids
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_envelope_is_gone_from_the_cluster_and_never_was_readable() {
@@ -935,25 +918,17 @@ async fn a_retry_is_stored_once_and_the_desk_reads_a_window(backing: Backing) {
     assert!(a.records_of("alice", before - 60_000, before).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged() {
-    a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged(Backing::local()).await;
-}
+on_both!(
+    a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged:
+    local_a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged,
+    cluster_a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged() {
-    a_message_reaches_each_inbox_once_and_stays_gone_once_acknowledged(Backing::cluster()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_a_retry_is_stored_once_and_the_desk_reads_a_window() {
-    a_retry_is_stored_once_and_the_desk_reads_a_window(Backing::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_a_retry_is_stored_once_and_the_desk_reads_a_window() {
-    a_retry_is_stored_once_and_the_desk_reads_a_window(Backing::cluster()).await;
-}
+on_both!(
+    a_retry_is_stored_once_and_the_desk_reads_a_window:
+    local_a_retry_is_stored_once_and_the_desk_reads_a_window,
+    cluster_a_retry_is_stored_once_and_the_desk_reads_a_window
+);
 
 /// Every raw message of `stream`, as the cluster's operator reads it.
 async fn raw_messages(js: &jetstream::Context, stream: &str) -> Vec<(String, Vec<u8>)> {

@@ -8,8 +8,7 @@ use tracing::warn;
 
 use super::{Handled, RequestError};
 use crate::RelayError;
-use crate::archive::Archive;
-use crate::delivery::{self, ACK_READ_LIMIT};
+use crate::delivery;
 use crate::state::RelayState;
 
 pub async fn handle(state: &RelayState, user: &str, ack: Ack) -> Handled {
@@ -51,16 +50,8 @@ pub async fn handle(state: &RelayState, user: &str, ack: Ack) -> Handled {
 /// it left, so every step of the cursor is covered by one of them.
 fn tell_senders(state: &RelayState, user: &str, before: u64) -> Result<(), RelayError> {
     let after = state.archive.acknowledged(user)?;
-    let told = match &*state.archive {
-        Archive::Cluster(archive, _) => archive.delivered_one_to_one(user, before, after)?,
-        Archive::Local(_) => {
-            let acked = state
-                .archive
-                .received_between(user, before, after, ACK_READ_LIMIT)?;
-            delivery::on_ack(&state.archive, &state.groups, &acked)?
-        }
-    };
-    for (sender, delivered) in told {
+    for (sender, delivered) in delivery::on_ack(&state.archive, &state.groups, user, before, after)?
+    {
         let push = Push {
             kind: Some(push::Kind::Delivered(delivered)),
         };
