@@ -78,6 +78,11 @@ pub struct RelayConfig {
     /// On how many cluster nodes each stream is kept (a majority holds
     /// every acknowledged write).
     pub nats_replicas: usize,
+    /// With `store = "nats"`: this node is the cluster's warrant desk, the
+    /// one node that serves warrant and unmask requests and keeps the
+    /// transparency log (one log, one head). A second node that says so is
+    /// refused at start; the others answer investigators with where to go.
+    pub nats_warrant_desk: bool,
     pub limits: Limits,
     pub warrant: WarrantConfig,
 }
@@ -182,6 +187,7 @@ impl Default for RelayConfig {
             nats_password_file: PathBuf::from("nats.password"),
             nats_warrant_password_file: PathBuf::from("nats-warrant.password"),
             nats_replicas: 3,
+            nats_warrant_desk: false,
             limits: Limits::default(),
             warrant: WarrantConfig::default(),
         }
@@ -264,6 +270,13 @@ impl RelayConfig {
         within("secret_ttl_secs", self.secret_ttl_secs, 60, 365 * 86_400)?;
         if self.store == StoreKind::Nats && self.nats_urls.is_empty() {
             return Err("store = \"nats\" needs nats_urls, the cluster's client URLs".into());
+        }
+        if self.nats_warrant_desk && self.store != StoreKind::Nats {
+            return Err(
+                "nats_warrant_desk is for a cluster's node (store = \"nats\"): a single relay \
+                 always serves its own warrants"
+                    .into(),
+            );
         }
         within("nats_replicas", self.nats_replicas as u64, 1, 5)?;
         within("idle_timeout_secs", self.idle_timeout_secs, 5, 3_600)?;
@@ -464,6 +477,7 @@ impl RelayConfig {
              # nats_password_file = \"nats.password\"                  # or SOTTO_NATS_PASSWORD\n\
              # nats_warrant_password_file = \"nats-warrant.password\"  # or SOTTO_NATS_WARRANT_PASSWORD\n\
              # nats_replicas = 3\n\
+             # nats_warrant_desk = false  # true on the one node that serves warrants\n\
              \n\
              [limits]\n\
              # Connections held at once, from everyone, and from one IPv4 address or IPv6 /64.\n\

@@ -31,6 +31,10 @@ use crate::tls::TlsIdentity;
 const DATA_KEY: &[u8] = b"data_key";
 const DISCLOSURE_KEY: &[u8] = b"disclosure_key";
 const AUDIT_KEY: &[u8] = b"audit_key";
+/// A cluster node's own id (random, not secret), made at its first start:
+/// the warrant desk is claimed by it, and a data directory that has one
+/// has served as a node, never as a single relay.
+const NODE_ID: &[u8] = b"cluster_node_id";
 
 /// Environment variable that carries the master key instead of a file.
 pub const MASTER_KEY_ENV: &str = "SOTTO_MASTER_KEY";
@@ -154,6 +158,24 @@ pub fn open(root: &Path, config: &RelayConfig) -> Result<OpenedDir> {
         audit_key,
         warnings,
     })
+}
+
+/// This node's id on its cluster, if the data directory has served as one.
+pub(crate) fn node_id(store: &dyn Store) -> Result<Option<Vec<u8>>> {
+    Ok(store.get(Tree::Meta, NODE_ID)?)
+}
+
+/// This node's id on its cluster, made (and on stable storage) if it has none.
+pub(crate) fn make_node_id(store: &dyn Store) -> Result<Vec<u8>> {
+    if let Some(id) = node_id(store)? {
+        return Ok(id);
+    }
+    let mut id = vec![0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+    store.apply(Batch::guarded(Tree::Meta, NODE_ID.to_vec(), id.clone()))?;
+    store.flush()?;
+    // A guarded put keeps a value already there: read what won.
+    node_id(store)?.context("the node id was not kept")
 }
 
 /// The keys every node of a cluster shares, as the store holds them.

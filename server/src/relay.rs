@@ -31,6 +31,7 @@ use crate::state::RelayState;
 use crate::store::Store;
 use crate::warrant::anchor::StoredAnchor;
 use crate::warrant::audit::{AuditLog, LogRefused};
+use crate::warrant::cluster::{ClusterNotices, claim_desk};
 use crate::warrant::grants::Grants;
 use crate::warrant::held::HeldWarrants;
 use crate::warrant::notices::Notices;
@@ -80,7 +81,8 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let cluster = match config.store {
         StoreKind::Nats => {
             refuse_a_single_relays_data(root, &*store)?;
-            Some(open_cluster(root, &config, &opened.sealer, &clock).await?)
+            let node_id = datadir::make_node_id(&*store)?;
+            Some(open_cluster(root, &config, &opened.sealer, &clock, &node_id).await?)
         }
         _ => None,
     };
@@ -96,8 +98,10 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     )?;
     let metrics = state.metrics.clone();
     let mut warnings = opened.warnings;
-    if let Err(why) = state.warrants.audit_log() {
-        warnings.push(why.to_owned());
+    match state.warrants.audit_log() {
+        Err(why) if why == crate::warrant::NOT_THE_DESK => info!("{why}"),
+        Err(why) => warnings.push(why.to_owned()),
+        Ok(_) => {}
     }
     let metrics_server = match state.config.metrics_listen {
         None => None,
@@ -143,21 +147,23 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
 /// A data directory that served users or warrants as a single relay does not
 /// become a cluster's node by a change of `store`: its accounts, history and
 /// secret queue would be left behind, its owed warrant notices never sent,
-/// its transparency log no longer served.
+/// its transparency log no longer served. (The warrant records and log of
+/// a cluster's warrant desk are its data directory's own: a directory with
+/// a node id has served as a node, never as a single relay.)
 fn refuse_a_single_relays_data(root: &Path, store: &dyn Store) -> Result<()> {
     use crate::store::Tree;
-    let served = [
-        Tree::Accounts,
-        Tree::Messages,
-        Tree::SecretQueue,
-        Tree::Warrants,
-    ]
-    .into_iter()
-    .map(|tree| store.count(tree))
-    .collect::<Result<Vec<_>, _>>()?
-    .into_iter()
-    .any(|n| n > 0);
-    let logged = std::fs::metadata(datadir::audit_path(root)).is_ok_and(|m| m.len() > 0);
+    let node = datadir::node_id(store)?.is_some();
+    let mut trees = vec![Tree::Accounts, Tree::Messages, Tree::SecretQueue];
+    if !node {
+        trees.push(Tree::Warrants);
+    }
+    let served = trees
+        .into_iter()
+        .map(|tree| store.count(tree))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .any(|n| n > 0);
+    let logged = !node && std::fs::metadata(datadir::audit_path(root)).is_ok_and(|m| m.len() > 0);
     if served || logged {
         anyhow::bail!(
             "{} has served as a single relay (it holds accounts, messages, warrants or a \
@@ -200,6 +206,10 @@ pub(crate) struct ClusterParts {
     secret_queue: ClusterSecretQueue,
     archive: ClusterArchive,
     desk_view: ClusterArchiveReader,
+    notices: ClusterNotices,
+    /// The notices the warrant desk writes (as the desk's user), if this
+    /// node is the cluster's warrant desk.
+    desk_notices: Option<ClusterNotices>,
 }
 
 /// Connects a relay node to its cluster and opens what it keeps there.
@@ -208,6 +218,7 @@ async fn open_cluster(
     config: &RelayConfig,
     sealer: &Arc<crate::seal::Sealer>,
     clock: &crate::Clock,
+    node_id: &[u8],
 ) -> Result<ClusterParts> {
     let options = |user: &str, file: &Path, env: &str| -> Result<ClusterOptions> {
         Ok(ClusterOptions {
@@ -231,7 +242,18 @@ async fn open_cluster(
     let opened = async {
         let cluster = Cluster::connect(&relay).await?;
         let desk = Cluster::connect(&desk).await?;
+        // Made by the relay's user before the desk's user looks for it.
+        let notices = ClusterNotices::open(&cluster, sealer.clone()).await?;
+        let desk_notices = match config.nats_warrant_desk {
+            true => {
+                claim_desk(&cluster, sealer, node_id).await?;
+                Some(ClusterNotices::writer(&desk, sealer.clone()).await?)
+            }
+            false => None,
+        };
         anyhow::Ok(ClusterParts {
+            notices,
+            desk_notices,
             client: cluster.client(),
             accounts: ClusterRecords::open(&cluster, ACCOUNTS).await?,
             groups: ClusterRecords::open(&cluster, GROUPS).await?,
@@ -268,8 +290,7 @@ pub(crate) fn assemble(
     audit_key: &ed25519_dalek::SigningKey,
     cluster: Option<ClusterParts>,
 ) -> Result<(Arc<RelayState>, std::thread::JoinHandle<()>)> {
-    let on_cluster = cluster.is_some();
-    let (archive, secret_queue, accounts, groups, prekeys, hub) = match cluster {
+    let (archive, secret_queue, accounts, groups, prekeys, hub, notices) = match cluster {
         None => (
             Archive::Local(Arc::new(
                 NormalArchive::open(store.clone(), sealer.clone())
@@ -284,6 +305,7 @@ pub(crate) fn assemble(
             Groups::new(store.clone(), sealer.clone()),
             Prekeys::new(store.clone(), sealer.clone()),
             Hub::new(config.limits.subscriptions_per_account),
+            None,
         ),
         Some(parts) => (
             Archive::Cluster(Arc::new(parts.archive), parts.desk_view),
@@ -296,6 +318,10 @@ pub(crate) fn assemble(
                 parts.client,
                 sealer.clone(),
             ),
+            Some((
+                Notices::on_cluster(parts.notices),
+                parts.desk_notices.map(Notices::on_cluster),
+            )),
         ),
     };
     let (archive, secret_queue) = (Arc::new(archive), Arc::new(secret_queue));
@@ -307,10 +333,19 @@ pub(crate) fn assemble(
         metrics.clone(),
     )
     .context("cannot start the writing thread")?;
-    let notices = Notices::new(store.clone(), sealer.clone());
-    let audit = match on_cluster {
-        false => open_audit_log(root, &store, sealer, audit_key, clock)?,
-        true => Err(crate::warrant::NOT_ON_A_CLUSTER.to_owned()),
+    // Where people are told of warrants (read at their node), and where
+    // the desk writes it; on a cluster, only its warrant desk serves warrants.
+    let (notices, desk_notices, serves_warrants) = match notices {
+        None => {
+            let notices = Notices::new(store.clone(), sealer.clone());
+            (notices.clone(), notices, true)
+        }
+        Some((node, Some(desk))) => (node, desk, true),
+        Some((node, None)) => (node.clone(), node, false),
+    };
+    let audit = match serves_warrants {
+        true => open_audit_log(root, &store, sealer, audit_key, clock)?,
+        false => Err(crate::warrant::NOT_THE_DESK.to_owned()),
     };
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),
@@ -331,7 +366,7 @@ pub(crate) fn assemble(
         pseudonym_key: sealer.pseudonym_key(),
         writer: writer.clone(),
         held: HeldWarrants::new(store.clone(), sealer.clone()),
-        notices: notices.clone(),
+        notices: desk_notices,
         review: config.warrant.review,
         approvals: config.warrant.approvals,
         clock: clock.clone(),
@@ -423,6 +458,13 @@ async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
         every.tick().await;
         let Some(state) = state.upgrade() else { return };
         state.warrants.flush_unverifiable(false);
+        // Notices are issued when someone fetches here, and at least once a
+        // sweep: on a cluster, the people told may all fetch at other nodes.
+        if state.warrants.notices_may_be_due()
+            && let Err(e) = crate::handlers::off_the_workers(state.warrants.notify_due()).await
+        {
+            warn!(error = %format!("{e:#}"), "warrant notices are late");
+        }
         match state.secret_queue.expire(crate::now_ms()) {
             Ok(0) => {}
             Ok(n) => {

@@ -18,16 +18,25 @@ use sotto_server::config::StoreKind;
 use sotto_server::{RelayConfig, RunningRelay};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
 
-/// A relay node serving from `data` (laid out first when `join` is none).
-async fn node(nats: &NatsCluster, data: &Path) -> RunningRelay {
-    let config = RelayConfig {
+fn node_config(nats: &NatsCluster, warrant_desk: bool) -> RelayConfig {
+    RelayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: StoreKind::Nats,
         nats_urls: nats.urls(),
         nats_replicas: 3,
+        nats_warrant_desk: warrant_desk,
         ..RelayConfig::default()
-    };
-    sotto_server::start(data, config)
+    }
+}
+
+/// A relay node serving from `data`, not the cluster's warrant desk.
+async fn node(nats: &NatsCluster, data: &Path) -> RunningRelay {
+    node_with(nats, data, false).await
+}
+
+/// A relay node serving from `data`; the warrant desk if `warrant_desk`.
+async fn node_with(nats: &NatsCluster, data: &Path, warrant_desk: bool) -> RunningRelay {
+    sotto_server::start(data, node_config(nats, warrant_desk))
         .await
         .expect("the relay node starts on the cluster")
 }
@@ -396,32 +405,217 @@ async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
     assert_eq!(live.text, "still here");
 }
 
+/// A warrant for `alice`, from now an hour back to a minute ahead, told a
+/// day after its window; bound to the cluster's disclosure key.
+fn warrant_for_alice(
+    chief: &sotto_investigator::InvestigatorKeys,
+    disclosure_key: &str,
+    now: i64,
+) -> sotto_proto::v1::SignedWarrant {
+    chief.sign_warrant(&sotto_proto::v1::Warrant {
+        id: "W-CLUSTER".into(),
+        case_reference: "CASE-C".into(),
+        authority: chief.name.clone(),
+        legal_basis: "court order C/2026".into(),
+        approver: "judge".into(),
+        targets: vec!["alice".into()],
+        window_from: now - 3_600,
+        window_until: now + 60,
+        not_before: now - 60,
+        expires: now + 3_600,
+        delivery_key: chief.delivery_public().to_vec().into(),
+        relay_key: hex::decode(disclosure_key).unwrap().into(),
+        notify_after: now + 60 + 86_400,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_on_a_cluster_refuses_warrants_and_says_why() {
+async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_and_nothing_secret()
+{
     let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::relay::RelayConnection;
-    use sotto_investigator::requests;
+    use sotto_investigator::{Answered, InvestigatorKeys, requests};
+    use sotto_server::admin::{AdminAnswer, AdminRequest};
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
-    let a = node(&nats, &first_node_dir(root.path())).await;
-    const WHY: &str = "warrants are not served by a relay node on a cluster";
+    let a_dir = first_node_dir(root.path());
+    let a = node(&nats, &a_dir).await;
+    // Serving no warrant is how a node is meant to be: no warning.
     assert!(
-        a.warnings.iter().any(|w| w.contains(WHY)),
+        !a.warnings
+            .iter()
+            .any(|w| w.contains("warrant") || w.contains("transparency")),
         "{:?}",
         a.warnings
     );
-    // Asked, it says so: not that its log was tampered with.
-    let pin = Fingerprint::parse(&a.fingerprint).unwrap();
-    let conn = RelayConnection::connect(&a.addr.to_string(), pin)
+    let b_dir = root.path().join("b");
+    sotto_server::datadir::join(&b_dir, &a_dir).unwrap();
+    let b = node_with(&nats, &b_dir, true).await;
+    assert!(
+        !b.warnings
+            .iter()
+            .any(|w| w.contains("warrant") || w.contains("transparency")),
+        "{:?}",
+        b.warnings
+    );
+    let chief = InvestigatorKeys::generate(&root.path().join("chief"), "chief").unwrap();
+    let authorities = b_dir.join("authorities.toml");
+    let mut registry = sotto_server::warrant::authorities::load(&authorities).unwrap();
+    registry.add("chief", &chief.public_key_hex()).unwrap();
+    sotto_server::warrant::authorities::save(&authorities, &registry).unwrap();
+
+    // Alice and bob chat at node A, a minute ago (a cluster's desk
+    // discloses what every node has surely stored: records some seconds
+    // old): normal, and secret.
+    a.clock().set(sotto_server::now_ms() - 60_000);
+    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
+    let alice = connect(&a).await;
+    alice.register("alice", &alice_id).await.unwrap();
+    let bob = connect(&a).await;
+    bob.register("bob", &bob_id).await.unwrap();
+    alice
+        .send_normal(Recipient::User("bob"), "for the record, from A", id(1))
         .await
         .unwrap();
-    let proof = requests::audit_proof(&conn, 0, 1).await.unwrap_err();
-    assert!(proof.to_string().contains(WHY), "{proof}");
-    let unmask = requests::unmask(&conn, Default::default())
+    const SECRET_MARKER: &[u8] = b"SECRET-CIPHERTEXT-FROM-A";
+    alice
+        .send_secret("bob", SECRET_MARKER.to_vec(), id(2))
+        .await
+        .unwrap();
+
+    let now = sotto_server::now_ms() / 1000;
+    let signed = warrant_for_alice(&chief, &a.disclosure_key, now);
+    let pin = Fingerprint::parse(&a.fingerprint).unwrap();
+    // Node A is not the desk: it says where warrants are served, and logs nothing.
+    let at_a = RelayConnection::connect(&a.addr.to_string(), pin)
+        .await
+        .unwrap();
+    const NOT_HERE: &str = "is not its cluster's warrant desk";
+    let refused = requests::submit_warrant(&at_a, signed.clone())
         .await
         .unwrap_err();
-    assert!(unmask.to_string().contains(WHY), "{unmask}");
+    assert!(refused.to_string().contains(NOT_HERE), "{refused}");
+    let proof = requests::audit_proof(&at_a, 0, 1).await.unwrap_err();
+    assert!(proof.to_string().contains(NOT_HERE), "{proof}");
+    assert!(!a_dir.join("audit.log").exists());
+
+    // Node B is: held for review, approved by B's operator, collected.
+    let at_b = RelayConnection::connect(&b.addr.to_string(), pin)
+        .await
+        .unwrap();
+    let submitted = requests::submit_warrant(&at_b, signed.clone()).await;
+    assert!(
+        matches!(submitted, Ok(Answered::PendingReview(_))),
+        "{submitted:?}"
+    );
+    let dir = b_dir.clone();
+    let approved = tokio::task::spawn_blocking(move || {
+        sotto_server::admin::ask(
+            &dir,
+            &AdminRequest::Approve {
+                id: "W-CLUSTER".into(),
+                authority: Some("chief".into()),
+                by: "operator".into(),
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!matches!(approved, AdminAnswer::Refused(_)), "{approved:?}");
+    let Ok(Answered::Disclosure(bundle)) = requests::collect_warrant(&at_b, signed.clone()).await
+    else {
+        panic!("the desk discloses");
+    };
+    let disclosure = chief.open_disclosure(&bundle, None).unwrap().disclosure;
+    let texts: Vec<&str> = disclosure.records.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(texts, ["for the record, from A"], "what went through A");
+    assert_eq!(disclosure.records[0].from, "alice");
+    assert!(
+        !disclosure.records[0]
+            .participants
+            .iter()
+            .any(|p| p == "bob"),
+        "bob is a pseudonym: {:?}",
+        disclosure.records[0].participants
+    );
+    // Nothing secret: the envelope is in no byte of what was sent.
+    let sent = bundle.encode_to_vec();
+    assert!(
+        !sent
+            .windows(SECRET_MARKER.len())
+            .any(|w| w == SECRET_MARKER)
+    );
+    let opened = disclosure.encode_to_vec();
+    assert!(
+        !opened
+            .windows(SECRET_MARKER.len())
+            .any(|w| w == SECRET_MARKER)
+    );
+    // A replay at the same desk is one.
+    assert!(
+        requests::submit_warrant(&at_b, signed.clone())
+            .await
+            .is_err()
+    );
+    let logged = sotto_server::warrant::audit::entries(&b_dir.join("audit.log")).unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.kind == "collect" && e.decision == "granted" && e.records == 1),
+        "{logged:?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.reason == "replayed" && e.decision == "refused"),
+        "{logged:?}"
+    );
+
+    // The desk restarts on its own data directory (its log and records are its own).
+    at_b.close().await;
+    b.shutdown().await.unwrap();
+    let b = node_with(&nats, &b_dir, true).await;
+    assert!(
+        !b.warnings
+            .iter()
+            .any(|w| w.contains("warrant") || w.contains("transparency")),
+        "{:?}",
+        b.warnings
+    );
+    // A second desk is refused: one log, one head, one place a replay is known.
+    let c_dir = root.path().join("c");
+    sotto_server::datadir::join(&c_dir, &a_dir).unwrap();
+    let second = sotto_server::start(&c_dir, node_config(&nats, true))
+        .await
+        .err()
+        .expect("a second desk is refused");
+    assert!(
+        format!("{second:#}").contains("is this cluster's warrant desk"),
+        "{second:#}"
+    );
+
+    // The notice falls due at the desk; alice is told at node A, where she
+    // fetches, and once she acknowledged it, at no node again.
+    b.clock().set((now + 60 + 86_400 + 1) * 1000);
+    let bob_at_b = connect(&b).await;
+    bob_at_b.login("bob", &bob_id).await.unwrap();
+    bob_at_b.fetch(1).await.unwrap();
+    let told = alice.fetch(100).await.unwrap().notices;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (told[0].warrant_id.as_str(), told[0].records, told[0].target),
+        ("W-CLUSTER", 1, true)
+    );
+    // Bob was never named to the investigator: not told.
+    assert!(bob.fetch(100).await.unwrap().notices.is_empty());
+    alice.ack_notices(vec![told[0].id]).await.unwrap();
+    let alice_at_b = connect(&b).await;
+    alice_at_b.login("alice", &alice_id).await.unwrap();
+    assert!(alice_at_b.fetch(100).await.unwrap().notices.is_empty());
+    assert!(alice.fetch(100).await.unwrap().notices.is_empty());
     a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //!
 //! Relay nodes connect as the `relay` user, which may do anything. The
 //! warrant desk connects as the `warrant` user, which may read the normal
-//! history ([`HIST`]) and the warrant buckets, and nothing else: the secret
+//! history ([`HIST`]) and write notices ([`NOTICES`]), and nothing else: the secret
 //! queue ([`SECRET`]) is refused by the NATS server itself, whatever the
 //! desk's code asks for (tested against a real cluster in
 //! `tests/tests/cluster.rs`).
@@ -16,8 +16,9 @@
 //! - [`live`]: pushes to users connected to other relay nodes (core NATS).
 //! - `crate::secret_queue::cluster`: secret envelopes; an acknowledgement deletes.
 //! - `crate::archive::cluster`: the normal archive, one copy per participant, and inboxes.
+//! - `crate::warrant::cluster`: the one node that is the warrant desk, and warrant notices.
 //!
-//! Not yet here: the rest of the relay storing through it (`store = "nats"`).
+//! The relay stores through these with `store = "nats"` (`crate::relay` puts them together).
 
 pub mod jetstream;
 pub mod live;
@@ -33,21 +34,22 @@ pub const HIST: &str = "HIST";
 pub const SECRET: &str = "SECRET";
 /// One-time prekeys: `prekey.<user blind>.<id>`; a take deletes.
 pub const PREKEYS: &str = "PREKEYS";
-/// The transparency log, appended with an expected last sequence.
-pub const AUDIT: &str = "AUDIT";
 /// The accounts: `accounts.<blind(username)>` → sealed account, created once.
 pub const ACCOUNTS: &str = "ACCOUNTS";
 /// The normal groups: `groups.<blind(name)>` → sealed group, created once.
 pub const GROUPS: &str = "GROUPS";
-/// The key-value buckets the warrant desk keeps its state in.
-pub const WARRANT_BUCKETS: [&str; 2] = ["warrants", "warrant_grants"];
+/// Which node is the cluster's warrant desk: `desk.<key>`, created once.
+pub const DESK: &str = "DESK";
+/// Notices to the people a warrant disclosed: `notice.<blind(person)>.<id>`,
+/// written by the warrant desk, deleted when acknowledged.
+pub const NOTICES: &str = "NOTICES";
 
 /// Every stream the relay uses, with the subjects it holds.
 pub const STREAMS: [(&str, &str); 4] = [
     (HIST, "hist.>"),
     (SECRET, "secret.>"),
     (PREKEYS, "prekey.>"),
-    (AUDIT, "audit"),
+    (NOTICES, "notice.>"),
 ];
 
 /// The NATS user names.
@@ -63,19 +65,19 @@ pub fn inbox_prefix(user: &str) -> String {
 }
 
 /// The subjects the warrant desk may publish to: JetStream API requests
-/// that read [`HIST`] and the warrant buckets (stream info, direct gets,
-/// message gets), and nothing that reads, lists or changes another stream.
+/// that read [`HIST`] (stream info, direct gets, message gets), the
+/// notices it writes to [`NOTICES`] (and that stream's info, to find it),
+/// and nothing that reads, lists or changes another stream.
 pub fn warrant_publish_allowed() -> Vec<String> {
-    let mut readable: Vec<String> = vec![HIST.to_owned()];
-    readable.extend(WARRANT_BUCKETS.iter().map(|b| format!("KV_{b}")));
-    let mut allowed = vec!["$JS.API.INFO".to_owned()];
-    for stream in readable {
-        allowed.push(format!("$JS.API.STREAM.INFO.{stream}"));
-        allowed.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
-        allowed.push(format!("$JS.API.DIRECT.GET.{stream}"));
-        allowed.push(format!("$JS.API.DIRECT.GET.{stream}.>"));
-    }
-    allowed
+    vec![
+        "$JS.API.INFO".to_owned(),
+        format!("$JS.API.STREAM.INFO.{HIST}"),
+        format!("$JS.API.STREAM.MSG.GET.{HIST}"),
+        format!("$JS.API.DIRECT.GET.{HIST}"),
+        format!("$JS.API.DIRECT.GET.{HIST}.>"),
+        format!("$JS.API.STREAM.INFO.{NOTICES}"),
+        "notice.>".to_owned(),
+    ]
 }
 
 /// The `authorization` block of a NATS server's configuration: the relay's
@@ -119,17 +121,30 @@ mod tests {
     }
 
     #[test]
-    fn the_warrant_desk_may_name_no_stream_but_the_history_and_its_buckets() {
+    fn the_warrant_desk_may_read_no_stream_but_the_history_and_write_only_notices() {
         for subject in warrant_publish_allowed() {
             assert!(!subject.contains(SECRET), "{subject}");
             assert!(!subject.contains(PREKEYS), "{subject}");
-            assert!(!subject.contains(AUDIT), "{subject}");
             assert!(
                 !subject.contains('*'),
                 "no wildcard over streams: {subject}"
             );
             if let Some(rest) = subject.strip_suffix(".>") {
-                assert!(rest.starts_with("$JS.API.DIRECT.GET."), "{subject}");
+                assert!(
+                    rest == format!("$JS.API.DIRECT.GET.{HIST}") || rest == "notice",
+                    "{subject}"
+                );
+            }
+            if subject.starts_with("$JS.API.") && subject != "$JS.API.INFO" {
+                assert!(
+                    subject.contains(HIST) || subject == format!("$JS.API.STREAM.INFO.{NOTICES}"),
+                    "{subject}"
+                );
+            } else {
+                assert!(
+                    subject == "$JS.API.INFO" || subject == "notice.>",
+                    "{subject}"
+                );
             }
         }
     }

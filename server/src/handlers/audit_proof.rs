@@ -26,8 +26,8 @@ pub async fn handle(state: &Arc<RelayState>, session: &Session, r: AuditProof) -
     let log = state.warrants.audit_log().cloned().map_err(|why| {
         RequestError::new(
             ErrorCode::Internal,
-            match why == crate::warrant::NOT_ON_A_CLUSTER {
-                true => crate::warrant::NOT_ON_A_CLUSTER,
+            match why == crate::warrant::NOT_THE_DESK {
+                true => crate::warrant::NOT_THE_DESK,
                 false => "the relay's transparency log is not the one it signed: it gives no proof until its operator restores it",
             },
         )

@@ -14,7 +14,8 @@
 //! - `review`: the operators' side: list, show, approve (by one or two operators), reject;
 //! - [`budget`]: per-authority budgets, and the small one for unverifiable requests;
 //! - [`authorities`]: `authorities.toml` on disk;
-//! - `records`: the archive as `NormalRecords`.
+//! - `records`: the archive as `NormalRecords`;
+//! - `cluster`: on a cluster, the one node that is its warrant desk, and notices any node hands out.
 //!
 //! Invariant: every request, granted or refused, is in the audit log (synced,
 //! with a signed head that covers it) before its answer leaves, and the answer
@@ -30,7 +31,9 @@ pub(crate) mod anchor;
 pub mod audit;
 pub mod authorities;
 pub(crate) mod budget;
+pub(crate) mod cluster;
 pub use budget::UNVERIFIABLE_PER_MINUTE;
+pub(crate) use cluster::NOT_THE_DESK;
 pub(crate) mod grants;
 pub(crate) mod held;
 pub(crate) mod notices;
@@ -120,11 +123,6 @@ const REGISTRY_UNREADABLE: &str =
 
 const LOG_REFUSED: &str = "the relay's transparency log is not the one it signed, so it answers \
      no warrant request until its operator restores it";
-
-/// Why a relay node on a cluster answers no warrant request (for now).
-pub(crate) const NOT_ON_A_CLUSTER: &str = "warrants are not served by a relay node on a cluster yet: \
-     its warrant records and transparency log are still its own, and a warrant must be checked \
-     against all of them";
 
 impl From<Refusal> for Served {
     fn from(r: Refusal) -> Self {
@@ -355,7 +353,7 @@ impl WarrantDesk {
     /// Why no warrant request is answered, when the log is missing.
     pub(crate) fn log_refused(&self) -> &'static str {
         match &self.audit {
-            Err(why) if why == NOT_ON_A_CLUSTER => NOT_ON_A_CLUSTER,
+            Err(why) if why == NOT_THE_DESK => NOT_THE_DESK,
             _ => LOG_REFUSED,
         }
     }

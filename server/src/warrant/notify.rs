@@ -208,7 +208,7 @@ impl WarrantDesk {
                 target: *target,
                 issued_at: now_ms,
             };
-            self.notices.put(&mut batch, name, &notice);
+            self.notices.put(&mut batch, name, &notice)?;
         }
         if held.notified_at == 0 {
             held.notified_at = now_ms;
