@@ -12,7 +12,9 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event};
 use futures_util::StreamExt;
 use sotto_proto::v1::{self, Push, push};
-use sotto_server::cluster::{HIST, RELAY_USER, SECRET, STREAMS, WARRANT_USER, inbox_prefix};
+use sotto_server::cluster::{
+    HIST, NOTICES, RELAY_USER, SECRET, STREAMS, WARRANT_USER, inbox_prefix,
+};
 use sotto_server::hub::Hub;
 use sotto_server::seal::{MasterKey, Sealer};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
@@ -187,6 +189,31 @@ async fn the_warrant_desks_nats_user_reads_the_history_and_is_refused_the_secret
     let _ = desk_js.publish("hist.owner1.conv1", "forged".into()).await;
     assert!(told(&errors, "Permissions Violation").await);
     assert_eq!(hist.info().await.unwrap().state.messages, 1);
+    // What it writes is notices, and it cannot read them back, nor delete one.
+    desk_js
+        .publish("notice.person1.1", "sealed notice".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the desk's notice is acknowledged by a majority");
+    errors.lock().unwrap().clear();
+    let read_back = desk
+        .request(
+            format!("$JS.API.DIRECT.GET.{NOTICES}.notice.person1.1"),
+            "".into(),
+        )
+        .await;
+    assert!(read_back.is_err(), "the desk read a notice back");
+    assert!(told(&errors, "Permissions Violation").await);
+    errors.lock().unwrap().clear();
+    let deleted = desk
+        .request(
+            format!("$JS.API.STREAM.MSG.DELETE.{NOTICES}"),
+            "{\"seq\":1}".into(),
+        )
+        .await;
+    assert!(deleted.is_err(), "the desk deleted a notice");
+    assert!(told(&errors, "Permissions Violation").await);
 }
 
 /// A relay node's hub, linked to the others through server `n`.
@@ -235,6 +262,12 @@ async fn a_push_reaches_a_user_connected_to_another_relay_node_once_and_sealed()
     let mut alice = a.subscribe("alice", 2).expect("alice subscribes at A");
     b.settled().await;
     a.settled().await;
+    // A node's listen is in place at its own server once settled; the other
+    // servers hear of it over their routes a moment later (a push sent
+    // meanwhile is missed, and the client's fetch after subscribing has it).
+    for server in [0, 1] {
+        interest_known(&cluster, server, 2).await;
+    }
     a.push("bob", &text_push("hello bob, from node A"));
     assert_eq!(
         next_push(&mut bob).await,
@@ -299,6 +332,44 @@ async fn a_push_reaches_a_user_connected_to_another_relay_node_once_and_sealed()
         "B still listens for bob"
     );
     assert_eq!(live_subscriptions(&cluster, 0), 1, "A listens for alice");
+}
+
+/// Waits until NATS server `n` knows of `count` users' live subjects
+/// listened on, its own clients' and those its routes told it of.
+async fn interest_known(cluster: &NatsCluster, n: usize, count: usize) {
+    let subjects = |path: &str, list: &str| -> Vec<String> {
+        let answer = cluster.monitor(n, path).unwrap_or_default();
+        answer[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| {
+                c["subscriptions_list"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|sub| sub.as_str().map(str::to_owned))
+            .collect()
+    };
+    let known = || {
+        let mut all = subjects("/connz?subs=1", "connections");
+        all.extend(subjects("/routez?subs=1", "routes"));
+        all.into_iter()
+            .filter(|subject| subject.starts_with("live.") && subject != "live.>")
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    for _ in 0..400 {
+        if known() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "server {n} never heard of {count} live subjects: {}",
+        known()
+    );
 }
 
 /// How many users' live subjects the clients of server `n` listen on
