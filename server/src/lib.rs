@@ -63,7 +63,9 @@ mod secret_queue;
 /// outside this crate (see `warrant`).
 #[cfg(feature = "storage-suites")]
 pub mod secret_queue_suite {
-    pub use crate::secret_queue::{ClusterSecretQueue, Full, NewSecret, Queued, SecretQueue};
+    pub use crate::secret_queue::{
+        ClusterSecretQueue, Full, GroupQueued, NewGroupSecret, NewSecret, Queued, SecretQueue,
+    };
 }
 mod session;
 mod state;

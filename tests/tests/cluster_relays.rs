@@ -50,6 +50,15 @@ fn first_node_dir(root: &Path) -> std::path::PathBuf {
     data
 }
 
+/// Node A, and node B joined to it, in `root`; neither is the warrant desk.
+async fn two_nodes(nats: &NatsCluster, root: &Path) -> (RunningRelay, RunningRelay) {
+    let a_dir = first_node_dir(root);
+    let a = node(nats, &a_dir).await;
+    let b_dir = root.join("b");
+    sotto_server::datadir::join(&b_dir, &a_dir).unwrap();
+    (a, node(nats, &b_dir).await)
+}
+
 async fn connect(node: &RunningRelay) -> RelayClient {
     let pin = Fingerprint::parse(&node.fingerprint).unwrap();
     RelayClient::connect(&node.addr.to_string(), Some(pin))
@@ -405,6 +414,61 @@ async fn a_node_killed_its_users_go_on_at_another_with_their_history() {
     assert_eq!(live.text, "still here");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_group_message_sent_at_one_node_reaches_members_at_both() {
+    let _heavy = sotto_tests::one_at_a_time().await;
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes(&nats, root.path()).await;
+    let (alice, bob, carol) = (connect(&a).await, connect(&b).await, connect(&a).await);
+    let alice_id = Identity::generate();
+    alice.register("alice", &alice_id).await.unwrap();
+    bob.register("bob", &Identity::generate()).await.unwrap();
+    carol
+        .register("carol", &Identity::generate())
+        .await
+        .unwrap();
+    let mut pushes = bob.subscribe().await.unwrap();
+    let members = ["bob".to_owned(), "carol".to_owned()];
+    const CIPHERTEXT: &[u8] = b"one group ciphertext";
+    let queued = alice
+        .send_secret_group(b"group-1", &members, CIPHERTEXT.to_vec(), id(1))
+        .await
+        .unwrap();
+    assert_eq!((queued.recipients, queued.duplicate), (2, false));
+    // Bob, listening at B, hears it live; carol fetches it at A.
+    let push::Kind::Secret(live) = next_push(&mut pushes).await.kind.unwrap() else {
+        panic!("expected a secret envelope");
+    };
+    assert_eq!(
+        (
+            live.ciphertext.as_ref(),
+            live.group.as_ref(),
+            live.from.as_str()
+        ),
+        (CIPHERTEXT, &b"group-1"[..], "alice")
+    );
+    let carols = carol.fetch(10).await.unwrap().secret;
+    assert_eq!(carols.len(), 1);
+    assert_eq!(carols[0].ciphertext.as_ref(), CIPHERTEXT);
+    // A retry at the other node is one: nobody gets it twice.
+    let alice_at_b = connect(&b).await;
+    alice_at_b.login("alice", &alice_id).await.unwrap();
+    let again = alice_at_b
+        .send_secret_group(b"group-1", &members, CIPHERTEXT.to_vec(), id(1))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(carol.fetch(10).await.unwrap().secret.len(), 1);
+    // Each acknowledgement takes that member's copy; then nothing is left.
+    carol.ack(0, vec![carols[0].id]).await.unwrap();
+    assert_eq!(b.state().secret_envelopes_waiting().unwrap(), 1);
+    bob.ack(0, vec![live.id]).await.unwrap();
+    assert_eq!(b.state().secret_envelopes_waiting().unwrap(), 0);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
 /// A warrant for `alice`, from now an hour back to a minute ahead, told a
 /// day after its window; bound to the cluster's disclosure key.
 fn warrant_for_alice(
@@ -714,11 +778,7 @@ async fn a_sender_at_one_node_hears_of_the_delivery_at_another() {
     let _heavy = sotto_tests::one_at_a_time().await;
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
-    let a_dir = first_node_dir(root.path());
-    let a = node(&nats, &a_dir).await;
-    let b_dir = root.path().join("b");
-    sotto_server::datadir::join(&b_dir, &a_dir).unwrap();
-    let b = node(&nats, &b_dir).await;
+    let (a, b) = two_nodes(&nats, root.path()).await;
     let alice = connect(&a).await;
     alice
         .register("alice", &Identity::generate())

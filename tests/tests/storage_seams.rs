@@ -38,7 +38,9 @@ use sotto_server::prekeys::ClusterPrekeys;
 use sotto_server::prekeys::{Left, MAX_ONE_TIME, PQ_PUBLIC_KEY_LEN, Prekeys};
 use sotto_server::records::{GroupRecord, NormalRecord};
 use sotto_server::seal::{MasterKey, Sealer};
-use sotto_server::secret_queue_suite::{ClusterSecretQueue, Full, NewSecret, Queued, SecretQueue};
+use sotto_server::secret_queue_suite::{
+    ClusterSecretQueue, Full, GroupQueued, NewGroupSecret, NewSecret, Queued, SecretQueue,
+};
 use sotto_server::store::{FjallStore, Store};
 use sotto_tests::nats::{NatsCluster, RELAY_PASSWORD, WARRANT_PASSWORD};
 use zeroize::Zeroizing;
@@ -118,8 +120,20 @@ impl Backing {
     /// Relay node `n`'s secret queue, with room for `per_recipient` envelopes
     /// a recipient (on one node, the relay's one queue: opened once).
     async fn secret_queue(&self, n: usize, per_recipient: u32) -> Arc<dyn Queue> {
+        let per_sender = sotto_server::config::Limits::default().secret_queue_per_sender_envelopes;
+        self.secret_queue_with(n, per_recipient, per_sender).await
+    }
+
+    /// The same, with room for `per_sender` envelopes from one sender to a recipient.
+    async fn secret_queue_with(
+        &self,
+        n: usize,
+        per_recipient: u32,
+        per_sender: u32,
+    ) -> Arc<dyn Queue> {
         let quota = sotto_server::config::Limits {
             secret_queue_envelopes: per_recipient,
+            secret_queue_per_sender_envelopes: per_sender,
             ..Default::default()
         }
         .secret_quota();
@@ -520,6 +534,7 @@ trait Queue: Send + Sync {
     fn enqueue_all(&self, new: Vec<NewSecret>) -> Vec<Queued>;
     fn pending(&self, user: &str, limit: usize) -> (Vec<v1::SecretEnvelope>, bool);
     fn acknowledge(&self, user: &str, ids: &[u64]) -> usize;
+    fn enqueue_group(&self, new: NewGroupSecret) -> GroupQueued;
 }
 
 macro_rules! queue_on {
@@ -539,6 +554,9 @@ macro_rules! queue_on {
             }
             fn acknowledge(&self, user: &str, ids: &[u64]) -> usize {
                 <$t>::acknowledge(self, user, ids).expect("deleted")
+            }
+            fn enqueue_group(&self, new: NewGroupSecret) -> GroupQueued {
+                <$t>::enqueue_group(self, new).expect("queued")
             }
         }
     };
@@ -673,6 +691,90 @@ async fn twenty_sends_at_once_get_twenty_ids(backing: Backing) {
     assert_eq!(waiting.len(), 20);
     assert_eq!(waiting.iter().map(|e| e.id).collect::<HashSet<_>>(), ids);
 }
+
+async fn one_sender_cannot_fill_a_recipients_queue(backing: Backing) {
+    let (a, b) = (
+        backing.secret_queue_with(0, 100, 2).await,
+        backing.secret_queue_with(1, 100, 2).await,
+    );
+    new_id(a.enqueue(secret("mallory", "bob", 1, "one")));
+    new_id(b.enqueue(secret("mallory", "bob", 2, "two")));
+    // At either node, the third from mallory to bob is refused.
+    for node in [&a, &b] {
+        assert!(matches!(
+            node.enqueue(secret("mallory", "bob", 3, "three")),
+            Queued::Full(Full::FromSender)
+        ));
+    }
+    // Others still reach bob, and mallory others.
+    new_id(a.enqueue(secret("alice", "bob", 3, "from alice")));
+    new_id(b.enqueue(secret("mallory", "carol", 3, "to carol")));
+    assert_eq!(texts(&b.pending("bob", 10).0), ["one", "two", "from alice"]);
+    // Once bob took one, mallory may send one more.
+    let first = a.pending("bob", 1).0[0].id;
+    assert_eq!(b.acknowledge("bob", &[first]), 1);
+    new_id(a.enqueue(secret("mallory", "bob", 4, "four")));
+}
+
+fn group_message(to: &[&str], client_id: u8, text: &str) -> NewGroupSecret {
+    NewGroupSecret {
+        from: "alice".into(),
+        group: b"opaque group id".to_vec(),
+        recipients: to.iter().map(|t| t.to_string()).collect(),
+        client_id: [client_id; 16],
+        ciphertext: text.as_bytes().to_vec(),
+        ttl_ms: 3_600_000,
+    }
+}
+
+async fn a_group_message_reaches_every_recipient_once_or_nobody(backing: Backing) {
+    let (a, b) = (
+        backing.secret_queue_with(0, 3, 100).await,
+        backing.secret_queue_with(1, 3, 100).await,
+    );
+    let GroupQueued::New(queued) = a.enqueue_group(group_message(&["bob", "carol"], 1, "hi all"))
+    else {
+        panic!("the group message was not queued");
+    };
+    let to: Vec<&str> = queued.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(to, ["bob", "carol"]);
+    for user in ["bob", "carol"] {
+        let (waiting, _) = b.pending(user, 10);
+        assert_eq!(texts(&waiting), ["hi all"], "{user}");
+        assert_eq!(waiting[0].group.as_ref(), b"opaque group id");
+        assert_eq!(waiting[0].from, "alice");
+    }
+    // A retry at the other node: queued for nobody again.
+    assert!(matches!(
+        b.enqueue_group(group_message(&["bob", "carol"], 1, "hi all")),
+        GroupQueued::Duplicate
+    ));
+    // Carol's queue fills up: the next message is refused, for bob too.
+    new_id(b.enqueue(secret("dave", "carol", 1, "d1")));
+    new_id(b.enqueue(secret("dave", "carol", 2, "d2")));
+    assert!(matches!(
+        a.enqueue_group(group_message(&["bob", "carol"], 2, "second")),
+        GroupQueued::Full(Full::Recipient, who) if who == "carol"
+    ));
+    assert_eq!(texts(&b.pending("bob", 10).0), ["hi all"]);
+    // Bob's acknowledgement takes his copy only.
+    let bobs = a.pending("bob", 10).0[0].id;
+    assert_eq!(b.acknowledge("bob", &[bobs]), 1);
+    assert!(a.pending("bob", 10).0.is_empty());
+    assert_eq!(texts(&a.pending("carol", 10).0), ["hi all", "d1", "d2"]);
+}
+
+on_both!(
+    one_sender_cannot_fill_a_recipients_queue:
+    local_one_sender_cannot_fill_a_recipients_queue,
+    cluster_one_sender_cannot_fill_a_recipients_queue_at_any_node
+);
+
+on_both!(
+    a_group_message_reaches_every_recipient_once_or_nobody:
+    local_a_group_message_reaches_every_recipient_once_or_nobody,
+    cluster_a_group_message_reaches_every_recipient_once_or_nobody
+);
 
 on_both!(
     an_envelope_waits_for_its_recipient_alone_until_acknowledged:

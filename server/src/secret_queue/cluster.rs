@@ -2,9 +2,11 @@
 //! for their recipient, shared by every relay node.
 //!
 //! - Each envelope is one message in the stream [`SECRET`](crate::cluster::SECRET),
-//!   on the subject `secret.<recipient token>.<id>`, sealed by the relay with
-//!   its subject in the associated data. The token is a keyed blind: the
-//!   cluster's operator sees that someone has envelopes waiting, not who.
+//!   on the subject `secret.<recipient token>.<pair token>.<id>`, sealed by
+//!   the relay with its subject in the associated data. The tokens are keyed
+//!   blinds (of the recipient; of the sender with the recipient): the
+//!   cluster's operator sees that someone has envelopes waiting, some from
+//!   one sender, not who.
 //! - An acknowledgement **deletes** the message (JetStream's default delete
 //!   overwrites it in the stream's message files; each replica's Raft log
 //!   keeps the sealed entry until it is compacted); the stream's `max_age`
@@ -24,10 +26,17 @@
 //! The warrant desk's NATS user is refused this stream by the server
 //! (see [`crate::cluster::warrant_publish_allowed`]).
 //!
-//! Quotas: a recipient's envelope count and the queue's totals are checked
-//! at each send; sends checked at the same moment on several nodes may
-//! together pass a recipient's limit, never the queue's totals, which the
-//! stream keeps itself (`max_messages`, `max_bytes`, refusing what is over).
+//! Quotas: a recipient's envelope count, the count from one sender to that
+//! recipient (one subject listing answers both), and the queue's totals are
+//! checked at each send; sends checked at the same moment on several nodes
+//! may together pass a recipient's or a sender's limit, never the queue's
+//! totals, which the stream keeps itself (`max_messages`, `max_bytes`,
+//! refusing what is over). Bytes are counted relay-wide only.
+//!
+//! A secret group message is one envelope per recipient, each holding the
+//! ciphertext (the embedded queue keeps it once), checked against every
+//! recipient's quotas before any is written; each copy is recognised on a
+//! retry by its own id, made from the send's client id and the recipient.
 //!
 //! What the cluster's operator can still do without the relay's keys, as
 //! with a copy of an embedded store put back: publish again a sealed
@@ -35,9 +44,6 @@
 //! the ratchet a message it has read), or delete envelopes (lost messages:
 //! an operator can always refuse service).
 //!
-//! Not yet here: secret group messages, and the per-sender and byte quotas
-//! per recipient, which the embedded queue keeps in its in-memory index
-//! (without them, one group send could fill up to 255 queues).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +53,7 @@ use futures_util::TryStreamExt;
 use prost::Message;
 use sotto_proto::v1;
 
-use super::{Full, NewSecret, Queued, Quota, envelope};
+use super::{Full, GroupQueued, NewGroupSecret, NewSecret, Queued, Quota, envelope};
 use crate::accounts::blind_user;
 use crate::cluster::SECRET;
 use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
@@ -62,6 +68,8 @@ pub const SECRET_SENT: &str = "SECRET_SENT";
 
 const SUBJECT_DOMAIN: &str = "cluster/secret subject";
 const SENT_DOMAIN: &str = "cluster/secret sent";
+const PAIR_DOMAIN: &str = "cluster/secret pair";
+const COPY_DOMAIN: &str = "cluster/secret group copy";
 
 pub struct ClusterSecretQueue {
     cluster: Cluster,
@@ -126,8 +134,14 @@ impl ClusterSecretQueue {
         )
     }
 
-    fn subject(&self, user: &str, id: u64) -> String {
-        format!("secret.{}.{id}", self.token(user))
+    /// The sender's token beside the recipient's: theirs alone.
+    fn pair(&self, from: &str, to: &str) -> String {
+        let pair = [blind_user(&self.sealer, from), blind_user(&self.sealer, to)].concat();
+        hex::encode(self.sealer.blind(PAIR_DOMAIN, &pair))
+    }
+
+    fn subject(&self, from: &str, to: &str, id: u64) -> String {
+        format!("secret.{}.{}.{id}", self.token(to), self.pair(from, to))
     }
 
     fn sent_subject(&self, dedup: &[u8]) -> String {
@@ -184,11 +198,15 @@ impl ClusterSecretQueue {
         }
     }
 
-    /// Whether one more envelope fits: `to`'s count and the stream's totals.
-    async fn fits(&self, to: &str, bytes: u64) -> Result<Option<Full>, RelayError> {
-        let waiting = self.waiting(to).await?;
+    /// Whether one more envelope from `from` fits: `to`'s count, the count
+    /// from `from` to `to`, and the stream's totals.
+    async fn fits(&self, from: &str, to: &str, bytes: u64) -> Result<Option<Full>, RelayError> {
+        let (waiting, from_sender) = self.waiting(from, to).await?;
         if waiting >= self.quota.recipient.envelopes {
             return Ok(Some(Full::Recipient));
+        }
+        if from_sender >= self.quota.pair.envelopes {
+            return Ok(Some(Full::FromSender));
         }
         let state = self
             .stream
@@ -204,33 +222,42 @@ impl ClusterSecretQueue {
         Ok(None)
     }
 
-    /// How many envelopes wait for `user`.
-    async fn waiting(&self, user: &str) -> Result<u64, RelayError> {
+    /// How many envelopes wait for `to`, and how many of them are from `from`.
+    async fn waiting(&self, from: &str, to: &str) -> Result<(u64, u64), RelayError> {
         let subjects: Vec<(String, usize)> = self
             .stream
-            .info_with_subjects(format!("secret.{}.*", self.token(user)))
+            .info_with_subjects(format!("secret.{}.>", self.token(to)))
             .await
             .map_err(|e| backend("count of envelopes", e))?
             .try_collect()
             .await
             .map_err(|e| backend("count of envelopes", e))?;
-        Ok(subjects.len() as u64)
+        let from_sender = format!("secret.{}.{}.", self.token(to), self.pair(from, to));
+        let pair = subjects
+            .iter()
+            .filter(|(subject, _)| subject.starts_with(&from_sender))
+            .count();
+        Ok((subjects.len() as u64, pair as u64))
     }
 
-    async fn enqueue_one(&self, new: NewSecret) -> Result<Queued, RelayError> {
+    /// Queues `new` (a copy of a group message when `group` is given).
+    async fn enqueue_one(&self, new: NewSecret, group: &[u8]) -> Result<Queued, RelayError> {
         let recipient = blind_user(&self.sealer, &new.to);
         let mut dedup = blind_user(&self.sealer, &new.from).to_vec();
         dedup.extend_from_slice(&new.client_id);
         let (id, first_to, retry) = match self.sent_before(&dedup).await? {
             Some((id, to)) => (id, to, true),
             None => {
-                if let Some(full) = self.fits(&new.to, new.ciphertext.len() as u64).await? {
+                if let Some(full) = self
+                    .fits(&new.from, &new.to, new.ciphertext.len() as u64)
+                    .await?
+                {
                     return Ok(Queued::Full(full));
                 }
                 self.id_for(&dedup, recipient).await?
             }
         };
-        let subject = self.subject(&new.to, id);
+        let subject = self.subject(&new.from, &new.to, id);
         if retry {
             // The first send of this client id stands, as on one relay: one
             // to someone else is not queued again (nor for them), and one
@@ -244,7 +271,10 @@ impl ClusterSecretQueue {
             }
             // Gone: fetched and acknowledged, or never written (the node that
             // recorded its id stopped first). Queued again, within the quotas.
-            if let Some(full) = self.fits(&new.to, new.ciphertext.len() as u64).await? {
+            if let Some(full) = self
+                .fits(&new.from, &new.to, new.ciphertext.len() as u64)
+                .await?
+            {
                 return Ok(Queued::Full(full));
             }
         }
@@ -256,6 +286,7 @@ impl ClusterSecretQueue {
             queued_at,
             expires_at: queued_at.saturating_add(new.ttl_ms),
             dedup_key: dedup,
+            group: group.to_vec(),
             ..Default::default()
         };
         let sealed = self.sealer.seal_padded(
@@ -279,8 +310,60 @@ impl ClusterSecretQueue {
     /// replicas when this returns. A retry with the same client id is not
     /// queued twice.
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
-        let enqueues = envelopes.into_iter().map(|new| self.enqueue_one(new));
+        let enqueues = envelopes.into_iter().map(|new| self.enqueue_one(new, &[]));
         self.cluster.wait(futures_util::future::join_all(enqueues))
+    }
+
+    /// Queues a secret group message for each recipient, as many envelopes.
+    /// Over anyone's quota, it is queued for nobody; should a quota fill up
+    /// meanwhile (a send at another node), the copies queued stay, and a
+    /// retry with the same client id queues the others only.
+    pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
+        use futures_util::future::join_all;
+        let bytes = new.ciphertext.len() as u64;
+        self.cluster.wait(async {
+            let checks = new
+                .recipients
+                .iter()
+                .map(|to| self.fits(&new.from, to, bytes));
+            for (to, full) in new.recipients.iter().zip(join_all(checks).await) {
+                if let Some(full) = full? {
+                    return Ok(GroupQueued::Full(full, to.clone()));
+                }
+            }
+            let copies = new.recipients.iter().map(|to| {
+                let copy = NewSecret {
+                    from: new.from.clone(),
+                    to: to.clone(),
+                    client_id: self.copy_id(&new.client_id, to),
+                    ciphertext: new.ciphertext.clone(),
+                    ttl_ms: new.ttl_ms,
+                };
+                self.enqueue_one(copy, &new.group)
+            });
+            let mut queued = Vec::new();
+            let mut full = None;
+            for (to, copy) in new.recipients.iter().zip(join_all(copies).await) {
+                match copy? {
+                    Queued::New(envelope) => queued.push((to.clone(), envelope)),
+                    Queued::Duplicate(_) => {}
+                    Queued::Full(why) => {
+                        full.get_or_insert((why, to.clone()));
+                    }
+                }
+            }
+            Ok(match (full, queued.is_empty()) {
+                (Some((why, to)), _) => GroupQueued::Full(why, to),
+                (None, true) => GroupQueued::Duplicate,
+                (None, false) => GroupQueued::New(queued),
+            })
+        })
+    }
+
+    /// The client id of `to`'s copy of a group message sent with `client_id`.
+    fn copy_id(&self, client_id: &[u8; 16], to: &str) -> [u8; 16] {
+        let copy = [client_id.as_slice(), &blind_user(&self.sealer, to)].concat();
+        self.sealer.blind(COPY_DOMAIN, &copy)
     }
 
     /// Envelopes waiting for `user`, oldest first; `more` when the limit cut it.
@@ -289,7 +372,7 @@ impl ClusterSecretQueue {
         user: &str,
         limit: usize,
     ) -> Result<(Vec<v1::SecretEnvelope>, bool), RelayError> {
-        let filter = format!("secret.{}.*", self.token(user));
+        let filter = format!("secret.{}.>", self.token(user));
         let now = now_ms();
         self.cluster.wait(async {
             let mut out = Vec::new();
@@ -327,8 +410,10 @@ impl ClusterSecretQueue {
         self.cluster.wait(async {
             let mut deleted = 0;
             for id in ids {
-                let subject = self.subject(user, *id);
-                let Some(message) = last_on(&self.stream, &subject, "read of an envelope").await?
+                // Whoever sent it: the id is the recipient's to name.
+                let filter = format!("secret.{}.*.{id}", self.token(user));
+                let Some(message) =
+                    next_on(&self.stream, &filter, 1, "read of an envelope").await?
                 else {
                     continue;
                 };

@@ -894,11 +894,7 @@ impl Queue {
     pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
         match self {
             Queue::Local(q) => q.enqueue_group(new),
-            // Not served until the cluster keeps a per-sender quota: one
-            // send reaches up to 255 queues, and one sender could fill them.
-            Queue::Cluster(_) => Err(RelayError::NotOnCluster(
-                "a secret group message (a cluster keeps no per-sender quota yet)",
-            )),
+            Queue::Cluster(q) => q.enqueue_group(new),
         }
     }
 
