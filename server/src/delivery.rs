@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use sotto_proto::v1::Delivered;
 
 use crate::RelayError;
-use crate::archive::{Archive, Posted};
+use crate::archive::cluster::AckTells;
+use crate::archive::{Archive, ClusterArchive, Posted};
 use crate::groups::Groups;
 use crate::records::NormalRecord;
 
@@ -128,8 +129,25 @@ pub fn on_ack(
     after: u64,
 ) -> Result<Vec<(String, Delivered)>, RelayError> {
     match archive {
-        // Its copies carry what the rule needs (see `delivered_one_to_one`).
-        Archive::Cluster(cluster, _) => cluster.delivered_one_to_one(user, before, after),
+        // Its copies carry what the rule needs (see `delivered_one_to_one`);
+        // a group message asks every other member's copies too.
+        Archive::Cluster(cluster, _) => {
+            let AckTells { mut told, posts } = cluster.delivered_one_to_one(user, before, after)?;
+            let mut ledger = Ledger::new(archive, groups);
+            let mut senders: BTreeMap<String, Vec<NormalRecord>> = BTreeMap::new();
+            for record in posts {
+                senders.entry(record.from.clone()).or_default().push(record);
+            }
+            for (sender, records) in senders {
+                for (conversation, upto) in
+                    newest_on_cluster(cluster, &mut ledger, &sender, records)?
+                {
+                    told.push((sender.clone(), conversation.delivered_upto(upto)));
+                }
+            }
+            told.sort_by(|(a, x), (b, y)| (a, &x.peer, &x.group).cmp(&(b, &y.peer, &y.group)));
+            Ok(told)
+        }
         Archive::Local(_) => {
             let acked = archive.received_between(user, before, after, ACK_READ_LIMIT)?;
             told_of(archive, groups, &acked)
@@ -164,6 +182,14 @@ pub fn status(
     sender: &str,
     ids: &[u64],
 ) -> Result<Vec<Delivered>, RelayError> {
+    if let Archive::Cluster(cluster, _) = archive {
+        let mine = cluster.sent_among(sender, ids)?;
+        let mut ledger = Ledger::new(archive, groups);
+        return Ok(newest_on_cluster(cluster, &mut ledger, sender, mine)?
+            .into_iter()
+            .map(|(conversation, upto)| conversation.delivered_upto(upto))
+            .collect());
+    }
     let mine = archive.sent_among(sender, ids)?;
     let mut ledger = Ledger::new(archive, groups);
     let mut newest: BTreeMap<Conversation, u64> = BTreeMap::new();
@@ -176,6 +202,54 @@ pub fn status(
         .into_iter()
         .map(|(conversation, upto)| conversation.delivered_upto(upto))
         .collect())
+}
+
+/// Most of the recipients' copies one reckoning reads on a cluster.
+const CLUSTER_READS: usize = 4 * sotto_proto::MAX_FETCH as usize;
+
+/// On a cluster: of `records`, all `sender`'s, the newest delivered in each
+/// conversation (with every older one of theirs there). Newest first; a
+/// reckoning whose reads ran out claims nothing more.
+fn newest_on_cluster(
+    cluster: &ClusterArchive,
+    ledger: &mut Ledger<'_>,
+    sender: &str,
+    mut records: Vec<NormalRecord>,
+) -> Result<BTreeMap<Conversation, u64>, RelayError> {
+    records.sort_by_key(|r| std::cmp::Reverse(r.id));
+    let mut budget = CLUSTER_READS;
+    let mut newest = BTreeMap::new();
+    let mut settled = std::collections::BTreeSet::new();
+    for record in records {
+        let conversation = Conversation::of(&record);
+        if settled.contains(&conversation) || record.from != sender {
+            continue;
+        }
+        let recipients = ledger.recipients(&record)?;
+        let mut delivered = !recipients.is_empty();
+        for recipient in &recipients {
+            match cluster.delivered_to(
+                recipient,
+                &record.conversation,
+                sender,
+                record.id,
+                &mut budget,
+            )? {
+                Some(true) => {}
+                Some(false) => {
+                    delivered = false;
+                    break;
+                }
+                // Out of reads: nothing more is claimed, here or elsewhere.
+                None => return Ok(newest),
+            }
+        }
+        if delivered {
+            settled.insert(conversation.clone());
+            newest.insert(conversation, record.id);
+        }
+    }
+    Ok(newest)
 }
 
 /// `posted` grouped by sender and conversation, each group newest first.

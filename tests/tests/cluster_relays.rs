@@ -154,22 +154,12 @@ async fn alice_on_node_a_and_bob_on_node_b_chat_normal_and_secret_live_and_offli
         .await
         .unwrap();
     assert!(again.duplicate && again.id == stored.id);
-    // Delivery receipts are not served on a cluster yet: said so, as a
-    // request the relay does not serve (not a failure to retry).
-    let refused = alice_at_b
-        .delivery_status(vec![stored.id])
-        .await
-        .unwrap_err();
+    // Acknowledged at A, answered at B: delivered.
+    let report = alice_at_b.delivery_status(vec![stored.id]).await.unwrap();
+    assert_eq!(report.len(), 1);
     assert_eq!(
-        refused.code(),
-        Some(sotto_proto::v1::ErrorCode::BadRequest),
-        "{refused}"
-    );
-    assert!(
-        refused
-            .to_string()
-            .contains("not served by a relay on a cluster"),
-        "{refused}"
+        (report[0].peer.as_str(), report[0].upto),
+        ("bob", stored.id)
     );
 
     // Secret: bob publishes prekeys at B; alice takes his bundle at A and
@@ -815,8 +805,80 @@ async fn a_sender_at_one_node_hears_of_the_delivery_at_another() {
         (delivered.peer.as_str(), delivered.upto),
         ("bob", second.id)
     );
+
+    // A group: alice hears once every other member has her messages, at
+    // whichever nodes they read.
+    let carol = connect(&a).await;
+    carol
+        .register("carol", &Identity::generate())
+        .await
+        .unwrap();
+    alice
+        .create_group("crew", &["bob".into(), "carol".into()])
+        .await
+        .unwrap();
+    let g1 = alice
+        .send_normal(Recipient::Group("crew"), "g1", id(3))
+        .await
+        .unwrap();
+    let g2 = alice
+        .send_normal(Recipient::Group("crew"), "g2", id(4))
+        .await
+        .unwrap();
+    let at_bob = bob.fetch(100).await.unwrap().normal;
+    bob.ack(at_bob.last().unwrap().seq, vec![]).await.unwrap();
+    nothing_delivered(&mut told).await;
+    let at_carol = carol.fetch(100).await.unwrap().normal;
+    assert_eq!(at_carol.len(), 2);
+    carol.ack(at_carol[0].seq, vec![]).await.unwrap();
+    let delivered = loop {
+        if let push::Kind::Delivered(d) = next_push(&mut told).await.kind.unwrap() {
+            break d;
+        }
+    };
+    assert_eq!((delivered.group.as_str(), delivered.upto), ("crew", g1.id));
+
+    // Alice, away meanwhile, asks at node B: what is delivered, of hers only.
+    let bobs = bob
+        .send_normal(Recipient::User("alice"), "not yours to ask about", id(5))
+        .await
+        .unwrap();
+    let report = alice
+        .delivery_status(vec![first.id, second.id, g1.id, g2.id, bobs.id, u64::MAX])
+        .await
+        .unwrap();
+    let mut report: Vec<(String, String, u64)> = report
+        .into_iter()
+        .map(|d| (d.peer, d.group, d.upto))
+        .collect();
+    report.sort();
+    assert_eq!(
+        report,
+        [
+            (String::new(), "crew".to_owned(), g1.id),
+            ("bob".to_owned(), String::new(), second.id)
+        ]
+    );
+    carol.ack(at_carol[1].seq, vec![]).await.unwrap();
+    let delivered = loop {
+        if let push::Kind::Delivered(d) = next_push(&mut told).await.kind.unwrap() {
+            break d;
+        }
+    };
+    assert_eq!((delivered.group.as_str(), delivered.upto), ("crew", g2.id));
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+/// No delivery is told within half a second (other pushes pass).
+async fn nothing_delivered(pushes: &mut sotto_client::relay::Pushes) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Ok(Some(push))) = tokio::time::timeout_at(deadline, pushes.next()).await {
+        assert!(
+            !matches!(push.kind, Some(push::Kind::Delivered(_))),
+            "told of a delivery: {push:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

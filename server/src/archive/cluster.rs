@@ -25,9 +25,16 @@
 //!   desk's own NATS user, whom the server lets read this stream and nothing
 //!   of the secret queue.
 //!
-//! Not yet here: the delivery receipts' reads (`received_between`,
-//! `sent_among`), and a faster way to a window of a long history than
-//! reading the target's copies from the first.
+//! - **Delivery receipts** (`crate::delivery`): a message is delivered to a
+//!   recipient once their copy of it is at or below their cursor. Copies are
+//!   in commit order, not id order, so a recipient's copies are read per
+//!   conversation ([`ClusterArchive::delivered_to`]): a message is
+//!   delivered with every older one of its sender's there once its copy is
+//!   at or below the cursor and none of those older ones still waits. Reads
+//!   are bounded; a reading cut short claims nothing.
+//!
+//! Not yet here: a faster way to a window of a long history than reading
+//! the target's copies from the first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +54,18 @@ use crate::{Clock, RelayError};
 
 /// user token → sealed stream sequence up to which they acknowledged.
 pub const CURSORS: &str = "cursors";
+/// What an acknowledgement tells: the senders of 1:1 messages told now,
+/// and the group messages acknowledged (their senders are told once every
+/// other member has them).
+#[derive(Default)]
+pub struct AckTells {
+    pub told: Vec<(String, sotto_proto::v1::Delivered)>,
+    pub posts: Vec<NormalRecord>,
+}
+
+/// How many of one sender's messages in one group an acknowledgement
+/// checks for a receipt (the newest first: one delivered covers the older).
+pub const GROUP_CANDIDATES: usize = 8;
 /// How long the stream recognises a retried send.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(600);
 
@@ -55,6 +74,19 @@ const CONVERSATION_DOMAIN: &str = "cluster/hist conversation";
 const SENT_DOMAIN: &str = "cluster/hist sent";
 const COPY_DOMAIN: &str = "cluster/hist copy";
 const CURSOR_DOMAIN: &str = "cluster/cursor";
+
+/// One bounded read of a subject's copies.
+enum Read {
+    Copy {
+        sequence: u64,
+        sent: bool,
+        record: NormalRecord,
+    },
+    /// There is none at or after where the read began.
+    End,
+    /// The reads' budget is spent: nothing was read.
+    OutOfReads,
+}
 
 /// What reads a user's copies: the sealer and the stream, on whichever NATS
 /// user (the relay's, or the warrant desk's).
@@ -115,6 +147,29 @@ impl Copies {
             record.id = sequence;
         }
         Ok((sent == 1, record))
+    }
+
+    /// The first copy on `subject` at or after `from`, one of `budget` reads.
+    async fn next_copy(
+        &self,
+        subject: &str,
+        from: u64,
+        budget: &mut usize,
+    ) -> Result<Read, RelayError> {
+        if *budget == 0 {
+            return Ok(Read::OutOfReads);
+        }
+        *budget -= 1;
+        let Some(message) = next_on(&self.hist, subject, from, "read of a normal message").await?
+        else {
+            return Ok(Read::End);
+        };
+        let (sent, record) = self.open(&message.subject, message.sequence, &message.payload)?;
+        Ok(Read::Copy {
+            sequence: message.sequence,
+            sent,
+            record,
+        })
     }
 
     /// `user`'s copies after stream sequence `after`, oldest first, for as
@@ -332,16 +387,20 @@ impl ClusterArchive {
     /// delivered. Copies are in commit order, not id order (two nodes), so a
     /// message acknowledged counts only below the oldest of the sender's
     /// still waiting; reads are bounded both ways, and a scan cut short
-    /// tells nobody. Group messages tell nobody on a cluster yet.
+    /// tells nobody. Also the group messages acknowledged (the newest
+    /// [`GROUP_CANDIDATES`] of each sender's in each group), whose senders
+    /// are told once every other member has them (`crate::delivery`).
     pub fn delivered_one_to_one(
         &self,
         user: &str,
         before: u64,
         after: u64,
-    ) -> Result<Vec<(String, sotto_proto::v1::Delivered)>, RelayError> {
+    ) -> Result<AckTells, RelayError> {
         use std::collections::BTreeMap;
         // sender → (ids acknowledged now, oldest id still waiting)
         let mut threads: BTreeMap<String, (Vec<u64>, Option<u64>)> = BTreeMap::new();
+        // (sender, group) → the group messages acknowledged now
+        let mut posts: BTreeMap<(String, String), Vec<NormalRecord>> = BTreeMap::new();
         // Bounded reads, both ways; a scan cut short tells nobody (a
         // receipt must never claim what it did not see).
         let (mut acked_read, mut ahead_read) = (0usize, 0usize);
@@ -358,6 +417,13 @@ impl ClusterArchive {
                     if acked_read > limit || ahead_read > 4 * limit {
                         return false;
                     }
+                    if !sent && !record.group.is_empty() && seq <= after {
+                        posts
+                            .entry((record.from.clone(), record.group.clone()))
+                            .or_default()
+                            .push(record);
+                        return true;
+                    }
                     if !sent && record.group.is_empty() {
                         let thread = threads.entry(record.from).or_default();
                         if seq <= after {
@@ -369,9 +435,17 @@ impl ClusterArchive {
                     true
                 }))?;
         if !whole {
-            return Ok(Vec::new());
+            return Ok(AckTells::default());
         }
-        Ok(threads
+        let posts = posts
+            .into_values()
+            .flat_map(|mut list| {
+                list.sort_by_key(|r| std::cmp::Reverse(r.id));
+                list.truncate(GROUP_CANDIDATES);
+                list
+            })
+            .collect();
+        let told = threads
             .into_iter()
             .filter_map(|(sender, (acked, waiting))| {
                 let upto = acked
@@ -385,7 +459,103 @@ impl ClusterArchive {
                 };
                 Some((sender, delivered))
             })
-            .collect())
+            .collect();
+        Ok(AckTells { told, posts })
+    }
+
+    /// `sender`'s own messages among `ids`, as their sender's copies hold
+    /// them (an id that is not one of `sender`'s is passed over).
+    pub fn sent_among(&self, sender: &str, ids: &[u64]) -> Result<Vec<NormalRecord>, RelayError> {
+        let owner = format!("hist.{}.", self.copies.owner(sender));
+        let reads = ids.iter().map(|&id| async move {
+            match self.copies.hist.get_raw_message(id).await {
+                Ok(message) => Ok(Some(message)),
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(backend("read of a sent message", e)),
+            }
+        });
+        let read = self
+            .copies
+            .cluster
+            .wait(futures_util::future::join_all(reads));
+        let mut mine = Vec::new();
+        for message in read {
+            let Some(message) = message? else { continue };
+            if !message.subject.starts_with(&owner) {
+                continue;
+            }
+            let (sent, record) =
+                self.copies
+                    .open(&message.subject, message.sequence, &message.payload)?;
+            if sent {
+                mine.push(record);
+            }
+        }
+        Ok(mine)
+    }
+
+    /// Whether `recipient` acknowledged `sender`'s message `id` in
+    /// `conversation`, and every older one of theirs there: their copy of
+    /// it is at or below their cursor, and none of `sender`'s older ones
+    /// waits after it. Reads at most `budget` of the recipient's copies of
+    /// that conversation (and counts them off); `None`: not read to the end,
+    /// so nothing is claimed.
+    pub fn delivered_to(
+        &self,
+        recipient: &str,
+        conversation: &[u8],
+        sender: &str,
+        id: u64,
+        budget: &mut usize,
+    ) -> Result<Option<bool>, RelayError> {
+        let subject = self.copies.subject(recipient, conversation);
+        self.copies.cluster.wait(async {
+            let cursor = self.cursor(recipient).await?;
+            // Every copy of a message comes after its sender's, whose
+            // sequence is its id: the copy is in (id, cursor], or it waits.
+            let mut from = id.saturating_add(1);
+            loop {
+                if from > cursor {
+                    return Ok(Some(false));
+                }
+                let (sequence, sent, record) =
+                    match self.copies.next_copy(&subject, from, budget).await? {
+                        Read::Copy {
+                            sequence,
+                            sent,
+                            record,
+                        } => (sequence, sent, record),
+                        Read::End => return Ok(Some(false)),
+                        Read::OutOfReads => return Ok(None),
+                    };
+                if sequence > cursor {
+                    return Ok(Some(false));
+                }
+                from = sequence + 1;
+                if !sent && record.id == id {
+                    break;
+                }
+            }
+            // Copies are in commit order, not id order: an older one of the
+            // sender's may still wait.
+            let mut from = cursor.saturating_add(1);
+            loop {
+                let (sequence, sent, record) =
+                    match self.copies.next_copy(&subject, from, budget).await? {
+                        Read::Copy {
+                            sequence,
+                            sent,
+                            record,
+                        } => (sequence, sent, record),
+                        Read::End => return Ok(Some(true)),
+                        Read::OutOfReads => return Ok(None),
+                    };
+                from = sequence + 1;
+                if !sent && record.from == sender && record.id < id {
+                    return Ok(Some(false));
+                }
+            }
+        })
     }
 
     /// The stream sequence up to which `user` acknowledged (0: nothing yet).
