@@ -250,7 +250,8 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         hex::encode(opened.disclosure_key.verifying_key().as_bytes())
     );
     if config.store == sotto_server::config::StoreKind::Nats {
-        // A cluster's node serves no warrant yet: it signs no log of its own.
+        // Only a cluster's warrant desk keeps a transparency log, and signs
+        // its first head when it starts serving.
         println!(
             "audit key: {}",
             hex::encode(opened.audit_key.verifying_key().as_bytes())
@@ -264,6 +265,7 @@ fn init(data: PathBuf, config: RelayConfig) -> Result<()> {
         &opened.sealer,
         &opened.audit_key,
         &sotto_server::Clock::system(),
+        None,
     )? {
         bail!("{why}");
     }

@@ -16,6 +16,7 @@ use crate::accounts::Accounts;
 use crate::admission::{Admission, Decision};
 use crate::archive::{Archive, NormalArchive};
 use crate::archive::{ClusterArchive, ClusterArchiveReader};
+use crate::cluster::DESK_BUCKET;
 use crate::cluster::{ACCOUNTS, Cluster, ClusterOptions, ClusterRecords, GROUPS};
 use crate::config::RelayConfig;
 use crate::config::StoreKind;
@@ -31,7 +32,7 @@ use crate::state::RelayState;
 use crate::store::Store;
 use crate::warrant::anchor::StoredAnchor;
 use crate::warrant::audit::{AuditLog, LogRefused};
-use crate::warrant::cluster::{ClusterNotices, claim_desk};
+use crate::warrant::cluster::{ClusterNotices, DeskAnchor, DeskFence, claim_desk};
 use crate::warrant::grants::Grants;
 use crate::warrant::held::HeldWarrants;
 use crate::warrant::notices::Notices;
@@ -81,10 +82,21 @@ pub async fn start(root: &Path, config: RelayConfig) -> Result<RunningRelay> {
     let cluster = match config.store {
         StoreKind::Nats => {
             refuse_a_single_relays_data(root, &*store)?;
+            refuse_to_drop_the_desk(root, &*store, &config)?;
             let node_id = datadir::make_node_id(&*store)?;
             Some(open_cluster(root, &config, &opened.sealer, &clock, &node_id).await?)
         }
-        _ => None,
+        _ => {
+            if datadir::node_id(&*store)?.is_some() {
+                anyhow::bail!(
+                    "{} is a cluster node's data directory: it serves with store = \"nats\" \
+                     (its users' records are on the cluster, and a warrant desk's notices \
+                     are written there)",
+                    root.display()
+                );
+            }
+            None
+        }
     };
     let (state, writer_thread) = assemble(
         root,
@@ -175,6 +187,24 @@ fn refuse_a_single_relays_data(root: &Path, store: &dyn Store) -> Result<()> {
     Ok(())
 }
 
+/// A node that served as its cluster's warrant desk stays it: its warrant
+/// records and transparency log are in its data directory, and warrants it
+/// disclosed owe their notices from there.
+fn refuse_to_drop_the_desk(root: &Path, store: &dyn Store, config: &RelayConfig) -> Result<()> {
+    if config.nats_warrant_desk {
+        return Ok(());
+    }
+    let logged = std::fs::metadata(datadir::audit_path(root)).is_ok_and(|m| m.len() > 0);
+    if logged || store.count(crate::store::Tree::Warrants)? > 0 {
+        anyhow::bail!(
+            "{} has served as its cluster's warrant desk (its warrant records and transparency \
+             log are here): keep nats_warrant_desk = true in its relay.toml",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 /// A NATS password: from the environment variable `env` if set, else from
 /// `file` (relative paths are inside the data directory `root`).
 fn nats_password(root: &Path, file: &Path, env: &str) -> Result<zeroize::Zeroizing<String>> {
@@ -207,9 +237,9 @@ pub(crate) struct ClusterParts {
     archive: ClusterArchive,
     desk_view: ClusterArchiveReader,
     notices: ClusterNotices,
-    /// The notices the warrant desk writes (as the desk's user), if this
-    /// node is the cluster's warrant desk.
-    desk_notices: Option<ClusterNotices>,
+    /// The notices the warrant desk writes (as the desk's user), and its
+    /// fence, if this node is the cluster's warrant desk.
+    desk: Option<(ClusterNotices, DeskFence)>,
 }
 
 /// Connects a relay node to its cluster and opens what it keeps there.
@@ -244,16 +274,21 @@ async fn open_cluster(
         let desk = Cluster::connect(&desk).await?;
         // Made by the relay's user before the desk's user looks for it.
         let notices = ClusterNotices::open(&cluster, sealer.clone()).await?;
-        let desk_notices = match config.nats_warrant_desk {
+        let desk_parts = match config.nats_warrant_desk {
             true => {
                 claim_desk(&cluster, sealer, node_id).await?;
-                Some(ClusterNotices::writer(&desk, sealer.clone()).await?)
+                // Made by the relay's user, kept by the desk's.
+                cluster.bucket(DESK_BUCKET).await?;
+                Some((
+                    ClusterNotices::writer(&desk, sealer.clone()),
+                    DeskFence::take(&desk, sealer.clone()).await?,
+                ))
             }
             false => None,
         };
         anyhow::Ok(ClusterParts {
             notices,
-            desk_notices,
+            desk: desk_parts,
             client: cluster.client(),
             accounts: ClusterRecords::open(&cluster, ACCOUNTS).await?,
             groups: ClusterRecords::open(&cluster, GROUPS).await?,
@@ -318,10 +353,7 @@ pub(crate) fn assemble(
                 parts.client,
                 sealer.clone(),
             ),
-            Some((
-                Notices::on_cluster(parts.notices),
-                parts.desk_notices.map(Notices::on_cluster),
-            )),
+            Some((Notices::on_cluster(parts.notices), parts.desk)),
         ),
     };
     let (archive, secret_queue) = (Arc::new(archive), Arc::new(secret_queue));
@@ -335,17 +367,21 @@ pub(crate) fn assemble(
     .context("cannot start the writing thread")?;
     // Where people are told of warrants (read at their node), and where
     // the desk writes it; on a cluster, only its warrant desk serves warrants.
-    let (notices, desk_notices, serves_warrants) = match notices {
+    let (notices, desk_notices, audit) = match notices {
         None => {
             let notices = Notices::new(store.clone(), sealer.clone());
-            (notices.clone(), notices, true)
+            let audit = open_audit_log(root, &store, sealer, audit_key, clock, None)?;
+            (notices.clone(), notices, audit)
         }
-        Some((node, Some(desk))) => (node, desk, true),
-        Some((node, None)) => (node.clone(), node, false),
-    };
-    let audit = match serves_warrants {
-        true => open_audit_log(root, &store, sealer, audit_key, clock)?,
-        false => Err(crate::warrant::NOT_THE_DESK.to_owned()),
+        Some((node, Some((desk, fence)))) => {
+            let audit = open_audit_log(root, &store, sealer, audit_key, clock, Some(fence))?;
+            (node, Notices::on_cluster(desk), audit)
+        }
+        Some((node, None)) => (
+            node.clone(),
+            node,
+            Err(crate::warrant::NOT_THE_DESK.to_owned()),
+        ),
     };
     let warrants = WarrantDesk::new(DeskParts {
         archive: archive.reader(),
@@ -392,20 +428,26 @@ pub(crate) fn assemble(
 }
 
 /// The transparency log, checked against what the relay last signed (sealed
-/// in the store). One that was edited behind its back is refused: the relay
-/// still serves its users, but no warrant (it could not log it).
+/// in the store, and on a cluster fenced by `fence`). One that was edited
+/// behind its back is refused: the relay still serves its users, but no
+/// warrant (it could not log it).
 pub fn open_audit_log(
     root: &Path,
     store: &Arc<dyn Store>,
     sealer: &Arc<crate::seal::Sealer>,
     audit_key: &ed25519_dalek::SigningKey,
     clock: &crate::Clock,
+    fence: Option<DeskFence>,
 ) -> Result<std::result::Result<AuditLog, String>> {
-    let anchor = StoredAnchor::new(store.clone(), sealer.clone());
+    let local = StoredAnchor::new(store.clone(), sealer.clone());
+    let anchor: Box<dyn crate::warrant::audit::Anchor> = match fence {
+        None => Box::new(local),
+        Some(fence) => Box::new(DeskAnchor { local, fence }),
+    };
     match AuditLog::open_anchored(
         &datadir::audit_path(root),
         audit_key.clone(),
-        Box::new(anchor),
+        anchor,
         clock.clone(),
     ) {
         Ok(log) => Ok(Ok(log)),
@@ -451,13 +493,17 @@ async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<RelayState>) {
 /// How often undelivered secret envelopes are checked for the end of their time-to-live.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 
-/// Deletes expired secret envelopes now and then, for as long as the relay runs.
+/// How often due warrant notices are looked for (one comparison when none is).
+const NOTICE_SWEEP: Duration = Duration::from_secs(5);
+
+/// Deletes expired secret envelopes now and then, and issues due warrant
+/// notices, for as long as the relay runs.
 async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
-    let mut every = tokio::time::interval(EXPIRY_SWEEP);
+    let mut every = tokio::time::interval(NOTICE_SWEEP);
+    let mut last_expiry: Option<tokio::time::Instant> = None;
     loop {
         every.tick().await;
         let Some(state) = state.upgrade() else { return };
-        state.warrants.flush_unverifiable(false);
         // Notices are issued when someone fetches here, and at least once a
         // sweep: on a cluster, the people told may all fetch at other nodes.
         if state.warrants.notices_may_be_due()
@@ -465,6 +511,11 @@ async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
         {
             warn!(error = %format!("{e:#}"), "warrant notices are late");
         }
+        if last_expiry.is_some_and(|at| at.elapsed() < EXPIRY_SWEEP) {
+            continue;
+        }
+        last_expiry = Some(tokio::time::Instant::now());
+        state.warrants.flush_unverifiable(false);
         match state.secret_queue.expire(crate::now_ms()) {
             Ok(0) => {}
             Ok(n) => {

@@ -189,7 +189,10 @@ async fn the_warrant_desks_nats_user_reads_the_history_and_is_refused_the_secret
     let _ = desk_js.publish("hist.owner1.conv1", "forged".into()).await;
     assert!(told(&errors, "Permissions Violation").await);
     assert_eq!(hist.info().await.unwrap().state.messages, 1);
-    // What it writes is notices, and it cannot read them back, nor delete one.
+    // What it writes is notices, and it cannot read them back, list or delete one.
+    errors.lock().unwrap().clear();
+    assert!(desk_js.get_stream(NOTICES).await.is_err());
+    assert!(told(&errors, "Permissions Violation").await);
     desk_js
         .publish("notice.person1.1", "sealed notice".into())
         .await

@@ -459,6 +459,17 @@ async fn a_secret_group_message_sent_at_one_node_reaches_members_at_both() {
     b.shutdown().await.unwrap();
 }
 
+/// The authority "chief", with keys in `root`, registered at the desk whose data is `desk`.
+fn chief_registered_at(root: &Path, desk: &Path) -> sotto_investigator::InvestigatorKeys {
+    let chief =
+        sotto_investigator::InvestigatorKeys::generate(&root.join("chief"), "chief").unwrap();
+    let authorities = desk.join("authorities.toml");
+    let mut registry = sotto_server::warrant::authorities::load(&authorities).unwrap();
+    registry.add("chief", &chief.public_key_hex()).unwrap();
+    sotto_server::warrant::authorities::save(&authorities, &registry).unwrap();
+    chief
+}
+
 /// A warrant for `alice`, from now an hour back to a minute ahead, told a
 /// day after its window; bound to the cluster's disclosure key.
 fn warrant_for_alice(
@@ -488,7 +499,7 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
 {
     let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::relay::RelayConnection;
-    use sotto_investigator::{Answered, InvestigatorKeys, requests};
+    use sotto_investigator::{Answered, requests};
     use sotto_server::admin::{AdminAnswer, AdminRequest};
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
@@ -512,11 +523,7 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
         "{:?}",
         b.warnings
     );
-    let chief = InvestigatorKeys::generate(&root.path().join("chief"), "chief").unwrap();
-    let authorities = b_dir.join("authorities.toml");
-    let mut registry = sotto_server::warrant::authorities::load(&authorities).unwrap();
-    registry.add("chief", &chief.public_key_hex()).unwrap();
-    sotto_server::warrant::authorities::save(&authorities, &registry).unwrap();
+    let chief = chief_registered_at(root.path(), &b_dir);
 
     // Alice and bob chat at node A, a minute ago (a cluster's desk
     // discloses what every node has surely stored: records some seconds
@@ -551,6 +558,10 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
     assert!(refused.to_string().contains(NOT_HERE), "{refused}");
     let proof = requests::audit_proof(&at_a, 0, 1).await.unwrap_err();
     assert!(proof.to_string().contains(NOT_HERE), "{proof}");
+    let unmask = requests::unmask(&at_a, Default::default())
+        .await
+        .unwrap_err();
+    assert!(unmask.to_string().contains(NOT_HERE), "{unmask}");
     assert!(!a_dir.join("audit.log").exists());
 
     // Node B is: held for review, approved by B's operator, collected.
@@ -626,10 +637,19 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
         "{logged:?}"
     );
 
-    // The desk restarts on its own data directory (its log and records are its own).
+    // The desk restarts on its own data directory (its log and records are
+    // its own): the warrant served is still known.
     at_b.close().await;
     b.shutdown().await.unwrap();
     let b = node_with(&nats, &b_dir, true).await;
+    let at_b = RelayConnection::connect(&b.addr.to_string(), pin)
+        .await
+        .unwrap();
+    let replayed = requests::submit_warrant(&at_b, signed.clone())
+        .await
+        .unwrap_err();
+    assert!(replayed.to_string().contains("replayed"), "{replayed}");
+    at_b.close().await;
     assert!(
         !b.warnings
             .iter()
@@ -649,13 +669,18 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
         "{second:#}"
     );
 
-    // The notice falls due at the desk; alice is told at node A, where she
-    // fetches, and once she acknowledged it, at no node again.
+    // The notice falls due at the desk, which issues it by itself (nobody
+    // fetches there); alice is told at node A, where she fetches, and once
+    // she acknowledged it, at no node again.
     b.clock().set((now + 60 + 86_400 + 1) * 1000);
-    let bob_at_b = connect(&b).await;
-    bob_at_b.login("bob", &bob_id).await.unwrap();
-    bob_at_b.fetch(1).await.unwrap();
-    let told = alice.fetch(100).await.unwrap().notices;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let told = loop {
+        let notices = alice.fetch(100).await.unwrap().notices;
+        if !notices.is_empty() || tokio::time::Instant::now() > deadline {
+            break notices;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(
         (told[0].warrant_id.as_str(), told[0].records, told[0].target),
@@ -670,6 +695,121 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
     assert!(alice.fetch(100).await.unwrap().notices.is_empty());
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+/// A copy of the data directory `from` (a stopped relay's), as an operator's `cp -a` makes it.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_start_behind_it() {
+    let _heavy = sotto_tests::one_at_a_time().await;
+    use sotto_investigator::relay::RelayConnection;
+    use sotto_investigator::{Answered, requests};
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let dir = first_node_dir(root.path());
+    let desk = node_with(&nats, &dir, true).await;
+    let chief = chief_registered_at(root.path(), &dir);
+    let now = sotto_server::now_ms() / 1000;
+    let submit = |node: &RunningRelay, n: u32| {
+        let mut warrant = sotto_proto::v1::Warrant::decode(
+            warrant_for_alice(&chief, &node.disclosure_key, now)
+                .warrant
+                .as_ref(),
+        )
+        .unwrap();
+        warrant.id = format!("W-{n}");
+        let signed = chief.sign_warrant(&warrant);
+        let (addr, pin) = (node.addr, Fingerprint::parse(&node.fingerprint).unwrap());
+        async move {
+            let conn = RelayConnection::connect(&addr.to_string(), pin)
+                .await
+                .unwrap();
+            let answer = requests::submit_warrant(&conn, signed).await;
+            conn.close().await;
+            answer
+        }
+    };
+    let logged = |dir: &Path| {
+        sotto_server::warrant::audit::entries(&dir.join("audit.log"))
+            .map(|e| e.len())
+            .unwrap_or(0)
+    };
+    connect(&desk)
+        .await
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    let first = submit(&desk, 1).await;
+    assert!(matches!(first, Ok(Answered::PendingReview(_))), "{first:?}");
+
+    // A copy taken now falls behind once the desk logs on.
+    desk.shutdown().await.unwrap();
+    let old = root.path().join("old");
+    copy_dir(&dir, &old);
+    let desk = node_with(&nats, &dir, true).await;
+    assert!(matches!(
+        submit(&desk, 2).await,
+        Ok(Answered::PendingReview(_))
+    ));
+    let behind = sotto_server::start(&old, node_config(&nats, true))
+        .await
+        .err()
+        .expect("a copy behind the desk's log does not start as the desk");
+    assert!(format!("{behind:#}").contains("older copy"), "{behind:#}");
+
+    // A twin taken now and started while the desk runs takes the desk: the
+    // first logs, and so serves, nothing more. One log goes on.
+    desk.shutdown().await.unwrap();
+    let twin_dir = root.path().join("twin");
+    copy_dir(&dir, &twin_dir);
+    let desk = node_with(&nats, &dir, true).await;
+    let twin = node_with(&nats, &twin_dir, true).await;
+    let before = logged(&dir);
+    let fenced = submit(&desk, 3).await;
+    assert!(fenced.is_err(), "{fenced:?}");
+    assert_eq!(logged(&dir), before, "the fenced desk logged");
+    assert!(matches!(
+        submit(&twin, 3).await,
+        Ok(Answered::PendingReview(_))
+    ));
+    assert_eq!(logged(&twin_dir), before + 1);
+    desk.shutdown().await.unwrap();
+    twin.shutdown().await.unwrap();
+
+    // A desk's directory stays the desk's: not a plain node (its owed
+    // notices would never be issued), nor a single relay.
+    let dropped = sotto_server::start(&twin_dir, node_config(&nats, false))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{dropped:#}").contains("keep nats_warrant_desk = true"),
+        "{dropped:#}"
+    );
+    let single = RelayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..RelayConfig::default()
+    };
+    let alone = sotto_server::start(&twin_dir, single)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{alone:#}").contains("is a cluster node's data directory"),
+        "{alone:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

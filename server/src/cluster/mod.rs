@@ -40,6 +40,8 @@ pub const ACCOUNTS: &str = "ACCOUNTS";
 pub const GROUPS: &str = "GROUPS";
 /// Which node is the cluster's warrant desk: `desk.<key>`, created once.
 pub const DESK: &str = "DESK";
+/// The warrant desk's fence: its process's session and its log's anchor.
+pub const DESK_BUCKET: &str = "warrant_desk";
 /// Notices to the people a warrant disclosed: `notice.<blind(person)>.<id>`,
 /// written by the warrant desk, deleted when acknowledged.
 pub const NOTICES: &str = "NOTICES";
@@ -66,8 +68,9 @@ pub fn inbox_prefix(user: &str) -> String {
 
 /// The subjects the warrant desk may publish to: JetStream API requests
 /// that read [`HIST`] (stream info, direct gets, message gets), the
-/// notices it writes to [`NOTICES`] (and that stream's info, to find it),
-/// and nothing that reads, lists or changes another stream.
+/// notices it writes to [`NOTICES`] (publishing only: it cannot read, list
+/// or delete one), its fence in the bucket [`DESK_BUCKET`], and nothing
+/// that reads, lists or changes another stream.
 pub fn warrant_publish_allowed() -> Vec<String> {
     vec![
         "$JS.API.INFO".to_owned(),
@@ -75,8 +78,10 @@ pub fn warrant_publish_allowed() -> Vec<String> {
         format!("$JS.API.STREAM.MSG.GET.{HIST}"),
         format!("$JS.API.DIRECT.GET.{HIST}"),
         format!("$JS.API.DIRECT.GET.{HIST}.>"),
-        format!("$JS.API.STREAM.INFO.{NOTICES}"),
         "notice.>".to_owned(),
+        format!("$JS.API.STREAM.INFO.KV_{DESK_BUCKET}"),
+        format!("$JS.API.STREAM.MSG.GET.KV_{DESK_BUCKET}"),
+        format!("$KV.{DESK_BUCKET}.>"),
     ]
 }
 
@@ -129,20 +134,28 @@ mod tests {
                 !subject.contains('*'),
                 "no wildcard over streams: {subject}"
             );
+            let fence = format!("$KV.{DESK_BUCKET}");
             if let Some(rest) = subject.strip_suffix(".>") {
                 assert!(
-                    rest == format!("$JS.API.DIRECT.GET.{HIST}") || rest == "notice",
+                    rest == format!("$JS.API.DIRECT.GET.{HIST}")
+                        || rest == "notice"
+                        || rest == fence,
                     "{subject}"
                 );
             }
             if subject.starts_with("$JS.API.") && subject != "$JS.API.INFO" {
                 assert!(
-                    subject.contains(HIST) || subject == format!("$JS.API.STREAM.INFO.{NOTICES}"),
+                    subject.ends_with(HIST)
+                        || subject.contains(&format!("{HIST}."))
+                        || subject.ends_with(&format!("KV_{DESK_BUCKET}")),
                     "{subject}"
                 );
+                assert!(!subject.contains(NOTICES), "{subject}");
             } else {
                 assert!(
-                    subject == "$JS.API.INFO" || subject == "notice.>",
+                    subject == "$JS.API.INFO"
+                        || subject == "notice.>"
+                        || subject == format!("{fence}.>"),
                     "{subject}"
                 );
             }

@@ -56,7 +56,7 @@ impl Anchor for StoredAnchor {
     }
 }
 
-fn encode(a: &Anchored) -> Vec<u8> {
+pub(crate) fn encode(a: &Anchored) -> Vec<u8> {
     let mut out = Vec::with_capacity(WITH_NEXT);
     out.extend_from_slice(&a.size.to_be_bytes());
     out.extend_from_slice(&a.root);
@@ -70,7 +70,7 @@ fn encode(a: &Anchored) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Result<Anchored> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Anchored> {
     let hash = |b: &[u8]| -> Result<Hash> { Ok(b.try_into()?) };
     let (next, len) = match bytes.get(40) {
         Some(0) => (None, NONE_NEXT),

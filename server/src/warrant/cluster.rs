@@ -12,30 +12,38 @@
 //!   What it discloses it reads from the whole cluster's history (`HIST`)
 //!   through the warrant user, which the NATS server refuses everything else.
 //! - **Notices** ([`ClusterNotices`]): the desk writes them through the
-//!   warrant user to the `NOTICES` stream, `notice.<blind(person)>.<id>`,
-//!   one message a subject (a notice written again after a crash is not
-//!   doubled); the person's node hands them out with every fetch and deletes
-//!   them when acknowledged (relay user).
+//!   warrant user to the `NOTICES` stream, `notice.<blind(person)>.<blind(person,
+//!   id)>`, one message a subject: a notice written again after a failure
+//!   (under the id the desk kept before writing any) is not doubled, and the
+//!   subjects tell the cluster's operator neither the warrant's log entry nor
+//!   which people one warrant named. The person's node hands them out with
+//!   every fetch (one that does not open is passed over) and deletes them
+//!   when acknowledged (relay user). The warrant user may publish to these
+//!   subjects and nothing else of the stream: not read, list or delete.
 //!
 //! Invariant: a person's notices are found only through their own blind;
 //! the desk's connection can write notices and read the history, nothing else.
 
 use std::sync::Arc;
 
-use async_nats::jetstream::stream;
+use async_nats::jetstream::{kv, stream};
 use prost::Message;
 use sotto_proto::v1;
 
+use super::anchor::StoredAnchor;
+use super::audit::{Anchor, Anchored};
 use super::notices::MAX_HANDED_OUT;
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
 use crate::cluster::records::{ClusterRecords, Created, subject_taken};
-use crate::cluster::{DESK, NOTICES};
+use crate::cluster::{DESK, DESK_BUCKET, NOTICES};
 use crate::seal::Sealer;
 use crate::store::Tree;
+use tracing::warn;
 
 const SUBJECT_DOMAIN: &str = "cluster/notice subject";
+const ID_DOMAIN: &str = "cluster/notice id";
 const DESK_KEY: &[u8] = b"warrant desk";
 
 /// Why a node on a cluster that is not its warrant desk answers no warrant request.
@@ -72,11 +80,108 @@ pub(crate) async fn claim_desk(
     )
 }
 
+const SESSION_KEY: &str = "session";
+const ANCHOR_KEY: &str = "anchor";
+
+/// The desk's fence on the cluster (bucket [`DESK_BUCKET`], through the
+/// warrant user): the session of the desk process that started last, and
+/// the size of the transparency log it last anchored. An older process
+/// (a copy of the desk's data directory started before, say) appends
+/// nothing more to its log, and an older copy of the directory does not
+/// start as the desk.
+#[derive(Clone)]
+pub struct DeskFence {
+    cluster: Cluster,
+    sealer: Arc<Sealer>,
+    bucket: kv::Store,
+    session: [u8; 16],
+}
+
+impl DeskFence {
+    /// Takes the desk for this process, on the desk's connection, in the
+    /// bucket a relay node made.
+    pub async fn take(desk: &Cluster, sealer: Arc<Sealer>) -> anyhow::Result<Self> {
+        let bucket = desk.context().get_key_value(DESK_BUCKET).await?;
+        let mut session = [0u8; 16];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut session);
+        let fence = DeskFence {
+            cluster: desk.clone(),
+            sealer,
+            bucket,
+            session,
+        };
+        fence.write(SESSION_KEY, &session).await?;
+        Ok(fence)
+    }
+
+    async fn write(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        let sealed = self.sealer.seal(Tree::Meta, key.as_bytes(), value);
+        self.bucket.put(key, sealed.into()).await?;
+        Ok(())
+    }
+
+    fn read(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(sealed) = self.cluster.wait(self.bucket.get(key))? else {
+            return Ok(None);
+        };
+        let plain = self
+            .sealer
+            .open(Tree::Meta, key.as_bytes(), &sealed)
+            .map_err(|_| {
+                anyhow::anyhow!("the warrant desk's {key} on the cluster does not open")
+            })?;
+        Ok(Some(plain.to_vec()))
+    }
+}
+
+/// The transparency log's anchor of a cluster's warrant desk: the relay's
+/// own ([`StoredAnchor`]), fenced by the cluster's ([`DeskFence`]).
+pub(crate) struct DeskAnchor {
+    pub local: StoredAnchor,
+    pub fence: DeskFence,
+}
+
+impl Anchor for DeskAnchor {
+    fn load(&self) -> anyhow::Result<Option<Anchored>> {
+        let local = self.local.load()?;
+        if let Some(plain) = self.fence.read(ANCHOR_KEY)? {
+            let on_cluster = super::anchor::decode(&plain)?;
+            let here = local.map_or(0, |a| a.size);
+            if on_cluster.size > here {
+                anyhow::bail!(
+                    "this data directory's transparency log is behind the one the cluster's \
+                     warrant desk last signed ({here} entries against {}): it is an older copy \
+                     of the desk's data directory. Serve the desk from its newest",
+                    on_cluster.size
+                );
+            }
+        }
+        Ok(local)
+    }
+
+    fn save(&self, anchored: &Anchored) -> anyhow::Result<()> {
+        let current = self.fence.read(SESSION_KEY)?;
+        if current.as_deref() != Some(self.fence.session.as_slice()) {
+            anyhow::bail!(
+                "another process took the cluster's warrant desk after this one started \
+                 (a copy of its data directory?): this one logs, and so serves, no more warrants"
+            );
+        }
+        self.local.save(anchored)?;
+        self.fence.cluster.wait(
+            self.fence
+                .write(ANCHOR_KEY, &super::anchor::encode(anchored)),
+        )
+    }
+}
+
 /// Notices on the cluster; see the module's documentation.
 pub struct ClusterNotices {
     cluster: Cluster,
     sealer: Arc<Sealer>,
-    stream: stream::Stream,
+    /// The stream, to read from (none for the desk's writer, whose user may
+    /// not read it).
+    stream: Option<stream::Stream>,
 }
 
 impl ClusterNotices {
@@ -94,34 +199,30 @@ impl ClusterNotices {
                 ..Default::default()
             })
             .await?;
-        Self::checked(cluster, sealer, stream)
-    }
-
-    /// Finds the stream a relay node made, as the warrant desk's user (who
-    /// may not make one).
-    pub async fn writer(cluster: &Cluster, sealer: Arc<Sealer>) -> Result<Self, ClusterError> {
-        let stream =
-            cluster
-                .context()
-                .get_stream(NOTICES)
-                .await
-                .map_err(|e| ClusterError::Provision {
-                    what: format!("stream {NOTICES}"),
-                    why: e.to_string(),
-                })?;
-        Self::checked(cluster, sealer, stream)
-    }
-
-    fn checked(
-        cluster: &Cluster,
-        sealer: Arc<Sealer>,
-        stream: stream::Stream,
-    ) -> Result<Self, ClusterError> {
         cluster.refuses_second_message(&stream)?;
         Ok(ClusterNotices {
             cluster: cluster.clone(),
             sealer,
-            stream,
+            stream: Some(stream),
+        })
+    }
+
+    /// The warrant desk's writer, on its own user: it publishes to the
+    /// stream a relay node made (and checked), and reads nothing.
+    pub fn writer(cluster: &Cluster, sealer: Arc<Sealer>) -> Self {
+        ClusterNotices {
+            cluster: cluster.clone(),
+            sealer,
+            stream: None,
+        }
+    }
+
+    fn stream(&self) -> Result<&stream::Stream, RelayError> {
+        self.stream.as_ref().ok_or_else(|| {
+            crate::store::StoreError::Backend(
+                "the warrant desk's connection does not read notices".into(),
+            )
+            .into()
         })
     }
 
@@ -133,7 +234,11 @@ impl ClusterNotices {
     }
 
     fn subject(&self, user: &str, id: u64) -> String {
-        format!("notice.{}.{id}", self.token(user))
+        let person = blind_user(&self.sealer, user);
+        let id = self
+            .sealer
+            .blind(ID_DOMAIN, &[person.as_slice(), &id.to_be_bytes()].concat());
+        format!("notice.{}.{}", self.token(user), hex::encode(id))
     }
 
     /// Writes `notice` for `user`; held by a majority of the replicas when
@@ -150,28 +255,36 @@ impl ClusterNotices {
         }
     }
 
-    /// The notices waiting for `user`, oldest first (at most [`MAX_HANDED_OUT`]).
+    /// The notices waiting for `user`, oldest first (at most
+    /// [`MAX_HANDED_OUT`]); one that does not open is passed over (and the
+    /// others still handed out).
     pub fn waiting(&self, user: &str) -> Result<Vec<v1::WarrantNotice>, RelayError> {
         let filter = format!("notice.{}.*", self.token(user));
+        let stream = self.stream()?;
         self.cluster.wait(async {
             let mut out = Vec::new();
             let mut from = 1;
             while out.len() < MAX_HANDED_OUT {
-                let Some(message) =
-                    next_on(&self.stream, &filter, from, "read of a notice").await?
+                let Some(message) = next_on(stream, &filter, from, "read of a notice").await?
                 else {
                     break;
                 };
                 from = message.sequence + 1;
-                let plain = self.sealer.open_padded(
-                    Tree::Warrants,
-                    message.subject.as_bytes(),
-                    &message.payload,
-                )?;
-                out.push(
-                    v1::WarrantNotice::decode(plain.as_slice())
-                        .map_err(|_| RelayError::Corrupt("a warrant notice"))?,
-                );
+                let notice = self
+                    .sealer
+                    .open_padded(Tree::Warrants, message.subject.as_bytes(), &message.payload)
+                    .ok()
+                    .and_then(|plain| v1::WarrantNotice::decode(plain.as_slice()).ok());
+                match notice {
+                    // Sealed with its subject, which names its id.
+                    Some(notice) if self.subject(user, notice.id) == message.subject.as_str() => {
+                        out.push(notice)
+                    }
+                    _ => warn!(
+                        sequence = message.sequence,
+                        "a warrant notice does not open: passed over"
+                    ),
+                }
             }
             Ok(out)
         })
@@ -179,14 +292,15 @@ impl ClusterNotices {
 
     /// Deletes the notices `ids` of `user` (any other id deletes nothing).
     pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<(), RelayError> {
+        let stream = self.stream()?;
+        let ids: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
         self.cluster.wait(async {
-            for &id in ids {
+            for id in ids {
                 let subject = self.subject(user, id);
-                let Some(message) = last_on(&self.stream, &subject, "read of a notice").await?
-                else {
+                let Some(message) = last_on(stream, &subject, "read of a notice").await? else {
                     continue;
                 };
-                match self.stream.delete_message(message.sequence).await {
+                match stream.delete_message(message.sequence).await {
                     Ok(_) => {}
                     Err(e) if already_gone(&e) => {}
                     Err(e) => return Err(backend("delete of a notice", e).into()),

@@ -102,6 +102,10 @@ pub(crate) struct HeldWarrant {
     pub notified_at: i64,
     #[prost(uint64, tag = "25")]
     pub notified: u64,
+    /// The audit index, plus one, of notices logged and not all written yet
+    /// (0: none): written again under the same id, never logged twice.
+    #[prost(uint64, tag = "26")]
+    pub notice_pending: u64,
 }
 
 impl HeldWarrant {
@@ -255,6 +259,13 @@ impl HeldWarrants {
     /// Applies `batch`. Not yet durable.
     pub fn apply(&self, batch: Batch) -> Result<(), RelayError> {
         self.store.apply(batch)?;
+        Ok(())
+    }
+
+    /// Applies `batch`, on stable storage when this returns.
+    pub fn apply_durably(&self, batch: Batch) -> Result<(), RelayError> {
+        self.store.apply(batch)?;
+        self.store.flush()?;
         Ok(())
     }
 

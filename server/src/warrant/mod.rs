@@ -255,6 +255,7 @@ fn request_hash<M: Message>(signed: Option<&M>) -> String {
 
 impl WarrantDesk {
     pub fn new(parts: DeskParts) -> Self {
+        let logs = parts.audit.is_ok();
         WarrantDesk {
             archive: parts.archive,
             accounts: parts.accounts,
@@ -268,8 +269,12 @@ impl WarrantDesk {
             writer: parts.writer,
             held: parts.held,
             notices: parts.notices,
-            // Unknown until the first look.
-            next_notice: AtomicI64::new(i64::MIN),
+            // Unknown until the first look; never, without a log (a
+            // cluster's node that is not its warrant desk tells nobody).
+            next_notice: AtomicI64::new(match logs {
+                true => i64::MIN,
+                false => i64::MAX,
+            }),
             review: parts.review,
             approvals: parts.approvals,
             reviewing: tokio::sync::Mutex::new(()),

@@ -67,6 +67,12 @@ impl Notices {
         }
     }
 
+    /// Whether [`Notices::put`] writes each notice at once (on a cluster),
+    /// rather than with the batch it is given.
+    pub fn written_at_once(&self) -> bool {
+        matches!(self, Notices::Cluster(_))
+    }
+
     /// The notices waiting for `user`, oldest first.
     pub fn waiting(&self, user: &str) -> Result<Vec<v1::WarrantNotice>, RelayError> {
         let (store, sealer) = match self {

@@ -187,17 +187,33 @@ impl WarrantDesk {
                 .filter(|(_, name)| !w.targets.contains(name))
                 .map(|(pseudonym, name)| (name.clone(), appeared(pseudonym), false)),
         );
-        let mut entry = AuditEntry::new("notice", "granted");
-        describe(&mut entry, &held.authority, &w);
-        entry.notify_after = self.notice_due(held);
-        // Only how many: the names of people revealed stay out of the log.
-        entry.count = people.len() as u64;
-        entry.records = people.iter().map(|(_, n, _)| n).sum();
-        let logged = audit.append(entry)?;
+        let id = match held.notice_pending {
+            0 => {
+                let mut entry = AuditEntry::new("notice", "granted");
+                describe(&mut entry, &held.authority, &w);
+                entry.notify_after = self.notice_due(held);
+                // Only how many: the names of people revealed stay out of the log.
+                entry.count = people.len() as u64;
+                entry.records = people.iter().map(|(_, n, _)| n).sum();
+                let logged = audit.append(entry)?;
+                if self.notices.written_at_once() {
+                    // Each notice is written on its own (a cluster): their
+                    // id is kept first, so that a notice written before a
+                    // failure is written again under it, not told twice
+                    // under two, and the log says it once.
+                    held.notice_pending = logged.index + 1;
+                    let mut batch = Batch::default();
+                    self.held.put(&mut batch, held);
+                    self.held.apply_durably(batch)?;
+                }
+                logged.index
+            }
+            pending => pending - 1,
+        };
         let mut batch = Batch::default();
         for (name, records, target) in &people {
             let notice = v1::WarrantNotice {
-                id: logged.index,
+                id,
                 authority: held.authority.clone(),
                 warrant_id: w.id.clone(),
                 case_reference: w.case_reference.clone(),
@@ -214,11 +230,12 @@ impl WarrantDesk {
             held.notified_at = now_ms;
         }
         held.notified = held.notified.saturating_add(people.len() as u64);
+        held.notice_pending = 0;
         // Their names are kept no longer than needed to tell them.
         held.unmasked.clear();
         self.held.put(&mut batch, held);
         self.held.apply(batch)?;
-        info!(warrant = ?held.warrant_id, people = people.len(), entry = logged.index, "notices issued");
+        info!(warrant = ?held.warrant_id, people = people.len(), entry = id, "notices issued");
         Ok(people.len() as u64)
     }
 
