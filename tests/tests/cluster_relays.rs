@@ -172,7 +172,16 @@ async fn alice_on_node_a_and_bob_on_node_b_chat_normal_and_secret_live_and_offli
         .await
         .unwrap();
     let mut pushes = bob.subscribe().await.unwrap();
-    let bundle = verify_bundle(&alice.fetch_bundle("bob").await.unwrap()).unwrap();
+    let fetched = alice.fetch_bundle("bob").await.unwrap();
+    assert!(fetched.one_time.is_some());
+    // One of bob's one-time prekeys a day for alice, at all nodes together
+    // (not one per node she asks).
+    let again = alice_at_b.fetch_bundle("bob").await.unwrap();
+    assert!(
+        again.one_time.is_none(),
+        "a second one-time prekey at node B"
+    );
+    let bundle = verify_bundle(&fetched).unwrap();
     let mut session = Session::initiate(&alice_id, &bundle).unwrap();
     let first = session.encrypt(b"a secret, from A").unwrap();
     alice

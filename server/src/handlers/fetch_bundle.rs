@@ -29,7 +29,14 @@ pub async fn handle(
     }
     valid_name("username", &fetch.user)?;
     let account = lookup(state, requester, &fetch.user)?;
-    let with_one_time = state.quotas.one_time_prekey(requester, &fetch.user);
+    let mut with_one_time = state.quotas.one_time_prekey(requester, &fetch.user);
+    if with_one_time {
+        // On a cluster, once a day per pair at all its nodes together.
+        with_one_time = state
+            .prekeys
+            .claim_first_contact(requester, &fetch.user)
+            .await?;
+    }
     let handed = state
         .prekeys
         .take_bundle(&fetch.user, &account.identity_key, with_one_time)
@@ -40,6 +47,15 @@ pub async fn handle(
                 format!("{} has not published keys for secret chats yet", fetch.user),
             )
         })?;
+    if with_one_time
+        && !handed.took_one_time
+        && let Err(e) = state
+            .prekeys
+            .release_first_contact(requester, &fetch.user)
+            .await
+    {
+        tracing::warn!(error = %e, "a claim on a one-time prekey was not given back");
+    }
     if handed.took_one_time {
         state.quotas.took_one_time_prekey(requester, &fetch.user);
         state.writer.durable().await?;

@@ -39,13 +39,19 @@ use super::{Left, MAX_ONE_TIME};
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::cluster::PREKEYS;
-use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, next_on};
+use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
+use crate::cluster::records::subject_taken;
 use crate::records::PrekeySetRecord;
 use crate::seal::Sealer;
 use crate::store::Tree;
 
 /// The bucket of published prekey sets.
 pub const PREKEY_SETS: &str = "prekey_sets";
+/// Who was handed one of whose one-time prekeys, at any node:
+/// `contact.<blind(requester, target)>`, one message a subject, gone after a day.
+pub const FIRST_CONTACTS: &str = "FIRST_CONTACTS";
+const CONTACT_DOMAIN: &str = "cluster/first contact";
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// Domain of the keyed blind that names a user's prekey subjects.
 const SUBJECT_DOMAIN: &str = "cluster/prekey subjects";
@@ -70,8 +76,10 @@ impl Kind {
 
 /// One-time prekeys and published sets on the cluster.
 pub struct ClusterPrekeys {
+    cluster: Cluster,
     sealer: Arc<Sealer>,
     stream: stream::Stream,
+    contacts: stream::Stream,
     sets: kv::Store,
     context: async_nats::jetstream::Context,
 }
@@ -90,12 +98,76 @@ impl ClusterPrekeys {
             })
             .await?;
         let sets = cluster.bucket(PREKEY_SETS).await?;
+        let contacts = cluster
+            .stream(stream::Config {
+                name: FIRST_CONTACTS.to_owned(),
+                subjects: vec!["contact.*".to_owned()],
+                max_age: DAY,
+                max_messages_per_subject: 1,
+                discard: stream::DiscardPolicy::New,
+                discard_new_per_subject: true,
+                allow_direct: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await?;
+        cluster.refuses_second_message(&contacts)?;
         Ok(ClusterPrekeys {
+            cluster: cluster.clone(),
             sealer,
             stream,
+            contacts,
             sets,
             context: cluster.context().clone(),
         })
+    }
+
+    fn contact_subject(&self, requester: &str, target: &str) -> String {
+        let pair = [
+            blind_user(&self.sealer, requester),
+            blind_user(&self.sealer, target),
+        ]
+        .concat();
+        format!(
+            "contact.{}",
+            hex::encode(self.sealer.blind(CONTACT_DOMAIN, &pair))
+        )
+    }
+
+    /// Claims for a day, at every node at once, `requester`'s one-time
+    /// prekey of `target`: false when it was claimed within the day.
+    pub async fn claim_first_contact(
+        &self,
+        requester: &str,
+        target: &str,
+    ) -> Result<bool, RelayError> {
+        let subject = self.contact_subject(requester, target);
+        let sealed = self
+            .sealer
+            .seal(Tree::Prekeys, subject.as_bytes(), b"taken");
+        match self.cluster.publish(subject, sealed).await {
+            Ok(_) => Ok(true),
+            Err(e) if subject_taken(&e) => Ok(false),
+            Err(e) => Err(backend("claim of a one-time prekey", e).into()),
+        }
+    }
+
+    /// Gives a claim back: `target` had no one-time prekey left to take (a
+    /// target without any costs nobody a day).
+    pub async fn release_first_contact(
+        &self,
+        requester: &str,
+        target: &str,
+    ) -> Result<(), RelayError> {
+        let subject = self.contact_subject(requester, target);
+        let Some(claim) = last_on(&self.contacts, &subject, "read of a claim").await? else {
+            return Ok(());
+        };
+        match self.contacts.delete_message(claim.sequence).await {
+            Ok(_) => Ok(()),
+            Err(e) if already_gone(&e) => Ok(()),
+            Err(e) => Err(backend("release of a claim", e).into()),
+        }
     }
 
     /// The token that names `user`'s subjects.

@@ -103,6 +103,32 @@ impl Prekeys {
         }
     }
 
+    /// Claims `requester`'s one-time prekey of `target` for a day at every
+    /// relay node of a cluster: false when one of them handed one out within
+    /// the day. (On one relay its quotas decide alone: always true here.)
+    pub async fn claim_first_contact(
+        &self,
+        requester: &str,
+        target: &str,
+    ) -> Result<bool, RelayError> {
+        match &self.backing {
+            Backing::Local(_) => Ok(true),
+            Backing::Cluster(cluster) => cluster.claim_first_contact(requester, target).await,
+        }
+    }
+
+    /// Gives back a claim no one-time prekey was taken under.
+    pub async fn release_first_contact(
+        &self,
+        requester: &str,
+        target: &str,
+    ) -> Result<(), RelayError> {
+        match &self.backing {
+            Backing::Local(_) => Ok(()),
+            Backing::Cluster(cluster) => cluster.release_first_contact(requester, target).await,
+        }
+    }
+
     /// Stores an upload after checking that `identity` signed its keys; returns
     /// how many one-time prekeys (curve, PQ) the relay now holds. Not yet
     /// durable in the relay's own store (on the cluster: held by a majority).
