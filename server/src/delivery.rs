@@ -138,9 +138,11 @@ pub fn on_ack(
             for record in posts {
                 senders.entry(record.from.clone()).or_default().push(record);
             }
+            // One budget for the whole acknowledgement, however many senders.
+            let mut budget = CLUSTER_READS;
             for (sender, records) in senders {
                 for (conversation, upto) in
-                    newest_on_cluster(cluster, &mut ledger, &sender, records)?
+                    newest_on_cluster(cluster, &mut ledger, &sender, records, &mut budget)?
                 {
                     told.push((sender.clone(), conversation.delivered_upto(upto)));
                 }
@@ -185,10 +187,13 @@ pub fn status(
     if let Archive::Cluster(cluster, _) = archive {
         let mine = cluster.sent_among(sender, ids)?;
         let mut ledger = Ledger::new(archive, groups);
-        return Ok(newest_on_cluster(cluster, &mut ledger, sender, mine)?
-            .into_iter()
-            .map(|(conversation, upto)| conversation.delivered_upto(upto))
-            .collect());
+        let mut budget = CLUSTER_READS;
+        return Ok(
+            newest_on_cluster(cluster, &mut ledger, sender, mine, &mut budget)?
+                .into_iter()
+                .map(|(conversation, upto)| conversation.delivered_upto(upto))
+                .collect(),
+        );
     }
     let mine = archive.sent_among(sender, ids)?;
     let mut ledger = Ledger::new(archive, groups);
@@ -204,7 +209,8 @@ pub fn status(
         .collect())
 }
 
-/// Most of the recipients' copies one reckoning reads on a cluster.
+/// Most reads of the cluster one reckoning makes (one acknowledgement's, or
+/// one question's): copies and cursors.
 const CLUSTER_READS: usize = 4 * sotto_proto::MAX_FETCH as usize;
 
 /// On a cluster: of `records`, all `sender`'s, the newest delivered in each
@@ -215,9 +221,9 @@ fn newest_on_cluster(
     ledger: &mut Ledger<'_>,
     sender: &str,
     mut records: Vec<NormalRecord>,
+    budget: &mut usize,
 ) -> Result<BTreeMap<Conversation, u64>, RelayError> {
     records.sort_by_key(|r| std::cmp::Reverse(r.id));
-    let mut budget = CLUSTER_READS;
     let mut newest = BTreeMap::new();
     let mut settled = std::collections::BTreeSet::new();
     for record in records {
@@ -233,7 +239,7 @@ fn newest_on_cluster(
                 &record.conversation,
                 sender,
                 record.id,
-                &mut budget,
+                budget,
             )? {
                 Some(true) => {}
                 Some(false) => {

@@ -66,9 +66,10 @@ impl Quotas {
         }
     }
 
-    /// One message sent by `user`, if its rate allows.
-    pub fn send(&self, user: &str) -> bool {
-        self.sends.allow(user.to_owned())
+    /// A send of `user`'s, if their rate allows: `copies` at once for a
+    /// message stored once per recipient.
+    pub fn send_copies(&self, user: &str, copies: u32) -> bool {
+        self.sends.allow_n(user.to_owned(), copies)
     }
 
     /// One new account from `ip`, if its rate allows.

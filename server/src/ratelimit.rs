@@ -34,6 +34,12 @@ impl RateLimiter {
         self.take(1.0)
     }
 
+    /// Takes `n` tokens at once if that many are left (at most the burst:
+    /// a cost larger than the bucket takes it all, once it is full).
+    pub fn allow_n(&self, n: u32) -> bool {
+        self.take(f64::from(n.max(1)).min(self.burst))
+    }
+
     fn take(&self, tokens: f64) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -78,9 +84,14 @@ impl<K: Eq + Hash> KeyedLimiter<K> {
 
     /// Takes a token from `key`'s bucket if one is left.
     pub fn allow(&self, key: K) -> bool {
+        self.allow_n(key, 1)
+    }
+
+    /// Takes `n` tokens from `key`'s bucket if that many are left.
+    pub fn allow_n(&self, key: K, n: u32) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(bucket) = buckets.get(&key) {
-            return bucket.allow();
+            return bucket.allow_n(n);
         }
         if buckets.len() >= self.max_keys {
             buckets.retain(|_, b| !b.idle());
@@ -89,7 +100,7 @@ impl<K: Eq + Hash> KeyedLimiter<K> {
             }
         }
         let bucket = RateLimiter::new(self.burst, self.period);
-        let allowed = bucket.allow();
+        let allowed = bucket.allow_n(n);
         buckets.insert(key, bucket);
         allowed
     }
@@ -104,6 +115,18 @@ impl<K: Eq + Hash> KeyedLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cost_of_several_takes_that_many_and_never_more_than_the_burst() {
+        let limiter = KeyedLimiter::new(10, Duration::from_secs(3600), 10);
+        assert!(limiter.allow_n("a", 6));
+        assert!(!limiter.allow_n("a", 6), "4 left");
+        assert!(limiter.allow_n("a", 4));
+        assert!(!limiter.allow("a"));
+        // A cost over the burst takes a full bucket, once.
+        assert!(limiter.allow_n("b", 255));
+        assert!(!limiter.allow_n("b", 1));
+    }
 
     #[test]
     fn a_burst_over_the_limit_is_refused() {

@@ -281,7 +281,7 @@ async fn open_cluster(
                 cluster.bucket(DESK_BUCKET).await?;
                 Some((
                     ClusterNotices::writer(&desk, sealer.clone()),
-                    DeskFence::take(&desk, sealer.clone()).await?,
+                    DeskFence::open(&desk, sealer.clone()).await?,
                 ))
             }
             false => None,
@@ -442,7 +442,11 @@ pub fn open_audit_log(
     let local = StoredAnchor::new(store.clone(), sealer.clone());
     let anchor: Box<dyn crate::warrant::audit::Anchor> = match fence {
         None => Box::new(local),
-        Some(fence) => Box::new(DeskAnchor { local, fence }),
+        Some(fence) => Box::new(DeskAnchor {
+            local,
+            fence,
+            log: datadir::audit_path(root).display().to_string(),
+        }),
     };
     match AuditLog::open_anchored(
         &datadir::audit_path(root),
@@ -515,7 +519,8 @@ async fn expire_secret_envelopes(state: std::sync::Weak<RelayState>) {
             continue;
         }
         last_expiry = Some(tokio::time::Instant::now());
-        state.warrants.flush_unverifiable(false);
+        // It appends to the log, which on a cluster waits for the desk's fence.
+        crate::handlers::off_the_workers(async { state.warrants.flush_unverifiable(false) }).await;
         match state.secret_queue.expire(crate::now_ms()) {
             Ok(0) => {}
             Ok(n) => {

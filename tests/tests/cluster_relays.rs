@@ -721,7 +721,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_start_behind_it() {
+async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_serve_behind_it() {
     let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::relay::RelayConnection;
     use sotto_investigator::{Answered, requests};
@@ -772,11 +772,18 @@ async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_start_behin
         submit(&desk, 2).await,
         Ok(Answered::PendingReview(_))
     ));
-    let behind = sotto_server::start(&old, node_config(&nats, true))
-        .await
-        .err()
-        .expect("a copy behind the desk's log does not start as the desk");
-    assert!(format!("{behind:#}").contains("older copy"), "{behind:#}");
+    // Started beside the desk, it serves users and no warrant, and does not
+    // silence the desk.
+    let behind = node_with(&nats, &old, true).await;
+    assert!(
+        behind.warnings.iter().any(|w| w.contains("older copy")),
+        "{:?}",
+        behind.warnings
+    );
+    assert!(submit(&behind, 9).await.is_err());
+    let still = submit(&desk, 10).await;
+    assert!(matches!(still, Ok(Answered::PendingReview(_))), "{still:?}");
+    behind.shutdown().await.unwrap();
 
     // A twin taken now and started while the desk runs takes the desk: the
     // first logs, and so serves, nothing more. One log goes on.
@@ -993,7 +1000,15 @@ async fn a_sender_at_one_node_hears_of_the_delivery_at_another() {
         .await
         .unwrap();
     let report = alice
-        .delivery_status(vec![first.id, second.id, g1.id, g2.id, bobs.id, u64::MAX])
+        .delivery_status(vec![
+            0,
+            first.id,
+            second.id,
+            g1.id,
+            g2.id,
+            bobs.id,
+            u64::MAX,
+        ])
         .await
         .unwrap();
     let mut report: Vec<(String, String, u64)> = report

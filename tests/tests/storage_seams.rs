@@ -729,8 +729,8 @@ fn group_message(to: &[&str], client_id: u8, text: &str) -> NewGroupSecret {
 
 async fn a_group_message_reaches_every_recipient_once_or_nobody(backing: Backing) {
     let (a, b) = (
-        backing.secret_queue_with(0, 3, 100).await,
-        backing.secret_queue_with(1, 3, 100).await,
+        backing.secret_queue_with(0, 3, 2).await,
+        backing.secret_queue_with(1, 3, 2).await,
     );
     let GroupQueued::New(queued) = a.enqueue_group(group_message(&["bob", "carol"], 1, "hi all"))
     else {
@@ -762,6 +762,15 @@ async fn a_group_message_reaches_every_recipient_once_or_nobody(backing: Backing
     assert_eq!(b.acknowledge("bob", &[bobs]), 1);
     assert!(a.pending("bob", 10).0.is_empty());
     assert_eq!(texts(&a.pending("carol", 10).0), ["hi all", "d1", "d2"]);
+    // Alice's own quota at bob (two waiting from her) holds for a group
+    // message too: for erin neither.
+    new_id(a.enqueue(secret("alice", "bob", 21, "a1")));
+    new_id(b.enqueue(secret("alice", "bob", 22, "a2")));
+    assert!(matches!(
+        b.enqueue_group(group_message(&["erin", "bob"], 3, "third")),
+        GroupQueued::Full(Full::FromSender, who) if who == "bob"
+    ));
+    assert!(a.pending("erin", 10).0.is_empty());
 }
 
 on_both!(

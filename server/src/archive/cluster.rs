@@ -467,7 +467,10 @@ impl ClusterArchive {
     /// them (an id that is not one of `sender`'s is passed over).
     pub fn sent_among(&self, sender: &str, ids: &[u64]) -> Result<Vec<NormalRecord>, RelayError> {
         let owner = format!("hist.{}.", self.copies.owner(sender));
-        let reads = ids.iter().map(|&id| async move {
+        // Sequences start at 1 (0 is not a message, and the server refuses it).
+        let ids: std::collections::BTreeSet<u64> =
+            ids.iter().copied().filter(|&id| id > 0).collect();
+        let reads = ids.into_iter().map(|id| async move {
             match self.copies.hist.get_raw_message(id).await {
                 Ok(message) => Ok(Some(message)),
                 Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
@@ -510,6 +513,10 @@ impl ClusterArchive {
     ) -> Result<Option<bool>, RelayError> {
         let subject = self.copies.subject(recipient, conversation);
         self.copies.cluster.wait(async {
+            if *budget == 0 {
+                return Ok(None);
+            }
+            *budget -= 1;
             let cursor = self.cursor(recipient).await?;
             // Every copy of a message comes after its sender's, whose
             // sequence is its id: the copy is in (id, cursor], or it waits.

@@ -327,7 +327,16 @@ pub(crate) fn lookup(
 
 /// One message `user` sends, within their rate.
 pub(crate) fn may_send(state: &RelayState, user: &str) -> Result<(), RequestError> {
-    if state.quotas.send(user) {
+    may_send_copies(state, user, 1)
+}
+
+/// [`may_send`] for a message stored `copies` times (each counts as a send).
+pub(crate) fn may_send_copies(
+    state: &RelayState,
+    user: &str,
+    copies: u32,
+) -> Result<(), RequestError> {
+    if state.quotas.send_copies(user, copies) {
         Ok(())
     } else {
         Err(RequestError::limited(

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use sotto_proto::v1::{ErrorCode, Push, SecretGroupQueued, SendSecretGroup, push, response};
 
 use super::send_secret::queue_full;
-use super::{Handled, RequestError, client_id, may_send, secret_ciphertext, valid_name};
+use super::{Handled, RequestError, client_id, may_send_copies, secret_ciphertext, valid_name};
 use crate::secret_queue::{GroupQueued, NewGroupSecret};
 use crate::state::RelayState;
 
@@ -19,7 +19,13 @@ pub const MAX_RECIPIENTS: usize = 255;
 pub const MAX_GROUP_ID: usize = 64;
 
 pub async fn handle(state: &RelayState, user: &str, send: SendSecretGroup) -> Handled {
-    may_send(state, user)?;
+    // Kept once on one relay; once per recipient on a cluster, where each
+    // copy counts as a send (one request must not cost 255 of them).
+    let copies = match state.secret_queue.keeps_group_bodies_once() {
+        true => 1,
+        false => send.recipients.len().clamp(1, MAX_RECIPIENTS) as u32,
+    };
+    may_send_copies(state, user, copies)?;
     let client_id = client_id(&send.client_id)?;
     if send.group_id.is_empty() || send.group_id.len() > MAX_GROUP_ID {
         return Err(RequestError::bad_request(format!(

@@ -240,17 +240,24 @@ impl ClusterSecretQueue {
         Ok((subjects.len() as u64, pair as u64))
     }
 
-    /// Queues `new` (a copy of a group message when `group` is given).
-    async fn enqueue_one(&self, new: NewSecret, group: &[u8]) -> Result<Queued, RelayError> {
+    /// Queues `new` (a copy of a group message when `group` is given);
+    /// `checked`: its quotas were checked a moment ago, with the others'.
+    async fn enqueue_one(
+        &self,
+        new: NewSecret,
+        group: &[u8],
+        checked: bool,
+    ) -> Result<Queued, RelayError> {
         let recipient = blind_user(&self.sealer, &new.to);
         let mut dedup = blind_user(&self.sealer, &new.from).to_vec();
         dedup.extend_from_slice(&new.client_id);
         let (id, first_to, retry) = match self.sent_before(&dedup).await? {
             Some((id, to)) => (id, to, true),
             None => {
-                if let Some(full) = self
-                    .fits(&new.from, &new.to, new.ciphertext.len() as u64)
-                    .await?
+                if !checked
+                    && let Some(full) = self
+                        .fits(&new.from, &new.to, new.ciphertext.len() as u64)
+                        .await?
                 {
                     return Ok(Queued::Full(full));
                 }
@@ -310,7 +317,9 @@ impl ClusterSecretQueue {
     /// replicas when this returns. A retry with the same client id is not
     /// queued twice.
     pub fn enqueue_many(&self, envelopes: Vec<NewSecret>) -> Vec<Result<Queued, RelayError>> {
-        let enqueues = envelopes.into_iter().map(|new| self.enqueue_one(new, &[]));
+        let enqueues = envelopes
+            .into_iter()
+            .map(|new| self.enqueue_one(new, &[], false));
         self.cluster.wait(futures_util::future::join_all(enqueues))
     }
 
@@ -339,7 +348,7 @@ impl ClusterSecretQueue {
                     ciphertext: new.ciphertext.clone(),
                     ttl_ms: new.ttl_ms,
                 };
-                self.enqueue_one(copy, &new.group)
+                self.enqueue_one(copy, &new.group, true)
             });
             let mut queued = Vec::new();
             let mut full = None;
@@ -353,7 +362,14 @@ impl ClusterSecretQueue {
                 }
             }
             Ok(match (full, queued.is_empty()) {
-                (Some((why, to)), _) => GroupQueued::Full(why, to),
+                (Some((why, to)), _) => {
+                    // For nobody, then: the copies queued are taken back (a
+                    // retry with the same client id would queue them again).
+                    for (recipient, envelope) in &queued {
+                        self.delete(recipient, envelope.id).await?;
+                    }
+                    GroupQueued::Full(why, to)
+                }
                 (None, true) => GroupQueued::Duplicate,
                 (None, false) => GroupQueued::New(queued),
             })
@@ -384,15 +400,24 @@ impl ClusterSecretQueue {
                     return Ok((out, false));
                 };
                 from = message.sequence + 1;
-                let record = SecretEnvelopeRecord::decode(
-                    self.sealer
-                        .open_padded(
-                            Tree::SecretQueue,
-                            message.subject.as_bytes(),
-                            &message.payload,
-                        )?
-                        .as_slice(),
-                )?;
+                let opened = self
+                    .sealer
+                    .open_padded(
+                        Tree::SecretQueue,
+                        message.subject.as_bytes(),
+                        &message.payload,
+                    )
+                    .ok()
+                    .and_then(|plain| SecretEnvelopeRecord::decode(plain.as_slice()).ok());
+                let Some(record) = opened else {
+                    // Moved from another subject, or damaged: not this
+                    // user's to have, and it keeps nobody from the others.
+                    tracing::warn!(
+                        sequence = message.sequence,
+                        "a secret envelope does not open: passed over"
+                    );
+                    continue;
+                };
                 if record.expires_at < now {
                     continue;
                 }
@@ -407,25 +432,44 @@ impl ClusterSecretQueue {
     /// Deletes (erases) `user`'s envelopes named in `ids`; others' are out
     /// of reach, as their subjects are. Returns how many were deleted.
     pub fn acknowledge(&self, user: &str, ids: &[u64]) -> Result<usize, RelayError> {
+        let ids: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
         self.cluster.wait(async {
             let mut deleted = 0;
             for id in ids {
-                // Whoever sent it: the id is the recipient's to name.
-                let filter = format!("secret.{}.*.{id}", self.token(user));
-                let Some(message) =
-                    next_on(&self.stream, &filter, 1, "read of an envelope").await?
-                else {
-                    continue;
-                };
-                match self.stream.delete_message(message.sequence).await {
-                    Ok(true) => deleted += 1,
-                    Ok(false) => {}
-                    Err(e) if already_gone(&e) => {}
-                    Err(e) => return Err(backend("delete of an envelope", e).into()),
-                }
+                deleted += usize::from(self.delete(user, id).await?);
             }
             Ok(deleted)
         })
+    }
+
+    /// Deletes `user`'s envelope `id`, whoever sent it (the id is the
+    /// recipient's to name); whether there was one.
+    async fn delete(&self, user: &str, id: u64) -> Result<bool, RelayError> {
+        let token = self.token(user);
+        let mut found = next_on(
+            &self.stream,
+            &format!("secret.{token}.*.{id}"),
+            1,
+            "read of an envelope",
+        )
+        .await?;
+        if found.is_none() {
+            // Queued before envelopes named their sender's pair.
+            found = last_on(
+                &self.stream,
+                &format!("secret.{token}.{id}"),
+                "read of an envelope",
+            )
+            .await?;
+        }
+        let Some(message) = found else {
+            return Ok(false);
+        };
+        match self.stream.delete_message(message.sequence).await {
+            Ok(deleted) => Ok(deleted),
+            Err(e) if already_gone(&e) => Ok(false),
+            Err(e) => Err(backend("delete of an envelope", e).into()),
+        }
     }
 
     /// Envelopes, and their bytes, waiting in the whole queue (zero when the

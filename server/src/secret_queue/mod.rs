@@ -891,6 +891,12 @@ impl Queue {
         }
     }
 
+    /// Whether a group message's ciphertext is kept once (one relay), not
+    /// once per recipient (a cluster).
+    pub fn keeps_group_bodies_once(&self) -> bool {
+        matches!(self, Queue::Local(_))
+    }
+
     pub fn enqueue_group(&self, new: NewGroupSecret) -> Result<GroupQueued, RelayError> {
         match self {
             Queue::Local(q) => q.enqueue_group(new),

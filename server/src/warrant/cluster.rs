@@ -98,20 +98,18 @@ pub struct DeskFence {
 }
 
 impl DeskFence {
-    /// Takes the desk for this process, on the desk's connection, in the
-    /// bucket a relay node made.
-    pub async fn take(desk: &Cluster, sealer: Arc<Sealer>) -> anyhow::Result<Self> {
+    /// The fence, on the desk's connection, in the bucket a relay node
+    /// made; this process takes it once its log checked ([`DeskAnchor::load`]).
+    pub async fn open(desk: &Cluster, sealer: Arc<Sealer>) -> anyhow::Result<Self> {
         let bucket = desk.context().get_key_value(DESK_BUCKET).await?;
         let mut session = [0u8; 16];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut session);
-        let fence = DeskFence {
+        Ok(DeskFence {
             cluster: desk.clone(),
             sealer,
             bucket,
             session,
-        };
-        fence.write(SESSION_KEY, &session).await?;
-        Ok(fence)
+        })
     }
 
     async fn write(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
@@ -139,24 +137,53 @@ impl DeskFence {
 pub(crate) struct DeskAnchor {
     pub local: StoredAnchor,
     pub fence: DeskFence,
+    /// The log's path, for what a refusal says.
+    pub log: String,
+}
+
+impl DeskAnchor {
+    /// The log is not taken as the desk's: the node serves its users, and
+    /// no warrant.
+    fn refused(&self, why: String) -> anyhow::Error {
+        super::audit::LogRefused {
+            path: self.log.clone(),
+            why,
+        }
+        .into()
+    }
 }
 
 impl Anchor for DeskAnchor {
+    /// The larger of this directory's anchor and the cluster's (the log is
+    /// then checked against it: one of equal size must be the same tree);
+    /// a log behind the cluster's is an older copy of the desk's directory.
+    /// Only a log that passes takes the fence, so an older copy started
+    /// beside the desk does not silence it.
     fn load(&self) -> anyhow::Result<Option<Anchored>> {
         let local = self.local.load()?;
-        if let Some(plain) = self.fence.read(ANCHOR_KEY)? {
-            let on_cluster = super::anchor::decode(&plain)?;
-            let here = local.map_or(0, |a| a.size);
-            if on_cluster.size > here {
-                anyhow::bail!(
-                    "this data directory's transparency log is behind the one the cluster's \
-                     warrant desk last signed ({here} entries against {}): it is an older copy \
-                     of the desk's data directory. Serve the desk from its newest",
-                    on_cluster.size
-                );
+        let on_cluster = self
+            .fence
+            .read(ANCHOR_KEY)
+            .and_then(|plain| plain.map(|p| super::anchor::decode(&p)).transpose())
+            .map_err(|e| self.refused(format!("its anchor on the cluster: {e:#}")))?;
+        let here = local.map_or(0, |a| a.size);
+        let anchored = match on_cluster {
+            Some(c) if c.size > here => {
+                return Err(self.refused(format!(
+                    "it is behind the one the cluster's warrant desk last signed ({here} entries \
+                     against {}): an older copy of the desk's data directory",
+                    c.size
+                )));
             }
-        }
-        Ok(local)
+            Some(c) if c.size == here => Some(c),
+            _ => local,
+        };
+        let session = self.fence.session;
+        self.fence
+            .cluster
+            .wait(self.fence.write(SESSION_KEY, &session))
+            .map_err(|e| self.refused(format!("the desk's fence cannot be taken: {e:#}")))?;
+        Ok(anchored)
     }
 
     fn save(&self, anchored: &Anchored) -> anyhow::Result<()> {
