@@ -32,7 +32,6 @@ use sotto_proto::v1;
 
 use super::anchor::StoredAnchor;
 use super::audit::{Anchor, Anchored};
-use super::notices::MAX_HANDED_OUT;
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
@@ -282,16 +281,15 @@ impl ClusterNotices {
         }
     }
 
-    /// The notices waiting for `user`, oldest first (at most
-    /// [`MAX_HANDED_OUT`]); one that does not open is passed over (and the
-    /// others still handed out).
-    pub fn waiting(&self, user: &str) -> Result<Vec<v1::WarrantNotice>, RelayError> {
+    /// The notices waiting for `user`, oldest first (at most `limit`); one
+    /// that does not open is passed over (and the others still handed out).
+    pub fn waiting(&self, user: &str, limit: usize) -> Result<Vec<v1::WarrantNotice>, RelayError> {
         let filter = format!("notice.{}.*", self.token(user));
         let stream = self.stream()?;
         self.cluster.wait(async {
             let mut out = Vec::new();
             let mut from = 1;
-            while out.len() < MAX_HANDED_OUT {
+            while out.len() < limit {
                 let Some(message) = next_on(stream, &filter, from, "read of a notice").await?
                 else {
                     break;

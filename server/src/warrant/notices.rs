@@ -77,7 +77,7 @@ impl Notices {
     pub fn waiting(&self, user: &str) -> Result<Vec<v1::WarrantNotice>, RelayError> {
         let (store, sealer) = match self {
             Notices::Local { store, sealer } => (store, sealer),
-            Notices::Cluster(cluster) => return cluster.waiting(user),
+            Notices::Cluster(cluster) => return cluster.waiting(user, MAX_HANDED_OUT),
         };
         let (from, to) = (
             Self::key(sealer, user, 0),
