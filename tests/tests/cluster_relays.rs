@@ -828,6 +828,131 @@ async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_serve_behin
     );
 }
 
+/// Polls `client`'s notices until there are `n`, for up to 30 s.
+async fn notices_until(client: &RelayClient, n: usize) -> Vec<sotto_proto::v1::WarrantNotice> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let notices = client.fetch(100).await.unwrap().notices;
+        if notices.len() >= n || tokio::time::Instant::now() > deadline {
+            return notices;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_operator_who_makes_a_notice_fail_halfway_gets_nobody_told_twice() {
+    let _heavy = sotto_tests::one_at_a_time().await;
+    use async_nats::jetstream;
+    use sotto_investigator::relay::RelayConnection;
+    use sotto_investigator::{Answered, requests};
+    use sotto_server::admin::{AdminAnswer, AdminRequest};
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let dir = first_node_dir(root.path());
+    let desk = node_with(&nats, &dir, true).await;
+    let chief = chief_registered_at(root.path(), &dir);
+    let (alice, bob) = (connect(&desk).await, connect(&desk).await);
+    alice
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    bob.register("bob", &Identity::generate()).await.unwrap();
+    let now = sotto_server::now_ms() / 1000;
+    let mut warrant = sotto_proto::v1::Warrant::decode(
+        warrant_for_alice(&chief, &desk.disclosure_key, now)
+            .warrant
+            .as_ref(),
+    )
+    .unwrap();
+    warrant.targets = vec!["alice".into(), "bob".into()];
+    let signed = chief.sign_warrant(&warrant);
+    let pin = Fingerprint::parse(&desk.fingerprint).unwrap();
+    let conn = RelayConnection::connect(&desk.addr.to_string(), pin)
+        .await
+        .unwrap();
+    assert!(matches!(
+        requests::submit_warrant(&conn, signed.clone()).await,
+        Ok(Answered::PendingReview(_))
+    ));
+    let data = dir.clone();
+    let approved = tokio::task::spawn_blocking(move || {
+        sotto_server::admin::ask(
+            &data,
+            &AdminRequest::Approve {
+                id: warrant.id.clone(),
+                authority: Some("chief".into()),
+                by: "operator".into(),
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!matches!(approved, AdminAnswer::Refused(_)), "{approved:?}");
+    assert!(matches!(
+        requests::collect_warrant(&conn, signed).await,
+        Ok(Answered::Disclosure(_))
+    ));
+    conn.close().await;
+
+    // The cluster's operator lets the notices' stream take one message only.
+    let (operator, _) = async_nats::ConnectOptions::with_user_and_password(
+        sotto_server::cluster::RELAY_USER.into(),
+        RELAY_PASSWORD.into(),
+    )
+    .connect(nats.urls())
+    .await
+    .map(|c| (c, ()))
+    .unwrap();
+    let js = jetstream::new(operator);
+    let limit = |max: i64| {
+        let js = js.clone();
+        async move {
+            let mut config = js
+                .get_stream("NOTICES")
+                .await
+                .unwrap()
+                .cached_info()
+                .config
+                .clone();
+            config.max_messages = max;
+            js.update_stream(config).await.unwrap();
+        }
+    };
+    limit(1).await;
+    // Due: one of the two is written, the other refused.
+    desk.clock().set((now + 60 + 86_400 + 1) * 1000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let (a, b) = (
+            alice.fetch(100).await.unwrap().notices,
+            bob.fetch(100).await.unwrap().notices,
+        );
+        if a.len() + b.len() > 0 || tokio::time::Instant::now() > deadline {
+            break [a, b].concat();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Limits restored, the desk tries again a minute later: the other is
+    // told under the same notice, and nobody twice.
+    limit(-1).await;
+    desk.clock().set((now + 60 + 86_400 + 62) * 1000);
+    let (a, b) = (notices_until(&alice, 1).await, notices_until(&bob, 1).await);
+    assert_eq!((a.len(), b.len()), (1, 1), "{a:?} {b:?}");
+    assert_eq!(a[0].id, b[0].id);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(alice.fetch(100).await.unwrap().notices.len(), 1);
+    let logged = sotto_server::warrant::audit::entries(&dir.join("audit.log")).unwrap();
+    assert_eq!(
+        logged.iter().filter(|e| e.kind == "notice").count(),
+        1,
+        "{logged:?}"
+    );
+    desk.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_relays_data_directory_does_not_become_a_node_by_a_change_of_store() {
     let _heavy = sotto_tests::one_at_a_time().await;
