@@ -97,20 +97,29 @@ impl Quotas {
         self.lookups.allow(user.to_owned())
     }
 
+    /// Whether `requester` was handed one of `target`'s one-time prekeys
+    /// within the day (at this node).
+    pub fn took_today(&self, requester: &str, target: &str) -> bool {
+        let pair = (requester.to_owned(), target.to_owned());
+        self.first_contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pair)
+            .is_some_and(|at| at.elapsed() < DAY)
+    }
+
+    /// One of `target`'s one-time prekeys handed out now, if its rate allows.
+    pub fn target_rate(&self, target: &str) -> bool {
+        self.one_time_prekeys.allow(target.to_owned())
+    }
+
     /// Whether `requester` may be handed one of `target`'s one-time prekeys
     /// now: once a day per pair, and within the target's rate. Otherwise the
     /// bundle goes out with the signed prekey only: nobody is refused a
     /// secret chat, and draining one-time prekeys costs an account a day each.
+    #[cfg(test)]
     pub fn one_time_prekey(&self, requester: &str, target: &str) -> bool {
-        let now = Instant::now();
-        let pair = (requester.to_owned(), target.to_owned());
-        let taken_today = self
-            .first_contacts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&pair)
-            .is_some_and(|at| now.duration_since(*at) < DAY);
-        !taken_today && self.one_time_prekeys.allow(target.to_owned())
+        !self.took_today(requester, target) && self.target_rate(target)
     }
 
     /// Notes that `requester` was handed one of `target`'s one-time prekeys

@@ -440,7 +440,7 @@ pub fn open_audit_log(
     fence: Option<DeskFence>,
 ) -> Result<std::result::Result<AuditLog, String>> {
     let local = StoredAnchor::new(store.clone(), sealer.clone());
-    let anchor: Box<dyn crate::warrant::audit::Anchor> = match fence {
+    let anchor: Box<dyn crate::warrant::audit::Anchor> = match fence.clone() {
         None => Box::new(local),
         Some(fence) => Box::new(DeskAnchor {
             local,
@@ -454,7 +454,16 @@ pub fn open_audit_log(
         anchor,
         clock.clone(),
     ) {
-        Ok(log) => Ok(Ok(log)),
+        Ok(log) => match fence.map(|f| f.take()) {
+            // The log checked: this process is the desk now.
+            Some(Err(e)) => {
+                error!(error = %format!("{e:#}"), "cannot take the warrant desk's fence; warrant requests are refused");
+                Ok(Err(format!(
+                    "the warrant desk's fence on the cluster cannot be taken: {e:#}"
+                )))
+            }
+            _ => Ok(Ok(log)),
+        },
         Err(e) if e.downcast_ref::<LogRefused>().is_some() => {
             error!(error = %e, "the transparency log was altered; warrant requests are refused");
             Ok(Err(e.to_string()))

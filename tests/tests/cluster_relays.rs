@@ -720,6 +720,71 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Submits warrant `W-<n>` for alice to `node`.
+async fn submit_to(
+    node: &RunningRelay,
+    chief: &sotto_investigator::InvestigatorKeys,
+    now: i64,
+    n: u32,
+) -> Result<sotto_investigator::Answered, sotto_investigator::InvestigatorError> {
+    let mut warrant = sotto_proto::v1::Warrant::decode(
+        warrant_for_alice(chief, &node.disclosure_key, now)
+            .warrant
+            .as_ref(),
+    )
+    .unwrap();
+    warrant.id = format!("W-{n}");
+    let pin = Fingerprint::parse(&node.fingerprint).unwrap();
+    let conn = sotto_investigator::relay::RelayConnection::connect(&node.addr.to_string(), pin)
+        .await
+        .unwrap();
+    let answer =
+        sotto_investigator::requests::submit_warrant(&conn, chief.sign_warrant(&warrant)).await;
+    conn.close().await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_desk_with_a_cut_log_started_beside_it_does_not_silence_it() {
+    let _heavy = sotto_tests::one_at_a_time().await;
+    use sotto_investigator::Answered;
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let dir = first_node_dir(root.path());
+    let desk = node_with(&nats, &dir, true).await;
+    let chief = chief_registered_at(root.path(), &dir);
+    connect(&desk)
+        .await
+        .register("alice", &Identity::generate())
+        .await
+        .unwrap();
+    let now = sotto_server::now_ms() / 1000;
+    for n in 1..=2 {
+        let held = submit_to(&desk, &chief, now, n).await;
+        assert!(matches!(held, Ok(Answered::PendingReview(_))), "{held:?}");
+    }
+    // As new as the desk, and its anchors agree; its log does not.
+    desk.shutdown().await.unwrap();
+    let cut = root.path().join("cut");
+    copy_dir(&dir, &cut);
+    let log = std::fs::read_to_string(cut.join("audit.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let kept = format!("{}\n", lines[..lines.len() - 1].join("\n"));
+    std::fs::write(cut.join("audit.log"), kept).unwrap();
+    let desk = node_with(&nats, &dir, true).await;
+    let edited = node_with(&nats, &cut, true).await;
+    assert!(
+        edited.warnings.iter().any(|w| w.contains("audit.log")),
+        "the cut log was taken: {:?}",
+        edited.warnings
+    );
+    assert!(submit_to(&edited, &chief, now, 3).await.is_err());
+    let still = submit_to(&desk, &chief, now, 4).await;
+    assert!(matches!(still, Ok(Answered::PendingReview(_))), "{still:?}");
+    edited.shutdown().await.unwrap();
+    desk.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_serve_behind_it() {
     let _heavy = sotto_tests::one_at_a_time().await;
@@ -784,7 +849,6 @@ async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_serve_behin
     let still = submit(&desk, 10).await;
     assert!(matches!(still, Ok(Answered::PendingReview(_))), "{still:?}");
     behind.shutdown().await.unwrap();
-
     // A twin taken now and started while the desk runs takes the desk: the
     // first logs, and so serves, nothing more. One log goes on.
     desk.shutdown().await.unwrap();
@@ -951,6 +1015,79 @@ async fn hostile_operator_who_makes_a_notice_fail_halfway_gets_nobody_told_twice
         "{logged:?}"
     );
     desk.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requester_refused_at_one_node_spends_nothing_of_the_targets_rate_there() {
+    let _heavy = sotto_tests::one_at_a_time().await;
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let a_dir = first_node_dir(root.path());
+    let two_a_minute = |nats: &NatsCluster| RelayConfig {
+        prekey_bundles_per_minute: 2,
+        ..node_config(nats, false)
+    };
+    let a = sotto_server::start(&a_dir, two_a_minute(&nats))
+        .await
+        .unwrap();
+    let b_dir = root.path().join("b");
+    sotto_server::datadir::join(&b_dir, &a_dir).unwrap();
+    let b = sotto_server::start(&b_dir, two_a_minute(&nats))
+        .await
+        .unwrap();
+    let bob_id = Identity::generate();
+    let bob = connect(&a).await;
+    bob.register("bob", &bob_id).await.unwrap();
+    let mut prekeys = LocalPrekeys::default();
+    prekeys.rotate_signed(&bob_id, sotto_server::now_ms());
+    let otk = prekeys.generate_one_time(5);
+    let pq_otk = prekeys.generate_pq_one_time(&bob_id, 5);
+    bob.upload_prekeys(prekeys.upload(&bob_id, otk, pq_otk).unwrap())
+        .await
+        .unwrap();
+    let user_at = |node: &RunningRelay, name: &'static str| {
+        let (addr, pin) = (node.addr, Fingerprint::parse(&node.fingerprint).unwrap());
+        async move {
+            let client = RelayClient::connect(&addr.to_string(), Some(pin))
+                .await
+                .unwrap();
+            client.register(name, &Identity::generate()).await.unwrap();
+            client
+        }
+    };
+    let mallory_id = Identity::generate();
+    let mallory = connect(&a).await;
+    mallory.register("mallory", &mallory_id).await.unwrap();
+    assert!(
+        mallory
+            .fetch_bundle("bob")
+            .await
+            .unwrap()
+            .one_time
+            .is_some()
+    );
+    // Mallory asks again and again at B: refused there by A's claim, and
+    // bob's two a minute at B are still whole.
+    let mallory_at_b = connect(&b).await;
+    mallory_at_b.login("mallory", &mallory_id).await.unwrap();
+    for _ in 0..3 {
+        let again = mallory_at_b.fetch_bundle("bob").await.unwrap();
+        assert!(again.one_time.is_none());
+    }
+    for name in ["carol", "dave"] {
+        let newcomer = user_at(&b, name).await;
+        assert!(
+            newcomer
+                .fetch_bundle("bob")
+                .await
+                .unwrap()
+                .one_time
+                .is_some(),
+            "{name} got no one-time prekey at B"
+        );
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

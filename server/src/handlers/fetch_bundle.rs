@@ -29,14 +29,14 @@ pub async fn handle(
     }
     valid_name("username", &fetch.user)?;
     let account = lookup(state, requester, &fetch.user)?;
-    let mut with_one_time = state.quotas.one_time_prekey(requester, &fetch.user);
-    if with_one_time {
-        // On a cluster, once a day per pair at all its nodes together.
-        with_one_time = state
+    // Once a day per pair (on a cluster, at all its nodes together), and
+    // then within the target's rate: a pair refused spends none of it.
+    let claimed = !state.quotas.took_today(requester, &fetch.user)
+        && state
             .prekeys
             .claim_first_contact(requester, &fetch.user)
             .await?;
-    }
+    let with_one_time = claimed && state.quotas.target_rate(&fetch.user);
     let handed = state
         .prekeys
         .take_bundle(&fetch.user, &account.identity_key, with_one_time)
@@ -47,7 +47,7 @@ pub async fn handle(
                 format!("{} has not published keys for secret chats yet", fetch.user),
             )
         })?;
-    if with_one_time
+    if claimed
         && !handed.took_one_time
         && let Err(e) = state
             .prekeys

@@ -94,6 +94,8 @@ pub struct DeskFence {
     sealer: Arc<Sealer>,
     bucket: kv::Store,
     session: [u8; 16],
+    /// Whether this process took the fence (once its log checked).
+    taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DeskFence {
@@ -108,7 +110,21 @@ impl DeskFence {
             sealer,
             bucket,
             session,
+            taken: Arc::default(),
         })
+    }
+
+    /// Takes the fence for this process, once: called when its log checked
+    /// (at its first anchor, or once the log is open).
+    pub fn take(&self) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.taken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let session = self.session;
+        self.cluster.wait(self.write(SESSION_KEY, &session))?;
+        self.taken.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     async fn write(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
@@ -156,8 +172,9 @@ impl Anchor for DeskAnchor {
     /// The larger of this directory's anchor and the cluster's (the log is
     /// then checked against it: one of equal size must be the same tree);
     /// a log behind the cluster's is an older copy of the desk's directory.
-    /// Only a log that passes takes the fence, so an older copy started
-    /// beside the desk does not silence it.
+    /// Only a log that passes its checks takes the fence (at its first
+    /// anchor, or once it is open), so a copy started beside the desk whose
+    /// log is refused does not silence it.
     fn load(&self) -> anyhow::Result<Option<Anchored>> {
         let local = self.local.load()?;
         let on_cluster = self
@@ -177,15 +194,12 @@ impl Anchor for DeskAnchor {
             Some(c) if c.size == here => Some(c),
             _ => local,
         };
-        let session = self.fence.session;
-        self.fence
-            .cluster
-            .wait(self.fence.write(SESSION_KEY, &session))
-            .map_err(|e| self.refused(format!("the desk's fence cannot be taken: {e:#}")))?;
         Ok(anchored)
     }
 
     fn save(&self, anchored: &Anchored) -> anyhow::Result<()> {
+        // Saved only over a log that checked: this process's fence now.
+        self.fence.take()?;
         let current = self.fence.read(SESSION_KEY)?;
         if current.as_deref() != Some(self.fence.session.as_slice()) {
             anyhow::bail!(
