@@ -468,6 +468,27 @@ async fn a_secret_group_message_sent_at_one_node_reaches_members_at_both() {
     b.shutdown().await.unwrap();
 }
 
+/// Approves the held warrant `id` of "chief" as the desk's operator does
+/// (its admin socket in `desk`); panics if the desk refuses.
+async fn approve_at(desk: &Path, id: &str) {
+    use sotto_server::admin::{AdminAnswer, AdminRequest};
+    let (desk, id) = (desk.to_path_buf(), id.to_owned());
+    let approved = tokio::task::spawn_blocking(move || {
+        sotto_server::admin::ask(
+            &desk,
+            &AdminRequest::Approve {
+                id,
+                authority: Some("chief".into()),
+                by: "operator".into(),
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!matches!(approved, AdminAnswer::Refused(_)), "{approved:?}");
+}
+
 /// The authority "chief", with keys in `root`, registered at the desk whose data is `desk`.
 fn chief_registered_at(root: &Path, desk: &Path) -> sotto_investigator::InvestigatorKeys {
     let chief =
@@ -509,7 +530,6 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
     let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::relay::RelayConnection;
     use sotto_investigator::{Answered, requests};
-    use sotto_server::admin::{AdminAnswer, AdminRequest};
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let a_dir = first_node_dir(root.path());
@@ -582,21 +602,7 @@ async fn a_warrant_served_at_the_desk_discloses_what_went_through_another_node_a
         matches!(submitted, Ok(Answered::PendingReview(_))),
         "{submitted:?}"
     );
-    let dir = b_dir.clone();
-    let approved = tokio::task::spawn_blocking(move || {
-        sotto_server::admin::ask(
-            &dir,
-            &AdminRequest::Approve {
-                id: "W-CLUSTER".into(),
-                authority: Some("chief".into()),
-                by: "operator".into(),
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(!matches!(approved, AdminAnswer::Refused(_)), "{approved:?}");
+    approve_at(&b_dir, "W-CLUSTER").await;
     let Ok(Answered::Disclosure(bundle)) = requests::collect_warrant(&at_b, signed.clone()).await
     else {
         panic!("the desk discloses");
@@ -910,7 +916,6 @@ async fn hostile_operator_who_makes_a_notice_fail_halfway_gets_nobody_told_twice
     use async_nats::jetstream;
     use sotto_investigator::relay::RelayConnection;
     use sotto_investigator::{Answered, requests};
-    use sotto_server::admin::{AdminAnswer, AdminRequest};
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().unwrap();
     let dir = first_node_dir(root.path());
@@ -939,21 +944,7 @@ async fn hostile_operator_who_makes_a_notice_fail_halfway_gets_nobody_told_twice
         requests::submit_warrant(&conn, signed.clone()).await,
         Ok(Answered::PendingReview(_))
     ));
-    let data = dir.clone();
-    let approved = tokio::task::spawn_blocking(move || {
-        sotto_server::admin::ask(
-            &data,
-            &AdminRequest::Approve {
-                id: warrant.id.clone(),
-                authority: Some("chief".into()),
-                by: "operator".into(),
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(!matches!(approved, AdminAnswer::Refused(_)), "{approved:?}");
+    approve_at(&dir, &warrant.id).await;
     assert!(matches!(
         requests::collect_warrant(&conn, signed).await,
         Ok(Answered::Disclosure(_))

@@ -136,6 +136,23 @@ pub(crate) async fn last_on(
     }
 }
 
+/// A stream of one message a subject that refuses a second (the first
+/// write of a subject is the one that stands), read directly, never purged,
+/// whose messages go after `max_age` (never, if zero).
+pub(crate) fn once_per_subject(name: &str, subjects: &str, max_age: Duration) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        max_age,
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::New,
+        discard_new_per_subject: true,
+        allow_direct: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
 pub(crate) fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("NATS {what}: {e}"))
 }
@@ -281,6 +298,17 @@ impl Cluster {
     /// The plain NATS client (live delivery).
     pub fn client(&self) -> async_nats::Client {
         self.client.clone()
+    }
+
+    /// Makes (or finds) `config`'s stream (see [`once_per_subject`]) and
+    /// checks that it refuses a second message on a subject.
+    pub(crate) async fn once_stream(
+        &self,
+        config: stream::Config,
+    ) -> Result<stream::Stream, ClusterError> {
+        let stream = self.stream(config).await?;
+        self.refuses_second_message(&stream)?;
+        Ok(stream)
     }
 
     /// Checks that `stream` refuses a second message on a subject, as it

@@ -14,10 +14,11 @@
 //! of what or whose they are.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::stream;
 
-use super::jetstream::{Cluster, ClusterError, backend, next_on};
+use super::jetstream::{Cluster, ClusterError, backend, next_on, once_per_subject};
 use crate::store::{Applied, Batch, Store, StoreError, Tree};
 
 /// Records created once (accounts, groups), wherever they are kept.
@@ -97,19 +98,11 @@ impl ClusterRecords {
     pub async fn open(cluster: &Cluster, name: &str) -> Result<Self, ClusterError> {
         let prefix = name.to_lowercase();
         let stream = cluster
-            .stream(stream::Config {
-                name: name.to_owned(),
-                subjects: vec![format!("{prefix}.*")],
-                max_messages_per_subject: 1,
-                discard: stream::DiscardPolicy::New,
-                discard_new_per_subject: true,
-                allow_direct: true,
+            .once_stream(stream::Config {
                 deny_delete: true,
-                deny_purge: true,
-                ..Default::default()
+                ..once_per_subject(name, &format!("{prefix}.*"), Duration::ZERO)
             })
             .await?;
-        cluster.refuses_second_message(&stream)?;
         Ok(ClusterRecords {
             cluster: cluster.clone(),
             stream,

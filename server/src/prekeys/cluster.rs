@@ -39,7 +39,9 @@ use super::{Left, MAX_ONE_TIME};
 use crate::RelayError;
 use crate::accounts::blind_user;
 use crate::cluster::PREKEYS;
-use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
+use crate::cluster::jetstream::{
+    Cluster, ClusterError, already_gone, backend, last_on, next_on, once_per_subject,
+};
 use crate::cluster::records::subject_taken;
 use crate::records::PrekeySetRecord;
 use crate::seal::Sealer;
@@ -99,19 +101,8 @@ impl ClusterPrekeys {
             .await?;
         let sets = cluster.bucket(PREKEY_SETS).await?;
         let contacts = cluster
-            .stream(stream::Config {
-                name: FIRST_CONTACTS.to_owned(),
-                subjects: vec!["contact.*".to_owned()],
-                max_age: DAY,
-                max_messages_per_subject: 1,
-                discard: stream::DiscardPolicy::New,
-                discard_new_per_subject: true,
-                allow_direct: true,
-                deny_purge: true,
-                ..Default::default()
-            })
+            .once_stream(once_per_subject(FIRST_CONTACTS, "contact.*", DAY))
             .await?;
-        cluster.refuses_second_message(&contacts)?;
         Ok(ClusterPrekeys {
             cluster: cluster.clone(),
             sealer,

@@ -56,7 +56,9 @@ use sotto_proto::v1;
 use super::{Full, GroupQueued, NewGroupSecret, NewSecret, Queued, Quota, envelope};
 use crate::accounts::blind_user;
 use crate::cluster::SECRET;
-use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
+use crate::cluster::jetstream::{
+    Cluster, ClusterError, already_gone, backend, last_on, next_on, once_per_subject,
+};
 use crate::cluster::records::{stream_full, subject_taken};
 use crate::records::SecretEnvelopeRecord;
 use crate::seal::Sealer;
@@ -79,22 +81,6 @@ pub struct ClusterSecretQueue {
     quota: Quota,
 }
 
-/// A stream of one message a subject that refuses a second, whose
-/// messages go after `ttl`.
-fn once_per_subject(name: &str, subjects: &str, ttl: Duration) -> stream::Config {
-    stream::Config {
-        name: name.to_owned(),
-        subjects: vec![subjects.to_owned()],
-        max_age: ttl,
-        max_messages_per_subject: 1,
-        discard: stream::DiscardPolicy::New,
-        discard_new_per_subject: true,
-        allow_direct: true,
-        deny_purge: true,
-        ..Default::default()
-    }
-}
-
 impl ClusterSecretQueue {
     /// Makes (or finds) the streams; envelopes live at most `ttl`.
     pub async fn open(
@@ -106,18 +92,15 @@ impl ClusterSecretQueue {
         // The relay-wide quota, kept by the stream itself too: a limit
         // checked by several nodes at once may be passed, this one not.
         let stream = cluster
-            .stream(stream::Config {
+            .once_stream(stream::Config {
                 max_messages: i64::try_from(quota.total.envelopes).unwrap_or(i64::MAX),
                 max_bytes: i64::try_from(quota.total.bytes).unwrap_or(i64::MAX),
                 ..once_per_subject(SECRET, "secret.>", ttl)
             })
             .await?;
         let sent = cluster
-            .stream(once_per_subject(SECRET_SENT, "sent.*", ttl))
+            .once_stream(once_per_subject(SECRET_SENT, "sent.*", ttl))
             .await?;
-        for s in [&stream, &sent] {
-            cluster.refuses_second_message(s)?;
-        }
         Ok(ClusterSecretQueue {
             cluster: cluster.clone(),
             sealer,

@@ -25,6 +25,7 @@
 //! the desk's connection can write notices and read the history, nothing else.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::{kv, stream};
 use prost::Message;
@@ -34,7 +35,9 @@ use super::anchor::StoredAnchor;
 use super::audit::{Anchor, Anchored};
 use crate::RelayError;
 use crate::accounts::blind_user;
-use crate::cluster::jetstream::{Cluster, ClusterError, already_gone, backend, last_on, next_on};
+use crate::cluster::jetstream::{
+    Cluster, ClusterError, already_gone, backend, last_on, next_on, once_per_subject,
+};
 use crate::cluster::records::{ClusterRecords, Created, subject_taken};
 use crate::cluster::{DESK, DESK_BUCKET, NOTICES};
 use crate::seal::Sealer;
@@ -228,18 +231,8 @@ impl ClusterNotices {
     /// Makes (or finds) the `NOTICES` stream, as the relay's user.
     pub async fn open(cluster: &Cluster, sealer: Arc<Sealer>) -> Result<Self, ClusterError> {
         let stream = cluster
-            .stream(stream::Config {
-                name: NOTICES.to_owned(),
-                subjects: vec!["notice.>".to_owned()],
-                max_messages_per_subject: 1,
-                discard: stream::DiscardPolicy::New,
-                discard_new_per_subject: true,
-                allow_direct: true,
-                deny_purge: true,
-                ..Default::default()
-            })
+            .once_stream(once_per_subject(NOTICES, "notice.>", Duration::ZERO))
             .await?;
-        cluster.refuses_second_message(&stream)?;
         Ok(ClusterNotices {
             cluster: cluster.clone(),
             sealer,
