@@ -66,7 +66,14 @@ pub async fn serve(state: Arc<RelayState>, incoming: quinn::Incoming, mut slot: 
             }
             accepted = conn.accept_bi() => match accepted {
                 Ok((send, recv)) => {
-                    requests.spawn(serve_request(state.clone(), session.clone(), send, recv));
+                    // Boxed: the runtime copies a task's future whole as it
+                    // moves through its stages, kilobytes at each request.
+                    requests.spawn(Box::pin(serve_request(
+                        state.clone(),
+                        session.clone(),
+                        send,
+                        recv,
+                    )));
                 }
                 Err(e) => {
                     debug!(connection = session.id, reason = %e, "connection closed");
@@ -126,20 +133,20 @@ async fn serve_request(
                 kind: Some(request::Kind::Subscribe(_)),
             }) => {
                 // A subscription keeps its stream: pushes follow the answer.
-                handlers::subscribe::serve(&state, &session, send).await;
+                Box::pin(handlers::subscribe::serve(&state, &session, send)).await;
                 return;
             }
             Ok(Request {
                 kind: Some(request::Kind::SubmitWarrant(submit)),
             }) => {
                 // A disclosure may take several frames.
-                handlers::submit_warrant::serve(&state, send, submit).await;
+                Box::pin(handlers::submit_warrant::serve(&state, send, submit)).await;
                 return;
             }
             Ok(Request {
                 kind: Some(request::Kind::Collect(collect)),
             }) => {
-                handlers::collect::serve(&state, send, collect).await;
+                Box::pin(handlers::collect::serve(&state, send, collect)).await;
                 return;
             }
             Ok(request) => handlers::dispatch(&state, &session, request).await,

@@ -146,7 +146,7 @@ pub(crate) async fn dispatch(
         return RequestError::bad_request("the request names no operation").into();
     };
     if writes_in_place(&kind) {
-        return off_the_workers(route(state, session, kind)).await;
+        return off_the_workers(Box::pin(route(state, session, kind))).await;
     }
     route(state, session, kind).await
 }
@@ -163,6 +163,9 @@ pub(crate) async fn off_the_workers<T>(work: impl std::future::Future<Output = T
     }
 }
 
+/// Each request's task holds this future, as large as its largest arm: the
+/// rarer handlers with large futures (fetches, prekeys, the warrant desk) are
+/// boxed, so that a send does not allocate and copy kilobytes it never uses.
 async fn route(
     state: &std::sync::Arc<RelayState>,
     session: &Session,
@@ -183,7 +186,7 @@ async fn route(
         // every rule and the audit entry; granted or refused, the answer
         // carries the entry's receipt.
         Kind::Unmask(r) => {
-            let answer = state.warrants.unmask(r.request).await;
+            let answer = Box::pin(state.warrants.unmask(r.request)).await;
             return receipted(
                 state,
                 "unmask",
@@ -193,7 +196,7 @@ async fn route(
             );
         }
         Kind::ExtendNotice(r) => {
-            let answer = state.warrants.extend_notice(r.request).await;
+            let answer = Box::pin(state.warrants.extend_notice(r.request)).await;
             return receipted(
                 state,
                 "extension",
@@ -212,10 +215,12 @@ async fn route(
             Some(user) => match kind {
                 Kind::SendNormal(r) => send_normal::handle(state, &user, r).await,
                 Kind::CreateGroup(r) => create_group::handle(state, &user, r).await,
-                Kind::Fetch(r) => fetch::handle(state, &user, r).await,
+                Kind::Fetch(r) => Box::pin(fetch::handle(state, &user, r)).await,
                 Kind::Ack(r) => ack::handle(state, &user, r).await,
-                Kind::UploadPrekeys(r) => upload_prekeys::handle(state, &user, r).await,
-                Kind::FetchBundle(r) => fetch_bundle::handle(state, session, &user, r).await,
+                Kind::UploadPrekeys(r) => Box::pin(upload_prekeys::handle(state, &user, r)).await,
+                Kind::FetchBundle(r) => {
+                    Box::pin(fetch_bundle::handle(state, session, &user, r)).await
+                }
                 Kind::FetchIdentity(r) => fetch_identity::handle(state, &user, r),
                 Kind::SendSecret(r) => send_secret::handle(state, &user, r).await,
                 Kind::SendSecretGroup(r) => send_secret_group::handle(state, &user, r).await,
