@@ -38,6 +38,12 @@ pub struct FjallStore {
 /// data directories made before keep 64 MiB.
 const SECRET_QUEUE_MEMTABLE: u64 = 4 << 20;
 
+/// The secret counters' in-memory table: one small key per recipient, written
+/// again at each batch with an envelope for them, so that the default 64 MiB
+/// table holds thousands of versions of each. Measured side by side, eight
+/// rounds of the load generator: secret mode 9% faster with 1 MiB.
+const SECRET_COUNTERS_MEMTABLE: u64 = 1 << 20;
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -49,18 +55,20 @@ impl FjallStore {
             || Database::builder(path).manual_journal_persist(true).open(),
             |e| matches!(e, fjall::Error::Locked),
         )?;
-        let keyspaces = Tree::ALL
-            .iter()
-            .map(|t| {
-                db.keyspace(t.name(), || match t {
-                    Tree::SecretQueue => {
-                        KeyspaceCreateOptions::default().max_memtable_size(SECRET_QUEUE_MEMTABLE)
-                    }
-                    _ => KeyspaceCreateOptions::default(),
+        let keyspaces =
+            Tree::ALL
+                .iter()
+                .map(|t| {
+                    db.keyspace(t.name(), || match t {
+                        Tree::SecretQueue => KeyspaceCreateOptions::default()
+                            .max_memtable_size(SECRET_QUEUE_MEMTABLE),
+                        Tree::SecretCounters => KeyspaceCreateOptions::default()
+                            .max_memtable_size(SECRET_COUNTERS_MEMTABLE),
+                        _ => KeyspaceCreateOptions::default(),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
         let meta = &keyspaces[Tree::Meta.index()];
         let ceiling = match meta.get(ID_CEILING_KEY).map_err(backend)? {
             Some(v) => u64::from_be_bytes(
