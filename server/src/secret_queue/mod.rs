@@ -105,9 +105,9 @@ struct Index {
     /// Envelopes whose write failed (and may be on disk all the same), by
     /// duplicate key: a retry deletes them. Bounded; see [`ABANDONED`].
     abandoned: HashMap<DedupKey, QueueKey>,
-    /// Recipients' last envelope ids as written, so that a send reads no
-    /// counter from the store. Bounded; see [`KNOWN_COUNTERS`].
-    last_ids: HashMap<[u8; 16], u64>,
+    /// Recipients' last envelope ids and their ceilings as written, so that
+    /// a send reads no counter from the store. Bounded; see [`KNOWN_COUNTERS`].
+    counters: HashMap<[u8; 16], Counter>,
     /// How many waiting envelopes refer to each group message body: it is
     /// deleted with the last of them.
     bodies: HashMap<BodyId, u32>,
@@ -116,6 +116,20 @@ struct Index {
 /// At most this many recipients' last ids are kept in memory (the others are
 /// read from the store when next needed).
 const KNOWN_COUNTERS: usize = 65_536;
+
+/// How far ahead of a recipient's last envelope id its stored counter is
+/// set: the store holds a ceiling, written once per this many ids rather
+/// than with every envelope, and a queue opened again counts on from it
+/// (skipping what the ceiling held in reserve). As the store's own id
+/// ceiling does.
+const COUNTER_BLOCK: u64 = 1024;
+
+/// A recipient's last envelope id, and the ceiling the store holds for it.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    last: u64,
+    ceiling: u64,
+}
 
 /// At most this many failed envelopes are remembered for their retries.
 const ABANDONED: usize = 10_000;
@@ -197,11 +211,11 @@ fn pair_of(dedup: &DedupKey, key: &QueueKey) -> Pair {
 }
 
 impl Index {
-    fn remember_last_id(&mut self, recipient: [u8; 16], id: u64) {
-        if self.last_ids.len() >= KNOWN_COUNTERS && !self.last_ids.contains_key(&recipient) {
-            self.last_ids.clear();
+    fn remember_counter(&mut self, recipient: [u8; 16], counter: Counter) {
+        if self.counters.len() >= KNOWN_COUNTERS && !self.counters.contains_key(&recipient) {
+            self.counters.clear();
         }
-        self.last_ids.insert(recipient, id);
+        self.counters.insert(recipient, counter);
     }
 
     fn insert(&mut self, key: QueueKey, waiting: Waiting) {
@@ -283,7 +297,9 @@ impl Index {
 struct Staging {
     writes: Vec<Op>,
     /// Each recipient's last id after this call.
-    last_ids: HashMap<[u8; 16], u64>,
+    counters: HashMap<[u8; 16], Counter>,
+    /// The ceilings this call raises: written before its envelopes.
+    ceilings: HashMap<[u8; 16], u64>,
     /// Envelopes new in this call, by duplicate key.
     fresh: HashMap<DedupKey, QueueKey>,
     staged: Vec<(QueueKey, Waiting)>,
@@ -470,17 +486,26 @@ impl SecretQueue {
         }
     }
 
-    /// The last id handed to the recipient `blind` (its id base if none yet).
-    fn last_id(&self, blind: &[u8; 16]) -> Result<u64, RelayError> {
+    /// Where the recipient `blind`'s ids go on from, when memory does not
+    /// know: the ceiling the store holds (an older relay's exact last id,
+    /// or the id base if none yet), and never below an envelope waiting
+    /// for them.
+    fn stored_counter(&self, blind: &[u8; 16], index: &Index) -> Result<u64, RelayError> {
+        let waiting = index
+            .by_recipient
+            .get(blind)
+            .and_then(|ids| ids.last().copied())
+            .unwrap_or(0);
         // Under a key of its own (see `Sealer::tree_key`); an older relay
         // kept it under the blind itself, which is read if the other is not there.
         let key = self.sealer.tree_key(Tree::SecretCounters, blind);
         for at in [&key, blind] {
             if let Some(sealed) = self.store.get(Tree::SecretCounters, at)? {
-                return read_u64(&self.sealer.open(Tree::SecretCounters, at, &sealed)?);
+                let stored = read_u64(&self.sealer.open(Tree::SecretCounters, at, &sealed)?)?;
+                return Ok(stored.max(waiting));
             }
         }
-        Ok(self.id_base)
+        Ok(self.id_base.max(waiting))
     }
 
     /// Where the envelope `key` names is stored: a keyed blind of it.
@@ -569,27 +594,27 @@ impl SecretQueue {
         mut staging: Staging,
         body: Option<(BodyId, Vec<u8>)>,
     ) -> Result<(), crate::store::StoreError> {
-        // The body and the counters go first: the store keeps writes in
-        // order, so an envelope found after a crash always has its body and
-        // its counter, and no id is handed out twice. Each envelope stands
-        // alone, and nobody hears of it before the flush: no need to write
-        // them atomically together.
+        // The body and the raised ceilings go first: the store keeps writes
+        // in order, so an envelope found after a crash always has its body
+        // and a ceiling at or above its id, and no id is handed out twice.
+        // Each envelope stands alone, and nobody hears of it before the
+        // flush: no need to write them atomically together.
         let mut writes: Vec<Op> = body
             .iter()
             .map(|(id, sealed)| Op::Put(Tree::SecretQueue, body_key(id), sealed.clone()))
             .collect();
-        writes.extend(staging.last_ids.iter().map(|(blind, id)| {
+        writes.extend(staging.ceilings.iter().map(|(blind, ceiling)| {
             let key = self.sealer.tree_key(Tree::SecretCounters, blind);
             let sealed = self
                 .sealer
-                .seal(Tree::SecretCounters, &key, &id.to_be_bytes());
+                .seal(Tree::SecretCounters, &key, &ceiling.to_be_bytes());
             Op::Put(Tree::SecretCounters, key.to_vec(), sealed)
         }));
         writes.append(&mut staging.writes);
         match self.store.apply_each(writes) {
             Ok(_) => {
-                for (recipient, id) in staging.last_ids {
-                    index.remember_last_id(recipient, id);
+                for (recipient, counter) in staging.counters {
+                    index.remember_counter(recipient, counter);
                 }
                 for (key, waiting) in staging.staged {
                     index.abandoned.remove(&waiting.dedup);
@@ -598,10 +623,10 @@ impl SecretQueue {
                 Ok(())
             }
             Err(e) => {
-                // Whether the counters reached the store is unknown: they are
+                // Whether the ceilings reached the store is unknown: they are
                 // read from it again.
-                for recipient in staging.last_ids.keys() {
-                    index.last_ids.remove(recipient);
+                for recipient in staging.counters.keys() {
+                    index.counters.remove(recipient);
                 }
                 // Some envelopes may be written. Take them back, and should
                 // that fail too, remember their places: a retry (which the
@@ -674,18 +699,34 @@ impl SecretQueue {
         staging.usage.entry(recipient).or_default().add(bytes);
         staging.pairs.entry(pair).or_default().add(bytes);
         staging.total.add(bytes);
-        let last = match staging
-            .last_ids
+        let counter = match staging
+            .counters
             .get(&recipient)
-            .or(index.last_ids.get(&recipient))
+            .or(index.counters.get(&recipient))
         {
-            Some(last) => *last,
-            None => self.last_id(&recipient)?,
+            Some(counter) => *counter,
+            None => {
+                let stored = self.stored_counter(&recipient, index)?;
+                Counter {
+                    last: stored,
+                    ceiling: stored,
+                }
+            }
         };
-        let id = last
+        let id = counter
+            .last
             .checked_add(1)
             .ok_or(RelayError::Corrupt("a recipient's envelope ids ran out"))?;
-        staging.last_ids.insert(recipient, id);
+        let ceiling = if id > counter.ceiling {
+            let raised = id.saturating_add(COUNTER_BLOCK - 1);
+            staging.ceilings.insert(recipient, raised);
+            raised
+        } else {
+            counter.ceiling
+        };
+        staging
+            .counters
+            .insert(recipient, Counter { last: id, ceiling });
         let queued_at = now_ms();
         let record = SecretEnvelopeRecord {
             id,
@@ -1005,11 +1046,35 @@ mod tests {
         Arc<dyn Store>,
         SecretQueue,
     ) {
+        over_a_faulty_disk_with(f, QUOTA)
+    }
+
+    fn over_a_faulty_disk_with(
+        f: &Fixture,
+        quota: Quota,
+    ) -> (
+        Arc<crate::store::faulty::Faulty>,
+        Arc<dyn Store>,
+        SecretQueue,
+    ) {
         let faulty = Arc::new(crate::store::faulty::Faulty::new(f.store()));
         let store: Arc<dyn Store> = faulty.clone();
-        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), quota).unwrap();
         (faulty, store, q)
     }
+
+    /// Room for more than a counter block to wait for one recipient.
+    const ROOMY: Quota = Quota {
+        recipient: Usage {
+            envelopes: 10_000,
+            bytes: 1 << 24,
+        },
+        pair: Usage {
+            envelopes: 10_000,
+            bytes: 1 << 24,
+        },
+        total: QUOTA.total,
+    };
 
     fn queued(q: &SecretQueue, e: NewSecret) -> u64 {
         match q.enqueue_many(vec![e]).pop().unwrap().unwrap() {
@@ -1170,11 +1235,13 @@ mod tests {
         let carol = queued(&q, envelope_to("carol", 4, 60_000));
         assert_eq!(bob, [1, 2, 3], "a fresh relay counts each recipient from 1");
         assert_eq!(carol, 1, "carol learns nothing of what bob receives");
-        // Everything acknowledged, then a restart: bob's ids still go on.
+        // Everything acknowledged, then a restart: bob's ids still go on,
+        // from the ceiling the store held.
         assert_eq!(q.acknowledge("bob", &bob).unwrap(), 3);
         drop(q);
         let q = f.queue();
-        assert_eq!(queued(&q, envelope_to("bob", 5, 60_000)), 4);
+        let after = COUNTER_BLOCK + 1;
+        assert_eq!(queued(&q, envelope_to("bob", 5, 60_000)), after);
         let both = q.enqueue_many(vec![
             envelope_to("bob", 6, 60_000),
             envelope_to("bob", 7, 60_000),
@@ -1186,9 +1253,17 @@ mod tests {
                 Queued::Duplicate(_) | Queued::Full(_) => panic!("not queued"),
             })
             .collect();
-        assert_eq!(ids, [5, 6], "one batch to one recipient counts on");
+        assert_eq!(
+            ids,
+            [after + 1, after + 2],
+            "one batch to one recipient counts on"
+        );
         // An id is only ever the recipient's: carol's 1 is not bob's 1.
-        assert_eq!(q.acknowledge("carol", &[4, 5, 6]).unwrap(), 0);
+        assert_eq!(
+            q.acknowledge("carol", &[after, after + 1, after + 2])
+                .unwrap(),
+            0
+        );
         assert_eq!(q.pending("bob", 10).unwrap().0.len(), 3);
     }
 
@@ -1212,7 +1287,88 @@ mod tests {
         drop(store);
         let q = f.queue();
         let next = queued(&q, envelope_to("bob", 2, 60_000));
-        assert_eq!(next, first + 1);
+        // On from the ceiling stored with the first.
+        assert_eq!(next, first + COUNTER_BLOCK);
+    }
+
+    /// The ids one recipient was handed, `n` sends in a row.
+    fn queue_many(q: &SecretQueue, to: &str, n: usize, tag: u8) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                let mut e = envelope_to(to, tag, 60_000);
+                e.client_id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                queued(q, e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_never_repeat_across_a_restart_wherever_the_count_stands_in_its_block() {
+        // Before, at and past a ceiling: whatever was handed out before the
+        // restart, the next id is above it (the ceiling is written ahead).
+        let block = COUNTER_BLOCK as usize;
+        for sent in [1, block - 1, block, block + 1, 2 * block + 3] {
+            let f = Fixture::new();
+            let q = SecretQueue::open(f.store(), f.sealer.clone(), ROOMY).unwrap();
+            let ids = queue_many(&q, "bob", sent, 1);
+            // Acknowledged: nothing waits that could lift the count.
+            assert_eq!(q.acknowledge("bob", &ids).unwrap(), sent);
+            drop(q);
+            let q = f.queue();
+            let next = queued(&q, envelope_to("bob", 2, 60_000));
+            let before = *ids.iter().max().unwrap();
+            assert!(
+                next > before,
+                "after {sent}: id {next} was handed out before"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ceiling_is_written_once_a_block_not_with_every_envelope() {
+        let f = Fixture::new();
+        let (faulty, _store, q) = over_a_faulty_disk_with(&f, ROOMY);
+        let first = queued(&q, envelope_to("bob", 1, 60_000));
+        // The rest of the block: one write each, the envelope (a counter
+        // written with any of them would use up the writes the disk allows).
+        let rest = COUNTER_BLOCK as usize - 1;
+        faulty.fail_once_after(rest);
+        let ids = queue_many(&q, "bob", rest, 2);
+        assert_eq!(ids.last(), Some(&(first + COUNTER_BLOCK - 1)));
+        assert!(
+            q.enqueue_many(vec![envelope_to("bob", 3, 60_000)])[0].is_err(),
+            "no write was left, yet a send went through"
+        );
+        // Past the block: two writes, the raised ceiling first.
+        faulty.fail_once_after(1);
+        assert!(
+            q.enqueue_many(vec![envelope_to("bob", 3, 60_000)])[0].is_err(),
+            "the envelope past the block was written without a ceiling"
+        );
+        queued(&q, envelope_to("bob", 3, 60_000));
+    }
+
+    #[test]
+    fn an_envelope_waiting_keeps_its_id_even_if_the_ceiling_was_lost() {
+        // A disk that lost the counter but kept the envelope (say, a
+        // restored backup of one tree): the id still is not handed out again.
+        let f = Fixture::new();
+        let store = f.store();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let ids = queue_many(&q, "bob", 3, 1);
+        drop(q);
+        let counters: Vec<Op> = store
+            .range(Tree::SecretCounters, &[], &[0xff; 33], 10)
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| Op::Delete(Tree::SecretCounters, key))
+            .collect();
+        assert_eq!(counters.len(), 1);
+        store.apply_each(counters).unwrap();
+        let q = SecretQueue::open(store.clone(), f.sealer.clone(), QUOTA).unwrap();
+        let next = queued(&q, envelope_to("bob", 2, 60_000));
+        assert!(next > *ids.iter().max().unwrap());
+        assert_eq!(q.pending("bob", 10).unwrap().0.len(), 4, "none overwritten");
     }
 
     #[test]
@@ -1462,16 +1618,18 @@ mod tests {
         // reached the disk but whose envelope did not must not leave the
         // memory behind the disk.
         let f = Fixture::new();
-        let (faulty, _store, q) = over_a_faulty_disk(&f);
-        let first = queued(&q, envelope_to("bob", 1, 60_000));
-        // The counter is written, the envelope is not.
+        let (faulty, _store, q) = over_a_faulty_disk_with(&f, ROOMY);
+        // A block's worth, so that the next send raises the ceiling.
+        let ids = queue_many(&q, "bob", COUNTER_BLOCK as usize, 1);
+        let last = *ids.last().unwrap();
+        // The raised ceiling is written, the envelope is not.
         faulty.fail_once_after(1);
         assert!(q.enqueue_many(vec![envelope_to("bob", 2, 60_000)])[0].is_err());
         let next = queued(&q, envelope_to("bob", 3, 60_000));
         assert_eq!(
             next,
-            first + 2,
-            "an id the disk had counted was handed out again"
+            last + COUNTER_BLOCK + 1,
+            "an id below the ceiling the disk holds was handed out again"
         );
     }
 
