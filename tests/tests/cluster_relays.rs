@@ -490,6 +490,25 @@ async fn approve_at(desk: &Path, id: &str) {
 }
 
 /// The authority "chief", with keys in `root`, registered at the desk whose data is `desk`.
+/// How a warrant desk test starts: a cluster, node A's data directory as
+/// the desk, running, and the chief registered at it.
+async fn desk_setup() -> (
+    NatsCluster,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    RunningRelay,
+    sotto_investigator::InvestigatorKeys,
+) {
+    let nats = NatsCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let dir = first_node_dir(root.path());
+    // Boxed: a relay's start is a large future, too large for a debug
+    // build's test stack once nested in the test's own.
+    let desk = Box::pin(node_with(&nats, &dir, true)).await;
+    let chief = chief_registered_at(root.path(), &dir);
+    (nats, root, dir, desk, chief)
+}
+
 fn chief_registered_at(root: &Path, desk: &Path) -> sotto_investigator::InvestigatorKeys {
     let chief =
         sotto_investigator::InvestigatorKeys::generate(&root.join("chief"), "chief").unwrap();
@@ -754,11 +773,7 @@ async fn submit_to(
 async fn a_copy_of_the_desk_with_a_cut_log_started_beside_it_does_not_silence_it() {
     let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::Answered;
-    let nats = NatsCluster::start();
-    let root = tempfile::tempdir().unwrap();
-    let dir = first_node_dir(root.path());
-    let desk = node_with(&nats, &dir, true).await;
-    let chief = chief_registered_at(root.path(), &dir);
+    let (nats, root, dir, desk, chief) = desk_setup().await;
     connect(&desk)
         .await
         .register("alice", &Identity::generate())
@@ -796,11 +811,7 @@ async fn copies_of_the_desks_data_directory_neither_fork_its_log_nor_serve_behin
     let _heavy = sotto_tests::one_at_a_time().await;
     use sotto_investigator::relay::RelayConnection;
     use sotto_investigator::{Answered, requests};
-    let nats = NatsCluster::start();
-    let root = tempfile::tempdir().unwrap();
-    let dir = first_node_dir(root.path());
-    let desk = node_with(&nats, &dir, true).await;
-    let chief = chief_registered_at(root.path(), &dir);
+    let (nats, root, dir, desk, chief) = desk_setup().await;
     let now = sotto_server::now_ms() / 1000;
     let submit = |node: &RunningRelay, n: u32| {
         let mut warrant = sotto_proto::v1::Warrant::decode(
@@ -916,11 +927,7 @@ async fn hostile_operator_who_makes_a_notice_fail_halfway_gets_nobody_told_twice
     use async_nats::jetstream;
     use sotto_investigator::relay::RelayConnection;
     use sotto_investigator::{Answered, requests};
-    let nats = NatsCluster::start();
-    let root = tempfile::tempdir().unwrap();
-    let dir = first_node_dir(root.path());
-    let desk = node_with(&nats, &dir, true).await;
-    let chief = chief_registered_at(root.path(), &dir);
+    let (nats, _root, dir, desk, chief) = desk_setup().await;
     let (alice, bob) = (connect(&desk).await, connect(&desk).await);
     alice
         .register("alice", &Identity::generate())
